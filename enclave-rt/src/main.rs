@@ -5,6 +5,8 @@
 //! unseal (CMS), the FROST signing engine, the bounded allocator and the log ring. See
 //! `../shared/DESIGN.md` and the open issues; only the protocol (`wire`) exists so far.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 fn main() {
     eprintln!("enclave-rt {}: not built yet (see the open issues)", env!("CARGO_PKG_VERSION"));
     std::process::exit(2);

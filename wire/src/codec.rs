@@ -18,8 +18,8 @@ pub enum FieldType {
     U64,
     /// One byte, `0` or `1`.
     Bool,
-    /// One byte from a closed set of values.
-    Enum8(&'static [u8]),
+    /// One byte from a closed set of values (with their names).
+    Enum8(&'static [(u8, &'static str)]),
     /// A fixed number of raw bytes.
     Fixed(usize),
     /// `u32` length + raw bytes, at most `max` bytes.
@@ -90,7 +90,11 @@ impl<'a> Reader<'a> {
     }
 
     /// A `u32` length prefix and that many bytes, checked against `max` before anything else.
-    pub(crate) fn var(&mut self, field: &'static str, max: usize) -> Result<&'a [u8], MessageError> {
+    pub(crate) fn var(
+        &mut self,
+        field: &'static str,
+        max: usize,
+    ) -> Result<&'a [u8], MessageError> {
         let len = u32::from_le_bytes(self.array(field)?) as usize;
         if len > max {
             return Err(MessageError::FieldTooLong { field, len, max });
@@ -179,7 +183,11 @@ macro_rules! int_field {
             fn write(&self, w: &mut Writer<'_>) {
                 w.put(&self.to_le_bytes());
             }
-            fn read(r: &mut Reader<'_>, field: &'static str, _max: usize) -> Result<Self, MessageError> {
+            fn read(
+                r: &mut Reader<'_>,
+                field: &'static str,
+                _max: usize,
+            ) -> Result<Self, MessageError> {
                 Ok(<$t>::from_le_bytes(r.array(field)?))
             }
         }
@@ -266,7 +274,7 @@ macro_rules! wire_enum8 {
         impl $name {
             /// Every value, in wire order.
             pub const ALL: &'static [Self] = &[$(Self::$variant),+];
-            const VALUES: &'static [u8] = &[$($value),+];
+            const VALUES: &'static [(u8, &'static str)] = &[$(($value, stringify!($variant))),+];
 
             /// The value for a wire byte, if it is defined.
             #[must_use]

@@ -123,19 +123,23 @@ impl<const N: usize> FrameDecoder<N> {
             if n == 0 {
                 break;
             }
-            self.buf[self.end..self.end + n].copy_from_slice(&input[..n]);
+            let (Some(dst), Some((src, tail))) =
+                (self.buf.get_mut(self.end..self.end + n), input.split_at_checked(n))
+            else {
+                break; // unreachable: n fits both by construction
+            };
+            dst.copy_from_slice(src);
             self.end += n;
             taken += n;
-            input = &input[n..];
+            input = tail;
         }
         Ok(taken)
     }
 
     fn header_at(&mut self, at: usize) -> Result<Header, FrameError> {
-        let head = self.buf[at..].first_chunk::<HEADER_LEN>().ok_or(FrameError::Truncated {
-            have: self.end - at,
-            need: HEADER_LEN,
-        })?;
+        let head = self.buf[at..]
+            .first_chunk::<HEADER_LEN>()
+            .ok_or(FrameError::Truncated { have: self.end - at, need: HEADER_LEN })?;
         Header::parse(head, self.max_payload).inspect_err(|&e| self.poisoned = Some(e))
     }
 

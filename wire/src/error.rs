@@ -148,7 +148,11 @@ impl fmt::Display for EncodeError {
                 write!(f, "output buffer of {have} bytes cannot hold a {need}-byte frame")
             }
             Self::PayloadTooLarge { len } => {
-                write!(f, "payload of {len} bytes exceeds the maximum of {}", crate::MAX_PAYLOAD_LEN)
+                write!(
+                    f,
+                    "payload of {len} bytes exceeds the maximum of {}",
+                    crate::MAX_PAYLOAD_LEN
+                )
             }
             Self::FieldTooLong { field, len, max } => {
                 write!(f, "field `{field}` is {len} bytes, maximum {max}")

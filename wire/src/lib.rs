@@ -16,6 +16,8 @@
 //! payload; the decoder carries on), [`EncodeError`].
 #![no_std]
 #![forbid(unsafe_code)]
+// Input comes from the other side of the enclave boundary: typed errors, never a panic.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod codec;
 mod decoder;
@@ -33,6 +35,6 @@ pub use frame::{
     Flags, Frame, HEADER_LEN, Header, MAGIC, MAX_FRAME_LEN, MAX_PAYLOAD_LEN, VERSION,
     VSOCK_WRITE_CHUNK, decode, encode,
 };
-pub use messages::*;
 #[doc(hidden)]
 pub use fuzzing::fuzz_decode;
+pub use messages::*;

@@ -22,7 +22,10 @@ pub struct LogFields<'a>(Repr<'a>);
 enum Repr<'a> {
     Pairs(&'a [(&'a str, &'a str)]),
     /// Checked by `read`: `count` well-formed pairs, nothing else.
-    Encoded { count: u32, bytes: &'a [u8] },
+    Encoded {
+        count: u32,
+        bytes: &'a [u8],
+    },
 }
 
 impl<'a> LogFields<'a> {
@@ -164,6 +167,7 @@ impl<'a> Field<'a> for LogFields<'a> {
             <&str as Field>::read(r, "fields.value", LOG_FIELD_VALUE_MAX)?;
         }
         let used = start.len() - r.remaining().len();
-        Ok(Self(Repr::Encoded { count, bytes: &start[..used] }))
+        let bytes = start.get(..used).unwrap_or_default(); // `used` <= len by construction
+        Ok(Self(Repr::Encoded { count, bytes }))
     }
 }

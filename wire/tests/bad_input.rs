@@ -135,20 +135,23 @@ fn payload_errors_are_distinct_and_leave_the_decoder_usable() {
         MessageError::FieldTooLong { field: "nonce", len: 513, max: 512 }
     );
     // Bytes after the last field.
-    assert_eq!(
-        payload_error(0x0601, &[0; 9]),
-        MessageError::TrailingBytes { extra: 1 }
-    );
+    assert_eq!(payload_error(0x0601, &[0; 9]), MessageError::TrailingBytes { extra: 1 });
     // Text that is not UTF-8.
     let mut bad_utf8 = var(b"n");
     bad_utf8.extend(var(&[0xff, 0xfe]));
-    assert_eq!(payload_error(0x0101, &bad_utf8), MessageError::InvalidUtf8 { field: "shim_version" });
+    assert_eq!(
+        payload_error(0x0101, &bad_utf8),
+        MessageError::InvalidUtf8 { field: "shim_version" }
+    );
     // An enum byte outside its set; a boolean that is neither 0 nor 1.
     let mut bad_level = vec![9u8];
     bad_level.extend(var(b"t"));
     bad_level.extend(var(b"m"));
     bad_level.extend(0u32.to_le_bytes());
-    assert_eq!(payload_error(0x0501, &bad_level), MessageError::InvalidValue { field: "level", value: 9 });
+    assert_eq!(
+        payload_error(0x0501, &bad_level),
+        MessageError::InvalidValue { field: "level", value: 9 }
+    );
     let mut status = vec![5u8];
     status.extend([0u8; 32]); // accounts, memory_in_use, memory_peak, memory_budget
     status.push(2);
@@ -220,14 +223,14 @@ fn encoder_refuses_what_the_decoder_would_refuse() {
         Err(wire::EncodeError::PayloadTooLarge { len: wire::MAX_PAYLOAD_LEN + 12 })
     );
     let pairs: Vec<(&str, &str)> = (0..33).map(|_| ("k", "v")).collect();
-    let log = wire::Log {
+    let crowded = wire::Log {
         level: wire::LogLevel::Info,
         target: "t",
         message: "m",
         fields: wire::LogFields::new(&pairs),
     };
     assert_eq!(
-        wire::encode(&log, 0, wire::Flags::NONE, &mut big),
+        wire::encode(&crowded, 0, wire::Flags::NONE, &mut big),
         Err(wire::EncodeError::FieldTooLong { field: "fields", len: 33, max: 32 })
     );
 }

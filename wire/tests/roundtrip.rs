@@ -57,7 +57,11 @@ fn kinds_are_unique_sorted_and_channelled() {
     sorted.dedup();
     assert_eq!(kinds, sorted, "kinds must be unique and listed in order");
     for spec in wire::KINDS {
-        assert!(!matches!(wire::Channel::of(spec.kind), wire::Channel::Unknown(_)), "{}", spec.name);
+        assert!(
+            !matches!(wire::Channel::of(spec.kind), wire::Channel::Unknown(_)),
+            "{}",
+            spec.name
+        );
         assert!(!spec.doc.trim().is_empty(), "{} has no doc", spec.name);
         for (f, doc) in spec.fields {
             assert!(!doc.trim().is_empty(), "{}.{} has no doc", spec.name, f.name);

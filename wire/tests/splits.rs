@@ -1,11 +1,9 @@
 //! The incremental decoder yields the same frames however the byte stream is cut.
 mod common;
 
-use common::stream_of_every_kind;
+use common::{Frames, stream_of_every_kind};
 use proptest::prelude::*;
 use wire::{DefaultDecoder, FrameDecoder};
-
-type Frames = Vec<(u16, u32, Vec<u8>)>;
 
 fn drain<const N: usize>(d: &mut FrameDecoder<N>, out: &mut Frames) {
     while let Some(f) = d.next_frame().unwrap() {

@@ -55,7 +55,7 @@ pub fn valid_payload(spec: &KindSpec, e: &mut Entropy<'_>) -> Vec<u8> {
             FieldType::U32 => out.extend(e.bytes(4)),
             FieldType::U64 => out.extend(e.bytes(8)),
             FieldType::Bool => out.push(e.byte() & 1),
-            FieldType::Enum8(values) => out.push(values[e.below(values.len())]),
+            FieldType::Enum8(values) => out.push(values[e.below(values.len())].0),
             FieldType::Fixed(n) => out.extend(e.bytes(n)),
             FieldType::Bytes { max } => {
                 let n = e.below(max.min(300) + 1);
@@ -90,7 +90,9 @@ pub fn raw_frame(kind: u16, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 /// One valid frame of every kind (stream id = index), concatenated, and the frames.
-pub fn stream_of_every_kind(seed: &[u8]) -> (Vec<u8>, Vec<(u16, u32, Vec<u8>)>) {
+pub type Frames = Vec<(u16, u32, Vec<u8>)>;
+
+pub fn stream_of_every_kind(seed: &[u8]) -> (Vec<u8>, Frames) {
     let mut e = Entropy(seed);
     let mut bytes = Vec::new();
     let mut frames = Vec::new();

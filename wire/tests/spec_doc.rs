@@ -1,0 +1,66 @@
+//! `docs/wire.md` cannot drift from the code: every hex example in it decodes to the kind
+//! its heading names, re-encodes to the same bytes, and every kind has an example.
+
+use std::collections::BTreeSet;
+
+fn doc() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/wire.md");
+    std::fs::read_to_string(path).expect("docs/wire.md exists")
+}
+
+/// (heading kind, heading name, example bytes) for every `hex` code block.
+fn examples(doc: &str) -> Vec<(u16, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut heading: Option<(u16, String)> = None;
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        if let Some(rest) = line.strip_prefix("### `0x") {
+            let (hex_kind, tail) = rest.split_once('`').expect("heading `0xKIND` NAME");
+            let name = tail.split_whitespace().next().expect("a name").to_string();
+            heading = Some((u16::from_str_radix(hex_kind, 16).expect("hex kind"), name));
+        } else if line.trim() == "```hex" {
+            let mut bytes = Vec::new();
+            for l in lines.by_ref().take_while(|l| l.trim() != "```") {
+                let data = l.split('#').next().unwrap_or("");
+                for tok in data.split_whitespace() {
+                    bytes.push(u8::from_str_radix(tok, 16).expect("hex byte"));
+                }
+            }
+            let (kind, name) = heading.clone().expect("an example under a kind heading");
+            out.push((kind, name, bytes));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_example_in_the_spec_decodes_to_its_kind() {
+    let doc = doc();
+    let examples = examples(&doc);
+    let mut covered = BTreeSet::new();
+    for (kind, name, bytes) in &examples {
+        let (frame, used) = wire::decode(bytes)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .unwrap_or_else(|| panic!("{name}: example is not a complete frame"));
+        assert_eq!(used, bytes.len(), "{name}: bytes after the frame");
+        assert_eq!(frame.header.kind, *kind, "{name}: header kind differs from the heading");
+        let msg = frame.message().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(msg.name(), name, "{name}: decodes as another message");
+        let mut again = vec![0u8; bytes.len()];
+        let n = msg.encode(frame.header.stream, frame.header.flags, &mut again).unwrap();
+        assert_eq!(&again[..n], bytes.as_slice(), "{name}: re-encodes differently");
+        covered.insert(*kind);
+    }
+    for spec in wire::KINDS {
+        assert!(covered.contains(&spec.kind), "docs/wire.md has no example of {}", spec.name);
+    }
+}
+
+#[test]
+fn the_header_table_states_the_real_constants() {
+    let doc = doc();
+    assert!(doc.contains("`53 57` (ASCII `SW`)") && wire::MAGIC == *b"SW");
+    assert!(doc.contains("| 2 | 1 | version | `01` |") && wire::VERSION == 1);
+    assert!(doc.contains("at most `MAX_PAYLOAD_LEN` = 65 536") && wire::MAX_PAYLOAD_LEN == 65_536);
+    assert!(doc.contains("`VSOCK_WRITE_CHUNK` = 32 KiB") && wire::VSOCK_WRITE_CHUNK == 32 * 1024);
+}

@@ -1,0 +1,45 @@
+//! Running child commands: echo them, stream their output, fail with their exit status.
+
+use std::process::{Command, ExitStatus};
+
+/// An xtask failure, printed once by `main`.
+#[derive(Debug)]
+pub(crate) struct Failure(pub(crate) String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self(e.to_string())
+    }
+}
+
+pub(crate) type Result<T = ()> = std::result::Result<T, Failure>;
+
+pub(crate) fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs `cmd` with inherited output; an error if it cannot start or exits non-zero.
+pub(crate) fn run(cmd: &mut Command) -> Result {
+    let status = status(cmd)?;
+    if status.success() { Ok(()) } else { Err(Failure(format!("{} failed: {status}", show(cmd)))) }
+}
+
+pub(crate) fn status(cmd: &mut Command) -> Result<ExitStatus> {
+    eprintln!("\x1b[1m$ {}\x1b[0m", show(cmd));
+    cmd.status().map_err(|e| Failure(format!("cannot run {}: {e}", show(cmd))))
+}
+
+/// Runs `cmd` quietly and returns its stdout, or `None` if it fails.
+pub(crate) fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn show(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}

@@ -1,0 +1,43 @@
+//! Installs what the tasks need, idempotently: only what is missing is fetched.
+
+use std::process::Command;
+
+use crate::run::{Result, cargo, output, run};
+
+/// Rust targets the tests build for: the enclave's static target and a bare-metal target
+/// that proves `wire` needs nothing from `std`.
+const TARGETS: [&str; 2] = ["x86_64-unknown-linux-musl", "thumbv7em-none-eabihf"];
+
+fn rustup() -> Command {
+    Command::new("rustup")
+}
+
+/// The targets and components of the toolchain pinned in `rust-toolchain.toml`.
+pub(crate) fn toolchain() -> Result {
+    let installed = output(rustup().args(["target", "list", "--installed"])).unwrap_or_default();
+    let missing: Vec<&str> =
+        TARGETS.iter().copied().filter(|t| !installed.lines().any(|l| l.trim() == *t)).collect();
+    if !missing.is_empty() {
+        run(rustup().args(["target", "add"]).args(&missing))?;
+    }
+    let components =
+        output(rustup().args(["component", "list", "--installed"])).unwrap_or_default();
+    for c in ["rustfmt", "clippy"] {
+        if !components.lines().any(|l| l.starts_with(c)) {
+            run(rustup().args(["component", "add", c]))?;
+        }
+    }
+    Ok(())
+}
+
+/// A nightly toolchain and `cargo-fuzz`, for `cargo xtask fuzz`.
+pub(crate) fn fuzzing() -> Result {
+    let toolchains = output(rustup().args(["toolchain", "list"])).unwrap_or_default();
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        run(rustup().args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    }
+    if output(cargo().args(["fuzz", "--version"])).is_none() {
+        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    Ok(())
+}
