@@ -1,13 +1,9 @@
-//! `enclave-rt`: the only program in the enclave image (`/init`).
-//!
-//! It will hold, as separate sans-IO modules driven by one `poll` loop: the boot state
-//! machine, the streaming age decryptor, the JSON share loader and share store, the KMS
-//! unseal (CMS), the FROST signing engine, the bounded allocator and the log ring. See
-//! `../shared/DESIGN.md` and the open issues; only the protocol (`wire`) exists so far.
+//! `enclave-rt`: the only program in the enclave image (`/init`). The modules live in the
+//! library (`src/lib.rs`); this binary will drive them from one `poll` loop.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 fn main() {
-    eprintln!("enclave-rt {}: not built yet (see the open issues)", env!("CARGO_PKG_VERSION"));
+    eprintln!("enclave-rt {}: the boot loop is not built yet (see the open issues)", env!("CARGO_PKG_VERSION"));
     std::process::exit(2);
 }

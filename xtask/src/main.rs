@@ -16,9 +16,9 @@ cargo xtask <task>
                        installs missing targets and components first
   demo                 the end-to-end demo (not built yet)
   bench wire           wire encode/decode throughput against memcpy
-  fuzz wire [--seconds N]
-                       run the wire decoder fuzz target (nightly + cargo-fuzz, installed
-                       if missing); default 60 s
+  fuzz [TARGET] [--seconds N]
+                       run one fuzz target, or all in turn (nightly + cargo-fuzz, installed
+                       if missing); default 60 s each
   wire-doc [--check]   regenerate (or verify) the message reference in docs/wire.md
 ";
 
@@ -52,7 +52,7 @@ fn dispatch(args: &[&str]) -> Result {
         ["bench", "wire"] => {
             run(cargo().args(["bench", "--locked", "-p", "wire", "--bench", "throughput"]))
         }
-        ["fuzz", "wire", rest @ ..] => fuzz_wire(rest),
+        ["fuzz", rest @ ..] => fuzz(rest),
         ["wire-doc"] => wire_doc::run(&root, false),
         ["wire-doc", "--check"] => wire_doc::run(&root, true),
         [] | ["help" | "--help" | "-h"] => {
@@ -83,15 +83,34 @@ fn test(root: &Path) -> Result {
     Ok(())
 }
 
-fn fuzz_wire(rest: &[&str]) -> Result {
-    let seconds = match rest {
+/// Every fuzz target: (crate directory, target name).
+const FUZZ_TARGETS: &[(&str, &str)] = &[("wire", "decode")];
+
+/// `cargo xtask fuzz [TARGET] [--seconds N]`: one target, or every target in turn.
+fn fuzz(rest: &[&str]) -> Result {
+    let (target, rest) = match rest {
+        [t, rest @ ..] if !t.starts_with("--") => (Some(*t), rest),
+        _ => (None, rest),
+    };
+    let seconds: u32 = match rest {
         [] => 60,
         ["--seconds", n] => n.parse().map_err(|_| Failure(format!("bad --seconds `{n}`")))?,
-        _ => return Err(Failure("usage: cargo xtask fuzz wire [--seconds N]".into())),
+        _ => return Err(Failure("usage: cargo xtask fuzz [TARGET] [--seconds N]".into())),
     };
-    let seconds: u32 = seconds;
+    let chosen: Vec<_> =
+        FUZZ_TARGETS.iter().filter(|(_, t)| target.is_none_or(|want| want == *t)).collect();
+    if chosen.is_empty() {
+        let names: Vec<_> = FUZZ_TARGETS.iter().map(|(_, t)| *t).collect();
+        return Err(Failure(format!("unknown fuzz target; known: {}", names.join(", "))));
+    }
     setup::fuzzing()?;
-    run(cargo()
-        .args(["+nightly", "fuzz", "run", "--fuzz-dir", "wire/fuzz", "decode", "--"])
-        .arg(format!("-max_total_time={seconds}")))
+    for (dir, name) in chosen {
+        // `cargo +nightly` only works through the rustup proxy; `rustup run` works always.
+        run(std::process::Command::new("rustup")
+            .args(["run", "nightly", "cargo", "fuzz", "run", "--fuzz-dir"])
+            .arg(format!("{dir}/fuzz"))
+            .args([name, "--"])
+            .arg(format!("-max_total_time={seconds}")))?;
+    }
+    Ok(())
 }

@@ -1,0 +1,20 @@
+//! `enclave-rt`: the only program in the enclave image (`/init`), as a library of sans-IO
+//! modules plus a thin binary that drives them.
+//!
+//! Loading shares, bytes in and store out:
+//! - [`age_identity`]: the `AGE-SECRET-KEY-1...` identity (Bech32).
+//! - [`age_header`]: the age v1 header grammar.
+//! - [`age_decryptor`]: streaming age decryption (X25519, STREAM, 64 KiB chunks).
+//! - [`share_format`]: what one `share` string encodes, and its checks.
+//! - [`share_json`]: the streaming scanner that cuts the JSON array into entries.
+//! - [`share_store`]: the fixed-capacity `account_id -> share` table.
+//! - [`share_loader`]: the three above chained, with all-or-nothing semantics.
+//!
+//! To come (see the open issues): the boot state machine, NSM attestation, the KMS unseal,
+//! the FROST signing engine, the bounded allocator and the log ring.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod age_decryptor;
+pub mod age_header;
+pub mod age_identity;

@@ -1,0 +1,222 @@
+//! Differential tests: files made by the `age` crate (the reference Rust implementation)
+//! decrypt to exactly the same bytes with our streaming decryptor, whatever the plaintext
+//! size and however the ciphertext is cut into pieces.
+
+use std::io::Write;
+
+use age::secrecy::ExposeSecret;
+use enclave_rt::age_decryptor::{AgeDecryptor, AgeError, StreamError};
+use enclave_rt::age_identity::{Identity, IdentityError};
+use proptest::prelude::*;
+use rand::{Rng, RngCore, SeedableRng};
+
+fn encrypt(recipients: &[age::x25519::Recipient], plain: &[u8]) -> Vec<u8> {
+    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+        .unwrap();
+    let mut out = vec![];
+    let mut w = enc.wrap_output(&mut out).unwrap();
+    w.write_all(plain).unwrap();
+    w.finish().unwrap();
+    out
+}
+
+fn ours(identity: &Identity, file: &[u8], cuts: &[usize]) -> Result<Vec<u8>, AgeError> {
+    let mut out = vec![];
+    let mut sink = |p: &[u8]| -> Result<(), ()> {
+        out.extend_from_slice(p);
+        Ok(())
+    };
+    let mut d = AgeDecryptor::new(identity);
+    let mut at = 0;
+    let unwrap = |r: Result<(), StreamError<()>>| {
+        r.map_err(|e| match e {
+            StreamError::Age(a) => a,
+            StreamError::Sink(()) => unreachable!(),
+        })
+    };
+    for &cut in cuts {
+        let cut = cut.clamp(at, file.len());
+        unwrap(d.feed(&file[at..cut], &mut sink))?;
+        at = cut;
+    }
+    unwrap(d.feed(&file[at..], &mut sink))?;
+    unwrap(d.finish(&mut sink))?;
+    drop(sink);
+    Ok(out)
+}
+
+fn random_bytes(rng: &mut impl RngCore, n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rng.fill_bytes(&mut v);
+    v
+}
+
+fn our_identity(id: &age::x25519::Identity) -> Identity {
+    Identity::parse(id.to_string().expose_secret().as_bytes()).unwrap()
+}
+
+#[test]
+fn every_boundary_size_decrypts_identically() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let id = age::x25519::Identity::generate();
+    let ours_id = our_identity(&id);
+    for n in [0, 1, 15, 16, 17, 65_535, 65_536, 65_537, 2 * 65_536, 2 * 65_536 + 1, 5 << 20] {
+        let plain = random_bytes(&mut rng, n);
+        let file = encrypt(&[id.to_public()], &plain);
+        assert_eq!(ours(&ours_id, &file, &[]).unwrap(), plain, "size {n}, one piece");
+        let cuts: Vec<usize> = (0..40).map(|_| rng.gen_range(0..=file.len())).collect();
+        let mut sorted = cuts.clone();
+        sorted.sort_unstable();
+        assert_eq!(ours(&ours_id, &file, &sorted).unwrap(), plain, "size {n}, cuts {sorted:?}");
+    }
+}
+
+#[test]
+fn one_recipient_among_several_is_found() {
+    let ids: Vec<_> = (0..4).map(|_| age::x25519::Identity::generate()).collect();
+    let recipients: Vec<_> = ids.iter().map(age::x25519::Identity::to_public).collect();
+    let file = encrypt(&recipients, b"[]");
+    for id in &ids {
+        assert_eq!(ours(&our_identity(id), &file, &[]).unwrap(), b"[]");
+    }
+    let stranger = our_identity(&age::x25519::Identity::generate());
+    assert_eq!(ours(&stranger, &file, &[]), Err(AgeError::NoMatch));
+}
+
+#[test]
+fn tampering_anywhere_is_caught_and_releases_nothing_after_it() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    let id = age::x25519::Identity::generate();
+    let ours_id = our_identity(&id);
+    let plain = random_bytes(&mut rng, 3 * 65_536 + 100);
+    let file = encrypt(&[id.to_public()], &plain);
+    for _ in 0..64 {
+        let mut bad = file.clone();
+        let at = rng.gen_range(0..bad.len());
+        bad[at] ^= 1 << rng.gen_range(0..8);
+        assert!(ours(&ours_id, &bad, &[]).is_err(), "flip at {at} went unnoticed");
+    }
+    // Truncation at every chunk boundary and inside chunks is an error, never a short file.
+    for cut in [file.len() - 1, file.len() - 17, file.len() - 100 - 16, 200] {
+        assert!(ours(&ours_id, &file[..cut], &[]).is_err(), "truncation at {cut}");
+    }
+    // Chunks cannot be reordered.
+    let header_end = file.len() - (plain.len() + 4 * 16) - 16;
+    let mut swapped = file.clone();
+    let c0 = header_end + 16;
+    let (a, b) = swapped[c0..c0 + 2 * 65_552].split_at_mut(65_552);
+    a.swap_with_slice(b);
+    assert_eq!(ours(&ours_id, &swapped, &[]), Err(AgeError::ChunkAuth { chunk: 0 }));
+}
+
+#[test]
+fn armor_and_passphrase_files_are_refused_clearly() {
+    let id = age::x25519::Identity::generate();
+    let ours_id = our_identity(&id);
+    let armored = {
+        let mut out = vec![];
+        let enc = age::Encryptor::with_recipients(std::iter::once(&id.to_public() as &dyn age::Recipient)).unwrap();
+        let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor).unwrap();
+        let mut w = enc.wrap_output(armor).unwrap();
+        w.write_all(b"x").unwrap();
+        w.finish().unwrap().finish().unwrap();
+        out
+    };
+    let err = ours(&ours_id, &armored, &[]).unwrap_err();
+    assert_eq!(err, AgeError::Header(enclave_rt::age_header::HeaderError::ArmorNotSupported));
+    // Refused from the first line, before a whole header is buffered.
+    let err = ours(&ours_id, &armored[..40], &[]).unwrap_err();
+    assert_eq!(err, AgeError::Header(enclave_rt::age_header::HeaderError::ArmorNotSupported));
+
+    let scrypt = {
+        let enc = age::Encryptor::with_user_passphrase(age::secrecy::SecretString::from("pw".to_owned()));
+        let mut out = vec![];
+        let mut w = enc.wrap_output(&mut out).unwrap();
+        w.write_all(b"x").unwrap();
+        w.finish().unwrap();
+        out
+    };
+    let err = ours(&ours_id, &scrypt, &[]).unwrap_err();
+    assert_eq!(err, AgeError::Header(enclave_rt::age_header::HeaderError::ScryptNotSupported));
+    assert!(err.to_string().contains("scrypt"));
+}
+
+#[test]
+fn garbage_and_oversized_headers_are_refused_without_buffering_forever() {
+    let id = our_identity(&age::x25519::Identity::generate());
+    let err = ours(&id, b"PK\x03\x04 not an age file", &[]).unwrap_err();
+    assert_eq!(err, AgeError::Header(enclave_rt::age_header::HeaderError::NotAgeV1));
+    let mut long = b"age-encryption.org/v1\n-> grease\n".to_vec();
+    long.extend(std::iter::repeat_n(b'A', 64).chain(*b"\n").cycle().take(20_000));
+    let err = ours(&id, &long, &[]).unwrap_err();
+    assert!(matches!(err, AgeError::Header(enclave_rt::age_header::HeaderError::TooLong { .. })));
+}
+
+#[test]
+fn a_failed_decryptor_stays_failed() {
+    let id = age::x25519::Identity::generate();
+    let ours_id = our_identity(&id);
+    let file = encrypt(&[id.to_public()], b"hello");
+    let mut d = AgeDecryptor::new(&ours_id);
+    let mut sink = |_: &[u8]| -> Result<(), ()> { Ok(()) };
+    assert!(d.feed(b"garbage", &mut sink).is_err());
+    assert_eq!(d.feed(&file, &mut sink), Err(StreamError::Age(AgeError::Poisoned)));
+    assert_eq!(d.finish(&mut sink), Err(StreamError::Age(AgeError::Poisoned)));
+}
+
+#[test]
+fn a_sink_error_stops_decryption() {
+    let id = age::x25519::Identity::generate();
+    let ours_id = our_identity(&id);
+    let file = encrypt(&[id.to_public()], &vec![7u8; 200_000]);
+    let mut d = AgeDecryptor::new(&ours_id);
+    let mut calls = 0;
+    let mut sink = |_: &[u8]| -> Result<(), &'static str> {
+        calls += 1;
+        Err("full")
+    };
+    assert_eq!(d.feed(&file, &mut sink), Err(StreamError::Sink("full")));
+    assert!(d.finish(&mut sink).is_err());
+    drop(sink);
+    assert_eq!(calls, 1);
+}
+
+#[test]
+fn identities_parse_and_bad_ones_are_typed() {
+    let id = age::x25519::Identity::generate();
+    let text = id.to_string().expose_secret().to_owned();
+    let parsed = our_identity(&id);
+    assert_eq!(Identity::parse(text.to_lowercase().as_bytes()).unwrap().public_key(), parsed.public_key());
+    assert_eq!(format!("{parsed:?}"), "Identity(<secret>)");
+
+    let mut flipped = text.clone().into_bytes();
+    let last = flipped.len() - 1;
+    flipped[last] = if flipped[last] == b'Q' { b'P' } else { b'Q' };
+    assert_eq!(Identity::parse(&flipped).unwrap_err(), IdentityError::BadChecksum);
+    let mut mixed = text.clone().into_bytes();
+    let letter = (16..mixed.len()).find(|&i| mixed[i].is_ascii_uppercase()).unwrap();
+    mixed[letter] = mixed[letter].to_ascii_lowercase();
+    assert_eq!(Identity::parse(&mixed).unwrap_err(), IdentityError::MixedCase);
+    assert_eq!(
+        Identity::parse(id.to_public().to_string().as_bytes()).unwrap_err(),
+        IdentityError::WrongPrefix
+    );
+    assert_eq!(Identity::parse(b"AGE-SECRET-KEY-1").unwrap_err(), IdentityError::BadLength);
+    let mut bad_char = text.into_bytes();
+    bad_char[30] = b'B'; // 'b' is not in the Bech32 alphabet
+    assert_eq!(Identity::parse(&bad_char).unwrap_err(), IdentityError::BadCharacter);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn random_sizes_and_cuts(len in 0usize..300_000, seed: u64, ncuts in 0usize..20) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let id = age::x25519::Identity::generate();
+        let plain = random_bytes(&mut rng, len);
+        let file = encrypt(&[id.to_public()], &plain);
+        let mut cuts: Vec<usize> = (0..ncuts).map(|_| rng.gen_range(0..=file.len())).collect();
+        cuts.sort_unstable();
+        prop_assert_eq!(ours(&our_identity(&id), &file, &cuts).unwrap(), plain);
+    }
+}
