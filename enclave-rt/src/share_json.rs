@@ -1,0 +1,456 @@
+//! The streaming JSON scanner for the share file: `[{"account_id": "...", "share": "..."},
+//! ...]` arrives in pieces of any size (as the age decryptor releases it) and leaves as one
+//! [`Entry`] per object, in order. The plaintext is never held whole: an object that lies
+//! inside one piece is parsed in place, and only an object cut by a piece boundary is copied
+//! into a fixed buffer of [`ENTRY_MAX`] bytes.
+//!
+//! The scanner finds object boundaries; `serde-json-core` parses each object into borrowed
+//! fields; [`crate::share_format`] checks them. Grammar enforced here (see
+//! `docs/share-format.md`): one top-level array of objects, optional ASCII whitespace between
+//! tokens, no nesting inside an entry, no escape sequences anywhere (no field may contain a
+//! backslash), UTF-8 only, nothing after the closing bracket but whitespace.
+
+use core::cell::Cell;
+use core::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use zeroize::Zeroize;
+
+use crate::share_format::{self, FieldError};
+
+/// Longest entry object, from `{` to `}` inclusive: the largest fields plus generous room
+/// for whitespace (pretty-printed files put each field on its own indented line).
+pub const ENTRY_MAX: usize = 1024;
+
+/// One entry, borrowed from the plaintext; fields are already checked by
+/// [`crate::share_format::check_account_id`] (the share string is checked when decoded).
+pub struct Entry<'a> {
+    /// The account id.
+    pub account_id: &'a str,
+    /// The share, still base64.
+    pub share: &'a str,
+}
+
+/// Where an entry is in the plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryPos {
+    /// 0-based index in the array.
+    pub index: u64,
+    /// Byte offset of its `{`.
+    pub offset: u64,
+}
+
+/// Where an error is: the byte offset in the plaintext, and the entry's 0-based index when
+/// the error is inside or about an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonError {
+    /// What is wrong.
+    pub kind: JsonErrorKind,
+    /// Byte offset in the plaintext (of the offending byte, or of the entry's `{`).
+    pub offset: u64,
+    /// 0-based index of the entry concerned, if any.
+    pub entry: Option<u64>,
+}
+
+/// What is wrong with the JSON. Never carries content from the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonErrorKind {
+    /// The document does not start with `[`.
+    ExpectedArray,
+    /// An array element is not an object.
+    ExpectedObject,
+    /// `,` or `]` expected after an entry.
+    ExpectedCommaOrEnd,
+    /// `,` directly before `]`.
+    TrailingComma,
+    /// Bytes other than whitespace after the closing `]`.
+    TrailingGarbage,
+    /// The input ended before the closing `]`.
+    Truncated,
+    /// The array is empty and the configuration requires entries.
+    EmptyArray,
+    /// An entry object is longer than [`ENTRY_MAX`] bytes.
+    EntryTooLong,
+    /// An object or array inside an entry.
+    Nested,
+    /// A backslash escape; no field may contain one.
+    EscapeNotAllowed,
+    /// Bytes that are not UTF-8.
+    NotUtf8,
+    /// A control character inside a string.
+    ControlCharacter,
+    /// The entry has no `account_id`.
+    MissingAccountId,
+    /// The entry has no `share`.
+    MissingShare,
+    /// A key other than `account_id` and `share`.
+    UnknownField,
+    /// The same key twice in one entry.
+    DuplicateField,
+    /// A field's value is not a string.
+    NotAString,
+    /// The object is not well-formed JSON (missing colon, bad literal, ...).
+    MalformedEntry,
+    /// A field's value breaks the share format.
+    Field(FieldError),
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            JsonErrorKind::ExpectedArray => "the share file must be a JSON array",
+            JsonErrorKind::ExpectedObject => "array element is not an object",
+            JsonErrorKind::ExpectedCommaOrEnd => "expected `,` or `]` after an entry",
+            JsonErrorKind::TrailingComma => "trailing comma before `]`",
+            JsonErrorKind::TrailingGarbage => "data after the closing `]`",
+            JsonErrorKind::Truncated => "the share file ends before the closing `]`",
+            JsonErrorKind::EmptyArray => "the share file holds no entries",
+            JsonErrorKind::EntryTooLong => "entry longer than 1024 bytes",
+            JsonErrorKind::Nested => "nested object or array inside an entry",
+            JsonErrorKind::EscapeNotAllowed => "backslash escapes are not allowed",
+            JsonErrorKind::NotUtf8 => "not UTF-8",
+            JsonErrorKind::ControlCharacter => "control character inside a string",
+            JsonErrorKind::MissingAccountId => "entry has no account_id",
+            JsonErrorKind::MissingShare => "entry has no share",
+            JsonErrorKind::UnknownField => "entry has a field other than account_id and share",
+            JsonErrorKind::DuplicateField => "entry has the same field twice",
+            JsonErrorKind::NotAString => "field value is not a string",
+            JsonErrorKind::MalformedEntry => "entry is not well-formed JSON",
+            JsonErrorKind::Field(e) => return write!(f, "{e} at byte {} (entry {})", self.offset, self.entry.unwrap_or(0)),
+        };
+        match self.entry {
+            Some(i) => write!(f, "{what} at byte {} (entry {i})", self.offset),
+            None => write!(f, "{what} at byte {}", self.offset),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before `[`.
+    Start,
+    /// After `[`: an object or `]`.
+    FirstValueOrEnd,
+    /// After `,`: an object.
+    Value,
+    /// Inside an object, copying into the buffer; `in_string` tracks quotes.
+    Object { in_string: bool },
+    /// After an object: `,` or `]`.
+    CommaOrEnd,
+    /// After `]`.
+    End,
+    /// An error was returned.
+    Failed,
+}
+
+/// The scanner; see the module documentation.
+pub struct ShareScanner {
+    state: State,
+    /// Plaintext offset of the next byte to be fed.
+    offset: u64,
+    /// Entries emitted so far.
+    entries: u64,
+    /// Offset of the current object's `{`.
+    object_start: u64,
+    /// The part of an object cut by a piece boundary.
+    buf: Box<[u8]>,
+    buf_len: usize,
+    allow_empty: bool,
+}
+
+impl Drop for ShareScanner {
+    fn drop(&mut self) {
+        self.buf.zeroize();
+    }
+}
+
+impl ShareScanner {
+    /// A scanner; `allow_empty` says whether `[]` is a valid file.
+    #[must_use]
+    pub fn new(allow_empty: bool) -> Self {
+        Self {
+            state: State::Start,
+            offset: 0,
+            entries: 0,
+            object_start: 0,
+            buf: vec![0u8; ENTRY_MAX].into_boxed_slice(),
+            buf_len: 0,
+            allow_empty,
+        }
+    }
+
+    /// Entries emitted so far.
+    #[must_use]
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    /// Scans `piece`, calling `on_entry` for each complete entry with its position.
+    /// `on_entry` may fail (e.g. a duplicate account): its error is returned as is.
+    pub fn feed<E: From<JsonError>>(
+        &mut self,
+        piece: &[u8],
+        on_entry: &mut impl FnMut(EntryPos, Entry<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let result = self.feed_inner(piece, on_entry);
+        if result.is_err() {
+            self.state = State::Failed;
+            self.buf.zeroize();
+        }
+        result
+    }
+
+    /// Ends the input: the array must be closed. Returns the number of entries.
+    pub fn finish(&mut self) -> Result<u64, JsonError> {
+        match self.state {
+            State::End => Ok(self.entries),
+            _ => {
+                self.state = State::Failed;
+                Err(self.error(JsonErrorKind::Truncated, self.offset))
+            }
+        }
+    }
+
+    fn error(&self, kind: JsonErrorKind, offset: u64) -> JsonError {
+        let entry = match self.state {
+            State::Object { .. } => Some(self.entries),
+            State::Value | State::FirstValueOrEnd if kind == JsonErrorKind::ExpectedObject => {
+                Some(self.entries)
+            }
+            _ => None,
+        };
+        JsonError { kind, offset, entry }
+    }
+
+    fn feed_inner<E: From<JsonError>>(
+        &mut self,
+        piece: &[u8],
+        on_entry: &mut impl FnMut(EntryPos, Entry<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let base = self.offset;
+        let mut i = 0;
+        while i < piece.len() {
+            let at = base + i as u64;
+            match self.state {
+                State::Object { .. } => {
+                    // Find the end of the object in this piece.
+                    let start = i;
+                    let (end, in_string) = self.scan_object(piece, i, base)?;
+                    match end {
+                        Some(close) => {
+                            let index = self.entries;
+                            let object_start = self.object_start;
+                            if self.buf_len == 0 {
+                                // The whole object, `{` included (at `start - 1`), is in this
+                                // piece: parse it in place.
+                                let object = &piece[start - 1..=close];
+                                let entry = parse_entry(object, object_start, index)?;
+                                on_entry(EntryPos { index, offset: object_start }, entry)?;
+                            } else {
+                                self.append(&piece[start..=close], object_start)?;
+                                let object = &self.buf[..self.buf_len];
+                                let entry = parse_entry(object, object_start, index)?;
+                                on_entry(EntryPos { index, offset: object_start }, entry)?;
+                                self.buf[..self.buf_len].zeroize();
+                                self.buf_len = 0;
+                            }
+                            self.entries += 1;
+                            self.state = State::CommaOrEnd;
+                            i = close + 1;
+                        }
+                        None => {
+                            // The object continues in the next piece: keep what we have.
+                            if self.buf_len == 0 {
+                                self.append(b"{", self.object_start)?;
+                            }
+                            self.append(&piece[start..], self.object_start)?;
+                            self.state = State::Object { in_string };
+                            i = piece.len();
+                        }
+                    }
+                }
+                state => {
+                    let b = piece[i];
+                    i += 1;
+                    if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                        continue;
+                    }
+                    self.state = match (state, b) {
+                        (State::Start, b'[') => State::FirstValueOrEnd,
+                        (State::Start, _) => {
+                            return Err(self.error(JsonErrorKind::ExpectedArray, at).into());
+                        }
+                        (State::FirstValueOrEnd | State::Value, b'{') => {
+                            self.object_start = at;
+                            self.buf_len = 0;
+                            if i == piece.len() {
+                                // The object starts at the very end of this piece: keep its
+                                // `{`, the rest comes with the next piece.
+                                self.append(b"{", at)?;
+                            }
+                            State::Object { in_string: false }
+                        }
+                        (State::FirstValueOrEnd, b']') => {
+                            if !self.allow_empty {
+                                return Err(self.error(JsonErrorKind::EmptyArray, at).into());
+                            }
+                            State::End
+                        }
+                        (State::Value, b']') => {
+                            return Err(self.error(JsonErrorKind::TrailingComma, at).into());
+                        }
+                        (State::FirstValueOrEnd | State::Value, _) => {
+                            return Err(self.error(JsonErrorKind::ExpectedObject, at).into());
+                        }
+                        (State::CommaOrEnd, b',') => State::Value,
+                        (State::CommaOrEnd, b']') => State::End,
+                        (State::CommaOrEnd, _) => {
+                            return Err(self.error(JsonErrorKind::ExpectedCommaOrEnd, at).into());
+                        }
+                        (State::End, _) => {
+                            return Err(self.error(JsonErrorKind::TrailingGarbage, at).into());
+                        }
+                        (State::Object { .. } | State::Failed, _) => {
+                            return Err(self.error(JsonErrorKind::Truncated, at).into());
+                        }
+                    };
+                }
+            }
+        }
+        self.offset = base + piece.len() as u64;
+        Ok(())
+    }
+
+    /// Scans an object body from `piece[from..]`, resuming the string state. Returns the
+    /// index of the closing `}` if it is in this piece, and the string state at the end.
+    fn scan_object(
+        &self,
+        piece: &[u8],
+        from: usize,
+        base: u64,
+    ) -> Result<(Option<usize>, bool), JsonError> {
+        let State::Object { mut in_string } = self.state else {
+            return Ok((None, false));
+        };
+        let err = |kind, i: usize| JsonError {
+            kind,
+            offset: base + i as u64,
+            entry: Some(self.entries),
+        };
+        let mut i = from;
+        while i < piece.len() {
+            if in_string {
+                // Fast path: jump to the next quote, backslash or control byte.
+                match piece[i..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20) {
+                    None => return Ok((None, true)),
+                    Some(n) => {
+                        i += n;
+                        match piece[i] {
+                            b'"' => in_string = false,
+                            b'\\' => return Err(err(JsonErrorKind::EscapeNotAllowed, i)),
+                            _ => return Err(err(JsonErrorKind::ControlCharacter, i)),
+                        }
+                    }
+                }
+            } else {
+                match piece[i] {
+                    b'"' => in_string = true,
+                    b'}' => return Ok((Some(i), false)),
+                    b'{' | b'[' => return Err(err(JsonErrorKind::Nested, i)),
+                    _ => {}
+                }
+            }
+            i += 1;
+        }
+        Ok((None, in_string))
+    }
+
+    fn append(&mut self, bytes: &[u8], object_start: u64) -> Result<(), JsonError> {
+        let end = self.buf_len + bytes.len();
+        let Some(dst) = self.buf.get_mut(self.buf_len..end) else {
+            return Err(JsonError {
+                kind: JsonErrorKind::EntryTooLong,
+                offset: object_start,
+                entry: Some(self.entries),
+            });
+        };
+        dst.copy_from_slice(bytes);
+        self.buf_len = end;
+        Ok(())
+    }
+}
+
+/// Parses one object (`{` to `}`) into an [`Entry`].
+fn parse_entry(object: &[u8], offset: u64, index: u64) -> Result<Entry<'_>, JsonError> {
+    let err = |kind| JsonError { kind, offset, entry: Some(index) };
+    if object.len() > ENTRY_MAX {
+        return Err(err(JsonErrorKind::EntryTooLong));
+    }
+    if !object.is_ascii() {
+        // Every allowed character is ASCII; tell bad encoding apart from a bad character.
+        return Err(match core::str::from_utf8(object) {
+            Err(e) => JsonError { kind: JsonErrorKind::NotUtf8, offset: offset + e.valid_up_to() as u64, entry: Some(index) },
+            Ok(_) => err(JsonErrorKind::Field(FieldError::AccountIdBadCharacter)),
+        });
+    }
+    let problem = Cell::new(None);
+    let mut de = serde_json_core::de::Deserializer::new(object, None);
+    let parsed = EntrySeed { problem: &problem }.deserialize(&mut de).and_then(|e| {
+        de.end()?;
+        Ok(e)
+    });
+    let entry = match (parsed, problem.get()) {
+        (_, Some(kind)) => return Err(err(kind)),
+        (Ok(entry), None) => entry,
+        // A value of another type: `parse_str` reports it as `InvalidType`.
+        (Err(serde_json_core::de::Error::InvalidType), None) => {
+            return Err(err(JsonErrorKind::NotAString));
+        }
+        (Err(_), None) => return Err(err(JsonErrorKind::MalformedEntry)),
+    };
+    share_format::check_account_id(entry.account_id).map_err(|e| err(JsonErrorKind::Field(e)))?;
+    Ok(entry)
+}
+
+/// Deserializes an entry, recording the precise problem in `problem` (serde-json-core keeps
+/// no message for custom errors).
+struct EntrySeed<'p> {
+    problem: &'p Cell<Option<JsonErrorKind>>,
+}
+
+impl<'de> DeserializeSeed<'de> for EntrySeed<'_> {
+    type Value = Entry<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Entry<'de>, D::Error> {
+        d.deserialize_struct("Entry", &["account_id", "share"], self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntrySeed<'_> {
+    type Value = Entry<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object with account_id and share")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry<'de>, A::Error> {
+        let fail = |kind| {
+            self.problem.set(Some(kind));
+            de::Error::custom("entry")
+        };
+        let (mut account_id, mut share) = (None, None);
+        while let Some(key) = map.next_key::<&'de str>()? {
+            let slot = match key {
+                "account_id" => &mut account_id,
+                "share" => &mut share,
+                _ => return Err(fail(JsonErrorKind::UnknownField)),
+            };
+            if slot.is_some() {
+                return Err(fail(JsonErrorKind::DuplicateField));
+            }
+            *slot = Some(map.next_value::<&'de str>()?);
+        }
+        let account_id = account_id.ok_or_else(|| fail(JsonErrorKind::MissingAccountId))?;
+        let share = share.ok_or_else(|| fail(JsonErrorKind::MissingShare))?;
+        Ok(Entry { account_id, share })
+    }
+}

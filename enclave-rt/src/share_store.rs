@@ -1,0 +1,286 @@
+//! The share store: `account_id -> share`, sized once and never grown.
+//!
+//! Layout, two allocations made up front and nothing after:
+//! - `data`: the records back to back, each `id_len (1) || share_len (1) || id || share`;
+//!   the share is the decoded envelope (`share_format`), so no base64 is kept.
+//! - `slots`: an open-addressing index (linear probing, load at most 3/4) of `u64`s, each
+//!   `hash tag (32 bits) << 32 | record offset + 1` (0 = empty). The tag makes a probe
+//!   touch `data` only when the account almost surely matches.
+//!
+//! Memory per account is `2 + id + share + 8 / load`, about 157 bytes for an 8-character id
+//! and an Ed25519 key package (136 bytes); `cargo xtask bench boot` prints the measured
+//! figure. The hash is SipHash-1-3 with a random key per store (std's `RandomState`), so a
+//! crafted file cannot aim collisions at a known key. Lookups allocate nothing.
+//!
+//! Everything is zeroized on drop; a builder that is dropped after an error (half-loaded)
+//! is zeroized the same way.
+
+use core::fmt;
+use std::hash::{BuildHasher, RandomState};
+
+use wire::Scheme;
+use zeroize::Zeroize;
+
+use crate::share_format::{self, ACCOUNT_ID_MAX, SHARE_MAX};
+
+/// Why the store refused an allocation or an insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// The requested capacity exceeds the configured limit or what the layout can address.
+    TooLarge {
+        /// Bytes the store would need.
+        needed: u64,
+        /// Bytes allowed.
+        limit: u64,
+    },
+    /// The allocator refused the memory.
+    OutOfMemory {
+        /// Bytes requested.
+        bytes: u64,
+    },
+    /// More entries, or more bytes, than the store was sized for.
+    Full,
+    /// The account is already in the store.
+    Duplicate {
+        /// 0-based index of the entry that first held the account.
+        first_entry: u64,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge { needed, limit } => {
+                write!(f, "share store needs {needed} bytes, over the limit of {limit}")
+            }
+            Self::OutOfMemory { bytes } => write!(f, "cannot allocate {bytes} bytes for the share store"),
+            Self::Full => f.write_str("more entries than the share store was sized for"),
+            Self::Duplicate { first_entry } => {
+                write!(f, "duplicate account_id (first seen in entry {first_entry})")
+            }
+        }
+    }
+}
+
+/// A share as stored: its scheme and the decoded envelope bytes. No `Debug`: it is secret.
+pub struct ShareRef<'a> {
+    /// The signature scheme.
+    pub scheme: Scheme,
+    /// Version byte, scheme byte and the FROST key package, as in `docs/share-format.md`.
+    pub bytes: &'a [u8],
+}
+
+/// The store; built by [`ShareStoreBuilder`].
+pub struct ShareStore {
+    data: Box<[u8]>,
+    data_len: usize,
+    slots: Box<[u64]>,
+    len: u64,
+    /// Record offset -> entry index is not kept; duplicates report through the builder.
+    hasher: RandomState,
+}
+
+impl fmt::Debug for ShareStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShareStore")
+            .field("accounts", &self.len)
+            .field("allocated_bytes", &self.allocated_bytes())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ShareStore {
+    fn drop(&mut self) {
+        self.data.zeroize();
+        self.slots.zeroize();
+    }
+}
+
+fn tag_of(hash: u64) -> u64 {
+    (hash >> 32) | 1 // never zero, so an occupied slot is never 0
+}
+
+fn start_slot(hash: u64, n: usize) -> usize {
+    // Lemire's multiply-shift: uniform over [0, n) without a division.
+    ((u128::from(hash as u32) * n as u128) >> 32) as usize
+}
+
+impl ShareStore {
+    /// Accounts stored.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the store holds no account.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes allocated for records and index (the whole store).
+    #[must_use]
+    pub fn allocated_bytes(&self) -> u64 {
+        (self.data.len() + self.slots.len() * 8) as u64
+    }
+
+    /// Bytes of records actually used.
+    #[must_use]
+    pub fn used_record_bytes(&self) -> u64 {
+        self.data_len as u64
+    }
+
+    /// The share of `account_id`, if stored. Allocates nothing.
+    #[must_use]
+    pub fn get(&self, account_id: &str) -> Option<ShareRef<'_>> {
+        let offset = self.find(account_id.as_bytes(), self.hasher.hash_one(account_id.as_bytes()))?;
+        let (_, share) = self.record(offset)?;
+        Some(ShareRef { scheme: share_format::scheme_of(share)?, bytes: share })
+    }
+
+    /// `(id, share)` of the record at `offset`.
+    fn record(&self, offset: usize) -> Option<(&[u8], &[u8])> {
+        let id_len = usize::from(*self.data.get(offset)?);
+        let share_len = usize::from(*self.data.get(offset + 1)?);
+        let id = self.data.get(offset + 2..offset + 2 + id_len)?;
+        let share = self.data.get(offset + 2 + id_len..offset + 2 + id_len + share_len)?;
+        Some((id, share))
+    }
+
+    /// Record offset of `id`, probing from its hash.
+    fn find(&self, id: &[u8], hash: u64) -> Option<usize> {
+        let n = self.slots.len();
+        let tag = tag_of(hash);
+        let mut i = start_slot(hash, n);
+        for _ in 0..n {
+            let slot = self.slots[i];
+            if slot == 0 {
+                return None;
+            }
+            if slot >> 32 == tag {
+                let offset = (slot & 0xffff_ffff) as usize - 1;
+                if self.record(offset).is_some_and(|(stored, _)| stored == id) {
+                    return Some(offset);
+                }
+            }
+            i = if i + 1 == n { 0 } else { i + 1 };
+        }
+        None
+    }
+}
+
+/// Fills a [`ShareStore`] of fixed capacity.
+pub struct ShareStoreBuilder {
+    store: ShareStore,
+    capacity: u64,
+    /// Entry index of each record, only kept to name the first holder of a duplicate: it is
+    /// found again by re-scanning, so nothing extra is stored per account.
+    inserted: u64,
+}
+
+impl ShareStoreBuilder {
+    /// Bytes a store for `entries` accounts with `record_bytes` of records would take.
+    #[must_use]
+    pub fn size_for(entries: u64, record_bytes: u64) -> u64 {
+        record_bytes.saturating_add(Self::slot_count(entries).saturating_mul(8))
+    }
+
+    fn slot_count(entries: u64) -> u64 {
+        // Load factor at most 3/4, and at least one empty slot so every probe ends.
+        entries.saturating_add(entries / 3).saturating_add(1)
+    }
+
+    /// Allocates a store for at most `entries` accounts and `record_bytes` of records
+    /// (`2 + id + share` each), refusing more than `limit` bytes in all.
+    pub fn new(entries: u64, record_bytes: u64, limit: u64) -> Result<Self, StoreError> {
+        let needed = Self::size_for(entries, record_bytes);
+        // Record offsets must fit the 32 bits a slot gives them.
+        if needed > limit || record_bytes >= u64::from(u32::MAX) {
+            return Err(StoreError::TooLarge { needed, limit: limit.min(u64::from(u32::MAX)) });
+        }
+        let data = zeroed::<u8>(record_bytes)?;
+        let slots = zeroed::<u64>(Self::slot_count(entries))?;
+        Ok(Self {
+            store: ShareStore { data, data_len: 0, slots, len: 0, hasher: RandomState::new() },
+            capacity: entries,
+            inserted: 0,
+        })
+    }
+
+    /// Adds one account. `share` is the decoded, checked envelope.
+    pub fn insert(&mut self, account_id: &str, share: &[u8]) -> Result<(), StoreError> {
+        let id = account_id.as_bytes();
+        if id.len() > ACCOUNT_ID_MAX || share.len() > SHARE_MAX {
+            return Err(StoreError::Full); // unreachable after share_format's checks
+        }
+        let store = &mut self.store;
+        let hash = store.hasher.hash_one(id);
+        if let Some(offset) = store.find(id, hash) {
+            return Err(StoreError::Duplicate { first_entry: self.entry_index_of(offset) });
+        }
+        let record_len = 2 + id.len() + share.len();
+        let offset = store.data_len;
+        if self.inserted >= self.capacity || offset + record_len > store.data.len() {
+            return Err(StoreError::Full);
+        }
+        let record = &mut store.data[offset..offset + record_len];
+        record[0] = id.len() as u8; // both lengths are checked above to fit a byte
+        record[1] = share.len() as u8;
+        record[2..2 + id.len()].copy_from_slice(id);
+        record[2 + id.len()..].copy_from_slice(share);
+        store.data_len += record_len;
+        let n = store.slots.len();
+        let mut i = start_slot(hash, n);
+        while store.slots[i] != 0 {
+            i = if i + 1 == n { 0 } else { i + 1 };
+        }
+        store.slots[i] = (tag_of(hash) << 32) | (offset as u64 + 1);
+        store.len += 1;
+        self.inserted += 1;
+        Ok(())
+    }
+
+    /// Accounts inserted so far.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.inserted
+    }
+
+    /// Whether nothing has been inserted.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.inserted == 0
+    }
+
+    /// The finished store.
+    #[must_use]
+    pub fn finish(self) -> ShareStore {
+        self.store
+    }
+
+    /// Index of the entry whose record starts at `offset`: records are in entry order, so
+    /// count the records before it. Only runs on the error path.
+    fn entry_index_of(&self, offset: usize) -> u64 {
+        let mut at = 0;
+        let mut index = 0;
+        while at < offset {
+            match self.store.record(at) {
+                Some((id, share)) => at += 2 + id.len() + share.len(),
+                None => break,
+            }
+            index += 1;
+        }
+        index
+    }
+}
+
+/// A zeroed boxed slice of `count` elements, or `OutOfMemory` instead of an abort.
+fn zeroed<T: Copy + Default>(count: u64) -> Result<Box<[T]>, StoreError> {
+    let bytes = count.saturating_mul(size_of::<T>() as u64);
+    let oom = StoreError::OutOfMemory { bytes };
+    let count = usize::try_from(count).map_err(|_| oom)?;
+    let mut v: Vec<T> = Vec::new();
+    v.try_reserve_exact(count).map_err(|_| oom)?;
+    v.resize(count, T::default());
+    Ok(v.into_boxed_slice())
+}

@@ -1,0 +1,274 @@
+//! The share loader end to end: age file in, store out; and every rejection the share
+//! format defines, each with its typed error, position, and no secret in its text.
+
+mod common;
+
+use common::*;
+use enclave_rt::age_decryptor::AgeError;
+use enclave_rt::share_format::FieldError;
+use enclave_rt::share_json::{JsonError, JsonErrorKind};
+use enclave_rt::share_loader::{LoadError, LoaderConfig, ShareLoader, plan_capacity};
+use enclave_rt::share_store::StoreError;
+use wire::Scheme;
+
+#[test]
+fn loads_every_account_and_each_lookup_returns_its_own_share() {
+    let accounts = accounts(5_000, 1);
+    let k = keys();
+    let file = encrypt(&k, &json(&accounts));
+    for piece in [usize::MAX, 65_536 + 16, 4093, 1] {
+        if piece == 1 {
+            // Byte-at-a-time over a smaller file: every state boundary is crossed.
+            let small = &accounts[..40];
+            let f = encrypt(&k, &json(small));
+            let (store, _) = load(&k, &f, 40, CONFIG, 1).unwrap();
+            for (id, share) in small {
+                assert_eq!(store.get(id).unwrap().bytes, &share[..]);
+            }
+            continue;
+        }
+        let (store, stats) = load(&k, &file, accounts.len() as u64, CONFIG, piece).unwrap();
+        assert_eq!(stats.accounts, 5_000);
+        assert_eq!(store.len(), 5_000);
+        for (id, share) in &accounts {
+            let got = store.get(id).unwrap();
+            assert_eq!(got.scheme, Scheme::Ed25519);
+            assert_eq!(got.bytes, &share[..]);
+        }
+        assert!(store.get("A9999999").is_none());
+        assert!(store.get("").is_none());
+    }
+}
+
+#[test]
+fn the_store_is_sized_tightly_from_the_announced_count() {
+    let accounts = accounts(2_000, 2);
+    let (store, stats) = load_plain(&json(&accounts), 2_000).unwrap();
+    let used = store.used_record_bytes();
+    let per_account = stats.store_bytes as f64 / 2_000.0;
+    // 2 + 8 + 136 record bytes and an index at load <= 3/4 of 8-byte slots.
+    assert_eq!(used, 2_000 * (2 + 8 + 136));
+    assert!(per_account < 146.0 + 11.0 + 3.0, "{per_account} bytes per account");
+    // Unknown count: still loads, with a looser reservation.
+    let (store2, stats2) = load_plain(&json(&accounts), 0).unwrap();
+    assert_eq!(store2.len(), 2_000);
+    assert!(stats2.store_bytes > stats.store_bytes);
+}
+
+#[test]
+fn pretty_printed_files_and_both_schemes_load() {
+    let ed = key_packages(ED25519, 3);
+    let tr = key_packages(SECP256K1_TR, 3);
+    let mut entries = vec![];
+    for (i, kp) in ed.iter().enumerate() {
+        entries.push((format!("ed-{i}"), envelope(ED25519, kp)));
+    }
+    for (i, kp) in tr.iter().enumerate() {
+        entries.push((format!("tr:{i}.x_Y"), envelope(SECP256K1_TR, kp)));
+    }
+    let (store, _) = load_plain(&json_pretty(&entries), 6).unwrap();
+    for (id, share) in &entries {
+        assert_eq!(store.get(id).unwrap().bytes, &share[..]);
+    }
+    // What the store keeps is exactly what the frost crates read back.
+    let got = store.get("ed-1").unwrap();
+    assert_eq!(got.scheme, Scheme::Ed25519);
+    let kp = frost_ed25519::keys::KeyPackage::deserialize(&got.bytes[2..]).unwrap();
+    assert_eq!(kp.serialize().unwrap(), ed[1]);
+    let got = store.get("tr:2.x_Y").unwrap();
+    assert_eq!(got.scheme, Scheme::Secp256k1Tr);
+    let kp = frost_secp256k1_tr::keys::KeyPackage::deserialize(&got.bytes[2..]).unwrap();
+    assert_eq!(kp.serialize().unwrap(), tr[2]);
+}
+
+#[test]
+fn a_store_of_100k_accounts() {
+    let accounts = accounts(100_000, 3);
+    let (store, stats) = load_plain(&json(&accounts), 100_000).unwrap();
+    assert_eq!(stats.accounts, 100_000);
+    for (id, share) in accounts.iter().step_by(7) {
+        assert_eq!(store.get(id).unwrap().bytes, &share[..]);
+    }
+    println!("100k accounts: {} store bytes, {:.1} per account", stats.store_bytes, stats.store_bytes as f64 / 1e5);
+}
+
+/// One valid share string for hand-written JSON.
+fn share() -> String {
+    b64(&envelope(ED25519, &key_packages(ED25519, 2)[0]))
+}
+
+fn json_err(plain: &str) -> JsonError {
+    match load_plain(plain.as_bytes(), 0) {
+        Err(LoadError::Json(e)) => e,
+        Err(other) => panic!("{plain:?}: expected a JSON error, got {other:?}"),
+        Ok(_) => panic!("{plain:?}: loaded"),
+    }
+}
+
+#[test]
+fn every_json_rejection_is_typed_and_positioned() {
+    let s = share();
+    let e = |id: &str| format!(r#"{{"account_id":"{id}","share":"{s}"}}"#);
+    let one = e("A1");
+    let cases: Vec<(String, JsonErrorKind, u64, Option<u64>)> = vec![
+        (format!("{{}}"), JsonErrorKind::ExpectedArray, 0, None),
+        (format!(" [1]"), JsonErrorKind::ExpectedObject, 2, Some(0)),
+        (format!("[{one},\"x\"]"), JsonErrorKind::ExpectedObject, one.len() as u64 + 2, Some(1)),
+        (format!("[{one} {one}]"), JsonErrorKind::ExpectedCommaOrEnd, one.len() as u64 + 2, None),
+        (format!("[{one},]"), JsonErrorKind::TrailingComma, one.len() as u64 + 2, None),
+        (format!("[{one}]x"), JsonErrorKind::TrailingGarbage, one.len() as u64 + 2, None),
+        (format!("[{one}] ]"), JsonErrorKind::TrailingGarbage, one.len() as u64 + 3, None),
+        (format!("[{one}"), JsonErrorKind::Truncated, one.len() as u64 + 1, None),
+        (format!("[{one},"), JsonErrorKind::Truncated, one.len() as u64 + 2, None),
+        (format!("[]"), JsonErrorKind::EmptyArray, 1, None),
+        (format!("  "), JsonErrorKind::Truncated, 2, None),
+        (format!(r#"[{{"account_id":"A1","share":"{s}","x":{{}}}}]"#), JsonErrorKind::Nested, 35 + s.len() as u64, Some(0)),
+        (format!(r#"[{{"account_id":["A1"],"share":"{s}"}}]"#), JsonErrorKind::Nested, 15, Some(0)),
+        (format!(r#"[{{"account_id":"A\u0031","share":"{s}"}}]"#), JsonErrorKind::EscapeNotAllowed, 17, Some(0)),
+        (format!("[{{\"account_id\":\"A\n1\",\"share\":\"{s}\"}}]"), JsonErrorKind::ControlCharacter, 17, Some(0)),
+        (format!(r#"[{{"share":"{s}"}}]"#), JsonErrorKind::MissingAccountId, 1, Some(0)),
+        (format!(r#"[{{"account_id":"A1"}}]"#), JsonErrorKind::MissingShare, 1, Some(0)),
+        (format!(r#"[{{"account_id":"A1","share":"{s}","note":"x"}}]"#), JsonErrorKind::UnknownField, 1, Some(0)),
+        (format!(r#"[{{"account_id":"A1","account_id":"A2","share":"{s}"}}]"#), JsonErrorKind::DuplicateField, 1, Some(0)),
+        (format!(r#"[{{"account_id":1,"share":"{s}"}}]"#), JsonErrorKind::NotAString, 1, Some(0)),
+        (format!(r#"[{{"account_id":null,"share":"{s}"}}]"#), JsonErrorKind::NotAString, 1, Some(0)),
+        (format!(r#"[{{"account_id" "A1","share":"{s}"}}]"#), JsonErrorKind::MalformedEntry, 1, Some(0)),
+        (format!(r#"[{{"account_id":"","share":"{s}"}}]"#), JsonErrorKind::Field(FieldError::AccountIdEmpty), 1, Some(0)),
+        (format!(r#"[{},{{"account_id":"{}","share":"{s}"}}]"#, e("A0"), "A".repeat(65)), JsonErrorKind::Field(FieldError::AccountIdTooLong), one.len() as u64 + 2, Some(1)),
+        (format!(r#"[{{"account_id":"A 1","share":"{s}"}}]"#), JsonErrorKind::Field(FieldError::AccountIdBadCharacter), 1, Some(0)),
+        (format!(r#"[{{"account_id":"Aé","share":"{s}"}}]"#), JsonErrorKind::Field(FieldError::AccountIdBadCharacter), 1, Some(0)),
+        (format!(r#"[{{"account_id":"A1","share":"{s}{s}"}}]"#), JsonErrorKind::Field(FieldError::ShareTooLong), 1, Some(0)),
+        (format!(r#"[{{"account_id":"A1","share":"{}"}}]"#, s.replace('A', "*")), JsonErrorKind::Field(FieldError::ShareBadBase64), 1, Some(0)),
+        (format!(r#"[{{"account_id":"A1","share":"{}"}}]"#, &s[..s.len() - 4]), JsonErrorKind::Field(FieldError::ShareBadKeyPackage), 1, Some(0)),
+        (format!(r#"[{{"account_id":"A1","share":"{}"}}]"#, b64(&[2, 1, 0])), JsonErrorKind::Field(FieldError::ShareUnsupportedVersion), 1, Some(0)),
+        (format!(r#"[{{"account_id":"A1","share":"{}"}}]"#, b64(&[1, 9, 0])), JsonErrorKind::Field(FieldError::ShareUnknownScheme), 1, Some(0)),
+    ];
+    for (plain, kind, offset, entry) in cases {
+        let got = json_err(&plain);
+        assert_eq!((got.kind, got.offset, got.entry), (kind, offset, entry), "{plain:?}");
+        let text = got.to_string();
+        assert!(text.contains(&format!("byte {offset}")), "{text}");
+        assert!(!text.contains(&s[..20]), "error text leaks the share: {text}");
+    }
+}
+
+#[test]
+fn non_utf8_and_over_long_entries() {
+    let s = share();
+    let mut bad = format!(r#"[{{"account_id":"A1","share":"{s}"}}]"#).into_bytes();
+    bad[17] = 0xff;
+    let e = match load_plain(&bad, 0) {
+        Err(LoadError::Json(e)) => e,
+        other => panic!("{:?}", other.map(|_| ())),
+    };
+    assert_eq!((e.kind, e.offset, e.entry), (JsonErrorKind::NotUtf8, 17, Some(0)));
+    let padded = format!(r#"[{{"account_id":"A1",{}"share":"{s}"}}]"#, " ".repeat(1000));
+    assert_eq!(json_err(&padded).kind, JsonErrorKind::EntryTooLong);
+    // The same over-long entry cut across pieces fails the same way.
+    let k = keys();
+    let file = encrypt(&k, padded.as_bytes());
+    assert!(matches!(
+        load(&k, &file, 0, CONFIG, 7),
+        Err(LoadError::Json(JsonError { kind: JsonErrorKind::EntryTooLong, offset: 1, entry: Some(0) }))
+    ));
+}
+
+#[test]
+fn the_empty_array_is_accepted_only_when_configured() {
+    let k = keys();
+    let file = encrypt(&k, b" [ ] \n");
+    let allow = LoaderConfig { allow_empty: true, ..CONFIG };
+    let (store, stats) = load(&k, &file, 0, allow, usize::MAX).unwrap();
+    assert!(store.is_empty());
+    assert_eq!(stats.accounts, 0);
+    assert!(matches!(load(&k, &file, 0, CONFIG, usize::MAX), Err(LoadError::Json(JsonError { kind: JsonErrorKind::EmptyArray, .. }))));
+}
+
+#[test]
+fn duplicates_name_both_entries_and_the_whole_load_fails() {
+    let mut accounts = accounts(300, 4);
+    accounts[250].0 = accounts[17].0.clone();
+    let plain = json(&accounts);
+    match load_plain(&plain, 300) {
+        Err(LoadError::Store { error: StoreError::Duplicate { first_entry: 17 }, entry: Some(250), offset: Some(o) }) => {
+            assert_eq!(plain[o as usize], b'{');
+            let text = load_plain(&plain, 300).unwrap_err().to_string();
+            assert!(text.contains("entry 250") && text.contains("entry 17"), "{text}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn announced_counts_and_lengths_are_enforced() {
+    let accounts = accounts(50, 5);
+    let k = keys();
+    let file = encrypt(&k, &json(&accounts));
+    assert_eq!(
+        load(&k, &file, 49, CONFIG, usize::MAX).unwrap_err(),
+        LoadError::Store { error: StoreError::Full, entry: Some(49), offset: Some(json(&accounts[..49]).len() as u64) }
+    );
+    assert_eq!(load(&k, &file, 51, CONFIG, usize::MAX).unwrap_err(), LoadError::CountMismatch { announced: 51, found: 50 });
+    assert!(matches!(load(&k, &file, 1_000, CONFIG, usize::MAX), Err(LoadError::CountImpossible { announced: 1_000, .. })));
+    // The announced length is checked both ways.
+    let mut loader = ShareLoader::new(&k.ours, file.len() as u64 - 1, 50, CONFIG).unwrap();
+    assert_eq!(loader.feed(&file), Err(LoadError::TooMuchInput { total_len: file.len() as u64 - 1 }));
+    assert_eq!(loader.feed(b""), Err(LoadError::Poisoned));
+    let mut loader = ShareLoader::new(&k.ours, file.len() as u64 + 1, 50, CONFIG).unwrap();
+    loader.feed(&file).unwrap();
+    assert!(matches!(loader.finish(), Err(LoadError::ShortInput { .. })));
+    // A store limit below what the file needs refuses before any decryption.
+    let tight = LoaderConfig { store_limit_bytes: 1_000, ..CONFIG };
+    assert!(matches!(
+        ShareLoader::new(&k.ours, file.len() as u64, 50, tight),
+        Err(LoadError::Store { error: StoreError::TooLarge { .. }, .. })
+    ));
+}
+
+#[test]
+fn capacity_plans_bound_what_any_file_of_that_size_can_hold() {
+    // The bound must hold for the longest ids the length allows, not just for typical ones.
+    let id = "X".repeat(64);
+    let kp = key_packages(SECP256K1_TR, 2);
+    let entries: Vec<_> = (0..20).map(|i| (format!("{}{i:02}", &id[..62]), envelope(SECP256K1_TR, &kp[i % 2]))).collect();
+    let k = keys();
+    let file = encrypt(&k, &json(&entries));
+    let (entries_cap, record_cap) = plan_capacity(file.len() as u64, 20).unwrap();
+    let (store, _) = load(&k, &file, 20, CONFIG, usize::MAX).unwrap();
+    assert_eq!(entries_cap, 20);
+    assert!(store.used_record_bytes() <= record_cap);
+}
+
+#[test]
+fn wrong_key_and_tampered_files_fail_as_age_errors() {
+    let plain = json(&accounts(10, 6));
+    let k = keys();
+    let other = keys();
+    let file = encrypt(&k, &plain);
+    assert_eq!(load(&other, &file, 10, CONFIG, usize::MAX).unwrap_err(), LoadError::Age(AgeError::NoMatch));
+    let mut bad = file.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert_eq!(load(&k, &bad, 10, CONFIG, usize::MAX).unwrap_err(), LoadError::Age(AgeError::ChunkAuth { chunk: 0 }));
+}
+
+#[test]
+fn no_error_or_debug_output_contains_share_bytes() {
+    // Feed a file whose last entry is bad so the error comes after many shares went through.
+    let mut accounts = accounts(30, 7);
+    accounts[29].1[0] = 9; // unsupported version
+    let plain = json(&accounts);
+    let err = load_plain(&plain, 30).unwrap_err();
+    let text = format!("{err} {err:?}");
+    for (_, share) in &accounts {
+        let encoded = b64(share);
+        for window in encoded.as_bytes().windows(12).step_by(12) {
+            assert!(!text.contains(std::str::from_utf8(window).unwrap()), "{text}");
+        }
+        assert!(!text.contains(&hex::encode(&share[37..49])), "{text}");
+    }
+    // And the store prints counts, not contents.
+    let (store, _) = load_plain(&json(&accounts[..29]), 29).unwrap();
+    let shown = format!("{store:?}");
+    assert!(shown.starts_with("ShareStore { accounts: 29"), "{shown}");
+}
