@@ -115,7 +115,9 @@ impl fmt::Display for AgeError {
             }
             Self::NoMatch => f.write_str("the age identity matches no recipient of this file"),
             Self::HeaderMac => f.write_str("age header MAC does not match"),
-            Self::ChunkAuth { chunk } => write!(f, "age payload chunk {chunk} failed authentication"),
+            Self::ChunkAuth { chunk } => {
+                write!(f, "age payload chunk {chunk} failed authentication")
+            }
             Self::NoChunks => f.write_str("age payload has no chunks"),
             Self::ShortChunk { chunk } => write!(f, "age payload chunk {chunk} is truncated"),
             Self::EmptyFinalChunk { chunk } => {
@@ -288,7 +290,8 @@ impl<'id> AgeDecryptor<'id> {
                     if len == SEALED_CHUNK_LEN {
                         // More input follows a full chunk, so that chunk is not the last.
                         self.open_chunk(counter, len, false, sink)?;
-                        let next = counter.checked_add(1).ok_or(AgeError::ChunkAuth { chunk: counter })?;
+                        let next =
+                            counter.checked_add(1).ok_or(AgeError::ChunkAuth { chunk: counter })?;
                         self.state = State::Payload { counter: next, len: 0 };
                         continue;
                     }
@@ -327,12 +330,14 @@ impl<'id> AgeDecryptor<'id> {
             match stanza.kind() {
                 b"scrypt" => return Err(HeaderError::ScryptNotSupported.into()),
                 b"X25519" => {
+                    // Every X25519 stanza is checked, even after a match: a malformed one
+                    // fails the file whatever its position.
                     let key = unwrap_x25519(self.identity, &stanza)?;
-                    if let Some(key) = key {
-                        if !found {
-                            *self.file_key = *key;
-                            found = true;
-                        }
+                    if let Some(key) = key
+                        && !found
+                    {
+                        *self.file_key = *key;
+                        found = true;
                     }
                 }
                 // Other recipient types (and grease) are skipped, as the spec says.

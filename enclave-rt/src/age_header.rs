@@ -77,9 +77,9 @@ impl fmt::Display for HeaderError {
             Self::BadLine { line } => write!(f, "malformed age header line {line}"),
             Self::BadBase64 { line } => write!(f, "bad base64 in age header line {line}"),
             Self::NoStanzaType { line } => write!(f, "age stanza without a type at line {line}"),
-            Self::ScryptNotSupported => {
-                f.write_str("passphrase (scrypt) age files are not supported; use an X25519 recipient")
-            }
+            Self::ScryptNotSupported => f.write_str(
+                "passphrase (scrypt) age files are not supported; use an X25519 recipient",
+            ),
             Self::BadX25519Stanza { line } => write!(f, "malformed X25519 stanza at line {line}"),
         }
     }
@@ -160,7 +160,10 @@ impl<'h> Header<'h> {
 
     /// The stanzas in file order.
     pub fn stanzas(&self) -> impl Iterator<Item = Stanza<'h>> + 'h {
-        StanzaIter { lines: Lines::new(&self.bytes[VERSION_LINE.len()..self.mac_input_end]), line: 1 }
+        StanzaIter {
+            lines: Lines::new(&self.bytes[VERSION_LINE.len()..self.mac_input_end]),
+            line: 1,
+        }
     }
 }
 

@@ -79,8 +79,10 @@ impl Identity {
         let mut groups = Zeroizing::new([0u8; MAX_LEN]);
         for (slot, &c) in groups.iter_mut().zip(data) {
             let c = c.to_ascii_lowercase();
-            *slot = u8::try_from(CHARSET.iter().position(|&x| x == c).ok_or(IdentityError::BadCharacter)?)
-                .map_err(|_| IdentityError::BadCharacter)?;
+            *slot = u8::try_from(
+                CHARSET.iter().position(|&x| x == c).ok_or(IdentityError::BadCharacter)?,
+            )
+            .map_err(|_| IdentityError::BadCharacter)?;
         }
         let groups = &groups[..data.len()];
         if polymod_with_hrp(groups) != 1 {
@@ -118,10 +120,16 @@ fn polymod_with_hrp(groups: &[u8]) -> u32 {
             }
         }
     };
-    HRP.iter().for_each(|&c| step(c >> 5));
+    for &c in HRP {
+        step(c >> 5);
+    }
     step(0);
-    HRP.iter().for_each(|&c| step(c & 31));
-    groups.iter().for_each(|&g| step(g));
+    for &c in HRP {
+        step(c & 31);
+    }
+    for &g in groups {
+        step(g);
+    }
     chk
 }
 
@@ -137,7 +145,7 @@ fn regroup_5_to_8(groups: &[u8], out: &mut [u8; 32]) -> Result<(), IdentityError
         if bits >= 8 {
             bits -= 8;
             let slot = out.get_mut(n).ok_or(IdentityError::BadPayload)?;
-            *slot = (acc >> bits) as u8; // truncation to the low byte is the point
+            *slot = ((acc >> bits) & 0xff) as u8;
             n += 1;
         }
         acc &= (1 << bits) - 1;

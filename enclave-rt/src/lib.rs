@@ -19,6 +19,6 @@ pub mod age_decryptor;
 pub mod age_header;
 pub mod age_identity;
 pub mod share_format;
-pub mod share_loader;
 pub mod share_json;
+pub mod share_loader;
 pub mod share_store;

@@ -4,6 +4,9 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 fn main() {
-    eprintln!("enclave-rt {}: the boot loop is not built yet (see the open issues)", env!("CARGO_PKG_VERSION"));
+    eprintln!(
+        "enclave-rt {}: the boot loop is not built yet (see the open issues)",
+        env!("CARGO_PKG_VERSION")
+    );
     std::process::exit(2);
 }

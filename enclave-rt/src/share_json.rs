@@ -116,7 +116,9 @@ impl fmt::Display for JsonError {
             JsonErrorKind::DuplicateField => "entry has the same field twice",
             JsonErrorKind::NotAString => "field value is not a string",
             JsonErrorKind::MalformedEntry => "entry is not well-formed JSON",
-            JsonErrorKind::Field(e) => return write!(f, "{e} at byte {} (entry {})", self.offset, self.entry.unwrap_or(0)),
+            JsonErrorKind::Field(e) => {
+                return write!(f, "{e} at byte {} (entry {})", self.offset, self.entry.unwrap_or(0));
+            }
         };
         match self.entry {
             Some(i) => write!(f, "{what} at byte {} (entry {i})", self.offset),
@@ -202,13 +204,12 @@ impl ShareScanner {
 
     /// Ends the input: the array must be closed. Returns the number of entries.
     pub fn finish(&mut self) -> Result<u64, JsonError> {
-        match self.state {
-            State::End => Ok(self.entries),
-            _ => {
-                self.state = State::Failed;
-                Err(self.error(JsonErrorKind::Truncated, self.offset))
-            }
+        if self.state == State::End {
+            return Ok(self.entries);
         }
+        let err = self.error(JsonErrorKind::Truncated, self.offset);
+        self.state = State::Failed;
+        Err(err)
     }
 
     fn error(&self, kind: JsonErrorKind, offset: u64) -> JsonError {
@@ -332,11 +333,8 @@ impl ShareScanner {
         let State::Object { mut in_string } = self.state else {
             return Ok((None, false));
         };
-        let err = |kind, i: usize| JsonError {
-            kind,
-            offset: base + i as u64,
-            entry: Some(self.entries),
-        };
+        let err =
+            |kind, i: usize| JsonError { kind, offset: base + i as u64, entry: Some(self.entries) };
         let mut i = from;
         while i < piece.len() {
             if in_string {
@@ -389,7 +387,11 @@ fn parse_entry(object: &[u8], offset: u64, index: u64) -> Result<Entry<'_>, Json
     if !object.is_ascii() {
         // Every allowed character is ASCII; tell bad encoding apart from a bad character.
         return Err(match core::str::from_utf8(object) {
-            Err(e) => JsonError { kind: JsonErrorKind::NotUtf8, offset: offset + e.valid_up_to() as u64, entry: Some(index) },
+            Err(e) => JsonError {
+                kind: JsonErrorKind::NotUtf8,
+                offset: offset + e.valid_up_to() as u64,
+                entry: Some(index),
+            },
             Ok(_) => err(JsonErrorKind::Field(FieldError::AccountIdBadCharacter)),
         });
     }

@@ -225,7 +225,8 @@ impl<'id> ShareLoader<'id> {
         }
         let scanner = &mut self.scanner;
         let mut share = Zeroizing::new([0u8; SHARE_MAX]);
-        let mut sink = |plain: &[u8]| scanner.feed(plain, &mut |i, e| insert(store, &mut share, i, e));
+        let mut sink =
+            |plain: &[u8]| scanner.feed(plain, &mut |i, e| insert(store, &mut share, i, &e));
         self.decryptor.feed(piece, &mut sink).map_err(LoadError::from)
     }
 
@@ -233,12 +234,15 @@ impl<'id> ShareLoader<'id> {
     pub fn finish(mut self) -> Result<(ShareStore, LoadStats), LoadError> {
         let mut store = self.store.take().ok_or(LoadError::Poisoned)?;
         if self.received != self.total_len {
-            return Err(LoadError::ShortInput { received: self.received, total_len: self.total_len });
+            return Err(LoadError::ShortInput {
+                received: self.received,
+                total_len: self.total_len,
+            });
         }
         let scanner = &mut self.scanner;
         let mut share = Zeroizing::new([0u8; SHARE_MAX]);
         let mut sink =
-            |plain: &[u8]| scanner.feed(plain, &mut |i, e| insert(&mut store, &mut share, i, e));
+            |plain: &[u8]| scanner.feed(plain, &mut |i, e| insert(&mut store, &mut share, i, &e));
         self.decryptor.finish(&mut sink).map_err(LoadError::from)?;
         let found = self.scanner.finish()?;
         if self.announced != 0 && found != self.announced {
@@ -258,7 +262,7 @@ fn insert(
     store: &mut ShareStoreBuilder,
     share: &mut [u8; SHARE_MAX],
     pos: EntryPos,
-    entry: Entry<'_>,
+    entry: &Entry<'_>,
 ) -> Result<(), LoadError> {
     let len = share_format::decode_share(entry.share, share).map_err(|e| {
         LoadError::Json(JsonError {

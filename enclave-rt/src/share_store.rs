@@ -53,7 +53,9 @@ impl fmt::Display for StoreError {
             Self::TooLarge { needed, limit } => {
                 write!(f, "share store needs {needed} bytes, over the limit of {limit}")
             }
-            Self::OutOfMemory { bytes } => write!(f, "cannot allocate {bytes} bytes for the share store"),
+            Self::OutOfMemory { bytes } => {
+                write!(f, "cannot allocate {bytes} bytes for the share store")
+            }
             Self::Full => f.write_str("more entries than the share store was sized for"),
             Self::Duplicate { first_entry } => {
                 write!(f, "duplicate account_id (first seen in entry {first_entry})")
@@ -102,7 +104,11 @@ fn tag_of(hash: u64) -> u64 {
 
 fn start_slot(hash: u64, n: usize) -> usize {
     // Lemire's multiply-shift: uniform over [0, n) without a division.
-    ((u128::from(hash as u32) * n as u128) >> 32) as usize
+    let low = u128::from(hash & 0xffff_ffff);
+    // The product of a 32-bit value and n, shifted right by 32, is below n: it fits a usize.
+    #[allow(clippy::cast_possible_truncation)]
+    let slot = ((low * n as u128) >> 32) as usize;
+    slot
 }
 
 impl ShareStore {
@@ -133,7 +139,8 @@ impl ShareStore {
     /// The share of `account_id`, if stored. Allocates nothing.
     #[must_use]
     pub fn get(&self, account_id: &str) -> Option<ShareRef<'_>> {
-        let offset = self.find(account_id.as_bytes(), self.hasher.hash_one(account_id.as_bytes()))?;
+        let offset =
+            self.find(account_id.as_bytes(), self.hasher.hash_one(account_id.as_bytes()))?;
         let (_, share) = self.record(offset)?;
         Some(ShareRef { scheme: share_format::scheme_of(share)?, bytes: share })
     }
@@ -224,8 +231,9 @@ impl ShareStoreBuilder {
             return Err(StoreError::Full);
         }
         let record = &mut store.data[offset..offset + record_len];
-        record[0] = id.len() as u8; // both lengths are checked above to fit a byte
-        record[1] = share.len() as u8;
+        // Both lengths were checked above to fit a byte (64 and 140 at most).
+        record[0] = u8::try_from(id.len()).map_err(|_| StoreError::Full)?;
+        record[1] = u8::try_from(share.len()).map_err(|_| StoreError::Full)?;
         record[2..2 + id.len()].copy_from_slice(id);
         record[2 + id.len()..].copy_from_slice(share);
         store.data_len += record_len;

@@ -60,7 +60,7 @@ fn load(path: &Path) -> Vector {
     for line in text.lines() {
         let (k, val) = line.split_once(": ").unwrap();
         match k {
-            "expect" => v.expect = val.to_owned(),
+            "expect" => val.clone_into(&mut v.expect),
             "payload" => v.payload_sha256 = Some(val.to_owned()),
             "identity" => v.identities.push(val.to_owned()),
             "file key" => v.file_key = Some(hex::decode(val).unwrap()),
@@ -122,7 +122,6 @@ fn decrypt_with_header_len(identity: &Identity, file: &[u8], piece: usize) -> De
         StreamError::Sink(()) => unreachable!("the sink never fails"),
     });
     let header_len = d.header_len();
-    drop(sink);
     ((out, err), header_len)
 }
 
@@ -139,12 +138,15 @@ fn withheld_chunk(v: &Vector, header_len: usize, released: usize) -> Vec<u8> {
     let mut key = [0u8; 32];
     prk.expand(&[b"payload"], &aead::CHACHA20_POLY1305).unwrap().fill(&mut key).unwrap();
     for last in [0u8, 1] {
-        let k = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::CHACHA20_POLY1305, &key).unwrap());
+        let k =
+            aead::LessSafeKey::new(aead::UnboundKey::new(&aead::CHACHA20_POLY1305, &key).unwrap());
         let mut n = [0u8; 12];
         n[3..11].copy_from_slice(&(index as u64).to_be_bytes());
         n[11] = last;
         let mut buf = v.file[start..end].to_vec();
-        if let Ok(p) = k.open_in_place(aead::Nonce::assume_unique_for_key(n), aead::Aad::empty(), &mut buf) {
+        if let Ok(p) =
+            k.open_in_place(aead::Nonce::assume_unique_for_key(n), aead::Aad::empty(), &mut buf)
+        {
             return p.to_vec();
         }
     }
@@ -201,7 +203,8 @@ fn cctv_suite() {
         let (plain, err) = first.unwrap();
         let outcome = outcome_name(err.map(|e| e.outcome()));
         if outcome != v.expect {
-            failures.push(format!("{}: expected `{}`, got `{outcome}` ({err:?})", v.name, v.expect));
+            failures
+                .push(format!("{}: expected `{}`, got `{outcome}` ({err:?})", v.name, v.expect));
             continue;
         }
         if let Some(want) = &v.payload_sha256 {

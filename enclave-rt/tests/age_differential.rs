@@ -41,7 +41,6 @@ fn ours(identity: &Identity, file: &[u8], cuts: &[usize]) -> Result<Vec<u8>, Age
     }
     unwrap(d.feed(&file[at..], &mut sink))?;
     unwrap(d.finish(&mut sink))?;
-    drop(sink);
     Ok(out)
 }
 
@@ -115,8 +114,13 @@ fn armor_and_passphrase_files_are_refused_clearly() {
     let ours_id = our_identity(&id);
     let armored = {
         let mut out = vec![];
-        let enc = age::Encryptor::with_recipients(std::iter::once(&id.to_public() as &dyn age::Recipient)).unwrap();
-        let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor).unwrap();
+        let enc = age::Encryptor::with_recipients(std::iter::once(
+            &id.to_public() as &dyn age::Recipient
+        ))
+        .unwrap();
+        let armor =
+            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+                .unwrap();
         let mut w = enc.wrap_output(armor).unwrap();
         w.write_all(b"x").unwrap();
         w.finish().unwrap().finish().unwrap();
@@ -129,7 +133,8 @@ fn armor_and_passphrase_files_are_refused_clearly() {
     assert_eq!(err, AgeError::Header(enclave_rt::age_header::HeaderError::ArmorNotSupported));
 
     let scrypt = {
-        let enc = age::Encryptor::with_user_passphrase(age::secrecy::SecretString::from("pw".to_owned()));
+        let enc =
+            age::Encryptor::with_user_passphrase(age::secrecy::SecretString::from("pw".to_owned()));
         let mut out = vec![];
         let mut w = enc.wrap_output(&mut out).unwrap();
         w.write_all(b"x").unwrap();
@@ -177,7 +182,6 @@ fn a_sink_error_stops_decryption() {
     };
     assert_eq!(d.feed(&file, &mut sink), Err(StreamError::Sink("full")));
     assert!(d.finish(&mut sink).is_err());
-    drop(sink);
     assert_eq!(calls, 1);
 }
 
@@ -186,7 +190,10 @@ fn identities_parse_and_bad_ones_are_typed() {
     let id = age::x25519::Identity::generate();
     let text = id.to_string().expose_secret().to_owned();
     let parsed = our_identity(&id);
-    assert_eq!(Identity::parse(text.to_lowercase().as_bytes()).unwrap().public_key(), parsed.public_key());
+    assert_eq!(
+        Identity::parse(text.to_lowercase().as_bytes()).unwrap().public_key(),
+        parsed.public_key()
+    );
     assert_eq!(format!("{parsed:?}"), "Identity(<secret>)");
 
     let mut flipped = text.clone().into_bytes();

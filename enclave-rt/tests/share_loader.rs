@@ -1,5 +1,6 @@
 //! The share loader end to end: age file in, store out; and every rejection the share
 //! format defines, each with its typed error, position, and no secret in its text.
+#![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)] // figures in test output
 
 mod common;
 
@@ -89,7 +90,11 @@ fn a_store_of_100k_accounts() {
     for (id, share) in accounts.iter().step_by(7) {
         assert_eq!(store.get(id).unwrap().bytes, &share[..]);
     }
-    println!("100k accounts: {} store bytes, {:.1} per account", stats.store_bytes, stats.store_bytes as f64 / 1e5);
+    println!(
+        "100k accounts: {} store bytes, {:.1} per account",
+        stats.store_bytes,
+        stats.store_bytes as f64 / 1e5
+    );
 }
 
 /// One valid share string for hand-written JSON.
@@ -111,8 +116,8 @@ fn every_json_rejection_is_typed_and_positioned() {
     let e = |id: &str| format!(r#"{{"account_id":"{id}","share":"{s}"}}"#);
     let one = e("A1");
     let cases: Vec<(String, JsonErrorKind, u64, Option<u64>)> = vec![
-        (format!("{{}}"), JsonErrorKind::ExpectedArray, 0, None),
-        (format!(" [1]"), JsonErrorKind::ExpectedObject, 2, Some(0)),
+        ("{}".to_owned(), JsonErrorKind::ExpectedArray, 0, None),
+        (" [1]".to_owned(), JsonErrorKind::ExpectedObject, 2, Some(0)),
         (format!("[{one},\"x\"]"), JsonErrorKind::ExpectedObject, one.len() as u64 + 2, Some(1)),
         (format!("[{one} {one}]"), JsonErrorKind::ExpectedCommaOrEnd, one.len() as u64 + 2, None),
         (format!("[{one},]"), JsonErrorKind::TrailingComma, one.len() as u64 + 2, None),
@@ -120,28 +125,108 @@ fn every_json_rejection_is_typed_and_positioned() {
         (format!("[{one}] ]"), JsonErrorKind::TrailingGarbage, one.len() as u64 + 3, None),
         (format!("[{one}"), JsonErrorKind::Truncated, one.len() as u64 + 1, None),
         (format!("[{one},"), JsonErrorKind::Truncated, one.len() as u64 + 2, None),
-        (format!("[]"), JsonErrorKind::EmptyArray, 1, None),
-        (format!("  "), JsonErrorKind::Truncated, 2, None),
-        (format!(r#"[{{"account_id":"A1","share":"{s}","x":{{}}}}]"#), JsonErrorKind::Nested, 35 + s.len() as u64, Some(0)),
+        ("[]".to_owned(), JsonErrorKind::EmptyArray, 1, None),
+        ("  ".to_owned(), JsonErrorKind::Truncated, 2, None),
+        (
+            format!(r#"[{{"account_id":"A1","share":"{s}","x":{{}}}}]"#),
+            JsonErrorKind::Nested,
+            35 + s.len() as u64,
+            Some(0),
+        ),
         (format!(r#"[{{"account_id":["A1"],"share":"{s}"}}]"#), JsonErrorKind::Nested, 15, Some(0)),
-        (format!(r#"[{{"account_id":"A\u0031","share":"{s}"}}]"#), JsonErrorKind::EscapeNotAllowed, 17, Some(0)),
-        (format!("[{{\"account_id\":\"A\n1\",\"share\":\"{s}\"}}]"), JsonErrorKind::ControlCharacter, 17, Some(0)),
+        (
+            format!(r#"[{{"account_id":"A\u0031","share":"{s}"}}]"#),
+            JsonErrorKind::EscapeNotAllowed,
+            17,
+            Some(0),
+        ),
+        (
+            format!("[{{\"account_id\":\"A\n1\",\"share\":\"{s}\"}}]"),
+            JsonErrorKind::ControlCharacter,
+            17,
+            Some(0),
+        ),
         (format!(r#"[{{"share":"{s}"}}]"#), JsonErrorKind::MissingAccountId, 1, Some(0)),
-        (format!(r#"[{{"account_id":"A1"}}]"#), JsonErrorKind::MissingShare, 1, Some(0)),
-        (format!(r#"[{{"account_id":"A1","share":"{s}","note":"x"}}]"#), JsonErrorKind::UnknownField, 1, Some(0)),
-        (format!(r#"[{{"account_id":"A1","account_id":"A2","share":"{s}"}}]"#), JsonErrorKind::DuplicateField, 1, Some(0)),
+        (r#"[{"account_id":"A1"}]"#.to_owned(), JsonErrorKind::MissingShare, 1, Some(0)),
+        (
+            format!(r#"[{{"account_id":"A1","share":"{s}","note":"x"}}]"#),
+            JsonErrorKind::UnknownField,
+            1,
+            Some(0),
+        ),
+        (
+            format!(r#"[{{"account_id":"A1","account_id":"A2","share":"{s}"}}]"#),
+            JsonErrorKind::DuplicateField,
+            1,
+            Some(0),
+        ),
         (format!(r#"[{{"account_id":1,"share":"{s}"}}]"#), JsonErrorKind::NotAString, 1, Some(0)),
-        (format!(r#"[{{"account_id":null,"share":"{s}"}}]"#), JsonErrorKind::NotAString, 1, Some(0)),
-        (format!(r#"[{{"account_id" "A1","share":"{s}"}}]"#), JsonErrorKind::MalformedEntry, 1, Some(0)),
-        (format!(r#"[{{"account_id":"","share":"{s}"}}]"#), JsonErrorKind::Field(FieldError::AccountIdEmpty), 1, Some(0)),
-        (format!(r#"[{},{{"account_id":"{}","share":"{s}"}}]"#, e("A0"), "A".repeat(65)), JsonErrorKind::Field(FieldError::AccountIdTooLong), one.len() as u64 + 2, Some(1)),
-        (format!(r#"[{{"account_id":"A 1","share":"{s}"}}]"#), JsonErrorKind::Field(FieldError::AccountIdBadCharacter), 1, Some(0)),
-        (format!(r#"[{{"account_id":"Aé","share":"{s}"}}]"#), JsonErrorKind::Field(FieldError::AccountIdBadCharacter), 1, Some(0)),
-        (format!(r#"[{{"account_id":"A1","share":"{s}{s}"}}]"#), JsonErrorKind::Field(FieldError::ShareTooLong), 1, Some(0)),
-        (format!(r#"[{{"account_id":"A1","share":"{}"}}]"#, s.replace('A', "*")), JsonErrorKind::Field(FieldError::ShareBadBase64), 1, Some(0)),
-        (format!(r#"[{{"account_id":"A1","share":"{}"}}]"#, &s[..s.len() - 4]), JsonErrorKind::Field(FieldError::ShareBadKeyPackage), 1, Some(0)),
-        (format!(r#"[{{"account_id":"A1","share":"{}"}}]"#, b64(&[2, 1, 0])), JsonErrorKind::Field(FieldError::ShareUnsupportedVersion), 1, Some(0)),
-        (format!(r#"[{{"account_id":"A1","share":"{}"}}]"#, b64(&[1, 9, 0])), JsonErrorKind::Field(FieldError::ShareUnknownScheme), 1, Some(0)),
+        (
+            format!(r#"[{{"account_id":null,"share":"{s}"}}]"#),
+            JsonErrorKind::NotAString,
+            1,
+            Some(0),
+        ),
+        (
+            format!(r#"[{{"account_id" "A1","share":"{s}"}}]"#),
+            JsonErrorKind::MalformedEntry,
+            1,
+            Some(0),
+        ),
+        (
+            format!(r#"[{{"account_id":"","share":"{s}"}}]"#),
+            JsonErrorKind::Field(FieldError::AccountIdEmpty),
+            1,
+            Some(0),
+        ),
+        (
+            format!(r#"[{},{{"account_id":"{}","share":"{s}"}}]"#, e("A0"), "A".repeat(65)),
+            JsonErrorKind::Field(FieldError::AccountIdTooLong),
+            one.len() as u64 + 2,
+            Some(1),
+        ),
+        (
+            format!(r#"[{{"account_id":"A 1","share":"{s}"}}]"#),
+            JsonErrorKind::Field(FieldError::AccountIdBadCharacter),
+            1,
+            Some(0),
+        ),
+        (
+            format!(r#"[{{"account_id":"Aé","share":"{s}"}}]"#),
+            JsonErrorKind::Field(FieldError::AccountIdBadCharacter),
+            1,
+            Some(0),
+        ),
+        (
+            format!(r#"[{{"account_id":"A1","share":"{s}{s}"}}]"#),
+            JsonErrorKind::Field(FieldError::ShareTooLong),
+            1,
+            Some(0),
+        ),
+        (
+            format!(r#"[{{"account_id":"A1","share":"{}"}}]"#, s.replace('A', "*")),
+            JsonErrorKind::Field(FieldError::ShareBadBase64),
+            1,
+            Some(0),
+        ),
+        (
+            format!(r#"[{{"account_id":"A1","share":"{}"}}]"#, &s[..s.len() - 4]),
+            JsonErrorKind::Field(FieldError::ShareBadKeyPackage),
+            1,
+            Some(0),
+        ),
+        (
+            format!(r#"[{{"account_id":"A1","share":"{}"}}]"#, b64(&[2, 1, 0])),
+            JsonErrorKind::Field(FieldError::ShareUnsupportedVersion),
+            1,
+            Some(0),
+        ),
+        (
+            format!(r#"[{{"account_id":"A1","share":"{}"}}]"#, b64(&[1, 9, 0])),
+            JsonErrorKind::Field(FieldError::ShareUnknownScheme),
+            1,
+            Some(0),
+        ),
     ];
     for (plain, kind, offset, entry) in cases {
         let got = json_err(&plain);
@@ -169,7 +254,11 @@ fn non_utf8_and_over_long_entries() {
     let file = encrypt(&k, padded.as_bytes());
     assert!(matches!(
         load(&k, &file, 0, CONFIG, 7),
-        Err(LoadError::Json(JsonError { kind: JsonErrorKind::EntryTooLong, offset: 1, entry: Some(0) }))
+        Err(LoadError::Json(JsonError {
+            kind: JsonErrorKind::EntryTooLong,
+            offset: 1,
+            entry: Some(0)
+        }))
     ));
 }
 
@@ -181,7 +270,10 @@ fn the_empty_array_is_accepted_only_when_configured() {
     let (store, stats) = load(&k, &file, 0, allow, usize::MAX).unwrap();
     assert!(store.is_empty());
     assert_eq!(stats.accounts, 0);
-    assert!(matches!(load(&k, &file, 0, CONFIG, usize::MAX), Err(LoadError::Json(JsonError { kind: JsonErrorKind::EmptyArray, .. }))));
+    assert!(matches!(
+        load(&k, &file, 0, CONFIG, usize::MAX),
+        Err(LoadError::Json(JsonError { kind: JsonErrorKind::EmptyArray, .. }))
+    ));
 }
 
 #[test]
@@ -190,7 +282,11 @@ fn duplicates_name_both_entries_and_the_whole_load_fails() {
     accounts[250].0 = accounts[17].0.clone();
     let plain = json(&accounts);
     match load_plain(&plain, 300) {
-        Err(LoadError::Store { error: StoreError::Duplicate { first_entry: 17 }, entry: Some(250), offset: Some(o) }) => {
+        Err(LoadError::Store {
+            error: StoreError::Duplicate { first_entry: 17 },
+            entry: Some(250),
+            offset: Some(o),
+        }) => {
             assert_eq!(plain[o as usize], b'{');
             let text = load_plain(&plain, 300).unwrap_err().to_string();
             assert!(text.contains("entry 250") && text.contains("entry 17"), "{text}");
@@ -206,13 +302,26 @@ fn announced_counts_and_lengths_are_enforced() {
     let file = encrypt(&k, &json(&accounts));
     assert_eq!(
         load(&k, &file, 49, CONFIG, usize::MAX).unwrap_err(),
-        LoadError::Store { error: StoreError::Full, entry: Some(49), offset: Some(json(&accounts[..49]).len() as u64) }
+        LoadError::Store {
+            error: StoreError::Full,
+            entry: Some(49),
+            offset: Some(json(&accounts[..49]).len() as u64)
+        }
     );
-    assert_eq!(load(&k, &file, 51, CONFIG, usize::MAX).unwrap_err(), LoadError::CountMismatch { announced: 51, found: 50 });
-    assert!(matches!(load(&k, &file, 1_000, CONFIG, usize::MAX), Err(LoadError::CountImpossible { announced: 1_000, .. })));
+    assert_eq!(
+        load(&k, &file, 51, CONFIG, usize::MAX).unwrap_err(),
+        LoadError::CountMismatch { announced: 51, found: 50 }
+    );
+    assert!(matches!(
+        load(&k, &file, 1_000, CONFIG, usize::MAX),
+        Err(LoadError::CountImpossible { announced: 1_000, .. })
+    ));
     // The announced length is checked both ways.
     let mut loader = ShareLoader::new(&k.ours, file.len() as u64 - 1, 50, CONFIG).unwrap();
-    assert_eq!(loader.feed(&file), Err(LoadError::TooMuchInput { total_len: file.len() as u64 - 1 }));
+    assert_eq!(
+        loader.feed(&file),
+        Err(LoadError::TooMuchInput { total_len: file.len() as u64 - 1 })
+    );
     assert_eq!(loader.feed(b""), Err(LoadError::Poisoned));
     let mut loader = ShareLoader::new(&k.ours, file.len() as u64 + 1, 50, CONFIG).unwrap();
     loader.feed(&file).unwrap();
@@ -230,7 +339,9 @@ fn capacity_plans_bound_what_any_file_of_that_size_can_hold() {
     // The bound must hold for the longest ids the length allows, not just for typical ones.
     let id = "X".repeat(64);
     let kp = key_packages(SECP256K1_TR, 2);
-    let entries: Vec<_> = (0..20).map(|i| (format!("{}{i:02}", &id[..62]), envelope(SECP256K1_TR, &kp[i % 2]))).collect();
+    let entries: Vec<_> = (0..20)
+        .map(|i| (format!("{}{i:02}", &id[..62]), envelope(SECP256K1_TR, &kp[i % 2])))
+        .collect();
     let k = keys();
     let file = encrypt(&k, &json(&entries));
     let (entries_cap, record_cap) = plan_capacity(file.len() as u64, 20).unwrap();
@@ -245,11 +356,17 @@ fn wrong_key_and_tampered_files_fail_as_age_errors() {
     let k = keys();
     let other = keys();
     let file = encrypt(&k, &plain);
-    assert_eq!(load(&other, &file, 10, CONFIG, usize::MAX).unwrap_err(), LoadError::Age(AgeError::NoMatch));
+    assert_eq!(
+        load(&other, &file, 10, CONFIG, usize::MAX).unwrap_err(),
+        LoadError::Age(AgeError::NoMatch)
+    );
     let mut bad = file.clone();
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    assert_eq!(load(&k, &bad, 10, CONFIG, usize::MAX).unwrap_err(), LoadError::Age(AgeError::ChunkAuth { chunk: 0 }));
+    assert_eq!(
+        load(&k, &bad, 10, CONFIG, usize::MAX).unwrap_err(),
+        LoadError::Age(AgeError::ChunkAuth { chunk: 0 })
+    );
 }
 
 #[test]

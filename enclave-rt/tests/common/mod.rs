@@ -21,13 +21,21 @@ pub fn key_packages(scheme: u8, n: u16) -> Vec<Vec<u8>> {
     match scheme {
         ED25519 => {
             use frost_ed25519::keys::{IdentifierList, KeyPackage, generate_with_dealer};
-            let (shares, _) = generate_with_dealer(n, 2, IdentifierList::Default, &mut rng).unwrap();
-            shares.into_values().map(|s| KeyPackage::try_from(s).unwrap().serialize().unwrap()).collect()
+            let (shares, _) =
+                generate_with_dealer(n, 2, IdentifierList::Default, &mut rng).unwrap();
+            shares
+                .into_values()
+                .map(|s| KeyPackage::try_from(s).unwrap().serialize().unwrap())
+                .collect()
         }
         SECP256K1_TR => {
             use frost_secp256k1_tr::keys::{IdentifierList, KeyPackage, generate_with_dealer};
-            let (shares, _) = generate_with_dealer(n, 2, IdentifierList::Default, &mut rng).unwrap();
-            shares.into_values().map(|s| KeyPackage::try_from(s).unwrap().serialize().unwrap()).collect()
+            let (shares, _) =
+                generate_with_dealer(n, 2, IdentifierList::Default, &mut rng).unwrap();
+            shares
+                .into_values()
+                .map(|s| KeyPackage::try_from(s).unwrap().serialize().unwrap())
+                .collect()
         }
         _ => unreachable!(),
     }
