@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 use crate::age_decryptor::{AgeDecryptor, AgeError, SEALED_CHUNK_LEN, StreamError};
 use crate::age_header::VERSION_LINE;
 use crate::age_identity::Identity;
-use crate::share_format::{self, ACCOUNT_ID_MAX, SHARE_B64_MIN, SHARE_MAX};
+use crate::share_format::{self, ACCOUNT_ID_MAX, DECODE_BUF, SHARE_B64_MIN, SHARE_MAX};
 use crate::share_json::{Entry, EntryPos, JsonError, JsonErrorKind, ShareScanner};
 use crate::share_store::{ShareStore, ShareStoreBuilder, StoreError};
 
@@ -103,6 +103,9 @@ impl fmt::Display for LoadError {
         match self {
             Self::Age(e) => write!(f, "share file: {e}"),
             Self::Json(e) => write!(f, "share file: {e}"),
+            Self::Store { error: error @ StoreError::Duplicate { .. }, .. } => {
+                write!(f, "share file: {error}")
+            }
             Self::Store { error, entry: Some(i), offset: Some(o) } => {
                 write!(f, "share file: {error} at byte {o} (entry {i})")
             }
@@ -224,7 +227,7 @@ impl<'id> ShareLoader<'id> {
             return Err(LoadError::TooMuchInput { total_len: self.total_len });
         }
         let scanner = &mut self.scanner;
-        let mut share = Zeroizing::new([0u8; SHARE_MAX]);
+        let mut share = Zeroizing::new([0u8; DECODE_BUF]);
         let mut sink =
             |plain: &[u8]| scanner.feed(plain, &mut |i, e| insert(store, &mut share, i, &e));
         self.decryptor.feed(piece, &mut sink).map_err(LoadError::from)
@@ -240,7 +243,7 @@ impl<'id> ShareLoader<'id> {
             });
         }
         let scanner = &mut self.scanner;
-        let mut share = Zeroizing::new([0u8; SHARE_MAX]);
+        let mut share = Zeroizing::new([0u8; DECODE_BUF]);
         let mut sink =
             |plain: &[u8]| scanner.feed(plain, &mut |i, e| insert(&mut store, &mut share, i, &e));
         self.decryptor.finish(&mut sink).map_err(LoadError::from)?;
@@ -248,7 +251,7 @@ impl<'id> ShareLoader<'id> {
         if self.announced != 0 && found != self.announced {
             return Err(LoadError::CountMismatch { announced: self.announced, found });
         }
-        let store = store.finish();
+        let store = store.finish().map_err(|error| store_error(error, None))?;
         let stats = LoadStats {
             accounts: store.len(),
             plaintext_bytes: self.decryptor.plaintext_len(),
@@ -258,9 +261,19 @@ impl<'id> ShareLoader<'id> {
     }
 }
 
+/// A store error, positioned at the entry it concerns: a duplicate names its own entry
+/// (indexing runs in batches, so that may be an earlier entry than the current one).
+fn store_error(error: StoreError, current: Option<EntryPos>) -> LoadError {
+    let (entry, offset) = match error {
+        StoreError::Duplicate { entry, offset, .. } => (Some(entry), Some(offset)),
+        _ => (current.map(|p| p.index), current.map(|p| p.offset)),
+    };
+    LoadError::Store { error, entry, offset }
+}
+
 fn insert(
     store: &mut ShareStoreBuilder,
-    share: &mut [u8; SHARE_MAX],
+    share: &mut [u8; DECODE_BUF],
     pos: EntryPos,
     entry: &Entry<'_>,
 ) -> Result<(), LoadError> {
@@ -271,9 +284,7 @@ fn insert(
             entry: Some(pos.index),
         })
     })?;
-    store.insert(entry.account_id, &share[..len]).map_err(|error| LoadError::Store {
-        error,
-        entry: Some(pos.index),
-        offset: Some(pos.offset),
-    })
+    store
+        .insert(entry.account_id, &share[..len], pos.index, pos.offset)
+        .map_err(|error| store_error(error, Some(pos)))
 }

@@ -283,10 +283,11 @@ fn duplicates_name_both_entries_and_the_whole_load_fails() {
     let plain = json(&accounts);
     match load_plain(&plain, 300) {
         Err(LoadError::Store {
-            error: StoreError::Duplicate { first_entry: 17 },
+            error: StoreError::Duplicate { first_entry: 17, entry: 250, offset: o },
             entry: Some(250),
-            offset: Some(o),
+            offset: Some(o2),
         }) => {
+            assert_eq!(o, o2);
             assert_eq!(plain[o as usize], b'{');
             let text = load_plain(&plain, 300).unwrap_err().to_string();
             assert!(text.contains("entry 250") && text.contains("entry 17"), "{text}");

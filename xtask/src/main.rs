@@ -16,6 +16,9 @@ cargo xtask <task>
                        installs missing targets and components first
   demo                 the end-to-end demo (not built yet)
   bench wire           wire encode/decode throughput against memcpy
+  bench boot [--accounts N]
+                       share loading (decrypt + parse + store) against the age crate +
+                       serde_json + HashMap and against ChaCha20-Poly1305 alone; default 1M
   fuzz [TARGET] [--seconds N]
                        run one fuzz target, or all in turn (nightly + cargo-fuzz, installed
                        if missing); default 60 s each
@@ -52,6 +55,7 @@ fn dispatch(args: &[&str]) -> Result {
         ["bench", "wire"] => {
             run(cargo().args(["bench", "--locked", "-p", "wire", "--bench", "throughput"]))
         }
+        ["bench", "boot", rest @ ..] => bench_boot(rest),
         ["fuzz", rest @ ..] => fuzz(rest),
         ["wire-doc"] => wire_doc::run(&root, false),
         ["wire-doc", "--check"] => wire_doc::run(&root, true),
@@ -81,6 +85,17 @@ fn test(root: &Path) -> Result {
     run(cargo().args(["test", "--locked", "--workspace"]))?;
     eprintln!("xtask test: all checks passed");
     Ok(())
+}
+
+fn bench_boot(rest: &[&str]) -> Result {
+    let accounts = match rest {
+        [] => "1000000",
+        ["--accounts", n] if n.parse::<u64>().is_ok_and(|n| n > 0) => n,
+        _ => return Err(Failure("usage: cargo xtask bench boot [--accounts N]".into())),
+    };
+    run(cargo()
+        .args(["bench", "--locked", "-p", "enclave-rt", "--bench", "boot", "--", "--accounts"])
+        .arg(accounts))
 }
 
 /// Every fuzz target: (crate directory, target name).
