@@ -114,9 +114,9 @@ fn main() {
             for piece in file.chunks(32 * 1024) {
                 loader.feed(piece).unwrap();
             }
-            let loaded = loader.finish().unwrap();
-            black_box(&loaded);
-            std::mem::forget(loaded); // keep the profile on loading, not on the wipe
+            let result = loader.finish().unwrap();
+            black_box(&result);
+            std::mem::forget(result); // keep the profile on loading, not on the wipe
         }
         println!("ours {ours_s:.4} s");
         return;
@@ -137,7 +137,8 @@ fn main() {
     drop(map_len);
 
     // The floor: the same number of bytes, sealed in 64 KiB chunks, opened in place.
-    let key = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::CHACHA20_POLY1305, &[7; 32]).unwrap());
+    let key =
+        aead::LessSafeKey::new(aead::UnboundKey::new(&aead::CHACHA20_POLY1305, &[7; 32]).unwrap());
     let nonce = |i: usize| {
         let mut n = [0u8; 12];
         n[3..11].copy_from_slice(&(i as u64).to_be_bytes());

@@ -18,6 +18,8 @@
 pub mod age_decryptor;
 pub mod age_header;
 pub mod age_identity;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod share_format;
 pub mod share_json;
 pub mod share_loader;

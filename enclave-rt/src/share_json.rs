@@ -117,7 +117,12 @@ impl fmt::Display for JsonError {
             JsonErrorKind::NotAString => "field value is not a string",
             JsonErrorKind::MalformedEntry => "entry is not well-formed JSON",
             JsonErrorKind::Field(e) => {
-                return write!(f, "{e} at byte {} (entry {})", self.offset, self.entry.unwrap_or(0));
+                return write!(
+                    f,
+                    "{e} at byte {} (entry {})",
+                    self.offset,
+                    self.entry.unwrap_or(0)
+                );
             }
         };
         match self.entry {
@@ -379,6 +384,8 @@ impl ShareScanner {
 }
 
 /// Whether a byte ends or breaks a string: a quote, a backslash or a control character.
+/// Non-short-circuit on purpose: the block scan must stay branch-free to vectorize.
+#[allow(clippy::needless_bitwise_bool)]
 fn is_string_stop(b: u8) -> bool {
     (b == b'"') | (b == b'\\') | (b < 0x20)
 }

@@ -111,6 +111,7 @@ fn json_err(plain: &str) -> JsonError {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one table row per rule
 fn every_json_rejection_is_typed_and_positioned() {
     let s = share();
     let e = |id: &str| format!(r#"{{"account_id":"{id}","share":"{s}"}}"#);

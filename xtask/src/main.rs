@@ -83,6 +83,26 @@ fn test(root: &Path) -> Result {
     run(cargo().args(["check", "--locked", "-p", "wire", "--target", "thumbv7em-none-eabihf"]))?;
     wire_doc::run(root, true)?;
     run(cargo().args(["test", "--locked", "--workspace"]))?;
+    // Smoke versions of the heavy suites: the fuzz targets still build (their oracles run
+    // in the tests above), and the boot benchmark runs end to end on a small file.
+    for (dir, _) in FUZZ_TARGETS {
+        run(cargo()
+            .args(["check", "--locked", "--bins", "--manifest-path"])
+            .arg(format!("{dir}/fuzz/Cargo.toml")))?;
+    }
+    run(cargo().args([
+        "bench",
+        "--locked",
+        "--profile",
+        "dev",
+        "-p",
+        "enclave-rt",
+        "--bench",
+        "boot",
+        "--",
+        "--accounts",
+        "2000",
+    ]))?;
     eprintln!("xtask test: all checks passed");
     Ok(())
 }
@@ -99,7 +119,8 @@ fn bench_boot(rest: &[&str]) -> Result {
 }
 
 /// Every fuzz target: (crate directory, target name).
-const FUZZ_TARGETS: &[(&str, &str)] = &[("wire", "decode")];
+const FUZZ_TARGETS: &[(&str, &str)] =
+    &[("wire", "decode"), ("enclave-rt", "age_header"), ("enclave-rt", "share_json")];
 
 /// `cargo xtask fuzz [TARGET] [--seconds N]`: one target, or every target in turn.
 fn fuzz(rest: &[&str]) -> Result {

@@ -101,6 +101,13 @@ pub fn keys() -> Keys {
     Keys { age, ours }
 }
 
+/// Keys from a known identity string (e.g. the fuzz oracle's).
+pub fn keys_from(identity: &str) -> Keys {
+    let age: age::x25519::Identity = identity.parse().unwrap();
+    let ours = Identity::parse(identity.as_bytes()).unwrap();
+    Keys { age, ours }
+}
+
 pub fn encrypt(keys: &Keys, plain: &[u8]) -> Vec<u8> {
     let r = keys.age.to_public();
     let enc = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).unwrap();
