@@ -106,6 +106,10 @@ fn main() {
     let store_bytes = stats.store_bytes;
     // Wiping the store at shutdown is not part of loading it.
     drop(store);
+    if args.iter().any(|a| a == "--stages") {
+        stages(&keys, &file);
+        return;
+    }
     if args.iter().any(|a| a == "--only-ours") {
         // For profilers: repeat our phase and skip the baselines.
         for _ in 0..5 {
@@ -181,6 +185,68 @@ fn main() {
          \"floor_s\":{floor_s:.4},\"ours_peak_bytes\":{ours_peak},\"baseline_peak_bytes\":{baseline_peak},\
          \"store_bytes_per_account\":{per_account:.1}}}"
     );
+}
+
+/// Cumulative cost of each stage of the loader, for finding where the time goes.
+fn stages(keys: &common::Keys, file: &[u8]) {
+    use enclave_rt::age_decryptor::AgeDecryptor;
+    use enclave_rt::share_json::{Entry, EntryPos, JsonError, ShareScanner};
+    let run = |name: &str, f: &mut dyn FnMut(&[u8])| {
+        let start = Instant::now();
+        let mut d = AgeDecryptor::new(&keys.ours);
+        let mut sink = |p: &[u8]| -> Result<(), ()> {
+            f(p);
+            Ok(())
+        };
+        for piece in file.chunks(32 * 1024) {
+            d.feed(piece, &mut sink).unwrap();
+        }
+        d.finish(&mut sink).unwrap();
+        println!("{name:<28} {:.3} s", start.elapsed().as_secs_f64());
+    };
+    run("decrypt", &mut |p| {
+        black_box(p);
+    });
+    let mut scanner = ShareScanner::new(false);
+    run("+ scan + serde-json-core", &mut |p| {
+        scanner
+            .feed(p, &mut |_: EntryPos, e: Entry<'_>| -> Result<(), JsonError> {
+                black_box(e.share);
+                Ok(())
+            })
+            .unwrap();
+    });
+    // serde-json-core alone on one typical entry, a million times.
+    let entry = common::json(&common::accounts(1, 1));
+    let object = &entry[1..entry.len() - 1];
+    let start = Instant::now();
+    for _ in 0..1_000_000 {
+        #[derive(serde::Deserialize)]
+        struct E<'a> {
+            #[allow(dead_code)]
+            account_id: &'a str,
+            #[allow(dead_code)]
+            share: &'a str,
+        }
+        black_box(serde_json_core::from_slice::<E<'_>>(black_box(object)).unwrap());
+    }
+    println!("{:<28} {:.3} s", "serde-json-core x 1M alone", start.elapsed().as_secs_f64());
+    let mut out = [0u8; enclave_rt::share_format::DECODE_BUF];
+    let share = common::b64(&common::accounts(1, 1)[0].1);
+    let start = Instant::now();
+    for _ in 0..1_000_000 {
+        black_box(enclave_rt::share_format::decode_share(black_box(&share), &mut out).unwrap());
+    }
+    println!("{:<28} {:.3} s", "decode_share x 1M alone", start.elapsed().as_secs_f64());
+    let mut scanner = ShareScanner::new(false);
+    run("+ base64 + checks", &mut |p| {
+        scanner
+            .feed(p, &mut |_: EntryPos, e: Entry<'_>| -> Result<(), JsonError> {
+                black_box(enclave_rt::share_format::decode_share(e.share, &mut out).unwrap());
+                Ok(())
+            })
+            .unwrap();
+    });
 }
 
 fn mib(b: usize) -> f64 {
