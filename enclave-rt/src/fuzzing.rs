@@ -103,3 +103,16 @@ pub fn base64_agrees_with_reference(data: &[u8]) {
     let reference = base64ct::Base64::decode(data, &mut buf).ok().map(<[u8]>::to_vec);
     assert_eq!(ours, reference, "base64 decoders disagree");
 }
+
+/// The CMS (BER) parser of the KMS unseal on arbitrary bytes: no panic, and a blob that
+/// parses keeps parsing with trailing bytes refused.
+///
+/// # Panics
+/// When an invariant breaks.
+pub fn fuzz_sealed_key(data: &[u8]) {
+    if crate::kms_unseal::check_structure(data).is_ok() {
+        let mut longer = data.to_vec();
+        longer.push(0);
+        assert!(crate::kms_unseal::check_structure(&longer).is_err(), "trailing byte accepted");
+    }
+}

@@ -18,8 +18,10 @@
 pub mod age_decryptor;
 pub mod age_header;
 pub mod age_identity;
+pub mod ber;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod kms_unseal;
 pub mod share_format;
 pub mod share_json;
 pub mod share_loader;

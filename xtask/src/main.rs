@@ -69,6 +69,7 @@ fn dispatch(args: &[&str]) -> Result {
 
 fn test(root: &Path) -> Result {
     setup::toolchain()?;
+    setup::system_packages()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -119,8 +120,12 @@ fn bench_boot(rest: &[&str]) -> Result {
 }
 
 /// Every fuzz target: (crate directory, target name).
-const FUZZ_TARGETS: &[(&str, &str)] =
-    &[("wire", "decode"), ("enclave-rt", "age_header"), ("enclave-rt", "share_json")];
+const FUZZ_TARGETS: &[(&str, &str)] = &[
+    ("wire", "decode"),
+    ("enclave-rt", "age_header"),
+    ("enclave-rt", "share_json"),
+    ("enclave-rt", "sealed_key"),
+];
 
 /// `cargo xtask fuzz [TARGET] [--seconds N]`: one target, or every target in turn.
 fn fuzz(rest: &[&str]) -> Result {

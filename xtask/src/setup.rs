@@ -41,3 +41,19 @@ pub(crate) fn fuzzing() -> Result {
     }
     Ok(())
 }
+
+/// Debian packages the tests call: `openssl` seals CMS test vectors the way KMS does.
+/// Installed with apt only when a command is missing (`apt-get update` once, first).
+pub(crate) fn system_packages() -> Result {
+    const NEEDED: [(&str, &str); 1] = [("openssl", "openssl")];
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(cmd, _)| output(Command::new(cmd).arg("version")).is_none())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get").args(["install", "-y", "--no-install-recommends"]).args(&missing))
+}

@@ -1,0 +1,217 @@
+//! A minimal BER reader for the one structure the enclave parses: KMS's CMS
+//! `EnvelopedData`. It knows what that needs and refuses the rest:
+//!
+//! - single-byte tags (tag numbers below 31: everything in CMS);
+//! - definite lengths up to 4 length bytes, and indefinite lengths (`0x80`, ended by
+//!   `00 00`) on constructed elements only, since KMS and OpenSSL stream CMS that way;
+//! - nesting at most [`MAX_DEPTH`] deep, so a hostile blob cannot exhaust the stack.
+//!
+//! Offsets in errors are positions in the blob, for the boot-failure reason.
+
+use core::fmt;
+
+/// Deepest nesting accepted (the CMS structure we read is 10 deep).
+pub const MAX_DEPTH: usize = 24;
+
+/// A malformed encoding at a byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BerError {
+    /// What is wrong.
+    pub what: &'static str,
+    /// Where, from the start of the blob.
+    pub offset: usize,
+}
+
+impl fmt::Display for BerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.offset)
+    }
+}
+
+/// Universal tags used by CMS.
+pub mod tag {
+    /// INTEGER.
+    pub const INTEGER: u8 = 0x02;
+    /// OCTET STRING, primitive.
+    pub const OCTET_STRING: u8 = 0x04;
+    /// OCTET STRING, constructed (BER chunks).
+    pub const OCTET_STRING_CONSTRUCTED: u8 = 0x24;
+    /// NULL.
+    pub const NULL: u8 = 0x05;
+    /// OBJECT IDENTIFIER.
+    pub const OID: u8 = 0x06;
+    /// SEQUENCE.
+    pub const SEQUENCE: u8 = 0x30;
+    /// SET.
+    pub const SET: u8 = 0x31;
+}
+
+/// One element: its tag byte, its contents, and where it starts.
+#[derive(Clone, Copy, Debug)]
+pub struct Element<'a> {
+    /// The identifier octet (class, constructed bit, number).
+    pub tag: u8,
+    /// The contents (for an indefinite length: up to, not including, the end marker).
+    pub contents: &'a [u8],
+    /// Offset of the identifier octet in the blob.
+    pub offset: usize,
+    /// Offset of the contents in the blob.
+    contents_offset: usize,
+    depth: usize,
+}
+
+impl<'a> Element<'a> {
+    /// Whether the constructed bit is set.
+    #[must_use]
+    pub fn constructed(&self) -> bool {
+        self.tag & 0x20 != 0
+    }
+
+    /// The children of a constructed element, in order.
+    #[must_use]
+    pub fn children(&self) -> Reader<'a> {
+        Reader { bytes: self.contents, base: self.contents_offset, pos: 0, depth: self.depth + 1 }
+    }
+
+    /// The element's contents if it has tag `tag`.
+    pub fn expect(&self, tag: u8, what: &'static str) -> Result<&'a [u8], BerError> {
+        if self.tag == tag { Ok(self.contents) } else { Err(self.error(what)) }
+    }
+
+    /// An error located at this element.
+    #[must_use]
+    pub fn error(&self, what: &'static str) -> BerError {
+        BerError { what, offset: self.offset }
+    }
+
+    /// The bytes of an OCTET STRING (or an implicitly tagged one: the caller checks the
+    /// tag), primitive or BER-constructed from chunks, appended to `out` up to `max` bytes.
+    pub fn octets_into(&self, out: &mut Vec<u8>, max: usize) -> Result<(), BerError> {
+        if !self.constructed() {
+            if out.len() + self.contents.len() > max {
+                return Err(self.error("OCTET STRING too long"));
+            }
+            out.extend_from_slice(self.contents);
+            return Ok(());
+        }
+        let mut chunks = self.children();
+        while let Some(chunk) = chunks.next_element()? {
+            if chunk.tag != tag::OCTET_STRING && chunk.tag != tag::OCTET_STRING_CONSTRUCTED {
+                return Err(chunk.error("expected an OCTET STRING chunk"));
+            }
+            chunk.octets_into(out, max)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads consecutive elements from a byte range.
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+    base: usize,
+    pos: usize,
+    depth: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over a whole blob.
+    #[must_use]
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, base: 0, pos: 0, depth: 0 }
+    }
+
+    /// Whether every byte has been read.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.bytes.len()
+    }
+
+    /// The next element, or `None` at the end.
+    pub fn next_element(&mut self) -> Result<Option<Element<'a>>, BerError> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let (element, used) = parse(self.bytes, self.pos, self.base, self.depth)?;
+        self.pos += used;
+        Ok(Some(element))
+    }
+
+    /// The next element, which must exist.
+    pub fn element(&mut self, what: &'static str) -> Result<Element<'a>, BerError> {
+        let at = self.base + self.pos;
+        self.next_element()?.ok_or(BerError { what, offset: at })
+    }
+
+    /// Fails unless every byte has been read.
+    pub fn finish(&self, what: &'static str) -> Result<(), BerError> {
+        if self.is_empty() { Ok(()) } else { Err(BerError { what, offset: self.base + self.pos }) }
+    }
+}
+
+/// Parses the element at `bytes[pos..]`; returns it and the bytes it used (including an
+/// end-of-contents marker).
+fn parse(
+    bytes: &[u8],
+    pos: usize,
+    base: usize,
+    depth: usize,
+) -> Result<(Element<'_>, usize), BerError> {
+    let at = base + pos;
+    let err = |what| BerError { what, offset: at };
+    if depth > MAX_DEPTH {
+        return Err(err("nested too deep"));
+    }
+    let rest = &bytes[pos..];
+    let (&tag, rest) = rest.split_first().ok_or(err("truncated"))?;
+    if tag & 0x1f == 0x1f {
+        return Err(err("multi-byte tags are not used by CMS"));
+    }
+    if tag == 0 {
+        return Err(err("unexpected end-of-contents marker"));
+    }
+    let (&first, mut rest) = rest.split_first().ok_or(err("truncated length"))?;
+    let mut header = 2;
+    let constructed = tag & 0x20 != 0;
+    if first == 0x80 {
+        if !constructed {
+            return Err(err("indefinite length on a primitive element"));
+        }
+        // Walk the children to find the end marker.
+        let contents_offset = pos + header;
+        let mut inner = 0;
+        loop {
+            let here = contents_offset + inner;
+            let tail = bytes.get(here..).ok_or(err("truncated"))?;
+            if tail.starts_with(&[0, 0]) {
+                let element = Element {
+                    tag,
+                    contents: &bytes[contents_offset..here],
+                    offset: at,
+                    contents_offset: base + contents_offset,
+                    depth,
+                };
+                return Ok((element, header + inner + 2));
+            }
+            if tail.is_empty() {
+                return Err(err("indefinite length without an end marker"));
+            }
+            let (_, used) = parse(bytes, here, base, depth + 1)?;
+            inner += used;
+        }
+    }
+    let len = if first & 0x80 == 0 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return Err(err("unsupported length encoding"));
+        }
+        let (len_bytes, tail) = rest.split_at_checked(n).ok_or(err("truncated length"))?;
+        rest = tail;
+        header += n;
+        len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+    };
+    let contents = rest.get(..len).ok_or(err("length runs past the end"))?;
+    let element = Element { tag, contents, offset: at, contents_offset: at + header, depth };
+    Ok((element, header + len))
+}

@@ -1,0 +1,248 @@
+//! KMS unseal against an independent CMS implementation: OpenSSL's `cms -encrypt` seals an
+//! age identity to the public key our `UnsealKey` generated, exactly as KMS does
+//! (RSAES-OAEP-SHA-256 key transport, AES-256-CBC content), in definite and indefinite BER;
+//! our decoder must open it, and refuse every variation KMS never sends.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64ct::{Base64, Encoding};
+use enclave_rt::age_identity::IdentityError;
+use enclave_rt::kms_unseal::{UnsealError, UnsealKey, check_structure};
+
+const IDENTITY: &str = "AGE-SECRET-KEY-1EGTZVFFV20835NWYV6270LXYVK2VKNX2MMDKWYKLMGR48UAWX40Q2P2LM0";
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl must be installed (cargo xtask test installs it)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+struct Workdir(PathBuf);
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn workdir(name: &str) -> Workdir {
+    let dir = std::env::temp_dir().join(format!("kms-unseal-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    Workdir(dir)
+}
+
+/// A certificate carrying `spki_der` (signed by a throwaway EC key: `cms` wants a cert).
+fn cert_for(dir: &Path, spki_der: &[u8], name: &str) -> String {
+    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+    let mut buf = vec![0u8; spki_der.len().div_ceil(3) * 4];
+    for line in Base64::encode(spki_der, &mut buf).unwrap().as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap());
+        pem.push('\n');
+    }
+    pem.push_str("-----END PUBLIC KEY-----\n");
+    std::fs::write(dir.join(format!("{name}.pub.pem")), pem).unwrap();
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "signer.pem",
+        ],
+    );
+    let cert = format!("{name}.cert.pem");
+    // A subject key identifier, so `-keyid` (the rid form KMS may use) works too.
+    std::fs::write(dir.join("ext.cnf"), "subjectKeyIdentifier=hash\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-new",
+            "-subj",
+            "/CN=enclave",
+            "-key",
+            "signer.pem",
+            "-force_pubkey",
+            &format!("{name}.pub.pem"),
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            &cert,
+        ],
+    );
+    cert
+}
+
+/// `openssl cms -encrypt` of `plain` to the certs; `-keyopt K` pairs in `opts` are given
+/// after each `-recip` (they apply to the recipient before them), other flags up front.
+/// Returns the DER blob.
+fn seal(dir: &Path, plain: &[u8], certs: &[&str], opts: &[&str]) -> Vec<u8> {
+    std::fs::write(dir.join("plain"), plain).unwrap();
+    let mut keyopts = vec![];
+    let mut flags = vec![];
+    let mut it = opts.iter();
+    while let Some(&o) = it.next() {
+        if o == "-keyopt" {
+            keyopts.extend_from_slice(&[o, it.next().unwrap()]);
+        } else {
+            flags.push(o);
+        }
+    }
+    let mut args =
+        vec!["cms", "-encrypt", "-binary", "-in", "plain", "-outform", "DER", "-out", "blob.der"];
+    args.extend_from_slice(&flags);
+    for c in certs {
+        args.extend_from_slice(&["-recip", c]);
+        args.extend_from_slice(&keyopts);
+    }
+    openssl(dir, &args);
+    std::fs::read(dir.join("blob.der")).unwrap()
+}
+
+const KMS_LIKE: &[&str] =
+    &["-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256", "-aes-256-cbc"];
+
+#[test]
+fn opens_what_openssl_seals_like_kms_in_definite_and_indefinite_ber() {
+    let dir = workdir("ok");
+    for variant in
+        [vec![], vec!["-keyid"], vec!["-stream", "-indef"], vec!["-keyid", "-stream", "-indef"]]
+    {
+        let key = UnsealKey::generate().unwrap();
+        let cert = cert_for(&dir.0, key.public_key_der(), "enclave");
+        let mut opts = KMS_LIKE.to_vec();
+        opts.extend_from_slice(&variant);
+        let blob = seal(&dir.0, IDENTITY.as_bytes(), &[&cert], &opts);
+        let identity = key.unseal(&blob).unwrap_or_else(|e| panic!("{variant:?}: {e}"));
+        let expected = enclave_rt::age_identity::Identity::parse(IDENTITY.as_bytes()).unwrap();
+        assert_eq!(identity.public_key(), expected.public_key(), "{variant:?}");
+    }
+}
+
+#[test]
+fn refuses_what_kms_never_sends() {
+    let dir = workdir("unsupported");
+    let key_der = {
+        let key = UnsealKey::generate().unwrap();
+        let der = key.public_key_der().to_vec();
+        (key, der)
+    };
+    let cert = cert_for(&dir.0, &key_der.1, "enclave");
+    let cases: Vec<(Vec<&str>, UnsealError)> = vec![
+        (vec!["-aes-256-cbc"], UnsealError::Unsupported("key transport (expected RSAES-OAEP)")),
+        (
+            vec!["-keyopt", "rsa_padding_mode:oaep", "-aes-256-cbc"],
+            UnsealError::Unsupported("OAEP hash (expected SHA-256)"),
+        ),
+        (
+            vec![
+                "-keyopt",
+                "rsa_padding_mode:oaep",
+                "-keyopt",
+                "rsa_oaep_md:sha256",
+                "-aes-128-cbc",
+            ],
+            UnsealError::Unsupported("content encryption (expected AES-256-CBC)"),
+        ),
+        (
+            vec![
+                "-keyopt",
+                "rsa_padding_mode:oaep",
+                "-keyopt",
+                "rsa_oaep_md:sha256",
+                "-keyopt",
+                "rsa_mgf1_md:sha1",
+                "-aes-256-cbc",
+            ],
+            UnsealError::Unsupported("OAEP mask generation (expected MGF1-SHA-256)"),
+        ),
+    ];
+    for (opts, want) in cases {
+        let blob = seal(&dir.0, IDENTITY.as_bytes(), &[&cert], &opts);
+        let key = UnsealKey::generate().unwrap();
+        // A different key: the structure is checked before any decryption.
+        assert_eq!(key.unseal(&blob).unwrap_err(), want, "{opts:?}");
+    }
+    // Two recipients.
+    let other = UnsealKey::generate().unwrap();
+    let other_cert = cert_for(&dir.0, other.public_key_der(), "other");
+    let blob = seal(&dir.0, IDENTITY.as_bytes(), &[&cert, &other_cert], KMS_LIKE);
+    assert_eq!(
+        key_der.0.unseal(&blob).unwrap_err(),
+        UnsealError::Unsupported("recipient count (expected exactly one)")
+    );
+}
+
+#[test]
+fn a_blob_for_another_key_or_with_other_content_fails_cleanly() {
+    let dir = workdir("wrong");
+    let ours = UnsealKey::generate().unwrap();
+    let theirs = UnsealKey::generate().unwrap();
+    let cert = cert_for(&dir.0, theirs.public_key_der(), "theirs");
+    let blob = seal(&dir.0, IDENTITY.as_bytes(), &[&cert], KMS_LIKE);
+    assert_eq!(ours.unseal(&blob).unwrap_err(), UnsealError::KeyTransport);
+
+    let key = UnsealKey::generate().unwrap();
+    let cert = cert_for(&dir.0, key.public_key_der(), "enclave");
+    let blob = seal(&dir.0, b"not an identity", &[&cert], KMS_LIKE);
+    let err = key.unseal(&blob).unwrap_err();
+    assert!(
+        matches!(err, UnsealError::Identity(IdentityError::WrongPrefix | IdentityError::BadLength)),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("not an identity"), "the error echoes plaintext: {err}");
+}
+
+#[test]
+fn truncated_and_corrupted_blobs_are_typed_errors() {
+    let dir = workdir("corrupt");
+    let key = UnsealKey::generate().unwrap();
+    let cert = cert_for(&dir.0, key.public_key_der(), "enclave");
+    let definite = seal(&dir.0, IDENTITY.as_bytes(), &[&cert], KMS_LIKE);
+    let mut opts = KMS_LIKE.to_vec();
+    opts.extend_from_slice(&["-stream", "-indef"]);
+    let indefinite = seal(&dir.0, IDENTITY.as_bytes(), &[&cert], &opts);
+    for blob in [&definite, &indefinite] {
+        check_structure(blob).unwrap();
+        for cut in 0..blob.len() {
+            let err = check_structure(&blob[..cut]).unwrap_err();
+            assert!(
+                matches!(err, UnsealError::Malformed(_) | UnsealError::Content),
+                "cut {cut}: {err:?}"
+            );
+        }
+        let mut extended = (*blob).clone();
+        extended.push(0);
+        assert!(matches!(check_structure(&extended), Err(UnsealError::Malformed(_))));
+    }
+    // A flipped byte in the encrypted key or content is caught by OAEP or CBC padding.
+    let mut flipped = definite.clone();
+    let at = flipped.len() - 40;
+    flipped[at] ^= 0x55;
+    assert!(matches!(key.unseal(&flipped), Err(UnsealError::Content | UnsealError::Identity(_))));
+    // The fuzz oracle on every truncation and on single-byte flips of both encodings.
+    for blob in [&definite, &indefinite] {
+        for cut in 0..=blob.len() {
+            enclave_rt::fuzzing::fuzz_sealed_key(&blob[..cut]);
+        }
+        for at in 0..blob.len() {
+            let mut b = (*blob).clone();
+            b[at] ^= 0x80;
+            enclave_rt::fuzzing::fuzz_sealed_key(&b);
+        }
+    }
+    // Deep nesting and absurd lengths are refused, not recursed into.
+    let deep: Vec<u8> = std::iter::repeat_n([0x30u8, 0x80], 200).flatten().collect();
+    assert!(matches!(check_structure(&deep), Err(UnsealError::Malformed(_))));
+    assert!(matches!(
+        check_structure(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]),
+        Err(UnsealError::Malformed(_))
+    ));
+}
