@@ -19,6 +19,7 @@ pub mod age_decryptor;
 pub mod age_header;
 pub mod age_identity;
 pub mod ber;
+pub mod budget_allocator;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod kms_unseal;

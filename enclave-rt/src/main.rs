@@ -3,6 +3,12 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+/// Every allocation of the enclave goes through the budget (set from the measured
+/// configuration at boot) and is wiped when freed.
+#[global_allocator]
+static ALLOC: enclave_rt::budget_allocator::BudgetAllocator =
+    enclave_rt::budget_allocator::BudgetAllocator::new();
+
 fn main() {
     eprintln!(
         "enclave-rt {}: the boot loop is not built yet (see the open issues)",
