@@ -39,11 +39,11 @@ fn the_budget_is_enforced_and_counted() {
     assert_eq!(ALLOC.stats().refused, refused + 1);
 
     // Crossing 70% raises the alert once.
-    let mut fill: Vec<u8> = Vec::new();
-    fill.try_reserve_exact(6 << 20).unwrap();
+    let mut ballast: Vec<u8> = Vec::new();
+    ballast.try_reserve_exact(6 << 20).unwrap();
     assert!(ALLOC.take_watermark_alert());
     assert!(!ALLOC.take_watermark_alert());
-    drop(fill);
+    drop(ballast);
 
     // A share load whose store does not fit the budget fails cleanly; the limit check in
     // the loader is not what stops it (its own limit is unbounded here).
