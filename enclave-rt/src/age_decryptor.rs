@@ -14,6 +14,7 @@
 //! payload key live in `Zeroizing` buffers and are wiped when dropped; the chunk buffer is
 //! wiped on drop.
 
+use core::borrow::Borrow;
 use core::fmt;
 
 use base64ct::{Base64Unpadded, Encoding};
@@ -158,8 +159,11 @@ enum State {
 }
 
 /// The streaming decryptor; see the module documentation.
-pub struct AgeDecryptor<'id> {
-    identity: &'id Identity,
+///
+/// `I` is how the identity is held: `&Identity` to borrow it, `Identity` to own it (the
+/// boot state machine owns it so it is wiped with the decryptor).
+pub struct AgeDecryptor<I: Borrow<Identity>> {
+    identity: I,
     state: State,
     /// Header bytes until the MAC line, then reused for the payload nonce.
     header: Box<[u8]>,
@@ -171,17 +175,17 @@ pub struct AgeDecryptor<'id> {
     plaintext_len: u64,
 }
 
-impl Drop for AgeDecryptor<'_> {
+impl<I: Borrow<Identity>> Drop for AgeDecryptor<I> {
     fn drop(&mut self) {
         self.chunk.zeroize();
         self.header.zeroize();
     }
 }
 
-impl<'id> AgeDecryptor<'id> {
+impl<I: Borrow<Identity>> AgeDecryptor<I> {
     /// A decryptor for files encrypted to `identity`. Allocates its two fixed buffers here.
     #[must_use]
-    pub fn new(identity: &'id Identity) -> Self {
+    pub fn new(identity: I) -> Self {
         Self {
             identity,
             state: State::Header { len: 0, scanned: 0 },
@@ -332,7 +336,7 @@ impl<'id> AgeDecryptor<'id> {
                 b"X25519" => {
                     // Every X25519 stanza is checked, even after a match: a malformed one
                     // fails the file whatever its position.
-                    let key = unwrap_x25519(self.identity, &stanza)?;
+                    let key = unwrap_x25519(self.identity.borrow(), &stanza)?;
                     if let Some(key) = key
                         && !found
                     {

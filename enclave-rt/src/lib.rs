@@ -19,6 +19,7 @@ pub mod age_decryptor;
 pub mod age_header;
 pub mod age_identity;
 pub mod ber;
+pub mod boot_state_machine;
 pub mod budget_allocator;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -16,6 +16,7 @@
 //! On any error the loader is spent: the partly built store is dropped (and zeroized) at
 //! once, and every later call fails.
 
+use core::borrow::Borrow;
 use core::fmt;
 
 use zeroize::Zeroizing;
@@ -178,8 +179,10 @@ pub fn plan_capacity(total_len: u64, announced: u64) -> Result<(u64, u64), LoadE
 }
 
 /// The loader; see the module documentation.
-pub struct ShareLoader<'id> {
-    decryptor: AgeDecryptor<'id>,
+///
+/// `I` holds the identity: `&Identity` to borrow it, `Identity` to own it.
+pub struct ShareLoader<I: Borrow<Identity>> {
+    decryptor: AgeDecryptor<I>,
     scanner: ShareScanner,
     store: Option<ShareStoreBuilder>,
     received: u64,
@@ -187,11 +190,11 @@ pub struct ShareLoader<'id> {
     announced: u64,
 }
 
-impl<'id> ShareLoader<'id> {
+impl<I: Borrow<Identity>> ShareLoader<I> {
     /// Sizes and allocates the store for a file of `total_len` bytes with `announced`
     /// accounts (0 = unknown), decrypting with `identity`.
     pub fn new(
-        identity: &'id Identity,
+        identity: I,
         total_len: u64,
         announced: u64,
         config: LoaderConfig,

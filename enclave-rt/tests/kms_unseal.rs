@@ -3,111 +3,13 @@
 //! (RSAES-OAEP-SHA-256 key transport, AES-256-CBC content), in definite and indefinite BER;
 //! our decoder must open it, and refuse every variation KMS never sends.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-use base64ct::{Base64, Encoding};
+use common::cms::{KMS_LIKE, cert_for, seal, workdir};
 use enclave_rt::age_identity::IdentityError;
 use enclave_rt::kms_unseal::{UnsealError, UnsealKey, check_structure};
 
 const IDENTITY: &str = "AGE-SECRET-KEY-1EGTZVFFV20835NWYV6270LXYVK2VKNX2MMDKWYKLMGR48UAWX40Q2P2LM0";
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl must be installed (cargo xtask test installs it)");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-struct Workdir(PathBuf);
-impl Drop for Workdir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn workdir(name: &str) -> Workdir {
-    let dir = std::env::temp_dir().join(format!("kms-unseal-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    Workdir(dir)
-}
-
-/// A certificate carrying `spki_der` (signed by a throwaway EC key: `cms` wants a cert).
-fn cert_for(dir: &Path, spki_der: &[u8], name: &str) -> String {
-    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
-    let mut buf = vec![0u8; spki_der.len().div_ceil(3) * 4];
-    for line in Base64::encode(spki_der, &mut buf).unwrap().as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap());
-        pem.push('\n');
-    }
-    pem.push_str("-----END PUBLIC KEY-----\n");
-    std::fs::write(dir.join(format!("{name}.pub.pem")), pem).unwrap();
-    openssl(
-        dir,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            "signer.pem",
-        ],
-    );
-    let cert = format!("{name}.cert.pem");
-    // A subject key identifier, so `-keyid` (the rid form KMS may use) works too.
-    std::fs::write(dir.join("ext.cnf"), "subjectKeyIdentifier=hash\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-new",
-            "-subj",
-            "/CN=enclave",
-            "-key",
-            "signer.pem",
-            "-force_pubkey",
-            &format!("{name}.pub.pem"),
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            &cert,
-        ],
-    );
-    cert
-}
-
-/// `openssl cms -encrypt` of `plain` to the certs; `-keyopt K` pairs in `opts` are given
-/// after each `-recip` (they apply to the recipient before them), other flags up front.
-/// Returns the DER blob.
-fn seal(dir: &Path, plain: &[u8], certs: &[&str], opts: &[&str]) -> Vec<u8> {
-    std::fs::write(dir.join("plain"), plain).unwrap();
-    let mut keyopts = vec![];
-    let mut flags = vec![];
-    let mut it = opts.iter();
-    while let Some(&o) = it.next() {
-        if o == "-keyopt" {
-            keyopts.extend_from_slice(&[o, it.next().unwrap()]);
-        } else {
-            flags.push(o);
-        }
-    }
-    let mut args =
-        vec!["cms", "-encrypt", "-binary", "-in", "plain", "-outform", "DER", "-out", "blob.der"];
-    args.extend_from_slice(&flags);
-    for c in certs {
-        args.extend_from_slice(&["-recip", c]);
-        args.extend_from_slice(&keyopts);
-    }
-    openssl(dir, &args);
-    std::fs::read(dir.join("blob.der")).unwrap()
-}
-
-const KMS_LIKE: &[&str] =
-    &["-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256", "-aes-256-cbc"];
 
 #[test]
 fn opens_what_openssl_seals_like_kms_in_definite_and_indefinite_ber() {

@@ -318,8 +318,17 @@ macro_rules! wire_code16 {
         pub struct $name:ident { $( $(#[$cmeta:meta])* $konst:ident = $value:literal ),+ $(,)? }
     ) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
         pub struct $name(pub u16);
+
+        impl core::fmt::Debug for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                match self.name() {
+                    Some(n) => write!(f, "{}::{}", stringify!($name), n),
+                    None => write!(f, "{}({})", stringify!($name), self.0),
+                }
+            }
+        }
 
         impl $name {
             $( $(#[$cmeta])* pub const $konst: Self = Self($value); )+

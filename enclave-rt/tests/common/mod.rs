@@ -2,6 +2,8 @@
 //! `docs/share-format.md`, and age encryption by the reference `age` crate.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cms;
+
 use std::io::Write;
 
 use age::secrecy::ExposeSecret;

@@ -1,0 +1,399 @@
+//! The boot state machine: sans-IO, driven by the `wire` boot messages the parent sends,
+//! answering with the messages the enclave sends back.
+//!
+//! ```text
+//!            Hello                SealedKey             ShareFileBegin
+//!  Waiting ---------> Attested -------------> KeyUnsealed --------------> Loading
+//!                                                                          | ShareFileChunk*
+//!                                                                          | ShareFileEnd
+//!                                                                          v
+//!  any message not in the table, or any error in a step  ------------->  Serving
+//!  ==> Failed (terminal: every secret is dropped and wiped; one BootFailed is sent)
+//! ```
+//!
+//! [`TRANSITIONS`] is that table as data: the code dispatches on it, and the tests check
+//! every (state, message) pair against it. Time and memory figures come in through
+//! [`Context`]; the machine reads no clock and does no I/O.
+
+use core::fmt;
+
+use ring::digest;
+use wire::{BootFailReason, Message};
+
+use crate::age_decryptor::AgeError;
+use crate::age_identity::Identity;
+use crate::kms_unseal::{UnsealError, UnsealKey};
+use crate::share_json::JsonErrorKind;
+use crate::share_loader::{LoadError, LoaderConfig, ShareLoader};
+use crate::share_store::{ShareStore, StoreError};
+
+/// The states of a boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootState {
+    /// Waiting for the parent's `Hello`.
+    Waiting,
+    /// The attestation document (with our RSA public key) has been sent.
+    Attested,
+    /// The age identity has been unsealed; the RSA key is gone.
+    KeyUnsealed,
+    /// Share file chunks are being decrypted into the store.
+    Loading,
+    /// Shares are loaded; boot messages are no longer accepted.
+    Serving,
+    /// Terminal: secrets wiped, nothing served.
+    Failed,
+}
+
+/// The boot messages, by kind, for the transition table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootInput {
+    /// `Hello`.
+    Hello,
+    /// `SealedKey`.
+    SealedKey,
+    /// `ShareFileBegin`.
+    ShareFileBegin,
+    /// `ShareFileChunk`.
+    ShareFileChunk,
+    /// `ShareFileEnd`.
+    ShareFileEnd,
+}
+
+/// Every accepted (state, input) and the state it leads to on success. Any pair not listed
+/// is a protocol violation and leads to [`BootState::Failed`].
+pub const TRANSITIONS: &[(BootState, BootInput, BootState)] = &[
+    (BootState::Waiting, BootInput::Hello, BootState::Attested),
+    (BootState::Attested, BootInput::SealedKey, BootState::KeyUnsealed),
+    (BootState::KeyUnsealed, BootInput::ShareFileBegin, BootState::Loading),
+    (BootState::Loading, BootInput::ShareFileChunk, BootState::Loading),
+    (BootState::Loading, BootInput::ShareFileEnd, BootState::Serving),
+];
+
+/// The state `input` leads to from `state`, if the table allows it.
+#[must_use]
+pub fn next_state(state: BootState, input: BootInput) -> Option<BootState> {
+    TRANSITIONS.iter().find(|(s, i, _)| *s == state && *i == input).map(|(_, _, to)| *to)
+}
+
+/// The enclave's attestation source: `/dev/nsm` in production, a software NSM in the sim
+/// flavour, test doubles in unit tests.
+pub trait Nsm {
+    /// An attestation document binding `nonce` and `public_key` (DER SPKI of the RSA
+    /// unseal key), with optional `user_data`.
+    fn attest(
+        &mut self,
+        nonce: &[u8],
+        public_key: &[u8],
+        user_data: &[u8],
+    ) -> Result<Vec<u8>, NsmError>;
+}
+
+/// The NSM failed; carries a non-secret description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NsmError(pub String);
+
+/// What the event loop tells the machine about the outside world.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// Microseconds on a monotonic clock.
+    pub now_micros: u64,
+    /// Bytes allocated now (the budget allocator's `live`).
+    pub memory_in_use: u64,
+    /// The allocator's budget.
+    pub memory_budget: u64,
+}
+
+/// A message for the parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootOutput {
+    /// Send `Attestation { document }`.
+    Attestation(Vec<u8>),
+    /// Send `Loaded { .. }`.
+    Loaded(LoadedReport),
+    /// Send `BootFailed { reason, detail }`.
+    Failed(BootFailure),
+}
+
+/// The figures `Loaded` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadedReport {
+    /// Accounts in the store.
+    pub accounts: u64,
+    /// Plaintext bytes decrypted.
+    pub plaintext_bytes: u64,
+    /// SHA-256 of the ciphertext received.
+    pub ciphertext_sha256: [u8; 32],
+    /// First chunk to last entry, microseconds.
+    pub load_micros: u64,
+    /// Bytes allocated at the end of the load.
+    pub memory_in_use: u64,
+    /// The budget.
+    pub memory_budget: u64,
+}
+
+/// Why the boot failed: a code and a non-secret detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootFailure {
+    /// The reason code sent to the parent.
+    pub reason: BootFailReason,
+    /// Detail text: positions, counts and names only (at most `wire::DETAIL_MAX` bytes).
+    pub detail: String,
+}
+
+impl BootFailure {
+    fn new(reason: BootFailReason, detail: impl fmt::Display) -> Self {
+        let mut detail = detail.to_string();
+        if detail.len() > wire::DETAIL_MAX {
+            let mut end = wire::DETAIL_MAX;
+            while !detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            detail.truncate(end);
+        }
+        Self { reason, detail }
+    }
+}
+
+/// What the machine holds between messages. Each secret lives in exactly one state and is
+/// dropped (and wiped) when the state is left.
+enum Held {
+    None,
+    Key(Box<UnsealKey>),
+    Identity(Identity),
+    Loading(Box<Loading>),
+    Store(ShareStore),
+}
+
+struct Loading {
+    loader: ShareLoader<Identity>,
+    sha256: digest::Context,
+    announced_sha256: [u8; 32],
+    received: u64,
+    started_micros: u64,
+}
+
+/// The boot state machine; see the module documentation.
+pub struct BootMachine<N: Nsm> {
+    state: BootState,
+    held: Held,
+    nsm: N,
+    loader_config: LoaderConfig,
+}
+
+impl<N: Nsm> BootMachine<N> {
+    /// A machine in [`BootState::Waiting`].
+    pub fn new(nsm: N, loader_config: LoaderConfig) -> Self {
+        Self { state: BootState::Waiting, held: Held::None, nsm, loader_config }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> BootState {
+        self.state
+    }
+
+    /// The share store, once serving.
+    pub fn store(&self) -> Option<&ShareStore> {
+        match &self.held {
+            Held::Store(s) if self.state == BootState::Serving => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Handles one message from the parent. Returns what to send back, if anything. A
+    /// message that is not a boot message is the caller's to route; passing one here is a
+    /// protocol violation.
+    pub fn handle(&mut self, message: &Message<'_>, ctx: &Context) -> Option<BootOutput> {
+        if self.state == BootState::Failed {
+            return None; // terminal: already reported, nothing more is said
+        }
+        let Some(input) = boot_input(message) else {
+            return Some(self.fail(BootFailure::new(
+                BootFailReason::PROTOCOL_VIOLATION,
+                format_args!("{} is not a boot message", message.name()),
+            )));
+        };
+        let Some(to) = next_state(self.state, input) else {
+            let reason = if input == BootInput::SealedKey
+                && matches!(
+                    self.state,
+                    BootState::KeyUnsealed | BootState::Loading | BootState::Serving
+                ) {
+                BootFailReason::SEALED_KEY_REPEATED
+            } else {
+                BootFailReason::PROTOCOL_VIOLATION
+            };
+            return Some(self.fail(BootFailure::new(
+                reason,
+                format_args!("{input:?} in state {:?}", self.state),
+            )));
+        };
+        match self.step(message, ctx) {
+            Ok(output) => {
+                self.state = to;
+                output
+            }
+            Err(failure) => Some(self.fail(failure)),
+        }
+    }
+
+    /// Enters `Failed`: drops every secret (each type wipes itself on drop).
+    fn fail(&mut self, failure: BootFailure) -> BootOutput {
+        self.held = Held::None;
+        self.state = BootState::Failed;
+        BootOutput::Failed(failure)
+    }
+
+    fn step(
+        &mut self,
+        message: &Message<'_>,
+        ctx: &Context,
+    ) -> Result<Option<BootOutput>, BootFailure> {
+        match message {
+            Message::Hello(hello) => {
+                let key = UnsealKey::generate()
+                    .map_err(|e| BootFailure::new(BootFailReason::INTERNAL, e))?;
+                let document = self
+                    .nsm
+                    .attest(hello.nonce, key.public_key_der(), &[])
+                    .map_err(|e| BootFailure::new(BootFailReason::ATTESTATION_FAILED, e.0))?;
+                self.held = Held::Key(Box::new(key));
+                Ok(Some(BootOutput::Attestation(document)))
+            }
+            Message::SealedKey(sealed) => {
+                let Held::Key(key) = core::mem::replace(&mut self.held, Held::None) else {
+                    return Err(internal("no unseal key in Attested"));
+                };
+                let identity = key.unseal(sealed.ciphertext_for_recipient).map_err(|e| {
+                    let reason = match e {
+                        UnsealError::Malformed(_) | UnsealError::Unsupported(_) => {
+                            BootFailReason::SEALED_KEY_MALFORMED
+                        }
+                        _ => BootFailReason::SEALED_KEY_UNDECRYPTABLE,
+                    };
+                    BootFailure::new(reason, e)
+                })?;
+                self.held = Held::Identity(identity);
+                Ok(None)
+            }
+            Message::ShareFileBegin(begin) => {
+                let Held::Identity(identity) = core::mem::replace(&mut self.held, Held::None)
+                else {
+                    return Err(internal("no identity in KeyUnsealed"));
+                };
+                let loader = ShareLoader::new(
+                    identity,
+                    begin.total_len,
+                    begin.expected_entries,
+                    self.loader_config,
+                )
+                .map_err(load_failure)?;
+                self.held = Held::Loading(Box::new(Loading {
+                    loader,
+                    sha256: digest::Context::new(&digest::SHA256),
+                    announced_sha256: begin.sha256,
+                    received: 0,
+                    started_micros: ctx.now_micros,
+                }));
+                Ok(None)
+            }
+            Message::ShareFileChunk(chunk) => {
+                let Held::Loading(loading) = &mut self.held else {
+                    return Err(internal("no loader in Loading"));
+                };
+                if chunk.offset != loading.received {
+                    return Err(BootFailure::new(
+                        BootFailReason::CIPHERTEXT_MISMATCH,
+                        format_args!(
+                            "chunk at offset {}, expected {}",
+                            chunk.offset, loading.received
+                        ),
+                    ));
+                }
+                loading.received += chunk.data.len() as u64;
+                loading.sha256.update(chunk.data);
+                loading.loader.feed(chunk.data).map_err(load_failure)?;
+                Ok(None)
+            }
+            Message::ShareFileEnd(_) => {
+                let Held::Loading(loading) = core::mem::replace(&mut self.held, Held::None) else {
+                    return Err(internal("no loader in Loading"));
+                };
+                let Loading { loader, sha256, announced_sha256, started_micros, .. } = *loading;
+                let digest = sha256.finish();
+                if digest.as_ref() != announced_sha256 {
+                    return Err(BootFailure::new(
+                        BootFailReason::CIPHERTEXT_MISMATCH,
+                        "SHA-256 of the received file differs from the announced one",
+                    ));
+                }
+                let (store, stats) = loader.finish().map_err(load_failure)?;
+                let mut ciphertext_sha256 = [0u8; 32];
+                ciphertext_sha256.copy_from_slice(digest.as_ref());
+                self.held = Held::Store(store);
+                Ok(Some(BootOutput::Loaded(LoadedReport {
+                    accounts: stats.accounts,
+                    plaintext_bytes: stats.plaintext_bytes,
+                    ciphertext_sha256,
+                    load_micros: ctx.now_micros.saturating_sub(started_micros),
+                    memory_in_use: ctx.memory_in_use,
+                    memory_budget: ctx.memory_budget,
+                })))
+            }
+            _ => Err(internal("unexpected message passed the transition table")),
+        }
+    }
+}
+
+fn internal(what: &str) -> BootFailure {
+    BootFailure::new(BootFailReason::INTERNAL, what)
+}
+
+/// The boot input a message is, if it is a boot message from the parent.
+#[must_use]
+pub fn boot_input(message: &Message<'_>) -> Option<BootInput> {
+    Some(match message {
+        Message::Hello(_) => BootInput::Hello,
+        Message::SealedKey(_) => BootInput::SealedKey,
+        Message::ShareFileBegin(_) => BootInput::ShareFileBegin,
+        Message::ShareFileChunk(_) => BootInput::ShareFileChunk,
+        Message::ShareFileEnd(_) => BootInput::ShareFileEnd,
+        _ => return None,
+    })
+}
+
+/// The reason code for a failed load.
+fn load_failure(e: LoadError) -> BootFailure {
+    let reason = match e {
+        LoadError::Age(AgeError::NoMatch) => BootFailReason::AGE_WRONG_IDENTITY,
+        LoadError::Age(
+            AgeError::Header(_)
+            | AgeError::MissingNonce
+            | AgeError::LowOrderShare { .. }
+            | AgeError::HeaderMac,
+        ) => BootFailReason::AGE_HEADER_INVALID,
+        LoadError::Age(
+            AgeError::ChunkAuth { .. }
+            | AgeError::NoChunks
+            | AgeError::ShortChunk { .. }
+            | AgeError::EmptyFinalChunk { .. },
+        ) => BootFailReason::AGE_PAYLOAD_INVALID,
+        LoadError::Json(j) if matches!(j.kind, JsonErrorKind::Field(_)) => {
+            BootFailReason::SHARE_ENTRY_INVALID
+        }
+        LoadError::Json(_) => BootFailReason::SHARE_JSON_INVALID,
+        LoadError::Store { error: StoreError::Duplicate { .. }, .. } => {
+            BootFailReason::DUPLICATE_ACCOUNT
+        }
+        LoadError::Store {
+            error: StoreError::OutOfMemory { .. } | StoreError::TooLarge { .. },
+            ..
+        } => BootFailReason::OUT_OF_MEMORY,
+        LoadError::Store { error: StoreError::Full, .. }
+        | LoadError::TooMuchInput { .. }
+        | LoadError::ShortInput { .. }
+        | LoadError::CountImpossible { .. }
+        | LoadError::CountMismatch { .. } => BootFailReason::CIPHERTEXT_MISMATCH,
+        LoadError::Age(AgeError::Poisoned) | LoadError::Poisoned => BootFailReason::INTERNAL,
+    };
+    BootFailure::new(reason, e)
+}

@@ -1,0 +1,349 @@
+//! The boot state machine, driven with real inputs: the CMS sealed key made by OpenSSL for
+//! the RSA key the machine put in its attestation, and an age share file made by the `age`
+//! crate. Every (state, message) pair outside the transition table fails the boot, and every
+//! failure is terminal, typed, and free of secrets.
+
+mod common;
+
+use age::secrecy::ExposeSecret;
+use enclave_rt::boot_state_machine::{
+    BootInput, BootMachine, BootOutput, BootState, Context, Nsm, NsmError, TRANSITIONS, next_state,
+};
+use enclave_rt::share_loader::LoaderConfig;
+use ring::digest;
+use std::sync::{Arc, Mutex};
+use wire::{
+    BootFailReason, Hello, Message, Ping, SealedKey, ShareFileBegin, ShareFileChunk, ShareFileEnd,
+};
+
+/// Records what it was asked to attest and returns it as the "document".
+#[derive(Clone, Default)]
+struct RecordingNsm(Arc<Mutex<Option<Attested>>>);
+
+/// (nonce, public key) of the last attestation.
+type Attested = (Vec<u8>, Vec<u8>);
+
+impl Nsm for RecordingNsm {
+    fn attest(&mut self, nonce: &[u8], public_key: &[u8], _: &[u8]) -> Result<Vec<u8>, NsmError> {
+        *self.0.lock().unwrap() = Some((nonce.to_vec(), public_key.to_vec()));
+        let mut doc = b"doc".to_vec();
+        doc.extend_from_slice(nonce);
+        Ok(doc)
+    }
+}
+
+struct FailingNsm;
+impl Nsm for FailingNsm {
+    fn attest(&mut self, _: &[u8], _: &[u8], _: &[u8]) -> Result<Vec<u8>, NsmError> {
+        Err(NsmError("device unavailable".into()))
+    }
+}
+
+const CTX: Context = Context { now_micros: 1_000, memory_in_use: 123, memory_budget: 1 << 30 };
+const CONFIG: LoaderConfig = LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 };
+const NONCE: &[u8] = b"fresh nonce from the parent";
+
+/// A share file and the identity it is encrypted to.
+struct Fixture {
+    identity_text: String,
+    accounts: Vec<(String, Vec<u8>)>,
+    file: Vec<u8>,
+}
+
+fn fixture(n: usize) -> Fixture {
+    let keys = common::keys();
+    let accounts = common::accounts(n, 77);
+    let file = common::encrypt(&keys, &common::json(&accounts));
+    Fixture { identity_text: keys.age.to_string().expose_secret().to_owned(), accounts, file }
+}
+
+fn machine() -> (BootMachine<RecordingNsm>, RecordingNsm) {
+    let nsm = RecordingNsm::default();
+    (BootMachine::new(nsm.clone(), CONFIG), nsm)
+}
+
+fn failed(out: Option<BootOutput>) -> (BootFailReason, String) {
+    match out {
+        Some(BootOutput::Failed(f)) => (f.reason, f.detail),
+        other => panic!("expected a boot failure, got {other:?}"),
+    }
+}
+
+/// `Hello` + `SealedKey` for `identity_text`; the machine ends in `KeyUnsealed`.
+fn unseal(m: &mut BootMachine<RecordingNsm>, nsm: &RecordingNsm, identity_text: &str) {
+    let out = m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "test" }), &CTX);
+    let Some(BootOutput::Attestation(doc)) = out else { panic!("{out:?}") };
+    assert!(doc.ends_with(NONCE));
+    let (nonce, public_key) = nsm.0.lock().unwrap().clone().unwrap();
+    assert_eq!(nonce, NONCE);
+    assert_eq!(m.state(), BootState::Attested);
+    let blob = common::cms::seal_to(&public_key, identity_text);
+    let out = m.handle(&Message::SealedKey(SealedKey { ciphertext_for_recipient: &blob }), &CTX);
+    assert_eq!(out, None);
+    assert_eq!(m.state(), BootState::KeyUnsealed);
+}
+
+fn begin(file: &[u8], entries: u64) -> Vec<u8> {
+    let _ = entries;
+    digest::digest(&digest::SHA256, file).as_ref().to_vec()
+}
+
+/// Streams `file` as the parent does; returns the last output.
+fn send_file(m: &mut BootMachine<RecordingNsm>, file: &[u8], entries: u64) -> Option<BootOutput> {
+    let sha: [u8; 32] = begin(file, entries).try_into().unwrap();
+    let msg =
+        ShareFileBegin { total_len: file.len() as u64, sha256: sha, expected_entries: entries };
+    if let Some(out) = m.handle(&Message::ShareFileBegin(msg), &CTX) {
+        return Some(out);
+    }
+    let mut offset = 0u64;
+    for piece in file.chunks(32 * 1024) {
+        let chunk = ShareFileChunk { offset, data: piece };
+        if let Some(out) = m.handle(&Message::ShareFileChunk(chunk), &CTX) {
+            return Some(out);
+        }
+        offset += piece.len() as u64;
+    }
+    let end_ctx = Context { now_micros: 5_000, ..CTX };
+    m.handle(&Message::ShareFileEnd(ShareFileEnd {}), &end_ctx)
+}
+
+#[test]
+fn a_full_boot_reaches_serving_and_reports_the_load() {
+    let fx = fixture(500);
+    let (mut m, nsm) = machine();
+    unseal(&mut m, &nsm, &fx.identity_text);
+    let out = send_file(&mut m, &fx.file, 500);
+    let Some(BootOutput::Loaded(report)) = out else { panic!("{out:?}") };
+    assert_eq!(m.state(), BootState::Serving);
+    assert_eq!(report.accounts, 500);
+    assert_eq!(report.ciphertext_sha256.to_vec(), begin(&fx.file, 500));
+    assert_eq!(report.plaintext_bytes, common::json(&fx.accounts).len() as u64);
+    assert_eq!(report.load_micros, 4_000);
+    assert_eq!((report.memory_in_use, report.memory_budget), (123, 1 << 30));
+    let store = m.store().unwrap();
+    for (id, share) in &fx.accounts {
+        assert_eq!(store.get(id).unwrap().bytes, &share[..]);
+    }
+}
+
+/// Drives a fresh machine into `state` (one of the non-terminal ones).
+fn machine_in(state: BootState, fx: &Fixture) -> BootMachine<RecordingNsm> {
+    let (mut m, nsm) = machine();
+    if state == BootState::Waiting {
+        return m;
+    }
+    if state == BootState::Attested {
+        m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), &CTX);
+        return m;
+    }
+    unseal(&mut m, &nsm, &fx.identity_text);
+    if state == BootState::KeyUnsealed {
+        return m;
+    }
+    let sha: [u8; 32] = begin(&fx.file, 3).try_into().unwrap();
+    let msg = ShareFileBegin { total_len: fx.file.len() as u64, sha256: sha, expected_entries: 3 };
+    assert_eq!(m.handle(&Message::ShareFileBegin(msg), &CTX), None);
+    if state == BootState::Loading {
+        return m;
+    }
+    assert!(matches!(send_rest(&mut m, &fx.file), Some(BootOutput::Loaded(_))));
+    m
+}
+
+fn send_rest(m: &mut BootMachine<RecordingNsm>, file: &[u8]) -> Option<BootOutput> {
+    assert_eq!(
+        m.handle(&Message::ShareFileChunk(ShareFileChunk { offset: 0, data: file }), &CTX),
+        None
+    );
+    m.handle(&Message::ShareFileEnd(ShareFileEnd {}), &CTX)
+}
+
+#[test]
+fn every_message_outside_the_table_fails_the_boot_and_failed_is_terminal() {
+    let fx = fixture(3);
+    let blob = [0x30u8, 0x00];
+    let inputs: [(BootInput, Message<'_>); 5] = [
+        (BootInput::Hello, Message::Hello(Hello { nonce: NONCE, shim_version: "t" })),
+        (BootInput::SealedKey, Message::SealedKey(SealedKey { ciphertext_for_recipient: &blob })),
+        (
+            BootInput::ShareFileBegin,
+            Message::ShareFileBegin(ShareFileBegin {
+                total_len: 10,
+                sha256: [0; 32],
+                expected_entries: 1,
+            }),
+        ),
+        (
+            BootInput::ShareFileChunk,
+            Message::ShareFileChunk(ShareFileChunk { offset: 0, data: b"" }),
+        ),
+        (BootInput::ShareFileEnd, Message::ShareFileEnd(ShareFileEnd {})),
+    ];
+    let states = [
+        BootState::Waiting,
+        BootState::Attested,
+        BootState::KeyUnsealed,
+        BootState::Loading,
+        BootState::Serving,
+    ];
+    let mut checked = 0;
+    for state in states {
+        for (input, message) in &inputs {
+            if next_state(state, *input).is_some() {
+                continue; // allowed: covered by the boot tests
+            }
+            let mut m = machine_in(state, &fx);
+            let (reason, detail) = failed(m.handle(message, &CTX));
+            let repeated_key = *input == BootInput::SealedKey
+                && matches!(
+                    state,
+                    BootState::KeyUnsealed | BootState::Loading | BootState::Serving
+                );
+            let want = if repeated_key {
+                BootFailReason::SEALED_KEY_REPEATED
+            } else {
+                BootFailReason::PROTOCOL_VIOLATION
+            };
+            assert_eq!(reason, want, "{input:?} in {state:?}: {detail}");
+            assert_eq!(m.state(), BootState::Failed);
+            assert!(m.store().is_none());
+            // Terminal: nothing is accepted or said any more.
+            for (_, again) in &inputs {
+                assert_eq!(m.handle(again, &CTX), None);
+            }
+            assert_eq!(m.state(), BootState::Failed);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, states.len() * inputs.len() - TRANSITIONS.len());
+    // A message that is not a boot message at all.
+    let (mut m, _) = machine();
+    assert_eq!(
+        failed(m.handle(&Message::Ping(Ping { nonce: 1 }), &CTX)).0,
+        BootFailReason::PROTOCOL_VIOLATION
+    );
+}
+
+#[test]
+fn boot_failures_carry_the_right_reason() {
+    let fx = fixture(20);
+    let other = fixture(20);
+
+    // Attestation refused by the NSM.
+    let mut m = BootMachine::new(FailingNsm, CONFIG);
+    let out = m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), &CTX);
+    assert_eq!(failed(out).0, BootFailReason::ATTESTATION_FAILED);
+
+    // Sealed key for another RSA key.
+    let (mut m, _) = machine();
+    m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), &CTX);
+    let stranger = enclave_rt::kms_unseal::UnsealKey::generate().unwrap();
+    let blob = common::cms::seal_to(stranger.public_key_der(), &fx.identity_text);
+    let out = m.handle(&Message::SealedKey(SealedKey { ciphertext_for_recipient: &blob }), &CTX);
+    assert_eq!(failed(out).0, BootFailReason::SEALED_KEY_UNDECRYPTABLE);
+
+    // Malformed sealed key.
+    let (mut m, _) = machine();
+    m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), &CTX);
+    let out = m.handle(
+        &Message::SealedKey(SealedKey { ciphertext_for_recipient: b"\x30\x03\x02\x01" }),
+        &CTX,
+    );
+    assert_eq!(failed(out).0, BootFailReason::SEALED_KEY_MALFORMED);
+
+    // Wrong age key: the file is for another identity.
+    let (mut m, nsm) = machine();
+    unseal(&mut m, &nsm, &fx.identity_text);
+    assert_eq!(failed(send_file(&mut m, &other.file, 20)).0, BootFailReason::AGE_WRONG_IDENTITY);
+
+    // Corrupt JSON inside a valid age file.
+    let keys = common::keys_from(&fx.identity_text);
+    let mut json = common::json(&fx.accounts);
+    json[40] = b'}';
+    let bad = common::encrypt(&keys, &json);
+    let (mut m, nsm) = machine();
+    unseal(&mut m, &nsm, &fx.identity_text);
+    let (reason, detail) = failed(send_file(&mut m, &bad, 20));
+    assert!(
+        matches!(reason, BootFailReason::SHARE_JSON_INVALID | BootFailReason::SHARE_ENTRY_INVALID),
+        "{reason:?} {detail}"
+    );
+
+    // Duplicate account.
+    let mut dup = fx.accounts.clone();
+    dup[5].0 = dup[2].0.clone();
+    let file = common::encrypt(&keys, &common::json(&dup));
+    let (mut m, nsm) = machine();
+    unseal(&mut m, &nsm, &fx.identity_text);
+    assert_eq!(failed(send_file(&mut m, &file, 20)).0, BootFailReason::DUPLICATE_ACCOUNT);
+
+    // Truncated ciphertext: fewer bytes than announced.
+    let (mut m, nsm) = machine();
+    unseal(&mut m, &nsm, &fx.identity_text);
+    let sha: [u8; 32] = begin(&fx.file, 20).try_into().unwrap();
+    let announce =
+        ShareFileBegin { total_len: fx.file.len() as u64, sha256: sha, expected_entries: 20 };
+    assert_eq!(m.handle(&Message::ShareFileBegin(announce), &CTX), None);
+    let short = &fx.file[..fx.file.len() - 10];
+    assert_eq!(
+        m.handle(&Message::ShareFileChunk(ShareFileChunk { offset: 0, data: short }), &CTX),
+        None
+    );
+    assert_eq!(
+        failed(m.handle(&Message::ShareFileEnd(ShareFileEnd {}), &CTX)).0,
+        BootFailReason::CIPHERTEXT_MISMATCH
+    );
+
+    // A gap in the chunk offsets.
+    let (mut m, nsm) = machine();
+    unseal(&mut m, &nsm, &fx.identity_text);
+    assert_eq!(m.handle(&Message::ShareFileBegin(announce), &CTX), None);
+    let out =
+        m.handle(&Message::ShareFileChunk(ShareFileChunk { offset: 5, data: &fx.file }), &CTX);
+    assert_eq!(failed(out).0, BootFailReason::CIPHERTEXT_MISMATCH);
+
+    // The announced SHA-256 does not match what arrived.
+    let (mut m, nsm) = machine();
+    unseal(&mut m, &nsm, &fx.identity_text);
+    let wrong = ShareFileBegin { sha256: [7; 32], ..announce };
+    assert_eq!(m.handle(&Message::ShareFileBegin(wrong), &CTX), None);
+    assert_eq!(failed(send_rest(&mut m, &fx.file)).0, BootFailReason::CIPHERTEXT_MISMATCH);
+
+    // Over the memory budget.
+    let tight = LoaderConfig { store_limit_bytes: 1_000, ..CONFIG };
+    let nsm = RecordingNsm::default();
+    let mut m = BootMachine::new(nsm.clone(), tight);
+    unseal(&mut m, &nsm, &fx.identity_text);
+    assert_eq!(failed(send_file(&mut m, &fx.file, 20)).0, BootFailReason::OUT_OF_MEMORY);
+}
+
+#[test]
+fn no_output_of_any_boot_contains_a_secret() {
+    let fx = fixture(30);
+    let mut outputs = vec![];
+    // A good boot and a failing one (duplicate at the end), all outputs collected.
+    for corrupt in [false, true] {
+        let (mut m, nsm) = machine();
+        unseal(&mut m, &nsm, &fx.identity_text);
+        let mut accounts = fx.accounts.clone();
+        if corrupt {
+            accounts[29].0 = accounts[0].0.clone();
+        }
+        let file = common::encrypt(&common::keys_from(&fx.identity_text), &common::json(&accounts));
+        outputs.push(format!("{:?}", send_file(&mut m, &file, 30)));
+    }
+    let text = outputs.join("\n");
+    assert!(text.contains("Loaded") && text.contains("DUPLICATE_ACCOUNT"), "{text}");
+    let secret_key_body = &fx.identity_text["AGE-SECRET-KEY-1".len()..];
+    assert!(
+        !text.contains(secret_key_body)
+            && !text.to_lowercase().contains(&secret_key_body.to_lowercase())
+    );
+    for (_, share) in &fx.accounts {
+        let b64 = common::b64(share);
+        assert!(!text.contains(&b64[10..30]), "share base64 leaked");
+        assert!(!text.contains(&hex::encode(&share[39..51])), "share hex leaked");
+        assert!(!text.contains(&format!("{:?}", &share[39..45])[1..20]), "share bytes leaked");
+    }
+}
