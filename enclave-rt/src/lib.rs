@@ -24,7 +24,11 @@ pub mod budget_allocator;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod kms_unseal;
+pub mod log_ring;
+pub mod service;
 pub mod share_format;
 pub mod share_json;
 pub mod share_loader;
 pub mod share_store;
+pub mod sim_nsm;
+pub mod transport;

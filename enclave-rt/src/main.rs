@@ -1,18 +1,135 @@
 //! `enclave-rt`: the only program in the enclave image (`/init`). The modules live in the
-//! library (`src/lib.rs`); this binary will drive them from one `poll` loop.
+//! library (`src/lib.rs`); this binary reads its configuration, sets the memory budget and
+//! runs the event loop until the boot fails.
+//!
+//! ```text
+//! enclave-rt --control ADDR --logs ADDR [--memory-budget-mib N] [--store-limit-mib N]
+//!            [--allow-empty] [--quiet]
+//! ADDR: vsock:CID:PORT | unix:PATH
+//! ```
+//!
+//! Flavours are chosen at compile time: `--features sim` (software NSM, local runs and
+//! tests) or `--features nsm` (`/dev/nsm`, not built yet). A build with neither refuses to
+//! start, so no configuration can turn the sim on in a production image.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-/// Every allocation of the enclave goes through the budget (set from the measured
-/// configuration at boot) and is wiped when freed.
-#[global_allocator]
-static ALLOC: enclave_rt::budget_allocator::BudgetAllocator =
-    enclave_rt::budget_allocator::BudgetAllocator::new();
+use std::process::ExitCode;
 
-fn main() {
-    eprintln!(
-        "enclave-rt {}: the boot loop is not built yet (see the open issues)",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(2);
+use enclave_rt::budget_allocator::BudgetAllocator;
+use enclave_rt::log_ring::{DEFAULT_MAX_BYTES, LogRing};
+use enclave_rt::service::{ServiceConfig, run};
+use enclave_rt::share_loader::LoaderConfig;
+
+/// Every allocation of the enclave goes through the budget and is wiped when freed.
+#[global_allocator]
+static ALLOC: BudgetAllocator = BudgetAllocator::new();
+
+const USAGE: &str = "usage: enclave-rt --control ADDR --logs ADDR [--memory-budget-mib N] \
+                     [--store-limit-mib N] [--allow-empty] [--quiet]";
+
+struct Args {
+    service: ServiceConfig,
+    budget: usize,
+    quiet: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut control = None;
+    let mut logs = None;
+    let mut budget_mib: usize = 1024;
+    let mut store_mib: u64 = 768;
+    let mut allow_empty = false;
+    let mut quiet = false;
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value\n{USAGE}"));
+        match arg.as_str() {
+            "--control" => {
+                control =
+                    Some(value()?.parse().map_err(|e: enclave_rt::transport::AddressError| e.0)?);
+            }
+            "--logs" => {
+                logs =
+                    Some(value()?.parse().map_err(|e: enclave_rt::transport::AddressError| e.0)?);
+            }
+            "--memory-budget-mib" => {
+                budget_mib =
+                    value()?.parse().map_err(|_| format!("bad --memory-budget-mib\n{USAGE}"))?;
+            }
+            "--store-limit-mib" => {
+                store_mib =
+                    value()?.parse().map_err(|_| format!("bad --store-limit-mib\n{USAGE}"))?;
+            }
+            "--allow-empty" => allow_empty = true,
+            "--quiet" => quiet = true,
+            _ => return Err(format!("unknown argument `{arg}`\n{USAGE}")),
+        }
+    }
+    let (Some(control), Some(logs)) = (control, logs) else {
+        return Err(format!("--control and --logs are required\n{USAGE}"));
+    };
+    Ok(Args {
+        service: ServiceConfig {
+            control,
+            logs,
+            loader: LoaderConfig { allow_empty, store_limit_bytes: store_mib << 20 },
+        },
+        budget: budget_mib << 20,
+        quiet,
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("enclave-rt: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(stats) = ALLOC.set_budget(args.budget) {
+        eprintln!(
+            "enclave-rt: the memory budget is below what is already allocated ({} bytes)",
+            stats.live
+        );
+        return ExitCode::from(2);
+    }
+    let mut logs = LogRing::new(DEFAULT_MAX_BYTES, !args.quiet);
+    let Some(nsm) = nsm() else {
+        eprintln!("enclave-rt: built without an NSM flavour; build with --features sim or nsm");
+        return ExitCode::from(2);
+    };
+    match run(&args.service, nsm, &|| ALLOC.stats(), &|| ALLOC.take_watermark_alert(), &mut logs) {
+        Ok(exit) => {
+            eprintln!("enclave-rt: stopping: {exit:?}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("enclave-rt: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(feature = "sim")]
+fn nsm() -> Option<enclave_rt::sim_nsm::SimNsm> {
+    fn now_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+    let pcrs = (0..3).map(|i| (i, [0u8; 48])).collect();
+    match enclave_rt::sim_nsm::SimNsm::new(pcrs, now_ms) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            eprintln!("enclave-rt: {}", e.0);
+            None
+        }
+    }
+}
+
+#[cfg(not(feature = "sim"))]
+fn nsm() -> Option<enclave_rt::sim_nsm::SimNsm> {
+    None
 }

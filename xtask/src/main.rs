@@ -76,6 +76,8 @@ fn test(root: &Path) -> Result {
         "--locked",
         "--workspace",
         "--all-targets",
+        "--features",
+        "enclave-rt/sim",
         "--",
         "-D",
         "warnings",
@@ -83,7 +85,8 @@ fn test(root: &Path) -> Result {
     // `wire` must build for a target that has no `std` at all.
     run(cargo().args(["check", "--locked", "-p", "wire", "--target", "thumbv7em-none-eabihf"]))?;
     wire_doc::run(root, true)?;
-    run(cargo().args(["test", "--locked", "--workspace"]))?;
+    // The enclave's process tests need the software NSM flavour.
+    run(cargo().args(["test", "--locked", "--workspace", "--features", "enclave-rt/sim"]))?;
     // Smoke versions of the heavy suites: the fuzz targets still build (their oracles run
     // in the tests above), and the boot benchmark runs end to end on a small file.
     for (dir, _) in FUZZ_TARGETS {

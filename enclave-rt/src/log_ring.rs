@@ -1,0 +1,88 @@
+//! The enclave's logs: a bounded ring of encoded `Log` frames, drained to the parent over
+//! the log channel when it can take them. When the ring is full the oldest lines go, and the
+//! next drain starts with a `LogsDropped` line counting them: logging never blocks and never
+//! allocates beyond the bound.
+//!
+//! Redaction is by construction: a line is a static message plus fields of plain text the
+//! caller passes explicitly; the secret types (`Identity`, `UnsealKey`, shares) implement no
+//! `Display` and a redacting `Debug`, so they cannot be formatted into a line by accident.
+
+use std::collections::VecDeque;
+
+use wire::{Flags, Log, LogFields, LogLevel, LogsDropped, MAX_FRAME_LEN};
+
+/// Default bound on buffered log bytes.
+pub const DEFAULT_MAX_BYTES: usize = 256 * 1024;
+
+/// The ring; see the module documentation.
+pub struct LogRing {
+    frames: VecDeque<Vec<u8>>,
+    bytes: usize,
+    max_bytes: usize,
+    dropped: u64,
+    echo_stderr: bool,
+}
+
+impl LogRing {
+    /// A ring holding at most `max_bytes` of frames. With `echo_stderr`, lines also go to
+    /// the console (the enclave's serial console in debug mode; local runs).
+    #[must_use]
+    pub fn new(max_bytes: usize, echo_stderr: bool) -> Self {
+        Self { frames: VecDeque::new(), bytes: 0, max_bytes, dropped: 0, echo_stderr }
+    }
+
+    /// Adds a line. `fields` are (key, value) pairs of non-secret text.
+    pub fn log(&mut self, level: LogLevel, target: &str, message: &str, fields: &[(&str, &str)]) {
+        if self.echo_stderr {
+            let rendered: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            eprintln!("{} {target}: {message} {}", level.as_str(), rendered.join(" "));
+        }
+        let mut buf = vec![0u8; MAX_FRAME_LEN];
+        let line = Log { level, target, message, fields: LogFields::new(fields) };
+        let Ok(n) = wire::encode(&line, 0, Flags::NONE, &mut buf) else {
+            self.dropped += 1; // over-long line: counted, never truncated mid-field
+            return;
+        };
+        buf.truncate(n);
+        while self.bytes + n > self.max_bytes {
+            let Some(old) = self.frames.pop_front() else { break };
+            self.bytes -= old.len();
+            self.dropped += 1;
+        }
+        if n <= self.max_bytes {
+            self.bytes += n;
+            self.frames.push_back(buf);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// Whether anything waits to be sent.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty() && self.dropped == 0
+    }
+
+    /// Lines dropped and not yet reported.
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The next frame to send: a `LogsDropped` report first if lines were dropped.
+    pub fn pop_frame(&mut self) -> Option<Vec<u8>> {
+        if self.dropped > 0 {
+            let mut buf = vec![0u8; 64];
+            if let Ok(n) =
+                wire::encode(&LogsDropped { count: self.dropped }, 0, Flags::NONE, &mut buf)
+            {
+                buf.truncate(n);
+                self.dropped = 0;
+                return Some(buf);
+            }
+        }
+        let frame = self.frames.pop_front()?;
+        self.bytes -= frame.len();
+        Some(frame)
+    }
+}

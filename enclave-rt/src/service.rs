@@ -1,0 +1,363 @@
+//! The event loop: one thread, one `poll` over the control socket (boot messages, signing
+//! RPC, health) and the log socket. It only moves bytes: frames go to the
+//! [`BootMachine`] and the health handlers, their answers are queued and written when the
+//! socket is writable, and log frames drain from the [`LogRing`].
+//!
+//! The loop ends when the boot has failed and the `BootFailed` frame has been written (the
+//! caller then powers off), or on an I/O error on a listener.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use wire::{
+    BootFailed, DefaultDecoder, Flags, Loaded, LogLevel, Message, Pong, RpcError, RpcErrorCode,
+    Status,
+};
+
+use crate::boot_state_machine::{BootMachine, BootOutput, BootState, Context, Nsm};
+use crate::budget_allocator::MemoryStats;
+use crate::log_ring::LogRing;
+use crate::share_loader::LoaderConfig;
+use crate::transport::{Address, Listener, Stream};
+
+/// What the service needs to know.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Where the parent connects for boot, RPC and health.
+    pub control: Address,
+    /// Where the parent connects to receive logs.
+    pub logs: Address,
+    /// Share loading limits.
+    pub loader: LoaderConfig,
+}
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The boot failed; `BootFailed` was sent (or the parent was gone).
+    BootFailed,
+}
+
+/// Runs the service until the boot fails.
+///
+/// One function on purpose: the whole loop (poll set, logs, control) reads top to bottom. `memory` reads the allocator's counters and
+/// `take_alert` its watermark flag.
+#[allow(clippy::too_many_lines)]
+pub fn run<N: Nsm>(
+    config: &ServiceConfig,
+    nsm: N,
+    memory: &dyn Fn() -> MemoryStats,
+    take_alert: &dyn Fn() -> bool,
+    logs: &mut LogRing,
+) -> io::Result<Exit> {
+    let started = Instant::now();
+    let control_listener = Listener::bind(&config.control)?;
+    let log_listener = Listener::bind(&config.logs)?;
+    logs.log(
+        LogLevel::Info,
+        "service",
+        "listening",
+        &[("control", &config.control.to_string()), ("logs", &config.logs.to_string())],
+    );
+    let mut machine = BootMachine::new(nsm, config.loader);
+    let mut control: Option<Stream> = None;
+    let mut log_conn: Option<Stream> = None;
+    let mut decoder: Box<DefaultDecoder> = Box::default();
+    let mut out: Vec<u8> = Vec::new();
+    let mut log_pending: Vec<u8> = Vec::new();
+    let mut frame_buf = vec![0u8; wire::MAX_FRAME_LEN];
+
+    loop {
+        if take_alert() {
+            let s = memory();
+            logs.log(
+                LogLevel::Warn,
+                "memory",
+                "allocation crossed the 70% watermark",
+                &[("live", &s.live.to_string()), ("budget", &s.budget.to_string())],
+            );
+        }
+        if log_pending.is_empty()
+            && let Some(frame) = logs.pop_frame()
+        {
+            log_pending = frame;
+        }
+        if machine.state() == BootState::Failed && out.is_empty() {
+            flush_logs(&mut log_conn, &mut log_pending, logs);
+            return Ok(Exit::BootFailed);
+        }
+        let mut fds = Vec::with_capacity(4);
+        let control_slot = match &control {
+            Some(c) => {
+                let mut ev = PollFlags::POLLIN;
+                if !out.is_empty() {
+                    ev |= PollFlags::POLLOUT;
+                }
+                fds.push(PollFd::new(c.as_fd(), ev));
+                0
+            }
+            None => {
+                fds.push(PollFd::new(control_listener.as_fd(), PollFlags::POLLIN));
+                0
+            }
+        };
+        let log_slot = fds.len();
+        match &log_conn {
+            Some(l) => {
+                let ev =
+                    if log_pending.is_empty() { PollFlags::empty() } else { PollFlags::POLLOUT };
+                fds.push(PollFd::new(l.as_fd(), ev | PollFlags::POLLIN));
+            }
+            None => fds.push(PollFd::new(log_listener.as_fd(), PollFlags::POLLIN)),
+        }
+        poll(&mut fds, PollTimeout::NONE).map_err(io::Error::from)?;
+        let ready = |i: usize| fds[i].revents().unwrap_or(PollFlags::empty());
+        let (control_ready, log_ready) = (ready(control_slot), ready(log_slot));
+        drop(fds);
+
+        // Logs: accept the parent's connection, write what is pending, notice a hang-up.
+        match &mut log_conn {
+            None if log_ready.contains(PollFlags::POLLIN) => {
+                log_conn = log_listener.accept()?;
+            }
+            Some(conn) => {
+                if log_ready.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                    log_conn = None;
+                } else if log_ready.contains(PollFlags::POLLOUT) {
+                    match conn.write(&log_pending) {
+                        Ok(n) => drop(log_pending.drain(..n)),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => log_conn = None,
+                    }
+                }
+            }
+            None => {}
+        }
+
+        // Control: accept, read frames and handle them, write answers.
+        let Some(conn) = &mut control else {
+            if control_ready.contains(PollFlags::POLLIN) {
+                control = control_listener.accept()?;
+                *decoder = DefaultDecoder::default();
+                out.clear();
+                logs.log(LogLevel::Info, "service", "parent connected", &[]);
+            }
+            continue;
+        };
+        if control_ready.contains(PollFlags::POLLOUT) && !out.is_empty() {
+            match conn.write(&out) {
+                Ok(n) => drop(out.drain(..n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    control = None;
+                    continue;
+                }
+            }
+        }
+        if control_ready.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+            let n = match conn.read(decoder.read_buf()) {
+                Ok(0) | Err(_) => {
+                    logs.log(LogLevel::Warn, "service", "parent disconnected", &[]);
+                    control = None;
+                    if machine.state() == BootState::Failed {
+                        out.clear();
+                    }
+                    continue;
+                }
+                Ok(n) => n,
+            };
+            decoder.commit(n);
+            loop {
+                let frame = match decoder.next_frame() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        logs.log(
+                            LogLevel::Error,
+                            "service",
+                            "malformed frame from the parent",
+                            &[("error", &e.to_string())],
+                        );
+                        control = None;
+                        break;
+                    }
+                };
+                let stream = frame.header.stream;
+                let mem = memory();
+                let ctx = Context {
+                    now_micros: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    memory_in_use: mem.live as u64,
+                    memory_budget: mem.budget as u64,
+                };
+                let reply = match frame.message() {
+                    Err(e) => {
+                        logs.log(
+                            LogLevel::Error,
+                            "service",
+                            "undecodable message",
+                            &[("error", &e.to_string())],
+                        );
+                        Reply::Rpc(RpcErrorCode::INVALID_ARGUMENT, "undecodable message")
+                    }
+                    Ok(Message::Ping(p)) => Reply::Pong(p.nonce),
+                    Ok(Message::StatusRequest(_)) => Reply::Status,
+                    Ok(m) if crate::boot_state_machine::boot_input(&m).is_some() => {
+                        match machine.handle(&m, &ctx) {
+                            None => Reply::None,
+                            Some(o) => Reply::Boot(o),
+                        }
+                    }
+                    Ok(m) if machine.state() == BootState::Serving => {
+                        logs.log(
+                            LogLevel::Warn,
+                            "rpc",
+                            "request not served yet",
+                            &[("kind", m.name())],
+                        );
+                        Reply::Rpc(
+                            RpcErrorCode::FAILED_PRECONDITION,
+                            "signing is not available in this build",
+                        )
+                    }
+                    Ok(_) => Reply::Rpc(
+                        RpcErrorCode::FAILED_PRECONDITION,
+                        "not serving: boot incomplete",
+                    ),
+                };
+                let written =
+                    reply.encode(stream, &mut frame_buf, &machine, &mem, take_alert, started, logs);
+                out.extend_from_slice(&frame_buf[..written]);
+            }
+        }
+    }
+}
+
+/// An answer to one frame.
+enum Reply {
+    None,
+    Pong(u64),
+    Status,
+    Boot(BootOutput),
+    Rpc(RpcErrorCode, &'static str),
+}
+
+impl Reply {
+    #[allow(clippy::too_many_arguments)]
+    fn encode<N: Nsm>(
+        self,
+        stream: u32,
+        buf: &mut [u8],
+        machine: &BootMachine<N>,
+        mem: &MemoryStats,
+        take_alert: &dyn Fn() -> bool,
+        started: Instant,
+        logs: &mut LogRing,
+    ) -> usize {
+        let result = match self {
+            Self::None => return 0,
+            Self::Pong(nonce) => wire::encode(&Pong { nonce }, stream, Flags::NONE, buf),
+            Self::Status => {
+                let status = Status {
+                    state: wire_state(machine.state()),
+                    accounts: machine.store().map_or(0, crate::share_store::ShareStore::len),
+                    memory_in_use: mem.live as u64,
+                    memory_peak: mem.peak as u64,
+                    memory_budget: mem.budget as u64,
+                    watermark_alert: take_alert() || mem.live > mem.budget / 100 * 70,
+                    sessions_in_use: 0,
+                    session_cap: 0,
+                    uptime_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                };
+                wire::encode(&status, stream, Flags::NONE, buf)
+            }
+            Self::Boot(BootOutput::Attestation(document)) => {
+                logs.log(
+                    LogLevel::Info,
+                    "boot",
+                    "attestation document sent",
+                    &[("bytes", &document.len().to_string())],
+                );
+                wire::encode(&wire::Attestation { document: &document }, stream, Flags::NONE, buf)
+            }
+            Self::Boot(BootOutput::Loaded(r)) => {
+                logs.log(
+                    LogLevel::Info,
+                    "boot",
+                    "shares loaded",
+                    &[
+                        ("accounts", &r.accounts.to_string()),
+                        ("load_micros", &r.load_micros.to_string()),
+                    ],
+                );
+                let loaded = Loaded {
+                    accounts: r.accounts,
+                    plaintext_bytes: r.plaintext_bytes,
+                    ciphertext_sha256: r.ciphertext_sha256,
+                    load_micros: r.load_micros,
+                    memory_in_use: r.memory_in_use,
+                    memory_budget: r.memory_budget,
+                };
+                wire::encode(&loaded, stream, Flags::NONE, buf)
+            }
+            Self::Boot(BootOutput::Failed(f)) => {
+                logs.log(
+                    LogLevel::Error,
+                    "boot",
+                    "boot failed",
+                    &[("reason", &f.reason.to_string()), ("detail", &f.detail)],
+                );
+                wire::encode(
+                    &BootFailed { reason: f.reason, detail: &f.detail },
+                    stream,
+                    Flags::NONE,
+                    buf,
+                )
+            }
+            Self::Rpc(code, detail) => {
+                wire::encode(&RpcError { code, detail }, stream, Flags::NONE, buf)
+            }
+        };
+        result.unwrap_or_else(|e| {
+            logs.log(
+                LogLevel::Error,
+                "service",
+                "cannot encode a reply",
+                &[("error", &e.to_string())],
+            );
+            0
+        })
+    }
+}
+
+fn wire_state(s: BootState) -> wire::BootState {
+    match s {
+        BootState::Waiting => wire::BootState::Waiting,
+        BootState::Attested => wire::BootState::Attested,
+        BootState::KeyUnsealed => wire::BootState::KeyUnsealed,
+        BootState::Loading => wire::BootState::Loading,
+        BootState::Serving => wire::BootState::Serving,
+        BootState::Failed => wire::BootState::Failed,
+    }
+}
+
+/// Best effort: write what logs remain before exiting (blocking briefly).
+fn flush_logs(conn: &mut Option<Stream>, pending: &mut Vec<u8>, logs: &mut LogRing) {
+    let Some(c) = conn else { return };
+    for _ in 0..1000 {
+        if pending.is_empty() {
+            match logs.pop_frame() {
+                Some(f) => *pending = f,
+                None => return,
+            }
+        }
+        match c.write(pending) {
+            Ok(n) => drop(pending.drain(..n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(_) => return,
+        }
+    }
+}

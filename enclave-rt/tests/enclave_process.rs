@@ -1,0 +1,222 @@
+//! The real `enclave-rt` binary (sim flavour) driven over Unix sockets like the parent will
+//! drive it: hello, attestation, a CMS-sealed identity made by OpenSSL, an age share file,
+//! `Loaded`; then ping and status. And a failing boot: `BootFailed`, then the process exits.
+//! Everything the enclave writes (frames and log lines) is checked for secrets.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use age::secrecy::ExposeSecret;
+use ring::digest;
+use wire::{
+    DefaultDecoder, Flags, Hello, Message, Ping, SealedKey, ShareFileBegin, ShareFileChunk,
+    ShareFileEnd, StatusRequest,
+};
+
+struct Enclave {
+    child: Child,
+    control: UnixStream,
+    logs: UnixStream,
+    decoder: Box<DefaultDecoder>,
+    _dir: common::cms::Workdir,
+}
+
+impl Drop for Enclave {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn connect(path: &Path) -> UnixStream {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot connect to {}: {e}", path.display()),
+        }
+    }
+}
+
+fn start(name: &str) -> Enclave {
+    let dir = common::cms::workdir(&format!("proc-{name}"));
+    let control = dir.0.join("control.sock");
+    let logs = dir.0.join("logs.sock");
+    let child = Command::new(env!("CARGO_BIN_EXE_enclave-rt"))
+        .args(["--control", &format!("unix:{}", control.display())])
+        .args(["--logs", &format!("unix:{}", logs.display())])
+        .args(["--memory-budget-mib", "512", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let control = connect(&control);
+    let logs = connect(&logs);
+    control.set_read_timeout(Some(Duration::from_mins(1))).unwrap();
+    logs.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    Enclave { child, control, logs, decoder: Box::default(), _dir: dir }
+}
+
+impl Enclave {
+    fn send(&mut self, m: &Message<'_>, stream: u32) {
+        let mut buf = vec![0u8; wire::MAX_FRAME_LEN];
+        let n = m.encode(stream, Flags::NONE, &mut buf).unwrap();
+        self.control.write_all(&buf[..n]).unwrap();
+    }
+
+    /// The next frame's (stream, kind, payload).
+    fn recv(&mut self) -> (u32, u16, Vec<u8>) {
+        loop {
+            if let Some(f) = self.decoder.next_frame().unwrap() {
+                return (f.header.stream, f.header.kind, f.payload.to_vec());
+            }
+            let n = self.control.read(self.decoder.read_buf()).unwrap();
+            assert!(n > 0, "the enclave closed the control connection");
+            self.decoder.commit(n);
+        }
+    }
+
+    /// Every log frame the enclave has sent so far, rendered with `Debug`.
+    fn drain_logs(&mut self) -> String {
+        let mut bytes = vec![];
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = self.logs.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        let mut out = String::new();
+        let mut at = 0;
+        while let Some((frame, used)) = wire::decode(&bytes[at..]).unwrap() {
+            writeln!(out, "{:?}", frame.message().unwrap()).unwrap();
+            at += used;
+        }
+        out
+    }
+}
+
+fn decode(kind: u16, payload: &[u8]) -> Message<'_> {
+    Message::decode(kind, payload).unwrap()
+}
+
+/// The RSA public key (DER SPKI) in a sim attestation document: the bstr after the
+/// `public_key` text key in the CBOR payload.
+fn public_key_in(document: &[u8]) -> Vec<u8> {
+    let key = b"\x6apublic_key";
+    let at = document.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    assert_eq!(document[at], 0x59, "a two-byte-length bstr");
+    let len = usize::from(u16::from_be_bytes([document[at + 1], document[at + 2]]));
+    document[at + 3..at + 3 + len].to_vec()
+}
+
+fn boot_until_attested(e: &mut Enclave, nonce: &[u8]) -> Vec<u8> {
+    e.send(&Message::Hello(Hello { nonce, shim_version: "test" }), 0);
+    let (_, kind, payload) = e.recv();
+    let Message::Attestation(a) = decode(kind, &payload) else { panic!("kind {kind:#x}") };
+    assert_eq!(a.document[0], 0x84, "COSE_Sign1 is a four-element array");
+    assert!(a.document.windows(nonce.len()).any(|w| w == nonce), "the nonce is in the document");
+    public_key_in(a.document)
+}
+
+fn send_file(e: &mut Enclave, file: &[u8], entries: u64) {
+    let sha: [u8; 32] = digest::digest(&digest::SHA256, file).as_ref().try_into().unwrap();
+    let begin =
+        ShareFileBegin { total_len: file.len() as u64, sha256: sha, expected_entries: entries };
+    e.send(&Message::ShareFileBegin(begin), 0);
+    let mut offset = 0;
+    for piece in file.chunks(32 * 1024) {
+        e.send(&Message::ShareFileChunk(ShareFileChunk { offset, data: piece }), 0);
+        offset += piece.len() as u64;
+    }
+    e.send(&Message::ShareFileEnd(ShareFileEnd {}), 0);
+}
+
+#[test]
+fn a_full_boot_of_the_real_binary_then_health() {
+    let keys = common::keys();
+    let identity_text = keys.age.to_string().expose_secret().to_owned();
+    let accounts = common::accounts(1_000, 5);
+    let file = common::encrypt(&keys, &common::json(&accounts));
+    let mut e = start("ok");
+    let public_key = boot_until_attested(&mut e, b"nonce-1234567890");
+    let sealed = common::cms::seal_to(&public_key, &identity_text);
+    e.send(&Message::SealedKey(SealedKey { ciphertext_for_recipient: &sealed }), 0);
+    send_file(&mut e, &file, 1_000);
+    let (_, kind, payload) = e.recv();
+    let Message::Loaded(loaded) = decode(kind, &payload) else {
+        panic!("{:?}", decode(kind, &payload))
+    };
+    assert_eq!(loaded.accounts, 1_000);
+    assert_eq!(
+        loaded.ciphertext_sha256.to_vec(),
+        digest::digest(&digest::SHA256, &file).as_ref().to_vec()
+    );
+    assert!(loaded.memory_in_use > 0 && loaded.memory_budget == 512 << 20);
+
+    e.send(&Message::Ping(Ping { nonce: 42 }), 7);
+    let (stream, kind, payload) = e.recv();
+    assert_eq!(stream, 7);
+    assert!(matches!(decode(kind, &payload), Message::Pong(p) if p.nonce == 42));
+    e.send(&Message::StatusRequest(StatusRequest {}), 8);
+    let (_, kind, payload) = e.recv();
+    let Message::Status(status) = decode(kind, &payload) else { panic!() };
+    assert_eq!(status.state, wire::BootState::Serving);
+    assert_eq!(status.accounts, 1_000);
+    assert!(status.memory_peak >= status.memory_in_use);
+
+    // Health requests in steady state allocate within a fixed bound.
+    let mut in_use = vec![];
+    for i in 0..200 {
+        e.send(&Message::StatusRequest(StatusRequest {}), 100 + i);
+        let (_, kind, payload) = e.recv();
+        let Message::Status(s) = decode(kind, &payload) else { panic!() };
+        in_use.push(s.memory_in_use);
+    }
+    let (lo, hi) = (in_use.iter().min().unwrap(), in_use.iter().max().unwrap());
+    assert!(hi - lo < 256 * 1024, "memory drifts under health requests: {lo}..{hi}");
+
+    let logs = e.drain_logs();
+    assert!(logs.contains("shares loaded"), "{logs}");
+    let secret = &identity_text["AGE-SECRET-KEY-1".len()..];
+    assert!(!logs.contains(secret) && !logs.to_lowercase().contains(&secret.to_lowercase()));
+    for (_, share) in accounts.iter().step_by(50) {
+        assert!(!logs.contains(&common::b64(share)[8..40]));
+    }
+}
+
+#[test]
+fn a_failed_boot_reports_and_the_process_exits() {
+    let keys = common::keys();
+    let identity_text = keys.age.to_string().expose_secret().to_owned();
+    let mut e = start("fail");
+    let _ = boot_until_attested(&mut e, b"nonce-abcdefghijk");
+    // A sealed key for some other RSA key.
+    let stranger = enclave_rt::kms_unseal::UnsealKey::generate().unwrap();
+    let sealed = common::cms::seal_to(stranger.public_key_der(), &identity_text);
+    e.send(&Message::SealedKey(SealedKey { ciphertext_for_recipient: &sealed }), 0);
+    let (_, kind, payload) = e.recv();
+    let Message::BootFailed(f) = decode(kind, &payload) else { panic!() };
+    assert_eq!(f.reason, wire::BootFailReason::SEALED_KEY_UNDECRYPTABLE);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = e.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the enclave did not exit after a failed boot");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1));
+    let logs = e.drain_logs();
+    assert!(logs.contains("boot failed"), "{logs}");
+}
