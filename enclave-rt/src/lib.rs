@@ -10,8 +10,17 @@
 //! - [`share_store`]: the fixed-capacity `account_id -> share` table.
 //! - [`share_loader`]: the three above chained, with all-or-nothing semantics.
 //!
-//! To come (see the open issues): the boot state machine, NSM attestation, the KMS unseal,
-//! the FROST signing engine, the bounded allocator and the log ring.
+//! Booting and serving:
+//! - [`boot_state_machine`]: Waiting -> Attested -> KeyUnsealed -> Loading -> Serving, or
+//!   Failed; a transition table, driven by `wire` messages.
+//! - [`kms_unseal`] and [`ber`]: the per-boot RSA key and KMS's CMS `EnvelopedData`.
+//! - [`sim_nsm`]: the software NSM of the `sim` flavour.
+//! - [`service`]: the `poll` event loop; [`transport`]: vsock or Unix addresses;
+//!   [`log_ring`]: bounded logs to the parent.
+//! - [`budget_allocator`]: the global allocator with a hard budget (the only `unsafe`).
+//!
+//! To come (see the open issues): PID 1 duties, the `/dev/nsm` flavour, the attestation
+//! verifier, and the FROST signing engine.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
