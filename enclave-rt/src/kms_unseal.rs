@@ -147,6 +147,18 @@ fn oid(e: &Element<'_>, what: &'static str) -> Result<(), UnsealError> {
     Ok(())
 }
 
+/// The next element as an `AlgorithmIdentifier`: its OID, and a reader over the parameters.
+fn algorithm<'a>(
+    r: &mut Reader<'a>,
+    missing: &'static str,
+) -> Result<(&'a [u8], Reader<'a>), UnsealError> {
+    let alg = r.element(missing)?;
+    alg.expect(tag::SEQUENCE, "algorithm must be a SEQUENCE")?;
+    let mut params = alg.children();
+    let id = params.element("missing algorithm OID")?;
+    Ok((id.expect(tag::OID, "algorithm must be an OID")?, params))
+}
+
 fn parse_enveloped_data(blob: &[u8]) -> Result<Sealed, UnsealError> {
     let mut top = Reader::new(blob);
     let content_info = top.element("expected ContentInfo")?;
@@ -205,12 +217,8 @@ fn parse_ktri(ktri: &Element<'_>) -> Result<Vec<u8>, UnsealError> {
     if rid.tag != tag::SEQUENCE && rid.tag != 0x80 {
         return Err(UnsealError::Malformed(rid.error("bad recipient identifier")));
     }
-    let alg = r.element("missing keyEncryptionAlgorithm")?;
-    alg.expect(tag::SEQUENCE, "algorithm must be a SEQUENCE")?;
-    let mut a = alg.children();
-    let alg_oid = a.element("missing algorithm OID")?;
-    oid(&alg_oid, "algorithm must be an OID")?;
-    if alg_oid.contents != OID_RSAES_OAEP {
+    let (alg_oid, mut a) = algorithm(&mut r, "missing keyEncryptionAlgorithm")?;
+    if alg_oid != OID_RSAES_OAEP {
         return Err(UnsealError::Unsupported("key transport (expected RSAES-OAEP)"));
     }
     check_oaep_params(a.element("missing RSAES-OAEP parameters")?)?;
@@ -276,12 +284,8 @@ fn parse_eci(eci: &Element<'_>) -> Result<([u8; 16], Vec<u8>), UnsealError> {
     if ct.contents != OID_DATA {
         return Err(UnsealError::Unsupported("inner content type (expected data)"));
     }
-    let alg = r.element("missing contentEncryptionAlgorithm")?;
-    alg.expect(tag::SEQUENCE, "algorithm must be a SEQUENCE")?;
-    let mut a = alg.children();
-    let alg_oid = a.element("missing algorithm OID")?;
-    oid(&alg_oid, "algorithm must be an OID")?;
-    if alg_oid.contents != OID_AES256_CBC {
+    let (alg_oid, mut a) = algorithm(&mut r, "missing contentEncryptionAlgorithm")?;
+    if alg_oid != OID_AES256_CBC {
         return Err(UnsealError::Unsupported("content encryption (expected AES-256-CBC)"));
     }
     let iv_el = a.element("missing IV")?;

@@ -11,8 +11,8 @@
 //! - [`share_loader`]: the three above chained, with all-or-nothing semantics.
 //!
 //! Booting and serving:
-//! - [`boot_state_machine`]: Waiting -> Attested -> KeyUnsealed -> Loading -> Serving, or
-//!   Failed; a transition table, driven by `wire` messages.
+//! - [`boot_state_machine`]: `Waiting` -> `Attested` -> `KeyUnsealed` -> `Loading` -> `Serving`, or
+//!   `Failed`; a transition table, driven by `wire` messages.
 //! - [`kms_unseal`] and [`ber`]: the per-boot RSA key and KMS's CMS `EnvelopedData`.
 //! - [`sim_nsm`]: the software NSM of the `sim` flavour.
 //! - [`service`]: the `poll` event loop; [`transport`]: vsock or Unix addresses;
