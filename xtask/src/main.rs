@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's automation. Run `cargo xtask help`.
 
+mod build_enclave;
 mod run;
 mod setup;
 mod wire_doc;
@@ -22,6 +23,9 @@ cargo xtask <task>
   fuzz [TARGET] [--seconds N]
                        run one fuzz target, or all in turn (nightly + cargo-fuzz, installed
                        if missing); default 60 s each
+  build-enclave [--flavour sim|nsm] [--out DIR]
+                       the static enclave binary (musl, LTO, stripped, reproducible);
+                       prints its size and SHA-256
   wire-doc [--check]   regenerate (or verify) the message reference in docs/wire.md
 ";
 
@@ -56,6 +60,7 @@ fn dispatch(args: &[&str]) -> Result {
             run(cargo().args(["bench", "--locked", "-p", "wire", "--bench", "throughput"]))
         }
         ["bench", "boot", rest @ ..] => bench_boot(rest),
+        ["build-enclave", rest @ ..] => build_enclave::run(&root, rest),
         ["fuzz", rest @ ..] => fuzz(rest),
         ["wire-doc"] => wire_doc::run(&root, false),
         ["wire-doc", "--check"] => wire_doc::run(&root, true),

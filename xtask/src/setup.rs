@@ -46,14 +46,27 @@ pub(crate) fn fuzzing() -> Result {
 /// Installed with apt only when a command is missing (`apt-get update` once, first).
 pub(crate) fn system_packages() -> Result {
     const NEEDED: [(&str, &str); 1] = [("openssl", "openssl")];
-    let missing: Vec<&str> = NEEDED
-        .iter()
-        .filter(|(cmd, _)| output(Command::new(cmd).arg("version")).is_none())
-        .map(|(_, pkg)| *pkg)
-        .collect();
+    apt_install_missing(&NEEDED)
+}
+
+/// `musl-gcc`, which `ring` needs to build its C and assembly for the static musl target.
+pub(crate) fn musl() -> Result {
+    apt_install_missing(&[("musl-gcc", "musl-tools")])
+}
+
+/// Installs the Debian packages whose command is missing (`apt-get update` once, first).
+fn apt_install_missing(needed: &[(&str, &str)]) -> Result {
+    let missing: Vec<&str> =
+        needed.iter().filter(|(cmd, _)| !on_path(cmd)).map(|(_, pkg)| *pkg).collect();
     if missing.is_empty() {
         return Ok(());
     }
     run(Command::new("apt-get").arg("update"))?;
     run(Command::new("apt-get").args(["install", "-y", "--no-install-recommends"]).args(&missing))
+}
+
+/// Whether `cmd` is an executable on `PATH`.
+fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(cmd).is_file()))
 }
