@@ -48,7 +48,7 @@ pub(crate) fn sha256(path: &Path) -> Result<String> {
     Ok(out.split_whitespace().next().unwrap_or_default().to_owned())
 }
 
-pub(crate) fn run(root: &Path, args: &[&str]) -> Result {
+pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
     let mut flavour = "sim";
     let mut out: Option<PathBuf> = None;
     let mut it = args.iter();

@@ -60,7 +60,7 @@ fn dispatch(args: &[&str]) -> Result {
             run(cargo().args(["bench", "--locked", "-p", "wire", "--bench", "throughput"]))
         }
         ["bench", "boot", rest @ ..] => bench_boot(rest),
-        ["build-enclave", rest @ ..] => build_enclave::run(&root, rest),
+        ["build-enclave", rest @ ..] => build_enclave::task(&root, rest),
         ["fuzz", rest @ ..] => fuzz(rest),
         ["wire-doc"] => wire_doc::run(&root, false),
         ["wire-doc", "--check"] => wire_doc::run(&root, true),
