@@ -78,3 +78,30 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
     println!("{}  {size} bytes  sha256 {digest}", shown.display());
     Ok(())
 }
+
+/// Builds the enclave binary twice, from the workspace and from a copy of it at another
+/// path, each with its own fresh target directory, and fails unless the bytes are equal.
+pub(crate) fn check_reproducible(root: &Path) -> Result {
+    let scratch = std::env::temp_dir().join(format!("enclave-repro-{}", std::process::id()));
+    let copy = scratch.join("elsewhere").join("checkout");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let files =
+        output(std::process::Command::new("git").current_dir(root).args(["ls-files", "-z"]))
+            .ok_or_else(|| Failure("git ls-files failed".into()))?;
+    for file in files.split('\0').filter(|f| !f.is_empty()) {
+        let dest = copy.join(file);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(root.join(file), &dest)?;
+    }
+    let a = build(root, "sim", Some(&scratch.join("target-a")))?;
+    let b = build(&copy, "sim", Some(&scratch.join("target-b")))?;
+    let (ha, hb) = (sha256(&a)?, sha256(&b)?);
+    let _ = std::fs::remove_dir_all(&scratch);
+    if ha != hb {
+        return Err(Failure(format!("enclave-rt is not reproducible: {ha} vs {hb}")));
+    }
+    eprintln!("enclave-rt reproducible from two paths: sha256 {ha}");
+    Ok(())
+}

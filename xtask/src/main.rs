@@ -112,6 +112,8 @@ fn test(root: &Path) -> Result {
         "--accounts",
         "2000",
     ]))?;
+    // The enclave binary is byte-identical from two checkout paths.
+    build_enclave::check_reproducible(root)?;
     eprintln!("xtask test: all checks passed");
     Ok(())
 }
