@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! enclave-rt --control ADDR --logs ADDR [--memory-budget-mib N] [--store-limit-mib N]
-//!            [--allow-empty] [--quiet]
+//!            [--allow-empty] [--quiet] [--sim-nsm-dir DIR] [--sim-pcr INDEX=HEX ...]
 //! ADDR: vsock:CID:PORT | unix:PATH
 //! ```
 //!
@@ -26,12 +26,30 @@ use enclave_rt::share_loader::LoaderConfig;
 static ALLOC: BudgetAllocator = BudgetAllocator::new();
 
 const USAGE: &str = "usage: enclave-rt --control ADDR --logs ADDR [--memory-budget-mib N] \
-                     [--store-limit-mib N] [--allow-empty] [--quiet]";
+                     [--store-limit-mib N] [--allow-empty] [--quiet] [--sim-nsm-dir DIR] \
+                     [--sim-pcr INDEX=HEX ...]";
 
 struct Args {
     service: ServiceConfig,
     budget: usize,
     quiet: bool,
+    sim_nsm_dir: Option<std::path::PathBuf>,
+    sim_pcrs: Vec<(u64, [u8; 48])>,
+}
+
+/// `INDEX=HEX` with 96 hex digits.
+fn parse_pcr(text: &str) -> Result<(u64, [u8; 48]), String> {
+    let bad = || format!("bad --sim-pcr `{text}`: expected INDEX=96 hex digits");
+    let (index, hex) = text.split_once('=').ok_or_else(bad)?;
+    let index = index.parse().map_err(|_| bad())?;
+    if hex.len() != 96 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    let mut value = [0u8; 48];
+    for (i, byte) in value.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok((index, value))
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -41,6 +59,8 @@ fn parse_args() -> Result<Args, String> {
     let mut store_mib: u64 = 768;
     let mut allow_empty = false;
     let mut quiet = false;
+    let mut sim_nsm_dir = None;
+    let mut sim_pcrs = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value\n{USAGE}"));
@@ -63,6 +83,8 @@ fn parse_args() -> Result<Args, String> {
             }
             "--allow-empty" => allow_empty = true,
             "--quiet" => quiet = true,
+            "--sim-nsm-dir" => sim_nsm_dir = Some(std::path::PathBuf::from(value()?)),
+            "--sim-pcr" => sim_pcrs.push(parse_pcr(&value()?)?),
             _ => return Err(format!("unknown argument `{arg}`\n{USAGE}")),
         }
     }
@@ -77,6 +99,8 @@ fn parse_args() -> Result<Args, String> {
         },
         budget: budget_mib << 20,
         quiet,
+        sim_nsm_dir,
+        sim_pcrs,
     })
 }
 
@@ -96,7 +120,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let mut logs = LogRing::new(DEFAULT_MAX_BYTES, !args.quiet);
-    let Some(nsm) = nsm() else {
+    let Some(nsm) = nsm(&args) else {
         eprintln!("enclave-rt: built without an NSM flavour; build with --features sim or nsm");
         return ExitCode::from(2);
     };
@@ -113,14 +137,26 @@ fn main() -> ExitCode {
 }
 
 #[cfg(feature = "sim")]
-fn nsm() -> Option<enclave_rt::sim_nsm::SimNsm> {
+fn nsm(args: &Args) -> Option<enclave_rt::sim_nsm::SimNsm> {
     fn now_ms() -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
-    let pcrs = (0..3).map(|i| (i, [0u8; 48])).collect();
-    match enclave_rt::sim_nsm::SimNsm::new(pcrs, now_ms) {
+    let Some(dir) = &args.sim_nsm_dir else {
+        eprintln!(
+            "enclave-rt: the sim flavour needs --sim-nsm-dir (cargo xtask sim-ca writes one)"
+        );
+        return None;
+    };
+    let mut pcrs = args.sim_pcrs.clone();
+    for i in 0..3 {
+        if !pcrs.iter().any(|(j, _)| *j == i) {
+            pcrs.push((i, [0u8; 48]));
+        }
+    }
+    pcrs.sort_by_key(|(i, _)| *i);
+    match enclave_rt::sim_nsm::SimNsm::from_dir(dir, pcrs, now_ms) {
         Ok(n) => Some(n),
         Err(e) => {
             eprintln!("enclave-rt: {}", e.0);
@@ -130,6 +166,7 @@ fn nsm() -> Option<enclave_rt::sim_nsm::SimNsm> {
 }
 
 #[cfg(not(feature = "sim"))]
-fn nsm() -> Option<enclave_rt::sim_nsm::SimNsm> {
+fn nsm(args: &Args) -> Option<enclave_rt::sim_nsm::SimNsm> {
+    let _ = (&args.sim_nsm_dir, &args.sim_pcrs);
     None
 }

@@ -2,33 +2,70 @@
 //! (`COSE_Sign1`, ES384, CBOR payload with `module_id`, `digest`, `timestamp`, `pcrs`,
 //! `certificate`, `cabundle`, `public_key`, `user_data`, `nonce`), signed with a P-384 key.
 //!
-//! Status: the signing key is generated per process and `certificate`/`cabundle` are empty;
-//! the deterministic test CA chain and the verifier come with the rest of issue 4. Nothing
-//! here can be mistaken for a Nitro document: the module id says `sim`, and PCRs are
-//! whatever the configuration gives (all zero by default).
+//! The leaf key, its certificate and the CA bundle come from configuration: the test chain
+//! that `tests::sim_ca` generates (`cargo xtask sim-ca --out DIR` writes it). Nothing here
+//! can pass for a Nitro document: the chain ends at the test root, not the AWS root, the
+//! module id says `sim`, and PCRs are whatever the configuration gives.
 
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
 
 use crate::boot_state_machine::{Nsm, NsmError};
 
+/// What the sim NSM signs with and reports.
+pub struct SimNsmConfig {
+    /// The leaf's P-384 private key, PKCS#8 DER.
+    pub leaf_pkcs8: Vec<u8>,
+    /// The leaf certificate, DER.
+    pub leaf_der: Vec<u8>,
+    /// The CA bundle, root first, DER each.
+    pub cabundle: Vec<Vec<u8>>,
+    /// PCRs reported: (index, SHA-384 value).
+    pub pcrs: Vec<(u64, [u8; 48])>,
+}
+
 /// The software NSM.
 pub struct SimNsm {
     key: EcdsaKeyPair,
     rng: SystemRandom,
-    pcrs: Vec<(u64, [u8; 48])>,
+    config: SimNsmConfig,
     clock_ms: fn() -> u64,
 }
 
 impl SimNsm {
-    /// A sim NSM reporting `pcrs` (index, value) and timestamps from `clock_ms`.
-    pub fn new(pcrs: Vec<(u64, [u8; 48])>, clock_ms: fn() -> u64) -> Result<Self, NsmError> {
+    /// A sim NSM signing with `config`'s leaf key, timestamps from `clock_ms`.
+    pub fn new(config: SimNsmConfig, clock_ms: fn() -> u64) -> Result<Self, NsmError> {
         let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng)
-            .map_err(|_| NsmError("cannot generate the sim signing key".into()))?;
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .map_err(|_| NsmError("cannot load the sim signing key".into()))?;
-        Ok(Self { key, rng, pcrs, clock_ms })
+        let key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &config.leaf_pkcs8, &rng)
+                .map_err(|_| NsmError("the sim leaf key is not a P-384 PKCS#8 key".into()))?;
+        Ok(Self { key, rng, config, clock_ms })
+    }
+
+    /// Reads the chain from a directory laid out as `tests::sim_ca::write` makes it:
+    /// `leaf.pk8`, `leaf.der`, and `cabundle/*.der` in name order (root first).
+    pub fn from_dir(
+        dir: &std::path::Path,
+        pcrs: Vec<(u64, [u8; 48])>,
+        clock_ms: fn() -> u64,
+    ) -> Result<Self, NsmError> {
+        let read = |p: std::path::PathBuf| {
+            std::fs::read(&p).map_err(|e| NsmError(format!("cannot read {}: {e}", p.display())))
+        };
+        let mut bundle: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("cabundle"))
+            .map_err(|e| NsmError(format!("cannot list {}/cabundle: {e}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "der"))
+            .collect();
+        bundle.sort();
+        let cabundle = bundle.into_iter().map(read).collect::<Result<Vec<_>, _>>()?;
+        let config = SimNsmConfig {
+            leaf_pkcs8: read(dir.join("leaf.pk8"))?,
+            leaf_der: read(dir.join("leaf.der"))?,
+            cabundle,
+            pcrs,
+        };
+        Self::new(config, clock_ms)
     }
 
     /// The public key documents are signed with (uncompressed SEC1 point).
@@ -55,15 +92,18 @@ impl Nsm for SimNsm {
         cbor::text(&mut payload, "timestamp");
         cbor::head(&mut payload, cbor::UINT, (self.clock_ms)());
         cbor::text(&mut payload, "pcrs");
-        cbor::head(&mut payload, cbor::MAP, self.pcrs.len() as u64);
-        for (index, value) in &self.pcrs {
+        cbor::head(&mut payload, cbor::MAP, self.config.pcrs.len() as u64);
+        for (index, value) in &self.config.pcrs {
             cbor::head(&mut payload, cbor::UINT, *index);
             cbor::bytes(&mut payload, value);
         }
         cbor::text(&mut payload, "certificate");
-        cbor::bytes(&mut payload, &[]);
+        cbor::bytes(&mut payload, &self.config.leaf_der);
         cbor::text(&mut payload, "cabundle");
-        cbor::head(&mut payload, cbor::ARRAY, 0);
+        cbor::head(&mut payload, cbor::ARRAY, self.config.cabundle.len() as u64);
+        for cert in &self.config.cabundle {
+            cbor::bytes(&mut payload, cert);
+        }
         for (name, value) in
             [("public_key", public_key), ("user_data", user_data), ("nonce", nonce)]
         {

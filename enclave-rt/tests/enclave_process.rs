@@ -20,6 +20,7 @@ use wire::{
 };
 
 struct Enclave {
+    root_der: Vec<u8>,
     child: Child,
     control: UnixStream,
     logs: UnixStream,
@@ -52,7 +53,10 @@ fn start(name: &str) -> Enclave {
     let dir = common::cms::workdir(&format!("proc-{name}"));
     let control = dir.0.join("control.sock");
     let logs = dir.0.join("logs.sock");
+    let ca = tests::sim_ca::generate().unwrap();
+    tests::sim_ca::write(&ca, &dir.0.join("sim-ca")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_enclave-rt"))
+        .args(["--sim-nsm-dir", &dir.0.join("sim-ca").display().to_string()])
         .args(["--control", &format!("unix:{}", control.display())])
         .args(["--logs", &format!("unix:{}", logs.display())])
         .args(["--memory-budget-mib", "512", "--quiet"])
@@ -64,7 +68,7 @@ fn start(name: &str) -> Enclave {
     let logs = connect(&logs);
     control.set_read_timeout(Some(Duration::from_mins(1))).unwrap();
     logs.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-    Enclave { child, control, logs, decoder: Box::default(), _dir: dir }
+    Enclave { root_der: ca.root_der, child, control, logs, decoder: Box::default(), _dir: dir }
 }
 
 impl Enclave {
@@ -110,23 +114,25 @@ fn decode(kind: u16, payload: &[u8]) -> Message<'_> {
     Message::decode(kind, payload).unwrap()
 }
 
-/// The RSA public key (DER SPKI) in a sim attestation document: the bstr after the
-/// `public_key` text key in the CBOR payload.
-fn public_key_in(document: &[u8]) -> Vec<u8> {
-    let key = b"\x6apublic_key";
-    let at = document.windows(key.len()).position(|w| w == key).unwrap() + key.len();
-    assert_eq!(document[at], 0x59, "a two-byte-length bstr");
-    let len = usize::from(u16::from_be_bytes([document[at + 1], document[at + 2]]));
-    document[at + 3..at + 3 + len].to_vec()
-}
-
 fn boot_until_attested(e: &mut Enclave, nonce: &[u8]) -> Vec<u8> {
     e.send(&Message::Hello(Hello { nonce, shim_version: "test" }), 0);
     let (_, kind, payload) = e.recv();
     let Message::Attestation(a) = decode(kind, &payload) else { panic!("kind {kind:#x}") };
-    assert_eq!(a.document[0], 0x84, "COSE_Sign1 is a four-element array");
-    assert!(a.document.windows(nonce.len()).any(|w| w == nonce), "the nonce is in the document");
-    public_key_in(a.document)
+    // Verified as the parent will: chain to the pinned (test) root, signature, PCRs, nonce.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let pcrs = std::collections::BTreeMap::from([
+        (0, vec![0u8; 48]),
+        (1, vec![0u8; 48]),
+        (2, vec![0u8; 48]),
+    ]);
+    let expect = parent_shim::attestation_verifier::Expectations {
+        pcrs: Some(&pcrs),
+        nonce: Some(nonce),
+        public_key: None,
+    };
+    let doc = parent_shim::attestation_verifier::verify(a.document, &e.root_der, now, &expect)
+        .unwrap_or_else(|err| panic!("the enclave's attestation does not verify: {err}"));
+    doc.public_key.expect("the document carries the RSA unseal key")
 }
 
 fn send_file(e: &mut Enclave, file: &[u8], entries: u64) {

@@ -1,13 +1,162 @@
-//! `parent-shim`: the daemon on the EC2 parent, under systemd.
-//!
-//! It will fetch the encrypted share file and the sealed age identity, start the enclave,
-//! verify its attestation, relay KMS, stream the share file, then bridge gRPC over mTLS to
-//! `wire` frames, relay allowlisted HTTPS/SSE for the enclave, ship logs and report health.
-//! It never holds a plaintext secret and fails closed.
+//! `parent-shim`: the parent daemon's command line. Only the auditors' attestation check
+//! exists so far; `run` and `check-config` come with the parent's issue.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-fn main() {
-    eprintln!("parent-shim {}: not built yet (see the open issues)", env!("CARGO_PKG_VERSION"));
-    std::process::exit(2);
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use parent_shim::attestation_verifier::{Expectations, verify};
+
+#[derive(Parser)]
+#[command(name = "parent-shim", version, about = "The Sign Service's parent daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Attestation documents.
+    Attestation {
+        #[command(subcommand)]
+        command: AttestationCommand,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum AttestationCommand {
+    /// Verify a document fully and print its fields; exits non-zero on any failure.
+    Verify {
+        /// The document (`COSE_Sign1`, binary).
+        #[arg(long)]
+        doc: PathBuf,
+        /// The pinned root: `aws` for the AWS Nitro root G1, or a certificate file (PEM or DER).
+        #[arg(long, default_value = "aws")]
+        root: String,
+        /// The time to check validity at (RFC 3339); default now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Expected PCRs, as `cargo xtask build-eif` writes them: {"PCR0": "<hex>", ...}.
+        #[arg(long)]
+        expect_pcrs: Option<PathBuf>,
+        /// Expected nonce, hex.
+        #[arg(long)]
+        expect_nonce: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("parent-shim {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Attestation {
+            command: AttestationCommand::Verify { doc, root, at, expect_pcrs, expect_nonce },
+        } => {
+            match verify_command(
+                &doc,
+                &root,
+                at.as_deref(),
+                expect_pcrs.as_deref(),
+                expect_nonce.as_deref(),
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("attestation verify: FAILED: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The root certificate as DER, from `aws` or a PEM/DER file.
+fn root_der(root: &str) -> Result<Vec<u8>, String> {
+    if root == "aws" {
+        return Err("the AWS Nitro root G1 is not bundled yet: download it from \
+                    https://aws-nitro-enclaves.amazonaws.com/AWS_NitroEnclaves_Root-G1.zip, check \
+                    its fingerprint as the AWS documentation says, and pass --root root.pem"
+            .into());
+    }
+    let bytes = read(Path::new(root))?;
+    if bytes.starts_with(b"-----BEGIN") {
+        use x509_cert::der::{DecodePem, Encode};
+        let cert = x509_cert::Certificate::from_pem(&bytes).map_err(|e| format!("--root: {e}"))?;
+        return cert.to_der().map_err(|e| format!("--root: {e}"));
+    }
+    Ok(bytes)
+}
+
+fn parse_pcrs(path: &Path) -> Result<BTreeMap<u64, Vec<u8>>, String> {
+    let text = read(path)?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let serde_json::Value::Object(map) = json else {
+        return Err(format!("{}: expected an object of \"PCRn\": \"hex\"", path.display()));
+    };
+    let mut pcrs = BTreeMap::new();
+    for (key, value) in map {
+        let index = key
+            .strip_prefix("PCR")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("{}: bad key `{key}`", path.display()))?;
+        let hex_value =
+            value.as_str().ok_or_else(|| format!("{}: {key} is not a string", path.display()))?;
+        pcrs.insert(
+            index,
+            hex::decode(hex_value).map_err(|e| format!("{}: {key}: {e}", path.display()))?,
+        );
+    }
+    Ok(pcrs)
+}
+
+fn verify_command(
+    doc: &Path,
+    root: &str,
+    at: Option<&str>,
+    expect_pcrs: Option<&Path>,
+    expect_nonce: Option<&str>,
+) -> Result<(), String> {
+    let document = read(doc)?;
+    let root = root_der(root)?;
+    let at = match at {
+        Some(t) => time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| format!("--at `{t}`: {e}"))?,
+        None => time::OffsetDateTime::now_utc(),
+    };
+    let at_secs =
+        u64::try_from(at.unix_timestamp()).map_err(|_| "--at is before 1970".to_owned())?;
+    let pcrs = expect_pcrs.map(parse_pcrs).transpose()?;
+    let nonce =
+        expect_nonce.map(hex::decode).transpose().map_err(|e| format!("--expect-nonce: {e}"))?;
+    let expect = Expectations { pcrs: pcrs.as_ref(), nonce: nonce.as_deref(), public_key: None };
+    let d = verify(&document, &root, at_secs, &expect).map_err(|e| e.to_string())?;
+    println!("module_id    {}", d.module_id);
+    println!("digest       {}", d.digest);
+    println!("timestamp    {} ms", d.timestamp_ms);
+    for (i, v) in &d.pcrs {
+        println!("PCR{i:<2}        {}", hex::encode(v));
+    }
+    println!(
+        "certificate  {} bytes; cabundle {} certificates",
+        d.certificate.len(),
+        d.cabundle.len()
+    );
+    let show = |v: &Option<Vec<u8>>| v.as_ref().map_or_else(|| "-".to_owned(), hex::encode);
+    println!("public_key   {}", show(&d.public_key));
+    println!("user_data    {}", show(&d.user_data));
+    println!("nonce        {}", show(&d.nonce));
+    println!("OK: signature, chain to the pinned root, validity at {at}, expectations");
+    Ok(())
 }

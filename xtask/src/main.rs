@@ -26,6 +26,8 @@ cargo xtask <task>
   build-enclave [--flavour sim|nsm] [--out DIR]
                        the static enclave binary (musl, LTO, stripped, reproducible);
                        prints its size and SHA-256
+  sim-ca --out DIR      the sim NSM's test certificate chain (deterministic keys), for
+                       enclave-rt --sim-nsm-dir and parent-shim attestation verify --root
   wire-doc [--check]   regenerate (or verify) the message reference in docs/wire.md
 ";
 
@@ -61,6 +63,12 @@ fn dispatch(args: &[&str]) -> Result {
         }
         ["bench", "boot", rest @ ..] => bench_boot(rest),
         ["build-enclave", rest @ ..] => build_enclave::task(&root, rest),
+        ["sim-ca", "--out", dir] => {
+            let ca = tests::sim_ca::generate().map_err(|e| Failure(e.0))?;
+            tests::sim_ca::write(&ca, Path::new(dir))?;
+            println!("sim NSM chain written to {dir} (pin {dir}/root.der when verifying)");
+            Ok(())
+        }
         ["fuzz", rest @ ..] => fuzz(rest),
         ["wire-doc"] => wire_doc::run(&root, false),
         ["wire-doc", "--check"] => wire_doc::run(&root, true),

@@ -1,0 +1,302 @@
+//! Full verification of an NSM attestation document (outside the enclave TCB; used by the
+//! parent, the tests and the `parent-shim attestation verify` CLI).
+//!
+//! Checks, in order, each with its own error: the `COSE_Sign1` structure (optionally tagged
+//! 18) with an ES384 protected header; the payload's fields and types in the AWS layout;
+//! the certificate chain from the pinned root (the first `cabundle` entry must be exactly
+//! the pinned root) through the bundle to the leaf, every signature ECDSA P-384/SHA-384 and
+//! every certificate valid at the given time; the document's ES384 signature by the leaf;
+//! then the caller's expectations: PCRs, nonce and public key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ciborium::value::Value;
+use ring::signature::{ECDSA_P384_SHA384_ASN1, ECDSA_P384_SHA384_FIXED, UnparsedPublicKey};
+use x509_cert::Certificate;
+use x509_cert::der::{Decode, Encode};
+
+/// ecdsa-with-SHA384.
+const OID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
+
+/// The decoded payload of a verified document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestationDoc {
+    /// The enclave's module id.
+    pub module_id: String,
+    /// Always `SHA384`.
+    pub digest: String,
+    /// Milliseconds since the Unix epoch, when the NSM signed.
+    pub timestamp_ms: u64,
+    /// PCR index -> value.
+    pub pcrs: BTreeMap<u64, Vec<u8>>,
+    /// The leaf certificate, DER.
+    pub certificate: Vec<u8>,
+    /// The CA bundle, root first, DER.
+    pub cabundle: Vec<Vec<u8>>,
+    /// The enclave-supplied public key, if any.
+    pub public_key: Option<Vec<u8>>,
+    /// The enclave-supplied user data, if any.
+    pub user_data: Option<Vec<u8>>,
+    /// The requester's nonce, if any.
+    pub nonce: Option<Vec<u8>>,
+}
+
+/// What the caller requires of the document beyond its authenticity.
+#[derive(Debug, Default, Clone)]
+pub struct Expectations<'a> {
+    /// Every listed PCR must be present and equal.
+    pub pcrs: Option<&'a BTreeMap<u64, Vec<u8>>>,
+    /// The nonce must equal this.
+    pub nonce: Option<&'a [u8]>,
+    /// The public key must equal this.
+    pub public_key: Option<&'a [u8]>,
+}
+
+/// Why a document was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    /// Not a `COSE_Sign1` as the NSM produces it.
+    Cose(&'static str),
+    /// A payload field is missing or has the wrong type or size.
+    Payload(&'static str),
+    /// A certificate does not parse or uses an unexpected algorithm.
+    Certificate(String),
+    /// The bundle does not start with the pinned root.
+    UntrustedRoot,
+    /// A certificate's signature does not verify under its issuer.
+    ChainSignature {
+        /// Position in the chain (0 = root).
+        position: usize,
+    },
+    /// A certificate is not valid at the given time.
+    NotValidAt {
+        /// Position in the chain (0 = root, last = leaf).
+        position: usize,
+    },
+    /// The document's signature does not verify under the leaf key.
+    DocumentSignature,
+    /// A PCR differs from the expected value or is missing.
+    PcrMismatch {
+        /// The PCR index.
+        index: u64,
+    },
+    /// The nonce differs or is missing.
+    NonceMismatch,
+    /// The public key differs or is missing.
+    PublicKeyMismatch,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cose(w) => write!(f, "not an NSM COSE_Sign1 document: {w}"),
+            Self::Payload(w) => write!(f, "attestation payload: {w}"),
+            Self::Certificate(w) => write!(f, "certificate: {w}"),
+            Self::UntrustedRoot => {
+                f.write_str("the certificate chain does not start at the pinned root")
+            }
+            Self::ChainSignature { position } => {
+                write!(f, "certificate {position} is not signed by its issuer")
+            }
+            Self::NotValidAt { position } => {
+                write!(f, "certificate {position} is not valid at the given time")
+            }
+            Self::DocumentSignature => f.write_str("the document signature does not verify"),
+            Self::PcrMismatch { index } => write!(f, "PCR{index} differs from the expected value"),
+            Self::NonceMismatch => f.write_str("the nonce differs from the expected one"),
+            Self::PublicKeyMismatch => f.write_str("the public key differs from the expected one"),
+        }
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+/// Verifies `document` against `root_der` at `at_unix_secs`, then `expect`.
+pub fn verify(
+    document: &[u8],
+    root_der: &[u8],
+    at_unix_secs: u64,
+    expect: &Expectations<'_>,
+) -> Result<AttestationDoc, VerifyError> {
+    let (protected, payload, signature) = parse_cose(document)?;
+    let doc = parse_payload(&payload)?;
+    let leaf_key = verify_chain(&doc, root_der, at_unix_secs)?;
+    let to_sign = sig_structure(&protected, &payload)?;
+    UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, &leaf_key)
+        .verify(&to_sign, &signature)
+        .map_err(|_| VerifyError::DocumentSignature)?;
+    if let Some(pcrs) = expect.pcrs {
+        for (index, want) in pcrs {
+            if doc.pcrs.get(index) != Some(want) {
+                return Err(VerifyError::PcrMismatch { index: *index });
+            }
+        }
+    }
+    if let Some(nonce) = expect.nonce
+        && doc.nonce.as_deref() != Some(nonce)
+    {
+        return Err(VerifyError::NonceMismatch);
+    }
+    if let Some(key) = expect.public_key
+        && doc.public_key.as_deref() != Some(key)
+    {
+        return Err(VerifyError::PublicKeyMismatch);
+    }
+    Ok(doc)
+}
+
+/// The three byte strings of a `COSE_Sign1`: protected header, payload, signature.
+type CoseParts = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+fn parse_cose(document: &[u8]) -> Result<CoseParts, VerifyError> {
+    let value: Value =
+        ciborium::de::from_reader(document).map_err(|_| VerifyError::Cose("not CBOR"))?;
+    let value = match value {
+        Value::Tag(18, inner) => *inner,
+        v => v,
+    };
+    let Value::Array(items) = value else { return Err(VerifyError::Cose("not an array")) };
+    let [protected, unprotected, payload, signature] =
+        <[Value; 4]>::try_from(items).map_err(|_| VerifyError::Cose("not four elements"))?;
+    let (Value::Bytes(protected), Value::Map(_), Value::Bytes(payload), Value::Bytes(signature)) =
+        (protected, unprotected, payload, signature)
+    else {
+        return Err(VerifyError::Cose("element types"));
+    };
+    let header: Value = ciborium::de::from_reader(&protected[..])
+        .map_err(|_| VerifyError::Cose("protected header is not CBOR"))?;
+    let Value::Map(header) = header else { return Err(VerifyError::Cose("protected header")) };
+    let alg = header.iter().find(|(k, _)| k.as_integer() == Some(1.into())).map(|(_, v)| v);
+    if alg.and_then(Value::as_integer) != Some((-35).into()) {
+        return Err(VerifyError::Cose("algorithm is not ES384"));
+    }
+    if signature.len() != 96 {
+        return Err(VerifyError::Cose("signature is not 96 bytes"));
+    }
+    Ok((protected, payload, signature))
+}
+
+/// The COSE `Sig_structure` for `COSE_Sign1` with empty external AAD.
+fn sig_structure(protected: &[u8], payload: &[u8]) -> Result<Vec<u8>, VerifyError> {
+    let structure = Value::Array(vec![
+        Value::Text("Signature1".into()),
+        Value::Bytes(protected.to_vec()),
+        Value::Bytes(vec![]),
+        Value::Bytes(payload.to_vec()),
+    ]);
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(&structure, &mut out).map_err(|_| VerifyError::Cose("encoding"))?;
+    Ok(out)
+}
+
+fn parse_payload(payload: &[u8]) -> Result<AttestationDoc, VerifyError> {
+    let value: Value =
+        ciborium::de::from_reader(payload).map_err(|_| VerifyError::Payload("not CBOR"))?;
+    let Value::Map(map) = value else { return Err(VerifyError::Payload("not a map")) };
+    let field = |name: &str| map.iter().find(|(k, _)| k.as_text() == Some(name)).map(|(_, v)| v);
+    let text = |name: &'static str| match field(name) {
+        Some(Value::Text(t)) => Ok(t.clone()),
+        _ => Err(VerifyError::Payload(name)),
+    };
+    let bytes = |name: &'static str| match field(name) {
+        Some(Value::Bytes(b)) => Ok(b.clone()),
+        _ => Err(VerifyError::Payload(name)),
+    };
+    let optional = |name: &'static str| match field(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bytes(b)) => Ok(Some(b.clone())),
+        _ => Err(VerifyError::Payload(name)),
+    };
+    let digest = text("digest")?;
+    if digest != "SHA384" {
+        return Err(VerifyError::Payload("digest is not SHA384"));
+    }
+    let timestamp_ms = match field("timestamp") {
+        Some(Value::Integer(i)) => {
+            u64::try_from(*i).map_err(|_| VerifyError::Payload("timestamp"))?
+        }
+        _ => return Err(VerifyError::Payload("timestamp")),
+    };
+    let Some(Value::Map(pcr_map)) = field("pcrs") else { return Err(VerifyError::Payload("pcrs")) };
+    let mut pcrs = BTreeMap::new();
+    for (k, v) in pcr_map {
+        let (Value::Integer(i), Value::Bytes(b)) = (k, v) else {
+            return Err(VerifyError::Payload("pcrs"));
+        };
+        let index = u64::try_from(*i).map_err(|_| VerifyError::Payload("pcrs"))?;
+        if index >= 32 || ![32, 48, 64].contains(&b.len()) {
+            return Err(VerifyError::Payload("pcrs"));
+        }
+        pcrs.insert(index, b.clone());
+    }
+    let Some(Value::Array(bundle)) = field("cabundle") else {
+        return Err(VerifyError::Payload("cabundle"));
+    };
+    let cabundle = bundle
+        .iter()
+        .map(|c| match c {
+            Value::Bytes(b) => Ok(b.clone()),
+            _ => Err(VerifyError::Payload("cabundle")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(AttestationDoc {
+        module_id: text("module_id")?,
+        digest,
+        timestamp_ms,
+        pcrs,
+        certificate: bytes("certificate")?,
+        cabundle,
+        public_key: optional("public_key")?,
+        user_data: optional("user_data")?,
+        nonce: optional("nonce")?,
+    })
+}
+
+/// Verifies root -> bundle -> leaf; returns the leaf's public key (uncompressed point).
+fn verify_chain(doc: &AttestationDoc, root_der: &[u8], at: u64) -> Result<Vec<u8>, VerifyError> {
+    if doc.cabundle.first().map(Vec::as_slice) != Some(root_der) {
+        return Err(VerifyError::UntrustedRoot);
+    }
+    let chain: Vec<&[u8]> = doc
+        .cabundle
+        .iter()
+        .map(Vec::as_slice)
+        .chain(std::iter::once(doc.certificate.as_slice()))
+        .collect();
+    let certs = chain
+        .iter()
+        .map(|der| Certificate::from_der(der).map_err(|e| VerifyError::Certificate(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (position, cert) in certs.iter().enumerate() {
+        let issuer = if position == 0 { cert } else { &certs[position - 1] };
+        if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject {
+            return Err(VerifyError::ChainSignature { position });
+        }
+        if cert.signature_algorithm.oid.to_string() != OID_ECDSA_SHA384 {
+            return Err(VerifyError::Certificate(format!(
+                "certificate {position} is not ecdsa-with-SHA384"
+            )));
+        }
+        let tbs =
+            cert.tbs_certificate.to_der().map_err(|e| VerifyError::Certificate(e.to_string()))?;
+        let signature = cert.signature.raw_bytes();
+        UnparsedPublicKey::new(&ECDSA_P384_SHA384_ASN1, public_key(issuer))
+            .verify(&tbs, signature)
+            .map_err(|_| VerifyError::ChainSignature { position })?;
+        let validity = &cert.tbs_certificate.validity;
+        let (from, to) = (
+            validity.not_before.to_unix_duration().as_secs(),
+            validity.not_after.to_unix_duration().as_secs(),
+        );
+        if at < from || at > to {
+            return Err(VerifyError::NotValidAt { position });
+        }
+    }
+    let leaf = certs.last().ok_or(VerifyError::Payload("certificate"))?;
+    Ok(public_key(leaf).to_vec())
+}
+
+fn public_key(cert: &Certificate) -> &[u8] {
+    cert.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes()
+}

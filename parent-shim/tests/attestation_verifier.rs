@@ -1,0 +1,185 @@
+//! The verifier against documents from the enclave's sim NSM signed by the test CA chain:
+//! a good document passes and decodes; every kind of forgery or mismatch is refused with
+//! its own error; and the auditors' CLI says the same with its exit code.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use enclave_rt::boot_state_machine::Nsm;
+use enclave_rt::sim_nsm::{SimNsm, SimNsmConfig};
+use parent_shim::attestation_verifier::{Expectations, VerifyError, verify};
+
+const NOW: u64 = 1_800_000_000; // 2027-01-15
+const PCR0: [u8; 48] = [0xab; 48];
+
+fn now_ms() -> u64 {
+    NOW * 1000
+}
+
+fn nsm(ca: &tests::sim_ca::SimCa) -> SimNsm {
+    let config = SimNsmConfig {
+        leaf_pkcs8: ca.leaf_pkcs8.clone(),
+        leaf_der: ca.leaf_der.clone(),
+        cabundle: vec![ca.root_der.clone(), ca.intermediate_der.clone()],
+        pcrs: vec![(0, PCR0), (1, [1; 48]), (2, [2; 48])],
+    };
+    SimNsm::new(config, now_ms).unwrap()
+}
+
+#[test]
+fn a_sim_document_verifies_and_decodes() {
+    let ca = tests::sim_ca::generate().unwrap();
+    let doc = nsm(&ca).attest(b"nonce-1", b"public key", b"").unwrap();
+    let pcrs = BTreeMap::from([(0, PCR0.to_vec())]);
+    let expect = Expectations {
+        pcrs: Some(&pcrs),
+        nonce: Some(b"nonce-1"),
+        public_key: Some(b"public key"),
+    };
+    let d = verify(&doc, &ca.root_der, NOW, &expect).unwrap();
+    assert_eq!(d.module_id, "i-sim-enc-sim");
+    assert_eq!(d.timestamp_ms, NOW * 1000);
+    assert_eq!(d.pcrs.len(), 3);
+    assert_eq!(d.user_data, None);
+    assert_eq!(d.cabundle.len(), 2);
+}
+
+#[test]
+fn the_chain_is_deterministic_in_keys_and_names() {
+    use x509_cert::der::Decode;
+    let a = tests::sim_ca::generate().unwrap();
+    let b = tests::sim_ca::generate().unwrap();
+    assert_eq!(a.leaf_pkcs8, b.leaf_pkcs8);
+    for (x, y) in [
+        (&a.root_der, &b.root_der),
+        (&a.intermediate_der, &b.intermediate_der),
+        (&a.leaf_der, &b.leaf_der),
+    ] {
+        let (x, y) = (
+            x509_cert::Certificate::from_der(x).unwrap(),
+            x509_cert::Certificate::from_der(y).unwrap(),
+        );
+        assert_eq!(
+            x.tbs_certificate, y.tbs_certificate,
+            "only the signatures may differ between runs"
+        );
+    }
+}
+
+#[test]
+fn forgeries_and_mismatches_are_refused() {
+    let ca = tests::sim_ca::generate().unwrap();
+    let mut n = nsm(&ca);
+    let doc = n.attest(b"nonce-1", b"public key", b"").unwrap();
+    let none = Expectations::default();
+
+    // Any flipped byte in the payload or signature.
+    let at = doc.len() - 10;
+    let mut bad = doc.clone();
+    bad[at] ^= 1;
+    assert_eq!(verify(&bad, &ca.root_der, NOW, &none).unwrap_err(), VerifyError::DocumentSignature);
+    let nonce_at = doc.windows(7).position(|w| w == b"nonce-1").unwrap();
+    let mut bad = doc.clone();
+    bad[nonce_at] = b'N';
+    assert_eq!(verify(&bad, &ca.root_der, NOW, &none).unwrap_err(), VerifyError::DocumentSignature);
+
+    // Another CA's root is not ours; a self-made chain is not trusted.
+    let other = {
+        let mut o = tests::sim_ca::generate().unwrap();
+        o.root_der = ca.intermediate_der.clone();
+        o
+    };
+    assert_eq!(verify(&doc, &other.root_der, NOW, &none).unwrap_err(), VerifyError::UntrustedRoot);
+
+    // Outside the certificates' validity.
+    assert!(matches!(
+        verify(&doc, &ca.root_der, 1_600_000_000, &none),
+        Err(VerifyError::NotValidAt { .. })
+    ));
+    assert!(matches!(
+        verify(&doc, &ca.root_der, 2_600_000_000, &none),
+        Err(VerifyError::NotValidAt { .. })
+    ));
+
+    // Expectations.
+    let pcrs = BTreeMap::from([(0, vec![0u8; 48])]);
+    let e = Expectations { pcrs: Some(&pcrs), ..Expectations::default() };
+    assert_eq!(
+        verify(&doc, &ca.root_der, NOW, &e).unwrap_err(),
+        VerifyError::PcrMismatch { index: 0 }
+    );
+    let missing = BTreeMap::from([(8, vec![0u8; 48])]);
+    let e = Expectations { pcrs: Some(&missing), ..Expectations::default() };
+    assert_eq!(
+        verify(&doc, &ca.root_der, NOW, &e).unwrap_err(),
+        VerifyError::PcrMismatch { index: 8 }
+    );
+    let e = Expectations { nonce: Some(b"other"), ..Expectations::default() };
+    assert_eq!(verify(&doc, &ca.root_der, NOW, &e).unwrap_err(), VerifyError::NonceMismatch);
+    let e = Expectations { public_key: Some(b"other"), ..Expectations::default() };
+    assert_eq!(verify(&doc, &ca.root_der, NOW, &e).unwrap_err(), VerifyError::PublicKeyMismatch);
+
+    // Garbage and every truncation: typed errors, no panic.
+    for cut in 0..doc.len() {
+        assert!(verify(&doc[..cut], &ca.root_der, NOW, &none).is_err());
+    }
+    assert!(matches!(
+        verify(b"\x84\x40\xa0\x40\x40", &ca.root_der, NOW, &none),
+        Err(VerifyError::Cose(_))
+    ));
+}
+
+#[test]
+fn the_auditors_cli_verifies_and_fails_loudly() {
+    let ca = tests::sim_ca::generate().unwrap();
+    let doc = nsm(&ca).attest(b"nonce-1", b"public key", b"").unwrap();
+    let dir = std::env::temp_dir().join(format!("verify-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("doc.cbor"), &doc).unwrap();
+    std::fs::write(dir.join("root.der"), &ca.root_der).unwrap();
+    let pcrs = format!(r#"{{"PCR0":"{}","PCR1":"{}"}}"#, hex::encode(PCR0), hex::encode([1u8; 48]));
+    std::fs::write(dir.join("pcrs.json"), pcrs).unwrap();
+    let wrong = format!(r#"{{"PCR0":"{}"}}"#, hex::encode([0u8; 48]));
+    std::fs::write(dir.join("wrong.json"), wrong).unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+            .current_dir(&dir)
+            .args(["attestation", "verify", "--doc", "doc.cbor", "--root", "root.der"])
+            .args(["--at", "2027-01-15T08:00:00Z"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&["--expect-pcrs", "pcrs.json", "--expect-nonce", &hex::encode(b"nonce-1")]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout} {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        stdout.contains("module_id    i-sim-enc-sim") && stdout.contains(&hex::encode(PCR0)),
+        "{stdout}"
+    );
+    let bad = run(&["--expect-pcrs", "wrong.json"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("PCR0 differs"));
+    let expired = Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+        .current_dir(&dir)
+        .args([
+            "attestation",
+            "verify",
+            "--doc",
+            "doc.cbor",
+            "--root",
+            "root.der",
+            "--at",
+            "2060-01-01T00:00:00Z",
+        ])
+        .output()
+        .unwrap();
+    assert!(!expired.status.success());
+    let aws = Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+        .current_dir(&dir)
+        .args(["attestation", "verify", "--doc", "doc.cbor"])
+        .output()
+        .unwrap();
+    assert!(!aws.status.success(), "the sim document must not pass as an AWS one");
+    let _ = std::fs::remove_dir_all(&dir);
+}
