@@ -300,3 +300,15 @@ fn verify_chain(doc: &AttestationDoc, root_der: &[u8], at: u64) -> Result<Vec<u8
 fn public_key(cert: &Certificate) -> &[u8] {
     cert.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes()
 }
+
+/// Fuzz oracle (`parent-shim/fuzz`, and the truncation tests): any bytes, as a document,
+/// give a typed result and never a panic. The root is taken from the input's own bundle when
+/// it has one, so the chain code runs too.
+pub fn fuzz_verify(data: &[u8]) {
+    let root = parse_cose(data)
+        .ok()
+        .and_then(|(_, payload, _)| parse_payload(&payload).ok())
+        .and_then(|d| d.cabundle.first().cloned())
+        .unwrap_or_default();
+    let _ = verify(data, &root, 1_800_000_000, &Expectations::default());
+}

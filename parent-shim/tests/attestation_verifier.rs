@@ -119,9 +119,15 @@ fn forgeries_and_mismatches_are_refused() {
     let e = Expectations { public_key: Some(b"other"), ..Expectations::default() };
     assert_eq!(verify(&doc, &ca.root_der, NOW, &e).unwrap_err(), VerifyError::PublicKeyMismatch);
 
-    // Garbage and every truncation: typed errors, no panic.
+    // Garbage, every truncation and single-byte flips: typed errors, no panic.
     for cut in 0..doc.len() {
         assert!(verify(&doc[..cut], &ca.root_der, NOW, &none).is_err());
+        parent_shim::attestation_verifier::fuzz_verify(&doc[..cut]);
+    }
+    for at in (0..doc.len()).step_by(3) {
+        let mut b = doc.clone();
+        b[at] ^= 0x41;
+        parent_shim::attestation_verifier::fuzz_verify(&b);
     }
     assert!(matches!(
         verify(b"\x84\x40\xa0\x40\x40", &ca.root_der, NOW, &none),
