@@ -143,6 +143,7 @@ const FUZZ_TARGETS: &[(&str, &str)] = &[
     ("enclave-rt", "age_header"),
     ("enclave-rt", "share_json"),
     ("enclave-rt", "sealed_key"),
+    ("parent-shim", "attestation_doc"),
 ];
 
 /// `cargo xtask fuzz [TARGET] [--seconds N]`: one target, or every target in turn.
