@@ -34,6 +34,7 @@ pub mod budget_allocator;
 pub mod fuzzing;
 pub mod kms_unseal;
 pub mod log_ring;
+pub mod pid1;
 pub mod service;
 pub mod share_format;
 pub mod share_json;

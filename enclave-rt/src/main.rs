@@ -120,20 +120,45 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let mut logs = LogRing::new(DEFAULT_MAX_BYTES, !args.quiet);
+    let pid1 = enclave_rt::pid1::is_pid1();
+    if pid1 && let Err(e) = init_enclave() {
+        eprintln!("enclave-rt: init failed: {e}; powering off");
+        enclave_rt::pid1::power_off();
+    }
     let Some(nsm) = nsm(&args) else {
         eprintln!("enclave-rt: built without an NSM flavour; build with --features sim or nsm");
         return ExitCode::from(2);
     };
-    match run(&args.service, nsm, &|| ALLOC.stats(), &|| ALLOC.take_watermark_alert(), &mut logs) {
-        Ok(exit) => {
-            eprintln!("enclave-rt: stopping: {exit:?}");
-            ExitCode::from(1)
-        }
-        Err(e) => {
-            eprintln!("enclave-rt: {e}");
-            ExitCode::from(1)
-        }
+    let result =
+        run(&args.service, nsm, &|| ALLOC.stats(), &|| ALLOC.take_watermark_alert(), &mut logs);
+    match result {
+        Ok(exit) => eprintln!("enclave-rt: stopping: {exit:?}"),
+        Err(e) => eprintln!("enclave-rt: {e}"),
     }
+    if pid1 {
+        // Never return to the kernel: as PID 1 that would panic it and lose the reason.
+        enclave_rt::pid1::power_off();
+    }
+    ExitCode::from(1)
+}
+
+/// PID 1 duties, in order: file systems and console, kernel modules, the Nitro heartbeat,
+/// the RNG check (skipped in the sim flavour, which has no NSM driver).
+fn init_enclave() -> Result<(), enclave_rt::pid1::Pid1Error> {
+    use enclave_rt::pid1;
+    pid1::mount_and_console()?;
+    let loaded = pid1::load_modules(
+        std::path::Path::new(pid1::MODULES_DIR),
+        std::path::Path::new("/sys/module"),
+    )?;
+    eprintln!("enclave-rt: modules loaded: {}", loaded.join(", "));
+    pid1::heartbeat(&pid1::HEARTBEAT_ADDRESS)?;
+    if cfg!(feature = "sim") {
+        eprintln!("enclave-rt: sim flavour: kernel RNG check skipped");
+    } else {
+        pid1::check_rng(std::path::Path::new(pid1::RNG_CURRENT))?;
+    }
+    Ok(())
 }
 
 #[cfg(feature = "sim")]

@@ -126,6 +126,16 @@ impl AsFd for Listener {
 }
 
 impl Stream {
+    /// Connects (blocking) to `address`.
+    pub fn connect(address: &Address) -> io::Result<Self> {
+        match address {
+            Address::Vsock { cid, port } => {
+                VsockStream::connect_with_cid_port(*cid, *port).map(Self::Vsock)
+            }
+            Address::Unix(path) => UnixStream::connect(path).map(Self::Unix),
+        }
+    }
+
     fn set_nonblocking(&self) -> io::Result<()> {
         match self {
             Self::Vsock(s) => s.set_nonblocking(true),
