@@ -19,10 +19,14 @@
 //!   [`log_ring`]: bounded logs to the parent.
 //! - [`budget_allocator`]: the global allocator with a hard budget (the only `unsafe`).
 //!
-//! To come (see the open issues): PID 1 duties, the `/dev/nsm` flavour, the attestation
-//! verifier, and the FROST signing engine.
+//! - [`pid1`]: what `/init` does before serving; `nsm_device` (feature `nsm`): `/dev/nsm`.
+//!
+//! To come (see the open issues): the FROST signing engine.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[cfg(all(feature = "sim", feature = "nsm"))]
+compile_error!("choose one NSM flavour: `sim` or `nsm`, not both");
 
 pub mod age_decryptor;
 pub mod age_header;
@@ -34,6 +38,8 @@ pub mod budget_allocator;
 pub mod fuzzing;
 pub mod kms_unseal;
 pub mod log_ring;
+#[cfg(feature = "nsm")]
+pub mod nsm_device;
 pub mod pid1;
 pub mod service;
 pub mod share_format;

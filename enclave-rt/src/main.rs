@@ -9,8 +9,9 @@
 //! ```
 //!
 //! Flavours are chosen at compile time: `--features sim` (software NSM, local runs and
-//! tests) or `--features nsm` (`/dev/nsm`, not built yet). A build with neither refuses to
-//! start, so no configuration can turn the sim on in a production image.
+//! tests) or `--features nsm` (`/dev/nsm`, production). A build with neither refuses to
+//! start, and the `nsm` build has no code path to the sim, so no configuration can turn the
+//! sim on in a production image.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -126,7 +127,9 @@ fn main() -> ExitCode {
         enclave_rt::pid1::power_off();
     }
     let Some(nsm) = nsm(&args) else {
-        eprintln!("enclave-rt: built without an NSM flavour; build with --features sim or nsm");
+        eprintln!(
+            "enclave-rt: no NSM (see above, or built without a flavour: --features sim or nsm)"
+        );
         return ExitCode::from(2);
     };
     let result =
@@ -190,7 +193,22 @@ fn nsm(args: &Args) -> Option<enclave_rt::sim_nsm::SimNsm> {
     }
 }
 
-#[cfg(not(feature = "sim"))]
+#[cfg(feature = "nsm")]
+fn nsm(args: &Args) -> Option<enclave_rt::nsm_device::NsmDevice> {
+    if args.sim_nsm_dir.is_some() || !args.sim_pcrs.is_empty() {
+        eprintln!("enclave-rt: --sim-* options are refused by the nsm flavour");
+        return None;
+    }
+    match enclave_rt::nsm_device::NsmDevice::open() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            eprintln!("enclave-rt: {}", e.0);
+            None
+        }
+    }
+}
+
+#[cfg(not(any(feature = "sim", feature = "nsm")))]
 fn nsm(args: &Args) -> Option<enclave_rt::sim_nsm::SimNsm> {
     let _ = (&args.sim_nsm_dir, &args.sim_pcrs);
     None

@@ -12,10 +12,8 @@ const TARGET: &str = "x86_64-unknown-linux-musl";
 
 /// Builds from `root` into `target_dir` (default: the workspace's); returns the binary path.
 pub(crate) fn build(root: &Path, flavour: &str, target_dir: Option<&Path>) -> Result<PathBuf> {
-    if flavour != "sim" {
-        return Err(Failure(format!(
-            "flavour `{flavour}` is not built yet: only `sim` exists (the /dev/nsm flavour is issue 4)"
-        )));
+    if flavour != "sim" && flavour != "nsm" {
+        return Err(Failure(format!("unknown flavour `{flavour}`: sim or nsm")));
     }
     setup::musl()?;
     let home = std::env::var("CARGO_HOME")

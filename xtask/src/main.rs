@@ -98,8 +98,31 @@ fn test(root: &Path) -> Result {
     // `wire` must build for a target that has no `std` at all.
     run(cargo().args(["check", "--locked", "-p", "wire", "--target", "thumbv7em-none-eabihf"]))?;
     wire_doc::run(root, true)?;
-    // The enclave's process tests need the software NSM flavour.
+    // The enclave's process tests need the software NSM flavour; the production flavour is
+    // linted and tested on its own (the two cannot be built together).
     run(cargo().args(["test", "--locked", "--workspace", "--features", "enclave-rt/sim"]))?;
+    run(cargo().args([
+        "clippy",
+        "--locked",
+        "-p",
+        "enclave-rt",
+        "--all-targets",
+        "--features",
+        "nsm",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args([
+        "test",
+        "--locked",
+        "-p",
+        "enclave-rt",
+        "--features",
+        "nsm",
+        "--test",
+        "nsm_device",
+    ]))?;
     // Smoke versions of the heavy suites: the fuzz targets still build (their oracles run
     // in the tests above), and the boot benchmark runs end to end on a small file.
     for (dir, _) in FUZZ_TARGETS {

@@ -1,0 +1,55 @@
+//! The production NSM: `/dev/nsm` through `aws-nitro-enclaves-nsm-api` (the `nsm`
+//! flavour). Only the attestation request is used.
+
+use aws_nitro_enclaves_nsm_api::api::{Request, Response};
+use aws_nitro_enclaves_nsm_api::driver::{nsm_exit, nsm_init, nsm_process_request};
+use serde_bytes::ByteBuf;
+
+use crate::boot_state_machine::{Nsm, NsmError};
+
+/// An open `/dev/nsm`.
+pub struct NsmDevice {
+    fd: i32,
+}
+
+impl NsmDevice {
+    /// Opens `/dev/nsm`; a clear error where there is none (outside an enclave).
+    pub fn open() -> Result<Self, NsmError> {
+        let fd = nsm_init();
+        if fd < 0 {
+            return Err(NsmError(
+                "cannot open /dev/nsm (not inside a Nitro Enclave, or nsm.ko not loaded)".into(),
+            ));
+        }
+        Ok(Self { fd })
+    }
+}
+
+impl Drop for NsmDevice {
+    fn drop(&mut self) {
+        nsm_exit(self.fd);
+    }
+}
+
+impl Nsm for NsmDevice {
+    fn attest(
+        &mut self,
+        nonce: &[u8],
+        public_key: &[u8],
+        user_data: &[u8],
+    ) -> Result<Vec<u8>, NsmError> {
+        let some = |b: &[u8]| (!b.is_empty()).then(|| ByteBuf::from(b.to_vec()));
+        let request = Request::Attestation {
+            user_data: some(user_data),
+            nonce: some(nonce),
+            public_key: some(public_key),
+        };
+        match nsm_process_request(self.fd, request) {
+            Response::Attestation { document } => Ok(document),
+            Response::Error(code) => {
+                Err(NsmError(format!("the NSM refused the attestation: {code:?}")))
+            }
+            _ => Err(NsmError("the NSM answered with an unexpected response".into())),
+        }
+    }
+}
