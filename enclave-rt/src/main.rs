@@ -5,6 +5,8 @@
 //! ```text
 //! enclave-rt --control ADDR --logs ADDR [--memory-budget-mib N] [--store-limit-mib N]
 //!            [--allow-empty] [--quiet] [--sim-nsm-dir DIR] [--sim-pcr INDEX=HEX ...]
+//! enclave-rt --args-file FILE      the same arguments, one per line
+//! enclave-rt                       as PID 1: the arguments in /etc/enclave-rt/args
 //! ADDR: vsock:CID:PORT | unix:PATH
 //! ```
 //!
@@ -53,6 +55,28 @@ fn parse_pcr(text: &str) -> Result<(u64, [u8; 48]), String> {
     Ok((index, value))
 }
 
+/// Where the image keeps the arguments of `/init`: part of the ramdisk, so measured into the
+/// PCRs like the binary itself (the kernel command line passes none).
+const IMAGE_ARGS: &str = "/etc/enclave-rt/args";
+
+/// The command line, or, with none (PID 1 in the image) or `--args-file FILE`, the arguments
+/// in that file: one per line, `#` starts a comment line, blank lines ignored.
+fn arguments() -> Result<Vec<String>, String> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let file = match argv.as_slice() {
+        [] if enclave_rt::pid1::is_pid1() => IMAGE_ARGS.to_owned(),
+        [flag, path] if flag == "--args-file" => path.clone(),
+        _ => return Ok(argv),
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut control = None;
     let mut logs = None;
@@ -62,7 +86,7 @@ fn parse_args() -> Result<Args, String> {
     let mut quiet = false;
     let mut sim_nsm_dir = None;
     let mut sim_pcrs = Vec::new();
-    let mut it = std::env::args().skip(1);
+    let mut it = arguments()?.into_iter();
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value\n{USAGE}"));
         match arg.as_str() {

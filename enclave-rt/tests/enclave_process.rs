@@ -55,11 +55,16 @@ fn start(name: &str) -> Enclave {
     let logs = dir.0.join("logs.sock");
     let ca = tests::sim_ca::generate().unwrap();
     tests::sim_ca::write(&ca, &dir.0.join("sim-ca")).unwrap();
+    // The arguments come from a file, one per line, as the image ships them.
+    let args = format!(
+        "# enclave-rt arguments\n--sim-nsm-dir\n{}\n--control\nunix:{}\n--logs\nunix:{}\n\n--memory-budget-mib\n512\n--quiet\n",
+        dir.0.join("sim-ca").display(),
+        control.display(),
+        logs.display()
+    );
+    std::fs::write(dir.0.join("args"), args).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_enclave-rt"))
-        .args(["--sim-nsm-dir", &dir.0.join("sim-ca").display().to_string()])
-        .args(["--control", &format!("unix:{}", control.display())])
-        .args(["--logs", &format!("unix:{}", logs.display())])
-        .args(["--memory-budget-mib", "512", "--quiet"])
+        .args(["--args-file", &dir.0.join("args").display().to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
