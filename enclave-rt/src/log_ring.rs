@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use wire::{Flags, Log, LogFields, LogLevel, LogsDropped, MAX_FRAME_LEN};
+use wire::{Flags, HEADER_LEN, Log, LogFields, LogLevel, LogsDropped, MAX_FRAME_LEN, WireMessage};
 
 /// Default bound on buffered log bytes.
 pub const DEFAULT_MAX_BYTES: usize = 256 * 1024;
@@ -37,8 +37,8 @@ impl LogRing {
             let rendered: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
             eprintln!("{} {target}: {message} {}", level.as_str(), rendered.join(" "));
         }
-        let mut buf = vec![0u8; MAX_FRAME_LEN];
         let line = Log { level, target, message, fields: LogFields::new(fields) };
+        let mut buf = vec![0u8; (HEADER_LEN + line.payload_len()).min(MAX_FRAME_LEN)];
         let Ok(n) = wire::encode(&line, 0, Flags::NONE, &mut buf) else {
             self.dropped += 1; // over-long line: counted, never truncated mid-field
             return;

@@ -17,7 +17,7 @@ use wire::{
 };
 
 use crate::boot_state_machine::{BootMachine, BootOutput, BootState, Context, Nsm};
-use crate::budget_allocator::MemoryStats;
+use crate::budget_allocator::{MemoryStats, WATERMARK_PERCENT};
 use crate::log_ring::LogRing;
 use crate::share_loader::LoaderConfig;
 use crate::transport::{Address, Listener, Stream};
@@ -226,8 +226,7 @@ pub fn run<N: Nsm>(
                         "not serving: boot incomplete",
                     ),
                 };
-                let written =
-                    reply.encode(stream, &mut frame_buf, &machine, &mem, take_alert, started, logs);
+                let written = reply.encode(stream, &mut frame_buf, &machine, &mem, started, logs);
                 out.extend_from_slice(&frame_buf[..written]);
             }
         }
@@ -251,7 +250,6 @@ impl Reply {
         buf: &mut [u8],
         machine: &BootMachine<N>,
         mem: &MemoryStats,
-        take_alert: &dyn Fn() -> bool,
         started: Instant,
         logs: &mut LogRing,
     ) -> usize {
@@ -265,7 +263,7 @@ impl Reply {
                     memory_in_use: mem.live as u64,
                     memory_peak: mem.peak as u64,
                     memory_budget: mem.budget as u64,
-                    watermark_alert: take_alert() || mem.live > mem.budget / 100 * 70,
+                    watermark_alert: mem.live > mem.budget / 100 * WATERMARK_PERCENT,
                     sessions_in_use: 0,
                     session_cap: 0,
                     uptime_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -83,7 +83,7 @@ pub struct ShareStore {
     data_len: usize,
     slots: Box<[u64]>,
     len: u64,
-    /// Record offset -> entry index is not kept; duplicates report through the builder.
+    /// Keyed per store (random), so a crafted file cannot aim collisions.
     hasher: RandomState,
 }
 

@@ -83,14 +83,13 @@ fn unseal(m: &mut BootMachine<RecordingNsm>, nsm: &RecordingNsm, identity_text: 
     assert_eq!(m.state(), BootState::KeyUnsealed);
 }
 
-fn begin(file: &[u8], entries: u64) -> Vec<u8> {
-    let _ = entries;
+fn begin(file: &[u8]) -> Vec<u8> {
     digest::digest(&digest::SHA256, file).as_ref().to_vec()
 }
 
 /// Streams `file` as the parent does; returns the last output.
 fn send_file(m: &mut BootMachine<RecordingNsm>, file: &[u8], entries: u64) -> Option<BootOutput> {
-    let sha: [u8; 32] = begin(file, entries).try_into().unwrap();
+    let sha: [u8; 32] = begin(file).try_into().unwrap();
     let msg =
         ShareFileBegin { total_len: file.len() as u64, sha256: sha, expected_entries: entries };
     if let Some(out) = m.handle(&Message::ShareFileBegin(msg), &CTX) {
@@ -117,7 +116,7 @@ fn a_full_boot_reaches_serving_and_reports_the_load() {
     let Some(BootOutput::Loaded(report)) = out else { panic!("{out:?}") };
     assert_eq!(m.state(), BootState::Serving);
     assert_eq!(report.accounts, 500);
-    assert_eq!(report.ciphertext_sha256.to_vec(), begin(&fx.file, 500));
+    assert_eq!(report.ciphertext_sha256.to_vec(), begin(&fx.file));
     assert_eq!(report.plaintext_bytes, common::json(&fx.accounts).len() as u64);
     assert_eq!(report.load_micros, 4_000);
     assert_eq!((report.memory_in_use, report.memory_budget), (123, 1 << 30));
@@ -141,7 +140,7 @@ fn machine_in(state: BootState, fx: &Fixture) -> BootMachine<RecordingNsm> {
     if state == BootState::KeyUnsealed {
         return m;
     }
-    let sha: [u8; 32] = begin(&fx.file, 3).try_into().unwrap();
+    let sha: [u8; 32] = begin(&fx.file).try_into().unwrap();
     let msg = ShareFileBegin { total_len: fx.file.len() as u64, sha256: sha, expected_entries: 3 };
     assert_eq!(m.handle(&Message::ShareFileBegin(msg), &CTX), None);
     if state == BootState::Loading {
@@ -281,7 +280,7 @@ fn boot_failures_carry_the_right_reason() {
     // Truncated ciphertext: fewer bytes than announced.
     let (mut m, nsm) = machine();
     unseal(&mut m, &nsm, &fx.identity_text);
-    let sha: [u8; 32] = begin(&fx.file, 20).try_into().unwrap();
+    let sha: [u8; 32] = begin(&fx.file).try_into().unwrap();
     let announce =
         ShareFileBegin { total_len: fx.file.len() as u64, sha256: sha, expected_entries: 20 };
     assert_eq!(m.handle(&Message::ShareFileBegin(announce), &CTX), None);
