@@ -46,5 +46,6 @@ pub mod share_format;
 pub mod share_json;
 pub mod share_loader;
 pub mod share_store;
+pub mod signing_engine;
 pub mod sim_nsm;
 pub mod transport;

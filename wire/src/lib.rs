@@ -27,6 +27,7 @@ mod frame;
 pub mod fuzzing;
 mod log_fields;
 pub mod messages;
+pub mod session_signatures;
 
 pub use codec::{FieldSpec, FieldType};
 pub use decoder::{DefaultDecoder, FrameDecoder};

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cms;
+pub mod signing;
 
 use std::io::Write;
 

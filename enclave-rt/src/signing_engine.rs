@@ -1,0 +1,642 @@
+//! The signing-session engine: FROST round 1 and round 2 for one participant, sans-IO.
+//!
+//! ```text
+//!  CommitRequest --(grant signed by the gateway? fresh? not replayed? slot free?)--> session
+//!     session = { nonces, decoded key package, authorised message digest, deadline }
+//!  SignRequest  --(session found; removed at once)--> signature share, nonces wiped
+//!  AbortRequest / deadline passed --> session wiped
+//! ```
+//!
+//! * The gateway authorises every session: an Ed25519 signature over
+//!   [`wire::session_signatures::authorization`], by the key in the measured configuration.
+//!   Each session id is accepted once while its grant is valid (the replay window), so the
+//!   parent can neither invent a session nor run one twice.
+//! * Every answer is signed by the per-boot [`AnswerKey`], published in the attestation
+//!   document, so the gateway can tell the enclave's answers from the parent's.
+//! * Round 2 is one-shot: the session leaves the table before the package is even parsed,
+//!   so its nonces can never sign two packages (nonce reuse across two packages would reveal
+//!   the share), whatever the outcome.
+//! * Capacity is fixed at construction: the session table, its id index and the replay
+//!   window are allocated once. A full table refuses new sessions (`RESOURCE_EXHAUSTED`)
+//!   and leaves the others alone.
+//!
+//! Schemes plug in through [`ThresholdScheme`]; FROST (RFC 9591) serves Ed25519 and
+//! secp256k1 with BIP-340 signatures through one generic implementation. A threshold ECDSA
+//! scheme would be another implementation and another [`SessionState`] variant.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use frost_core::Ciphersuite;
+use rand_core::{CryptoRng, RngCore};
+use sha2::{Digest, Sha256};
+use wire::session_signatures::{self as signed, SessionGrant};
+use wire::{CommitRequest, RpcErrorCode, Scheme, SignRequest};
+
+use crate::share_store::ShareStore;
+
+/// Limits and keys of the engine; part of the enclave's measured configuration.
+#[derive(Clone, Copy)]
+pub struct EngineConfig {
+    /// Sessions open at once (the "MPC session concurrency cap").
+    pub session_cap: usize,
+    /// Seconds a session may wait between round 1 and round 2.
+    pub session_ttl_secs: u64,
+    /// Longest validity a grant may claim, in seconds from now. Bounds the replay window.
+    pub max_grant_lifetime_secs: u64,
+    /// Session ids remembered at once (every id granted within the grant lifetime).
+    pub replay_window: usize,
+    /// Longest message a signing package may carry.
+    pub max_message_len: usize,
+    /// Most signers a signing package may name.
+    pub max_signers: usize,
+    /// The gateway's Ed25519 public key, which signs every grant.
+    pub gateway_key: [u8; 32],
+}
+
+impl EngineConfig {
+    /// Defaults for everything but the gateway key.
+    #[must_use]
+    pub fn with_gateway_key(gateway_key: [u8; 32]) -> Self {
+        Self {
+            session_cap: 256,
+            session_ttl_secs: 30,
+            max_grant_lifetime_secs: 120,
+            replay_window: 65_536,
+            max_message_len: 16 * 1024,
+            max_signers: 16,
+            gateway_key,
+        }
+    }
+}
+
+impl fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("session_cap", &self.session_cap)
+            .field("session_ttl_secs", &self.session_ttl_secs)
+            .field("max_grant_lifetime_secs", &self.max_grant_lifetime_secs)
+            .field("replay_window", &self.replay_window)
+            .field("max_message_len", &self.max_message_len)
+            .field("max_signers", &self.max_signers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a request was refused. Never carries key, nonce or share material.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineError {
+    /// The grant's signature does not verify under the gateway key.
+    BadAuthorization,
+    /// The gateway key in the configuration is not a valid Ed25519 key (or a weak one).
+    BadGatewayKey,
+    /// The grant has expired.
+    GrantExpired,
+    /// The grant claims a validity longer than the configured maximum.
+    GrantTooLong,
+    /// The session id was granted before (replay).
+    Replayed,
+    /// A session with this id is open.
+    SessionExists,
+    /// The session table is full.
+    TableFull,
+    /// The replay window holds as many live grants as it can.
+    ReplayWindowFull,
+    /// No share for this account.
+    UnknownAccount,
+    /// The request's scheme is not the share's.
+    SchemeMismatch,
+    /// The stored share does not decode as a key package.
+    ShareUnusable,
+    /// No open session with this id.
+    UnknownSession,
+    /// The session's deadline passed before round 2.
+    SessionExpired,
+    /// The signing package does not decode.
+    MalformedPackage,
+    /// The package's message is longer than allowed.
+    MessageTooLong,
+    /// The package names more signers than allowed.
+    TooManySigners,
+    /// The package names fewer signers than the threshold.
+    TooFewSigners,
+    /// The package's message is not the one the gateway authorised.
+    MessageNotAuthorized,
+    /// The package has no commitment under our identifier.
+    CommitmentMissing,
+    /// The package's commitment under our identifier is not ours.
+    CommitmentMismatch,
+    /// Anything else the scheme refused.
+    SchemeFailure,
+    /// An answer could not be built (a limit of the wire format).
+    AnswerTooLarge,
+}
+
+impl EngineError {
+    /// The RPC status this error maps to (and from there the gRPC status).
+    #[must_use]
+    pub fn code(self) -> RpcErrorCode {
+        match self {
+            Self::BadAuthorization | Self::Replayed | Self::MessageNotAuthorized => {
+                RpcErrorCode::PERMISSION_DENIED
+            }
+            Self::GrantExpired | Self::SessionExpired => RpcErrorCode::DEADLINE_EXCEEDED,
+            Self::SessionExists => RpcErrorCode::ALREADY_EXISTS,
+            Self::TableFull | Self::ReplayWindowFull => RpcErrorCode::RESOURCE_EXHAUSTED,
+            Self::UnknownAccount | Self::UnknownSession => RpcErrorCode::NOT_FOUND,
+            Self::GrantTooLong
+            | Self::SchemeMismatch
+            | Self::MalformedPackage
+            | Self::MessageTooLong
+            | Self::TooManySigners
+            | Self::TooFewSigners
+            | Self::CommitmentMissing
+            | Self::CommitmentMismatch
+            | Self::SchemeFailure => RpcErrorCode::INVALID_ARGUMENT,
+            Self::BadGatewayKey | Self::ShareUnusable | Self::AnswerTooLarge => {
+                RpcErrorCode::INTERNAL
+            }
+        }
+    }
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BadAuthorization => "the authorization does not verify under the gateway key",
+            Self::BadGatewayKey => "the configured gateway key is not a valid Ed25519 key",
+            Self::GrantExpired => "the authorization has expired",
+            Self::GrantTooLong => "the authorization's validity exceeds the configured maximum",
+            Self::Replayed => "this session id was already granted (replay)",
+            Self::SessionExists => "a session with this id is open",
+            Self::TableFull => "the session table is full",
+            Self::ReplayWindowFull => "the replay window is full",
+            Self::UnknownAccount => "no share for this account",
+            Self::SchemeMismatch => "the account's share is for another scheme",
+            Self::ShareUnusable => "the stored share does not decode as a key package",
+            Self::UnknownSession => "no open session with this id",
+            Self::SessionExpired => "the session expired before round 2",
+            Self::MalformedPackage => "the signing package does not decode",
+            Self::MessageTooLong => "the message is longer than allowed",
+            Self::TooManySigners => "the signing package names more signers than allowed",
+            Self::TooFewSigners => "the signing package names fewer signers than the threshold",
+            Self::MessageNotAuthorized => "the message is not the one the gateway authorised",
+            Self::CommitmentMissing => "the signing package has no commitment of ours",
+            Self::CommitmentMismatch => "the signing package alters our commitment",
+            Self::SchemeFailure => "the scheme refused the signing package",
+            Self::AnswerTooLarge => "the answer exceeds a wire limit",
+        })
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// Limits round 2 enforces on a signing package.
+#[derive(Debug, Clone, Copy)]
+pub struct PackageLimits {
+    /// Longest message.
+    pub max_message_len: usize,
+    /// Most signers.
+    pub max_signers: usize,
+}
+
+/// One threshold scheme's two rounds for one participant.
+pub trait ThresholdScheme {
+    /// The secret state kept between the rounds; wiped when dropped.
+    type State: zeroize::ZeroizeOnDrop;
+
+    /// Decodes the key package and makes this session's nonces; returns the state and the
+    /// serialized commitments.
+    fn round1<R: RngCore + CryptoRng>(
+        key_package: &[u8],
+        rng: &mut R,
+    ) -> Result<(Self::State, Vec<u8>), EngineError>;
+
+    /// Checks the signing package against the limits and the authorised message digest
+    /// and returns the serialized signature share.
+    fn round2(
+        state: &Self::State,
+        signing_package: &[u8],
+        limits: PackageLimits,
+        authorised_sha256: &[u8; 32],
+    ) -> Result<Vec<u8>, EngineError>;
+}
+
+/// FROST (RFC 9591) over any `frost-core` ciphersuite.
+pub struct Frost<C>(PhantomData<C>);
+
+/// FROST's state between the rounds: the nonces and the decoded key package.
+pub struct FrostState<C: Ciphersuite> {
+    nonces: frost_core::round1::SigningNonces<C>,
+    key_package: frost_core::keys::KeyPackage<C>,
+}
+
+// Both fields wipe themselves on drop (frost-core derives `ZeroizeOnDrop` for them).
+impl<C: Ciphersuite> zeroize::ZeroizeOnDrop for FrostState<C> {}
+
+impl<C: Ciphersuite> ThresholdScheme for Frost<C> {
+    type State = FrostState<C>;
+
+    fn round1<R: RngCore + CryptoRng>(
+        key_package: &[u8],
+        rng: &mut R,
+    ) -> Result<(Self::State, Vec<u8>), EngineError> {
+        let key_package = frost_core::keys::KeyPackage::<C>::deserialize(key_package)
+            .map_err(|_| EngineError::ShareUnusable)?;
+        let (nonces, commitments) = frost_core::round1::commit(key_package.signing_share(), rng);
+        let commitments = commitments.serialize().map_err(|_| EngineError::SchemeFailure)?;
+        Ok((FrostState { nonces, key_package }, commitments))
+    }
+
+    fn round2(
+        state: &Self::State,
+        signing_package: &[u8],
+        limits: PackageLimits,
+        authorised_sha256: &[u8; 32],
+    ) -> Result<Vec<u8>, EngineError> {
+        let package = frost_core::SigningPackage::<C>::deserialize(signing_package)
+            .map_err(|_| EngineError::MalformedPackage)?;
+        if package.signing_commitments().len() > limits.max_signers {
+            return Err(EngineError::TooManySigners);
+        }
+        if package.message().len() > limits.max_message_len {
+            return Err(EngineError::MessageTooLong);
+        }
+        let digest: [u8; 32] = Sha256::digest(package.message()).into();
+        if !digests_equal(&digest, authorised_sha256) {
+            return Err(EngineError::MessageNotAuthorized);
+        }
+        let share =
+            frost_core::round2::sign(&package, &state.nonces, &state.key_package).map_err(|e| {
+                match e {
+                    frost_core::Error::MissingCommitment => EngineError::CommitmentMissing,
+                    frost_core::Error::IncorrectCommitment => EngineError::CommitmentMismatch,
+                    frost_core::Error::IncorrectNumberOfCommitments => EngineError::TooFewSigners,
+                    _ => EngineError::SchemeFailure,
+                }
+            })?;
+        Ok(share.serialize())
+    }
+}
+
+/// Digests are public, but comparing them in constant time costs nothing.
+fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// FROST(Ed25519, SHA-512).
+pub type FrostEd25519 = Frost<frost_ed25519::Ed25519Sha512>;
+/// FROST(secp256k1, SHA-256) with BIP-340 signatures.
+pub type FrostSecp256k1Tr = Frost<frost_secp256k1_tr::Secp256K1Sha256TR>;
+
+/// A session's secret state, by scheme.
+pub enum SessionState {
+    /// FROST(Ed25519, SHA-512).
+    Ed25519(<FrostEd25519 as ThresholdScheme>::State),
+    /// FROST(secp256k1, SHA-256), BIP-340.
+    Secp256k1Tr(<FrostSecp256k1Tr as ThresholdScheme>::State),
+}
+
+impl SessionState {
+    fn round1<R: RngCore + CryptoRng>(
+        scheme: Scheme,
+        key_package: &[u8],
+        rng: &mut R,
+    ) -> Result<(Self, Vec<u8>), EngineError> {
+        Ok(match scheme {
+            Scheme::Ed25519 => {
+                let (s, c) = FrostEd25519::round1(key_package, rng)?;
+                (Self::Ed25519(s), c)
+            }
+            Scheme::Secp256k1Tr => {
+                let (s, c) = FrostSecp256k1Tr::round1(key_package, rng)?;
+                (Self::Secp256k1Tr(s), c)
+            }
+        })
+    }
+
+    fn round2(
+        &self,
+        package: &[u8],
+        limits: PackageLimits,
+        authorised: &[u8; 32],
+    ) -> Result<Vec<u8>, EngineError> {
+        match self {
+            Self::Ed25519(s) => FrostEd25519::round2(s, package, limits, authorised),
+            Self::Secp256k1Tr(s) => FrostSecp256k1Tr::round2(s, package, limits, authorised),
+        }
+    }
+}
+
+/// The enclave's per-boot Ed25519 key that signs every answer. Made at boot, published in
+/// the attestation document's `user_data`, gone (wiped) when the enclave stops.
+pub struct AnswerKey(SigningKey);
+
+impl AnswerKey {
+    /// A fresh key.
+    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        Self(SigningKey::generate(rng))
+    }
+
+    /// The public half.
+    #[must_use]
+    pub fn public_key(&self) -> [u8; 32] {
+        self.0.verifying_key().to_bytes()
+    }
+
+    /// The attestation `user_data` that publishes the public half.
+    #[must_use]
+    pub fn user_data(&self) -> [u8; signed::ANSWER_KEY_USER_DATA_LEN] {
+        signed::answer_key_user_data(&self.public_key())
+    }
+
+    fn sign(&self, statement: &[u8]) -> [u8; 64] {
+        self.0.sign(statement).to_bytes()
+    }
+}
+
+impl fmt::Debug for AnswerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AnswerKey(public {:02x?})", &self.public_key()[..4])
+    }
+}
+
+/// The round-1 answer.
+#[derive(Debug, Clone)]
+pub struct CommitAnswer {
+    /// The session id.
+    pub session_id: [u8; 16],
+    /// Our serialized commitments.
+    pub commitments: Vec<u8>,
+    /// The answer key's signature over [`signed::commit_answer`].
+    pub enclave_signature: [u8; 64],
+}
+
+/// The round-2 answer.
+#[derive(Debug, Clone)]
+pub struct SignAnswer {
+    /// The session id.
+    pub session_id: [u8; 16],
+    /// Our serialized signature share.
+    pub signature_share: Vec<u8>,
+    /// The answer key's signature over [`signed::sign_answer`].
+    pub enclave_signature: [u8; 64],
+}
+
+struct Session {
+    message_sha256: [u8; 32],
+    deadline_micros: u64,
+    state: SessionState,
+}
+
+/// Sessions, the replay window and the keys; see the module documentation.
+pub struct SigningEngine<R> {
+    config: EngineConfig,
+    gateway_key: VerifyingKey,
+    answer_key: AnswerKey,
+    rng: R,
+    /// Session ids of the slots (meaningful where `slots[i]` is `Some`): scanned instead of
+    /// the slots, 16 bytes a session.
+    ids: Box<[[u8; 16]]>,
+    slots: Box<[Option<Session>]>,
+    in_use: usize,
+    /// Every session id granted, until its grant expires (unix seconds).
+    granted: HashMap<[u8; 16], u64>,
+    last_purge_secs: u64,
+}
+
+/// The current time as the engine sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// Microseconds since the Unix epoch.
+    pub unix_micros: u64,
+}
+
+impl Now {
+    /// The system clock.
+    #[must_use]
+    pub fn system() -> Self {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        Self { unix_micros: micros }
+    }
+
+    /// Whole seconds since the epoch.
+    #[must_use]
+    pub fn secs(self) -> u64 {
+        self.unix_micros / 1_000_000
+    }
+}
+
+impl<R: RngCore + CryptoRng> SigningEngine<R> {
+    /// An engine with every table allocated for `config`'s capacities.
+    pub fn new(config: EngineConfig, answer_key: AnswerKey, rng: R) -> Result<Self, EngineError> {
+        let gateway_key = VerifyingKey::from_bytes(&config.gateway_key)
+            .ok()
+            .filter(|k| !k.is_weak())
+            .ok_or(EngineError::BadGatewayKey)?;
+        let cap = config.session_cap.max(1);
+        Ok(Self {
+            config,
+            gateway_key,
+            answer_key,
+            rng,
+            ids: vec![[0u8; 16]; cap].into_boxed_slice(),
+            slots: (0..cap).map(|_| None).collect(),
+            in_use: 0,
+            // Twice the window, so removals never make the map grow (it rehashes in place).
+            granted: HashMap::with_capacity(config.replay_window.saturating_mul(2)),
+            last_purge_secs: 0,
+        })
+    }
+
+    /// Sessions open now.
+    #[must_use]
+    pub fn sessions_in_use(&self) -> usize {
+        self.in_use
+    }
+
+    /// The session table's capacity.
+    #[must_use]
+    pub fn session_cap(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The answer key's public half.
+    #[must_use]
+    pub fn answer_public_key(&self) -> [u8; 32] {
+        self.answer_key.public_key()
+    }
+
+    /// Round 1: checks the grant, opens a session on the account's share and returns our
+    /// commitments. On any error no session is opened and the grant is not spent.
+    pub fn commit(
+        &mut self,
+        now: Now,
+        request: &CommitRequest<'_>,
+        store: &ShareStore,
+    ) -> Result<CommitAnswer, EngineError> {
+        let grant = SessionGrant {
+            scheme: request.scheme,
+            account_id: request.account_id,
+            session_id: request.session_id,
+            message_sha256: request.message_sha256,
+            expires_at_unix: request.expires_at_unix,
+        };
+        // The signature first: an unauthorised caller learns nothing, not even whether the
+        // account exists.
+        let mut statement = [0u8; signed::AUTHORIZATION_MAX];
+        let len = signed::authorization(&grant, &mut statement)
+            .map_err(|_| EngineError::BadAuthorization)?;
+        let signature = ed25519_dalek::Signature::from_bytes(&request.authorization);
+        self.gateway_key
+            .verify_strict(&statement[..len], &signature)
+            .map_err(|_| EngineError::BadAuthorization)?;
+        let now_secs = now.secs();
+        if grant.expires_at_unix <= now_secs {
+            return Err(EngineError::GrantExpired);
+        }
+        if grant.expires_at_unix - now_secs > self.config.max_grant_lifetime_secs {
+            return Err(EngineError::GrantTooLong);
+        }
+        self.expire(now);
+        if self.find(&grant.session_id).is_some() {
+            return Err(EngineError::SessionExists);
+        }
+        if self.granted.get(&grant.session_id).is_some_and(|&exp| exp > now_secs) {
+            return Err(EngineError::Replayed);
+        }
+        let free = self.slots.iter().position(Option::is_none).ok_or(EngineError::TableFull)?;
+        self.make_room_in_window(now_secs)?;
+        let share = store.get(grant.account_id).ok_or(EngineError::UnknownAccount)?;
+        if share.scheme != grant.scheme {
+            return Err(EngineError::SchemeMismatch);
+        }
+        let key_package = share.bytes.get(2..).ok_or(EngineError::ShareUnusable)?;
+        let (state, commitments) = SessionState::round1(grant.scheme, key_package, &mut self.rng)?;
+        let mut answer = [0u8; signed::COMMIT_ANSWER_MAX];
+        let len = signed::commit_answer(&grant, &commitments, &mut answer)
+            .map_err(|_| EngineError::AnswerTooLarge)?;
+        let enclave_signature = self.answer_key.sign(&answer[..len]);
+
+        let ttl_deadline =
+            now.unix_micros.saturating_add(self.config.session_ttl_secs.saturating_mul(1_000_000));
+        let grant_deadline = grant.expires_at_unix.saturating_mul(1_000_000);
+        self.slots[free] = Some(Session {
+            message_sha256: grant.message_sha256,
+            deadline_micros: ttl_deadline.min(grant_deadline),
+            state,
+        });
+        self.ids[free] = grant.session_id;
+        self.in_use += 1;
+        self.granted.insert(grant.session_id, grant.expires_at_unix);
+        Ok(CommitAnswer { session_id: grant.session_id, commitments, enclave_signature })
+    }
+
+    /// Round 2: signs the package with the session's nonces. The session is consumed
+    /// whatever the outcome.
+    pub fn sign(&mut self, now: Now, request: &SignRequest<'_>) -> Result<SignAnswer, EngineError> {
+        let slot = self.find(&request.session_id).ok_or(EngineError::UnknownSession)?;
+        let result = match &self.slots[slot] {
+            Some(session) if session.deadline_micros <= now.unix_micros => {
+                Err(EngineError::SessionExpired)
+            }
+            Some(session) => session.state.round2(
+                request.signing_package,
+                PackageLimits {
+                    max_message_len: self.config.max_message_len,
+                    max_signers: self.config.max_signers,
+                },
+                &session.message_sha256,
+            ),
+            None => Err(EngineError::UnknownSession),
+        };
+        self.wipe(slot);
+        let signature_share = result?;
+        let package_sha256: [u8; 32] = Sha256::digest(request.signing_package).into();
+        let mut answer = [0u8; signed::SIGN_ANSWER_MAX];
+        let len = signed::sign_answer(
+            &request.session_id,
+            &package_sha256,
+            &signature_share,
+            &mut answer,
+        )
+        .map_err(|_| EngineError::AnswerTooLarge)?;
+        let enclave_signature = self.answer_key.sign(&answer[..len]);
+        Ok(SignAnswer { session_id: request.session_id, signature_share, enclave_signature })
+    }
+
+    /// Wipes a session. Its id stays spent.
+    pub fn abort(&mut self, session_id: &[u8; 16]) -> Result<(), EngineError> {
+        let slot = self.find(session_id).ok_or(EngineError::UnknownSession)?;
+        self.wipe(slot);
+        Ok(())
+    }
+
+    /// Wipes every session whose deadline has passed; returns how many.
+    pub fn expire(&mut self, now: Now) -> usize {
+        let mut wiped = 0;
+        for i in 0..self.slots.len() {
+            if self.slots[i].as_ref().is_some_and(|s| s.deadline_micros <= now.unix_micros) {
+                self.wipe(i);
+                wiped += 1;
+            }
+        }
+        wiped
+    }
+
+    /// Wipes every session (shutdown, or the parent went away).
+    pub fn abort_all(&mut self) {
+        for i in 0..self.slots.len() {
+            if self.slots[i].is_some() {
+                self.wipe(i);
+            }
+        }
+    }
+
+    fn find(&self, session_id: &[u8; 16]) -> Option<usize> {
+        self.ids
+            .iter()
+            .zip(self.slots.iter())
+            .position(|(id, slot)| id == session_id && slot.is_some())
+    }
+
+    /// Drops the session in place: the nonces and key package wipe themselves where they
+    /// are, so no copy of them is left in the table.
+    fn wipe(&mut self, slot: usize) {
+        if self.slots[slot].is_some() {
+            self.slots[slot] = None;
+            self.ids[slot] = [0u8; 16];
+            self.in_use -= 1;
+        }
+    }
+
+    /// Forgets grants that have expired once the window is full (at most once a second:
+    /// under a flood of live grants the scan does not run on every request).
+    fn make_room_in_window(&mut self, now_secs: u64) -> Result<(), EngineError> {
+        if self.granted.len() < self.config.replay_window {
+            return Ok(());
+        }
+        if now_secs != self.last_purge_secs {
+            self.last_purge_secs = now_secs;
+            self.granted.retain(|_, &mut expires| expires > now_secs);
+        }
+        if self.granted.len() < self.config.replay_window {
+            Ok(())
+        } else {
+            Err(EngineError::ReplayWindowFull)
+        }
+    }
+}
+
+impl<R> Drop for SigningEngine<R> {
+    fn drop(&mut self) {
+        // Each session wipes itself on drop; the ids are not secret.
+        for slot in self.slots.iter_mut() {
+            *slot = None;
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The byte strings that are signed around a signing session, so that the parent, which
+//! carries every message, can neither forge nor replay one:
+//!
+//! * the gateway signs an [`authorization`] for each session (Ed25519, with the key whose
+//!   public half is in the enclave's measured configuration);
+//! * the enclave signs each answer, [`commit_answer`] and [`sign_answer`], with its per-boot
+//!   Ed25519 key, whose public half is in the attestation document's `user_data`
+//!   ([`answer_key_user_data`]).
+//!
+//! Each string starts with its own domain label, so a signature over one kind can never pass
+//! as another. Integers are big-endian; variable fields carry their length first. The layouts
+//! are specified with examples in `docs/wire.md` ("Signed statements").
+
+use crate::error::EncodeError;
+use crate::messages::{ACCOUNT_ID_MAX, Scheme};
+
+/// Domain label of the gateway's authorisation.
+pub const AUTHORIZATION_DOMAIN: &[u8] = b"signservice.v1/authorization\n";
+/// Domain label of the enclave's round-1 answer.
+pub const COMMIT_ANSWER_DOMAIN: &[u8] = b"signservice.v1/commitments\n";
+/// Domain label of the enclave's round-2 answer.
+pub const SIGN_ANSWER_DOMAIN: &[u8] = b"signservice.v1/signature-share\n";
+/// Prefix of the attestation document's `user_data`: the enclave's answer key follows.
+pub const ANSWER_KEY_PREFIX: &[u8; 20] = b"signservice.v1/ak25:";
+/// Length of the attestation `user_data` that carries the answer key.
+pub const ANSWER_KEY_USER_DATA_LEN: usize = ANSWER_KEY_PREFIX.len() + 32;
+
+/// Longest [`authorization`] string.
+pub const AUTHORIZATION_MAX: usize =
+    AUTHORIZATION_DOMAIN.len() + 1 + 1 + ACCOUNT_ID_MAX + 16 + 32 + 8;
+/// Longest commitments a [`commit_answer`] covers (the wire limit of `CommitResponse`).
+pub const COMMITMENTS_MAX: usize = 1024;
+/// Longest [`commit_answer`] string.
+pub const COMMIT_ANSWER_MAX: usize =
+    COMMIT_ANSWER_DOMAIN.len() + 1 + 1 + ACCOUNT_ID_MAX + 16 + 32 + 2 + COMMITMENTS_MAX;
+/// Longest signature share a [`sign_answer`] covers (the wire limit of `SignResponse`).
+pub const SIGNATURE_SHARE_MAX: usize = 256;
+/// Longest [`sign_answer`] string.
+pub const SIGN_ANSWER_MAX: usize = SIGN_ANSWER_DOMAIN.len() + 16 + 32 + 2 + SIGNATURE_SHARE_MAX;
+
+/// What the gateway authorises for one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionGrant<'a> {
+    /// Signature scheme.
+    pub scheme: Scheme,
+    /// The account whose share signs.
+    pub account_id: &'a str,
+    /// The session id the gateway chose.
+    pub session_id: [u8; 16],
+    /// SHA-256 of the message to be signed.
+    pub message_sha256: [u8; 32],
+    /// Unix time (seconds) after which the grant is void.
+    pub expires_at_unix: u64,
+}
+
+/// A writer that refuses to run past the end of its buffer.
+struct Out<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl Out<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        let end = self.len + bytes.len();
+        let have = self.buf.len();
+        let dst = self
+            .buf
+            .get_mut(self.len..end)
+            .ok_or(EncodeError::BufferTooSmall { need: end, have })?;
+        dst.copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+
+    fn put_short(
+        &mut self,
+        field: &'static str,
+        bytes: &[u8],
+        max: usize,
+    ) -> Result<(), EncodeError> {
+        if bytes.len() > max {
+            return Err(EncodeError::FieldTooLong { field, len: bytes.len(), max });
+        }
+        // Fields whose maximum fits a byte get a one-byte length, the others two bytes.
+        let too_long = EncodeError::FieldTooLong { field, len: bytes.len(), max };
+        if u8::try_from(max).is_ok() {
+            self.put(&[u8::try_from(bytes.len()).map_err(|_| too_long)?])?;
+        } else {
+            self.put(&u16::try_from(bytes.len()).map_err(|_| too_long)?.to_be_bytes())?;
+        }
+        self.put(bytes)
+    }
+}
+
+/// Writes what the gateway signs to authorise a session:
+/// `AUTHORIZATION_DOMAIN || scheme (1) || len (1) || account_id || session_id (16) ||
+/// message_sha256 (32) || expires_at_unix (8, BE)`. Returns the length written.
+pub fn authorization(grant: &SessionGrant<'_>, out: &mut [u8]) -> Result<usize, EncodeError> {
+    let mut w = Out { buf: out, len: 0 };
+    w.put(AUTHORIZATION_DOMAIN)?;
+    w.put(&[grant.scheme as u8])?;
+    w.put_short("account_id", grant.account_id.as_bytes(), ACCOUNT_ID_MAX)?;
+    w.put(&grant.session_id)?;
+    w.put(&grant.message_sha256)?;
+    w.put(&grant.expires_at_unix.to_be_bytes())?;
+    Ok(w.len)
+}
+
+/// Writes what the enclave signs when it answers round 1: the grant it served (without the
+/// expiry) and its commitments:
+/// `COMMIT_ANSWER_DOMAIN || scheme (1) || len (1) || account_id || session_id (16) ||
+/// message_sha256 (32) || len (2, BE) || commitments`.
+pub fn commit_answer(
+    grant: &SessionGrant<'_>,
+    commitments: &[u8],
+    out: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let mut w = Out { buf: out, len: 0 };
+    w.put(COMMIT_ANSWER_DOMAIN)?;
+    w.put(&[grant.scheme as u8])?;
+    w.put_short("account_id", grant.account_id.as_bytes(), ACCOUNT_ID_MAX)?;
+    w.put(&grant.session_id)?;
+    w.put(&grant.message_sha256)?;
+    w.put_short("commitments", commitments, COMMITMENTS_MAX)?;
+    Ok(w.len)
+}
+
+/// Writes what the enclave signs when it answers round 2:
+/// `SIGN_ANSWER_DOMAIN || session_id (16) || SHA-256 of the signing package (32) ||
+/// len (2, BE) || signature_share`.
+pub fn sign_answer(
+    session_id: &[u8; 16],
+    signing_package_sha256: &[u8; 32],
+    signature_share: &[u8],
+    out: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let mut w = Out { buf: out, len: 0 };
+    w.put(SIGN_ANSWER_DOMAIN)?;
+    w.put(session_id)?;
+    w.put(signing_package_sha256)?;
+    w.put_short("signature_share", signature_share, SIGNATURE_SHARE_MAX)?;
+    Ok(w.len)
+}
+
+/// The attestation `user_data` that publishes the enclave's answer key:
+/// `ANSWER_KEY_PREFIX || Ed25519 public key (32)`.
+#[must_use]
+pub fn answer_key_user_data(public_key: &[u8; 32]) -> [u8; ANSWER_KEY_USER_DATA_LEN] {
+    let mut out = [0u8; ANSWER_KEY_USER_DATA_LEN];
+    let (prefix, key) = out.split_at_mut(ANSWER_KEY_PREFIX.len());
+    prefix.copy_from_slice(ANSWER_KEY_PREFIX);
+    key.copy_from_slice(public_key);
+    out
+}
+
+/// The answer key in an attestation `user_data`, if it has exactly that layout.
+#[must_use]
+pub fn answer_key_from_user_data(user_data: &[u8]) -> Option<[u8; 32]> {
+    let key = user_data.strip_prefix(ANSWER_KEY_PREFIX.as_slice())?;
+    key.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 65 characters: one more than `ACCOUNT_ID_MAX`.
+    const LONG_ID: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn grant(account_id: &str) -> SessionGrant<'_> {
+        SessionGrant {
+            scheme: Scheme::Ed25519,
+            account_id,
+            session_id: [7; 16],
+            message_sha256: [9; 32],
+            expires_at_unix: 0x0102_0304_0506_0708,
+        }
+    }
+
+    #[test]
+    fn authorization_layout() {
+        let mut buf = [0u8; AUTHORIZATION_MAX];
+        let n = authorization(&grant("A1"), &mut buf).unwrap();
+        let d = AUTHORIZATION_DOMAIN.len();
+        assert_eq!(n, d + 1 + 1 + 2 + 16 + 32 + 8);
+        assert_eq!(&buf[..d], AUTHORIZATION_DOMAIN);
+        assert_eq!(&buf[d..d + 4], b"\x01\x02A1");
+        assert_eq!(&buf[n - 8..n], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn every_field_changes_the_bytes() {
+        let mut a = [0u8; AUTHORIZATION_MAX];
+        let n = authorization(&grant("A1"), &mut a).unwrap();
+        let variants = [
+            SessionGrant { scheme: Scheme::Secp256k1Tr, ..grant("A1") },
+            grant("A2"),
+            grant("A1x"),
+            SessionGrant { session_id: [8; 16], ..grant("A1") },
+            SessionGrant { message_sha256: [8; 32], ..grant("A1") },
+            SessionGrant { expires_at_unix: 1, ..grant("A1") },
+        ];
+        for v in variants {
+            let mut b = [0u8; AUTHORIZATION_MAX];
+            let m = authorization(&v, &mut b).unwrap();
+            assert_ne!(&a[..n], &b[..m], "{v:?}");
+        }
+    }
+
+    #[test]
+    fn limits_are_typed_errors() {
+        let long = LONG_ID;
+        let mut buf = [0u8; AUTHORIZATION_MAX];
+        assert!(matches!(
+            authorization(&grant(long), &mut buf),
+            Err(EncodeError::FieldTooLong { field: "account_id", .. })
+        ));
+        let mut small = [0u8; 10];
+        assert!(matches!(
+            authorization(&grant("A1"), &mut small),
+            Err(EncodeError::BufferTooSmall { have: 10, .. })
+        ));
+        let mut buf = [0u8; SIGN_ANSWER_MAX + 10];
+        assert!(sign_answer(&[0; 16], &[0; 32], &[0; SIGNATURE_SHARE_MAX + 1], &mut buf).is_err());
+        let n = sign_answer(&[0; 16], &[0; 32], &[0; SIGNATURE_SHARE_MAX], &mut buf).unwrap();
+        assert_eq!(n, SIGN_ANSWER_MAX);
+        let mut buf = [0u8; COMMIT_ANSWER_MAX];
+        let long_id = &LONG_ID[..ACCOUNT_ID_MAX];
+        let n = commit_answer(&grant(long_id), &[1; COMMITMENTS_MAX], &mut buf).unwrap();
+        assert_eq!(n, COMMIT_ANSWER_MAX);
+    }
+
+    #[test]
+    fn user_data_round_trip() {
+        let key = [0x5a; 32];
+        let ud = answer_key_user_data(&key);
+        assert_eq!(answer_key_from_user_data(&ud), Some(key));
+        assert_eq!(answer_key_from_user_data(&ud[..ud.len() - 1]), None);
+        assert_eq!(answer_key_from_user_data(&key), None);
+    }
+}
