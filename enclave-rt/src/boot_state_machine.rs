@@ -26,6 +26,7 @@ use crate::kms_unseal::{UnsealError, UnsealKey};
 use crate::share_json::JsonErrorKind;
 use crate::share_loader::{LoadError, LoaderConfig, ShareLoader};
 use crate::share_store::{ShareStore, StoreError};
+use crate::signing_engine::AnswerKey;
 
 /// The states of a boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,8 +79,8 @@ pub fn next_state(state: BootState, input: BootInput) -> Option<BootState> {
 /// The enclave's attestation source: `/dev/nsm` in production, a software NSM in the sim
 /// flavour, test doubles in unit tests.
 pub trait Nsm {
-    /// An attestation document binding `nonce` and `public_key` (DER SPKI of the RSA
-    /// unseal key), with optional `user_data`.
+    /// An attestation document binding `nonce`, `public_key` (DER SPKI of the RSA unseal
+    /// key) and `user_data` (the answer key, `wire::session_signatures`).
     fn attest(
         &mut self,
         nonce: &[u8],
@@ -178,12 +179,15 @@ pub struct BootMachine<N: Nsm> {
     held: Held,
     nsm: N,
     loader_config: LoaderConfig,
+    /// The per-boot key that will sign the signing service's answers: made at `Hello`,
+    /// published in the attestation document, handed to the service once serving.
+    answer_key: Option<AnswerKey>,
 }
 
 impl<N: Nsm> BootMachine<N> {
     /// A machine in [`BootState::Waiting`].
     pub fn new(nsm: N, loader_config: LoaderConfig) -> Self {
-        Self { state: BootState::Waiting, held: Held::None, nsm, loader_config }
+        Self { state: BootState::Waiting, held: Held::None, nsm, loader_config, answer_key: None }
     }
 
     /// The current state.
@@ -197,6 +201,11 @@ impl<N: Nsm> BootMachine<N> {
             Held::Store(s) if self.state == BootState::Serving => Some(s),
             _ => None,
         }
+    }
+
+    /// The answer key, once serving; `None` before, and after it has been taken.
+    pub fn take_answer_key(&mut self) -> Option<AnswerKey> {
+        if self.state == BootState::Serving { self.answer_key.take() } else { None }
     }
 
     /// Handles one message from the parent. Returns what to send back, if anything. A
@@ -239,6 +248,7 @@ impl<N: Nsm> BootMachine<N> {
     /// Enters `Failed`: drops every secret (each type wipes itself on drop).
     fn fail(&mut self, failure: BootFailure) -> BootOutput {
         self.held = Held::None;
+        self.answer_key = None;
         self.state = BootState::Failed;
         BootOutput::Failed(failure)
     }
@@ -252,11 +262,13 @@ impl<N: Nsm> BootMachine<N> {
             Message::Hello(hello) => {
                 let key = UnsealKey::generate()
                     .map_err(|e| BootFailure::new(BootFailReason::INTERNAL, e))?;
+                let answer_key = AnswerKey::generate(&mut rand_core::OsRng);
                 let document = self
                     .nsm
-                    .attest(hello.nonce, key.public_key_der(), &[])
+                    .attest(hello.nonce, key.public_key_der(), &answer_key.user_data())
                     .map_err(|e| BootFailure::new(BootFailReason::ATTESTATION_FAILED, e.0))?;
                 self.held = Held::Key(Box::new(key));
+                self.answer_key = Some(answer_key);
                 Ok(Some(BootOutput::Attestation(document)))
             }
             Message::SealedKey(sealed) => {

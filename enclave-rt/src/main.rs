@@ -3,8 +3,10 @@
 //! runs the event loop until the boot fails.
 //!
 //! ```text
-//! enclave-rt --control ADDR --logs ADDR [--memory-budget-mib N] [--store-limit-mib N]
-//!            [--allow-empty] [--quiet] [--sim-nsm-dir DIR] [--sim-pcr INDEX=HEX ...]
+//! enclave-rt --control ADDR --logs ADDR --gateway-key HEX [--memory-budget-mib N]
+//!            [--store-limit-mib N] [--allow-empty] [--session-cap N] [--session-ttl-secs N]
+//!            [--max-grant-lifetime-secs N] [--replay-window N] [--quiet]
+//!            [--sim-nsm-dir DIR] [--sim-pcr INDEX=HEX ...]
 //! enclave-rt --args-file FILE      the same arguments, one per line
 //! enclave-rt                       as PID 1: the arguments in /etc/enclave-rt/args
 //! ADDR: vsock:CID:PORT | unix:PATH
@@ -23,14 +25,16 @@ use enclave_rt::budget_allocator::BudgetAllocator;
 use enclave_rt::log_ring::{DEFAULT_MAX_BYTES, LogRing};
 use enclave_rt::service::{ServiceConfig, run};
 use enclave_rt::share_loader::LoaderConfig;
+use enclave_rt::signing_engine::{EngineConfig, check_gateway_key};
 
 /// Every allocation of the enclave goes through the budget and is wiped when freed.
 #[global_allocator]
 static ALLOC: BudgetAllocator = BudgetAllocator::new();
 
-const USAGE: &str = "usage: enclave-rt --control ADDR --logs ADDR [--memory-budget-mib N] \
-                     [--store-limit-mib N] [--allow-empty] [--quiet] [--sim-nsm-dir DIR] \
-                     [--sim-pcr INDEX=HEX ...]";
+const USAGE: &str = "usage: enclave-rt --control ADDR --logs ADDR --gateway-key HEX \
+                     [--memory-budget-mib N] [--store-limit-mib N] [--allow-empty] \
+                     [--session-cap N] [--session-ttl-secs N] [--max-grant-lifetime-secs N] \
+                     [--replay-window N] [--quiet] [--sim-nsm-dir DIR] [--sim-pcr INDEX=HEX ...]";
 
 struct Args {
     service: ServiceConfig,
@@ -77,6 +81,35 @@ fn arguments() -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// The gateway's Ed25519 public key: 64 hex digits, a valid and not weak point.
+fn parse_gateway_key(text: &str) -> Result<[u8; 32], String> {
+    let bad = |why: &str| format!("bad --gateway-key: {why}");
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return Err(bad("expected 64 hex digits"));
+    }
+    let mut key = [0u8; 32];
+    for (out, pair) in key.iter_mut().zip(bytes.chunks_exact(2)) {
+        let digits = std::str::from_utf8(pair).map_err(|_| bad("not hex"))?;
+        *out = u8::from_str_radix(digits, 16).map_err(|_| bad("not hex"))?;
+    }
+    check_gateway_key(&key).map_err(|e| bad(&e.to_string()))?;
+    Ok(key)
+}
+
+/// A number option within `min..=max`.
+fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+    flag: &str,
+    text: &str,
+    min: T,
+    max: T,
+) -> Result<T, String> {
+    match text.parse::<T>() {
+        Ok(v) if v >= min && v <= max => Ok(v),
+        _ => Err(format!("bad {flag} `{text}`: expected a number from {min} to {max}")),
+    }
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut control = None;
     let mut logs = None;
@@ -86,6 +119,8 @@ fn parse_args() -> Result<Args, String> {
     let mut quiet = false;
     let mut sim_nsm_dir = None;
     let mut sim_pcrs = Vec::new();
+    let mut gateway_key = None;
+    let mut engine = EngineConfig::with_gateway_key([0; 32]);
     let mut it = arguments()?.into_iter();
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value\n{USAGE}"));
@@ -107,20 +142,29 @@ fn parse_args() -> Result<Args, String> {
                     value()?.parse().map_err(|_| format!("bad --store-limit-mib\n{USAGE}"))?;
             }
             "--allow-empty" => allow_empty = true,
+            "--gateway-key" => gateway_key = Some(parse_gateway_key(&value()?)?),
+            "--session-cap" => engine.session_cap = number(&arg, &value()?, 1, 65_536)?,
+            "--session-ttl-secs" => engine.session_ttl_secs = number(&arg, &value()?, 1, 3600)?,
+            "--max-grant-lifetime-secs" => {
+                engine.max_grant_lifetime_secs = number(&arg, &value()?, 1, 3600)?;
+            }
+            "--replay-window" => engine.replay_window = number(&arg, &value()?, 1, 1 << 22)?,
             "--quiet" => quiet = true,
             "--sim-nsm-dir" => sim_nsm_dir = Some(std::path::PathBuf::from(value()?)),
             "--sim-pcr" => sim_pcrs.push(parse_pcr(&value()?)?),
             _ => return Err(format!("unknown argument `{arg}`\n{USAGE}")),
         }
     }
-    let (Some(control), Some(logs)) = (control, logs) else {
-        return Err(format!("--control and --logs are required\n{USAGE}"));
+    let (Some(control), Some(logs), Some(gateway_key)) = (control, logs, gateway_key) else {
+        return Err(format!("--control, --logs and --gateway-key are required\n{USAGE}"));
     };
+    engine.gateway_key = gateway_key;
     Ok(Args {
         service: ServiceConfig {
             control,
             logs,
             loader: LoaderConfig { allow_empty, store_limit_bytes: store_mib << 20 },
+            engine,
         },
         budget: budget_mib << 20,
         quiet,

@@ -3,6 +3,9 @@
 //! [`BootMachine`] and the health handlers, their answers are queued and written when the
 //! socket is writable, and log frames drain from the [`LogRing`].
 //!
+//! Once the shares are loaded, signing requests go to the [`SigningEngine`], built then with
+//! the answer key the boot made; expired sessions are wiped at least once a second.
+//!
 //! The loop ends when the boot has failed and the `BootFailed` frame has been written (the
 //! caller then powers off), or on an I/O error on a listener.
 
@@ -12,14 +15,15 @@ use std::time::Instant;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use wire::{
-    BootFailed, DefaultDecoder, Flags, Loaded, LogLevel, Message, Pong, RpcError, RpcErrorCode,
-    Status,
+    AbortResponse, BootFailed, CommitResponse, DefaultDecoder, Flags, Loaded, LogLevel, Message,
+    Pong, RpcError, RpcErrorCode, SignResponse, Status,
 };
 
 use crate::boot_state_machine::{BootMachine, BootOutput, BootState, Context, Nsm};
 use crate::budget_allocator::{MemoryStats, WATERMARK_PERCENT};
 use crate::log_ring::LogRing;
 use crate::share_loader::LoaderConfig;
+use crate::signing_engine::{CommitAnswer, EngineConfig, Now, SignAnswer, SigningEngine};
 use crate::transport::{Address, Listener, Stream};
 
 /// What the service needs to know.
@@ -31,6 +35,8 @@ pub struct ServiceConfig {
     pub logs: Address,
     /// Share loading limits.
     pub loader: LoaderConfig,
+    /// Signing-session limits and the gateway key.
+    pub engine: EngineConfig,
 }
 
 /// Why the loop ended.
@@ -68,8 +74,20 @@ pub fn run<N: Nsm>(
     let mut out: Vec<u8> = Vec::new();
     let mut log_pending: Vec<u8> = Vec::new();
     let mut frame_buf = vec![0u8; wire::MAX_FRAME_LEN];
+    let mut engine: Option<SigningEngine<rand_core::OsRng>> = None;
 
     loop {
+        if let Some(e) = &mut engine {
+            let wiped = e.expire(Now::system());
+            if wiped > 0 {
+                logs.log(
+                    LogLevel::Info,
+                    "rpc",
+                    "sessions expired",
+                    &[("count", &wiped.to_string())],
+                );
+            }
+        }
         if take_alert() {
             let s = memory();
             logs.log(
@@ -112,7 +130,12 @@ pub fn run<N: Nsm>(
             }
             None => fds.push(PollFd::new(log_listener.as_fd(), PollFlags::POLLIN)),
         }
-        poll(&mut fds, PollTimeout::NONE).map_err(io::Error::from)?;
+        // With sessions open, wake up once a second to wipe the expired ones.
+        let timeout = match &engine {
+            Some(e) if e.sessions_in_use() > 0 => PollTimeout::from(1000u16),
+            _ => PollTimeout::NONE,
+        };
+        poll(&mut fds, timeout).map_err(io::Error::from)?;
         let ready = |i: usize| fds[i].revents().unwrap_or(PollFlags::empty());
         let (control_ready, log_ready) = (ready(control_slot), ready(log_slot));
         drop(fds);
@@ -206,31 +229,89 @@ pub fn run<N: Nsm>(
                     Ok(m) if crate::boot_state_machine::boot_input(&m).is_some() => {
                         match machine.handle(&m, &ctx) {
                             None => Reply::None,
-                            Some(o) => Reply::Boot(o),
+                            Some(o) => {
+                                if matches!(o, BootOutput::Loaded(_)) {
+                                    engine = start_engine(&mut machine, config.engine, logs);
+                                }
+                                Reply::Boot(o)
+                            }
                         }
                     }
-                    Ok(m) if machine.state() == BootState::Serving => {
-                        logs.log(
-                            LogLevel::Warn,
-                            "rpc",
-                            "request not served yet",
-                            &[("kind", m.name())],
-                        );
-                        Reply::Rpc(
+                    Ok(m) => match (&mut engine, machine.store()) {
+                        (Some(engine), Some(store)) => serve(engine, store, &m, logs),
+                        _ => Reply::Rpc(
                             RpcErrorCode::FAILED_PRECONDITION,
-                            "signing is not available in this build",
-                        )
-                    }
-                    Ok(_) => Reply::Rpc(
-                        RpcErrorCode::FAILED_PRECONDITION,
-                        "not serving: boot incomplete",
-                    ),
+                            "not serving: boot incomplete",
+                        ),
+                    },
                 };
-                let written = reply.encode(stream, &mut frame_buf, &machine, &mem, started, logs);
+                let sessions =
+                    engine.as_ref().map_or((0, 0), |e| (e.sessions_in_use(), e.session_cap()));
+                let written =
+                    reply.encode(stream, &mut frame_buf, &machine, &mem, sessions, started, logs);
                 out.extend_from_slice(&frame_buf[..written]);
             }
         }
     }
+}
+
+/// Builds the signing engine once the shares are loaded. Without one (a bad gateway key)
+/// the enclave stays up but refuses every signing request, and says why in the log.
+fn start_engine<N: Nsm>(
+    machine: &mut BootMachine<N>,
+    config: EngineConfig,
+    logs: &mut LogRing,
+) -> Option<SigningEngine<rand_core::OsRng>> {
+    let key = machine.take_answer_key()?;
+    match SigningEngine::new(config, key, rand_core::OsRng) {
+        Ok(engine) => {
+            logs.log(
+                LogLevel::Info,
+                "rpc",
+                "signing engine ready",
+                &[("session_cap", &engine.session_cap().to_string())],
+            );
+            Some(engine)
+        }
+        Err(e) => {
+            logs.log(
+                LogLevel::Error,
+                "rpc",
+                "signing engine refused",
+                &[("error", &e.to_string())],
+            );
+            None
+        }
+    }
+}
+
+/// One signing request.
+fn serve<R: rand_core::RngCore + rand_core::CryptoRng>(
+    engine: &mut SigningEngine<R>,
+    store: &crate::share_store::ShareStore,
+    message: &Message<'_>,
+    logs: &mut LogRing,
+) -> Reply {
+    let now = Now::system();
+    let result = match message {
+        Message::CommitRequest(r) => engine.commit(now, r, store).map(Reply::Commit),
+        Message::SignRequest(r) => engine.sign(now, r).map(Reply::Sign),
+        Message::AbortRequest(r) => {
+            engine.abort(&r.session_id).map(|()| Reply::Aborted(r.session_id))
+        }
+        other => {
+            return Reply::Rpc(RpcErrorCode::INVALID_ARGUMENT, other.name());
+        }
+    };
+    result.unwrap_or_else(|e| {
+        logs.log(
+            LogLevel::Warn,
+            "rpc",
+            "request refused",
+            &[("kind", message.name()), ("code", &e.code().to_string()), ("error", &e.to_string())],
+        );
+        Reply::Refused(e)
+    })
 }
 
 /// An answer to one frame.
@@ -240,16 +321,21 @@ enum Reply {
     Status,
     Boot(BootOutput),
     Rpc(RpcErrorCode, &'static str),
+    Refused(crate::signing_engine::EngineError),
+    Commit(CommitAnswer),
+    Sign(SignAnswer),
+    Aborted([u8; 16]),
 }
 
 impl Reply {
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::too_many_lines)] // one arm per reply kind
     fn encode<N: Nsm>(
         self,
         stream: u32,
         buf: &mut [u8],
         machine: &BootMachine<N>,
         mem: &MemoryStats,
+        (sessions_in_use, session_cap): (usize, usize),
         started: Instant,
         logs: &mut LogRing,
     ) -> usize {
@@ -264,8 +350,8 @@ impl Reply {
                     memory_peak: mem.peak as u64,
                     memory_budget: mem.budget as u64,
                     watermark_alert: mem.live > mem.budget / 100 * WATERMARK_PERCENT,
-                    sessions_in_use: 0,
-                    session_cap: 0,
+                    sessions_in_use: u32::try_from(sessions_in_use).unwrap_or(u32::MAX),
+                    session_cap: u32::try_from(session_cap).unwrap_or(u32::MAX),
                     uptime_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 };
                 wire::encode(&status, stream, Flags::NONE, buf)
@@ -315,6 +401,38 @@ impl Reply {
             }
             Self::Rpc(code, detail) => {
                 wire::encode(&RpcError { code, detail }, stream, Flags::NONE, buf)
+            }
+            Self::Refused(e) => {
+                let detail = e.to_string();
+                wire::encode(
+                    &RpcError { code: e.code(), detail: &detail },
+                    stream,
+                    Flags::NONE,
+                    buf,
+                )
+            }
+            Self::Commit(a) => wire::encode(
+                &CommitResponse {
+                    session_id: a.session_id,
+                    commitments: &a.commitments,
+                    enclave_signature: a.enclave_signature,
+                },
+                stream,
+                Flags::NONE,
+                buf,
+            ),
+            Self::Sign(a) => wire::encode(
+                &SignResponse {
+                    session_id: a.session_id,
+                    signature_share: &a.signature_share,
+                    enclave_signature: a.enclave_signature,
+                },
+                stream,
+                Flags::NONE,
+                buf,
+            ),
+            Self::Aborted(session_id) => {
+                wire::encode(&AbortResponse { session_id }, stream, Flags::NONE, buf)
             }
         };
         result.unwrap_or_else(|e| {

@@ -407,6 +407,12 @@ pub struct SigningEngine<R> {
     last_purge_secs: u64,
 }
 
+/// The gateway key as the engine will use it: a valid Ed25519 point, not of small order
+/// (a weak key would let anyone forge grants).
+pub fn check_gateway_key(key: &[u8; 32]) -> Result<VerifyingKey, EngineError> {
+    VerifyingKey::from_bytes(key).ok().filter(|k| !k.is_weak()).ok_or(EngineError::BadGatewayKey)
+}
+
 /// The current time as the engine sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Now {
@@ -434,10 +440,7 @@ impl Now {
 impl<R: RngCore + CryptoRng> SigningEngine<R> {
     /// An engine with every table allocated for `config`'s capacities.
     pub fn new(config: EngineConfig, answer_key: AnswerKey, rng: R) -> Result<Self, EngineError> {
-        let gateway_key = VerifyingKey::from_bytes(&config.gateway_key)
-            .ok()
-            .filter(|k| !k.is_weak())
-            .ok_or(EngineError::BadGatewayKey)?;
+        let gateway_key = check_gateway_key(&config.gateway_key)?;
         let cap = config.session_cap.max(1);
         Ok(Self {
             config,
@@ -635,7 +638,7 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
 impl<R> Drop for SigningEngine<R> {
     fn drop(&mut self) {
         // Each session wipes itself on drop; the ids are not secret.
-        for slot in self.slots.iter_mut() {
+        for slot in &mut self.slots {
             *slot = None;
         }
     }

@@ -2,6 +2,8 @@
 //! vector that applies to binary files and X25519 identities must give exactly its
 //! `expect:` outcome, and the plaintext released before any error must hash to `payload:`.
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -9,23 +11,8 @@ use enclave_rt::age_decryptor::{AgeDecryptor, AgeError, Outcome, StreamError};
 use enclave_rt::age_identity::Identity;
 use ring::digest;
 
-/// `../shared/vectors/age` beside the checkout (as CI lays it out), or beside the local
-/// repository this checkout was cloned from (a scratch clone elsewhere).
 fn vectors_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let beside = root.join("../shared/vectors/age");
-    if beside.is_dir() {
-        return beside;
-    }
-    let origin = std::process::Command::new("git")
-        .current_dir(&root)
-        .args(["config", "--get", "remote.origin.url"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    let from_origin = Path::new(&origin).join("../shared/vectors/age");
-    if from_origin.is_dir() { from_origin } else { beside }
+    common::shared_vectors("age")
 }
 
 /// Vectors where we release one chunk less than the reference implementation before failing.

@@ -13,10 +13,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use age::secrecy::ExposeSecret;
+use common::signing::Grant;
 use ring::digest;
 use wire::{
-    DefaultDecoder, Flags, Hello, Message, Ping, SealedKey, ShareFileBegin, ShareFileChunk,
-    ShareFileEnd, StatusRequest,
+    DefaultDecoder, Flags, Hello, Message, Ping, RpcErrorCode, Scheme, SealedKey, ShareFileBegin,
+    ShareFileChunk, ShareFileEnd, StatusRequest,
 };
 
 struct Enclave {
@@ -57,10 +58,11 @@ fn start(name: &str) -> Enclave {
     tests::sim_ca::write(&ca, &dir.0.join("sim-ca")).unwrap();
     // The arguments come from a file, one per line, as the image ships them.
     let args = format!(
-        "# enclave-rt arguments\n--sim-nsm-dir\n{}\n--control\nunix:{}\n--logs\nunix:{}\n\n--memory-budget-mib\n512\n--quiet\n",
+        "# enclave-rt arguments\n--sim-nsm-dir\n{}\n--control\nunix:{}\n--logs\nunix:{}\n\n--memory-budget-mib\n512\n--gateway-key\n{}\n--session-cap\n4\n--quiet\n",
         dir.0.join("sim-ca").display(),
         control.display(),
-        logs.display()
+        logs.display(),
+        hex::encode(common::signing::gateway().verifying_key().to_bytes()),
     );
     std::fs::write(dir.0.join("args"), args).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_enclave-rt"))
@@ -119,7 +121,9 @@ fn decode(kind: u16, payload: &[u8]) -> Message<'_> {
     Message::decode(kind, payload).unwrap()
 }
 
-fn boot_until_attested(e: &mut Enclave, nonce: &[u8]) -> Vec<u8> {
+/// Boots to `Attested`; returns the RSA unseal key and the answer key from the verified
+/// attestation document.
+fn boot_until_attested(e: &mut Enclave, nonce: &[u8]) -> (Vec<u8>, [u8; 32]) {
     e.send(&Message::Hello(Hello { nonce, shim_version: "test" }), 0);
     let (_, kind, payload) = e.recv();
     let Message::Attestation(a) = decode(kind, &payload) else { panic!("kind {kind:#x}") };
@@ -137,7 +141,11 @@ fn boot_until_attested(e: &mut Enclave, nonce: &[u8]) -> Vec<u8> {
     };
     let doc = parent_shim::attestation_verifier::verify(a.document, &e.root_der, now, &expect)
         .unwrap_or_else(|err| panic!("the enclave's attestation does not verify: {err}"));
-    doc.public_key.expect("the document carries the RSA unseal key")
+    let answer_key = wire::session_signatures::answer_key_from_user_data(
+        doc.user_data.as_deref().expect("the document carries user_data"),
+    )
+    .expect("user_data is the answer key");
+    (doc.public_key.expect("the document carries the RSA unseal key"), answer_key)
 }
 
 fn send_file(e: &mut Enclave, file: &[u8], entries: u64) {
@@ -157,10 +165,27 @@ fn send_file(e: &mut Enclave, file: &[u8], entries: u64) {
 fn a_full_boot_of_the_real_binary_then_health() {
     let keys = common::keys();
     let identity_text = keys.age.to_string().expose_secret().to_owned();
-    let accounts = common::accounts(1_000, 5);
+    let mut accounts = common::accounts(998, 5);
+    // Two accounts with real key sets, for signing sessions through the binary.
+    let ed = common::signing::key_set(Scheme::Ed25519, 2, 2, 11);
+    let tr = common::signing::key_set(Scheme::Secp256k1Tr, 2, 3, 12);
+    accounts.push(("SIGN-ED".into(), common::envelope(1, &ed.key_packages[0])));
+    accounts.push(("SIGN-TR".into(), common::envelope(2, &tr.key_packages[0])));
     let file = common::encrypt(&keys, &common::json(&accounts));
     let mut e = start("ok");
-    let public_key = boot_until_attested(&mut e, b"nonce-1234567890");
+
+    // Before the shares are loaded, signing is refused as a precondition failure.
+    let early = Grant::new(Scheme::Ed25519, "SIGN-ED", 1, b"early", now_secs() + 60);
+    e.send(&Message::CommitRequest(early.request()), 3);
+    let (stream, kind, payload) = e.recv();
+    assert_eq!(stream, 3);
+    assert!(
+        matches!(decode(kind, &payload), Message::RpcError(r) if r.code == RpcErrorCode::FAILED_PRECONDITION),
+        "{:?}",
+        decode(kind, &payload)
+    );
+
+    let (public_key, answer_key) = boot_until_attested(&mut e, b"nonce-1234567890");
     let sealed = common::cms::seal_to(&public_key, &identity_text);
     e.send(&Message::SealedKey(SealedKey { ciphertext_for_recipient: &sealed }), 0);
     send_file(&mut e, &file, 1_000);
@@ -197,6 +222,8 @@ fn a_full_boot_of_the_real_binary_then_health() {
     let (lo, hi) = (in_use.iter().min().unwrap(), in_use.iter().max().unwrap());
     assert!(hi - lo < 256 * 1024, "memory drifts under health requests: {lo}..{hi}");
 
+    sign_through_the_binary(&mut e, &ed, &tr, &answer_key);
+
     let logs = e.drain_logs();
     assert!(logs.contains("shares loaded"), "{logs}");
     let secret = &identity_text["AGE-SECRET-KEY-1".len()..];
@@ -204,6 +231,146 @@ fn a_full_boot_of_the_real_binary_then_health() {
     for (_, share) in accounts.iter().step_by(50) {
         assert!(!logs.contains(&common::b64(share)[8..40]));
     }
+    assert!(logs.contains("request refused"), "{logs}");
+}
+
+/// Real signing sessions through the binary, both schemes (answers signed by the attested
+/// answer key, signatures verified independently), then the session cap and abort.
+fn sign_through_the_binary(
+    e: &mut Enclave,
+    ed: &common::signing::KeySet,
+    tr: &common::signing::KeySet,
+    answer_key: &[u8; 32],
+) {
+    for (n, (account, set, other)) in
+        [("SIGN-ED", ed, 1usize), ("SIGN-TR", tr, 2)].into_iter().enumerate()
+    {
+        let message = format!("pay {n} to bob").into_bytes();
+        let grant = Grant::new(
+            set.scheme,
+            account,
+            20 + u8::try_from(n).unwrap(),
+            &message,
+            now_secs() + 60,
+        );
+        let (sig, key) = match set.scheme {
+            Scheme::Ed25519 => session_over_wire::<frost_ed25519::Ed25519Sha512>(
+                e,
+                &grant,
+                set,
+                other,
+                &message,
+                answer_key,
+            ),
+            Scheme::Secp256k1Tr => session_over_wire::<frost_secp256k1_tr::Secp256K1Sha256TR>(
+                e,
+                &grant,
+                set,
+                other,
+                &message,
+                answer_key,
+            ),
+        };
+        assert!(common::signing::verify_independently(set.scheme, &key, &message, &sig));
+        // The same grant again: refused, the id is spent.
+        e.send(&Message::CommitRequest(grant.request()), 9);
+        let (_, kind, payload) = e.recv();
+        assert!(
+            matches!(decode(kind, &payload), Message::RpcError(r) if r.code == RpcErrorCode::PERMISSION_DENIED)
+        );
+    }
+    // The cap (4, from the args file): four sessions open, the fifth refused; abort frees one.
+    for id in 40..44u8 {
+        let g = Grant::new(Scheme::Ed25519, "SIGN-ED", id, b"x", now_secs() + 60);
+        e.send(&Message::CommitRequest(g.request()), u32::from(id));
+        let (_, kind, payload) = e.recv();
+        assert!(matches!(decode(kind, &payload), Message::CommitResponse(_)));
+    }
+    let g = Grant::new(Scheme::Ed25519, "SIGN-ED", 44, b"x", now_secs() + 60);
+    e.send(&Message::CommitRequest(g.request()), 44);
+    let (_, kind, payload) = e.recv();
+    assert!(
+        matches!(decode(kind, &payload), Message::RpcError(r) if r.code == RpcErrorCode::RESOURCE_EXHAUSTED)
+    );
+    e.send(&Message::StatusRequest(StatusRequest {}), 45);
+    let (_, kind, payload) = e.recv();
+    let Message::Status(s) = decode(kind, &payload) else { panic!() };
+    assert_eq!((s.sessions_in_use, s.session_cap), (4, 4));
+    e.send(&Message::AbortRequest(wire::AbortRequest { session_id: [40; 16] }), 46);
+    let (_, kind, payload) = e.recv();
+    assert!(
+        matches!(decode(kind, &payload), Message::AbortResponse(a) if a.session_id == [40; 16])
+    );
+    e.send(&Message::CommitRequest(g.request()), 47);
+    let (_, kind, payload) = e.recv();
+    assert!(matches!(decode(kind, &payload), Message::CommitResponse(_)));
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Round 1 and round 2 over the control socket with the enclave as party 1 and `other` as
+/// the second signer; checks both answers' signatures under the attested answer key and
+/// returns the aggregated signature and the key it verifies under.
+fn session_over_wire<C: frost_core::Ciphersuite>(
+    e: &mut Enclave,
+    grant: &Grant,
+    set: &common::signing::KeySet,
+    other: usize,
+    message: &[u8],
+    answer_key: &[u8; 32],
+) -> (Vec<u8>, Vec<u8>) {
+    use common::signing::party;
+    use wire::session_signatures as signed;
+    let verify = |statement: &[u8], sig: &[u8; 64]| {
+        ed25519_dalek::VerifyingKey::from_bytes(answer_key)
+            .unwrap()
+            .verify_strict(statement, &ed25519_dalek::Signature::from_bytes(sig))
+            .expect("answer signed by the attested key");
+    };
+    e.send(&Message::CommitRequest(grant.request()), 77);
+    let (stream, kind, payload) = e.recv();
+    assert_eq!(stream, 77);
+    let Message::CommitResponse(c) = decode(kind, &payload) else {
+        panic!("{:?}", decode(kind, &payload))
+    };
+    let mut buf = [0u8; signed::COMMIT_ANSWER_MAX];
+    let n = signed::commit_answer(&grant.grant(), c.commitments, &mut buf).unwrap();
+    verify(&buf[..n], &c.enclave_signature);
+    let (nonces, theirs, kp) = party::round1::<C>(&set.key_packages[other], 3);
+    let package = party::package::<C>(
+        &[
+            (party::identifier::<C>(&set.key_packages[0]), c.commitments.to_vec()),
+            (*kp.identifier(), theirs.serialize().unwrap()),
+        ],
+        message,
+    );
+    e.send(
+        &Message::SignRequest(wire::SignRequest {
+            session_id: grant.session_id,
+            signing_package: &package,
+        }),
+        78,
+    );
+    let (_, kind, payload) = e.recv();
+    let Message::SignResponse(s) = decode(kind, &payload) else {
+        panic!("{:?}", decode(kind, &payload))
+    };
+    let digest: [u8; 32] = digest::digest(&digest::SHA256, &package).as_ref().try_into().unwrap();
+    let n = signed::sign_answer(&grant.session_id, &digest, s.signature_share, &mut buf).unwrap();
+    verify(&buf[..n], &s.enclave_signature);
+    let parsed = frost_core::SigningPackage::<C>::deserialize(&package).unwrap();
+    let their_share = frost_core::round2::sign(&parsed, &nonces, &kp).unwrap();
+    party::aggregate::<C>(
+        &package,
+        &[
+            (party::identifier::<C>(&set.key_packages[0]), s.signature_share.to_vec()),
+            (*kp.identifier(), their_share.serialize()),
+        ],
+        &set.public_key_package,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -230,4 +397,30 @@ fn a_failed_boot_reports_and_the_process_exits() {
     assert_eq!(status.code(), Some(1));
     let logs = e.drain_logs();
     assert!(logs.contains("boot failed"), "{logs}");
+}
+
+#[test]
+fn a_bad_configuration_is_refused_before_anything_starts() {
+    let run = |gateway_key: Option<&str>| {
+        let mut args = vec!["--control", "unix:/tmp/cfg-c.sock", "--logs", "unix:/tmp/cfg-l.sock"];
+        if let Some(k) = gateway_key {
+            args.extend(["--gateway-key", k]);
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_enclave-rt")).args(&args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run(None);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--gateway-key are required"), "{err}");
+    let (code, err) = run(Some("abcd"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("bad --gateway-key: expected 64 hex digits"), "{err}");
+    // The identity point: a weak key anyone could forge grants for.
+    let weak = format!("01{}", "00".repeat(31));
+    let (code, err) = run(Some(&weak));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("bad --gateway-key: the configured gateway key"), "{err}");
+    let (code, err) = run(Some(&"zz".repeat(32)));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not hex"), "{err}");
 }

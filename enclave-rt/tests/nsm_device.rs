@@ -6,7 +6,11 @@ use std::process::Command;
 
 use enclave_rt::nsm_device::NsmDevice;
 
+/// The Ed25519 base point: a valid, not weak, public key.
+const BASE_POINT: &str = "5866666666666666666666666666666666666666666666666666666666666666";
+
 #[test]
+
 fn without_dev_nsm_the_device_and_the_binary_refuse() {
     assert!(
         !std::path::Path::new("/dev/nsm").exists(),
@@ -20,6 +24,8 @@ fn without_dev_nsm_the_device_and_the_binary_refuse() {
             "unix:/tmp/nsm-test-control.sock",
             "--logs",
             "unix:/tmp/nsm-test-logs.sock",
+            "--gateway-key",
+            BASE_POINT,
         ])
         .output()
         .unwrap();
@@ -32,6 +38,8 @@ fn without_dev_nsm_the_device_and_the_binary_refuse() {
             "unix:/tmp/a.sock",
             "--logs",
             "unix:/tmp/b.sock",
+            "--gateway-key",
+            BASE_POINT,
             "--sim-nsm-dir",
             "/tmp",
         ])

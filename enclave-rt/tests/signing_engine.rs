@@ -46,8 +46,7 @@ impl RngCore for Scripted {
 impl CryptoRng for Scripted {}
 
 fn vectors_dir() -> std::path::PathBuf {
-    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.join("../../shared/vectors/frost")
+    common::shared_vectors("frost")
 }
 
 fn hex(s: &serde_json::Value) -> Vec<u8> {
@@ -61,9 +60,10 @@ fn hex(s: &serde_json::Value) -> Vec<u8> {
 /// signature.
 fn run_vector_file<C: Ciphersuite>(file: &str, scheme: Scheme) {
     let path = vectors_dir().join(file);
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}")))
-            .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap();
     let inputs = &v["inputs"];
     let min: u16 = v["config"]["MIN_PARTICIPANTS"].as_str().unwrap().parse().unwrap();
     let message = hex(&inputs["message"]);
@@ -429,7 +429,7 @@ fn grants_are_checked() {
     let mut engine = signing::engine(6, signing::config());
     let expect = |engine: &mut SigningEngine<StdRng>, g: &Grant, now: u64, e: EngineError| {
         let got = engine.commit(at(now), &g.request(), &fx.store).unwrap_err();
-        assert_eq!(got, e, "{}", got);
+        assert_eq!(got, e, "{got}");
         got.code()
     };
     // Expired, and too far in the future.

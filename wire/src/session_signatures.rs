@@ -161,6 +161,7 @@ pub fn answer_key_from_user_data(user_data: &[u8]) -> Option<[u8; 32]> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)] // tests: a panic is a failure
 mod tests {
     use super::*;
 

@@ -14,6 +14,25 @@ use enclave_rt::share_loader::{LoadError, LoadStats, LoaderConfig, ShareLoader};
 use enclave_rt::share_store::ShareStore;
 use rand::{RngCore, SeedableRng};
 
+/// `../shared/vectors/<sub>` beside the checkout (as CI lays it out), or beside the local
+/// repository this checkout was cloned from (a scratch clone elsewhere).
+pub fn shared_vectors(sub: &str) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let beside = root.join("../shared/vectors").join(sub);
+    if beside.is_dir() {
+        return beside;
+    }
+    let origin = std::process::Command::new("git")
+        .current_dir(&root)
+        .args(["config", "--get", "remote.origin.url"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let from_origin = std::path::Path::new(&origin).join("../shared/vectors").join(sub);
+    if from_origin.is_dir() { from_origin } else { beside }
+}
+
 pub const ED25519: u8 = 1;
 pub const SECP256K1_TR: u8 = 2;
 

@@ -135,7 +135,7 @@ pub fn key_set(scheme: Scheme, threshold: u16, parties: u16, seed: u64) -> KeySe
 
 /// Generic over the ciphersuite: what the gateway does with the other parties' shares.
 pub mod party {
-    use super::*;
+    use super::{BTreeMap, SeedableRng, StdRng};
     use frost_core::Ciphersuite;
     use frost_core::keys::{KeyPackage, PublicKeyPackage};
     use frost_core::round1::{SigningCommitments, SigningNonces, commit};
