@@ -20,6 +20,9 @@ cargo xtask <task>
   bench boot [--accounts N]
                        share loading (decrypt + parse + store) against the age crate +
                        serde_json + HashMap and against ChaCha20-Poly1305 alone; default 1M
+  bench sign [--sessions N] [--scheme ed25519|secp256k1-tr]
+                       signing sessions (round 1 + 2) through the engine against the raw
+                       frost crate calls; default 2000 sessions, both schemes
   fuzz [TARGET] [--seconds N]
                        run one fuzz target, or all in turn (nightly + cargo-fuzz, installed
                        if missing); default 60 s each
@@ -62,6 +65,7 @@ fn dispatch(args: &[&str]) -> Result {
             run(cargo().args(["bench", "--locked", "-p", "wire", "--bench", "throughput"]))
         }
         ["bench", "boot", rest @ ..] => bench_boot(rest),
+        ["bench", "sign", rest @ ..] => bench_sign(rest, None),
         ["build-enclave", rest @ ..] => build_enclave::task(&root, rest),
         ["sim-ca", "--out", dir] => {
             let ca = tests::sim_ca::generate().map_err(|e| Failure(e.0))?;
@@ -143,6 +147,7 @@ fn test(root: &Path) -> Result {
         "--accounts",
         "2000",
     ]))?;
+    bench_sign(&["--sessions", "20"], Some("dev"))?;
     // The enclave binary is byte-identical from two checkout paths.
     build_enclave::check_reproducible(root)?;
     eprintln!("xtask test: all checks passed");
@@ -158,6 +163,29 @@ fn bench_boot(rest: &[&str]) -> Result {
     run(cargo()
         .args(["bench", "--locked", "-p", "enclave-rt", "--bench", "boot", "--", "--accounts"])
         .arg(accounts))
+}
+
+fn bench_sign(rest: &[&str], profile: Option<&str>) -> Result {
+    let usage = || {
+        Failure("usage: cargo xtask bench sign [--sessions N] [--scheme ed25519|secp256k1-tr]".into())
+    };
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let ok = match (*flag, it.next()) {
+            ("--sessions", Some(n)) => n.parse::<u64>().is_ok_and(|n| n > 0),
+            ("--scheme", Some(s)) => matches!(*s, "ed25519" | "secp256k1-tr"),
+            _ => false,
+        };
+        if !ok {
+            return Err(usage());
+        }
+    }
+    let mut cmd = cargo();
+    cmd.args(["bench", "--locked"]);
+    if let Some(p) = profile {
+        cmd.args(["--profile", p]);
+    }
+    run(cmd.args(["-p", "enclave-rt", "--bench", "sign", "--"]).args(rest))
 }
 
 /// Every fuzz target: (crate directory, target name).
