@@ -12,7 +12,13 @@
 //!
 //! Building the signing package (the coordinator's job) is not timed for either. A stage
 //! breakdown shows where the difference goes. The last line per scheme is JSON.
-#![allow(missing_docs, clippy::cast_precision_loss, clippy::unwrap_used)]
+#![allow(
+    missing_docs,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::unwrap_used
+)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

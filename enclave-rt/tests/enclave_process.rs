@@ -255,20 +255,10 @@ fn sign_through_the_binary(
         );
         let (sig, key) = match set.scheme {
             Scheme::Ed25519 => session_over_wire::<frost_ed25519::Ed25519Sha512>(
-                e,
-                &grant,
-                set,
-                other,
-                &message,
-                answer_key,
+                e, &grant, set, other, &message, answer_key,
             ),
             Scheme::Secp256k1Tr => session_over_wire::<frost_secp256k1_tr::Secp256K1Sha256TR>(
-                e,
-                &grant,
-                set,
-                other,
-                &message,
-                answer_key,
+                e, &grant, set, other, &message, answer_key,
             ),
         };
         assert!(common::signing::verify_independently(set.scheme, &key, &message, &sig));

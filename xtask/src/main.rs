@@ -26,6 +26,10 @@ cargo xtask <task>
   fuzz [TARGET] [--seconds N]
                        run one fuzz target, or all in turn (nightly + cargo-fuzz, installed
                        if missing); default 60 s each
+  gen-shares --accounts N --scheme ed25519|secp256k1-tr|both --threshold T --parties P
+             --out DIR
+                       trusted-dealer FROST shares for N accounts: the enclave's age-encrypted
+                       share file, the other parties' shares, the group keys
   build-enclave [--flavour sim|nsm] [--out DIR]
                        the static enclave binary (musl, LTO, stripped, reproducible);
                        prints its size and SHA-256
@@ -67,6 +71,7 @@ fn dispatch(args: &[&str]) -> Result {
         ["bench", "boot", rest @ ..] => bench_boot(rest),
         ["bench", "sign", rest @ ..] => bench_sign(rest, None),
         ["build-enclave", rest @ ..] => build_enclave::task(&root, rest),
+        ["gen-shares", rest @ ..] => gen_shares(rest),
         ["sim-ca", "--out", dir] => {
             let ca = tests::sim_ca::generate().map_err(|e| Failure(e.0))?;
             tests::sim_ca::write(&ca, Path::new(dir))?;
@@ -167,7 +172,9 @@ fn bench_boot(rest: &[&str]) -> Result {
 
 fn bench_sign(rest: &[&str], profile: Option<&str>) -> Result {
     let usage = || {
-        Failure("usage: cargo xtask bench sign [--sessions N] [--scheme ed25519|secp256k1-tr]".into())
+        Failure(
+            "usage: cargo xtask bench sign [--sessions N] [--scheme ed25519|secp256k1-tr]".into(),
+        )
     };
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
@@ -186,6 +193,54 @@ fn bench_sign(rest: &[&str], profile: Option<&str>) -> Result {
         cmd.args(["--profile", p]);
     }
     run(cmd.args(["-p", "enclave-rt", "--bench", "sign", "--"]).args(rest))
+}
+
+fn gen_shares(rest: &[&str]) -> Result {
+    use tests::share_gen::{GenConfig, SchemeChoice, files, generate};
+    const USAGE: &str = "usage: cargo xtask gen-shares --accounts N --scheme \
+                         ed25519|secp256k1-tr|both --threshold T --parties P --out DIR";
+    let (mut accounts, mut scheme, mut threshold, mut parties, mut out) =
+        (None, None, None, None, None);
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| Failure(format!("{flag} needs a value\n{USAGE}")))?;
+        match *flag {
+            "--accounts" => accounts = value.parse::<u64>().ok().filter(|n| *n > 0),
+            "--scheme" => scheme = SchemeChoice::parse(value),
+            "--threshold" => threshold = value.parse::<u16>().ok(),
+            "--parties" => parties = value.parse::<u16>().ok(),
+            "--out" => out = Some(PathBuf::from(value)),
+            _ => return Err(Failure(format!("unknown option {flag}\n{USAGE}"))),
+        }
+    }
+    let (Some(accounts), Some(scheme), Some(threshold), Some(parties), Some(out)) =
+        (accounts, scheme, threshold, parties, out)
+    else {
+        return Err(Failure(format!("every option is required, with a valid value\n{USAGE}")));
+    };
+    let config = GenConfig { accounts, scheme, threshold, parties };
+    let started = std::time::Instant::now();
+    let mut progress = |done: u64| {
+        eprint!("\r  dealing shares: {done}/{accounts} accounts ({}%)", done * 100 / accounts);
+    };
+    let summary = generate(config, &out, &mut rand::rngs::OsRng, &mut progress)
+        .map_err(|e| Failure(e.to_string()))?;
+    eprintln!();
+    println!(
+        "{} accounts in {:.1} s -> {}\n  {}  {} bytes, sha256 {}\n  {}  the age identity: seal it with KMS, then delete it\n  {}  {}\n  {}  the other parties' shares (secret)\n  {}  group public keys",
+        summary.accounts,
+        started.elapsed().as_secs_f64(),
+        out.display(),
+        files::SHARES,
+        summary.ciphertext_len,
+        summary.ciphertext_sha256,
+        files::IDENTITY,
+        files::RECIPIENT,
+        summary.recipient,
+        files::GATEWAY_SHARES,
+        files::GROUP_KEYS,
+    );
+    Ok(())
 }
 
 /// Every fuzz target: (crate directory, target name).

@@ -1,0 +1,128 @@
+//! `cargo xtask gen-shares` output, used as the system uses it: the enclave's file loads
+//! through the real loader with the written identity, each account signs a session with
+//! the engine and the gateway's shares, and the signature verifies independently under the
+//! published group key (RFC 8032 key for Ed25519, BIP-340 x-only output key for Taproot).
+
+mod common;
+
+use base64ct::{Base64, Encoding};
+use common::signing::{self, Grant, party, verify_independently};
+use enclave_rt::age_identity::Identity;
+use enclave_rt::share_loader::ShareLoader;
+use enclave_rt::signing_engine::Now;
+use frost_core::Ciphersuite;
+use tests::share_gen::{GenConfig, SchemeChoice, files, generate};
+use wire::{Scheme, SignRequest};
+
+const T0: u64 = 1_800_000_000;
+
+#[test]
+fn generated_files_load_and_sign_under_the_published_keys() {
+    let dir = common::cms::workdir("gen-shares");
+    let config = GenConfig { accounts: 6, scheme: SchemeChoice::Both, threshold: 2, parties: 3 };
+    let mut calls = 0;
+    let summary = generate(config, &dir.0, &mut rand::rngs::OsRng, &mut |_| calls += 1).unwrap();
+    assert_eq!(summary.accounts, 6);
+    assert!(calls >= 2);
+    let mode = |f: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(dir.0.join(f)).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(files::IDENTITY), 0o600);
+    assert_eq!(mode(files::GATEWAY_SHARES), 0o600);
+
+    // The enclave side: the real loader, the written identity.
+    let identity_text = std::fs::read_to_string(dir.0.join(files::IDENTITY)).unwrap();
+    let identity = Identity::parse(identity_text.trim().as_bytes()).unwrap();
+    let file = std::fs::read(dir.0.join(files::SHARES)).unwrap();
+    let mut loader = ShareLoader::new(&identity, file.len() as u64, 6, common::CONFIG).unwrap();
+    loader.feed(&file).unwrap();
+    let (store, stats) = loader.finish().unwrap();
+    assert_eq!(stats.accounts, 6);
+
+    let gateway: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.0.join(files::GATEWAY_SHARES)).unwrap()).unwrap();
+    let keys: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.0.join(files::GROUP_KEYS)).unwrap()).unwrap();
+    let mut engine = signing::engine(1, signing::config());
+    for (i, (g, k)) in gateway.as_array().unwrap().iter().zip(keys.as_array().unwrap()).enumerate()
+    {
+        let account = g["account_id"].as_str().unwrap();
+        assert_eq!(account, k["account_id"].as_str().unwrap());
+        let scheme = match g["scheme"].as_str().unwrap() {
+            "ed25519" => Scheme::Ed25519,
+            "secp256k1-tr" => Scheme::Secp256k1Tr,
+            other => panic!("{other}"),
+        };
+        assert_eq!(scheme, if i % 2 == 0 { Scheme::Ed25519 } else { Scheme::Secp256k1Tr });
+        let shares = g["shares"].as_array().unwrap();
+        assert_eq!(shares.len(), 2, "parties 2 and 3");
+        // Party 3's share, without its envelope (version, scheme).
+        let theirs = Base64::decode_vec(shares[1].as_str().unwrap()).unwrap();
+        assert_eq!(theirs[..2], [1, scheme as u8]);
+        let pkp = Base64::decode_vec(k["public_key_package"].as_str().unwrap()).unwrap();
+        let group_key = hex::decode(k["group_key"].as_str().unwrap()).unwrap();
+        let message = format!("message for {account}").into_bytes();
+        let session = u8::try_from(i).unwrap() + 1;
+        let (sig, sec1) = match scheme {
+            Scheme::Ed25519 => full::<frost_ed25519::Ed25519Sha512>(
+                &mut engine,
+                &store,
+                scheme,
+                account,
+                session,
+                &theirs[2..],
+                &message,
+                &pkp,
+            ),
+            Scheme::Secp256k1Tr => full::<frost_secp256k1_tr::Secp256K1Sha256TR>(
+                &mut engine,
+                &store,
+                scheme,
+                account,
+                session,
+                &theirs[2..],
+                &message,
+                &pkp,
+            ),
+        };
+        // The published key is the standard encoding of the key the package holds.
+        let published = if scheme == Scheme::Ed25519 { sec1.clone() } else { sec1[1..].to_vec() };
+        assert_eq!(group_key, published, "{account}");
+        assert!(verify_independently(scheme, &sec1, &message, &sig), "{account}");
+    }
+}
+
+/// A whole session: the engine as party 1, `theirs` as party 3; the aggregated signature
+/// and the group key (SEC1 / RFC 8032 bytes) from the public key package.
+#[allow(clippy::too_many_arguments)]
+fn full<C: Ciphersuite>(
+    engine: &mut enclave_rt::signing_engine::SigningEngine<rand::rngs::StdRng>,
+    store: &enclave_rt::share_store::ShareStore,
+    scheme: Scheme,
+    account: &str,
+    session: u8,
+    theirs: &[u8],
+    message: &[u8],
+    public_key_package: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    let grant = Grant::new(scheme, account, session, message, T0 + 60);
+    let now = Now { unix_micros: T0 * 1_000_000 };
+    let ours = engine.commit(now, &grant.request(), store).unwrap();
+    let ours_id = party::identifier::<C>(&store.get(account).unwrap().bytes[2..]);
+    let (nonces, their_c, kp) = party::round1::<C>(theirs, u64::from(session));
+    let package = party::package::<C>(
+        &[(ours_id, ours.commitments), (*kp.identifier(), their_c.serialize().unwrap())],
+        message,
+    );
+    let req = SignRequest { session_id: grant.session_id, signing_package: &package };
+    let share = engine.sign(now, &req).unwrap().signature_share;
+    let parsed = frost_core::SigningPackage::<C>::deserialize(&package).unwrap();
+    let their_share = frost_core::round2::sign(&parsed, &nonces, &kp).unwrap().serialize();
+    party::aggregate::<C>(
+        &package,
+        &[(ours_id, share), (*kp.identifier(), their_share)],
+        public_key_package,
+    )
+    .unwrap()
+}
