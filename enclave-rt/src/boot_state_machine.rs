@@ -208,6 +208,15 @@ impl<N: Nsm> BootMachine<N> {
         if self.state == BootState::Serving { self.answer_key.take() } else { None }
     }
 
+    /// A fresh attestation document while serving (the gateway's `GetAttestation`): over
+    /// `nonce`, with `user_data` (the answer key) and no public key (the unseal key is gone).
+    pub fn attest_serving(&mut self, nonce: &[u8], user_data: &[u8]) -> Result<Vec<u8>, NsmError> {
+        if self.state != BootState::Serving {
+            return Err(NsmError("not serving".into()));
+        }
+        self.nsm.attest(nonce, &[], user_data)
+    }
+
     /// Handles one message from the parent. Returns what to send back, if anything. A
     /// message that is not a boot message is the caller's to route; passing one here is a
     /// protocol violation.

@@ -226,6 +226,24 @@ pub fn run<N: Nsm>(
                     }
                     Ok(Message::Ping(p)) => Reply::Pong(p.nonce),
                     Ok(Message::StatusRequest(_)) => Reply::Status,
+                    Ok(Message::AttestRequest(r)) => match &engine {
+                        Some(e) => match machine.attest_serving(r.nonce, &e.answer_user_data()) {
+                            Ok(document) => Reply::Boot(BootOutput::Attestation(document)),
+                            Err(err) => {
+                                logs.log(
+                                    LogLevel::Error,
+                                    "rpc",
+                                    "attestation failed",
+                                    &[("error", &err.0)],
+                                );
+                                Reply::Rpc(RpcErrorCode::INTERNAL, "attestation failed")
+                            }
+                        },
+                        None => Reply::Rpc(
+                            RpcErrorCode::FAILED_PRECONDITION,
+                            "not serving: boot incomplete",
+                        ),
+                    },
                     Ok(m) if crate::boot_state_machine::boot_input(&m).is_some() => {
                         match machine.handle(&m, &ctx) {
                             None => Reply::None,

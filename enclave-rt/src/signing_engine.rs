@@ -474,6 +474,12 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         self.answer_key.public_key()
     }
 
+    /// The attestation `user_data` that publishes the answer key.
+    #[must_use]
+    pub fn answer_user_data(&self) -> [u8; signed::ANSWER_KEY_USER_DATA_LEN] {
+        self.answer_key.user_data()
+    }
+
     /// Round 1: checks the grant, opens a session on the account's share and returns our
     /// commitments. On any error no session is opened and the grant is not spent.
     pub fn commit(

@@ -224,6 +224,27 @@ fn a_full_boot_of_the_real_binary_then_health() {
 
     sign_through_the_binary(&mut e, &ed, &tr, &answer_key);
 
+    // A fresh attestation while serving: the caller's nonce, the same answer key, no unseal
+    // key any more.
+    let nonce = b"gateway-nonce-0123456789";
+    e.send(&Message::AttestRequest(wire::AttestRequest { nonce }), 90);
+    let (stream, kind, payload) = e.recv();
+    assert_eq!(stream, 90);
+    let Message::Attestation(a) = decode(kind, &payload) else { panic!("kind {kind:#x}") };
+    let expect = parent_shim::attestation_verifier::Expectations {
+        pcrs: None,
+        nonce: Some(nonce),
+        public_key: None,
+    };
+    let doc =
+        parent_shim::attestation_verifier::verify(a.document, &e.root_der, now_secs(), &expect)
+            .unwrap();
+    assert_eq!(doc.public_key, None);
+    assert_eq!(
+        wire::session_signatures::answer_key_from_user_data(doc.user_data.as_deref().unwrap()),
+        Some(answer_key)
+    );
+
     let logs = e.drain_logs();
     assert!(logs.contains("shares loaded"), "{logs}");
     let secret = &identity_text["AGE-SECRET-KEY-1".len()..];

@@ -4,5 +4,6 @@
 //! verifies attestation documents, S3/CloudWatch through a real protocol server, and a Sign
 //! Gateway simulator speaking gRPC over mTLS.
 
+pub mod cms_openssl;
 pub mod share_gen;
 pub mod sim_ca;

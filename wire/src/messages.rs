@@ -578,4 +578,10 @@ messages! {
         /// Milliseconds since the enclave started.
         uptime_ms: u64,
     }
+    /// Ask a serving enclave for a fresh attestation document over `nonce` (answered with
+    /// [`Attestation`]; its `user_data` carries the answer key, it has no `public_key`).
+    0x0605 AttestRequest<'a> ["parent → enclave"] {
+        /// Fresh random bytes the document must carry.
+        nonce: &'a [u8] = max NONCE_MAX,
+    }
 }

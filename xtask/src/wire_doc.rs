@@ -168,6 +168,7 @@ fn examples() -> Vec<(u32, Message<'static>)> {
                 uptime_ms: 60_000,
             }),
         ),
+        (9, Message::AttestRequest(wire::AttestRequest { nonce: &NONCE })),
     ]
 }
 

@@ -1,4 +1,6 @@
-//! CMS blobs sealed by OpenSSL the way KMS seals `CiphertextForRecipient`.
+//! CMS blobs sealed by OpenSSL the way KMS seals `CiphertextForRecipient`, for tests (they
+//! panic on any failure: a failed helper is a failed test).
+#![allow(missing_docs, clippy::missing_panics_doc, clippy::must_use_candidate)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
