@@ -1,5 +1,13 @@
-//! `parent-shim`: the untrusted parent daemon (not built yet: bootstrap, enclave lifecycle,
-//! gRPC/mTLS bridge, relays, logs, health come with their issues). So far:
-//! [`attestation_verifier`], shared by the parent, the tests and the auditors' CLI.
+//! `parent-shim`: the untrusted parent daemon. So far:
+//! * [`attestation_verifier`], shared by the parent, the tests and the auditors' CLI;
+//! * [`enclave_client`], the control connection with request/answer matching;
+//! * [`enclave_boot`], the boot conversation (attest, unseal, stream the shares, loaded);
+//! * [`grpc_bridge`], the gateway's gRPC API over mutual TLS, translated to `wire`.
+//!
+//! To come with the parent's issue: configuration, S3/KMS clients, the enclave launchers,
+//! relays, `CloudWatch` logs, metrics and systemd integration.
 
 pub mod attestation_verifier;
+pub mod enclave_boot;
+pub mod enclave_client;
+pub mod grpc_bridge;

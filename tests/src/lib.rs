@@ -5,5 +5,7 @@
 //! Gateway simulator speaking gRPC over mTLS.
 
 pub mod cms_openssl;
+pub mod gateway;
 pub mod share_gen;
 pub mod sim_ca;
+pub mod tls_certs;

@@ -1,0 +1,235 @@
+//! The parent's side of the boot conversation: hello with a fresh nonce, verify the
+//! attestation document, have the age identity sealed to the enclave's key (KMS `Decrypt`
+//! with `Recipient`, behind [`Unseal`]), stream the share file, wait for `Loaded`.
+//!
+//! Any failure is final for this enclave instance: the caller terminates it and serves
+//! nothing (fail closed). The [`BootRecord`] is what the parent keeps and reports.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ring::digest;
+use tokio::sync::mpsc;
+use wire::{
+    BootFailReason, Hello, Message, SealedKey, ShareFileBegin, ShareFileChunk, ShareFileEnd,
+};
+
+use crate::attestation_verifier::{self, Expectations};
+use crate::enclave_client::{EnclaveClient, Reply};
+
+/// Share-file bytes per `ShareFileChunk` frame.
+pub const CHUNK: usize = 48 * 1024;
+
+/// What the boot needs besides the connection.
+pub struct BootInputs<'a> {
+    /// The age-encrypted share file.
+    pub share_file: &'a [u8],
+    /// Accounts in it (0 if unknown): only sizes the enclave's store.
+    pub expected_entries: u64,
+    /// The pinned attestation root (DER).
+    pub root_der: &'a [u8],
+    /// PCRs the document must carry.
+    pub expected_pcrs: Option<&'a BTreeMap<u64, Vec<u8>>>,
+    /// The longest the whole boot may take.
+    pub deadline: Duration,
+    /// This shim's version, for the enclave's boot record.
+    pub shim_version: &'a str,
+}
+
+/// What a successful boot established.
+#[derive(Debug, Clone)]
+pub struct BootRecord {
+    /// SHA-256 of the attestation document.
+    pub attestation_sha256: [u8; 32],
+    /// The document itself.
+    pub attestation_document: Vec<u8>,
+    /// The PCRs it carried.
+    pub pcrs: BTreeMap<u64, Vec<u8>>,
+    /// The enclave's per-boot answer key (from the document's `user_data`).
+    pub answer_key: [u8; 32],
+    /// Accounts loaded.
+    pub accounts: u64,
+    /// SHA-256 of the share file, as the enclave confirmed it.
+    pub share_file_sha256: [u8; 32],
+    /// The enclave's load time, microseconds.
+    pub load_micros: u64,
+    /// When `Loaded` arrived (Unix milliseconds).
+    pub loaded_at_unix_ms: u64,
+}
+
+/// Why a boot failed.
+#[derive(Debug)]
+pub enum BootError {
+    /// The enclave's attestation document did not verify.
+    Attestation(attestation_verifier::VerifyError),
+    /// The document lacks the unseal key or the answer key.
+    AttestationIncomplete(&'static str),
+    /// Sealing the identity to the enclave failed (KMS refused, unreachable...).
+    Unseal(String),
+    /// The enclave reported a failed boot.
+    BootFailed {
+        /// Its reason code.
+        reason: BootFailReason,
+        /// Its non-secret detail.
+        detail: String,
+    },
+    /// The enclave said something the protocol does not allow here.
+    Protocol(String),
+    /// The connection dropped.
+    Disconnected,
+    /// The deadline passed.
+    Timeout,
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Attestation(e) => write!(f, "attestation refused: {e}"),
+            Self::AttestationIncomplete(what) => write!(f, "attestation document lacks {what}"),
+            Self::Unseal(e) => write!(f, "sealing the identity failed: {e}"),
+            Self::BootFailed { reason, detail } => {
+                write!(f, "enclave boot failed: {reason}: {detail}")
+            }
+            Self::Protocol(e) => write!(f, "protocol violation by the enclave: {e}"),
+            Self::Disconnected => f.write_str("the enclave connection closed during boot"),
+            Self::Timeout => f.write_str("the boot took longer than its deadline"),
+        }
+    }
+}
+
+impl std::error::Error for BootError {}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Runs the boot conversation on a fresh connection. `unseal` gets the verified
+/// attestation document and returns KMS's `CiphertextForRecipient`, untouched.
+pub async fn boot<U, F>(
+    client: &EnclaveClient,
+    unsolicited: &mut mpsc::UnboundedReceiver<Reply>,
+    inputs: &BootInputs<'_>,
+    unseal: U,
+) -> Result<BootRecord, BootError>
+where
+    U: FnOnce(Vec<u8>) -> F,
+    F: Future<Output = Result<Vec<u8>, String>>,
+{
+    match tokio::time::timeout(inputs.deadline, run(client, unsolicited, inputs, unseal)).await {
+        Ok(r) => r,
+        Err(_) => Err(BootError::Timeout),
+    }
+}
+
+async fn run<U, F>(
+    client: &EnclaveClient,
+    unsolicited: &mut mpsc::UnboundedReceiver<Reply>,
+    inputs: &BootInputs<'_>,
+    unseal: U,
+) -> Result<BootRecord, BootError>
+where
+    U: FnOnce(Vec<u8>) -> F,
+    F: Future<Output = Result<Vec<u8>, String>>,
+{
+    let nonce = ring::rand::generate::<[u8; 32]>(&ring::rand::SystemRandom::new())
+        .map_err(|_| BootError::Protocol("no randomness for the nonce".into()))?
+        .expose();
+    let hello = Message::Hello(Hello { nonce: &nonce, shim_version: inputs.shim_version });
+    let reply = call(client, unsolicited, &hello).await?;
+    let document = match reply.message() {
+        Ok(Message::Attestation(a)) => a.document.to_vec(),
+        other => return Err(unexpected(other)),
+    };
+    let now = now_unix_ms() / 1000;
+    let expect = Expectations { pcrs: inputs.expected_pcrs, nonce: Some(&nonce), public_key: None };
+    let verified = attestation_verifier::verify(&document, inputs.root_der, now, &expect)
+        .map_err(BootError::Attestation)?;
+    if verified.public_key.is_none() {
+        return Err(BootError::AttestationIncomplete("the unseal public key"));
+    }
+    let answer_key = verified
+        .user_data
+        .as_deref()
+        .and_then(wire::session_signatures::answer_key_from_user_data)
+        .ok_or(BootError::AttestationIncomplete("the answer key in user_data"))?;
+
+    let sealed = unseal(document.clone()).await.map_err(BootError::Unseal)?;
+    let sealed = Message::SealedKey(SealedKey { ciphertext_for_recipient: &sealed });
+    send(client, &sealed).await?;
+
+    let sha: [u8; 32] = sha256(inputs.share_file);
+    let begin = ShareFileBegin {
+        total_len: inputs.share_file.len() as u64,
+        sha256: sha,
+        expected_entries: inputs.expected_entries,
+    };
+    send(client, &Message::ShareFileBegin(begin)).await?;
+    let mut offset = 0u64;
+    for piece in inputs.share_file.chunks(CHUNK) {
+        // A failure reported mid-file arrives unsolicited: stop sending at once.
+        if let Ok(r) = unsolicited.try_recv() {
+            return Err(unexpected(r.message()));
+        }
+        send(client, &Message::ShareFileChunk(ShareFileChunk { offset, data: piece })).await?;
+        offset += piece.len() as u64;
+    }
+    let reply = call(client, unsolicited, &Message::ShareFileEnd(ShareFileEnd {})).await?;
+    let loaded = match reply.message() {
+        Ok(Message::Loaded(l)) => l,
+        other => return Err(unexpected(other)),
+    };
+    if loaded.ciphertext_sha256 != sha {
+        return Err(BootError::Protocol("the enclave loaded a file with another SHA-256".into()));
+    }
+    let pcrs = verified.pcrs.clone();
+    Ok(BootRecord {
+        attestation_sha256: sha256(&document),
+        attestation_document: document,
+        pcrs,
+        answer_key,
+        accounts: loaded.accounts,
+        share_file_sha256: loaded.ciphertext_sha256,
+        load_micros: loaded.load_micros,
+        loaded_at_unix_ms: now_unix_ms(),
+    })
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// A boot message that expects an answer; a failure the enclave reports on another
+/// stream (an earlier message's) wins over waiting.
+async fn call(
+    client: &EnclaveClient,
+    unsolicited: &mut mpsc::UnboundedReceiver<Reply>,
+    message: &Message<'_>,
+) -> Result<Reply, BootError> {
+    // No per-call deadline: the whole boot has one.
+    let answer = client.call(message, Duration::from_hours(1));
+    tokio::select! {
+        r = answer => r.map_err(|_| BootError::Disconnected),
+        Some(r) = unsolicited.recv() => Err(unexpected(r.message())),
+    }
+}
+
+async fn send(client: &EnclaveClient, message: &Message<'_>) -> Result<(), BootError> {
+    client.send(message, 0).await.map_err(|_| BootError::Disconnected)
+}
+
+fn unexpected(m: Result<Message<'_>, wire::MessageError>) -> BootError {
+    match m {
+        Ok(Message::BootFailed(f)) => {
+            BootError::BootFailed { reason: f.reason, detail: f.detail.to_owned() }
+        }
+        Ok(other) => BootError::Protocol(format!("unexpected {}", other.name())),
+        Err(e) => BootError::Protocol(format!("undecodable message: {e}")),
+    }
+}

@@ -1,0 +1,306 @@
+//! The gateway-facing gRPC API (`proto/signservice/v1`) served over mutual TLS, each call
+//! translated into `wire` frames for the enclave and back. The bridge checks only shapes
+//! (lengths, enums): authorisation and every signing rule are the enclave's, and its
+//! answers travel back untouched (their signatures are the gateway's to check).
+//!
+//! Status codes: the enclave's `RpcErrorCode`s map one to one ([`status_of`]); a closed or
+//! silent enclave connection is `UNAVAILABLE`. A commit whose caller goes away before the
+//! answer arrives is aborted in the enclave, so no session is left open for nobody.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tonic::{Code, Request, Response, Status};
+use wire::{Message, RpcErrorCode};
+
+use crate::enclave_boot::BootRecord;
+use crate::enclave_client::{ClientError, EnclaveClient, Reply};
+
+/// The generated protobuf and gRPC code.
+#[allow(missing_docs, clippy::pedantic, unreachable_pub)]
+pub mod pb {
+    tonic::include_proto!("signservice.v1");
+}
+
+use pb::sign_service_server::{SignService, SignServiceServer};
+
+/// The gRPC status for an enclave error code.
+#[must_use]
+pub fn status_of(code: RpcErrorCode, detail: &str) -> Status {
+    let c = match code {
+        RpcErrorCode::INVALID_ARGUMENT => Code::InvalidArgument,
+        RpcErrorCode::NOT_FOUND => Code::NotFound,
+        RpcErrorCode::RESOURCE_EXHAUSTED => Code::ResourceExhausted,
+        RpcErrorCode::FAILED_PRECONDITION => Code::FailedPrecondition,
+        RpcErrorCode::PERMISSION_DENIED => Code::PermissionDenied,
+        RpcErrorCode::ALREADY_EXISTS => Code::AlreadyExists,
+        RpcErrorCode::DEADLINE_EXCEEDED => Code::DeadlineExceeded,
+        RpcErrorCode::INTERNAL => Code::Internal,
+        _ => Code::Unknown,
+    };
+    Status::new(c, detail.to_owned())
+}
+
+fn client_status(e: &ClientError) -> Status {
+    match e {
+        ClientError::Encode(detail) => Status::invalid_argument(detail.clone()),
+        ClientError::Disconnected | ClientError::Timeout => Status::unavailable(e.to_string()),
+    }
+}
+
+/// The service: one enclave connection, the record of its boot.
+pub struct Bridge {
+    client: Arc<EnclaveClient>,
+    boot: Arc<BootRecord>,
+    timeout: Duration,
+}
+
+impl Bridge {
+    /// A bridge to the enclave behind `client`, booted as `boot` records.
+    #[must_use]
+    pub fn new(client: Arc<EnclaveClient>, boot: Arc<BootRecord>, timeout: Duration) -> Self {
+        Self { client, boot, timeout }
+    }
+
+    async fn call(&self, message: &Message<'_>) -> Result<Reply, Status> {
+        if !self.client.is_open() {
+            return Err(Status::unavailable("no attested enclave connection"));
+        }
+        self.client.call(message, self.timeout).await.map_err(|e| client_status(&e))
+    }
+}
+
+fn fixed<const N: usize>(field: &str, bytes: &[u8]) -> Result<[u8; N], Status> {
+    bytes.try_into().map_err(|_| {
+        Status::invalid_argument(format!("{field} must be {N} bytes, not {}", bytes.len()))
+    })
+}
+
+/// The enclave's answer, or the status its error maps to.
+fn expect<'a, T>(
+    reply: &'a Reply,
+    pick: impl FnOnce(Message<'a>) -> Option<T>,
+) -> Result<T, Status> {
+    match reply.message() {
+        Ok(Message::RpcError(e)) => Err(status_of(e.code, e.detail)),
+        Ok(m) => {
+            let name = m.name();
+            pick(m).ok_or_else(|| Status::internal(format!("unexpected answer {name}")))
+        }
+        Err(e) => Err(Status::internal(format!("undecodable answer: {e}"))),
+    }
+}
+
+/// Sends an abort for a session whose commit was abandoned before its answer arrived.
+struct AbortOnDrop {
+    client: Arc<EnclaveClient>,
+    session_id: [u8; 16],
+    armed: bool,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            let client = Arc::clone(&self.client);
+            let session_id = self.session_id;
+            tokio::spawn(async move {
+                let abort = Message::AbortRequest(wire::AbortRequest { session_id });
+                let _ = client.call(&abort, Duration::from_secs(5)).await;
+            });
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl SignService for Bridge {
+    async fn ping(
+        &self,
+        request: Request<pb::PingRequest>,
+    ) -> Result<Response<pb::PingResponse>, Status> {
+        let nonce = request.into_inner().nonce;
+        let reply = self.call(&Message::Ping(wire::Ping { nonce })).await?;
+        let nonce = expect(&reply, |m| match m {
+            Message::Pong(p) => Some(p.nonce),
+            _ => None,
+        })?;
+        Ok(Response::new(pb::PingResponse { nonce }))
+    }
+
+    async fn get_attestation(
+        &self,
+        request: Request<pb::GetAttestationRequest>,
+    ) -> Result<Response<pb::GetAttestationResponse>, Status> {
+        let nonce = request.into_inner().nonce;
+        if !(16..=wire::NONCE_MAX).contains(&nonce.len()) {
+            return Err(Status::invalid_argument(format!(
+                "nonce must be 16 to {} bytes",
+                wire::NONCE_MAX
+            )));
+        }
+        let reply =
+            self.call(&Message::AttestRequest(wire::AttestRequest { nonce: &nonce })).await?;
+        let document = expect(&reply, |m| match m {
+            Message::Attestation(a) => Some(a.document.to_vec()),
+            _ => None,
+        })?;
+        Ok(Response::new(pb::GetAttestationResponse { document }))
+    }
+
+    async fn commit(
+        &self,
+        request: Request<pb::CommitRequest>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
+        let r = request.into_inner();
+        let scheme = match pb::Scheme::try_from(r.scheme) {
+            Ok(pb::Scheme::Ed25519) => wire::Scheme::Ed25519,
+            Ok(pb::Scheme::Secp256k1Tr) => wire::Scheme::Secp256k1Tr,
+            _ => return Err(Status::invalid_argument("scheme must be ED25519 or SECP256K1_TR")),
+        };
+        let session_id = fixed::<16>("session_id", &r.session_id)?;
+        let request = wire::CommitRequest {
+            scheme,
+            account_id: &r.account_id,
+            session_id,
+            message_sha256: fixed::<32>("message_sha256", &r.message_sha256)?,
+            expires_at_unix: r.expires_at_unix,
+            authorization: fixed::<64>("authorization", &r.authorization)?,
+        };
+        let mut guard = AbortOnDrop { client: Arc::clone(&self.client), session_id, armed: true };
+        let reply = self.call(&Message::CommitRequest(request)).await;
+        guard.armed = false;
+        let reply = reply?;
+        let answer = expect(&reply, |m| match m {
+            Message::CommitResponse(c) => Some(pb::CommitResponse {
+                session_id: c.session_id.to_vec(),
+                commitments: c.commitments.to_vec(),
+                enclave_signature: c.enclave_signature.to_vec(),
+            }),
+            _ => None,
+        })?;
+        Ok(Response::new(answer))
+    }
+
+    async fn sign(
+        &self,
+        request: Request<pb::SignRequest>,
+    ) -> Result<Response<pb::SignResponse>, Status> {
+        let r = request.into_inner();
+        let request = wire::SignRequest {
+            session_id: fixed::<16>("session_id", &r.session_id)?,
+            signing_package: &r.signing_package,
+        };
+        let reply = self.call(&Message::SignRequest(request)).await?;
+        let answer = expect(&reply, |m| match m {
+            Message::SignResponse(s) => Some(pb::SignResponse {
+                session_id: s.session_id.to_vec(),
+                signature_share: s.signature_share.to_vec(),
+                enclave_signature: s.enclave_signature.to_vec(),
+            }),
+            _ => None,
+        })?;
+        Ok(Response::new(answer))
+    }
+
+    async fn abort(
+        &self,
+        request: Request<pb::AbortRequest>,
+    ) -> Result<Response<pb::AbortResponse>, Status> {
+        let session_id = fixed::<16>("session_id", &request.into_inner().session_id)?;
+        let reply = self.call(&Message::AbortRequest(wire::AbortRequest { session_id })).await?;
+        let session_id = expect(&reply, |m| match m {
+            Message::AbortResponse(a) => Some(a.session_id.to_vec()),
+            _ => None,
+        })?;
+        Ok(Response::new(pb::AbortResponse { session_id }))
+    }
+
+    async fn get_status(
+        &self,
+        _: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let reply = self.call(&Message::StatusRequest(wire::StatusRequest {})).await?;
+        let boot = &self.boot;
+        let status = expect(&reply, |m| match m {
+            Message::Status(s) => Some(pb::GetStatusResponse {
+                state: match s.state {
+                    wire::BootState::Serving => pb::get_status_response::State::Serving,
+                    wire::BootState::Failed => pb::get_status_response::State::Failed,
+                    _ => pb::get_status_response::State::Booting,
+                } as i32,
+                accounts: s.accounts,
+                loaded_at_unix_ms: boot.loaded_at_unix_ms,
+                share_file_sha256: boot.share_file_sha256.to_vec(),
+                memory_in_use: s.memory_in_use,
+                memory_peak: s.memory_peak,
+                memory_budget: s.memory_budget,
+                memory_watermark_alert: s.watermark_alert,
+                sessions_in_use: s.sessions_in_use,
+                session_cap: s.session_cap,
+                enclave_uptime_ms: s.uptime_ms,
+            }),
+            _ => None,
+        })?;
+        Ok(Response::new(status))
+    }
+}
+
+/// TLS 1.3 only, with a client certificate required and verified against `client_ca`.
+pub fn mtls_config(
+    cert_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+    client_ca: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<rustls::ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in client_ca {
+        roots.add(ca.clone()).map_err(|e| format!("client CA: {e}"))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::clone(&provider),
+    )
+    .build()
+    .map_err(|e| format!("client verifier: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(cert_chain, key)
+        .map_err(|e| format!("server certificate: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// Serves `bridge` on `listener` over mutual TLS until `shutdown` completes. Handshakes run
+/// in their own tasks, so a slow or hostile client holds up nobody else.
+pub async fn serve(
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    bridge: Bridge,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let accept = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+                if let Ok(Ok(tls)) = handshake.await {
+                    let _ = tx.send(Ok::<_, std::io::Error>(tls)).await;
+                }
+            });
+        }
+    });
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let result = tonic::transport::Server::builder()
+        .add_service(SignServiceServer::new(bridge))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    accept.abort();
+    result
+}
