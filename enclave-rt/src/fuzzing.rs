@@ -116,3 +116,112 @@ pub fn fuzz_sealed_key(data: &[u8]) {
         assert!(crate::kms_unseal::check_structure(&longer).is_err(), "trailing byte accepted");
     }
 }
+
+/// A key package from RFC 9591's vectors (participant 1) for `scheme`, serialized: the
+/// fuzz target's stored share, and a seed worth mutating.
+#[must_use]
+pub fn vector_key_package(scheme: wire::Scheme) -> Vec<u8> {
+    fn build<C: frost_core::Ciphersuite>(share: &str, group_key: &str) -> Vec<u8> {
+        let bytes = |h: &str| -> Vec<u8> {
+            (0..h.len())
+                .step_by(2)
+                .filter_map(|i| h.get(i..i + 2).and_then(|p| u8::from_str_radix(p, 16).ok()))
+                .collect()
+        };
+        let (Ok(id), Ok(share), Ok(key)) = (
+            frost_core::Identifier::<C>::try_from(1u16),
+            frost_core::keys::SigningShare::<C>::deserialize(&bytes(share)),
+            frost_core::VerifyingKey::<C>::deserialize(&bytes(group_key)),
+        ) else {
+            unreachable!("the vectors' values decode");
+        };
+        let verifying = frost_core::keys::VerifyingShare::from(share);
+        let kp = frost_core::keys::KeyPackage::new(id, share, verifying, key, 2);
+        kp.serialize().unwrap_or_default()
+    }
+    match scheme {
+        wire::Scheme::Ed25519 => build::<frost_ed25519::Ed25519Sha512>(
+            "929dcc590407aae7d388761cddb0c0db6f5627aea8e217f4a033f2ec83d93509",
+            "15d21ccd7ee42959562fc8aa63224c8851fb3ec85a3faf66040d380fb9738673",
+        ),
+        wire::Scheme::Secp256k1Tr => build::<frost_secp256k1_tr::Secp256K1Sha256TR>(
+            "08f89ffe80ac94dcb920c26f3f46140bfc7f95b493f8310f5fc1ea2b01f4254c",
+            "02f37c34b66ced1fb51c34a90bdae006901f10625cc06c4f64663b0eae87d87b4f",
+        ),
+    }
+}
+
+/// The signing engine on arbitrary bytes: as a stored key package (round 1) and as the
+/// signing package of an open session (round 2). Neither may panic; round 2 always
+/// consumes the session; nothing is left open.
+///
+/// # Panics
+/// When an invariant breaks.
+pub fn fuzz_signing(data: &[u8]) {
+    use ed25519_dalek::Signer;
+
+    use crate::share_store::ShareStoreBuilder;
+    use crate::signing_engine::{
+        AnswerKey, EngineConfig, FrostEd25519, FrostSecp256k1Tr, Now, SigningEngine,
+        ThresholdScheme,
+    };
+
+    let scheme = if data.first().is_some_and(|b| b & 1 == 1) {
+        wire::Scheme::Secp256k1Tr
+    } else {
+        wire::Scheme::Ed25519
+    };
+    let body = data.get(1..).unwrap_or_default();
+    // Round 1 on arbitrary key package bytes.
+    let _ = match scheme {
+        wire::Scheme::Ed25519 => FrostEd25519::round1(body, &mut rand_core::OsRng).map(|r| r.1),
+        wire::Scheme::Secp256k1Tr => {
+            FrostSecp256k1Tr::round1(body, &mut rand_core::OsRng).map(|r| r.1)
+        }
+    };
+    // Round 2 on arbitrary signing package bytes, in a real session.
+    let mut share = vec![1u8, scheme as u8];
+    share.extend_from_slice(&vector_key_package(scheme));
+    let store = ShareStoreBuilder::new(1, 3 + share.len() as u64, 1 << 20)
+        .and_then(|mut b| b.insert("F", &share, 0, 0).and_then(|()| b.finish()));
+    let Ok(store) = store else {
+        unreachable!("a one-account store builds");
+    };
+    let gateway = ed25519_dalek::SigningKey::from_bytes(&[0x42; 32]);
+    let config = EngineConfig {
+        session_cap: 1,
+        replay_window: 4,
+        ..EngineConfig::with_gateway_key(gateway.verifying_key().to_bytes())
+    };
+    let answer = AnswerKey::generate(&mut rand_core::OsRng);
+    let Ok(mut engine) = SigningEngine::new(config, answer, rand_core::OsRng) else {
+        unreachable!("the gateway key is valid");
+    };
+    let grant = wire::session_signatures::SessionGrant {
+        scheme,
+        account_id: "F",
+        session_id: [7; 16],
+        message_sha256: [0; 32],
+        expires_at_unix: 1_900_000_060,
+    };
+    let mut statement = [0u8; wire::session_signatures::AUTHORIZATION_MAX];
+    let Ok(n) = wire::session_signatures::authorization(&grant, &mut statement) else {
+        unreachable!("the grant encodes");
+    };
+    let request = wire::CommitRequest {
+        scheme,
+        account_id: "F",
+        session_id: grant.session_id,
+        message_sha256: grant.message_sha256,
+        expires_at_unix: grant.expires_at_unix,
+        authorization: gateway.sign(statement.get(..n).unwrap_or_default()).to_bytes(),
+    };
+    let now = Now { unix_micros: 1_900_000_000_000_000 };
+    if let Err(e) = engine.commit(now, &request, &store) {
+        unreachable!("a valid grant opens a session: {e}");
+    }
+    let sign = wire::SignRequest { session_id: grant.session_id, signing_package: body };
+    // Random bytes never carry a message hashing to the authorised (all-zero) digest.
+    assert!(engine.sign(now, &sign).is_err());
+    assert_eq!(engine.sessions_in_use(), 0, "round 2 consumes the session");
+}

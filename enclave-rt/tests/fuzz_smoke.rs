@@ -60,6 +60,24 @@ proptest! {
     fn oracles_on_random_bytes(data in prop::collection::vec(any::<u8>(), 0..600)) {
         fuzzing::fuzz_age(&data);
         fuzzing::fuzz_share_json(&data);
+        fuzzing::fuzz_signing(&data);
+    }
+
+    #[test]
+    fn signing_oracle_on_mutated_key_packages(
+        tr in any::<bool>(),
+        flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        cut in any::<usize>(),
+    ) {
+        let scheme = if tr { wire::Scheme::Secp256k1Tr } else { wire::Scheme::Ed25519 };
+        let mut data = vec![u8::from(tr)];
+        data.extend(fuzzing::vector_key_package(scheme));
+        for (at, x) in flips {
+            let i = 1 + at % (data.len() - 1);
+            data[i] ^= x;
+        }
+        data.truncate(1 + cut % data.len());
+        fuzzing::fuzz_signing(&data);
     }
 
     #[test]

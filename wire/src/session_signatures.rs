@@ -189,6 +189,32 @@ mod tests {
         assert_eq!(&buf[n - 8..n], &[1, 2, 3, 4, 5, 6, 7, 8]);
     }
 
+    /// The example in `docs/wire.md` ("Signed statements").
+    #[test]
+    fn the_documented_example() {
+        let grant = SessionGrant {
+            scheme: Scheme::Ed25519,
+            account_id: "A0000001",
+            session_id: [
+                0x3a, 0x5c, 0x01, 0x77, 0x9e, 0x20, 0x44, 0xb1, 0x8d, 0x06, 0xfe, 0x12, 0x6c, 0x43,
+                0xa9, 0x0b,
+            ],
+            message_sha256: [
+                0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f,
+                0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b,
+                0x78, 0x52, 0xb8, 0x55,
+            ],
+            expires_at_unix: 1_800_000_000,
+        };
+        let mut buf = [0u8; AUTHORIZATION_MAX];
+        let n = authorization(&grant, &mut buf).unwrap();
+        let doc = "7369676e736572766963652e76312f617574686f72697a6174696f6e0a010841303030303030313a5c01779e2044b18d06fe126c43a90be3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855000000006b49d200";
+        assert_eq!(n * 2, doc.len());
+        for (i, b) in buf[..n].iter().enumerate() {
+            assert_eq!(u8::from_str_radix(&doc[2 * i..2 * i + 2], 16).unwrap(), *b, "byte {i}");
+        }
+    }
+
     #[test]
     fn every_field_changes_the_bytes() {
         let mut a = [0u8; AUTHORIZATION_MAX];

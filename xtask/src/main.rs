@@ -249,6 +249,7 @@ const FUZZ_TARGETS: &[(&str, &str)] = &[
     ("enclave-rt", "age_header"),
     ("enclave-rt", "share_json"),
     ("enclave-rt", "sealed_key"),
+    ("enclave-rt", "signing"),
     ("parent-shim", "attestation_doc"),
 ];
 
