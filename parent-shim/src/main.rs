@@ -1,5 +1,5 @@
-//! `parent-shim`: the parent daemon's command line. Only the auditors' attestation check
-//! exists so far; `run` and `check-config` come with the parent's issue.
+//! `parent-shim`: the parent daemon's command line: `run` (the daemon), `check-config`,
+//! `attestation verify` (for auditors) and `version`.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -23,6 +23,18 @@ enum Command {
     Attestation {
         #[command(subcommand)]
         command: AttestationCommand,
+    },
+    /// Run the daemon: bootstrap the enclave, then serve the gateway's API.
+    Run {
+        /// The TOML configuration (see parent-shim.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check a configuration file and exit.
+    CheckConfig {
+        /// The TOML configuration.
+        #[arg(long)]
+        config: PathBuf,
     },
     /// Print the version.
     Version,
@@ -56,6 +68,39 @@ fn main() -> ExitCode {
         Command::Version => {
             println!("parent-shim {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
+        }
+        Command::CheckConfig { config } => match parent_shim::config::Config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", config.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config } => {
+            let config = match parent_shim::config::Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("parent-shim: no async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(parent_shim::daemon::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("parent-shim: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Attestation {
             command: AttestationCommand::Verify { doc, root, at, expect_pcrs, expect_nonce },

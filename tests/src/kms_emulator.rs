@@ -415,3 +415,26 @@ pub fn hex(bytes: &[u8]) -> String {
         s
     })
 }
+
+/// What an operator does once per share set: encrypt the age identity under the KMS key
+/// (`aws kms encrypt`), here through the official SDK against `endpoint`. Returns the
+/// `CiphertextBlob`.
+pub async fn encrypt_with_sdk(
+    endpoint: &str,
+    key_id: &str,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, String> {
+    let client = parent_shim::kms_relay::client(&parent_shim::kms_relay::KmsSettings {
+        region: "us-east-1".into(),
+        endpoint: Some(endpoint.to_owned()),
+        static_credentials: Some(("AKIDLOCAL".into(), "local-secret".into())),
+    });
+    let out = client
+        .encrypt()
+        .key_id(key_id)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(plaintext))
+        .send()
+        .await
+        .map_err(|e| aws_sdk_kms::error::DisplayErrorContext(&e).to_string())?;
+    out.ciphertext_blob().map(|b| b.as_ref().to_vec()).ok_or_else(|| "no CiphertextBlob".into())
+}

@@ -6,6 +6,7 @@
 
 pub mod cms_openssl;
 pub mod gateway;
+pub mod gateway_sim;
 pub mod kms_emulator;
 pub mod share_gen;
 pub mod sim_ca;

@@ -1,0 +1,236 @@
+//! The daemon's configuration: one TOML file, every key documented in
+//! `parent-shim/parent-shim.example.toml`. Unknown keys are errors; paths, limits and
+//! timeouts have defaults where a sane one exists.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How the enclave is started.
+    pub enclave: EnclaveConfig,
+    /// Where the encrypted inputs come from.
+    pub shares: SharesConfig,
+    /// KMS.
+    pub kms: KmsConfig,
+    /// What the attestation document must show.
+    pub attestation: AttestationConfig,
+    /// The gateway-facing API.
+    pub grpc: GrpcConfig,
+}
+
+/// How the enclave is started.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnclaveConfig {
+    /// `local` (spawn `enclave-rt` on Unix sockets) or `nitro` (`nitro-cli`, not built yet).
+    pub mode: LaunchMode,
+    /// The `enclave-rt` binary (local mode).
+    pub binary: PathBuf,
+    /// Directory for the control and log sockets (local mode).
+    pub runtime_dir: PathBuf,
+    /// The sim NSM's chain directory (local mode with a `sim` build).
+    pub sim_nsm_dir: Option<PathBuf>,
+    /// PCRs the sim NSM reports, `INDEX=HEX` (local mode with a `sim` build).
+    #[serde(default)]
+    pub sim_pcrs: Vec<String>,
+    /// The gateway's Ed25519 public key, hex: part of the enclave's measured configuration.
+    pub gateway_key: String,
+    /// Sessions open at once.
+    #[serde(default = "default_session_cap")]
+    pub session_cap: u32,
+    /// The enclave's memory budget, MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_budget_mib: u32,
+    /// The longest a boot may take, seconds.
+    #[serde(default = "default_boot_deadline")]
+    pub boot_deadline_secs: u64,
+}
+
+/// How the enclave is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LaunchMode {
+    /// A child process on Unix sockets (development, tests, the demo).
+    Local,
+    /// `nitro-cli run-enclave` on vsock (production; not built yet).
+    Nitro,
+}
+
+/// Where the encrypted inputs come from. `file://` paths for local runs; `s3://` comes with
+/// the S3 client.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharesConfig {
+    /// `service_key_shares.json.age`.
+    pub share_file: String,
+    /// The age identity encrypted by KMS (a `CiphertextBlob`).
+    pub sealed_identity: String,
+    /// Accounts in the share file (sizes the enclave's store); 0 if unknown.
+    #[serde(default)]
+    pub expected_accounts: u64,
+}
+
+/// KMS.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsConfig {
+    /// Region.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Endpoint override (the local emulator).
+    pub endpoint: Option<String>,
+    /// The key the identity is encrypted under.
+    pub key_id: Option<String>,
+    /// Static credentials for local runs; production uses the instance role.
+    pub access_key_id: Option<String>,
+    /// See `access_key_id`.
+    pub secret_access_key: Option<String>,
+}
+
+impl fmt::Debug for KmsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KmsConfig")
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("key_id", &self.key_id)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// What the attestation document must show.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestationConfig {
+    /// The pinned root certificate (DER or PEM).
+    pub root: PathBuf,
+    /// Expected PCRs, as `cargo xtask build-eif` writes them: `{"PCR0": "<hex>", ...}`.
+    pub expected_pcrs: Option<PathBuf>,
+}
+
+/// The gateway-facing API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// Listen address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// The CA that issues gateway client certificates (PEM).
+    pub client_ca: PathBuf,
+    /// Per-call deadline towards the enclave, milliseconds.
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout_ms: u64,
+}
+
+fn default_session_cap() -> u32 {
+    256
+}
+fn default_memory_mib() -> u32 {
+    1024
+}
+fn default_boot_deadline() -> u64 {
+    300
+}
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_listen() -> String {
+    "0.0.0.0:50051".into()
+}
+fn default_call_timeout() -> u64 {
+    10_000
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text)
+    }
+
+    /// Parses and checks a configuration text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.enclave.mode == LaunchMode::Nitro {
+            return Err(ConfigError(
+                "enclave.mode = \"nitro\" is not built yet; use \"local\"".into(),
+            ));
+        }
+        let key = &self.enclave.gateway_key;
+        if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ConfigError("enclave.gateway_key must be 64 hex digits".into()));
+        }
+        for (name, url) in [
+            ("shares.share_file", &self.shares.share_file),
+            ("shares.sealed_identity", &self.shares.sealed_identity),
+        ] {
+            if !url.starts_with("file://") {
+                return Err(ConfigError(format!(
+                    "{name} must be a file:// URL (s3:// comes with the S3 client)"
+                )));
+            }
+        }
+        if self.kms.access_key_id.is_some() != self.kms.secret_access_key.is_some() {
+            return Err(ConfigError(
+                "kms.access_key_id and kms.secret_access_key go together".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Expected PCRs from `attestation.expected_pcrs`, if set.
+    pub fn expected_pcrs(&self) -> Result<Option<BTreeMap<u64, Vec<u8>>>, ConfigError> {
+        let Some(path) = &self.attestation.expected_pcrs else { return Ok(None) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        let map: BTreeMap<String, String> = serde_json::from_str(&text)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let mut out = BTreeMap::new();
+        for (name, value) in map {
+            let index = name
+                .strip_prefix("PCR")
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| ConfigError(format!("{}: bad PCR name {name}", path.display())))?;
+            let bytes = hex::decode(&value)
+                .map_err(|_| ConfigError(format!("{}: {name} is not hex", path.display())))?;
+            out.insert(index, bytes);
+        }
+        Ok(Some(out))
+    }
+}
+
+/// The bytes behind a `file://` URL.
+pub fn fetch(url: &str) -> Result<Vec<u8>, ConfigError> {
+    let path =
+        url.strip_prefix("file://").ok_or_else(|| ConfigError(format!("unsupported URL {url}")))?;
+    std::fs::read(path).map_err(|e| ConfigError(format!("cannot read {url}: {e}")))
+}

@@ -1,0 +1,331 @@
+//! `parent-shim run`: the bootstrap in order, then serving, failing closed throughout.
+//!
+//! 1. Read the share file and the KMS-encrypted identity into memory (never written out);
+//!    fingerprint the share file.
+//! 2. Start the enclave (local: `enclave-rt` as a child on Unix sockets) and pump its log
+//!    frames to stdout as JSON lines (redacted by field name).
+//! 3. Boot it ([`crate::enclave_boot`]): fresh nonce, attestation verified against the pinned
+//!    root and expected PCRs, KMS `Decrypt` with `Recipient`, the share file streamed,
+//!    `Loaded` within the deadline.
+//! 4. Only then serve the gRPC API. If the enclave exits, stop serving and exit non-zero;
+//!    on SIGTERM/SIGINT stop serving, stop the enclave and exit zero.
+//!
+//! Any failure before serving terminates the enclave, emits an `alert` line, writes no
+//! boot record and exits non-zero; systemd restarts the unit.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+use tokio::net::UnixStream;
+use tokio::process::{Child, Command};
+
+use crate::config::{Config, ConfigError, fetch};
+use crate::enclave_boot::{self, BootInputs};
+use crate::enclave_client::EnclaveClient;
+use crate::grpc_bridge::{self, Bridge};
+use crate::kms_relay::{self, KmsSettings};
+
+/// Why the daemon stopped.
+#[derive(Debug)]
+pub enum DaemonError {
+    /// The configuration or an input file is unusable.
+    Config(ConfigError),
+    /// The enclave could not be started or reached.
+    Launch(String),
+    /// The boot failed (attestation, KMS, load...).
+    Boot(String),
+    /// The enclave exited while serving.
+    EnclaveExited(String),
+    /// The gRPC server failed.
+    Serve(String),
+}
+
+impl fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Config(e) => write!(f, "configuration: {e}"),
+            Self::Launch(e) => write!(f, "enclave launch: {e}"),
+            Self::Boot(e) => write!(f, "boot: {e}"),
+            Self::EnclaveExited(e) => write!(f, "the enclave exited while serving: {e}"),
+            Self::Serve(e) => write!(f, "gRPC server: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+impl From<ConfigError> for DaemonError {
+    fn from(e: ConfigError) -> Self {
+        Self::Config(e)
+    }
+}
+
+/// One structured line on stdout (journald under systemd).
+pub fn emit(level: &str, event: &str, fields: serde_json::Value) {
+    let mut line = json!({"source": "parent-shim", "level": level, "event": event});
+    if let (Some(obj), serde_json::Value::Object(extra)) = (line.as_object_mut(), fields) {
+        obj.extend(extra);
+    }
+    println!("{line}");
+}
+
+/// Field names whose values never reach the log, whatever sent them.
+const REDACTED: &[&str] = &["share", "identity", "secret", "plaintext", "nonce", "key_package"];
+
+fn redact(name: &str, value: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    if REDACTED.iter().any(|r| lower.contains(r)) { "[redacted]".into() } else { value.to_owned() }
+}
+
+/// The enclave as a local child process.
+struct LocalEnclave {
+    child: Child,
+    control: PathBuf,
+    logs: PathBuf,
+}
+
+fn launch_local(config: &Config) -> Result<LocalEnclave, DaemonError> {
+    let e = &config.enclave;
+    std::fs::create_dir_all(&e.runtime_dir)
+        .map_err(|err| DaemonError::Launch(format!("{}: {err}", e.runtime_dir.display())))?;
+    let control = e.runtime_dir.join("control.sock");
+    let logs = e.runtime_dir.join("logs.sock");
+    for stale in [&control, &logs] {
+        let _ = std::fs::remove_file(stale);
+    }
+    // The arguments travel in a file, as the image ships them (measured there).
+    let mut args = vec![
+        "--control".to_owned(),
+        format!("unix:{}", control.display()),
+        "--logs".to_owned(),
+        format!("unix:{}", logs.display()),
+        "--gateway-key".to_owned(),
+        e.gateway_key.clone(),
+        "--session-cap".to_owned(),
+        e.session_cap.to_string(),
+        "--memory-budget-mib".to_owned(),
+        e.memory_budget_mib.to_string(),
+        "--quiet".to_owned(),
+    ];
+    if let Some(dir) = &e.sim_nsm_dir {
+        args.push("--sim-nsm-dir".to_owned());
+        args.push(dir.display().to_string());
+    }
+    for pcr in &e.sim_pcrs {
+        args.push("--sim-pcr".to_owned());
+        args.push(pcr.clone());
+    }
+    let args_file = e.runtime_dir.join("enclave-rt.args");
+    std::fs::write(&args_file, args.join("\n") + "\n")
+        .map_err(|err| DaemonError::Launch(format!("{}: {err}", args_file.display())))?;
+    let child = Command::new(&e.binary)
+        .arg("--args-file")
+        .arg(&args_file)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|err| DaemonError::Launch(format!("{}: {err}", e.binary.display())))?;
+    emit(
+        "info",
+        "enclave_started",
+        json!({"mode": "local", "pid": child.id(), "binary": e.binary.display().to_string()}),
+    );
+    Ok(LocalEnclave { child, control, logs })
+}
+
+async fn connect(path: &Path, deadline: Instant) -> Result<UnixStream, DaemonError> {
+    loop {
+        match UnixStream::connect(path).await {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(DaemonError::Launch(format!("{}: {e}", path.display())));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Reads log frames and prints them as JSON lines until the connection closes.
+async fn pump_logs(mut stream: UnixStream) {
+    let mut decoder: Box<wire::DefaultDecoder> = Box::default();
+    loop {
+        let n = match stream.read(decoder.read_buf()).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        decoder.commit(n);
+        while let Ok(Some(frame)) = decoder.next_frame() {
+            match frame.message() {
+                Ok(wire::Message::Log(l)) => {
+                    let fields: serde_json::Map<String, serde_json::Value> =
+                        l.fields.iter().map(|(k, v)| (k.to_owned(), json!(redact(k, v)))).collect();
+                    println!(
+                        "{}",
+                        json!({"source": "enclave", "level": l.level.as_str().to_ascii_lowercase(),
+                               "target": l.target, "message": l.message, "fields": fields})
+                    );
+                }
+                Ok(wire::Message::LogsDropped(d)) => {
+                    emit("warn", "enclave_logs_dropped", json!({"count": d.count}));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
+
+/// Runs the daemon until a signal or a failure.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let started = Instant::now();
+    let share_file = fetch(&config.shares.share_file)?;
+    let sealed_identity = fetch(&config.shares.sealed_identity)?;
+    let root = read_root(&config.attestation.root)?;
+    let share_sha = ring::digest::digest(&ring::digest::SHA256, &share_file);
+    emit(
+        "info",
+        "inputs_fetched",
+        json!({"share_file_bytes": share_file.len(), "share_file_sha256": hex(share_sha.as_ref())}),
+    );
+
+    let mut enclave = launch_local(&config)?;
+    let result = bootstrap(&config, &enclave, &share_file, &sealed_identity, &root).await;
+    let (client, record, kms_request_id) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = enclave.child.kill().await;
+            emit("error", "alert", json!({"reason": "boot_failed", "error": e.to_string()}));
+            return Err(e);
+        }
+    };
+    emit(
+        "info",
+        "boot_record",
+        json!({
+            "attestation_sha256": hex(&record.attestation_sha256),
+            "pcrs": record.pcrs.iter().map(|(i, v)| (format!("PCR{i}"), hex(v))).collect::<std::collections::BTreeMap<_, _>>(),
+            "answer_key": hex(&record.answer_key),
+            "share_file_sha256": hex(&record.share_file_sha256),
+            "accounts": record.accounts,
+            "kms_request_id": kms_request_id,
+            "enclave_load_ms": record.load_micros / 1000,
+            "boot_ms": started.elapsed().as_millis(),
+        }),
+    );
+
+    let tls = tls_config(&config)?;
+    let listener = tokio::net::TcpListener::bind(&config.grpc.listen)
+        .await
+        .map_err(|e| DaemonError::Serve(format!("{}: {e}", config.grpc.listen)))?;
+    emit(
+        "info",
+        "serving",
+        json!({"listen": listener.local_addr().map(|a| a.to_string()).unwrap_or_default()}),
+    );
+    let bridge =
+        Bridge::new(client, Arc::new(record), Duration::from_millis(config.grpc.call_timeout_ms));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(grpc_bridge::serve(listener, tls, bridge, async {
+        let _ = stop_rx.await;
+    }));
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| DaemonError::Serve(e.to_string()))?;
+    let outcome = tokio::select! {
+        status = enclave.child.wait() => {
+            let why = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+            emit("error", "alert", json!({"reason": "enclave_exited", "status": why}));
+            Err(DaemonError::EnclaveExited(why))
+        }
+        _ = sigterm.recv() => Ok(()),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let _ = enclave.child.kill().await;
+    emit("info", "stopped", json!({"ok": outcome.is_ok()}));
+    outcome
+}
+
+/// Steps 2-3 of the module documentation: connect, pump logs, boot with KMS sealing.
+async fn bootstrap(
+    config: &Config,
+    enclave: &LocalEnclave,
+    share_file: &[u8],
+    sealed_identity: &[u8],
+    root: &[u8],
+) -> Result<(Arc<EnclaveClient>, crate::enclave_boot::BootRecord, Option<String>), DaemonError> {
+    let expected_pcrs = config.expected_pcrs()?;
+    let deadline = Instant::now() + Duration::from_secs(config.enclave.boot_deadline_secs);
+    let control = connect(&enclave.control, deadline).await?;
+    let logs = connect(&enclave.logs, deadline).await?;
+    tokio::spawn(pump_logs(logs));
+    let (client, mut unsolicited) = EnclaveClient::new(control);
+    let kms = kms_relay::client(&KmsSettings {
+        region: config.kms.region.clone(),
+        endpoint: config.kms.endpoint.clone(),
+        static_credentials: config
+            .kms
+            .access_key_id
+            .clone()
+            .zip(config.kms.secret_access_key.clone()),
+    });
+    let request_id = Arc::new(std::sync::Mutex::new(None));
+    let rid = Arc::clone(&request_id);
+    let key_id = config.kms.key_id.clone();
+    let unseal = |document: Vec<u8>| async move {
+        let sealed =
+            kms_relay::decrypt_for_enclave(&kms, key_id.as_deref(), sealed_identity, &document)
+                .await
+                .map_err(|e| e.to_string())?;
+        if let Ok(mut r) = rid.lock() {
+            r.clone_from(&sealed.request_id);
+        }
+        Ok(sealed.ciphertext_for_recipient)
+    };
+    let inputs = BootInputs {
+        share_file,
+        expected_entries: config.shares.expected_accounts,
+        root_der: root,
+        expected_pcrs: expected_pcrs.as_ref(),
+        deadline: deadline.saturating_duration_since(Instant::now()),
+        shim_version: concat!("parent-shim ", env!("CARGO_PKG_VERSION")),
+    };
+    let record = enclave_boot::boot(&client, &mut unsolicited, &inputs, unseal)
+        .await
+        .map_err(|e| DaemonError::Boot(e.to_string()))?;
+    let kms_request_id = request_id.lock().ok().and_then(|r| r.clone());
+    Ok((client, record, kms_request_id))
+}
+
+fn read_root(path: &Path) -> Result<Vec<u8>, DaemonError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| ConfigError(format!("attestation.root {}: {e}", path.display())))?;
+    if bytes.starts_with(b"-----BEGIN") {
+        use rustls_pki_types::pem::PemObject;
+        let cert = rustls_pki_types::CertificateDer::from_pem_slice(&bytes)
+            .map_err(|e| ConfigError(format!("attestation.root {}: {e}", path.display())))?;
+        return Ok(cert.to_vec());
+    }
+    Ok(bytes)
+}
+
+fn tls_config(config: &Config) -> Result<rustls::ServerConfig, DaemonError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let g = &config.grpc;
+    let certs = |p: &Path| -> Result<Vec<CertificateDer<'static>>, DaemonError> {
+        CertificateDer::pem_file_iter(p)
+            .and_then(Iterator::collect)
+            .map_err(|e| DaemonError::Config(ConfigError(format!("{}: {e}", p.display()))))
+    };
+    let key = PrivateKeyDer::from_pem_file(&g.key)
+        .map_err(|e| DaemonError::Config(ConfigError(format!("{}: {e}", g.key.display()))))?;
+    grpc_bridge::mtls_config(certs(&g.cert)?, key, &certs(&g.client_ca)?)
+        .map_err(|e| DaemonError::Config(ConfigError(e)))
+}

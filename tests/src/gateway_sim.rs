@@ -1,0 +1,256 @@
+//! The Sign Gateway simulator: a gRPC client with its own client certificate (mutual TLS)
+//! that checks the node's attestation, then coordinates FROST sessions with the other
+//! parties' shares (from `gen-shares`), checks every enclave answer against the attested
+//! answer key, aggregates, and verifies each signature with an independent verifier under
+//! the account's published group key.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64ct::{Base64, Encoding};
+use frost_core::Ciphersuite;
+use parent_shim::grpc_bridge::pb;
+use parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use wire::Scheme;
+use wire::session_signatures as signed;
+
+use crate::gateway::{Grant, party, verify_independently};
+use crate::share_gen::files;
+
+/// One account as the gateway knows it.
+#[derive(Clone)]
+pub struct Account {
+    /// The account id.
+    pub account_id: String,
+    /// Its scheme.
+    pub scheme: Scheme,
+    /// Party 2's key package (serialized, without the envelope).
+    pub their_share: Vec<u8>,
+    /// frost's public key package (for aggregation).
+    pub public_key_package: Vec<u8>,
+    /// The published group key (RFC 8032 / BIP-340 x-only).
+    pub group_key: Vec<u8>,
+}
+
+/// Reads `gateway_shares.json` and `group_keys.json` from a `gen-shares` directory.
+pub fn load_accounts(dir: &Path) -> Result<Vec<Account>, String> {
+    let read = |f: &str| -> Result<serde_json::Value, String> {
+        let bytes = std::fs::read(dir.join(f)).map_err(|e| format!("{f}: {e}"))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{f}: {e}"))
+    };
+    let (shares, keys) = (read(files::GATEWAY_SHARES)?, read(files::GROUP_KEYS)?);
+    let (Some(shares), Some(keys)) = (shares.as_array(), keys.as_array()) else {
+        return Err("expected JSON arrays".into());
+    };
+    shares
+        .iter()
+        .zip(keys)
+        .map(|(s, k)| {
+            let text = |v: &serde_json::Value, f: &str| {
+                v[f].as_str().map(str::to_owned).ok_or_else(|| format!("missing {f}"))
+            };
+            let scheme = match text(s, "scheme")?.as_str() {
+                "ed25519" => Scheme::Ed25519,
+                "secp256k1-tr" => Scheme::Secp256k1Tr,
+                other => return Err(format!("unknown scheme {other}")),
+            };
+            let share = s["shares"][0].as_str().ok_or("missing shares")?;
+            let envelope = Base64::decode_vec(share).map_err(|e| e.to_string())?;
+            Ok(Account {
+                account_id: text(s, "account_id")?,
+                scheme,
+                their_share: envelope.get(2..).ok_or("short share")?.to_vec(),
+                public_key_package: Base64::decode_vec(&text(k, "public_key_package")?)
+                    .map_err(|e| e.to_string())?,
+                group_key: hex_decode(&text(k, "group_key")?)?,
+            })
+        })
+        .collect()
+}
+
+fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            s.get(i..i + 2)
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| "bad hex".to_owned())
+        })
+        .collect()
+}
+
+/// A gRPC client over mutual TLS.
+pub async fn connect(
+    endpoint: &str,
+    server_ca_pem: &str,
+    client: &crate::tls_certs::Pem,
+) -> Result<SignServiceClient<Channel>, String> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(server_ca_pem))
+        .identity(Identity::from_pem(&client.cert, &client.key))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(endpoint.to_owned())
+        .map_err(|e| e.to_string())?
+        .tls_config(tls)
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| format!("{endpoint}: {e}"))?;
+    Ok(SignServiceClient::new(channel))
+}
+
+/// Asks for a fresh attestation over a random nonce, verifies it against `root_der`, and
+/// returns the enclave's answer key from it.
+pub async fn attested_answer_key(
+    api: &mut SignServiceClient<Channel>,
+    root_der: &[u8],
+) -> Result<[u8; 32], String> {
+    let nonce: [u8; 32] = rand::random();
+    let doc = api
+        .get_attestation(pb::GetAttestationRequest { nonce: nonce.to_vec() })
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner()
+        .document;
+    let expect = parent_shim::attestation_verifier::Expectations {
+        nonce: Some(&nonce),
+        ..Default::default()
+    };
+    let doc = parent_shim::attestation_verifier::verify(&doc, root_der, now_secs(), &expect)
+        .map_err(|e| format!("attestation: {e}"))?;
+    doc.user_data
+        .as_deref()
+        .and_then(signed::answer_key_from_user_data)
+        .ok_or_else(|| "the attestation carries no answer key".into())
+}
+
+/// A signature the gateway produced and checked.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// The account.
+    pub account_id: String,
+    /// Its scheme.
+    pub scheme: Scheme,
+    /// The key it verifies under (standard encoding).
+    pub group_key: Vec<u8>,
+    /// The message.
+    pub message: Vec<u8>,
+    /// The signature (RFC 8032 / BIP-340, 64 bytes).
+    pub signature: Vec<u8>,
+    /// Whether the independent verifier accepted it.
+    pub verified: bool,
+    /// Time from the commit call to the sign answer.
+    pub latency: Duration,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// One session: grant, round 1, the other party's round 1, package, round 2, aggregate,
+/// verify. `session_id` must be fresh.
+pub async fn sign(
+    api: &mut SignServiceClient<Channel>,
+    answer_key: &[u8; 32],
+    account: &Account,
+    session_id: [u8; 16],
+    message: &[u8],
+) -> Result<Signed, String> {
+    match account.scheme {
+        Scheme::Ed25519 => {
+            sign_with::<frost_ed25519::Ed25519Sha512>(api, answer_key, account, session_id, message)
+                .await
+        }
+        Scheme::Secp256k1Tr => {
+            sign_with::<frost_secp256k1_tr::Secp256K1Sha256TR>(
+                api, answer_key, account, session_id, message,
+            )
+            .await
+        }
+    }
+}
+
+fn check_answer(key: &[u8; 32], statement: &[u8], signature: &[u8]) -> Result<(), String> {
+    let key = ed25519_dalek::VerifyingKey::from_bytes(key).map_err(|e| e.to_string())?;
+    let sig = ed25519_dalek::Signature::from_slice(signature).map_err(|e| e.to_string())?;
+    key.verify_strict(statement, &sig)
+        .map_err(|_| "an answer is not signed by the attested enclave".to_owned())
+}
+
+async fn sign_with<C: Ciphersuite>(
+    api: &mut SignServiceClient<Channel>,
+    answer_key: &[u8; 32],
+    account: &Account,
+    session_id: [u8; 16],
+    message: &[u8],
+) -> Result<Signed, String> {
+    let started = Instant::now();
+    let mut grant = Grant::new(account.scheme, &account.account_id, 0, message, now_secs() + 60);
+    grant.session_id = session_id;
+    grant.sign_with(&crate::gateway::gateway());
+    let request = pb::CommitRequest {
+        scheme: match account.scheme {
+            Scheme::Ed25519 => pb::Scheme::Ed25519,
+            Scheme::Secp256k1Tr => pb::Scheme::Secp256k1Tr,
+        } as i32,
+        account_id: account.account_id.clone(),
+        session_id: session_id.to_vec(),
+        message_sha256: grant.message_sha256.to_vec(),
+        expires_at_unix: grant.expires_at_unix,
+        authorization: grant.authorization.to_vec(),
+    };
+    let c = api.commit(request).await.map_err(|e| format!("commit: {e}"))?.into_inner();
+    let mut buf = [0u8; signed::COMMIT_ANSWER_MAX];
+    let n = signed::commit_answer(&grant.grant(), &c.commitments, &mut buf)
+        .map_err(|e| e.to_string())?;
+    check_answer(answer_key, &buf[..n], &c.enclave_signature)?;
+    // gen-shares gives the enclave party 1 and the gateway party 2.
+    let ours = frost_core::Identifier::<C>::try_from(1u16).map_err(|e| e.to_string())?;
+    let (nonces, theirs, kp) = party::round1::<C>(&account.their_share, rand::random());
+    let their_commitments = theirs.serialize().map_err(|e| e.to_string())?;
+    let package = party::package::<C>(
+        &[(ours, c.commitments.clone()), (*kp.identifier(), their_commitments)],
+        message,
+    );
+    let s = api
+        .sign(pb::SignRequest { session_id: session_id.to_vec(), signing_package: package.clone() })
+        .await
+        .map_err(|e| format!("sign: {e}"))?
+        .into_inner();
+    let latency = started.elapsed();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &package);
+    let digest: [u8; 32] = digest.as_ref().try_into().map_err(|_| "digest")?;
+    let n = signed::sign_answer(&session_id, &digest, &s.signature_share, &mut buf)
+        .map_err(|e| e.to_string())?;
+    check_answer(answer_key, &buf[..n], &s.enclave_signature)?;
+    let parsed =
+        frost_core::SigningPackage::<C>::deserialize(&package).map_err(|e| e.to_string())?;
+    let their_share =
+        frost_core::round2::sign(&parsed, &nonces, &kp).map_err(|e| e.to_string())?.serialize();
+    let (signature, sec1) = party::aggregate::<C>(
+        &package,
+        &[(ours, s.signature_share), (*kp.identifier(), their_share)],
+        &account.public_key_package,
+    )
+    .map_err(|e| format!("aggregate: {e}"))?;
+    let verified = verify_independently(account.scheme, &sec1, message, &signature)
+        && group_key_matches(account, &sec1);
+    Ok(Signed {
+        account_id: account.account_id.clone(),
+        scheme: account.scheme,
+        group_key: account.group_key.clone(),
+        message: message.to_vec(),
+        signature,
+        verified,
+        latency,
+    })
+}
+
+/// The published key is the standard encoding of the package's key.
+fn group_key_matches(account: &Account, sec1: &[u8]) -> bool {
+    match account.scheme {
+        Scheme::Ed25519 => account.group_key == sec1,
+        Scheme::Secp256k1Tr => sec1.get(1..) == Some(account.group_key.as_slice()),
+    }
+}

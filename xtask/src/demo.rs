@@ -1,0 +1,396 @@
+//! `cargo xtask demo [--accounts N] [--sessions N] [--keep-running]`: the whole system on
+//! one machine, through the code paths production uses.
+//!
+//! 1. builds `enclave-rt` (sim), `parent-shim` and the KMS emulator;
+//! 2. deals FROST shares for N accounts (both schemes, 2-of-3) and a sim NSM chain whose
+//!    PCR0 is the SHA-384 of the enclave binary;
+//! 3. starts the KMS emulator (key policy pinned to that PCR0) and seals the age identity
+//!    with it through `aws-sdk-kms`, then deletes the plaintext identity;
+//! 4. starts `parent-shim run`, which launches the enclave, verifies its attestation, has
+//!    KMS seal the identity to it, streams the shares and serves gRPC over mutual TLS;
+//! 5. acts as the gateway: checks the node's attestation, runs signing sessions, verifies
+//!    every signature independently and prints it; then a summary, and a clean shutdown.
+//!
+//! Everything lives under `target/demo/` (recreated each run); TLS material and keys are
+//! generated at run time.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::run::{Failure, Result, cargo, run};
+
+const USAGE: &str = "usage: cargo xtask demo [--accounts N] [--sessions N] [--keep-running]";
+
+struct Options {
+    accounts: u64,
+    sessions: usize,
+    keep_running: bool,
+}
+
+fn options(rest: &[&str]) -> Result<Options> {
+    let mut o = Options { accounts: 10_000, sessions: 20, keep_running: false };
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        match *flag {
+            "--keep-running" => o.keep_running = true,
+            "--accounts" => {
+                o.accounts = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| Failure(USAGE.into()))?;
+            }
+            "--sessions" => {
+                o.sessions = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| Failure(USAGE.into()))?;
+            }
+            _ => return Err(Failure(USAGE.into())),
+        }
+    }
+    Ok(o)
+}
+
+/// A child process killed when dropped (so a failing demo leaves nothing running).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            // SIGTERM first so the parent stops its enclave; then make sure.
+            let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn io<T>(what: &str, r: std::io::Result<T>) -> Result<T> {
+    r.map_err(|e| Failure(format!("{what}: {e}")))
+}
+
+fn sha384_hex(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let bytes = io(&path.display().to_string(), std::fs::read(path))?;
+    Ok(hex(&sha2::Sha384::digest(&bytes)))
+}
+
+/// Runs the demo. One function on purpose: it reads top to bottom as the steps above.
+#[allow(clippy::too_many_lines)]
+pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
+    let o = options(rest)?;
+    let started = Instant::now();
+    eprintln!("demo: building enclave-rt (sim), parent-shim and the KMS emulator");
+    run(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "enclave-rt",
+        "--features",
+        "sim",
+        "--bin",
+        "enclave-rt",
+    ]))?;
+    run(cargo().args(["build", "--locked", "-p", "parent-shim", "--bin", "parent-shim"]))?;
+    run(cargo().args(["build", "--locked", "-p", "tests", "--bin", "kms-emulator"]))?;
+    let bin = target_dir(root).join("debug");
+    let dir = target_dir(root).join("demo");
+    let _ = std::fs::remove_dir_all(&dir);
+    io("target/demo", std::fs::create_dir_all(&dir))?;
+
+    // Shares, the sim NSM chain, TLS material.
+    let shares = dir.join("shares");
+    let deal = tests::share_gen::GenConfig {
+        accounts: o.accounts,
+        scheme: tests::share_gen::SchemeChoice::Both,
+        threshold: 2,
+        parties: 3,
+    };
+    let t = Instant::now();
+    let accounts = o.accounts;
+    let summary = tests::share_gen::generate(deal, &shares, &mut rand::rngs::OsRng, &mut |done| {
+        eprint!("\rdemo: dealing shares {done}/{accounts} ({}%)", done * 100 / accounts);
+    })
+    .map_err(|e| Failure(e.to_string()))?;
+    eprintln!(" in {:.1} s", t.elapsed().as_secs_f64());
+    let ca = tests::sim_ca::generate().map_err(|e| Failure(e.0))?;
+    io("sim-ca", tests::sim_ca::write(&ca, &dir.join("sim-ca")))?;
+    let pcr0 = sha384_hex(&bin.join("enclave-rt"))?;
+    let tls = dir.join("tls");
+    io("tls", std::fs::create_dir_all(&tls))?;
+    let gateway_ca =
+        tests::tls_certs::Ca::new("demo gateway CA").map_err(|e| Failure(e.to_string()))?;
+    let server = gateway_ca.server().map_err(|e| Failure(e.to_string()))?;
+    let client = gateway_ca.client("sign-gateway").map_err(|e| Failure(e.to_string()))?;
+    for (name, text) in [
+        ("ca.pem", gateway_ca.cert_pem()),
+        ("server.pem", server.cert.clone()),
+        ("server.key", server.key.clone()),
+        ("gateway.pem", client.cert.clone()),
+        ("gateway.key", client.key.clone()),
+    ] {
+        io(name, std::fs::write(tls.join(name), text))?;
+    }
+
+    // KMS: the emulator, a key whose policy pins PCR0, the identity sealed with it.
+    let mut kms = Proc(io(
+        "kms-emulator",
+        Command::new(bin.join("kms-emulator"))
+            .args(["--listen", "127.0.0.1:0", "--key", "demo-key"])
+            .arg("--root")
+            .arg(dir.join("sim-ca/root.der"))
+            .arg("--pcr")
+            .arg(format!("0={pcr0}"))
+            .stdout(Stdio::piped())
+            .spawn(),
+    )?);
+    let kms_endpoint = first_line_then_log(&mut kms.0, &dir.join("kms.log"))?
+        .strip_prefix("listening on ")
+        .map(str::to_owned)
+        .ok_or_else(|| Failure("kms-emulator did not start".into()))?;
+    let runtime = io("tokio", tokio::runtime::Runtime::new())?;
+    let identity = io("identity", std::fs::read(shares.join(tests::share_gen::files::IDENTITY)))?;
+    let sealed = runtime
+        .block_on(tests::kms_emulator::encrypt_with_sdk(
+            &kms_endpoint,
+            "demo-key",
+            identity.trim_ascii(),
+        ))
+        .map_err(|e| Failure(format!("KMS Encrypt: {e}")))?;
+    io("sealed identity", std::fs::write(shares.join("age_identity.kms"), &sealed))?;
+    io("identity", std::fs::remove_file(shares.join(tests::share_gen::files::IDENTITY)))?;
+    drop(identity);
+    eprintln!(
+        "demo: KMS emulator at {kms_endpoint}; age identity sealed under demo-key (PCR0 policy), plaintext deleted"
+    );
+
+    // The parent.
+    io("pcrs.json", std::fs::write(dir.join("pcrs.json"), format!("{{\"PCR0\": \"{pcr0}\"}}\n")))?;
+    let port = {
+        let l = io("port", std::net::TcpListener::bind("127.0.0.1:0"))?;
+        io("port", l.local_addr())?.port()
+    };
+    let gateway_key = hex(&tests::gateway::gateway().verifying_key().to_bytes());
+    let config = format!(
+        r#"# Written by cargo xtask demo.
+[enclave]
+mode = "local"
+binary = "{bin}"
+runtime_dir = "{dir}/run"
+sim_nsm_dir = "{dir}/sim-ca"
+sim_pcrs = ["0={pcr0}"]
+gateway_key = "{gateway_key}"
+session_cap = 256
+memory_budget_mib = 1024
+boot_deadline_secs = 600
+
+[shares]
+share_file = "file://{dir}/shares/service_key_shares.json.age"
+sealed_identity = "file://{dir}/shares/age_identity.kms"
+expected_accounts = {accounts}
+
+[kms]
+endpoint = "{kms_endpoint}"
+key_id = "demo-key"
+access_key_id = "AKIDLOCAL"
+secret_access_key = "local-secret"
+
+[attestation]
+root = "{dir}/sim-ca/root.der"
+expected_pcrs = "{dir}/pcrs.json"
+
+[grpc]
+listen = "127.0.0.1:{port}"
+cert = "{dir}/tls/server.pem"
+key = "{dir}/tls/server.key"
+client_ca = "{dir}/tls/ca.pem"
+"#,
+        bin = bin.join("enclave-rt").display(),
+        dir = dir.display(),
+        accounts = summary.accounts,
+    );
+    let config_path = dir.join("parent-shim.toml");
+    io("config", std::fs::write(&config_path, config))?;
+    eprintln!("demo: starting parent-shim (it launches the enclave and boots it)");
+    let mut parent = Proc(io(
+        "parent-shim",
+        Command::new(bin.join("parent-shim"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .stdout(Stdio::piped())
+            .spawn(),
+    )?);
+    let boot = wait_for_serving(&mut parent.0, &dir.join("parent.log"))?;
+    eprintln!(
+        "demo: enclave serving: {} accounts loaded in {} ms (boot {} ms), attestation verified, KMS request {}",
+        boot["accounts"], boot["enclave_load_ms"], boot["boot_ms"], boot["kms_request_id"]
+    );
+
+    // The gateway.
+    let result = runtime.block_on(gateway(
+        &format!("https://127.0.0.1:{port}"),
+        &gateway_ca.cert_pem(),
+        &client,
+        &ca.root_der,
+        &shares,
+        o.sessions,
+    ));
+    let stats = result?;
+    println!(
+        "summary: accounts_loaded={} load_ms={} sessions={} sessions_per_s={:.1} p50_ms={:.2} p99_ms={:.2} all_verified={}",
+        boot["accounts"],
+        boot["enclave_load_ms"],
+        stats.sessions,
+        stats.per_s,
+        stats.p50_ms,
+        stats.p99_ms,
+        stats.all_verified
+    );
+    if o.keep_running {
+        eprintln!(
+            "demo: running; gRPC on 127.0.0.1:{port}. Try:\n  grpcurl -cacert {d}/tls/ca.pem -cert {d}/tls/gateway.pem -key {d}/tls/gateway.key \\\n    -import-path proto -proto signservice/v1/signservice.proto -servername localhost \\\n    127.0.0.1:{port} signservice.v1.SignService/GetStatus\nPress Ctrl-C to stop.",
+            d = dir.display()
+        );
+        loop {
+            std::thread::sleep(Duration::from_hours(1));
+        }
+    }
+    drop(parent);
+    drop(kms);
+    eprintln!(
+        "demo: stopped cleanly in {:.1} s (logs in {})",
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    if stats.all_verified { Ok(()) } else { Err(Failure("a signature did not verify".into())) }
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
+/// The child's first stdout line; the rest is copied to `log` by a thread.
+fn first_line_then_log(child: &mut Child, log: &Path) -> Result<String> {
+    let stdout = child.stdout.take().ok_or_else(|| Failure("no stdout".into()))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().and_then(std::result::Result::ok).unwrap_or_default();
+    let mut file = io("log", std::fs::File::create(log))?;
+    std::thread::spawn(move || {
+        for line in lines.map_while(std::result::Result::ok) {
+            let _ = writeln!(file, "{line}");
+        }
+    });
+    Ok(first)
+}
+
+/// Copies the parent's JSON lines to `log` until `serving`; returns its `boot_record`.
+fn wait_for_serving(child: &mut Child, log: &Path) -> Result<serde_json::Value> {
+    let stdout = child.stdout.take().ok_or_else(|| Failure("no stdout".into()))?;
+    let mut file = io("log", std::fs::File::create(log))?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+            let _ = writeln!(file, "{line}");
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_mins(15);
+    let mut record = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(v) if v["event"] == "boot_record" => record = Some(v),
+            Ok(v) if v["event"] == "serving" => {
+                return record.ok_or_else(|| Failure("serving without a boot record".into()));
+            }
+            Ok(v) if v["event"] == "alert" => {
+                return Err(Failure(format!("the parent failed closed: {v}")));
+            }
+            Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Failure(format!("parent-shim exited; see {}", log.display())));
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(Failure("the enclave did not start serving in time".into()));
+        }
+    }
+}
+
+struct Stats {
+    sessions: usize,
+    per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    all_verified: bool,
+}
+
+async fn gateway(
+    endpoint: &str,
+    server_ca: &str,
+    client: &tests::tls_certs::Pem,
+    root_der: &[u8],
+    shares: &Path,
+    sessions: usize,
+) -> Result<Stats> {
+    use tests::gateway_sim;
+    let accounts = gateway_sim::load_accounts(shares).map_err(Failure)?;
+    let mut api = gateway_sim::connect(endpoint, server_ca, client).await.map_err(Failure)?;
+    let answer_key = gateway_sim::attested_answer_key(&mut api, root_der).await.map_err(Failure)?;
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(sessions);
+    let mut all_verified = true;
+    for n in 0..sessions {
+        // Spread over the accounts, alternating schemes.
+        let account = &accounts[(n * 7919) % accounts.len()];
+        let message: [u8; 32] = rand::random();
+        let session_id: [u8; 16] = rand::random();
+        let s = gateway_sim::sign(&mut api, &answer_key, account, session_id, &message)
+            .await
+            .map_err(|e| Failure(format!("{}: {e}", account.account_id)))?;
+        println!(
+            "account={} scheme={} pubkey={} message={} signature={} verified={}",
+            s.account_id,
+            if s.scheme == wire::Scheme::Ed25519 { "ed25519" } else { "secp256k1-tr" },
+            hex(&s.group_key),
+            hex(&s.message),
+            hex(&s.signature),
+            s.verified
+        );
+        all_verified &= s.verified;
+        latencies.push(s.latency.as_secs_f64() * 1000.0);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies.get(i).copied().unwrap_or(0.0)
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let per_s = sessions as f64 / elapsed;
+    Ok(Stats { sessions, per_s, p50_ms: pct(0.5), p99_ms: pct(0.99), all_verified })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
