@@ -1,0 +1,320 @@
+//! `parent-shim run` as a real process, launching the real `enclave-rt` (sim) binary, with
+//! the KMS emulator on loopback: a normal boot that serves, then every bootstrap failure
+//! ending the same way (an `alert` line, the enclave terminated, exit status 1, nothing
+//! served), the enclave dying while serving, and no secret in any output or file the
+//! parent wrote.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tests::kms_emulator::{KeySpec, KmsConfig, KmsEmulator};
+use tests::share_gen::{GenConfig, SchemeChoice, files};
+
+/// The `enclave-rt` binary the workspace test run built (sim flavour).
+fn enclave_binary() -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let dir = deps.parent().unwrap().parent().unwrap();
+    let bin = dir.join("enclave-rt");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p enclave-rt --features sim` (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
+struct Case {
+    dir: tests::cms_openssl::Workdir,
+    kms: KmsEmulator,
+    identity: String,
+    share_strings: Vec<String>,
+}
+
+/// Shares, a sim chain, TLS files and a KMS key whose policy wants PCR0 = `policy_pcr0`
+/// while the enclave reports `actual_pcr0`; the identity sealed under it.
+async fn case(name: &str, policy_pcr0: u8, actual_pcr0: u8) -> (Case, PathBuf) {
+    let dir = tests::cms_openssl::workdir(&format!("daemon-{name}"));
+    let shares = dir.0.join("shares");
+    let config = GenConfig { accounts: 20, scheme: SchemeChoice::Both, threshold: 2, parties: 2 };
+    tests::share_gen::generate(config, &shares, &mut rand::rngs::OsRng, &mut |_| {}).unwrap();
+    let ca = tests::sim_ca::generate().unwrap();
+    tests::sim_ca::write(&ca, &dir.0.join("sim-ca")).unwrap();
+    let kms = KmsEmulator::start(KmsConfig {
+        keys: vec![KeySpec {
+            key_id: "k".into(),
+            recipient_pcrs: [(0, vec![policy_pcr0; 48])].into(),
+        }],
+        attestation_root_der: ca.root_der.clone(),
+    })
+    .await
+    .unwrap();
+    let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap().trim().to_owned();
+    let sealed = tests::kms_emulator::encrypt_with_sdk(&kms.endpoint(), "k", identity.as_bytes())
+        .await
+        .unwrap();
+    std::fs::write(shares.join("identity.kms"), sealed).unwrap();
+    let tls = tests::tls_certs::Ca::new("ca").unwrap();
+    let server = tls.server().unwrap();
+    std::fs::write(dir.0.join("ca.pem"), tls.cert_pem()).unwrap();
+    std::fs::write(dir.0.join("server.pem"), &server.cert).unwrap();
+    std::fs::write(dir.0.join("server.key"), &server.key).unwrap();
+    let gateway_key = hex::encode(tests::gateway::gateway().verifying_key().to_bytes());
+    let d = dir.0.display();
+    let config = format!(
+        r#"
+[enclave]
+mode = "local"
+binary = "{bin}"
+runtime_dir = "{d}/run"
+sim_nsm_dir = "{d}/sim-ca"
+sim_pcrs = ["0={pcr0}"]
+gateway_key = "{gateway_key}"
+boot_deadline_secs = 60
+
+[shares]
+share_file = "file://{d}/shares/service_key_shares.json.age"
+sealed_identity = "file://{d}/shares/identity.kms"
+expected_accounts = 20
+
+[kms]
+endpoint = "{kms}"
+key_id = "k"
+access_key_id = "AKIDLOCAL"
+secret_access_key = "local-secret"
+
+[attestation]
+root = "{d}/sim-ca/root.der"
+
+[grpc]
+listen = "127.0.0.1:0"
+cert = "{d}/server.pem"
+key = "{d}/server.key"
+client_ca = "{d}/ca.pem"
+"#,
+        bin = enclave_binary().display(),
+        pcr0 = hex::encode([actual_pcr0; 48]),
+        kms = kms.endpoint(),
+    );
+    let path = dir.0.join("parent.toml");
+    std::fs::write(&path, config).unwrap();
+    let shares_json: Vec<String> = {
+        // Secret share material to search the outputs for: the signing-share part (bytes
+        // 42..72 of the envelope, base64 characters 56..96) of every gateway share.
+        let g: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(shares.join(files::GATEWAY_SHARES)).unwrap())
+                .unwrap();
+        g.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["shares"][0].as_str().unwrap()[56..96].to_owned())
+            .collect()
+    };
+    (Case { dir, kms, identity, share_strings: shares_json }, path)
+}
+
+struct Parent {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+fn start(config: &Path) -> Parent {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx2.send(format!("stderr: {l}"));
+        }
+    });
+    Parent { child, lines, seen: Vec::new() }
+}
+
+impl Parent {
+    /// Waits for a line containing `needle`; panics with everything seen on timeout.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                self.seen.push(l.clone());
+                if l.contains(needle) {
+                    return l;
+                }
+            }
+        }
+        panic!("no line with {needle:?}; saw:\n{}", self.seen.join("\n"));
+    }
+
+    fn exit_code(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(l);
+                }
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the parent did not exit");
+    }
+
+    fn enclave_pid(&self) -> u32 {
+        let line = self.seen.iter().find(|l| l.contains("enclave_started")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        u32::try_from(v["pid"].as_u64().unwrap()).unwrap()
+    }
+}
+
+impl Drop for Parent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie (exited, not yet reaped by a dead parent) counts as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.split(' ').nth(2).is_none_or(|state| state != "Z"))
+}
+
+fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(pid), "the enclave (pid {pid}) is still running");
+}
+
+/// Nothing secret in what the parent printed or in the files it wrote.
+fn no_secrets(c: &Case, p: &Parent) {
+    let out = p.seen.join("\n");
+    let key_body = &c.identity["AGE-SECRET-KEY-1".len()..];
+    assert!(!out.contains(key_body), "the age identity reached the output");
+    for s in &c.share_strings {
+        assert!(!out.contains(s.as_str()), "a share reached the output");
+    }
+    for entry in std::fs::read_dir(c.dir.0.join("run")).unwrap() {
+        let path = entry.unwrap().path();
+        if let Ok(bytes) = std::fs::read(&path) {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains(key_body), "{} holds the identity", path.display());
+            assert!(!text.contains("AGE-SECRET-KEY"), "{}", path.display());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boots_serves_and_fails_closed_when_the_enclave_dies() {
+    let (c, config) = case("ok", 7, 7).await;
+    let mut p = start(&config);
+    let record = p.wait_for("\"boot_record\"");
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(record["accounts"], 20);
+    assert!(record["kms_request_id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(record["pcrs"]["PCR0"], hex::encode([7u8; 48]));
+    p.wait_for("\"serving\"");
+    // The enclave dies: the parent stops serving, raises an alert and exits non-zero.
+    let pid = p.enclave_pid();
+    Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap();
+    p.wait_for("enclave_exited");
+    assert_eq!(p.exit_code(), Some(1));
+    no_secrets(&c, &p);
+    assert!(c.kms.log().iter().any(|l| l.starts_with("Decrypt ok")));
+}
+
+/// Runs a case that must fail at boot: an alert naming `reason_text`, exit 1, the enclave
+/// gone, no `serving` line.
+fn fails_closed(c: &Case, mut p: Parent, reason_text: &str) {
+    let alert = p.wait_for("\"alert\"");
+    assert!(alert.contains(reason_text), "{alert}");
+    assert_eq!(p.exit_code(), Some(1), "{}", p.seen.join("\n"));
+    assert!(!p.seen.iter().any(|l| l.contains("\"serving\"")));
+    wait_gone(p.enclave_pid());
+    no_secrets(c, &p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_denies_a_pcr_mismatch() {
+    let (c, config) = case("pcr", 7, 8).await;
+    let p = start(&config);
+    fails_closed(&c, p, "AccessDeniedException");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_unreachable() {
+    let (c, config) = case("unreachable", 7, 7).await;
+    c.kms.set_unreachable(true);
+    let p = start(&config);
+    fails_closed(&c, p, "KMS unreachable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_share_file() {
+    let (c, config) = case("corrupt", 7, 7).await;
+    let file = c.dir.0.join("shares").join(files::SHARES);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() - 40;
+    bytes[at] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let p = start(&config);
+    fails_closed(&c, p, "AGE_PAYLOAD_INVALID");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_file_for_another_age_key() {
+    let (c, config) = case("wrongkey", 7, 7).await;
+    // Another generation's file, encrypted to another recipient.
+    let other = c.dir.0.join("other");
+    let deal = GenConfig { accounts: 20, scheme: SchemeChoice::Both, threshold: 2, parties: 2 };
+    tests::share_gen::generate(deal, &other, &mut rand::rngs::OsRng, &mut |_| {}).unwrap();
+    std::fs::copy(other.join(files::SHARES), c.dir.0.join("shares").join(files::SHARES)).unwrap();
+    let p = start(&config);
+    fails_closed(&c, p, "AGE_WRONG_IDENTITY");
+}
+
+#[test]
+fn check_config_refuses_unknown_keys_and_bad_values() {
+    let dir = tests::cms_openssl::workdir("daemon-config");
+    let good = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("parent-shim.example.toml"),
+    )
+    .unwrap();
+    let run = |text: &str| {
+        let path = dir.0.join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(run(&good).0, Some(0), "{}", run(&good).1);
+    let (code, err) = run(&good.replace("[grpc]", "[grpc]\nlisten_typo = \"x\""));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("unknown field"), "{err}");
+    let (code, err) = run(&good.replace("mode = \"local\"", "mode = \"nitro\""));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not built yet"), "{err}");
+    let (code, err) = run(&good.replace("file:///var/lib", "s3://bucket"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("file://"), "{err}");
+}
