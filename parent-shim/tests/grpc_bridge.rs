@@ -9,19 +9,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64ct::{Base64, Encoding};
 use enclave_rt::budget_allocator::MemoryStats;
 use enclave_rt::log_ring::LogRing;
 use enclave_rt::service::ServiceConfig;
 use enclave_rt::share_loader::LoaderConfig;
 use enclave_rt::signing_engine::EngineConfig;
 use enclave_rt::transport::Address;
-use frost_core::Ciphersuite;
 use parent_shim::enclave_boot::{BootInputs, BootRecord, boot};
 use parent_shim::enclave_client::EnclaveClient;
 use parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient;
 use parent_shim::grpc_bridge::{self, Bridge, pb};
-use tests::gateway::{self as gw, Grant, party};
+use tests::gateway::{self as gw, Grant};
 use tests::share_gen::{GenConfig, SchemeChoice, files};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -113,6 +111,17 @@ async fn stack(name: &str, session_cap: usize) -> Stack {
     assert_eq!(record.accounts, 4);
 
     let ca = tests::tls_certs::Ca::new("gateway-ca").unwrap();
+    let port = serve_bridge(client, Arc::clone(&record), &ca).await;
+    Stack { dir, record, port, ca, root_der }
+}
+
+/// The bridge over `client`, serving mutual TLS (server and client certificates from `ca`)
+/// on a loopback port.
+async fn serve_bridge(
+    client: Arc<EnclaveClient>,
+    record: Arc<BootRecord>,
+    ca: &tests::tls_certs::Ca,
+) -> u16 {
     let server = ca.server().unwrap();
     let tls = grpc_bridge::mtls_config(
         certs(&server.cert),
@@ -122,9 +131,9 @@ async fn stack(name: &str, session_cap: usize) -> Stack {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let bridge = Bridge::new(client, Arc::clone(&record), Duration::from_secs(10));
+    let bridge = Bridge::new(client, record, Duration::from_secs(10));
     tokio::spawn(grpc_bridge::serve(listener, tls, bridge, std::future::pending()));
-    Stack { dir, record, port, ca, root_der }
+    port
 }
 
 fn certs(pem: &str) -> Vec<rustls_pki_types::CertificateDer<'static>> {
@@ -169,89 +178,6 @@ fn commit_request(g: &Grant) -> pb::CommitRequest {
     }
 }
 
-struct AccountKeys {
-    scheme: Scheme,
-    their_share: Vec<u8>,
-    public_key_package: Vec<u8>,
-    group_key: Vec<u8>,
-}
-
-fn account_keys(dir: &std::path::Path, i: usize) -> (String, AccountKeys) {
-    let read = |f: &str| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(dir.join("shares").join(f)).unwrap()).unwrap()
-    };
-    let (g, k) = (&read(files::GATEWAY_SHARES)[i], &read(files::GROUP_KEYS)[i]);
-    let scheme = if g["scheme"] == "ed25519" { Scheme::Ed25519 } else { Scheme::Secp256k1Tr };
-    let their = Base64::decode_vec(g["shares"][0].as_str().unwrap()).unwrap();
-    (
-        g["account_id"].as_str().unwrap().to_owned(),
-        AccountKeys {
-            scheme,
-            their_share: their[2..].to_vec(),
-            public_key_package: Base64::decode_vec(k["public_key_package"].as_str().unwrap())
-                .unwrap(),
-            group_key: hex::decode(k["group_key"].as_str().unwrap()).unwrap(),
-        },
-    )
-}
-
-fn verify_answer(key: &[u8; 32], statement: &[u8], signature: &[u8]) {
-    ed25519_dalek::VerifyingKey::from_bytes(key)
-        .unwrap()
-        .verify_strict(statement, &ed25519_dalek::Signature::from_slice(signature).unwrap())
-        .expect("answer signed by the attested answer key");
-}
-
-/// One full session through gRPC; returns the aggregated signature and the SEC1/RFC 8032
-/// group key from the public key package.
-async fn session<C: Ciphersuite>(
-    api: &mut SignServiceClient<Channel>,
-    answer_key: &[u8; 32],
-    account: &str,
-    keys: &AccountKeys,
-    session: u8,
-    message: &[u8],
-) -> (Vec<u8>, Vec<u8>) {
-    use wire::session_signatures as signed;
-    let grant = Grant::new(keys.scheme, account, session, message, now_secs() + 60);
-    let c = api.commit(commit_request(&grant)).await.unwrap().into_inner();
-    let mut buf = [0u8; signed::COMMIT_ANSWER_MAX];
-    let n = signed::commit_answer(&grant.grant(), &c.commitments, &mut buf).unwrap();
-    verify_answer(answer_key, &buf[..n], &c.enclave_signature);
-    let (nonces, theirs, kp) = party::round1::<C>(&keys.their_share, u64::from(session));
-    // gen-shares gives the enclave party 1's share.
-    let ours_id = frost_core::Identifier::<C>::try_from(1u16).unwrap();
-    let package = party::package::<C>(
-        &[(ours_id, c.commitments.clone()), (*kp.identifier(), theirs.serialize().unwrap())],
-        message,
-    );
-    let s = api
-        .sign(pb::SignRequest {
-            session_id: grant.session_id.to_vec(),
-            signing_package: package.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let digest = ring::digest::digest(&ring::digest::SHA256, &package);
-    let n = signed::sign_answer(
-        &grant.session_id,
-        digest.as_ref().try_into().unwrap(),
-        &s.signature_share,
-        &mut buf,
-    )
-    .unwrap();
-    verify_answer(answer_key, &buf[..n], &s.enclave_signature);
-    let parsed = frost_core::SigningPackage::<C>::deserialize(&package).unwrap();
-    let their_share = frost_core::round2::sign(&parsed, &nonces, &kp).unwrap().serialize();
-    party::aggregate::<C>(
-        &package,
-        &[(ours_id, s.signature_share), (*kp.identifier(), their_share)],
-        &keys.public_key_package,
-    )
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_sessions_over_mutual_tls() {
     let st = stack("sessions", 8).await;
@@ -279,38 +205,25 @@ async fn gateway_sessions_over_mutual_tls() {
             .unwrap();
     assert_eq!(answer_key, st.record.answer_key);
 
-    for i in 0..4 {
-        let (account, keys) = account_keys(&st.dir.0, i);
-        let message = format!("withdraw {i} from {account}").into_bytes();
-        let session_id = u8::try_from(i).unwrap() + 1;
-        let (sig, key) = match keys.scheme {
-            Scheme::Ed25519 => {
-                session::<frost_ed25519::Ed25519Sha512>(
-                    &mut api,
-                    &answer_key,
-                    &account,
-                    &keys,
-                    session_id,
-                    &message,
-                )
-                .await
-            }
-            Scheme::Secp256k1Tr => {
-                session::<frost_secp256k1_tr::Secp256K1Sha256TR>(
-                    &mut api,
-                    &answer_key,
-                    &account,
-                    &keys,
-                    session_id,
-                    &message,
-                )
-                .await
-            }
+    // The gateway simulator's sessions: answers checked against the attested key, shares
+    // aggregated, signatures verified independently under the published keys.
+    let accounts = tests::gateway_sim::load_accounts(&st.dir.0.join("shares")).unwrap();
+    assert_eq!(accounts.len(), 4);
+    for (i, account) in accounts.iter().enumerate() {
+        let message = format!("withdraw {i} from {}", account.account_id).into_bytes();
+        let session_id = [u8::try_from(i).unwrap() + 1; 16];
+        let signed = tests::gateway_sim::sign(&mut api, &answer_key, account, session_id, &message)
+            .await
+            .unwrap();
+        assert!(signed.verified, "{}", account.account_id);
+        assert_eq!(signed.signature.len(), 64);
+        // The same signature checked here once more, against the published key bytes.
+        let key = match account.scheme {
+            Scheme::Ed25519 => account.group_key.clone(),
+            Scheme::Secp256k1Tr => [&[0x02][..], &account.group_key].concat(),
         };
-        let published =
-            if keys.scheme == Scheme::Ed25519 { key.clone() } else { key[1..].to_vec() };
-        assert_eq!(published, keys.group_key);
-        assert!(gw::verify_independently(keys.scheme, &key, &message, &sig), "{account}");
+        assert!(gw::verify_independently(account.scheme, &key, &message, &signed.signature));
+        assert!(!gw::verify_independently(account.scheme, &key, b"other", &signed.signature));
     }
 
     let status = api.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
@@ -326,8 +239,9 @@ async fn every_status_code_the_api_promises() {
     let st = stack("codes", 2).await;
     let client_id = st.ca.client("sign-gateway").unwrap();
     let mut api = connect(st.port, &st.ca.cert_pem(), Some(&client_id)).await.unwrap();
-    let (account, keys) = account_keys(&st.dir.0, 0);
-    let grant = |id: u8| Grant::new(keys.scheme, &account, id, b"m", now_secs() + 60);
+    let accounts = tests::gateway_sim::load_accounts(&st.dir.0.join("shares")).unwrap();
+    let (account, scheme) = (accounts[0].account_id.clone(), accounts[0].scheme);
+    let grant = |id: u8| Grant::new(scheme, &account, id, b"m", now_secs() + 60);
     let code =
         |r: Result<tonic::Response<pb::CommitResponse>, tonic::Status>| r.unwrap_err().code();
 
@@ -355,12 +269,12 @@ async fn every_status_code_the_api_promises() {
     assert_eq!(code(api.commit(bad).await), Code::PermissionDenied);
     // NOT_FOUND: an authorised grant for an account the enclave does not hold; a session
     // that does not exist.
-    let g = Grant::new(keys.scheme, "NO-SUCH-ACCOUNT", 1, b"m", now_secs() + 60);
+    let g = Grant::new(scheme, "NO-SUCH-ACCOUNT", 1, b"m", now_secs() + 60);
     assert_eq!(code(api.commit(commit_request(&g)).await), Code::NotFound);
     let e = api.abort(pb::AbortRequest { session_id: vec![9; 16] }).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     // DEADLINE_EXCEEDED: an expired grant.
-    let g = Grant::new(keys.scheme, &account, 1, b"m", now_secs() - 1);
+    let g = Grant::new(scheme, &account, 1, b"m", now_secs() - 1);
     assert_eq!(code(api.commit(commit_request(&g)).await), Code::DeadlineExceeded);
     // ALREADY_EXISTS, then RESOURCE_EXHAUSTED at the cap (2), then abort frees a slot.
     api.commit(commit_request(&grant(1))).await.unwrap();
@@ -415,19 +329,8 @@ async fn a_closed_enclave_connection_is_unavailable_and_an_unbooted_one_a_failed
     let (control, _) = start_enclave(&dir.0, 2);
     let stream = tokio::net::UnixStream::connect(&control).await.unwrap();
     let (client, _unsolicited) = EnclaveClient::new(stream);
-    let record = record_template();
     let ca = tests::tls_certs::Ca::new("gateway-ca").unwrap();
-    let server = ca.server().unwrap();
-    let tls = grpc_bridge::mtls_config(
-        certs(&server.cert),
-        rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap(),
-        &certs(&ca.cert_pem()),
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let bridge = Bridge::new(Arc::clone(&client), record, Duration::from_secs(5));
-    tokio::spawn(grpc_bridge::serve(listener, tls, bridge, std::future::pending()));
+    let port = serve_bridge(Arc::clone(&client), record_template(), &ca).await;
     let id = ca.client("sign-gateway").unwrap();
     let mut api = connect(port, &ca.cert_pem(), Some(&id)).await.unwrap();
     let g = Grant::new(Scheme::Ed25519, "A0000000", 1, b"m", now_secs() + 60);
@@ -448,17 +351,8 @@ async fn a_closed_enclave_connection_is_unavailable_and_an_unbooted_one_a_failed
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(!closed.is_open());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     let record = Arc::new(BootRecord { accounts: 1, ..(*record_template()).clone() });
-    let bridge = Bridge::new(closed, record, Duration::from_secs(5));
-    let tls = grpc_bridge::mtls_config(
-        certs(&server.cert),
-        rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap(),
-        &certs(&ca.cert_pem()),
-    )
-    .unwrap();
-    tokio::spawn(grpc_bridge::serve(listener, tls, bridge, std::future::pending()));
+    let port = serve_bridge(closed, record, &ca).await;
     let mut api = connect(port, &ca.cert_pem(), Some(&id)).await.unwrap();
     let e = api.commit(commit_request(&g)).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");

@@ -152,6 +152,8 @@ fn test(root: &Path) -> Result {
         "2000",
     ]))?;
     bench_sign(&["--sessions", "20"], Some("dev"))?;
+    // The demo path end to end on a small share set: real processes, KMS emulator, mTLS.
+    demo::task(root, &["--accounts", "200", "--sessions", "4"])?;
     // The enclave binary is byte-identical from two checkout paths.
     build_enclave::check_reproducible(root)?;
     eprintln!("xtask test: all checks passed");
