@@ -22,6 +22,10 @@ use crate::enclave_client::{ClientError, EnclaveClient, Reply};
 #[allow(missing_docs, clippy::pedantic, unreachable_pub)]
 pub mod pb {
     tonic::include_proto!("signservice.v1");
+
+    /// The encoded file descriptor set, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/signservice_descriptor.bin"));
 }
 
 use pb::sign_service_server::{SignService, SignServiceServer};
@@ -297,10 +301,38 @@ pub async fn serve(
         }
     });
     let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
-    let result = tonic::transport::Server::builder()
-        .add_service(SignServiceServer::new(bridge))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+    // grpc.health.v1 follows the enclave connection: SERVING while it is open.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let client = Arc::clone(&bridge.client);
+    let watch = tokio::spawn(async move {
+        let mut serving = None;
+        loop {
+            let open = client.is_open();
+            if serving != Some(open) {
+                if open {
+                    health.set_serving::<SignServiceServer<Bridge>>().await;
+                    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+                } else {
+                    health.set_not_serving::<SignServiceServer<Bridge>>().await;
+                    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+                }
+                serving = Some(open);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let mut router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(SignServiceServer::new(bridge));
+    if let Ok(reflection) = reflection {
+        router = router.add_service(reflection);
+    }
+    let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;
     accept.abort();
+    watch.abort();
     result
 }

@@ -226,6 +226,15 @@ async fn gateway_sessions_over_mutual_tls() {
         assert!(!gw::verify_independently(account.scheme, &key, b"other", &signed.signature));
     }
 
+    // grpc.health.v1 and server reflection on the same port, same mutual TLS.
+    assert_eq!(
+        health(st.port, &st.ca).await,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    let services = reflected_services(st.port, &st.ca).await;
+    assert!(services.contains(&"signservice.v1.SignService".to_owned()), "{services:?}");
+    assert!(services.contains(&"grpc.health.v1.Health".to_owned()), "{services:?}");
+
     let status = api.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.state, pb::get_status_response::State::Serving as i32);
     assert_eq!(status.accounts, 4);
@@ -358,6 +367,61 @@ async fn a_closed_enclave_connection_is_unavailable_and_an_unbooted_one_a_failed
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     let e = api.ping(pb::PingRequest { nonce: 1 }).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert_eq!(
+        health(port, &ca).await,
+        tonic_health::pb::health_check_response::ServingStatus::NotServing
+    );
+}
+
+async fn channel(port: u16, ca: &tests::tls_certs::Ca) -> Channel {
+    let id = ca.client("sign-gateway").unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca.cert_pem()))
+        .identity(Identity::from_pem(&id.cert, &id.key))
+        .domain_name("localhost");
+    Channel::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// The health of the sign service, as `grpc.health.v1` reports it.
+async fn health(
+    port: u16,
+    ca: &tests::tls_certs::Ca,
+) -> tonic_health::pb::health_check_response::ServingStatus {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let mut client = HealthClient::new(channel(port, ca).await);
+    let request = HealthCheckRequest { service: "signservice.v1.SignService".into() };
+    // The watcher updates within 250 ms of a change.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let status = client.check(request).await.unwrap().into_inner().status;
+    tonic_health::pb::health_check_response::ServingStatus::try_from(status).unwrap()
+}
+
+/// The services server reflection lists.
+async fn reflected_services(port: u16, ca: &tests::tls_certs::Ca) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut client = ServerReflectionClient::new(channel(port, ca).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers =
+        client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    match answer.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 fn record_template() -> Arc<BootRecord> {
