@@ -290,6 +290,9 @@ pub async fn serve(
     let accept = tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { continue };
+            // Small request/answer exchanges: Nagle's algorithm would hold answers back
+            // until the peer's delayed ACK (tens of milliseconds).
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {

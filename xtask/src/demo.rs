@@ -258,7 +258,7 @@ client_ca = "{dir}/tls/ca.pem"
     );
     if o.keep_running {
         eprintln!(
-            "demo: running; gRPC on 127.0.0.1:{port}. Try:\n  grpcurl -cacert {d}/tls/ca.pem -cert {d}/tls/gateway.pem -key {d}/tls/gateway.key \\\n    -import-path proto -proto signservice/v1/signservice.proto -servername localhost \\\n    127.0.0.1:{port} signservice.v1.SignService/GetStatus\nPress Ctrl-C to stop.",
+            "demo: running; gRPC on 127.0.0.1:{port} (server reflection on). Try:\n  grpcurl -cacert {d}/tls/ca.pem -cert {d}/tls/gateway.pem -key {d}/tls/gateway.key \\\n    -servername localhost 127.0.0.1:{port} signservice.v1.SignService/GetStatus\n  (list, describe, grpc.health.v1.Health/Check work the same way)\nPress Ctrl-C to stop.",
             d = dir.display()
         );
         loop {

@@ -26,6 +26,9 @@ cargo xtask <task>
   bench sign [--sessions N] [--scheme ed25519|secp256k1-tr]
                        signing sessions (round 1 + 2) through the engine against the raw
                        frost crate calls; default 2000 sessions, both schemes
+  bench e2e [--sessions N] [--clients N]
+                       sessions through gRPC/mTLS -> parent -> wire -> enclave and back,
+                       against the enclave engine alone; default 1000 sessions, 4 clients
   fuzz [TARGET] [--seconds N]
                        run one fuzz target, or all in turn (nightly + cargo-fuzz, installed
                        if missing); default 60 s each
@@ -69,6 +72,7 @@ fn dispatch(args: &[&str]) -> Result {
         }
         ["bench", "boot", rest @ ..] => bench_boot(rest),
         ["bench", "sign", rest @ ..] => bench_sign(rest, None),
+        ["bench", "e2e", rest @ ..] => bench_e2e(rest, None),
         ["build-enclave", rest @ ..] => build_enclave::task(&root, rest),
         ["gen-shares", rest @ ..] => gen_shares(rest),
         ["sim-ca", "--out", dir] => {
@@ -152,6 +156,7 @@ fn test(root: &Path) -> Result {
         "2000",
     ]))?;
     bench_sign(&["--sessions", "20"], Some("dev"))?;
+    bench_e2e(&["--sessions", "20", "--clients", "2"], Some("dev"))?;
     // The demo path end to end on a small share set: real processes, KMS emulator, mTLS.
     demo::task(root, &["--accounts", "200", "--sessions", "4"])?;
     // The enclave binary is byte-identical from two checkout paths.
@@ -242,6 +247,25 @@ fn gen_shares(rest: &[&str]) -> Result {
         files::GROUP_KEYS,
     );
     Ok(())
+}
+
+fn bench_e2e(rest: &[&str], profile: Option<&str>) -> Result {
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let ok = matches!(*flag, "--sessions" | "--clients")
+            && it.next().is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n > 0));
+        if !ok {
+            return Err(Failure(
+                "usage: cargo xtask bench e2e [--sessions N] [--clients N]".into(),
+            ));
+        }
+    }
+    let mut cmd = cargo();
+    cmd.args(["bench", "--locked"]);
+    if let Some(p) = profile {
+        cmd.args(["--profile", p]);
+    }
+    run(cmd.args(["-p", "parent-shim", "--bench", "e2e", "--"]).args(rest))
 }
 
 /// Every fuzz target: (crate directory, target name).

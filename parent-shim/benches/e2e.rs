@@ -1,0 +1,311 @@
+//! `cargo xtask bench e2e [--sessions N] [--clients N]`: a signing session through the whole
+//! path (gateway gRPC over mutual TLS -> parent bridge -> `wire` over a Unix socket ->
+//! enclave service loop -> back) against the enclave engine alone, in the same run.
+//!
+//! * e2e: the real enclave service (`enclave_rt::service::run`, sim NSM) on its own thread,
+//!   booted by the parent's boot conversation, the bridge serving TLS 1.3 with client
+//!   certificates on loopback, a tonic client. Timed per session: the Commit call plus the
+//!   Sign call (the gateway's own FROST work between them is not timed).
+//! * engine: `SigningEngine::commit` + `SigningEngine::sign` in-process, same accounts.
+//!
+//! Latency: one client, sessions one after another. Throughput: `--clients` concurrent
+//! clients. Added latency per round trip = (e2e p50 - engine p50) / 2. Last line JSON.
+#![allow(
+    missing_docs,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::unwrap_used,
+    clippy::too_many_lines
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use enclave_rt::budget_allocator::MemoryStats;
+use enclave_rt::log_ring::LogRing;
+use enclave_rt::service::ServiceConfig;
+use enclave_rt::share_loader::LoaderConfig;
+use enclave_rt::signing_engine::{AnswerKey, EngineConfig, Now, SigningEngine};
+use enclave_rt::transport::Address;
+use parent_shim::enclave_boot::{BootInputs, boot};
+use parent_shim::enclave_client::EnclaveClient;
+use parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient;
+use parent_shim::grpc_bridge::{self, Bridge, pb};
+use rustls_pki_types::pem::PemObject;
+use tests::gateway::{self as gw, Grant, party};
+use tests::share_gen::{GenConfig, SchemeChoice, files};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use wire::Scheme;
+
+const ACCOUNTS: u64 = 64;
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// What one session needs from the gateway's side, prepared ahead (not timed).
+struct Prepared {
+    grant: Grant,
+    their_commitments: (frost_core::Identifier<frost_ed25519::Ed25519Sha512>, Vec<u8>),
+    message: Vec<u8>,
+}
+
+fn prepare(accounts: &[tests::gateway_sim::Account], n: usize, tag: u8) -> Prepared {
+    let a = &accounts[n % accounts.len()];
+    let message = format!("bench message {n}").into_bytes();
+    let mut grant = Grant::new(Scheme::Ed25519, &a.account_id, 0, &message, now_secs() + 100);
+    let mut id = [tag; 16];
+    id[..8].copy_from_slice(&(n as u64).to_be_bytes());
+    grant.session_id = id;
+    grant.sign_with(&gw::gateway());
+    let (_, theirs, kp) = party::round1::<frost_ed25519::Ed25519Sha512>(&a.their_share, n as u64);
+    Prepared { grant, their_commitments: (*kp.identifier(), theirs.serialize().unwrap()), message }
+}
+
+fn ours() -> frost_core::Identifier<frost_ed25519::Ed25519Sha512> {
+    frost_core::Identifier::try_from(1u16).unwrap()
+}
+
+async fn e2e_session(api: &mut SignServiceClient<Channel>, prepared: &Prepared) -> Duration {
+    let grant = &prepared.grant;
+    let request = pb::CommitRequest {
+        scheme: pb::Scheme::Ed25519 as i32,
+        account_id: grant.account_id.clone(),
+        session_id: grant.session_id.to_vec(),
+        message_sha256: grant.message_sha256.to_vec(),
+        expires_at_unix: grant.expires_at_unix,
+        authorization: grant.authorization.to_vec(),
+    };
+    let started = Instant::now();
+    let commit = api.commit(request).await.unwrap().into_inner();
+    let mut spent = started.elapsed();
+    let package = party::package::<frost_ed25519::Ed25519Sha512>(
+        &[(ours(), commit.commitments), prepared.their_commitments.clone()],
+        &prepared.message,
+    );
+    let started = Instant::now();
+    let signed = api
+        .sign(pb::SignRequest { session_id: grant.session_id.to_vec(), signing_package: package })
+        .await
+        .unwrap();
+    spent += started.elapsed();
+    assert_eq!(signed.into_inner().signature_share.len(), 32);
+    spent
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mut sessions, mut clients) = (1000usize, 4usize);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--sessions" => sessions = it.next().and_then(|v| v.parse().ok()).unwrap(),
+            "--clients" => clients = it.next().and_then(|v| v.parse().ok()).unwrap(),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let dir = tests::cms_openssl::workdir("bench-e2e");
+    let shares = dir.0.join("shares");
+    let deal =
+        GenConfig { accounts: ACCOUNTS, scheme: SchemeChoice::Ed25519, threshold: 2, parties: 2 };
+    tests::share_gen::generate(deal, &shares, &mut rand::rngs::OsRng, &mut |_| {}).unwrap();
+    let accounts = tests::gateway_sim::load_accounts(&shares).unwrap();
+
+    // The enclave service on its own thread.
+    let ca = tests::sim_ca::generate().unwrap();
+    tests::sim_ca::write(&ca, &dir.0.join("sim-ca")).unwrap();
+    let control = dir.0.join("control.sock");
+    let engine_config = EngineConfig {
+        session_cap: 1024,
+        ..EngineConfig::with_gateway_key(gw::gateway().verifying_key().to_bytes())
+    };
+    let config = ServiceConfig {
+        control: Address::Unix(control.clone()),
+        logs: Address::Unix(dir.0.join("logs.sock")),
+        loader: LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 },
+        engine: engine_config,
+    };
+    let nsm_dir = dir.0.join("sim-ca");
+    std::thread::spawn(move || {
+        fn clock() -> u64 {
+            u64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis(),
+            )
+            .unwrap()
+        }
+        let nsm =
+            enclave_rt::sim_nsm::SimNsm::from_dir(&nsm_dir, vec![(0, [0; 48])], clock).unwrap();
+        let memory = || MemoryStats { live: 0, peak: 0, budget: 1 << 30, refused: 0 };
+        let mut logs = LogRing::new(1 << 16, false);
+        let _ = enclave_rt::service::run(&config, nsm, &memory, &|| false, &mut logs);
+    });
+    while !control.exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (port, tls_ca, client_id) = runtime.block_on(async {
+        let stream = tokio::net::UnixStream::connect(&control).await.unwrap();
+        let (client, mut unsolicited) = EnclaveClient::new(stream);
+        let share_file = std::fs::read(shares.join(files::SHARES)).unwrap();
+        let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap();
+        let root = ca.root_der.clone();
+        let inputs = BootInputs {
+            share_file: &share_file,
+            expected_entries: ACCOUNTS,
+            root_der: &ca.root_der,
+            expected_pcrs: None,
+            deadline: Duration::from_mins(1),
+            shim_version: "bench",
+        };
+        let unseal = move |document: Vec<u8>| async move {
+            let doc = parent_shim::attestation_verifier::verify(
+                &document,
+                &root,
+                now_secs(),
+                &parent_shim::attestation_verifier::Expectations::default(),
+            )
+            .map_err(|e| e.to_string())?;
+            tests::kms_emulator::seal_for_recipient(
+                &doc.public_key.unwrap(),
+                identity.trim().as_bytes(),
+            )
+        };
+        let record = Arc::new(boot(&client, &mut unsolicited, &inputs, unseal).await.unwrap());
+        let tls_ca = tests::tls_certs::Ca::new("bench-ca").unwrap();
+        let server = tls_ca.server().unwrap();
+        let certs = |pem: &str| {
+            rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        };
+        let tls = grpc_bridge::mtls_config(
+            certs(&server.cert),
+            rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap(),
+            &certs(&tls_ca.cert_pem()),
+        )
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bridge = Bridge::new(client, record, Duration::from_secs(10));
+        tokio::spawn(grpc_bridge::serve(listener, tls, bridge, std::future::pending()));
+        let id = tls_ca.client("bench-gateway").unwrap();
+        (port, tls_ca, id)
+    });
+    let connect = || async {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(tls_ca.cert_pem()))
+            .identity(Identity::from_pem(&client_id.cert, &client_id.key))
+            .domain_name("localhost");
+        let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        SignServiceClient::new(channel)
+    };
+
+    // The engine alone, same accounts, its own store (loaded by the real loader).
+    let store = {
+        let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap();
+        let identity =
+            enclave_rt::age_identity::Identity::parse(identity.trim().as_bytes()).unwrap();
+        let file = std::fs::read(shares.join(files::SHARES)).unwrap();
+        let config = LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 };
+        let mut loader = enclave_rt::share_loader::ShareLoader::new(
+            &identity,
+            file.len() as u64,
+            ACCOUNTS,
+            config,
+        )
+        .unwrap();
+        loader.feed(&file).unwrap();
+        loader.finish().unwrap().0
+    };
+    let mut rng = rand::rngs::OsRng;
+    let mut engine =
+        SigningEngine::new(engine_config, AnswerKey::generate(&mut rng), rand::rngs::OsRng)
+            .unwrap();
+
+    // Latency: one client, sessions one after another, interleaved with engine sessions.
+    let mut e2e_lat = Vec::with_capacity(sessions);
+    let mut engine_lat = Vec::with_capacity(sessions);
+    runtime.block_on(async {
+        let mut api = connect().await;
+        for n in 0..sessions {
+            let p = prepare(&accounts, n, 0xe2);
+            e2e_lat.push(e2e_session(&mut api, &p).await.as_secs_f64() * 1e6);
+
+            let p = prepare(&accounts, n, 0xe9);
+            let now = Now { unix_micros: now_secs() * 1_000_000 };
+            let t = Instant::now();
+            let c = engine.commit(now, &p.grant.request(), &store).unwrap();
+            let mut spent = t.elapsed();
+            let package = party::package::<frost_ed25519::Ed25519Sha512>(
+                &[(ours(), c.commitments), p.their_commitments.clone()],
+                &p.message,
+            );
+            let req =
+                wire::SignRequest { session_id: p.grant.session_id, signing_package: &package };
+            let t = Instant::now();
+            std::hint::black_box(engine.sign(now, &req).unwrap());
+            spent += t.elapsed();
+            engine_lat.push(spent.as_secs_f64() * 1e6);
+        }
+    });
+    let engine_per_s = engine_lat.len() as f64 / (engine_lat.iter().sum::<f64>() / 1e6);
+
+    // Throughput: `clients` concurrent clients over the full path.
+    let per_client = sessions / clients.max(1);
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let mut api = connect().await;
+            let prepared: Vec<Prepared> = (0..per_client)
+                .map(|n| prepare(&accounts, c * per_client + n, 0x70 + c as u8))
+                .collect();
+            tasks.push(tokio::spawn(async move {
+                for p in &prepared {
+                    e2e_session(&mut api, p).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let e2e_per_s = (per_client * clients) as f64 / started.elapsed().as_secs_f64();
+
+    let (e50, e99) = (pct(&mut e2e_lat, 0.5), pct(&mut e2e_lat, 0.99));
+    let (g50, g99) = (pct(&mut engine_lat, 0.5), pct(&mut engine_lat, 0.99));
+    let added = (e50 - g50) / 2.0;
+    println!(
+        "bench e2e: {sessions} sessions (Ed25519, 2-of-2, {ACCOUNTS} accounts), throughput with {clients} clients"
+    );
+    println!(
+        "  e2e    : {e2e_per_s:>8.0} sessions/s ({clients} clients) | latency p50 {e50:.0} us, p99 {e99:.0} us (1 client)"
+    );
+    println!(
+        "  engine : {engine_per_s:>8.0} sessions/s              | latency p50 {g50:.0} us, p99 {g99:.0} us"
+    );
+    println!(
+        "  e2e/engine throughput {:.2} (goal >= 0.70) | added latency per round trip (p50) {added:.0} us (goal < 200 us)",
+        e2e_per_s / engine_per_s
+    );
+    println!(
+        r#"{{"bench":"e2e","e2e_sessions_per_s":{e2e_per_s:.0},"engine_sessions_per_s":{engine_per_s:.0},"e2e_p50_us":{e50:.0},"e2e_p99_us":{e99:.0},"engine_p50_us":{g50:.0},"added_us_per_round_trip":{added:.0}}}"#
+    );
+}
