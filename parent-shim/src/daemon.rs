@@ -228,6 +228,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         "serving",
         json!({"listen": listener.local_addr().map(|a| a.to_string()).unwrap_or_default()}),
     );
+    // The socket is bound: connections queue until the server below accepts them.
+    sd_notify("READY=1");
     let bridge =
         Bridge::new(client, Arc::new(record), Duration::from_millis(config.grpc.call_timeout_ms));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -245,6 +247,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         _ = sigterm.recv() => Ok(()),
         _ = tokio::signal::ctrl_c() => Ok(()),
     };
+    sd_notify("STOPPING=1");
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     let _ = enclave.child.kill().await;
@@ -301,6 +304,22 @@ async fn bootstrap(
         .map_err(|e| DaemonError::Boot(e.to_string()))?;
     let kms_request_id = request_id.lock().ok().and_then(|r| r.clone());
     Ok((client, record, kms_request_id))
+}
+
+/// Tells systemd (`Type=notify`) about a state change, if it is listening.
+fn sd_notify(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let sent = match bytes.strip_prefix(b"@") {
+        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr)),
+        None => socket.send_to(state.as_bytes(), &path),
+    };
+    if let Err(e) = sent {
+        emit("warn", "sd_notify_failed", json!({"error": e.to_string()}));
+    }
 }
 
 fn read_root(path: &Path) -> Result<Vec<u8>, DaemonError> {

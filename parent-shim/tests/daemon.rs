@@ -121,7 +121,15 @@ struct Parent {
 }
 
 fn start(config: &Path) -> Parent {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+    start_with(config, None)
+}
+
+fn start_with(config: &Path, notify_socket: Option<&Path>) -> Parent {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_parent-shim"));
+    if let Some(socket) = notify_socket {
+        command.env("NOTIFY_SOCKET", socket);
+    }
+    let mut child = command
         .arg("run")
         .arg("--config")
         .arg(config)
@@ -224,13 +232,20 @@ fn no_secrets(c: &Case, p: &Parent) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boots_serves_and_fails_closed_when_the_enclave_dies() {
     let (c, config) = case("ok", 7, 7).await;
-    let mut p = start(&config);
+    // systemd's notification socket: READY=1 only once serving.
+    let notify_path = c.dir.0.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut p = start_with(&config, Some(&notify_path));
     let record = p.wait_for("\"boot_record\"");
     let record: serde_json::Value = serde_json::from_str(&record).unwrap();
     assert_eq!(record["accounts"], 20);
     assert!(record["kms_request_id"].as_str().is_some_and(|s| !s.is_empty()));
     assert_eq!(record["pcrs"]["PCR0"], hex::encode([7u8; 48]));
     p.wait_for("\"serving\"");
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).unwrap_or_else(|e| panic!("{e}: {}", p.seen.join("\n")));
+    assert_eq!(&buf[..n], b"READY=1");
     // The enclave dies: the parent stops serving, raises an alert and exits non-zero.
     let pid = p.enclave_pid();
     Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap();

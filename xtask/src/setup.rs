@@ -42,10 +42,11 @@ pub(crate) fn fuzzing() -> Result {
     Ok(())
 }
 
-/// Debian packages the tests call: `openssl` seals CMS test vectors the way KMS does.
+/// Debian packages the tests call: `openssl` seals CMS test vectors the way KMS does;
+/// `systemd-analyze` checks the unit file.
 /// Installed with apt only when a command is missing (`apt-get update` once, first).
 pub(crate) fn system_packages() -> Result {
-    const NEEDED: [(&str, &str); 1] = [("openssl", "openssl")];
+    const NEEDED: [(&str, &str); 2] = [("openssl", "openssl"), ("systemd-analyze", "systemd")];
     apt_install_missing(&NEEDED)
 }
 
