@@ -438,3 +438,58 @@ fn record_template() -> Arc<BootRecord> {
 }
 
 use rustls_pki_types::pem::PemObject as _;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_beyond_the_cap_each_get_a_signature_or_a_clean_refusal() {
+    // A cap of 3 sessions, 12 concurrent gateway clients, 8 sessions each: every attempt
+    // ends in a verified signature or RESOURCE_EXHAUSTED, none hangs, and the table is
+    // empty afterwards.
+    let st = stack("load", 3).await;
+    let accounts = Arc::new(tests::gateway_sim::load_accounts(&st.dir.0.join("shares")).unwrap());
+    let answer_key = st.record.answer_key;
+    let mut tasks = Vec::new();
+    for c in 0..12u8 {
+        let id = st.ca.client("sign-gateway").unwrap();
+        let mut api = connect(st.port, &st.ca.cert_pem(), Some(&id)).await.unwrap();
+        let accounts = Arc::clone(&accounts);
+        tasks.push(tokio::spawn(async move {
+            let (mut signed, mut refused) = (0, 0);
+            for n in 0..8u8 {
+                let account = &accounts[usize::from(c + n) % accounts.len()];
+                let mut session_id = [c; 16];
+                session_id[15] = n;
+                session_id[0] = 0xa0;
+                match tests::gateway_sim::sign(&mut api, &answer_key, account, session_id, b"load")
+                    .await
+                {
+                    Ok(s) => {
+                        assert!(s.verified);
+                        signed += 1;
+                    }
+                    Err(e) if e.contains("ResourceExhausted") || e.contains("resource") => {
+                        refused += 1;
+                    }
+                    Err(e) => panic!("neither a signature nor a clean refusal: {e}"),
+                }
+            }
+            (signed, refused)
+        }));
+    }
+    let all = tokio::time::timeout(Duration::from_mins(2), async {
+        let mut totals = (0, 0);
+        for t in tasks {
+            let (s, r) = t.await.unwrap();
+            totals = (totals.0 + s, totals.1 + r);
+        }
+        totals
+    })
+    .await
+    .expect("no request hangs");
+    assert_eq!(all.0 + all.1, 12 * 8);
+    assert!(all.0 > 0, "some sessions completed: {all:?}");
+    let id = st.ca.client("sign-gateway").unwrap();
+    let mut api = connect(st.port, &st.ca.cert_pem(), Some(&id)).await.unwrap();
+    let status = api.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
+    assert_eq!((status.sessions_in_use, status.session_cap), (0, 3));
+    eprintln!("load: {} signed, {} refused at the cap", all.0, all.1);
+}
