@@ -18,6 +18,9 @@ pub struct Config {
     pub shares: SharesConfig,
     /// KMS.
     pub kms: KmsConfig,
+    /// S3, for `s3://` inputs.
+    #[serde(default)]
+    pub s3: S3Config,
     /// What the attestation document must show.
     pub attestation: AttestationConfig,
     /// The gateway-facing API.
@@ -62,8 +65,7 @@ pub enum LaunchMode {
     Nitro,
 }
 
-/// Where the encrypted inputs come from. `file://` paths for local runs; `s3://` comes with
-/// the S3 client.
+/// Where the encrypted inputs come from: `s3://bucket/key`, or `file://path` for local runs.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SharesConfig {
@@ -71,7 +73,8 @@ pub struct SharesConfig {
     pub share_file: String,
     /// The age identity encrypted by KMS (a `CiphertextBlob`).
     pub sealed_identity: String,
-    /// Accounts in the share file (sizes the enclave's store); 0 if unknown.
+    /// Accounts in the share file (sizes the enclave's store); 0: the S3 object's
+    /// `accounts` metadata if any, else unknown.
     #[serde(default)]
     pub expected_accounts: u64,
 }
@@ -99,6 +102,36 @@ impl fmt::Debug for KmsConfig {
             .field("region", &self.region)
             .field("endpoint", &self.endpoint)
             .field("key_id", &self.key_id)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// S3 (only used for `s3://` inputs).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Region.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Endpoint override (a local S3 server).
+    pub endpoint: Option<String>,
+    /// Path-style addressing (local servers).
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Static credentials for local runs; production uses the instance role.
+    pub access_key_id: Option<String>,
+    /// See `access_key_id`.
+    pub secret_access_key: Option<String>,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("force_path_style", &self.force_path_style)
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<set>"))
             .finish()
@@ -193,11 +226,18 @@ impl Config {
             ("shares.share_file", &self.shares.share_file),
             ("shares.sealed_identity", &self.shares.sealed_identity),
         ] {
-            if !url.starts_with("file://") {
-                return Err(ConfigError(format!(
-                    "{name} must be a file:// URL (s3:// comes with the S3 client)"
-                )));
+            let s3 = url
+                .strip_prefix("s3://")
+                .and_then(|r| r.split_once('/'))
+                .is_some_and(|(b, k)| !b.is_empty() && !k.is_empty());
+            if !s3 && !url.starts_with("file://") {
+                return Err(ConfigError(format!("{name} must be s3://bucket/key or file://path")));
             }
+        }
+        if self.s3.access_key_id.is_some() != self.s3.secret_access_key.is_some() {
+            return Err(ConfigError(
+                "s3.access_key_id and s3.secret_access_key go together".into(),
+            ));
         }
         if self.kms.access_key_id.is_some() != self.kms.secret_access_key.is_some() {
             return Err(ConfigError(
@@ -226,11 +266,4 @@ impl Config {
         }
         Ok(Some(out))
     }
-}
-
-/// The bytes behind a `file://` URL.
-pub fn fetch(url: &str) -> Result<Vec<u8>, ConfigError> {
-    let path =
-        url.strip_prefix("file://").ok_or_else(|| ConfigError(format!("unsupported URL {url}")))?;
-    std::fs::read(path).map_err(|e| ConfigError(format!("cannot read {url}: {e}")))
 }

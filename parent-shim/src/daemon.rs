@@ -23,17 +23,20 @@ use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
-use crate::config::{Config, ConfigError, fetch};
+use crate::config::{Config, ConfigError};
 use crate::enclave_boot::{self, BootInputs};
 use crate::enclave_client::EnclaveClient;
 use crate::grpc_bridge::{self, Bridge};
 use crate::kms_relay::{self, KmsSettings};
+use crate::s3_fetch::{self, FetchError, S3Settings};
 
 /// Why the daemon stopped.
 #[derive(Debug)]
 pub enum DaemonError {
     /// The configuration or an input file is unusable.
     Config(ConfigError),
+    /// An input could not be fetched (S3 or file).
+    Fetch(FetchError),
     /// The enclave could not be started or reached.
     Launch(String),
     /// The boot failed (attestation, KMS, load...).
@@ -48,6 +51,7 @@ impl fmt::Display for DaemonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Config(e) => write!(f, "configuration: {e}"),
+            Self::Fetch(e) => write!(f, "fetch: {e}"),
             Self::Launch(e) => write!(f, "enclave launch: {e}"),
             Self::Boot(e) => write!(f, "boot: {e}"),
             Self::EnclaveExited(e) => write!(f, "the enclave exited while serving: {e}"),
@@ -184,18 +188,25 @@ fn hex(bytes: &[u8]) -> String {
 /// Runs the daemon until a signal or a failure.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let started = Instant::now();
-    let share_file = fetch(&config.shares.share_file)?;
-    let sealed_identity = fetch(&config.shares.sealed_identity)?;
     let root = read_root(&config.attestation.root)?;
-    let share_sha = ring::digest::digest(&ring::digest::SHA256, &share_file);
+    let inputs = match fetch_inputs(&config).await {
+        Ok(i) => i,
+        Err(e) => {
+            emit("error", "alert", json!({"reason": "fetch_failed", "error": e.to_string()}));
+            return Err(DaemonError::Fetch(e));
+        }
+    };
+    let share_sha = ring::digest::digest(&ring::digest::SHA256, &inputs.share_file);
     emit(
         "info",
         "inputs_fetched",
-        json!({"share_file_bytes": share_file.len(), "share_file_sha256": hex(share_sha.as_ref())}),
+        json!({"share_file_bytes": inputs.share_file.len(),
+               "share_file_sha256": hex(share_sha.as_ref()),
+               "expected_accounts": inputs.expected_accounts}),
     );
 
     let mut enclave = launch_local(&config)?;
-    let result = bootstrap(&config, &enclave, &share_file, &sealed_identity, &root).await;
+    let result = bootstrap(&config, &enclave, &inputs, &root).await;
     let (client, record, kms_request_id) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -255,12 +266,52 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     outcome
 }
 
+/// The two encrypted inputs, in memory only.
+struct Inputs {
+    share_file: Vec<u8>,
+    sealed_identity: Vec<u8>,
+    /// From the config, else the share object's `accounts` metadata, else 0 (unknown).
+    expected_accounts: u64,
+}
+
+/// Step 1: both inputs, from S3 or files.
+async fn fetch_inputs(config: &Config) -> Result<Inputs, FetchError> {
+    let s3 = s3_fetch::client(&S3Settings {
+        region: config.s3.region.clone(),
+        endpoint: config.s3.endpoint.clone(),
+        static_credentials: config
+            .s3
+            .access_key_id
+            .clone()
+            .zip(config.s3.secret_access_key.clone()),
+        force_path_style: config.s3.force_path_style,
+    });
+    let share_file = s3_fetch::fetch(&s3, &config.shares.share_file).await?;
+    let sealed_identity = s3_fetch::fetch(&s3, &config.shares.sealed_identity).await?;
+    let expected_accounts = if config.shares.expected_accounts > 0 {
+        config.shares.expected_accounts
+    } else {
+        match share_file.metadata.get("accounts") {
+            Some(v) => v.parse().map_err(|_| {
+                FetchError::Refused(format!(
+                    "the share object's accounts metadata {v:?} is not a count"
+                ))
+            })?,
+            None => 0,
+        }
+    };
+    Ok(Inputs {
+        share_file: share_file.bytes,
+        sealed_identity: sealed_identity.bytes,
+        expected_accounts,
+    })
+}
+
 /// Steps 2-3 of the module documentation: connect, pump logs, boot with KMS sealing.
 async fn bootstrap(
     config: &Config,
     enclave: &LocalEnclave,
-    share_file: &[u8],
-    sealed_identity: &[u8],
+    inputs: &Inputs,
     root: &[u8],
 ) -> Result<(Arc<EnclaveClient>, crate::enclave_boot::BootRecord, Option<String>), DaemonError> {
     let expected_pcrs = config.expected_pcrs()?;
@@ -282,24 +333,28 @@ async fn bootstrap(
     let rid = Arc::clone(&request_id);
     let key_id = config.kms.key_id.clone();
     let unseal = |document: Vec<u8>| async move {
-        let sealed =
-            kms_relay::decrypt_for_enclave(&kms, key_id.as_deref(), sealed_identity, &document)
-                .await
-                .map_err(|e| e.to_string())?;
+        let sealed = kms_relay::decrypt_for_enclave(
+            &kms,
+            key_id.as_deref(),
+            &inputs.sealed_identity,
+            &document,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         if let Ok(mut r) = rid.lock() {
             r.clone_from(&sealed.request_id);
         }
         Ok(sealed.ciphertext_for_recipient)
     };
-    let inputs = BootInputs {
-        share_file,
-        expected_entries: config.shares.expected_accounts,
+    let boot_inputs = BootInputs {
+        share_file: &inputs.share_file,
+        expected_entries: inputs.expected_accounts,
         root_der: root,
         expected_pcrs: expected_pcrs.as_ref(),
         deadline: deadline.saturating_duration_since(Instant::now()),
         shim_version: concat!("parent-shim ", env!("CARGO_PKG_VERSION")),
     };
-    let record = enclave_boot::boot(&client, &mut unsolicited, &inputs, unseal)
+    let record = enclave_boot::boot(&client, &mut unsolicited, &boot_inputs, unseal)
         .await
         .map_err(|e| DaemonError::Boot(e.to_string()))?;
     let kms_request_id = request_id.lock().ok().and_then(|r| r.clone());

@@ -5,10 +5,11 @@
 //! * [`enclave_client`], the control connection with request/answer matching;
 //! * [`enclave_boot`], the boot conversation (attest, unseal, stream the shares, loaded);
 //! * [`grpc_bridge`], the gateway's gRPC API over mutual TLS, translated to `wire`;
-//! * [`kms_relay`], KMS `Decrypt` with `Recipient` through `aws-sdk-kms`.
+//! * [`kms_relay`], KMS `Decrypt` with `Recipient` through `aws-sdk-kms`;
+//! * [`s3_fetch`], the encrypted inputs from S3 through `aws-sdk-s3` (or `file://`).
 //!
-//! To come with the parent's issue: the S3 client, the `nitro-cli` launcher, the enclave launchers,
-//! relays, `CloudWatch` logs, metrics and systemd integration.
+//! To come with the parent's issue: the `nitro-cli` launcher, the HTTPS/SSE relay,
+//! `CloudWatch` logs and metrics.
 
 pub mod attestation_verifier;
 pub mod config;
@@ -17,3 +18,4 @@ pub mod enclave_boot;
 pub mod enclave_client;
 pub mod grpc_bridge;
 pub mod kms_relay;
+pub mod s3_fetch;

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tests::kms_emulator::{KeySpec, KmsConfig, KmsEmulator};
+use tests::moto_server::MotoServer;
 use tests::share_gen::{GenConfig, SchemeChoice, files};
 
 /// The `enclave-rt` binary the workspace test run built (sim flavour).
@@ -305,6 +306,75 @@ async fn a_share_file_for_another_age_key() {
     fails_closed(&c, p, "AGE_WRONG_IDENTITY");
 }
 
+/// Moves the case's inputs into S3 (moto on loopback) and points the config there, with the
+/// account count left to the share object's `accounts` metadata.
+async fn via_s3(c: &Case, config: &Path, moto: &MotoServer, upload_share_file: bool) {
+    let shares = c.dir.0.join("shares");
+    if upload_share_file {
+        let bytes = std::fs::read(shares.join(files::SHARES)).unwrap();
+        moto.put_object("signservice-inputs", "prod/shares.age", bytes, &[("accounts", "20")])
+            .await
+            .unwrap();
+    }
+    let sealed = std::fs::read(shares.join("identity.kms")).unwrap();
+    moto.put_object("signservice-inputs", "prod/identity.kms", sealed, &[]).await.unwrap();
+    let d = c.dir.0.display();
+    let text = std::fs::read_to_string(config).unwrap();
+    let mut replaced = text.clone();
+    for (from, to) in [
+        (
+            format!("file://{d}/shares/service_key_shares.json.age"),
+            "s3://signservice-inputs/prod/shares.age".to_owned(),
+        ),
+        (
+            format!("file://{d}/shares/identity.kms"),
+            "s3://signservice-inputs/prod/identity.kms".into(),
+        ),
+        ("expected_accounts = 20\n".into(), String::new()),
+    ] {
+        assert!(replaced.contains(&from), "{from}");
+        replaced = replaced.replace(&from, &to);
+    }
+    let s3 = format!(
+        "\n[s3]\nendpoint = \"{}\"\nforce_path_style = true\naccess_key_id = \"AKIDLOCAL\"\n\
+         secret_access_key = \"local-secret\"\n",
+        moto.endpoint()
+    );
+    std::fs::write(config, replaced + &s3).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetches_its_inputs_from_s3() {
+    let moto = MotoServer::start().unwrap();
+    let (c, config) = case("s3", 7, 7).await;
+    via_s3(&c, &config, &moto, true).await;
+    let mut p = start(&config);
+    let fetched: serde_json::Value =
+        serde_json::from_str(&p.wait_for("\"inputs_fetched\"")).unwrap();
+    // The count came from the object's metadata, and it sized the store that loaded.
+    assert_eq!(fetched["expected_accounts"], 20);
+    let record: serde_json::Value = serde_json::from_str(&p.wait_for("\"boot_record\"")).unwrap();
+    assert_eq!(record["accounts"], 20);
+    assert_eq!(record["share_file_sha256"], fetched["share_file_sha256"]);
+    p.wait_for("\"serving\"");
+    no_secrets(&c, &p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_s3_object_fails_closed_before_any_enclave_starts() {
+    let moto = MotoServer::start().unwrap();
+    let (c, config) = case("s3-missing", 7, 7).await;
+    via_s3(&c, &config, &moto, false).await;
+    let mut p = start(&config);
+    let alert = p.wait_for("\"alert\"");
+    assert!(alert.contains("fetch_failed"), "{alert}");
+    assert!(alert.contains("s3://signservice-inputs/prod/shares.age does not exist"), "{alert}");
+    assert_eq!(p.exit_code(), Some(1));
+    assert!(!p.seen.iter().any(|l| l.contains("enclave_started") || l.contains("\"serving\"")));
+    // The test's own Encrypt (sealing the identity) is the only call KMS saw.
+    assert!(!c.kms.log().iter().any(|l| l.starts_with("Decrypt")), "{:?}", c.kms.log());
+}
+
 #[test]
 fn check_config_refuses_unknown_keys_and_bad_values() {
     let dir = tests::cms_openssl::workdir("daemon-config");
@@ -329,7 +399,14 @@ fn check_config_refuses_unknown_keys_and_bad_values() {
     let (code, err) = run(&good.replace("mode = \"local\"", "mode = \"nitro\""));
     assert_eq!(code, Some(2));
     assert!(err.contains("not built yet"), "{err}");
-    let (code, err) = run(&good.replace("file:///var/lib", "s3://bucket"));
+    let (code, err) = run(&good.replace("file:///var/lib", "https://bucket"));
     assert_eq!(code, Some(2));
-    assert!(err.contains("file://"), "{err}");
+    assert!(err.contains("s3://bucket/key or file://path"), "{err}");
+    let (code, _) = run(&good.replace("file:///var/lib/sign-service", "s3://bucket/prod"));
+    assert_eq!(code, Some(0));
+    let (code, err) =
+        run(&good
+            .replace("file:///var/lib/sign-service/service_key_shares.json.age", "s3://bucket/"));
+    assert_eq!(code, Some(2), "an s3:// URL without a key");
+    assert!(err.contains("s3://bucket/key"), "{err}");
 }

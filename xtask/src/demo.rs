@@ -6,9 +6,12 @@
 //!    PCR0 is the SHA-384 of the enclave binary;
 //! 3. starts the KMS emulator (key policy pinned to that PCR0) and seals the age identity
 //!    with it through `aws-sdk-kms`, then deletes the plaintext identity;
-//! 4. starts `parent-shim run`, which launches the enclave, verifies its attestation, has
-//!    KMS seal the identity to it, streams the shares and serves gRPC over mutual TLS;
-//! 5. acts as the gateway: checks the node's attestation, runs signing sessions, verifies
+//! 4. starts S3 (`moto`, installed on first use) and uploads the share file (with its
+//!    account count as object metadata) and the sealed identity, deleting the local copies;
+//! 5. starts `parent-shim run`, which fetches both from S3, launches the enclave, verifies
+//!    its attestation, has KMS seal the identity to it, streams the shares and serves gRPC
+//!    over mutual TLS;
+//! 6. acts as the gateway: checks the node's attestation, runs signing sessions, verifies
 //!    every signature independently and prints it; then a summary, and a clean shutdown.
 //!
 //! Everything lives under `target/demo/` (recreated each run); TLS material and keys are
@@ -89,6 +92,7 @@ fn sha384_hex(path: &Path) -> Result<String> {
 pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
     let o = options(rest)?;
     let started = Instant::now();
+    let moto = crate::setup::moto(root)?;
     eprintln!("demo: building enclave-rt (sim), parent-shim and the KMS emulator");
     run(cargo().args([
         "build",
@@ -173,6 +177,25 @@ pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
         "demo: KMS emulator at {kms_endpoint}; age identity sealed under demo-key (PCR0 policy), plaintext deleted"
     );
 
+    // S3: both inputs uploaded, the local copies deleted; the parent fetches them.
+    let s3 = tests::moto_server::MotoServer::start_with(&moto).map_err(Failure)?;
+    let share_file = shares.join(tests::share_gen::files::SHARES);
+    let count = summary.accounts.to_string();
+    for (path, key, metadata) in [
+        (&share_file, "service_key_shares.json.age", vec![("accounts", count.as_str())]),
+        (&shares.join("age_identity.kms"), "age_identity.kms", vec![]),
+    ] {
+        let bytes = io("upload", std::fs::read(path))?;
+        runtime
+            .block_on(s3.put_object("sign-service-demo", key, bytes, &metadata))
+            .map_err(|e| Failure(format!("S3 PutObject {key}: {e}")))?;
+        io("upload", std::fs::remove_file(path))?;
+    }
+    eprintln!(
+        "demo: S3 (moto) at {}; s3://sign-service-demo holds the share file and the sealed identity",
+        s3.endpoint()
+    );
+
     // The parent.
     io("pcrs.json", std::fs::write(dir.join("pcrs.json"), format!("{{\"PCR0\": \"{pcr0}\"}}\n")))?;
     let port = {
@@ -194,9 +217,14 @@ memory_budget_mib = 1024
 boot_deadline_secs = 600
 
 [shares]
-share_file = "file://{dir}/shares/service_key_shares.json.age"
-sealed_identity = "file://{dir}/shares/age_identity.kms"
-expected_accounts = {accounts}
+share_file = "s3://sign-service-demo/service_key_shares.json.age"
+sealed_identity = "s3://sign-service-demo/age_identity.kms"
+
+[s3]
+endpoint = "{s3_endpoint}"
+force_path_style = true
+access_key_id = "AKIDLOCAL"
+secret_access_key = "local-secret"
 
 [kms]
 endpoint = "{kms_endpoint}"
@@ -216,7 +244,7 @@ client_ca = "{dir}/tls/ca.pem"
 "#,
         bin = bin.join("enclave-rt").display(),
         dir = dir.display(),
-        accounts = summary.accounts,
+        s3_endpoint = s3.endpoint(),
     );
     let config_path = dir.join("parent-shim.toml");
     io("config", std::fs::write(&config_path, config))?;
@@ -267,6 +295,7 @@ client_ca = "{dir}/tls/ca.pem"
     }
     drop(parent);
     drop(kms);
+    drop(s3);
     eprintln!(
         "demo: stopped cleanly in {:.1} s (logs in {})",
         started.elapsed().as_secs_f64(),

@@ -95,6 +95,7 @@ fn dispatch(args: &[&str]) -> Result {
 fn test(root: &Path) -> Result {
     setup::toolchain()?;
     setup::system_packages()?;
+    let moto = setup::moto(root)?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -112,7 +113,9 @@ fn test(root: &Path) -> Result {
     wire_doc::run(root, true)?;
     // The enclave's process tests need the software NSM flavour; the production flavour is
     // linted and tested on its own (the two cannot be built together).
-    run(cargo().args(["test", "--locked", "--workspace", "--features", "enclave-rt/sim"]))?;
+    run(cargo()
+        .args(["test", "--locked", "--workspace", "--features", "enclave-rt/sim"])
+        .env("MOTO_SERVER", &moto))?;
     run(cargo().args([
         "clippy",
         "--locked",

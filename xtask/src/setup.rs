@@ -1,5 +1,6 @@
 //! Installs what the tasks need, idempotently: only what is missing is fetched.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::run::{Result, cargo, output, run};
@@ -48,6 +49,42 @@ pub(crate) fn fuzzing() -> Result {
 pub(crate) fn system_packages() -> Result {
     const NEEDED: [(&str, &str); 2] = [("openssl", "openssl"), ("systemd-analyze", "systemd")];
     apt_install_missing(&NEEDED)
+}
+
+/// The version of `moto` (S3 and `CloudWatch` Logs in server mode) the tests run against.
+pub(crate) const MOTO: &str = "moto[server]==5.2.5";
+
+/// `moto` in a virtualenv under `target/tools/moto`, for the S3 and `CloudWatch` Logs
+/// stand-in: a real implementation of those protocols that we did not write. Python's
+/// `venv` module comes from apt if the system Python lacks it. Returns `moto_server`.
+pub(crate) fn moto(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/tools/moto");
+    let server = venv.join("bin/moto_server");
+    let stamp = venv.join("installed");
+    if server.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == MOTO) {
+        return Ok(server);
+    }
+    if !on_path("python3")
+        || output(Command::new("python3").args(["-m", "venv", "--help"])).is_none()
+    {
+        apt_install_missing(&[("python3", "python3")])?;
+        run(Command::new("apt-get").arg("update"))?;
+        run(Command::new("apt-get").args([
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "python3-venv",
+        ]))?;
+    }
+    run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv))?;
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        MOTO,
+    ]))?;
+    std::fs::write(&stamp, MOTO)?;
+    Ok(server)
 }
 
 /// `musl-gcc`, which `ring` needs to build its C and assembly for the static musl target.

@@ -1,0 +1,130 @@
+//! S3 and `CloudWatch` Logs on loopback: `moto` in server mode, a real implementation of
+//! those protocols that this project did not write, driven by the official `aws-sdk-*`
+//! clients exactly as production drives AWS. `cargo xtask test` and `cargo xtask demo`
+//! install it (a virtualenv under `target/tools/moto`); `MOTO_SERVER` overrides the path.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `moto_server`, killed on drop.
+pub struct MotoServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+/// Where `moto_server` is: `$MOTO_SERVER`, else the virtualenv the xtask setup makes.
+pub fn server_binary() -> Result<PathBuf, String> {
+    let path = std::env::var_os("MOTO_SERVER").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/moto/bin/moto_server"),
+        PathBuf::from,
+    );
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is missing: `cargo xtask test` (or `cargo xtask demo`) installs moto, the S3 and \
+             CloudWatch Logs stand-in",
+            path.display()
+        ))
+    }
+}
+
+impl MotoServer {
+    /// Starts [`server_binary`] on a free loopback port, see [`MotoServer::start_with`].
+    pub fn start() -> Result<Self, String> {
+        Self::start_with(&server_binary()?)
+    }
+
+    /// Starts `binary` on a free loopback port and waits until it accepts connections.
+    pub fn start_with(binary: &Path) -> Result<Self, String> {
+        let mut last = String::new();
+        // The port is free when chosen; another process could take it before moto binds,
+        // in which case moto exits and we try another.
+        for _ in 0..3 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| e.to_string())?
+                .port();
+            let mut child = Command::new(binary)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let deadline = Instant::now() + Duration::from_mins(1);
+            loop {
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return Ok(Self { child, addr });
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    last = format!("moto_server exited: {status}");
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err("moto_server did not start listening within 60 s".into());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Err(last)
+    }
+
+    /// The endpoint URL for SDK clients.
+    #[must_use]
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The S3 settings a client (or `parent-shim`'s `[s3]` section) needs for this server.
+    #[must_use]
+    pub fn s3_settings(&self) -> parent_shim::s3_fetch::S3Settings {
+        parent_shim::s3_fetch::S3Settings {
+            region: "us-east-1".into(),
+            endpoint: Some(self.endpoint()),
+            static_credentials: Some(("AKIDLOCAL".into(), "local-secret".into())),
+            force_path_style: true,
+        }
+    }
+
+    /// Creates `bucket` if needed and stores `bytes` at `key` with user metadata.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Vec<u8>,
+        metadata: &[(&str, &str)],
+    ) -> Result<(), String> {
+        let s3 = parent_shim::s3_fetch::client(&self.s3_settings());
+        let exists = s3.head_bucket().bucket(bucket).send().await.is_ok();
+        if !exists {
+            s3.create_bucket()
+                .bucket(bucket)
+                .send()
+                .await
+                .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(&e).to_string())?;
+        }
+        let mut put = s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(bytes));
+        for (k, v) in metadata {
+            put = put.metadata(*k, *v);
+        }
+        put.send().await.map_err(|e| aws_sdk_s3::error::DisplayErrorContext(&e).to_string())?;
+        Ok(())
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
