@@ -25,6 +25,8 @@ pub struct Config {
     pub attestation: AttestationConfig,
     /// The gateway-facing API.
     pub grpc: GrpcConfig,
+    /// Log shipping to `CloudWatch` Logs; absent: stdout (journald) only.
+    pub cloudwatch: Option<CloudWatchConfig>,
 }
 
 /// How the enclave is started.
@@ -138,6 +140,57 @@ impl fmt::Debug for S3Config {
     }
 }
 
+/// `CloudWatch` Logs.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudWatchConfig {
+    /// The log group; it must exist (provisioned with the instance).
+    pub log_group: String,
+    /// The log stream, created if missing. Default: `parent-shim/<host name>`.
+    #[serde(default = "default_log_stream")]
+    pub log_stream: String,
+    /// Region.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Endpoint override (a local server).
+    pub endpoint: Option<String>,
+    /// Static credentials for local runs; production uses the instance role.
+    pub access_key_id: Option<String>,
+    /// See `access_key_id`.
+    pub secret_access_key: Option<String>,
+    /// Lines held while `CloudWatch` is away; beyond, dropped and counted.
+    #[serde(default = "default_log_queue")]
+    pub queue_capacity: usize,
+    /// How often a partial batch is sent, in milliseconds.
+    #[serde(default = "default_flush_ms")]
+    pub flush_interval_ms: u64,
+}
+
+impl fmt::Debug for CloudWatchConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloudWatchConfig")
+            .field("log_group", &self.log_group)
+            .field("log_stream", &self.log_stream)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_log_stream() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    format!("parent-shim/{}", if host.is_empty() { "unknown" } else { host })
+}
+fn default_log_queue() -> usize {
+    10_000
+}
+fn default_flush_ms() -> u64 {
+    1000
+}
+
 /// What the attestation document must show.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -238,6 +291,23 @@ impl Config {
             return Err(ConfigError(
                 "s3.access_key_id and s3.secret_access_key go together".into(),
             ));
+        }
+        if let Some(cw) = &self.cloudwatch {
+            if cw.log_group.is_empty() || cw.log_stream.is_empty() {
+                return Err(ConfigError(
+                    "cloudwatch.log_group and log_stream must not be empty".into(),
+                ));
+            }
+            if cw.access_key_id.is_some() != cw.secret_access_key.is_some() {
+                return Err(ConfigError(
+                    "cloudwatch.access_key_id and cloudwatch.secret_access_key go together".into(),
+                ));
+            }
+            if cw.queue_capacity == 0 || cw.flush_interval_ms == 0 {
+                return Err(ConfigError(
+                    "cloudwatch.queue_capacity and flush_interval_ms must be positive".into(),
+                ));
+            }
         }
         if self.kms.access_key_id.is_some() != self.kms.secret_access_key.is_some() {
             return Err(ConfigError(

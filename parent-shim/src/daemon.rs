@@ -23,6 +23,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
+use crate::cloudwatch_logs::{self, CloudWatchSettings};
 use crate::config::{Config, ConfigError};
 use crate::enclave_boot::{self, BootInputs};
 use crate::enclave_client::EnclaveClient;
@@ -68,13 +69,32 @@ impl From<ConfigError> for DaemonError {
     }
 }
 
-/// One structured line on stdout (journald under systemd).
+/// One structured line on stdout (journald under systemd), and to `CloudWatch` if shipping
+/// is on. Alerts carry an Embedded Metric Format block: `CloudWatch` counts them as the
+/// `SignService/Parent` `Alerts` metric, by reason.
 pub fn emit(level: &str, event: &str, fields: serde_json::Value) {
     let mut line = json!({"source": "parent-shim", "level": level, "event": event});
     if let (Some(obj), serde_json::Value::Object(extra)) = (line.as_object_mut(), fields) {
         obj.extend(extra);
+        if event == "alert" {
+            let ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+            obj.insert("Alerts".into(), json!(1));
+            obj.insert(
+                "_aws".into(),
+                json!({"Timestamp": i64::try_from(ms).unwrap_or_default(),
+                       "CloudWatchMetrics": [{"Namespace": "SignService/Parent",
+                           "Dimensions": [["reason"]],
+                           "Metrics": [{"Name": "Alerts", "Unit": "Count"}]}]}),
+            );
+        }
     }
+    output(&line.to_string());
+}
+
+/// Prints a log line and ships it.
+fn output(line: &str) {
     println!("{line}");
+    cloudwatch_logs::ship(line);
 }
 
 /// Field names whose values never reach the log, whatever sent them.
@@ -166,10 +186,10 @@ async fn pump_logs(mut stream: UnixStream) {
                 Ok(wire::Message::Log(l)) => {
                     let fields: serde_json::Map<String, serde_json::Value> =
                         l.fields.iter().map(|(k, v)| (k.to_owned(), json!(redact(k, v)))).collect();
-                    println!(
-                        "{}",
-                        json!({"source": "enclave", "level": l.level.as_str().to_ascii_lowercase(),
-                               "target": l.target, "message": l.message, "fields": fields})
+                    output(
+                        &json!({"source": "enclave", "level": l.level.as_str().to_ascii_lowercase(),
+                                "target": l.target, "message": l.message, "fields": fields})
+                        .to_string(),
                     );
                 }
                 Ok(wire::Message::LogsDropped(d)) => {
@@ -185,11 +205,29 @@ fn hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
 
-/// Runs the daemon until a signal or a failure.
+/// Runs the daemon until a signal or a failure; the last lines reach `CloudWatch` before
+/// it returns.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
+    if let Some(cw) = &config.cloudwatch {
+        cloudwatch_logs::start(&CloudWatchSettings {
+            region: cw.region.clone(),
+            endpoint: cw.endpoint.clone(),
+            static_credentials: cw.access_key_id.clone().zip(cw.secret_access_key.clone()),
+            log_group: cw.log_group.clone(),
+            log_stream: cw.log_stream.clone(),
+            queue_capacity: cw.queue_capacity,
+            flush_interval: Duration::from_millis(cw.flush_interval_ms),
+        });
+    }
+    let outcome = run_until_stopped(&config).await;
+    cloudwatch_logs::flush(Duration::from_secs(10)).await;
+    outcome
+}
+
+async fn run_until_stopped(config: &Config) -> Result<(), DaemonError> {
     let started = Instant::now();
     let root = read_root(&config.attestation.root)?;
-    let inputs = match fetch_inputs(&config).await {
+    let inputs = match fetch_inputs(config).await {
         Ok(i) => i,
         Err(e) => {
             emit("error", "alert", json!({"reason": "fetch_failed", "error": e.to_string()}));
@@ -205,8 +243,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                "expected_accounts": inputs.expected_accounts}),
     );
 
-    let mut enclave = launch_local(&config)?;
-    let result = bootstrap(&config, &enclave, &inputs, &root).await;
+    let mut enclave = launch_local(config)?;
+    let result = bootstrap(config, &enclave, &inputs, &root).await;
     let (client, record, kms_request_id) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -230,7 +268,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }),
     );
 
-    let tls = tls_config(&config)?;
+    let tls = tls_config(config)?;
     let listener = tokio::net::TcpListener::bind(&config.grpc.listen)
         .await
         .map_err(|e| DaemonError::Serve(format!("{}: {e}", config.grpc.listen)))?;

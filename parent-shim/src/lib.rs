@@ -6,12 +6,14 @@
 //! * [`enclave_boot`], the boot conversation (attest, unseal, stream the shares, loaded);
 //! * [`grpc_bridge`], the gateway's gRPC API over mutual TLS, translated to `wire`;
 //! * [`kms_relay`], KMS `Decrypt` with `Recipient` through `aws-sdk-kms`;
-//! * [`s3_fetch`], the encrypted inputs from S3 through `aws-sdk-s3` (or `file://`).
+//! * [`s3_fetch`], the encrypted inputs from S3 through `aws-sdk-s3` (or `file://`);
+//! * [`cloudwatch_logs`], every log line shipped to `CloudWatch` Logs (alerts as metrics).
 //!
-//! To come with the parent's issue: the `nitro-cli` launcher, the HTTPS/SSE relay,
-//! `CloudWatch` logs and metrics.
+//! To come with the parent's issue: the `nitro-cli` launcher, the HTTPS/SSE relay and a
+//! metrics endpoint.
 
 pub mod attestation_verifier;
+pub mod cloudwatch_logs;
 pub mod config;
 pub mod daemon;
 pub mod enclave_boot;

@@ -375,6 +375,70 @@ async fn a_missing_s3_object_fails_closed_before_any_enclave_starts() {
     assert!(!c.kms.log().iter().any(|l| l.starts_with("Decrypt")), "{:?}", c.kms.log());
 }
 
+fn with_cloudwatch(config: &Path, moto: &MotoServer, group: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let cw = format!(
+        "\n[cloudwatch]\nlog_group = \"{group}\"\nlog_stream = \"node-1\"\nendpoint = \"{}\"\n\
+         access_key_id = \"AKIDLOCAL\"\nsecret_access_key = \"local-secret\"\nflush_interval_ms = 200\n",
+        moto.endpoint()
+    );
+    std::fs::write(config, text + &cw).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ships_every_line_to_cloudwatch_up_to_the_alert_that_ends_it() {
+    let moto = MotoServer::start().unwrap();
+    moto.create_log_group("/sign-service/parent").await.unwrap();
+    let (c, config) = case("cloudwatch", 7, 7).await;
+    with_cloudwatch(&config, &moto, "/sign-service/parent");
+    let mut p = start(&config);
+    p.wait_for("\"serving\"");
+    let pid = p.enclave_pid();
+    Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap();
+    assert_eq!(p.exit_code(), Some(1));
+    let shipped = moto.log_messages("/sign-service/parent", "node-1").await.unwrap();
+    // What stdout had, CloudWatch has, in order: the parent's events and the enclave's.
+    let printed: Vec<&String> = p.seen.iter().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(shipped.len(), printed.len(), "shipped {shipped:#?}\nprinted {printed:#?}");
+    for (s, l) in shipped.iter().zip(&printed) {
+        assert_eq!(s, *l);
+    }
+    for needle in ["\"inputs_fetched\"", "\"boot_record\"", "\"source\":\"enclave\"", "\"serving\""]
+    {
+        assert!(shipped.iter().any(|m| m.contains(needle)), "{needle} not shipped");
+    }
+    // The alert and the final `stopped` close the stream; the alert is an Embedded Metric
+    // Format record.
+    let tail: Vec<serde_json::Value> =
+        shipped[shipped.len() - 2..].iter().map(|m| serde_json::from_str(m).unwrap()).collect();
+    assert_eq!(tail[1]["event"], "stopped");
+    let alert = &tail[0];
+    assert_eq!(alert["event"], "alert");
+    assert_eq!(alert["reason"], "enclave_exited");
+    assert_eq!(alert["Alerts"], 1);
+    assert_eq!(alert["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "Alerts");
+    assert_eq!(alert["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0], "reason");
+    let all = shipped.join("\n");
+    assert!(!all.contains(&c.identity["AGE-SECRET-KEY-1".len()..]));
+    for s in &c.share_strings {
+        assert!(!all.contains(s.as_str()), "a share reached CloudWatch");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_cloudwatch_log_group_is_reported_and_signing_goes_on() {
+    let moto = MotoServer::start().unwrap();
+    let (_c, config) = case("cloudwatch-missing", 7, 7).await;
+    with_cloudwatch(&config, &moto, "/not/provisioned");
+    let mut p = start(&config);
+    let warn = p.wait_for("cloudwatch_unavailable");
+    assert!(
+        warn.contains("/not/provisioned") && warn.contains("ResourceNotFoundException"),
+        "{warn}"
+    );
+    p.wait_for("\"serving\"");
+}
+
 #[test]
 fn check_config_refuses_unknown_keys_and_bad_values() {
     let dir = tests::cms_openssl::workdir("daemon-config");

@@ -122,6 +122,62 @@ impl MotoServer {
     }
 }
 
+impl MotoServer {
+    /// `CloudWatch` Logs settings for this server.
+    #[must_use]
+    pub fn logs_settings(
+        &self,
+        log_group: &str,
+        log_stream: &str,
+    ) -> parent_shim::cloudwatch_logs::CloudWatchSettings {
+        parent_shim::cloudwatch_logs::CloudWatchSettings {
+            region: "us-east-1".into(),
+            endpoint: Some(self.endpoint()),
+            static_credentials: Some(("AKIDLOCAL".into(), "local-secret".into())),
+            log_group: log_group.into(),
+            log_stream: log_stream.into(),
+            queue_capacity: 1000,
+            flush_interval: std::time::Duration::from_secs(1),
+        }
+    }
+
+    /// Creates a log group, as the instance's provisioning would.
+    pub async fn create_log_group(&self, name: &str) -> Result<(), String> {
+        let logs = parent_shim::cloudwatch_logs::client(&self.logs_settings(name, "-"));
+        logs.create_log_group()
+            .log_group_name(name)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_cloudwatchlogs::error::DisplayErrorContext(&e).to_string())?;
+        Ok(())
+    }
+
+    /// Every message in a log stream, oldest first.
+    pub async fn log_messages(&self, group: &str, stream: &str) -> Result<Vec<String>, String> {
+        let logs = parent_shim::cloudwatch_logs::client(&self.logs_settings(group, stream));
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = logs
+                .get_log_events()
+                .log_group_name(group)
+                .log_stream_name(stream)
+                .start_from_head(true)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| aws_sdk_cloudwatchlogs::error::DisplayErrorContext(&e).to_string())?;
+            let before = out.len();
+            out.extend(page.events().iter().filter_map(|e| e.message().map(str::to_owned)));
+            let next = page.next_forward_token().map(str::to_owned);
+            if out.len() == before || next == token {
+                return Ok(out);
+            }
+            token = next;
+        }
+    }
+}
+
 impl Drop for MotoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -6,7 +6,7 @@
 //!    PCR0 is the SHA-384 of the enclave binary;
 //! 3. starts the KMS emulator (key policy pinned to that PCR0) and seals the age identity
 //!    with it through `aws-sdk-kms`, then deletes the plaintext identity;
-//! 4. starts S3 (`moto`, installed on first use) and uploads the share file (with its
+//! 4. starts S3 and `CloudWatch` Logs (`moto`, installed on first use) and uploads the share file (with its
 //!    account count as object metadata) and the sealed identity, deleting the local copies;
 //! 5. starts `parent-shim run`, which fetches both from S3, launches the enclave, verifies
 //!    its attestation, has KMS seal the identity to it, streams the shares and serves gRPC
@@ -191,8 +191,11 @@ pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
             .map_err(|e| Failure(format!("S3 PutObject {key}: {e}")))?;
         io("upload", std::fs::remove_file(path))?;
     }
+    runtime
+        .block_on(s3.create_log_group("/sign-service/demo"))
+        .map_err(|e| Failure(format!("CloudWatch CreateLogGroup: {e}")))?;
     eprintln!(
-        "demo: S3 (moto) at {}; s3://sign-service-demo holds the share file and the sealed identity",
+        "demo: S3 and CloudWatch Logs (moto) at {}; s3://sign-service-demo holds the share file and the sealed identity",
         s3.endpoint()
     );
 
@@ -229,6 +232,13 @@ secret_access_key = "local-secret"
 [kms]
 endpoint = "{kms_endpoint}"
 key_id = "demo-key"
+access_key_id = "AKIDLOCAL"
+secret_access_key = "local-secret"
+
+[cloudwatch]
+log_group = "/sign-service/demo"
+log_stream = "demo-node"
+endpoint = "{s3_endpoint}"
 access_key_id = "AKIDLOCAL"
 secret_access_key = "local-secret"
 
@@ -293,6 +303,16 @@ client_ca = "{dir}/tls/ca.pem"
             std::thread::sleep(Duration::from_hours(1));
         }
     }
+    // SIGTERM: the parent stops, flushing its last lines to CloudWatch.
+    let _ = Command::new("kill").arg("-TERM").arg(parent.0.id().to_string()).status();
+    let _ = parent.0.wait();
+    let shipped = runtime
+        .block_on(s3.log_messages("/sign-service/demo", "demo-node"))
+        .map_err(|e| Failure(format!("CloudWatch GetLogEvents: {e}")))?;
+    eprintln!(
+        "demo: {} log lines in CloudWatch /sign-service/demo/demo-node (the enclave's among them, redacted)",
+        shipped.len()
+    );
     drop(parent);
     drop(kms);
     drop(s3);
