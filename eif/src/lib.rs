@@ -1,4 +1,11 @@
-//! `eif`: writes Nitro Enclave Image Files deterministically (header, kernel, cmdline,
-//! metadata and ramdisk sections, CRC-32), a reproducible newc cpio writer for the ramdisk,
-//! and PCR0/1/2 computation. Used at build time by `cargo xtask build-eif`; never inside the
-//! enclave. Not implemented yet.
+//! `eif`: reproducible Nitro Enclave images, built without Docker or `nitro-cli`.
+//!
+//! * [`cpio_newc`]: a deterministic initramfs (`newc` cpio) writer, and a lister;
+//! * [`eif_image`]: the EIF v4 writer and checking reader, and PCR0/1/2.
+//!
+//! Used at build time by `cargo xtask build-eif` and `eif-info`, and by auditors; never
+//! inside the enclave. The format and the PCR rules are cross-checked against AWS's
+//! `aws-nitro-enclaves-image-format` crate (`eif/crosscheck`).
+
+pub mod cpio_newc;
+pub mod eif_image;

@@ -87,6 +87,27 @@ pub(crate) fn moto(root: &Path) -> Result<PathBuf> {
     Ok(server)
 }
 
+/// `curl`, to fetch the pinned kernel package.
+pub(crate) fn curl() -> Result {
+    apt_install_missing(&[("curl", "curl")])
+}
+
+/// OpenSSL headers and `pkg-config`, which AWS's `aws-nitro-enclaves-image-format` (the
+/// EIF cross-check's reference) builds against.
+pub(crate) fn openssl_dev() -> Result {
+    if output(Command::new("pkg-config").args(["--exists", "openssl"])).is_some() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get").args([
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "pkg-config",
+        "libssl-dev",
+    ]))
+}
+
 /// `musl-gcc`, which `ring` needs to build its C and assembly for the static musl target.
 pub(crate) fn musl() -> Result {
     apt_install_missing(&[("musl-gcc", "musl-tools")])
