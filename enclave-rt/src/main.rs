@@ -6,7 +6,7 @@
 //! enclave-rt --control ADDR --logs ADDR --gateway-key HEX [--memory-budget-mib N]
 //!            [--store-limit-mib N] [--allow-empty] [--session-cap N] [--session-ttl-secs N]
 //!            [--max-grant-lifetime-secs N] [--replay-window N] [--quiet]
-//!            [--sim-nsm-dir DIR] [--sim-pcr INDEX=HEX ...]
+//!            [--sim-nsm-dir DIR] [--sim-pcr INDEX=HEX ...] [--heartbeat ADDR]
 //! enclave-rt --args-file FILE      the same arguments, one per line
 //! enclave-rt                       as PID 1: the arguments in /etc/enclave-rt/args
 //! ADDR: vsock:CID:PORT | unix:PATH
@@ -34,7 +34,8 @@ static ALLOC: BudgetAllocator = BudgetAllocator::new();
 const USAGE: &str = "usage: enclave-rt --control ADDR --logs ADDR --gateway-key HEX \
                      [--memory-budget-mib N] [--store-limit-mib N] [--allow-empty] \
                      [--session-cap N] [--session-ttl-secs N] [--max-grant-lifetime-secs N] \
-                     [--replay-window N] [--quiet] [--sim-nsm-dir DIR] [--sim-pcr INDEX=HEX ...]";
+                     [--replay-window N] [--quiet] [--sim-nsm-dir DIR] [--sim-pcr INDEX=HEX ...] \
+                     [--heartbeat ADDR]";
 
 struct Args {
     service: ServiceConfig,
@@ -42,6 +43,9 @@ struct Args {
     quiet: bool,
     sim_nsm_dir: Option<std::path::PathBuf>,
     sim_pcrs: Vec<(u64, [u8; 48])>,
+    /// Where PID 1 sends the Nitro heartbeat: the parent (CID 3) on Nitro; the QEMU boot
+    /// test's host (CID 2). Measured with the other arguments.
+    heartbeat: enclave_rt::transport::Address,
 }
 
 /// `INDEX=HEX` with 96 hex digits.
@@ -119,6 +123,7 @@ fn parse_args() -> Result<Args, String> {
     let mut quiet = false;
     let mut sim_nsm_dir = None;
     let mut sim_pcrs = Vec::new();
+    let mut heartbeat = enclave_rt::pid1::HEARTBEAT_ADDRESS;
     let mut gateway_key = None;
     let mut engine = EngineConfig::with_gateway_key([0; 32]);
     let mut it = arguments()?.into_iter();
@@ -152,6 +157,10 @@ fn parse_args() -> Result<Args, String> {
             "--quiet" => quiet = true,
             "--sim-nsm-dir" => sim_nsm_dir = Some(std::path::PathBuf::from(value()?)),
             "--sim-pcr" => sim_pcrs.push(parse_pcr(&value()?)?),
+            "--heartbeat" => {
+                heartbeat =
+                    value()?.parse().map_err(|e: enclave_rt::transport::AddressError| e.0)?;
+            }
             _ => return Err(format!("unknown argument `{arg}`\n{USAGE}")),
         }
     }
@@ -170,6 +179,7 @@ fn parse_args() -> Result<Args, String> {
         quiet,
         sim_nsm_dir,
         sim_pcrs,
+        heartbeat,
     })
 }
 
@@ -190,7 +200,7 @@ fn main() -> ExitCode {
     }
     let mut logs = LogRing::new(DEFAULT_MAX_BYTES, !args.quiet);
     let pid1 = enclave_rt::pid1::is_pid1();
-    if pid1 && let Err(e) = init_enclave() {
+    if pid1 && let Err(e) = init_enclave(&args.heartbeat) {
         eprintln!("enclave-rt: init failed: {e}; powering off");
         enclave_rt::pid1::power_off();
     }
@@ -215,7 +225,9 @@ fn main() -> ExitCode {
 
 /// PID 1 duties, in order: file systems and console, kernel modules, the Nitro heartbeat,
 /// the RNG check (skipped in the sim flavour, which has no NSM driver).
-fn init_enclave() -> Result<(), enclave_rt::pid1::Pid1Error> {
+fn init_enclave(
+    heartbeat: &enclave_rt::transport::Address,
+) -> Result<(), enclave_rt::pid1::Pid1Error> {
     use enclave_rt::pid1;
     pid1::mount_and_console()?;
     let loaded = pid1::load_modules(
@@ -223,7 +235,8 @@ fn init_enclave() -> Result<(), enclave_rt::pid1::Pid1Error> {
         std::path::Path::new("/sys/module"),
     )?;
     eprintln!("enclave-rt: modules loaded: {}", loaded.join(", "));
-    pid1::heartbeat(&pid1::HEARTBEAT_ADDRESS)?;
+    pid1::heartbeat(heartbeat)?;
+    eprintln!("enclave-rt: heartbeat answered by {heartbeat}");
     if cfg!(feature = "sim") {
         eprintln!("enclave-rt: sim flavour: kernel RNG check skipped");
     } else {

@@ -63,7 +63,7 @@ pub(crate) const LOGS_PORT: u32 = 5001;
 
 /// The demo gateway key (`tests::gateway`), the default when none is given: fine for the
 /// demo and tests, never for production (build-eif says so).
-fn demo_gateway_key() -> String {
+pub(crate) fn demo_gateway_key() -> String {
     hex(&::tests::gateway::gateway().verifying_key().to_bytes())
 }
 
@@ -184,6 +184,8 @@ pub(crate) struct Request {
     pub(crate) kernel_dir: Option<PathBuf>,
     pub(crate) gateway_key: String,
     pub(crate) session_cap: u32,
+    /// Where `/init` sends the Nitro heartbeat, if not the parent (`vsock:3:9000`).
+    pub(crate) heartbeat: Option<String>,
 }
 
 /// What it produced.
@@ -255,9 +257,17 @@ pub(crate) fn build(
         "--session-cap".to_owned(),
         req.session_cap.to_string(),
     ];
+    if let Some(h) = &req.heartbeat {
+        args.push("--heartbeat".into());
+        args.push(h.clone());
+    }
     let mut config = eif::cpio_newc::Archive::new();
     if req.flavour == "sim" {
+        // The sim chain's keys are fixed but its ECDSA signatures are not (ring signs with a
+        // random nonce), so a sim image is not byte-reproducible; nsm images are. The chain
+        // is also written next to the image, for whoever verifies its attestations.
         let ca = ::tests::sim_ca::generate().map_err(|e| Failure(e.0))?;
+        ::tests::sim_ca::write(&ca, &req.out.join("sim-nsm"))?;
         let base = "etc/enclave-rt/sim-nsm";
         config.file(&format!("{base}/leaf.pk8"), 0o600, ca.leaf_pkcs8.clone()).map_err(cpio)?;
         config.file(&format!("{base}/leaf.der"), 0o644, ca.leaf_der.clone()).map_err(cpio)?;
@@ -320,7 +330,7 @@ pub(crate) fn build(
 fn usage() -> Failure {
     Failure(
         "usage: cargo xtask build-eif [--out DIR] [--flavour nsm|sim] [--kernel-dir DIR] \
-         [--gateway-key HEX] [--session-cap N]"
+         [--gateway-key HEX] [--session-cap N] [--heartbeat vsock:CID:PORT]"
             .into(),
     )
 }
@@ -332,6 +342,7 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
         kernel_dir: None,
         gateway_key: String::new(),
         session_cap: 256,
+        heartbeat: None,
     };
     let mut out = None;
     let mut it = args.iter();
@@ -343,6 +354,7 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
             "--kernel-dir" => req.kernel_dir = Some(PathBuf::from(v)),
             "--gateway-key" => (*v).clone_into(&mut req.gateway_key),
             "--session-cap" => req.session_cap = v.parse().map_err(|_| usage())?,
+            "--heartbeat" => req.heartbeat = Some((*v).to_owned()),
             _ => return Err(usage()),
         }
     }
@@ -417,6 +429,7 @@ pub(crate) fn check_reproducible(root: &Path) -> Result {
         kernel_dir: None,
         gateway_key: demo_gateway_key(),
         session_cap: 256,
+        heartbeat: None,
     };
     let a = build(root, &cache, Some(&scratch.join("target-a")), &request(scratch.join("eif-a")))?;
     let b = build(&copy, &cache, Some(&scratch.join("target-b")), &request(scratch.join("eif-b")))?;

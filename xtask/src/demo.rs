@@ -377,15 +377,15 @@ fn wait_for_serving(child: &mut Child, log: &Path) -> Result<serde_json::Value> 
     }
 }
 
-struct Stats {
-    sessions: usize,
-    per_s: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    all_verified: bool,
+pub(crate) struct Stats {
+    pub(crate) sessions: usize,
+    pub(crate) per_s: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) all_verified: bool,
 }
 
-async fn gateway(
+pub(crate) async fn gateway(
     endpoint: &str,
     server_ca: &str,
     client: &tests::tls_certs::Pem,

@@ -3,6 +3,7 @@
 mod build_eif;
 mod build_enclave;
 mod demo;
+mod qemu_boot;
 mod run;
 mod setup;
 mod wire_doc;
@@ -45,6 +46,9 @@ cargo xtask <task>
                        the enclave image (EIF) around the static enclave-rt and the pinned
                        Debian kernel, reproducible; writes enclave.eif and pcrs.json
                        (default target/eif/FLAVOUR) and prints the PCRs
+  qemu-boot            boot the sim image under QEMU (microvm, vhost-user vsock) and run the
+                       real boot over guest vsock: heartbeat, attestation, KMS unseal, share
+                       load, signing; then a corrupt share file and the enclave's power-off
   eif-info FILE        check an EIF (CRC, layout) and print its sections, files and PCRs
   sim-ca --out DIR      the sim NSM's test certificate chain (deterministic keys), for
                        enclave-rt --sim-nsm-dir and parent-shim attestation verify --root
@@ -83,6 +87,7 @@ fn dispatch(args: &[&str]) -> Result {
         ["build-enclave", rest @ ..] => build_enclave::task(&root, rest),
         ["build-eif", rest @ ..] => build_eif::task(&root, rest),
         ["eif-info", file] => build_eif::info(Path::new(file)),
+        ["qemu-boot", rest @ ..] => qemu_boot::task(&root, rest),
         ["gen-shares", rest @ ..] => gen_shares(rest),
         ["sim-ca", "--out", dir] => {
             let ca = tests::sim_ca::generate().map_err(|e| Failure(e.0))?;
@@ -180,6 +185,9 @@ fn test(root: &Path) -> Result {
         .current_dir(root.join("eif/crosscheck"))
         .args(["test", "--locked", "--target-dir"])
         .arg(root.join("target/crosscheck")))?;
+    // The sim image booted under QEMU: PID 1, modules, heartbeat, attestation, KMS unseal,
+    // share load and signing over real guest vsock, then a refused file and the power-off.
+    qemu_boot::task(root, &[])?;
     eprintln!("xtask test: all checks passed");
     Ok(())
 }

@@ -108,6 +108,28 @@ pub(crate) fn openssl_dev() -> Result {
     ]))
 }
 
+/// QEMU, for the boot test of the image.
+pub(crate) fn qemu() -> Result {
+    apt_install_missing(&[("qemu-system-x86_64", "qemu-system-x86")])
+}
+
+/// The vhost-user vsock device the QEMU boot test gives the guest (rust-vmm's, from
+/// crates.io, pinned), built into `target/tools/vhost-device-vsock`. Returns the binary.
+pub(crate) fn vhost_device_vsock(root: &Path) -> Result<PathBuf> {
+    const VERSION: &str = "0.3.0";
+    let dir = root.join("target/tools/vhost-device-vsock");
+    let bin = dir.join("bin/vhost-device-vsock");
+    let stamp = dir.join("installed");
+    if bin.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == VERSION) {
+        return Ok(bin);
+    }
+    run(cargo()
+        .args(["install", "vhost-device-vsock", "--locked", "--version", VERSION, "--root"])
+        .arg(&dir))?;
+    std::fs::write(&stamp, VERSION)?;
+    Ok(bin)
+}
+
 /// `musl-gcc`, which `ring` needs to build its C and assembly for the static musl target.
 pub(crate) fn musl() -> Result {
     apt_install_missing(&[("musl-gcc", "musl-tools")])
