@@ -33,19 +33,35 @@ pub struct Config {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnclaveConfig {
-    /// `local` (spawn `enclave-rt` on Unix sockets) or `nitro` (`nitro-cli`, not built yet).
+    /// `local` (spawn `enclave-rt` on Unix sockets) or `nitro` (`nitro-cli`, vsock).
     pub mode: LaunchMode,
     /// The `enclave-rt` binary (local mode).
-    pub binary: PathBuf,
+    pub binary: Option<PathBuf>,
     /// Directory for the control and log sockets (local mode).
-    pub runtime_dir: PathBuf,
+    pub runtime_dir: Option<PathBuf>,
+    /// The image (nitro mode).
+    pub eif_path: Option<PathBuf>,
+    /// vCPUs for the enclave (nitro mode).
+    #[serde(default = "default_cpu_count")]
+    pub cpu_count: u32,
+    /// Enclave memory in MiB (nitro mode): the share store, the budget's headroom, and the
+    /// image itself, which unpacks in enclave RAM.
+    #[serde(default = "default_enclave_memory")]
+    pub memory_mib: u32,
+    /// The enclave's CID (nitro mode).
+    #[serde(default = "default_cid")]
+    pub cid: u32,
+    /// The `nitro-cli` program (nitro mode).
+    #[serde(default = "default_nitro_cli")]
+    pub nitro_cli: PathBuf,
     /// The sim NSM's chain directory (local mode with a `sim` build).
     pub sim_nsm_dir: Option<PathBuf>,
     /// PCRs the sim NSM reports, `INDEX=HEX` (local mode with a `sim` build).
     #[serde(default)]
     pub sim_pcrs: Vec<String>,
-    /// The gateway's Ed25519 public key, hex: part of the enclave's measured configuration.
-    pub gateway_key: String,
+    /// The gateway's Ed25519 public key, hex (local mode; in nitro mode it is part of the
+    /// image's measured configuration, set by `cargo xtask build-eif --gateway-key`).
+    pub gateway_key: Option<String>,
     /// Sessions open at once.
     #[serde(default = "default_session_cap")]
     pub session_cap: u32,
@@ -63,7 +79,7 @@ pub struct EnclaveConfig {
 pub enum LaunchMode {
     /// A child process on Unix sockets (development, tests, the demo).
     Local,
-    /// `nitro-cli run-enclave` on vsock (production; not built yet).
+    /// `nitro-cli run-enclave` on vsock (production).
     Nitro,
 }
 
@@ -222,6 +238,18 @@ pub struct GrpcConfig {
 fn default_session_cap() -> u32 {
     256
 }
+fn default_cpu_count() -> u32 {
+    2
+}
+fn default_enclave_memory() -> u32 {
+    2048
+}
+fn default_cid() -> u32 {
+    16
+}
+fn default_nitro_cli() -> PathBuf {
+    "nitro-cli".into()
+}
 fn default_memory_mib() -> u32 {
     1024
 }
@@ -266,14 +294,48 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        if self.enclave.mode == LaunchMode::Nitro {
-            return Err(ConfigError(
-                "enclave.mode = \"nitro\" is not built yet; use \"local\"".into(),
-            ));
-        }
-        let key = &self.enclave.gateway_key;
-        if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ConfigError("enclave.gateway_key must be 64 hex digits".into()));
+        let e = &self.enclave;
+        match e.mode {
+            LaunchMode::Local => {
+                let (Some(_), Some(_), Some(key)) = (&e.binary, &e.runtime_dir, &e.gateway_key)
+                else {
+                    return Err(ConfigError(
+                        "enclave.mode = \"local\" needs enclave.binary, runtime_dir and gateway_key"
+                            .into(),
+                    ));
+                };
+                if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(ConfigError("enclave.gateway_key must be 64 hex digits".into()));
+                }
+            }
+            LaunchMode::Nitro => {
+                if e.eif_path.is_none() {
+                    return Err(ConfigError(
+                        "enclave.mode = \"nitro\" needs enclave.eif_path".into(),
+                    ));
+                }
+                if e.binary.is_some()
+                    || e.gateway_key.is_some()
+                    || !e.sim_pcrs.is_empty()
+                    || e.sim_nsm_dir.is_some()
+                {
+                    return Err(ConfigError(
+                        "enclave.binary, gateway_key, sim_nsm_dir and sim_pcrs are local-mode \
+                         settings; in nitro mode the image carries its measured configuration"
+                            .into(),
+                    ));
+                }
+                if e.cid < 4 || e.cpu_count == 0 || e.memory_mib < 64 {
+                    return Err(ConfigError(
+                        "enclave.cid must be >= 4, cpu_count >= 1, memory_mib >= 64".into(),
+                    ));
+                }
+                if self.attestation.expected_pcrs.is_none() {
+                    return Err(ConfigError(
+                        "nitro mode needs attestation.expected_pcrs (the image's pcrs.json)".into(),
+                    ));
+                }
+            }
         }
         for (name, url) in [
             ("shares.share_file", &self.shares.share_file),

@@ -14,19 +14,21 @@
 //! boot record and exits non-zero; systemd restarts the unit.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::io::AsyncReadExt;
-use tokio::net::UnixStream;
-use tokio::process::{Child, Command};
 
 use crate::cloudwatch_logs::{self, CloudWatchSettings};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, LaunchMode};
 use crate::enclave_boot::{self, BootInputs};
 use crate::enclave_client::EnclaveClient;
+use crate::enclave_launcher::{
+    self, EnclaveIo, EnclaveLauncher, Endpoint, Launched, LocalLauncher, NitroLauncher,
+    NitroSettings,
+};
 use crate::grpc_bridge::{self, Bridge};
 use crate::kms_relay::{self, KmsSettings};
 use crate::s3_fetch::{self, FetchError, S3Settings};
@@ -105,67 +107,56 @@ fn redact(name: &str, value: &str) -> String {
     if REDACTED.iter().any(|r| lower.contains(r)) { "[redacted]".into() } else { value.to_owned() }
 }
 
-/// The enclave as a local child process.
-struct LocalEnclave {
-    child: Child,
-    control: PathBuf,
-    logs: PathBuf,
-}
-
-fn launch_local(config: &Config) -> Result<LocalEnclave, DaemonError> {
+/// The launcher the configuration asks for.
+fn launcher(config: &Config) -> Box<dyn EnclaveLauncher> {
     let e = &config.enclave;
-    std::fs::create_dir_all(&e.runtime_dir)
-        .map_err(|err| DaemonError::Launch(format!("{}: {err}", e.runtime_dir.display())))?;
-    let control = e.runtime_dir.join("control.sock");
-    let logs = e.runtime_dir.join("logs.sock");
-    for stale in [&control, &logs] {
-        let _ = std::fs::remove_file(stale);
+    match e.mode {
+        LaunchMode::Local => {
+            let mut args = vec![
+                "--gateway-key".to_owned(),
+                e.gateway_key.clone().unwrap_or_default(),
+                "--session-cap".to_owned(),
+                e.session_cap.to_string(),
+                "--memory-budget-mib".to_owned(),
+                e.memory_budget_mib.to_string(),
+                "--quiet".to_owned(),
+            ];
+            if let Some(dir) = &e.sim_nsm_dir {
+                args.push("--sim-nsm-dir".to_owned());
+                args.push(dir.display().to_string());
+            }
+            for pcr in &e.sim_pcrs {
+                args.push("--sim-pcr".to_owned());
+                args.push(pcr.clone());
+            }
+            // check-config guarantees both in local mode.
+            let binary = e.binary.clone().unwrap_or_default();
+            let runtime_dir = e.runtime_dir.clone().unwrap_or_default();
+            Box::new(LocalLauncher::new(&binary, &runtime_dir, args))
+        }
+        LaunchMode::Nitro => Box::new(NitroLauncher::new(NitroSettings {
+            nitro_cli: e.nitro_cli.clone(),
+            eif_path: e.eif_path.clone().unwrap_or_default(),
+            cpu_count: e.cpu_count,
+            memory_mib: e.memory_mib,
+            cid: e.cid,
+            control_port: 5000,
+            logs_port: 5001,
+            poll_interval: Duration::from_secs(2),
+        })),
     }
-    // The arguments travel in a file, as the image ships them (measured there).
-    let mut args = vec![
-        "--control".to_owned(),
-        format!("unix:{}", control.display()),
-        "--logs".to_owned(),
-        format!("unix:{}", logs.display()),
-        "--gateway-key".to_owned(),
-        e.gateway_key.clone(),
-        "--session-cap".to_owned(),
-        e.session_cap.to_string(),
-        "--memory-budget-mib".to_owned(),
-        e.memory_budget_mib.to_string(),
-        "--quiet".to_owned(),
-    ];
-    if let Some(dir) = &e.sim_nsm_dir {
-        args.push("--sim-nsm-dir".to_owned());
-        args.push(dir.display().to_string());
-    }
-    for pcr in &e.sim_pcrs {
-        args.push("--sim-pcr".to_owned());
-        args.push(pcr.clone());
-    }
-    let args_file = e.runtime_dir.join("enclave-rt.args");
-    std::fs::write(&args_file, args.join("\n") + "\n")
-        .map_err(|err| DaemonError::Launch(format!("{}: {err}", args_file.display())))?;
-    let child = Command::new(&e.binary)
-        .arg("--args-file")
-        .arg(&args_file)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|err| DaemonError::Launch(format!("{}: {err}", e.binary.display())))?;
-    emit(
-        "info",
-        "enclave_started",
-        json!({"mode": "local", "pid": child.id(), "binary": e.binary.display().to_string()}),
-    );
-    Ok(LocalEnclave { child, control, logs })
 }
 
-async fn connect(path: &Path, deadline: Instant) -> Result<UnixStream, DaemonError> {
+/// Connects, retrying until `deadline` while the enclave starts listening.
+async fn connect(
+    endpoint: &Endpoint,
+    deadline: Instant,
+) -> Result<Box<dyn EnclaveIo>, DaemonError> {
     loop {
-        match UnixStream::connect(path).await {
+        match enclave_launcher::connect(endpoint).await {
             Ok(s) => return Ok(s),
             Err(e) if Instant::now() >= deadline => {
-                return Err(DaemonError::Launch(format!("{}: {e}", path.display())));
+                return Err(DaemonError::Launch(format!("{endpoint}: {e}")));
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -173,7 +164,7 @@ async fn connect(path: &Path, deadline: Instant) -> Result<UnixStream, DaemonErr
 }
 
 /// Reads log frames and prints them as JSON lines until the connection closes.
-async fn pump_logs(mut stream: UnixStream) {
+async fn pump_logs(mut stream: Box<dyn EnclaveIo>) {
     let mut decoder: Box<wire::DefaultDecoder> = Box::default();
     loop {
         let n = match stream.read(decoder.read_buf()).await {
@@ -243,12 +234,37 @@ async fn run_until_stopped(config: &Config) -> Result<(), DaemonError> {
                "expected_accounts": inputs.expected_accounts}),
     );
 
-    let mut enclave = launch_local(config)?;
-    let result = bootstrap(config, &enclave, &inputs, &root).await;
+    let mut enclave = launcher(config);
+    let launched = match enclave.launch().await {
+        Ok(l) => l,
+        Err(e) => {
+            enclave.terminate().await;
+            emit("error", "alert", json!({"reason": "launch_failed", "error": e.to_string()}));
+            return Err(DaemonError::Launch(e.0));
+        }
+    };
+    emit("info", "enclave_started", launched.description.clone());
+    // From here on, every way out destroys the enclave.
+    let outcome =
+        boot_and_serve(config, enclave.as_mut(), &launched, &inputs, &root, started).await;
+    enclave.terminate().await;
+    emit("info", "stopped", json!({"ok": outcome.is_ok()}));
+    outcome
+}
+
+/// Boots the launched enclave, then serves until a signal or the enclave's end.
+async fn boot_and_serve(
+    config: &Config,
+    enclave: &mut dyn EnclaveLauncher,
+    launched: &Launched,
+    inputs: &Inputs,
+    root: &[u8],
+    started: Instant,
+) -> Result<(), DaemonError> {
+    let result = bootstrap(config, launched, inputs, root).await;
     let (client, record, kms_request_id) = match result {
         Ok(r) => r,
         Err(e) => {
-            let _ = enclave.child.kill().await;
             emit("error", "alert", json!({"reason": "boot_failed", "error": e.to_string()}));
             return Err(e);
         }
@@ -288,8 +304,7 @@ async fn run_until_stopped(config: &Config) -> Result<(), DaemonError> {
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| DaemonError::Serve(e.to_string()))?;
     let outcome = tokio::select! {
-        status = enclave.child.wait() => {
-            let why = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+        why = enclave.exited() => {
             emit("error", "alert", json!({"reason": "enclave_exited", "status": why}));
             Err(DaemonError::EnclaveExited(why))
         }
@@ -299,8 +314,6 @@ async fn run_until_stopped(config: &Config) -> Result<(), DaemonError> {
     sd_notify("STOPPING=1");
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    let _ = enclave.child.kill().await;
-    emit("info", "stopped", json!({"ok": outcome.is_ok()}));
     outcome
 }
 
@@ -348,7 +361,7 @@ async fn fetch_inputs(config: &Config) -> Result<Inputs, FetchError> {
 /// Steps 2-3 of the module documentation: connect, pump logs, boot with KMS sealing.
 async fn bootstrap(
     config: &Config,
-    enclave: &LocalEnclave,
+    enclave: &Launched,
     inputs: &Inputs,
     root: &[u8],
 ) -> Result<(Arc<EnclaveClient>, crate::enclave_boot::BootRecord, Option<String>), DaemonError> {

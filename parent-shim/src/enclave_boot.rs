@@ -120,9 +120,30 @@ where
     F: Future<Output = Result<Vec<u8>, String>>,
 {
     match tokio::time::timeout(inputs.deadline, run(client, unsolicited, inputs, unseal)).await {
+        Ok(Err(BootError::Disconnected)) => Err(reason_for_disconnect(unsolicited).await),
         Ok(r) => r,
         Err(_) => Err(BootError::Timeout),
     }
+}
+
+/// The enclave reports why it stops (`BootFailed`), then closes the connection; a write of
+/// ours can fail on the close before the reader has handed that report over. The reader
+/// delivers everything that arrived before the close and then ends the channel, so wait
+/// for that (briefly) and prefer the enclave's own reason.
+async fn reason_for_disconnect(unsolicited: &mut mpsc::UnboundedReceiver<Reply>) -> BootError {
+    let drain = async {
+        while let Some(r) = unsolicited.recv().await {
+            if let Ok(Message::BootFailed(_)) = r.message() {
+                return Some(unexpected(r.message()));
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(2), drain)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(BootError::Disconnected)
 }
 
 async fn run<U, F>(

@@ -9,8 +9,10 @@
 //! * [`s3_fetch`], the encrypted inputs from S3 through `aws-sdk-s3` (or `file://`);
 //! * [`cloudwatch_logs`], every log line shipped to `CloudWatch` Logs (alerts as metrics).
 //!
-//! To come with the parent's issue: the `nitro-cli` launcher, the HTTPS/SSE relay and a
-//! metrics endpoint.
+//! * [`enclave_launcher`], starting and destroying the enclave: a local child process, or
+//!   `nitro-cli` in production.
+//!
+//! To come with the parent's issue: the HTTPS/SSE relay and a metrics endpoint.
 
 pub mod attestation_verifier;
 pub mod cloudwatch_logs;
@@ -18,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod enclave_boot;
 pub mod enclave_client;
+pub mod enclave_launcher;
 pub mod grpc_bridge;
 pub mod kms_relay;
 pub mod s3_fetch;

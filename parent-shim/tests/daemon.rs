@@ -439,6 +439,99 @@ async fn a_missing_cloudwatch_log_group_is_reported_and_signing_goes_on() {
     p.wait_for("\"serving\"");
 }
 
+/// A stand-in `nitro-cli`: records its arguments and answers as the real one does.
+/// `run_exit` 0 prints an enclave description; anything else prints `stderr` and fails.
+fn stub_nitro_cli(dir: &Path, run_exit: i32, stderr: &str) -> PathBuf {
+    let script = format!(
+        r#"#!/bin/sh
+echo "$@" >> "{log}"
+case "$1" in
+  run-enclave)
+    if [ {run_exit} -ne 0 ]; then echo "{stderr}" >&2; exit {run_exit}; fi
+    echo 'Start allocating memory...' >&2
+    printf '{{"EnclaveName": "enclave", "EnclaveID": "i-0abc-enc0123", "ProcessID": 4242, "EnclaveCID": 16, "NumberOfCPUs": 2, "CPUIDs": [1, 3], "MemoryMiB": 512}}\n' ;;
+  describe-enclaves)
+    printf '[{{"EnclaveID": "i-0abc-enc0123", "State": "RUNNING", "Flags": "NONE"}}]\n' ;;
+  terminate-enclave)
+    printf '{{"EnclaveID": "i-0abc-enc0123", "Terminated": true}}\n' ;;
+esac
+"#,
+        log = dir.join("nitro-cli.log").display()
+    );
+    let path = dir.join("nitro-cli");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The case's configuration switched to nitro mode with the stub.
+fn nitro_config(c: &Case, config: &Path, nitro_cli: &Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let start = text.find("[enclave]").unwrap();
+    let end = text.find("[shares]").unwrap();
+    let d = c.dir.0.display();
+    std::fs::write(c.dir.0.join("enclave.eif"), b"an image").unwrap();
+    std::fs::write(
+        c.dir.0.join("pcrs.json"),
+        format!("{{\"PCR0\": \"{}\"}}", hex::encode([7u8; 48])),
+    )
+    .unwrap();
+    let nitro = format!(
+        "[enclave]\nmode = \"nitro\"\neif_path = \"{d}/enclave.eif\"\ncpu_count = 2\n\
+         memory_mib = 512\ncid = 16\nnitro_cli = \"{}\"\nboot_deadline_secs = 3\n\n",
+        nitro_cli.display()
+    );
+    let text = format!("{}{nitro}{}", &text[..start], &text[end..])
+        .replace("[attestation]\n", &format!("[attestation]\nexpected_pcrs = \"{d}/pcrs.json\"\n"));
+    std::fs::write(config, text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nitro_mode_runs_the_image_through_nitro_cli_and_terminates_it_on_failure() {
+    let (c, config) = case("nitro", 7, 7).await;
+    let stub = stub_nitro_cli(&c.dir.0, 0, "");
+    nitro_config(&c, &config, &stub);
+    let mut p = start(&config);
+    let started: serde_json::Value =
+        serde_json::from_str(&p.wait_for("\"enclave_started\"")).unwrap();
+    assert_eq!(started["mode"], "nitro");
+    assert_eq!(started["enclave_id"], "i-0abc-enc0123");
+    assert_eq!(started["cid"], 16);
+    // Nothing answers on vsock CID 16 here: the boot fails at the deadline, closed.
+    let alert = p.wait_for("\"alert\"");
+    assert!(alert.contains("boot_failed") && alert.contains("vsock:16:5000"), "{alert}");
+    assert_eq!(p.exit_code(), Some(1));
+    let calls = std::fs::read_to_string(c.dir.0.join("nitro-cli.log")).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(
+        calls,
+        [
+            format!(
+                "run-enclave --eif-path {}/enclave.eif --cpu-count 2 --memory 512 --enclave-cid 16",
+                c.dir.0.display()
+            )
+            .as_str(),
+            "terminate-enclave --enclave-id i-0abc-enc0123",
+        ]
+    );
+    assert!(!p.seen.iter().any(|l| l.contains("\"serving\"")));
+    assert!(!c.kms.log().iter().any(|l| l.starts_with("Decrypt")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nitro_cli_refusal_fails_closed_with_its_reason() {
+    let (c, config) = case("nitro-refused", 7, 7).await;
+    let stub = stub_nitro_cli(&c.dir.0, 26, "[ E26 ] Insufficient memory requested.");
+    nitro_config(&c, &config, &stub);
+    let mut p = start(&config);
+    let alert = p.wait_for("\"alert\"");
+    assert!(alert.contains("launch_failed"), "{alert}");
+    assert!(alert.contains("[ E26 ] Insufficient memory requested."), "{alert}");
+    assert_eq!(p.exit_code(), Some(1));
+    let calls = std::fs::read_to_string(c.dir.0.join("nitro-cli.log")).unwrap();
+    assert_eq!(calls.lines().count(), 1, "nothing to terminate: {calls}");
+}
+
 #[test]
 fn check_config_refuses_unknown_keys_and_bad_values() {
     let dir = tests::cms_openssl::workdir("daemon-config");
@@ -462,7 +555,7 @@ fn check_config_refuses_unknown_keys_and_bad_values() {
     assert!(err.contains("unknown field"), "{err}");
     let (code, err) = run(&good.replace("mode = \"local\"", "mode = \"nitro\""));
     assert_eq!(code, Some(2));
-    assert!(err.contains("not built yet"), "{err}");
+    assert!(err.contains("needs enclave.eif_path"), "{err}");
     let (code, err) = run(&good.replace("file:///var/lib", "https://bucket"));
     assert_eq!(code, Some(2));
     assert!(err.contains("s3://bucket/key or file://path"), "{err}");
