@@ -6,6 +6,7 @@
 //! * [`enclave_boot`], the boot conversation (attest, unseal, stream the shares, loaded);
 //! * [`grpc_bridge`], the gateway's gRPC API over mutual TLS, translated to `wire`;
 //! * [`kms_relay`], KMS `Decrypt` with `Recipient` through `aws-sdk-kms`;
+//! * [`kms_policy`], key policies that pin the image's PCRs;
 //! * [`s3_fetch`], the encrypted inputs from S3 through `aws-sdk-s3` (or `file://`);
 //! * [`cloudwatch_logs`], every log line shipped to `CloudWatch` Logs (alerts as metrics).
 //!
@@ -22,5 +23,6 @@ pub mod enclave_boot;
 pub mod enclave_client;
 pub mod enclave_launcher;
 pub mod grpc_bridge;
+pub mod kms_policy;
 pub mod kms_relay;
 pub mod s3_fetch;

@@ -36,6 +36,22 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print a KMS key policy that releases the sealed identity only to the image whose
+    /// PCRs are in PCRS (as `cargo xtask build-eif` writes them).
+    KmsPolicy {
+        /// `pcrs.json` of the image: {"PCR0": "<hex>", ...}.
+        #[arg(long)]
+        pcrs: PathBuf,
+        /// The parent instance's role ARN (attested kms:Decrypt only).
+        #[arg(long)]
+        enclave_role: String,
+        /// The key administrators' ARN (no data-plane rights).
+        #[arg(long)]
+        admin: String,
+        /// An operator role allowed kms:Encrypt, to seal new identities.
+        #[arg(long)]
+        operator: Option<String>,
+    },
     /// Print the version.
     Version,
 }
@@ -68,6 +84,22 @@ fn main() -> ExitCode {
         Command::Version => {
             println!("parent-shim {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
+        }
+        Command::KmsPolicy { pcrs, enclave_role, admin, operator } => {
+            match parse_pcrs(&pcrs).and_then(|p| {
+                if p.is_empty() { Err(format!("{}: no PCR", pcrs.display())) } else { Ok(p) }
+            }) {
+                Ok(pcrs) => {
+                    let who = parent_shim::kms_policy::Principals { enclave_role, admin, operator };
+                    let policy = parent_shim::kms_policy::key_policy(&pcrs, &who);
+                    println!("{}", serde_json::to_string_pretty(&policy).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("parent-shim: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::CheckConfig { config } => match parent_shim::config::Config::load(&config) {
             Ok(_) => {

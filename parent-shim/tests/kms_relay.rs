@@ -85,16 +85,18 @@ async fn the_sdk_gets_the_identity_sealed_to_the_enclave_and_only_the_enclave_op
     let expected = Identity::parse(IDENTITY.as_bytes()).unwrap();
     assert_eq!(identity.public_key(), expected.public_key());
 
-    // Decrypt without Recipient returns the plaintext (what the parent must never call):
-    // shown here so the emulator's two paths are both real.
+    // Decrypt without Recipient: the key's PCR conditions cannot hold without a document.
     let plain = s
         .client
         .decrypt()
         .ciphertext_blob(Blob::new(s.sealed_identity.clone()))
         .send()
         .await
-        .unwrap();
-    assert_eq!(plain.plaintext().unwrap().as_ref(), IDENTITY.as_bytes());
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_kms::error::ProvideErrorMetadata::code(&plain),
+        Some("AccessDeniedException")
+    );
     let random = s.client.generate_random().number_of_bytes(32).send().await.unwrap();
     assert_eq!(random.plaintext().unwrap().as_ref().len(), 32);
     assert!(s.kms.log().iter().any(|l| l.starts_with("Decrypt ok")));
@@ -172,4 +174,73 @@ async fn raw_post(endpoint: &str, target: &str, body: &str) -> String {
     let mut out = String::new();
     stream.read_to_string(&mut out).await.unwrap();
     out
+}
+
+/// The EIF upgrade procedure's KMS step: a key policy generated (by the real CLI) from the
+/// new image's `pcrs.json` releases the identity to the new image, refuses the old one,
+/// and refuses a plain `Decrypt` to anyone.
+#[tokio::test]
+async fn a_policy_for_the_new_image_refuses_the_old_image() {
+    let dir = tests::cms_openssl::workdir("kms-policy");
+    let ca = tests::sim_ca::generate().unwrap();
+    tests::sim_ca::write(&ca, &dir.0).unwrap();
+    let old: Vec<(u64, [u8; 48])> = vec![(0, [1; 48]), (1, [2; 48]), (2, [3; 48])];
+    let new: Vec<(u64, [u8; 48])> = vec![(0, [4; 48]), (1, [2; 48]), (2, [5; 48])];
+    let pcrs_json = format!(
+        "{{\"PCR0\": \"{}\", \"PCR1\": \"{}\", \"PCR2\": \"{}\"}}",
+        hex::encode(new[0].1),
+        hex::encode(new[1].1),
+        hex::encode(new[2].1)
+    );
+    std::fs::write(dir.0.join("pcrs.json"), pcrs_json).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+        .args(["kms-policy", "--pcrs"])
+        .arg(dir.0.join("pcrs.json"))
+        .args(["--enclave-role", "arn:aws:iam::111122223333:role/parent"])
+        .args(["--admin", "arn:aws:iam::111122223333:role/kms-admin"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let policy: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kms = KmsEmulator::start(KmsConfig {
+        keys: vec![KeySpec::from_policy("k2", &policy).unwrap()],
+        attestation_root_der: ca.root_der.clone(),
+    })
+    .await
+    .unwrap();
+    let client = kms_relay::client(&KmsSettings {
+        region: "us-east-1".into(),
+        endpoint: Some(kms.endpoint()),
+        static_credentials: Some(("AKIDLOCAL".into(), "local-secret".into())),
+    });
+    let sealed = tests::kms_emulator::encrypt_with_sdk(&kms.endpoint(), "k2", IDENTITY.as_bytes())
+        .await
+        .unwrap();
+    let attempt = |pcrs: Vec<(u64, [u8; 48])>| {
+        let (client, sealed, dir) = (client.clone(), sealed.clone(), dir.0.clone());
+        async move {
+            let mut nsm = enclave_rt::sim_nsm::SimNsm::from_dir(&dir, pcrs, clock).unwrap();
+            let key = UnsealKey::generate().unwrap();
+            let doc = nsm.attest(b"n", key.public_key_der(), b"").unwrap();
+            kms_relay::decrypt_for_enclave(&client, Some("k2"), &sealed, &doc)
+                .await
+                .map(|s| *key.unseal(&s.ciphertext_for_recipient).unwrap().public_key())
+        }
+    };
+    let opened = attempt(new).await.unwrap();
+    assert_eq!(&opened, Identity::parse(IDENTITY.as_bytes()).unwrap().public_key());
+    let refused = attempt(old).await.unwrap_err();
+    assert!(
+        matches!(&refused, KmsRelayError::Refused { code, message, .. } if code == "AccessDeniedException" && message.contains("PCR0")),
+        "{refused:?}"
+    );
+    let plain = client.decrypt().ciphertext_blob(Blob::new(sealed)).send().await.unwrap_err();
+    assert_eq!(
+        aws_sdk_kms::error::ProvideErrorMetadata::code(&plain),
+        Some("AccessDeniedException")
+    );
+    // A policy that lets anyone decrypt without attestation is refused outright.
+    let mut open = policy.clone();
+    open["Statement"][1].as_object_mut().unwrap().remove("Condition");
+    assert!(KeySpec::from_policy("k3", &open).is_err());
 }

@@ -39,6 +39,25 @@ pub struct KeySpec {
     pub recipient_pcrs: BTreeMap<u64, Vec<u8>>,
 }
 
+impl KeySpec {
+    /// The key as a generated key policy describes it (`parent_shim::kms_policy`): its
+    /// attested `kms:Decrypt` statement's PCR conditions.
+    pub fn from_policy(
+        key_id: &str,
+        policy: &Value,
+    ) -> Result<Self, parent_shim::kms_policy::PolicyError> {
+        if parent_shim::kms_policy::allows_unconditioned_decrypt(policy) {
+            return Err(parent_shim::kms_policy::PolicyError(
+                "the policy allows kms:Decrypt without an attestation condition".into(),
+            ));
+        }
+        Ok(Self {
+            key_id: key_id.to_owned(),
+            recipient_pcrs: parent_shim::kms_policy::recipient_conditions(policy)?,
+        })
+    }
+}
+
 /// The emulator's configuration.
 #[derive(Clone, Debug)]
 pub struct KmsConfig {
@@ -285,6 +304,14 @@ fn decrypt(state: &State, input: &Value) -> Result<Value, KmsError> {
     }
     let arn = KmsEmulator::arn(&key.spec.key_id);
     let Some(recipient) = input.get("Recipient") else {
+        // A key whose policy pins PCRs releases its plaintext to attested recipients only:
+        // without a document the condition keys are absent and the condition fails.
+        if !key.spec.recipient_pcrs.is_empty() {
+            return Err(KmsError::bad(
+                "AccessDeniedException",
+                "the key policy allows kms:Decrypt only with a Recipient attestation document",
+            ));
+        }
         return Ok(json!({
             "KeyId": arn,
             "Plaintext": Base64::encode_string(&plaintext),

@@ -2,7 +2,11 @@
 //!
 //! ```text
 //! kms-emulator --listen 127.0.0.1:0 --root ROOT.der --key ID [--pcr INDEX=HEX ...]
+//!              [--policy POLICY.json]
 //! ```
+//!
+//! `--policy` takes a key policy as `parent-shim kms-policy` writes it and enforces its
+//! PCR conditions (instead of `--pcr`).
 //!
 //! Prints `listening on http://ADDR` once ready, then one line per request, until killed.
 //! Key material is made at start and kept in memory only.
@@ -13,13 +17,17 @@ use std::time::Duration;
 use tests::kms_emulator::{KeySpec, KmsConfig, KmsEmulator};
 
 fn usage() -> ! {
-    eprintln!("usage: kms-emulator --listen ADDR --root ROOT.der --key ID [--pcr INDEX=HEX ...]");
+    eprintln!(
+        "usage: kms-emulator --listen ADDR --root ROOT.der --key ID [--pcr INDEX=HEX ...] \
+         [--policy POLICY.json]"
+    );
     std::process::exit(2)
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mut listen, mut root, mut key, mut pcrs) = (None, None, None, BTreeMap::new());
+    let mut policy = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let Some(value) = it.next() else { usage() };
@@ -27,6 +35,7 @@ fn main() {
             "--listen" => listen = Some(value.clone()),
             "--root" => root = Some(value.clone()),
             "--key" => key = Some(value.clone()),
+            "--policy" => policy = Some(value.clone()),
             "--pcr" => {
                 let Some((i, hex)) = value.split_once('=') else { usage() };
                 let (Ok(i), Some(bytes)) = (i.parse::<u64>(), decode_hex(hex)) else { usage() };
@@ -40,15 +49,29 @@ fn main() {
         eprintln!("kms-emulator: {root}: {e}");
         std::process::exit(2)
     });
+    let spec = match &policy {
+        None => KeySpec { key_id: key, recipient_pcrs: pcrs },
+        Some(path) => {
+            let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+                eprintln!("kms-emulator: {path}: {e}");
+                std::process::exit(2)
+            });
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+                eprintln!("kms-emulator: {path}: {e}");
+                std::process::exit(2)
+            });
+            KeySpec::from_policy(&key, &value).unwrap_or_else(|e| {
+                eprintln!("kms-emulator: {path}: {e}");
+                std::process::exit(2)
+            })
+        }
+    };
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| {
         eprintln!("kms-emulator: {e}");
         std::process::exit(1)
     });
     runtime.block_on(async {
-        let config = KmsConfig {
-            keys: vec![KeySpec { key_id: key, recipient_pcrs: pcrs }],
-            attestation_root_der: root,
-        };
+        let config = KmsConfig { keys: vec![spec], attestation_root_der: root };
         let kms = KmsEmulator::start_on(&listen, config).await.unwrap_or_else(|e| {
             eprintln!("kms-emulator: {listen}: {e}");
             std::process::exit(1)
