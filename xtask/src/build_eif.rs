@@ -186,6 +186,9 @@ pub(crate) struct Request {
     pub(crate) session_cap: u32,
     /// Where `/init` sends the Nitro heartbeat, if not the parent (`vsock:3:9000`).
     pub(crate) heartbeat: Option<String>,
+    /// `--memory-budget-mib` and `--store-limit-mib` for the enclave (`cargo xtask size`),
+    /// if not its defaults (1024 and 768).
+    pub(crate) memory: Option<(u64, u64)>,
 }
 
 /// What it produced.
@@ -213,6 +216,32 @@ fn rfc3339(epoch: u32) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// `/etc/enclave-rt/args`: the enclave's measured configuration (PCR2).
+fn measured_args(req: &Request) -> Result<Vec<String>> {
+    let mut args = vec![
+        "--control".to_owned(),
+        format!("vsock:{}:{CONTROL_PORT}", u32::MAX),
+        "--logs".to_owned(),
+        format!("vsock:{}:{LOGS_PORT}", u32::MAX),
+        "--gateway-key".to_owned(),
+        req.gateway_key.to_ascii_lowercase(),
+        "--session-cap".to_owned(),
+        req.session_cap.to_string(),
+    ];
+    if let Some(h) = &req.heartbeat {
+        args.push("--heartbeat".into());
+        args.push(h.clone());
+    }
+    if let Some((budget, store)) = req.memory {
+        if store >= budget {
+            return Err(Failure("--store-limit-mib must be below --memory-budget-mib".into()));
+        }
+        args.extend(["--memory-budget-mib".into(), budget.to_string()]);
+        args.extend(["--store-limit-mib".into(), store.to_string()]);
+    }
+    Ok(args)
 }
 
 /// Builds the enclave binary from `root` (into `target_dir`) and the image around it.
@@ -247,20 +276,7 @@ pub(crate) fn build(
             .map_err(cpio)?;
     }
 
-    let mut args = vec![
-        "--control".to_owned(),
-        format!("vsock:{}:{CONTROL_PORT}", u32::MAX),
-        "--logs".to_owned(),
-        format!("vsock:{}:{LOGS_PORT}", u32::MAX),
-        "--gateway-key".to_owned(),
-        key.to_ascii_lowercase(),
-        "--session-cap".to_owned(),
-        req.session_cap.to_string(),
-    ];
-    if let Some(h) = &req.heartbeat {
-        args.push("--heartbeat".into());
-        args.push(h.clone());
-    }
+    let mut args = measured_args(req)?;
     let mut config = eif::cpio_newc::Archive::new();
     if req.flavour == "sim" {
         // The sim chain's keys are fixed but its ECDSA signatures are not (ring signs with a
@@ -330,7 +346,8 @@ pub(crate) fn build(
 fn usage() -> Failure {
     Failure(
         "usage: cargo xtask build-eif [--out DIR] [--flavour nsm|sim] [--kernel-dir DIR] \
-         [--gateway-key HEX] [--session-cap N] [--heartbeat vsock:CID:PORT]"
+         [--gateway-key HEX] [--session-cap N] [--heartbeat vsock:CID:PORT] \
+         [--memory-budget-mib N --store-limit-mib N]"
             .into(),
     )
 }
@@ -343,8 +360,10 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
         gateway_key: String::new(),
         session_cap: 256,
         heartbeat: None,
+        memory: None,
     };
     let mut out = None;
+    let (mut budget, mut store) = (None, None);
     let mut it = args.iter();
     while let Some(&a) = it.next() {
         let v = it.next().ok_or_else(usage)?;
@@ -355,9 +374,18 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
             "--gateway-key" => (*v).clone_into(&mut req.gateway_key),
             "--session-cap" => req.session_cap = v.parse().map_err(|_| usage())?,
             "--heartbeat" => req.heartbeat = Some((*v).to_owned()),
+            "--memory-budget-mib" => {
+                budget = Some(v.parse().map_err(|_| usage())?);
+            }
+            "--store-limit-mib" => store = Some(v.parse().map_err(|_| usage())?),
             _ => return Err(usage()),
         }
     }
+    req.memory = match (budget, store) {
+        (None, None) => None,
+        (Some(b), Some(s)) => Some((b, s)),
+        _ => return Err(Failure("--memory-budget-mib and --store-limit-mib go together".into())),
+    };
     if req.gateway_key.is_empty() {
         eprintln!(
             "build-eif: WARNING: no --gateway-key: using the demo gateway key. Such an image \
@@ -430,6 +458,7 @@ pub(crate) fn check_reproducible(root: &Path) -> Result {
         gateway_key: demo_gateway_key(),
         session_cap: 256,
         heartbeat: None,
+        memory: None,
     };
     let a = build(root, &cache, Some(&scratch.join("target-a")), &request(scratch.join("eif-a")))?;
     let b = build(&copy, &cache, Some(&scratch.join("target-b")), &request(scratch.join("eif-b")))?;

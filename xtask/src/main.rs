@@ -6,6 +6,7 @@ mod demo;
 mod qemu_boot;
 mod run;
 mod setup;
+mod sizing;
 mod wire_doc;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +50,9 @@ cargo xtask <task>
   qemu-boot            boot the sim image under QEMU (microvm, vhost-user vsock) and run the
                        real boot over guest vsock: heartbeat, attestation, KMS unseal, share
                        load, signing; then a corrupt share file and the enclave's power-off
+  size --accounts N [--scheme S] [--share-file FILE] [--session-cap C]
+                       the enclave memory to allocate for N accounts (share store as the
+                       loader reserves it, budget, image), and the flags to build it with
   eif-info FILE        check an EIF (CRC, layout) and print its sections, files and PCRs
   sim-ca --out DIR      the sim NSM's test certificate chain (deterministic keys), for
                        enclave-rt --sim-nsm-dir and parent-shim attestation verify --root
@@ -88,6 +92,7 @@ fn dispatch(args: &[&str]) -> Result {
         ["build-eif", rest @ ..] => build_eif::task(&root, rest),
         ["eif-info", file] => build_eif::info(Path::new(file)),
         ["qemu-boot", rest @ ..] => qemu_boot::task(&root, rest),
+        ["size", rest @ ..] => sizing::task(rest),
         ["gen-shares", rest @ ..] => gen_shares(rest),
         ["sim-ca", "--out", dir] => {
             let ca = tests::sim_ca::generate().map_err(|e| Failure(e.0))?;

@@ -30,6 +30,9 @@ use crate::setup;
 
 const GUEST_CID: u32 = 16;
 const HEARTBEAT_PORT: u32 = 9000;
+/// Guest RAM: the image's 64 MiB budget plus what `cargo xtask size` adds for the kernel
+/// and the unpacked image (128 MiB), rounded as it rounds.
+const GUEST_MIB: u32 = 256;
 
 struct Killed(Child);
 
@@ -90,14 +93,16 @@ fn start_guest(dir: &Path, eif_dir: &Path, vhost_bin: &Path, accel: &str) -> Res
     }
     let console = dir.join("console.log");
     let cmdline = io("cmdline", std::fs::read_to_string(eif_dir.join("cmdline")))?;
-    // TCG: no 5-level paging (QEMU 7.2 double-faults in the guest with it).
-    let cpu = if accel == "kvm" { "host" } else { "max,la57=off" };
+    let cpu = if accel == "kvm" { "host" } else { "max" };
     let qemu = Killed(io(
         "qemu-system-x86_64",
         Command::new("qemu-system-x86_64")
             .arg("-M")
             .arg(format!("microvm,accel={accel},pit=on,pic=on,rtc=on,memory-backend=mem"))
-            .args(["-m", "512M", "-object", "memory-backend-memfd,id=mem,size=512M,share=on"])
+            .arg("-m")
+            .arg(format!("{GUEST_MIB}M"))
+            .arg("-object")
+            .arg(format!("memory-backend-memfd,id=mem,size={GUEST_MIB}M,share=on"))
             .args(["-cpu", cpu, "-smp", "1", "-display", "none", "-monitor", "none", "-no-reboot"])
             .arg("-serial")
             .arg(format!("file:{}", console.display()))
@@ -299,6 +304,8 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
             gateway_key: build_eif::demo_gateway_key(),
             session_cap: 16,
             heartbeat: Some(format!("vsock:2:{HEARTBEAT_PORT}")),
+            // Small enough for the guest's RAM, as `cargo xtask size` would say for it.
+            memory: Some((64, 16)),
         },
     )?;
     eprintln!("qemu-boot: sim image {} ({})", built.eif.display(), built.pcrs.to_json());
