@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::Client;
-use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Region};
 use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_cloudwatchlogs::operation::create_log_stream::CreateLogStreamError;
 use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsError;
@@ -59,20 +59,15 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// A client over rustls (ring).
 #[must_use]
 pub fn client(settings: &CloudWatchSettings) -> Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
     let mut config = aws_sdk_cloudwatchlogs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(settings.region.clone()))
-        .http_client(http);
+        .http_client(crate::aws_credentials::https_client())
+        .credentials_provider(crate::aws_credentials::credentials(
+            settings.static_credentials.as_ref(),
+        ));
     if let Some(endpoint) = &settings.endpoint {
         config = config.endpoint_url(endpoint);
-    }
-    if let Some((id, secret)) = &settings.static_credentials {
-        config = config.credentials_provider(Credentials::new(id, secret, None, None, "static"));
     }
     Client::from_conf(config.build())
 }

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use aws_sdk_kms::Client;
-use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kms::config::{BehaviorVersion, Region};
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::operation::RequestId;
 use aws_sdk_kms::primitives::Blob;
@@ -38,20 +38,15 @@ impl fmt::Debug for KmsSettings {
 /// A KMS client over rustls (ring), as the parent uses it.
 #[must_use]
 pub fn client(settings: &KmsSettings) -> Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
     let mut config = aws_sdk_kms::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(settings.region.clone()))
-        .http_client(http);
+        .http_client(crate::aws_credentials::https_client())
+        .credentials_provider(crate::aws_credentials::credentials(
+            settings.static_credentials.as_ref(),
+        ));
     if let Some(endpoint) = &settings.endpoint {
         config = config.endpoint_url(endpoint);
-    }
-    if let Some((id, secret)) = &settings.static_credentials {
-        config = config.credentials_provider(Credentials::new(id, secret, None, None, "static"));
     }
     Client::from_conf(config.build())
 }

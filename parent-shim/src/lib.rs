@@ -16,6 +16,7 @@
 //! To come with the parent's issue: the HTTPS/SSE relay and a metrics endpoint.
 
 pub mod attestation_verifier;
+pub mod aws_credentials;
 pub mod cloudwatch_logs;
 pub mod config;
 pub mod daemon;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 
 /// Where and how to reach S3.
@@ -37,21 +37,16 @@ impl fmt::Debug for S3Settings {
 /// An S3 client over rustls (ring).
 #[must_use]
 pub fn client(settings: &S3Settings) -> Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
     let mut config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(settings.region.clone()))
         .force_path_style(settings.force_path_style)
-        .http_client(http);
+        .http_client(crate::aws_credentials::https_client())
+        .credentials_provider(crate::aws_credentials::credentials(
+            settings.static_credentials.as_ref(),
+        ));
     if let Some(endpoint) = &settings.endpoint {
         config = config.endpoint_url(endpoint);
-    }
-    if let Some((id, secret)) = &settings.static_credentials {
-        config = config.credentials_provider(Credentials::new(id, secret, None, None, "static"));
     }
     Client::from_conf(config.build())
 }

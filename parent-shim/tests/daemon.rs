@@ -126,9 +126,20 @@ fn start(config: &Path) -> Parent {
 }
 
 fn start_with(config: &Path, notify_socket: Option<&Path>) -> Parent {
+    let env: Vec<(&str, String)> =
+        notify_socket.map(|s| ("NOTIFY_SOCKET", s.display().to_string())).into_iter().collect();
+    start_with_env(config, &env)
+}
+
+fn start_with_env(config: &Path, env: &[(&str, String)]) -> Parent {
     let mut command = Command::new(env!("CARGO_BIN_EXE_parent-shim"));
-    if let Some(socket) = notify_socket {
-        command.env("NOTIFY_SOCKET", socket);
+    // Credentials come from the configuration or from what a test sets, never from the
+    // machine running the tests.
+    for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"] {
+        command.env_remove(var);
+    }
+    for (k, v) in env {
+        command.env(k, v);
     }
     let mut child = command
         .arg("run")
@@ -530,6 +541,53 @@ async fn a_nitro_cli_refusal_fails_closed_with_its_reason() {
     assert_eq!(p.exit_code(), Some(1));
     let calls = std::fs::read_to_string(c.dir.0.join("nitro-cli.log")).unwrap();
     assert_eq!(calls.lines().count(), 1, "nothing to terminate: {calls}");
+}
+
+/// No keys in the configuration: the parent signs its KMS calls with the instance role's
+/// temporary credentials, fetched from the metadata service with an `IMDSv2` token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_static_keys_the_instance_role_signs_the_kms_calls() {
+    let imds = tests::imds_emulator::ImdsEmulator::start().await.unwrap();
+    let (c, config) = case("instance-role", 7, 7).await;
+    let text = std::fs::read_to_string(&config).unwrap();
+    let keyless =
+        text.replace("access_key_id = \"AKIDLOCAL\"\nsecret_access_key = \"local-secret\"\n", "");
+    assert_ne!(keyless, text);
+    std::fs::write(&config, keyless).unwrap();
+    let mut p = start_with_env(&config, &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())]);
+    p.wait_for("\"serving\"");
+    let by_role = format!("by {}", tests::imds_emulator::ACCESS_KEY_ID);
+    assert!(
+        c.kms.log().iter().any(|l| l.starts_with("Decrypt ok") && l.ends_with(&by_role)),
+        "{:?}",
+        c.kms.log()
+    );
+    let asked = imds.log();
+    assert!(asked.iter().any(|l| l.starts_with("PUT /latest/api/token 200")), "{asked:?}");
+    assert!(
+        asked.iter().any(|l| l.contains(tests::imds_emulator::ROLE) && l.ends_with(" 200")),
+        "{asked:?}"
+    );
+    no_secrets(&c, &p);
+}
+
+/// With neither keys nor an instance role, KMS refuses the unsigned call and the parent
+/// fails closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_any_credentials_the_boot_fails_closed() {
+    let (c, config) = case("no-credentials", 7, 7).await;
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("access_key_id = \"AKIDLOCAL\"\nsecret_access_key = \"local-secret\"\n", ""),
+    )
+    .unwrap();
+    // A metadata endpoint where nothing listens.
+    let p = start_with_env(
+        &config,
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9".into())],
+    );
+    fails_closed(&c, p, "boot_failed");
 }
 
 #[test]

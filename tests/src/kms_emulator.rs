@@ -136,7 +136,7 @@ impl KmsEmulator {
         self.state.unreachable.store(on, Ordering::Release);
     }
 
-    /// One line per request handled: `operation key_id outcome request_id`.
+    /// One line per request handled: `operation outcome request_id by access-key-id`.
     #[must_use]
     pub fn log(&self) -> Vec<String> {
         self.state.log.lock().map(|l| l.clone()).unwrap_or_default()
@@ -189,11 +189,15 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let signed = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 Credential="));
+    let authorization =
+        req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let signed = authorization.starts_with("AWS4-HMAC-SHA256 Credential=");
+    // Who signed: the access key id, for tests that check where credentials came from.
+    let access_key_id = authorization
+        .strip_prefix("AWS4-HMAC-SHA256 Credential=")
+        .and_then(|c| c.split('/').next())
+        .unwrap_or("-")
+        .to_owned();
     let body = req
         .into_body()
         .collect()
@@ -220,7 +224,7 @@ async fn handle(
         }
     };
     if let Ok(mut log) = state.log.lock() {
-        log.push(format!("{operation} {outcome} {request_id}"));
+        log.push(format!("{operation} {outcome} {request_id} by {access_key_id}"));
     }
     let response = Response::builder()
         .status(status)

@@ -7,6 +7,7 @@
 pub mod cms_openssl;
 pub mod gateway;
 pub mod gateway_sim;
+pub mod imds_emulator;
 pub mod kms_emulator;
 pub mod moto_server;
 pub mod share_gen;
