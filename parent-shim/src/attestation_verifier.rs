@@ -312,3 +312,27 @@ pub fn fuzz_verify(data: &[u8]) {
         .unwrap_or_default();
     let _ = verify(data, &root, 1_800_000_000, &Expectations::default());
 }
+
+/// The AWS Nitro Enclaves root certificate (G1), as AWS publishes it in
+/// `AWS_NitroEnclaves_Root-G1.zip`; `certs/` in this crate. Production attestation
+/// documents chain to it.
+pub const AWS_NITRO_ROOT_G1_PEM: &str = include_str!("../certs/aws-nitro-enclaves-root-g1.pem");
+
+/// The SHA-256 of that certificate's DER, as the AWS documentation gives it
+/// ("Verifying the root of trust"); checked every time the certificate is used.
+pub const AWS_NITRO_ROOT_G1_SHA256: &str =
+    "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b";
+
+/// The bundled AWS root as DER, after checking its fingerprint.
+pub fn aws_nitro_root_g1_der() -> Result<Vec<u8>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(AWS_NITRO_ROOT_G1_PEM.as_bytes())
+        .map_err(|e| format!("the bundled AWS root: {e}"))?
+        .to_vec();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+    if hex::encode(digest.as_ref()) == AWS_NITRO_ROOT_G1_SHA256 {
+        Ok(der)
+    } else {
+        Err("the bundled AWS root does not have the documented fingerprint".into())
+    }
+}

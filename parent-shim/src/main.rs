@@ -161,10 +161,7 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 /// The root certificate as DER, from `aws` or a PEM/DER file.
 fn root_der(root: &str) -> Result<Vec<u8>, String> {
     if root == "aws" {
-        return Err("the AWS Nitro root G1 is not bundled yet: download it from \
-                    https://aws-nitro-enclaves.amazonaws.com/AWS_NitroEnclaves_Root-G1.zip, check \
-                    its fingerprint as the AWS documentation says, and pass --root root.pem"
-            .into());
+        return parent_shim::attestation_verifier::aws_nitro_root_g1_der();
     }
     let bytes = read(Path::new(root))?;
     if bytes.starts_with(b"-----BEGIN") {

@@ -189,3 +189,38 @@ fn the_auditors_cli_verifies_and_fails_loudly() {
     assert!(!aws.status.success(), "the sim document must not pass as an AWS one");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The bundled production root is AWS's (the documented fingerprint, name and validity),
+/// and a sim document, however well formed, does not chain to it: a parent pinned to
+/// `aws` can never be fooled by the sim NSM.
+#[test]
+fn the_bundled_aws_root_is_the_real_one_and_refuses_sim_documents() {
+    use parent_shim::attestation_verifier::{AWS_NITRO_ROOT_G1_SHA256, aws_nitro_root_g1_der};
+    use x509_cert::der::Decode;
+    let der = aws_nitro_root_g1_der().unwrap();
+    assert_eq!(
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, &der).as_ref()),
+        AWS_NITRO_ROOT_G1_SHA256
+    );
+    let cert = x509_cert::Certificate::from_der(&der).unwrap();
+    let subject = cert.tbs_certificate.subject.to_string();
+    assert!(subject.contains("CN=aws.nitro-enclaves") && subject.contains("O=Amazon"), "{subject}");
+    assert_eq!(cert.tbs_certificate.validity.not_after.to_unix_duration().as_secs(), 2_519_044_085);
+
+    let ca = tests::sim_ca::generate().unwrap();
+    let doc = nsm(&ca).attest(b"nonce", b"", b"").unwrap();
+    let none = Expectations::default();
+    assert_eq!(verify(&doc, &der, NOW, &none).unwrap_err(), VerifyError::UntrustedRoot);
+
+    // The auditors' CLI pins the AWS root by default.
+    let dir = tests::cms_openssl::workdir("aws-root");
+    std::fs::write(dir.0.join("doc.cbor"), &doc).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+        .args(["attestation", "verify", "--doc"])
+        .arg(dir.0.join("doc.cbor"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.to_lowercase().contains("root"), "{err}");
+}
