@@ -8,7 +8,8 @@
 //! * [`kms_relay`], KMS `Decrypt` with `Recipient` through `aws-sdk-kms`;
 //! * [`kms_policy`], key policies that pin the image's PCRs;
 //! * [`s3_fetch`], the encrypted inputs from S3 through `aws-sdk-s3` (or `file://`);
-//! * [`cloudwatch_logs`], every log line shipped to `CloudWatch` Logs (alerts as metrics).
+//! * [`cloudwatch_logs`], every log line shipped to `CloudWatch` Logs (alerts as metrics);
+//! * [`share_reencrypt`], the operator's offline share re-encryption (`reencrypt-shares`).
 //!
 //! * [`enclave_launcher`], starting and destroying the enclave: a local child process, or
 //!   `nitro-cli` in production.
@@ -27,3 +28,4 @@ pub mod grpc_bridge;
 pub mod kms_policy;
 pub mod kms_relay;
 pub mod s3_fetch;
+pub mod share_reencrypt;

@@ -52,6 +52,10 @@ enum Command {
         #[arg(long)]
         operator: Option<String>,
     },
+    /// Re-encrypt the share file to a fresh age identity and seal that identity with KMS,
+    /// checking the result with the enclave's own loader. Run offline by an operator;
+    /// writes only ciphertext (and the public recipient) into `--out-dir`.
+    ReencryptShares(Reencrypt),
     /// Print the version.
     Version,
 }
@@ -101,6 +105,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::ReencryptShares(job) => match reencrypt_command(&job) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("parent-shim: reencrypt-shares: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig { config } => match parent_shim::config::Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
@@ -233,4 +247,117 @@ fn verify_command(
     println!("nonce        {}", show(&d.nonce));
     println!("OK: signature, chain to the pinned root, validity at {at}, expectations");
     Ok(())
+}
+
+#[derive(clap::Args)]
+struct Reencrypt {
+    /// The current share file (`service_key_shares.json.age`).
+    #[arg(long)]
+    share_file: PathBuf,
+    /// The current age identity (`AGE-SECRET-KEY-1...`), `-` for stdin.
+    #[arg(long)]
+    identity_file: PathBuf,
+    /// Where to write the new files (must not hold them already).
+    #[arg(long)]
+    out_dir: PathBuf,
+    /// The KMS key that seals the new identity (its policy pins the image's PCRs).
+    #[arg(long)]
+    kms_key_id: String,
+    /// KMS region.
+    #[arg(long, default_value = "us-east-1")]
+    kms_region: String,
+    /// KMS endpoint override (a local emulator).
+    #[arg(long)]
+    kms_endpoint: Option<String>,
+    /// Also encrypt the new identity to this age recipient (offline escrow).
+    #[arg(long)]
+    escrow_recipient: Option<String>,
+}
+
+/// The new files, written only once everything checked out; a failure removes what was
+/// written.
+fn reencrypt_command(job: &Reencrypt) -> Result<serde_json::Value, String> {
+    use std::io::Read as _;
+    use zeroize::Zeroizing;
+    let names = [
+        "service_key_shares.json.age",
+        "age_identity.kms",
+        "age_recipient.txt",
+        "age_identity.escrow.age",
+    ];
+    for name in names {
+        if job.out_dir.join(name).exists() {
+            return Err(format!(
+                "{} already exists: refusing to overwrite",
+                job.out_dir.join(name).display()
+            ));
+        }
+    }
+    let escrow: Option<age::x25519::Recipient> = job
+        .escrow_recipient
+        .as_deref()
+        .map(|r| r.parse().map_err(|e| format!("--escrow-recipient: {e}")))
+        .transpose()?;
+    let old_file = read(&job.share_file)?;
+    let mut old_identity = Zeroizing::new(String::new());
+    if job.identity_file == Path::new("-") {
+        std::io::stdin().read_to_string(&mut old_identity).map_err(|e| format!("stdin: {e}"))?;
+    } else {
+        std::fs::File::open(&job.identity_file)
+            .and_then(|mut f| f.read_to_string(&mut old_identity))
+            .map_err(|e| format!("{}: {e}", job.identity_file.display()))?;
+    }
+    let done = parent_shim::share_reencrypt::reencrypt(&old_file, &old_identity)
+        .map_err(|e| e.to_string())?;
+    let new_identity = Zeroizing::new(
+        age::secrecy::ExposeSecret::expose_secret(&done.identity.to_string()).to_owned(),
+    );
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let kms = parent_shim::kms_relay::client(&parent_shim::kms_relay::KmsSettings {
+        region: job.kms_region.clone(),
+        endpoint: job.kms_endpoint.clone(),
+        static_credentials: None,
+    });
+    let sealed = runtime
+        .block_on(
+            kms.encrypt()
+                .key_id(&job.kms_key_id)
+                .plaintext(aws_sdk_kms::primitives::Blob::new(new_identity.as_bytes()))
+                .send(),
+        )
+        .map_err(|e| format!("KMS Encrypt: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
+    let sealed = sealed.ciphertext_blob().ok_or("KMS Encrypt returned no CiphertextBlob")?;
+    let escrowed = escrow
+        .as_ref()
+        .map(|r| parent_shim::share_reencrypt::encrypt_to(new_identity.as_bytes(), r))
+        .transpose()?;
+    std::fs::create_dir_all(&job.out_dir).map_err(|e| format!("{}: {e}", job.out_dir.display()))?;
+    let mut files: Vec<(&str, &[u8])> = vec![
+        (names[0], &done.share_file),
+        (names[1], sealed.as_ref()),
+        (names[2], done.recipient.as_bytes()),
+    ];
+    if let Some(e) = &escrowed {
+        files.push((names[3], e));
+    }
+    let mut written = Vec::new();
+    for (name, bytes) in files {
+        let path = job.out_dir.join(name);
+        if let Err(e) = std::fs::write(&path, bytes) {
+            for w in &written {
+                let _ = std::fs::remove_file(w);
+            }
+            return Err(format!("{}: {e}", path.display()));
+        }
+        written.push(path);
+    }
+    Ok(serde_json::json!({
+        "accounts": done.accounts,
+        "old_share_file_sha256": hex::encode(done.old_sha256),
+        "new_share_file_sha256": hex::encode(done.new_sha256),
+        "recipient": done.recipient,
+        "kms_key_id": job.kms_key_id,
+        "escrow": escrowed.is_some(),
+        "written": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    }))
 }

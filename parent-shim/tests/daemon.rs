@@ -590,6 +590,96 @@ async fn without_any_credentials_the_boot_fails_closed() {
     fails_closed(&c, p, "boot_failed");
 }
 
+fn reencrypt(c: &Case, identity: &Path, out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+        .args(["reencrypt-shares", "--share-file"])
+        .arg(c.dir.0.join("shares").join(files::SHARES))
+        .arg("--identity-file")
+        .arg(identity)
+        .arg("--out-dir")
+        .arg(out)
+        .args(["--kms-key-id", "k", "--kms-endpoint", &c.kms.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", "AKIDOPERATOR")
+        .env("AWS_SECRET_ACCESS_KEY", "operator-secret")
+        .output()
+        .unwrap()
+}
+
+/// The runbook's share re-encryption: the operator's tool re-encrypts the file to a fresh
+/// identity sealed by KMS; the new pair boots with the same accounts, the old identity
+/// no longer opens the new file, and no secret was printed or written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reencrypted_shares_boot_and_the_old_identity_no_longer_opens_them() {
+    let (c, config) = case("reencrypt", 7, 7).await;
+    let new = c.dir.0.join("rotated");
+    let out = reencrypt(&c, &c.dir.0.join("shares").join(files::IDENTITY), &new);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["accounts"], 20);
+    assert_ne!(summary["old_share_file_sha256"], summary["new_share_file_sha256"]);
+    // The operator's Encrypt went to KMS under the operator's credentials.
+    assert!(
+        c.kms.log().iter().any(|l| l.starts_with("Encrypt ok") && l.ends_with("by AKIDOPERATOR"))
+    );
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains("AGE-SECRET-KEY"));
+    }
+    for entry in std::fs::read_dir(&new).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("AGE-SECRET-KEY"));
+        for s in &c.share_strings {
+            assert!(!String::from_utf8_lossy(&bytes).contains(s.as_str()));
+        }
+    }
+    // The new pair boots.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let d = c.dir.0.display();
+    let rotated = text
+        .replace(
+            &format!("file://{d}/shares/service_key_shares.json.age"),
+            &format!("file://{d}/rotated/service_key_shares.json.age"),
+        )
+        .replace(
+            &format!("file://{d}/shares/identity.kms"),
+            &format!("file://{d}/rotated/age_identity.kms"),
+        );
+    std::fs::write(&config, &rotated).unwrap();
+    let mut p = start(&config);
+    let record: serde_json::Value = serde_json::from_str(&p.wait_for("\"boot_record\"")).unwrap();
+    assert_eq!(record["accounts"], 20);
+    assert_eq!(record["share_file_sha256"], summary["new_share_file_sha256"]);
+    drop(p);
+    // The old identity (sealed as before) does not open the new file.
+    std::fs::write(
+        &config,
+        rotated.replace(
+            &format!("file://{d}/rotated/age_identity.kms"),
+            &format!("file://{d}/shares/identity.kms"),
+        ),
+    )
+    .unwrap();
+    let p = start(&config);
+    fails_closed(&c, p, "AGE_WRONG_IDENTITY");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reencryption_with_the_wrong_identity_writes_nothing() {
+    let (c, _config) = case("reencrypt-wrong", 7, 7).await;
+    let other = c.dir.0.join("other");
+    let deal = GenConfig { accounts: 2, scheme: SchemeChoice::Both, threshold: 2, parties: 2 };
+    tests::share_gen::generate(deal, &other, &mut rand::rngs::OsRng, &mut |_| {}).unwrap();
+    let new = c.dir.0.join("rotated");
+    let out = reencrypt(&c, &other.join(files::IDENTITY), &new);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the enclave would refuse the old share file"), "{stderr}");
+    assert!(stderr.contains("AGE_WRONG_IDENTITY") || stderr.contains("identity"), "{stderr}");
+    assert!(!new.exists() || std::fs::read_dir(&new).unwrap().next().is_none());
+    assert!(!c.kms.log().iter().any(|l| l.ends_with("by AKIDOPERATOR")), "KMS was called");
+}
+
 #[test]
 fn check_config_refuses_unknown_keys_and_bad_values() {
     let dir = tests::cms_openssl::workdir("daemon-config");
