@@ -193,6 +193,7 @@ fn main() {
             certs(&server.cert),
             rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap(),
             &certs(&tls_ca.cert_pem()),
+            &[],
         )
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -231,6 +231,10 @@ pub struct GrpcConfig {
     pub key: PathBuf,
     /// The CA that issues gateway client certificates (PEM).
     pub client_ca: PathBuf,
+    /// If not empty, a client certificate must also carry one of these names (subject CN,
+    /// or a DNS, URI or e-mail SAN); default empty: any certificate from `client_ca`.
+    #[serde(default)]
+    pub client_allowlist: Vec<String>,
     /// Per-call deadline towards the enclave, milliseconds.
     #[serde(default = "default_call_timeout")]
     pub call_timeout_ms: u64,

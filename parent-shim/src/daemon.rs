@@ -455,6 +455,6 @@ fn tls_config(config: &Config) -> Result<rustls::ServerConfig, DaemonError> {
     };
     let key = PrivateKeyDer::from_pem_file(&g.key)
         .map_err(|e| DaemonError::Config(ConfigError(format!("{}: {e}", g.key.display()))))?;
-    grpc_bridge::mtls_config(certs(&g.cert)?, key, &certs(&g.client_ca)?)
+    grpc_bridge::mtls_config(certs(&g.cert)?, key, &certs(&g.client_ca)?, &g.client_allowlist)
         .map_err(|e| DaemonError::Config(ConfigError(e)))
 }

@@ -250,11 +250,115 @@ impl SignService for Bridge {
     }
 }
 
-/// TLS 1.3 only, with a client certificate required and verified against `client_ca`.
+/// `id-at-commonName`.
+const COMMON_NAME: x509_cert::der::oid::ObjectIdentifier =
+    x509_cert::der::oid::ObjectIdentifier::new_unwrap("2.5.4.3");
+
+/// The client certificate's names: subject common names and DNS, URI and e-mail SANs.
+#[must_use]
+pub fn client_names(cert: &rustls_pki_types::CertificateDer<'_>) -> Vec<String> {
+    use x509_cert::der::Decode;
+    use x509_cert::ext::pkix::SubjectAltName;
+    use x509_cert::ext::pkix::name::GeneralName;
+    let Ok(cert) = x509_cert::Certificate::from_der(cert.as_ref()) else { return Vec::new() };
+    let mut names = Vec::new();
+    for rdn in &cert.tbs_certificate.subject.0 {
+        for atv in rdn.0.iter() {
+            if atv.oid != COMMON_NAME {
+                continue;
+            }
+            if let Ok(s) = atv.value.decode_as::<x509_cert::der::asn1::Utf8StringRef<'_>>() {
+                names.push(s.as_str().to_owned());
+            } else if let Ok(s) =
+                atv.value.decode_as::<x509_cert::der::asn1::PrintableStringRef<'_>>()
+            {
+                names.push(s.as_str().to_owned());
+            }
+        }
+    }
+    if let Ok(Some((_, san))) = cert.tbs_certificate.get::<SubjectAltName>() {
+        for name in san.0 {
+            match name {
+                GeneralName::DnsName(n)
+                | GeneralName::UniformResourceIdentifier(n)
+                | GeneralName::Rfc822Name(n) => names.push(n.as_str().to_owned()),
+                _ => {}
+            }
+        }
+    }
+    names
+}
+
+/// The CA's verdict, then the allow-list's: a chain to the gateway CA is necessary, and
+/// with an allow-list one of the certificate's names must be on it.
+#[derive(Debug)]
+struct AllowListVerifier {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    allowed: Vec<String>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AllowListVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        if self.allowed.is_empty()
+            || client_names(end_entity).iter().any(|n| self.allowed.contains(n))
+        {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// TLS 1.3 only, with a client certificate required and verified against `client_ca`;
+/// with a non-empty `allowed`, the certificate must also carry one of those names (subject
+/// CN, or a DNS, URI or e-mail SAN).
 pub fn mtls_config(
     cert_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
     key: rustls_pki_types::PrivateKeyDer<'static>,
     client_ca: &[rustls_pki_types::CertificateDer<'static>],
+    allowed: &[String],
 ) -> Result<rustls::ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -267,6 +371,7 @@ pub fn mtls_config(
     )
     .build()
     .map_err(|e| format!("client verifier: {e}"))?;
+    let verifier = Arc::new(AllowListVerifier { inner: verifier, allowed: allowed.to_vec() });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| format!("TLS versions: {e}"))?

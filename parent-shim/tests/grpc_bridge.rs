@@ -31,6 +31,7 @@ struct Stack {
     port: u16,
     ca: tests::tls_certs::Ca,
     root_der: Vec<u8>,
+    client: Arc<EnclaveClient>,
 }
 
 fn now_secs() -> u64 {
@@ -111,8 +112,8 @@ async fn stack(name: &str, session_cap: usize) -> Stack {
     assert_eq!(record.accounts, 4);
 
     let ca = tests::tls_certs::Ca::new("gateway-ca").unwrap();
-    let port = serve_bridge(client, Arc::clone(&record), &ca).await;
-    Stack { dir, record, port, ca, root_der }
+    let port = serve_bridge(Arc::clone(&client), Arc::clone(&record), &ca).await;
+    Stack { dir, record, port, ca, root_der, client }
 }
 
 /// The bridge over `client`, serving mutual TLS (server and client certificates from `ca`)
@@ -122,11 +123,22 @@ async fn serve_bridge(
     record: Arc<BootRecord>,
     ca: &tests::tls_certs::Ca,
 ) -> u16 {
+    serve_bridge_allowing(client, record, ca, &[]).await
+}
+
+/// The same, accepting only client certificates named in `allowed`.
+async fn serve_bridge_allowing(
+    client: Arc<EnclaveClient>,
+    record: Arc<BootRecord>,
+    ca: &tests::tls_certs::Ca,
+    allowed: &[String],
+) -> u16 {
     let server = ca.server().unwrap();
     let tls = grpc_bridge::mtls_config(
         certs(&server.cert),
         rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap(),
         &certs(&ca.cert_pem()),
+        allowed,
     )
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -330,6 +342,23 @@ async fn mutual_tls_refuses_clients_without_a_certificate_from_the_gateway_ca() 
         Err(_) => {}
         Ok(api) => assert!(ping(api).await.is_err(), "served a client from another CA"),
     }
+    // With an allow-list, a certificate from the right CA but with another name is refused.
+    let allowed = vec!["sign-gateway".to_owned()];
+    let port =
+        serve_bridge_allowing(Arc::clone(&st.client), Arc::clone(&st.record), &st.ca, &allowed)
+            .await;
+    let api = connect(port, &st.ca.cert_pem(), Some(&good)).await.unwrap();
+    assert_eq!(ping(api).await.unwrap(), 1);
+    let intruder = st.ca.client("intruder").unwrap();
+    match connect(port, &st.ca.cert_pem(), Some(&intruder)).await {
+        Err(_) => {}
+        Ok(api) => assert!(ping(api).await.is_err(), "served a client not on the allow-list"),
+    }
+    // The names the allow-list matches: subject CN and SANs.
+    let server = st.ca.server().unwrap();
+    let names = grpc_bridge::client_names(&certs(&server.cert)[0]);
+    // (127.0.0.1 is an IP address SAN, which the allow-list does not match.)
+    assert_eq!(names, ["parent-shim", "localhost"].map(str::to_owned));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -375,6 +375,7 @@ fn boot_and_sign(cx: &Context) -> Result {
         certs(&server.cert),
         key,
         &certs(&gateway_ca.cert_pem()),
+        &[],
     )
     .map_err(Failure)?;
     let stats = runtime.block_on(async {
