@@ -27,6 +27,29 @@ pub struct Config {
     pub grpc: GrpcConfig,
     /// Log shipping to `CloudWatch` Logs; absent: stdout (journald) only.
     pub cloudwatch: Option<CloudWatchConfig>,
+    /// Health reports to the Sign Gateway; absent: none (the gateway polls `grpc.health.v1`).
+    pub gateway: Option<GatewayConfig>,
+}
+
+/// Health reports to the gateway.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// `https://host[:port]/path` the reports are sent to (HTTP POST).
+    pub health_url: String,
+    /// The CA that issued the gateway's server certificate (PEM).
+    pub ca: PathBuf,
+    /// A client certificate (PEM) for the gateway, if it wants one.
+    pub client_cert: Option<PathBuf>,
+    /// Its key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// Seconds between reports while serving.
+    #[serde(default = "default_health_interval")]
+    pub interval_secs: u64,
+}
+
+fn default_health_interval() -> u64 {
+    30
 }
 
 /// How the enclave is started.
@@ -374,6 +397,18 @@ impl Config {
                 return Err(ConfigError(
                     "cloudwatch.queue_capacity and flush_interval_ms must be positive".into(),
                 ));
+            }
+        }
+        if let Some(g) = &self.gateway {
+            crate::health_report::check_url(&g.health_url)
+                .map_err(|e| ConfigError(format!("gateway.health_url: {e}")))?;
+            if g.client_cert.is_some() != g.client_key.is_some() {
+                return Err(ConfigError(
+                    "gateway.client_cert and gateway.client_key go together".into(),
+                ));
+            }
+            if g.interval_secs == 0 {
+                return Err(ConfigError("gateway.interval_secs must be positive".into()));
             }
         }
         if self.kms.access_key_id.is_some() != self.kms.secret_access_key.is_some() {

@@ -30,6 +30,7 @@ use crate::enclave_launcher::{
     NitroSettings,
 };
 use crate::grpc_bridge::{self, Bridge};
+use crate::health_report::{self, HealthTarget};
 use crate::kms_relay::{self, KmsSettings};
 use crate::s3_fetch::{self, FetchError, S3Settings};
 
@@ -293,8 +294,13 @@ async fn boot_and_serve(
         "serving",
         json!({"listen": listener.local_addr().map(|a| a.to_string()).unwrap_or_default()}),
     );
+    let health = health_target(config)?;
+    let report = health_base(&record, kms_request_id.as_deref());
     // The socket is bound: connections queue until the server below accepts them.
     sd_notify("READY=1");
+    let reporter = health
+        .clone()
+        .map(|(target, every)| tokio::spawn(report_health(target, report.clone(), every)));
     let bridge =
         Bridge::new(client, Arc::new(record), Duration::from_millis(config.grpc.call_timeout_ms));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -313,8 +319,104 @@ async fn boot_and_serve(
     };
     sd_notify("STOPPING=1");
     let _ = stop_tx.send(());
+    if let (Some(task), Some((target, _))) = (reporter, health) {
+        task.abort();
+        let state = if outcome.is_ok() { "stopped" } else { "failed" };
+        let last = with_state(&report, state, outcome.as_ref().err().map(ToString::to_string));
+        if let Err(e) = health_report::post(&target, &last).await {
+            emit("warn", "health_report_failed", json!({"url": target.url, "error": e.0}));
+        }
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     outcome
+}
+
+/// The gateway's report target, if configured.
+fn health_target(config: &Config) -> Result<Option<(HealthTarget, Duration)>, DaemonError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let Some(g) = &config.gateway else { return Ok(None) };
+    let bad = |p: &Path, e: &dyn fmt::Display| {
+        DaemonError::Config(ConfigError(format!("{}: {e}", p.display())))
+    };
+    let certs = |p: &Path| -> Result<Vec<CertificateDer<'static>>, DaemonError> {
+        CertificateDer::pem_file_iter(p).and_then(Iterator::collect).map_err(|e| bad(p, &e))
+    };
+    let client = match (&g.client_cert, &g.client_key) {
+        (Some(c), Some(k)) => {
+            Some((certs(c)?, PrivateKeyDer::from_pem_file(k).map_err(|e| bad(k, &e))?))
+        }
+        _ => None,
+    };
+    let tls = health_report::client_tls(&certs(&g.ca)?, client)
+        .map_err(|e| DaemonError::Config(ConfigError(e)))?;
+    Ok(Some((
+        HealthTarget { url: g.health_url.clone(), tls: Arc::new(tls) },
+        Duration::from_secs(g.interval_secs),
+    )))
+}
+
+/// What every report says about this boot: the gateway verifies the attestation document
+/// itself and compares the share file's SHA-256 and the load time with its own records.
+fn health_base(
+    record: &crate::enclave_boot::BootRecord,
+    kms_request_id: Option<&str>,
+) -> serde_json::Value {
+    use base64::Engine as _;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let loaded_at = time::OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(record.loaded_at_unix_ms) * 1_000_000,
+    )
+    .ok()
+    .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+    json!({
+        "node": host.trim(),
+        "attestation_document": base64::engine::general_purpose::STANDARD.encode(&record.attestation_document),
+        "attestation_sha256": hex(&record.attestation_sha256),
+        "pcrs": record.pcrs.iter().map(|(i, v)| (format!("PCR{i}"), hex(v))).collect::<std::collections::BTreeMap<_, _>>(),
+        "answer_key": hex(&record.answer_key),
+        "share_file_sha256": hex(&record.share_file_sha256),
+        "accounts": record.accounts,
+        "loaded_at": loaded_at,
+        "kms_request_id": kms_request_id,
+    })
+}
+
+fn with_state(base: &serde_json::Value, state: &str, reason: Option<String>) -> serde_json::Value {
+    let mut r = base.clone();
+    if let Some(obj) = r.as_object_mut() {
+        obj.insert("state".into(), json!(state));
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        obj.insert("reported_at".into(), json!(now));
+        if let Some(reason) = reason {
+            obj.insert("reason".into(), json!(reason));
+        }
+    }
+    r
+}
+
+/// Reports `serving` every `every`; a failure is logged once per outage.
+async fn report_health(target: HealthTarget, base: serde_json::Value, every: Duration) {
+    let mut failing: Option<bool> = None;
+    loop {
+        match health_report::post(&target, &with_state(&base, "serving", None)).await {
+            Ok(()) => {
+                if failing != Some(false) {
+                    emit("info", "health_reported", json!({"url": target.url}));
+                }
+                failing = Some(false);
+            }
+            Err(e) => {
+                if failing != Some(true) {
+                    emit("warn", "health_report_failed", json!({"url": target.url, "error": e.0}));
+                }
+                failing = Some(true);
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// The two encrypted inputs, in memory only.

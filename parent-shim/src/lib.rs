@@ -9,7 +9,8 @@
 //! * [`kms_policy`], key policies that pin the image's PCRs;
 //! * [`s3_fetch`], the encrypted inputs from S3 through `aws-sdk-s3` (or `file://`);
 //! * [`cloudwatch_logs`], every log line shipped to `CloudWatch` Logs (alerts as metrics);
-//! * [`share_reencrypt`], the operator's offline share re-encryption (`reencrypt-shares`).
+//! * [`share_reencrypt`], the operator's offline share re-encryption (`reencrypt-shares`);
+//! * [`health_report`], the node's health reported to the gateway over HTTPS.
 //!
 //! * [`enclave_launcher`], starting and destroying the enclave: a local child process, or
 //!   `nitro-cli` in production.
@@ -25,6 +26,7 @@ pub mod enclave_boot;
 pub mod enclave_client;
 pub mod enclave_launcher;
 pub mod grpc_bridge;
+pub mod health_report;
 pub mod kms_policy;
 pub mod kms_relay;
 pub mod s3_fetch;

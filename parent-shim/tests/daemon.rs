@@ -680,6 +680,65 @@ async fn reencryption_with_the_wrong_identity_writes_nothing() {
     assert!(!c.kms.log().iter().any(|l| l.ends_with("by AKIDOPERATOR")), "KMS was called");
 }
 
+/// Once serving, the node reports its attestation, share fingerprint and load time to the
+/// gateway over HTTPS, again every interval, and a last `failed` report when its enclave
+/// dies; the gateway can verify the attestation document it receives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_receives_the_nodes_health_with_its_attestation() {
+    let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
+    let endpoint = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
+    let (c, config) = case("health", 7, 7).await;
+    std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let section = format!(
+        "\n[gateway]\nhealth_url = \"{}\"\nca = \"{}\"\ninterval_secs = 1\n",
+        endpoint.url(),
+        c.dir.0.join("gateway-ca.pem").display()
+    );
+    std::fs::write(&config, text + &section).unwrap();
+    let mut p = start(&config);
+    let record: serde_json::Value = serde_json::from_str(&p.wait_for("\"boot_record\"")).unwrap();
+    p.wait_for("\"health_reported\"");
+    // At least two periodic reports.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while endpoint.reports().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let reports = endpoint.reports();
+    assert!(reports.len() >= 2, "{reports:?}");
+    let first = &reports[0];
+    assert_eq!(first["state"], "serving");
+    assert_eq!(first["accounts"], 20);
+    assert_eq!(first["share_file_sha256"], record["share_file_sha256"]);
+    assert_eq!(first["attestation_sha256"], record["attestation_sha256"]);
+    assert_eq!(first["pcrs"]["PCR0"], hex::encode([7u8; 48]));
+    assert!(first["loaded_at"].as_str().is_some_and(|t| t.starts_with("20") && t.ends_with('Z')));
+    // The gateway verifies the document itself, against the (sim) root it pins.
+    let doc = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        first["attestation_document"].as_str().unwrap(),
+    )
+    .unwrap();
+    let root = std::fs::read(c.dir.0.join("sim-ca/root.der")).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let verified = parent_shim::attestation_verifier::verify(
+        &doc,
+        &root,
+        now,
+        &parent_shim::attestation_verifier::Expectations::default(),
+    )
+    .unwrap();
+    assert_eq!(hex::encode(&verified.pcrs[&0]), hex::encode([7u8; 48]));
+    // The enclave dies: a last report says so.
+    Command::new("kill").arg("-KILL").arg(p.enclave_pid().to_string()).status().unwrap();
+    assert_eq!(p.exit_code(), Some(1));
+    let last = endpoint.reports().pop().unwrap();
+    assert_eq!(last["state"], "failed");
+    assert!(last["reason"].as_str().unwrap().contains("exited"), "{last}");
+    let all = serde_json::to_string(&endpoint.reports()).unwrap();
+    assert!(!all.contains(&c.identity["AGE-SECRET-KEY-1".len()..]));
+}
+
 #[test]
 fn check_config_refuses_unknown_keys_and_bad_values() {
     let dir = tests::cms_openssl::workdir("daemon-config");

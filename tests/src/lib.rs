@@ -6,6 +6,7 @@
 
 pub mod cms_openssl;
 pub mod gateway;
+pub mod gateway_health;
 pub mod gateway_sim;
 pub mod imds_emulator;
 pub mod kms_emulator;
