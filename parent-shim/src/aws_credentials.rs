@@ -39,3 +39,22 @@ pub fn credentials(static_credentials: Option<&(String, String)>) -> SharedCrede
         .or_else("instance-role", imds),
     )
 }
+
+/// The configuration every client starts from: region, the HTTPS client, credentials and,
+/// for local servers, an endpoint override.
+#[must_use]
+pub fn sdk_config(
+    region: &str,
+    endpoint: Option<&str>,
+    static_credentials: Option<&(String, String)>,
+) -> aws_types::SdkConfig {
+    let mut config = aws_types::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_types::region::Region::new(region.to_owned()))
+        .http_client(https_client())
+        .credentials_provider(credentials(static_credentials));
+    if let Some(url) = endpoint {
+        config = config.endpoint_url(url);
+    }
+    config.build()
+}

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::Client;
-use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Region};
 use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_cloudwatchlogs::operation::create_log_stream::CreateLogStreamError;
 use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsError;
@@ -59,17 +58,11 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// A client over rustls (ring).
 #[must_use]
 pub fn client(settings: &CloudWatchSettings) -> Client {
-    let mut config = aws_sdk_cloudwatchlogs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(settings.region.clone()))
-        .http_client(crate::aws_credentials::https_client())
-        .credentials_provider(crate::aws_credentials::credentials(
-            settings.static_credentials.as_ref(),
-        ));
-    if let Some(endpoint) = &settings.endpoint {
-        config = config.endpoint_url(endpoint);
-    }
-    Client::from_conf(config.build())
+    Client::new(&crate::aws_credentials::sdk_config(
+        &settings.region,
+        settings.endpoint.as_deref(),
+        settings.static_credentials.as_ref(),
+    ))
 }
 
 /// Starts shipping (once per process; later calls are ignored). Must run inside a tokio

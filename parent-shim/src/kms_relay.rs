@@ -7,7 +7,6 @@
 use std::fmt;
 
 use aws_sdk_kms::Client;
-use aws_sdk_kms::config::{BehaviorVersion, Region};
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::operation::RequestId;
 use aws_sdk_kms::primitives::Blob;
@@ -38,17 +37,11 @@ impl fmt::Debug for KmsSettings {
 /// A KMS client over rustls (ring), as the parent uses it.
 #[must_use]
 pub fn client(settings: &KmsSettings) -> Client {
-    let mut config = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(settings.region.clone()))
-        .http_client(crate::aws_credentials::https_client())
-        .credentials_provider(crate::aws_credentials::credentials(
-            settings.static_credentials.as_ref(),
-        ));
-    if let Some(endpoint) = &settings.endpoint {
-        config = config.endpoint_url(endpoint);
-    }
-    Client::from_conf(config.build())
+    Client::new(&crate::aws_credentials::sdk_config(
+        &settings.region,
+        settings.endpoint.as_deref(),
+        settings.static_credentials.as_ref(),
+    ))
 }
 
 /// Why KMS did not seal the identity to the enclave.

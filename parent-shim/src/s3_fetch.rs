@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::fmt;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 
 /// Where and how to reach S3.
@@ -37,17 +36,14 @@ impl fmt::Debug for S3Settings {
 /// An S3 client over rustls (ring).
 #[must_use]
 pub fn client(settings: &S3Settings) -> Client {
-    let mut config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(settings.region.clone()))
-        .force_path_style(settings.force_path_style)
-        .http_client(crate::aws_credentials::https_client())
-        .credentials_provider(crate::aws_credentials::credentials(
-            settings.static_credentials.as_ref(),
-        ));
-    if let Some(endpoint) = &settings.endpoint {
-        config = config.endpoint_url(endpoint);
-    }
+    let shared = crate::aws_credentials::sdk_config(
+        &settings.region,
+        settings.endpoint.as_deref(),
+        settings.static_credentials.as_ref(),
+    );
+    // Local S3 servers want path-style addressing.
+    let config =
+        aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
     Client::from_conf(config.build())
 }
 

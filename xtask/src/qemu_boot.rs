@@ -329,21 +329,77 @@ struct Context {
     inputs: Inputs,
 }
 
-/// Boot 1: the whole way, then one signing session per scheme.
-fn boot_and_sign(cx: &Context) -> Result {
-    let Context { work, eif_dir, vhost_bin, accel, root_der, runtime, inputs } = cx;
-    let accel = *accel;
+/// Starts a guest in `work/name` and waits for it to listen: its log stream is printed,
+/// its control connection returned, with whether its heartbeat arrived.
+fn boot_to_control(cx: &Context, name: &str) -> Result<(Guest, UnixStream, bool)> {
+    // Under TCG on a loaded host the guest kernel can fail to calibrate its clock against
+    // the PIT and stall before /init; that is the emulator, not the image: try again.
+    for attempt in 1..=3 {
+        match boot_attempt(cx, name) {
+            Err(Stalled(console)) if attempt < 3 => {
+                eprintln!(
+                    "qemu-boot: the guest kernel stalled before /init (attempt {attempt}); \
+                     retrying. Last console line: {}",
+                    console.lines().last().unwrap_or_default()
+                );
+            }
+            Err(Stalled(console)) => {
+                return Err(Failure(format!("the guest kernel never reached /init:\n{console}")));
+            }
+            Ok(r) => return r,
+        }
+    }
+    Err(Failure("unreachable".into()))
+}
+
+/// A boot that never reached `/init`, with its console.
+struct Stalled(String);
+
+fn boot_attempt(
+    cx: &Context,
+    name: &str,
+) -> std::result::Result<Result<(Guest, UnixStream, bool)>, Stalled> {
+    let dir = cx.work.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let prepared = io("dir", std::fs::create_dir_all(&dir))
+        .and_then(|()| heartbeat_listener(&dir.join("vsock.sock")))
+        .and_then(|h| Ok((h, start_guest(&dir, &cx.eif_dir, &cx.vhost_bin, cx.accel)?)));
+    let (heartbeat, mut guest) = match prepared {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
     let started = Instant::now();
-    let dir = work.join("boot-ok");
-    io("dir", std::fs::create_dir_all(&dir))?;
-    let heartbeat = heartbeat_listener(&dir.join("vsock.sock"))?;
-    let mut guest = start_guest(&dir, eif_dir, vhost_bin, accel)?;
+    while !console_text(&guest).contains("Run /init as init process") {
+        if started.elapsed() > Duration::from_secs(90) {
+            return Err(Stalled(console_text(&guest)));
+        }
+        if let Ok(Some(_)) = guest.qemu.0.try_wait() {
+            break; // connect_guest reports it with the console
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(listening(&dir.join("vsock.sock"), heartbeat, guest))
+}
+
+fn listening(
+    uds: &Path,
+    heartbeat: std::thread::JoinHandle<bool>,
+    mut guest: Guest,
+) -> Result<(Guest, UnixStream, bool)> {
+    let uds = uds.to_owned();
     let deadline = Instant::now() + Duration::from_mins(5);
-    let uds = dir.join("vsock.sock");
     let logs = connect_guest(&uds, LOGS_PORT, deadline, &mut guest)?;
     pump_logs(logs);
     let control = connect_guest(&uds, CONTROL_PORT, deadline, &mut guest)?;
     let heartbeat_ok = heartbeat.join().unwrap_or(false);
+    Ok((guest, control, heartbeat_ok))
+}
+
+/// Boot 1: the whole way, then one signing session per scheme.
+fn boot_and_sign(cx: &Context) -> Result {
+    let Context { root_der, runtime, inputs, .. } = cx;
+    let started = Instant::now();
+    let (guest, control, heartbeat_ok) = boot_to_control(cx, "boot-ok")?;
     if !heartbeat_ok {
         return Err(Failure("the guest's heartbeat did not arrive".into()));
     }
@@ -422,19 +478,10 @@ fn boot_and_sign(cx: &Context) -> Result {
 
 /// Boot 2: a corrupt share file; the enclave must refuse it and power the VM off.
 fn boot_refusing_a_corrupt_file(cx: &Context) -> Result {
-    let Context { work, eif_dir, vhost_bin, accel, root_der, runtime, inputs } = cx;
-    let accel = *accel;
+    let Context { root_der, runtime, inputs, .. } = cx;
     let started = Instant::now();
-    let dir = work.join("boot-corrupt");
-    io("dir", std::fs::create_dir_all(&dir))?;
-    let heartbeat = heartbeat_listener(&dir.join("vsock.sock"))?;
-    let mut guest = start_guest(&dir, eif_dir, vhost_bin, accel)?;
+    let (mut guest, control, _) = boot_to_control(cx, "boot-corrupt")?;
     let deadline = Instant::now() + Duration::from_mins(5);
-    let uds = dir.join("vsock.sock");
-    let logs = connect_guest(&uds, LOGS_PORT, deadline, &mut guest)?;
-    pump_logs(logs);
-    let control = connect_guest(&uds, CONTROL_PORT, deadline, &mut guest)?;
-    let _ = heartbeat.join();
     let mut corrupt = inputs.share_file.clone();
     let at = corrupt.len() - 40;
     corrupt[at] ^= 1;
