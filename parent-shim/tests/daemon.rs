@@ -181,6 +181,14 @@ impl Parent {
         panic!("no line with {needle:?}; saw:\n{}", self.seen.join("\n"));
     }
 
+    /// Like `wait_for`, but a line already seen counts: for events whose order is not fixed.
+    fn seen_or_wait_for(&mut self, needle: &str) -> String {
+        match self.seen.iter().find(|l| l.contains(needle)) {
+            Some(l) => l.clone(),
+            None => self.wait_for(needle),
+        }
+    }
+
     fn exit_code(&mut self) -> Option<i32> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -442,12 +450,13 @@ async fn a_missing_cloudwatch_log_group_is_reported_and_signing_goes_on() {
     let (_c, config) = case("cloudwatch-missing", 7, 7).await;
     with_cloudwatch(&config, &moto, "/not/provisioned");
     let mut p = start(&config);
-    let warn = p.wait_for("cloudwatch_unavailable");
+    // Shipping fails in the background while the boot goes on: either may come first.
+    let warn = p.seen_or_wait_for("cloudwatch_unavailable");
     assert!(
         warn.contains("/not/provisioned") && warn.contains("ResourceNotFoundException"),
         "{warn}"
     );
-    p.wait_for("\"serving\"");
+    p.seen_or_wait_for("\"serving\"");
 }
 
 /// A stand-in `nitro-cli`: records its arguments and answers as the real one does.
