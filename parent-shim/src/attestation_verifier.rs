@@ -313,26 +313,53 @@ pub fn fuzz_verify(data: &[u8]) {
     let _ = verify(data, &root, 1_800_000_000, &Expectations::default());
 }
 
-/// The AWS Nitro Enclaves root certificate (G1), as AWS publishes it in
-/// `AWS_NitroEnclaves_Root-G1.zip`; `certs/` in this crate. Production attestation
-/// documents chain to it.
-pub const AWS_NITRO_ROOT_G1_PEM: &str = include_str!("../certs/aws-nitro-enclaves-root-g1.pem");
-
-/// The SHA-256 of that certificate's DER, as the AWS documentation gives it
-/// ("Verifying the root of trust"); checked every time the certificate is used.
+/// The SHA-256 of the AWS Nitro Enclaves root certificate (G1)'s DER, as the AWS
+/// documentation gives it ("Verifying the root of trust"). The certificate itself comes from
+/// AWS (`AWS_NitroEnclaves_Root-G1.zip`) and is installed by the operator; it is used only
+/// if it has exactly this fingerprint.
 pub const AWS_NITRO_ROOT_G1_SHA256: &str =
     "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b";
 
-/// The bundled AWS root as DER, after checking its fingerprint.
-pub fn aws_nitro_root_g1_der() -> Result<Vec<u8>, String> {
+/// Where `aws` (without a path) looks for AWS's root certificate.
+pub const AWS_NITRO_ROOT_G1_PATH: &str = "/usr/share/sign-service/aws-nitro-enclaves-root-g1.pem";
+
+/// A root certificate (PEM or DER) as DER, if its SHA-256 is `sha256_hex`.
+pub fn pinned_root(cert: &[u8], sha256_hex: &str) -> Result<Vec<u8>, String> {
     use rustls_pki_types::pem::PemObject;
-    let der = rustls_pki_types::CertificateDer::from_pem_slice(AWS_NITRO_ROOT_G1_PEM.as_bytes())
-        .map_err(|e| format!("the bundled AWS root: {e}"))?
-        .to_vec();
-    let digest = ring::digest::digest(&ring::digest::SHA256, &der);
-    if hex::encode(digest.as_ref()) == AWS_NITRO_ROOT_G1_SHA256 {
+    let der = if cert.starts_with(b"-----BEGIN") {
+        rustls_pki_types::CertificateDer::from_pem_slice(cert)
+            .map_err(|e| format!("not a PEM certificate: {e}"))?
+            .to_vec()
+    } else {
+        cert.to_vec()
+    };
+    let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, &der).as_ref());
+    if digest == sha256_hex {
         Ok(der)
     } else {
-        Err("the bundled AWS root does not have the documented fingerprint".into())
+        Err(format!("the certificate's SHA-256 is {digest}, not the pinned {sha256_hex}"))
     }
+}
+
+/// `aws` or `aws:PATH`: AWS's root from the default place or PATH, checked against the
+/// documented fingerprint. `None` if `spec` names an ordinary certificate file instead.
+#[must_use]
+pub fn aws_root(spec: &str) -> Option<Result<Vec<u8>, String>> {
+    let path = match spec {
+        "aws" => AWS_NITRO_ROOT_G1_PATH,
+        _ => spec.strip_prefix("aws:")?,
+    };
+    Some(
+        std::fs::read(path)
+            .map_err(|e| {
+                format!(
+                    "the AWS Nitro root G1 ({path}): {e}; download AWS_NitroEnclaves_Root-G1.zip \
+                     from AWS and install its root.pem there"
+                )
+            })
+            .and_then(|bytes| {
+                pinned_root(&bytes, AWS_NITRO_ROOT_G1_SHA256)
+                    .map_err(|e| format!("{path} is not the AWS Nitro root G1: {e}"))
+            }),
+    )
 }

@@ -234,8 +234,9 @@ fn default_flush_ms() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttestationConfig {
-    /// The pinned root certificate: `aws` for the bundled AWS Nitro root G1 (production),
-    /// or a DER or PEM file (the sim root locally).
+    /// The pinned root certificate: `aws` or `aws:PATH` for AWS's Nitro root G1 (production;
+    /// refused unless it has the documented fingerprint), or a DER or PEM file (the sim root
+    /// locally).
     pub root: PathBuf,
     /// Expected PCRs, as `cargo xtask build-eif` writes them: `{"PCR0": "<hex>", ...}`.
     pub expected_pcrs: Option<PathBuf>,

@@ -531,9 +531,8 @@ fn sd_notify(state: &str) {
 }
 
 fn read_root(path: &Path) -> Result<Vec<u8>, DaemonError> {
-    if path == Path::new("aws") {
-        return crate::attestation_verifier::aws_nitro_root_g1_der()
-            .map_err(|e| DaemonError::Config(ConfigError(e)));
+    if let Some(aws) = path.to_str().and_then(crate::attestation_verifier::aws_root) {
+        return aws.map_err(|e| DaemonError::Config(ConfigError(e)));
     }
     let bytes = std::fs::read(path)
         .map_err(|e| ConfigError(format!("attestation.root {}: {e}", path.display())))?;

@@ -67,7 +67,8 @@ enum AttestationCommand {
         /// The document (`COSE_Sign1`, binary).
         #[arg(long)]
         doc: PathBuf,
-        /// The pinned root: `aws` for the AWS Nitro root G1, or a certificate file (PEM or DER).
+        /// The pinned root: `aws` (or `aws:PATH`) for the AWS Nitro root G1, accepted only with
+        /// its documented fingerprint; or any certificate file (PEM or DER).
         #[arg(long, default_value = "aws")]
         root: String,
         /// The time to check validity at (RFC 3339); default now.
@@ -174,8 +175,8 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 
 /// The root certificate as DER, from `aws` or a PEM/DER file.
 fn root_der(root: &str) -> Result<Vec<u8>, String> {
-    if root == "aws" {
-        return parent_shim::attestation_verifier::aws_nitro_root_g1_der();
+    if let Some(aws) = parent_shim::attestation_verifier::aws_root(root) {
+        return aws;
     }
     let bytes = read(Path::new(root))?;
     if bytes.starts_with(b"-----BEGIN") {

@@ -190,37 +190,40 @@ fn the_auditors_cli_verifies_and_fails_loudly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The bundled production root is AWS's (the documented fingerprint, name and validity),
-/// and a sim document, however well formed, does not chain to it: a parent pinned to
-/// `aws` can never be fooled by the sim NSM.
+/// The production root is pinned by AWS's documented fingerprint: any other certificate at
+/// that place, the sim root included, is refused, so a parent pinned to `aws` can never be
+/// fooled by the sim NSM; the same check accepts a certificate with the pinned digest.
 #[test]
-fn the_bundled_aws_root_is_the_real_one_and_refuses_sim_documents() {
-    use parent_shim::attestation_verifier::{AWS_NITRO_ROOT_G1_SHA256, aws_nitro_root_g1_der};
-    use x509_cert::der::Decode;
-    let der = aws_nitro_root_g1_der().unwrap();
-    assert_eq!(
-        hex::encode(ring::digest::digest(&ring::digest::SHA256, &der).as_ref()),
-        AWS_NITRO_ROOT_G1_SHA256
-    );
-    let cert = x509_cert::Certificate::from_der(&der).unwrap();
-    let subject = cert.tbs_certificate.subject.to_string();
-    assert!(subject.contains("CN=aws.nitro-enclaves") && subject.contains("O=Amazon"), "{subject}");
-    assert_eq!(cert.tbs_certificate.validity.not_after.to_unix_duration().as_secs(), 2_519_044_085);
-
+fn the_aws_root_is_pinned_by_its_fingerprint() {
+    use parent_shim::attestation_verifier::{AWS_NITRO_ROOT_G1_SHA256, aws_root, pinned_root};
+    assert_eq!(AWS_NITRO_ROOT_G1_SHA256.len(), 64);
     let ca = tests::sim_ca::generate().unwrap();
-    let doc = nsm(&ca).attest(b"nonce", b"", b"").unwrap();
-    let none = Expectations::default();
-    assert_eq!(verify(&doc, &der, NOW, &none).unwrap_err(), VerifyError::UntrustedRoot);
+    let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, &ca.root_der).as_ref());
+    assert_eq!(pinned_root(&ca.root_der, &digest).unwrap(), ca.root_der);
+    let err = pinned_root(&ca.root_der, AWS_NITRO_ROOT_G1_SHA256).unwrap_err();
+    assert!(err.contains(&digest) && err.contains(AWS_NITRO_ROOT_G1_SHA256), "{err}");
+    assert!(aws_root("/etc/some-root.pem").is_none(), "a plain path is not the AWS root");
 
-    // The auditors' CLI pins the AWS root by default.
     let dir = tests::cms_openssl::workdir("aws-root");
+    let fake = dir.0.join("fake-aws-root.der");
+    std::fs::write(&fake, &ca.root_der).unwrap();
+    let err = aws_root(&format!("aws:{}", fake.display())).unwrap().unwrap_err();
+    assert!(err.contains("is not the AWS Nitro root G1"), "{err}");
+    let err =
+        aws_root(&format!("aws:{}", dir.0.join("missing.pem").display())).unwrap().unwrap_err();
+    assert!(err.contains("AWS_NitroEnclaves_Root-G1.zip"), "{err}");
+
+    // The auditors' CLI refuses the sim root passed off as AWS's.
+    let doc = nsm(&ca).attest(b"nonce", b"", b"").unwrap();
     std::fs::write(dir.0.join("doc.cbor"), &doc).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_parent-shim"))
         .args(["attestation", "verify", "--doc"])
         .arg(dir.0.join("doc.cbor"))
+        .arg("--root")
+        .arg(format!("aws:{}", fake.display()))
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.to_lowercase().contains("root"), "{err}");
+    assert!(err.contains("is not the AWS Nitro root G1"), "{err}");
 }
