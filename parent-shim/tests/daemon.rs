@@ -673,6 +673,54 @@ async fn reencrypted_shares_boot_and_the_old_identity_no_longer_opens_them() {
     fails_closed(&c, p, "AGE_WRONG_IDENTITY");
 }
 
+/// The runbook's reload: shares live until restart, so a new file goes in through a second
+/// node. Node A serves the current file; node B boots beside it with the re-encrypted file
+/// (both enclaves up at once); A is stopped (SIGTERM): it exits cleanly and its enclave is
+/// gone, while B goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_reload_brings_up_the_new_file_beside_the_old_then_retires_the_old() {
+    let (c, config_a) = case("blue-green", 7, 7).await;
+    let mut a = start(&config_a);
+    a.wait_for("\"serving\"");
+    let out =
+        reencrypt(&c, &c.dir.0.join("shares").join(files::IDENTITY), &c.dir.0.join("rotated"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d = c.dir.0.display();
+    let text = std::fs::read_to_string(&config_a).unwrap();
+    let config_b = c.dir.0.join("node-b.toml");
+    std::fs::write(
+        &config_b,
+        text.replace(
+            &format!("runtime_dir = \"{d}/run\""),
+            &format!("runtime_dir = \"{d}/run-b\""),
+        )
+        .replace(
+            &format!("file://{d}/shares/service_key_shares.json.age"),
+            &format!("file://{d}/rotated/service_key_shares.json.age"),
+        )
+        .replace(
+            &format!("file://{d}/shares/identity.kms"),
+            &format!("file://{d}/rotated/age_identity.kms"),
+        ),
+    )
+    .unwrap();
+    let mut b = start(&config_b);
+    let record: serde_json::Value = serde_json::from_str(&b.wait_for("\"boot_record\"")).unwrap();
+    b.wait_for("\"serving\"");
+    assert_eq!(record["accounts"], 20);
+    let (pid_a, pid_b) = (a.enclave_pid(), b.enclave_pid());
+    assert!(alive(pid_a) && alive(pid_b), "both enclaves run during the switch");
+    // The gateway has switched to B: A is retired.
+    Command::new("kill").arg("-TERM").arg(a.child.id().to_string()).status().unwrap();
+    a.wait_for("\"stopped\"");
+    assert_eq!(a.exit_code(), Some(0));
+    wait_gone(pid_a);
+    assert!(alive(pid_b), "B's enclave must survive A's retirement");
+    assert!(b.child.try_wait().unwrap().is_none(), "B must still be serving");
+    no_secrets(&c, &a);
+    no_secrets(&c, &b);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reencryption_with_the_wrong_identity_writes_nothing() {
     let (c, _config) = case("reencrypt-wrong", 7, 7).await;
