@@ -29,6 +29,21 @@ pub struct Config {
     pub cloudwatch: Option<CloudWatchConfig>,
     /// Health reports to the Sign Gateway; absent: none (the gateway polls `grpc.health.v1`).
     pub gateway: Option<GatewayConfig>,
+    /// The enclave's HTTPS/SSE relay; absent: every relay request is refused.
+    pub relay: Option<RelayConfig>,
+}
+
+/// The HTTPS/SSE relay.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// URL prefixes the enclave may reach (`https://host[:port]/path/`).
+    pub allow: Vec<String>,
+    /// The CA of those servers (PEM).
+    pub ca: PathBuf,
+    /// How long a POST may take, milliseconds.
+    #[serde(default = "default_call_timeout")]
+    pub timeout_ms: u64,
 }
 
 /// Health reports to the gateway.
@@ -322,7 +337,8 @@ impl Config {
         Ok(config)
     }
 
-    fn check(&self) -> Result<(), ConfigError> {
+    /// The launch mode's own settings.
+    fn check_enclave(&self) -> Result<(), ConfigError> {
         let e = &self.enclave;
         match e.mode {
             LaunchMode::Local => {
@@ -366,6 +382,11 @@ impl Config {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        self.check_enclave()?;
         for (name, url) in [
             ("shares.share_file", &self.shares.share_file),
             ("shares.sealed_identity", &self.shares.sealed_identity),
@@ -398,6 +419,15 @@ impl Config {
                 return Err(ConfigError(
                     "cloudwatch.queue_capacity and flush_interval_ms must be positive".into(),
                 ));
+            }
+        }
+        if let Some(r) = &self.relay {
+            for prefix in &r.allow {
+                if !prefix.starts_with("https://") || prefix.contains('@') {
+                    return Err(ConfigError(format!(
+                        "relay.allow: {prefix} must be an https:// URL prefix without user info"
+                    )));
+                }
             }
         }
         if let Some(g) = &self.gateway {

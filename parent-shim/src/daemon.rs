@@ -31,6 +31,7 @@ use crate::enclave_launcher::{
 };
 use crate::grpc_bridge::{self, Bridge};
 use crate::health_report::{self, HealthTarget};
+use crate::https_relay::{self, RelayPolicy};
 use crate::kms_relay::{self, KmsSettings};
 use crate::s3_fetch::{self, FetchError, S3Settings};
 
@@ -263,7 +264,7 @@ async fn boot_and_serve(
     started: Instant,
 ) -> Result<(), DaemonError> {
     let result = bootstrap(config, launched, inputs, root).await;
-    let (client, record, kms_request_id) = match result {
+    let (client, record, kms_request_id, relay_requests) = match result {
         Ok(r) => r,
         Err(e) => {
             emit("error", "alert", json!({"reason": "boot_failed", "error": e.to_string()}));
@@ -295,6 +296,7 @@ async fn boot_and_serve(
         json!({"listen": listener.local_addr().map(|a| a.to_string()).unwrap_or_default()}),
     );
     let health = health_target(config)?;
+    tokio::spawn(https_relay::serve(Arc::clone(&client), relay_requests, relay_policy(config)?));
     let report = health_base(&record, kms_request_id.as_deref());
     // The socket is bound: connections queue until the server below accepts them.
     sd_notify("READY=1");
@@ -329,6 +331,23 @@ async fn boot_and_serve(
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     outcome
+}
+
+/// The relay's allowlist and TLS roots; without a `[relay]` section it refuses everything.
+fn relay_policy(config: &Config) -> Result<RelayPolicy, DaemonError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let (allow, ca, timeout_ms) = match &config.relay {
+        Some(r) => {
+            let ca: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&r.ca)
+                .and_then(Iterator::collect)
+                .map_err(|e| ConfigError(format!("relay.ca {}: {e}", r.ca.display())))?;
+            (r.allow.clone(), ca, r.timeout_ms)
+        }
+        None => (Vec::new(), Vec::new(), 10_000),
+    };
+    let tls = health_report::client_tls(&ca, None).map_err(ConfigError)?;
+    Ok(RelayPolicy { allow, tls: Arc::new(tls), timeout: Duration::from_millis(timeout_ms) })
 }
 
 /// The gateway's report target, if configured.
@@ -460,13 +479,22 @@ async fn fetch_inputs(config: &Config) -> Result<Inputs, FetchError> {
     })
 }
 
+/// A booted enclave: its client, the boot record, the KMS request id, and the frames it
+/// sends unasked (relay requests).
+type Booted = (
+    Arc<EnclaveClient>,
+    crate::enclave_boot::BootRecord,
+    Option<String>,
+    tokio::sync::mpsc::UnboundedReceiver<crate::enclave_client::Reply>,
+);
+
 /// Steps 2-3 of the module documentation: connect, pump logs, boot with KMS sealing.
 async fn bootstrap(
     config: &Config,
     enclave: &Launched,
     inputs: &Inputs,
     root: &[u8],
-) -> Result<(Arc<EnclaveClient>, crate::enclave_boot::BootRecord, Option<String>), DaemonError> {
+) -> Result<Booted, DaemonError> {
     let expected_pcrs = config.expected_pcrs()?;
     let deadline = Instant::now() + Duration::from_secs(config.enclave.boot_deadline_secs);
     let control = connect(&enclave.control, deadline).await?;
@@ -511,7 +539,7 @@ async fn bootstrap(
         .await
         .map_err(|e| DaemonError::Boot(e.to_string()))?;
     let kms_request_id = request_id.lock().ok().and_then(|r| r.clone());
-    Ok((client, record, kms_request_id))
+    Ok((client, record, kms_request_id, unsolicited))
 }
 
 /// Tells systemd (`Type=notify`) about a state change, if it is listening.

@@ -61,7 +61,33 @@ pub fn check_url(url: &str) -> Result<(), ReportError> {
 
 /// POSTs one JSON report; an error unless the gateway answers 2xx.
 pub async fn post(target: &HealthTarget, report: &Value) -> Result<(), ReportError> {
-    let (host, port, path) = parse_url(&target.url)?;
+    let response = request(
+        &target.tls,
+        &target.url,
+        hyper::Method::POST,
+        &[("content-type", "application/json")],
+        Bytes::from(report.to_string()),
+    )
+    .await?;
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(ReportError(format!("the gateway answered {status}")))
+    }
+}
+
+/// One HTTPS request over a fresh TLS 1.3 connection (HTTP/1.1); the response with its
+/// body still to be read (a stream, for SSE). Connect and answer are bounded by 10 s each.
+pub async fn request(
+    tls: &Arc<rustls::ClientConfig>,
+    url: &str,
+    method: hyper::Method,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<hyper::Response<hyper::body::Incoming>, ReportError> {
+    let (host, port, path) = parse_url(url)?;
     let fail = |what: &str, e: &dyn std::fmt::Display| ReportError(format!("{what}: {e}"));
     let tcp = tokio::time::timeout(
         Duration::from_secs(10),
@@ -71,7 +97,7 @@ pub async fn post(target: &HealthTarget, report: &Value) -> Result<(), ReportErr
     .map_err(|_| ReportError(format!("{host}:{port}: connect timed out")))?
     .map_err(|e| fail(&format!("{host}:{port}"), &e))?;
     let name = ServerName::try_from(host.clone()).map_err(|e| fail("server name", &e))?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::clone(&target.tls))
+    let tls = tokio_rustls::TlsConnector::from(Arc::clone(tls))
         .connect(name, tcp)
         .await
         .map_err(|e| fail("TLS", &e))?;
@@ -80,22 +106,15 @@ pub async fn post(target: &HealthTarget, report: &Value) -> Result<(), ReportErr
             .await
             .map_err(|e| fail("HTTP", &e))?;
     tokio::spawn(connection);
-    let request = hyper::Request::post(&path)
-        .header("host", &host)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(report.to_string())))
-        .map_err(|e| fail("request", &e))?;
-    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
-        .await
-        .map_err(|_| ReportError("the gateway did not answer within 10 s".into()))?
-        .map_err(|e| fail("HTTP", &e))?;
-    let status = response.status();
-    let _ = response.into_body().collect().await;
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(ReportError(format!("the gateway answered {status}")))
+    let mut builder = hyper::Request::builder().method(method).uri(&path).header("host", &host);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
     }
+    let request = builder.body(Full::new(body)).map_err(|e| fail("request", &e))?;
+    tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .map_err(|_| ReportError(format!("{host}:{port} did not answer within 10 s")))?
+        .map_err(|e| fail("HTTP", &e))
 }
 
 /// A TLS client for the gateway: its CA, and a client certificate if given.

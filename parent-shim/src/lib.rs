@@ -27,6 +27,7 @@ pub mod enclave_client;
 pub mod enclave_launcher;
 pub mod grpc_bridge;
 pub mod health_report;
+pub mod https_relay;
 pub mod kms_policy;
 pub mod kms_relay;
 pub mod s3_fetch;

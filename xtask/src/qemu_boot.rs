@@ -370,7 +370,7 @@ fn boot_attempt(
     };
     let started = Instant::now();
     while !console_text(&guest).contains("Run /init as init process") {
-        if started.elapsed() > Duration::from_secs(90) {
+        if started.elapsed() > Duration::from_secs(30) {
             return Err(Stalled(console_text(&guest)));
         }
         if let Ok(Some(_)) = guest.qemu.0.try_wait() {

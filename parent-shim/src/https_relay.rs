@@ -1,0 +1,329 @@
+//! The HTTPS and SSE relay: the enclave's only way out, and only to allowlisted URLs.
+//!
+//! The enclave asks on its control connection (`wire` channels 0x03 and 0x04): `HttpPost`
+//! is answered on the same stream id with `HttpResponse` or `HttpError`; `SseOpen` starts a
+//! subscription whose events come back as `SseEvent` frames on that stream id until
+//! `SseClose` (from either side). A URL must start with one of the configured prefixes;
+//! anything else, and any upstream that fails, too slow or too large, gets a typed refusal
+//! (`RelayErrorCode`) and no request leaves the parent. Redirects are not followed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::Bytes;
+use tokio::sync::mpsc;
+use wire::{HttpError, HttpResponse, Message, RelayErrorCode, SseClose, SseEvent};
+
+use crate::enclave_client::{EnclaveClient, Reply};
+use crate::health_report;
+
+/// Where the relay may go, and how.
+#[derive(Clone)]
+pub struct RelayPolicy {
+    /// URL prefixes (`https://host[:port]/path/`); empty: everything is refused.
+    pub allow: Vec<String>,
+    /// TLS towards the upstreams (their CA).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// How long an upstream may take to answer a POST.
+    pub timeout: Duration,
+}
+
+/// Whether `url` is inside the allowlist: `https://`, no user info, no `..`, and one of the
+/// prefixes (a prefix ending in `/` matches below it; otherwise the URL must equal it).
+#[must_use]
+pub fn allowed(allow: &[String], url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://") else { return false };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') || url.contains("/../") || url.ends_with("/..") {
+        return false;
+    }
+    allow.iter().any(|p| if p.ends_with('/') { url.starts_with(p.as_str()) } else { url == p })
+}
+
+/// A body larger than what a frame can carry.
+const MAX_BODY: usize = wire::MAX_PAYLOAD_LEN - 1024;
+
+/// Serves the enclave's relay requests from `requests` until the connection closes.
+pub async fn serve(
+    client: Arc<EnclaveClient>,
+    mut requests: mpsc::UnboundedReceiver<Reply>,
+    policy: RelayPolicy,
+) {
+    let mut subscriptions: HashMap<u32, tokio::task::JoinHandle<()>> = HashMap::new();
+    while let Some(request) = requests.recv().await {
+        subscriptions.retain(|_, task| !task.is_finished());
+        let stream = request.stream;
+        match request.message() {
+            Ok(Message::HttpPost(post)) => {
+                let (client, policy) = (Arc::clone(&client), policy.clone());
+                let (url, content_type, body) =
+                    (post.url.to_owned(), post.content_type.to_owned(), post.body.to_vec());
+                tokio::spawn(async move {
+                    let answer = relay_post(&policy, &url, &content_type, body).await;
+                    let _ = match answer {
+                        Ok((status, ct, body)) => {
+                            let m = HttpResponse { status, content_type: &ct, body: &body };
+                            client.send(&Message::HttpResponse(m), stream).await
+                        }
+                        Err((code, detail)) => {
+                            let m = HttpError { code, detail: &detail };
+                            client.send(&Message::HttpError(m), stream).await
+                        }
+                    };
+                });
+            }
+            Ok(Message::SseOpen(open)) => {
+                if let Some(old) = subscriptions.remove(&stream) {
+                    old.abort();
+                }
+                let (client, policy) = (Arc::clone(&client), policy.clone());
+                let (url, last) = (open.url.to_owned(), open.last_event_id.to_owned());
+                let task = tokio::spawn(async move {
+                    let (code, detail) = subscribe(&client, stream, &policy, &url, &last).await;
+                    let m = SseClose { code, detail: &detail };
+                    let _ = client.send(&Message::SseClose(m), stream).await;
+                });
+                subscriptions.insert(stream, task);
+            }
+            Ok(Message::SseClose(_)) => {
+                if let Some(task) = subscriptions.remove(&stream) {
+                    task.abort();
+                }
+            }
+            _ => {}
+        }
+    }
+    for (_, task) in subscriptions {
+        task.abort();
+    }
+}
+
+type Refusal = (RelayErrorCode, String);
+
+fn too_long(detail: &str) -> String {
+    detail.chars().take(wire::DETAIL_MAX / 2).collect()
+}
+
+async fn relay_post(
+    policy: &RelayPolicy,
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<(u16, String, Vec<u8>), Refusal> {
+    if !allowed(&policy.allow, url) {
+        return Err((
+            RelayErrorCode::NOT_ALLOWED,
+            "the URL is not on the relay's allowlist".into(),
+        ));
+    }
+    let exchange = async {
+        let response = health_report::request(
+            &policy.tls,
+            url,
+            hyper::Method::POST,
+            &[("content-type", content_type)],
+            Bytes::from(body),
+        )
+        .await
+        .map_err(|e| (RelayErrorCode::UNREACHABLE, too_long(&e.0)))?;
+        let status = response.status().as_u16();
+        let ct = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let mut body = response.into_body();
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| (RelayErrorCode::BAD_RESPONSE, too_long(&e.to_string())))?;
+            if let Ok(data) = frame.into_data() {
+                out.extend_from_slice(&data);
+                if out.len() > MAX_BODY {
+                    return Err((RelayErrorCode::TOO_LARGE, format!("over {MAX_BODY} bytes")));
+                }
+            }
+        }
+        Ok((status, ct, out))
+    };
+    tokio::time::timeout(policy.timeout, exchange)
+        .await
+        .unwrap_or_else(|_| Err((RelayErrorCode::TIMEOUT, "the upstream took too long".into())))
+}
+
+/// Runs one subscription; returns why it ended.
+async fn subscribe(
+    client: &EnclaveClient,
+    stream: u32,
+    policy: &RelayPolicy,
+    url: &str,
+    last_event_id: &str,
+) -> Refusal {
+    if !allowed(&policy.allow, url) {
+        return (RelayErrorCode::NOT_ALLOWED, "the URL is not on the relay's allowlist".into());
+    }
+    let mut headers = vec![("accept", "text/event-stream")];
+    if !last_event_id.is_empty() {
+        headers.push(("last-event-id", last_event_id));
+    }
+    let response =
+        match health_report::request(&policy.tls, url, hyper::Method::GET, &headers, Bytes::new())
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return (RelayErrorCode::UNREACHABLE, too_long(&e.0)),
+        };
+    let is_sse = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !response.status().is_success() || !is_sse {
+        return (
+            RelayErrorCode::BAD_RESPONSE,
+            format!("{} without text/event-stream", response.status()),
+        );
+    }
+    let mut body = response.into_body();
+    let mut parser = SseParser::default();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return (RelayErrorCode::UNREACHABLE, "the stream broke".into());
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        for event in parser.push(&data) {
+            let Ok(event) = event else {
+                return (RelayErrorCode::TOO_LARGE, "an event over the frame limit".into());
+            };
+            let m = SseEvent { id: &event.id, event: &event.event, data: &event.data };
+            if client.send(&Message::SseEvent(m), stream).await.is_err() {
+                return (RelayErrorCode::CLOSED, "the enclave went away".into());
+            }
+        }
+    }
+    (RelayErrorCode::CLOSED, "the upstream ended the stream".into())
+}
+
+/// One parsed `text/event-stream` event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ParsedEvent {
+    /// `id` (the last one seen, as the spec says).
+    pub id: String,
+    /// `event` (empty: `message`).
+    pub event: String,
+    /// `data` lines joined with `\n`.
+    pub data: String,
+}
+
+/// An incremental `text/event-stream` parser (WHATWG HTML, "Server-sent events"): lines
+/// end with LF, CRLF or CR; comments start with `:`; an empty line dispatches.
+#[derive(Default)]
+pub struct SseParser {
+    line: Vec<u8>,
+    last_cr: bool,
+    id: String,
+    event: String,
+    data: Vec<String>,
+    size: usize,
+}
+
+impl SseParser {
+    /// Feeds bytes; returns the events they complete (an error for one too large to relay).
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<ParsedEvent, ()>> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            if self.last_cr && b == b'\n' {
+                self.last_cr = false;
+                continue;
+            }
+            self.last_cr = b == b'\r';
+            if b == b'\n' || b == b'\r' {
+                let line = std::mem::take(&mut self.line);
+                if let Some(event) = self.line_done(&line) {
+                    out.push(event);
+                }
+            } else if self.line.len() < MAX_BODY {
+                self.line.push(b);
+            }
+        }
+        out
+    }
+
+    fn line_done(&mut self, line: &[u8]) -> Option<Result<ParsedEvent, ()>> {
+        if line.is_empty() {
+            if self.data.is_empty() {
+                self.event.clear();
+                return None;
+            }
+            let data = std::mem::take(&mut self.data).join("\n");
+            let event = std::mem::take(&mut self.event);
+            let too_big = std::mem::take(&mut self.size) > MAX_BODY;
+            return Some(if too_big {
+                Err(())
+            } else {
+                Ok(ParsedEvent { id: self.id.clone(), event, data })
+            });
+        }
+        let text = String::from_utf8_lossy(line);
+        if text.starts_with(':') {
+            return None;
+        }
+        let (field, value) = text
+            .split_once(':')
+            .map_or((text.as_ref(), ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
+        match field {
+            "data" => {
+                self.size += value.len() + 1;
+                self.data.push(value.to_owned());
+            }
+            "event" => value.clone_into(&mut self.event),
+            "id" if !value.contains('\0') => value.clone_into(&mut self.id),
+            _ => {}
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allowlist() {
+        let allow = vec!["https://gw.internal/v1/".to_owned(), "https://gw.internal/exact".into()];
+        assert!(allowed(&allow, "https://gw.internal/v1/sessions/events"));
+        assert!(allowed(&allow, "https://gw.internal/exact"));
+        for bad in [
+            "http://gw.internal/v1/x",
+            "https://gw.internal/v2/x",
+            "https://gw.internal/exact/more",
+            "https://gw.internal.evil/v1/x",
+            "https://user@gw.internal/v1/x",
+            "https://gw.internal/v1/../admin",
+            "https://gw.internal/v1x",
+        ] {
+            assert!(!allowed(&allow, bad), "{bad}");
+        }
+        assert!(!allowed(&[], "https://gw.internal/v1/x"));
+    }
+
+    #[test]
+    fn event_stream_parsing_whatever_the_cuts() {
+        let text = b": hello\r\nid: 1\r\nevent: session\r\ndata: {\"a\":1}\r\n\r\ndata: line one\ndata: line two\n\n\rid: 3\rdata:x\r\r";
+        let expect = vec![
+            ParsedEvent { id: "1".into(), event: "session".into(), data: "{\"a\":1}".into() },
+            ParsedEvent { id: "1".into(), event: String::new(), data: "line one\nline two".into() },
+            ParsedEvent { id: "3".into(), event: String::new(), data: "x".into() },
+        ];
+        for cut in 0..text.len() {
+            let mut p = SseParser::default();
+            let mut got: Vec<ParsedEvent> =
+                p.push(&text[..cut]).into_iter().map(Result::unwrap).collect();
+            got.extend(p.push(&text[cut..]).into_iter().map(Result::unwrap));
+            assert_eq!(got, expect, "cut at {cut}");
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The HTTPS/SSE relay between a stand-in enclave (raw `wire` frames on a socket pair) and
+//! the gateway's HTTPS server: a POST answered on its stream, an event stream relayed as
+//! events then closed, a resumed stream, and refusals (a URL off the allowlist never
+//! leaves the parent; an answer too large for a frame).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parent_shim::enclave_client::EnclaveClient;
+use parent_shim::https_relay::{self, RelayPolicy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wire::{Flags, HttpPost, Message, RelayErrorCode, SseOpen};
+
+fn certs(pem: &str) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()).map(Result::unwrap).collect()
+}
+
+async fn send(to: &mut tokio::net::UnixStream, stream: u32, m: &Message<'_>) {
+    let mut frame = vec![0u8; wire::HEADER_LEN + m.payload_len()];
+    let n = m.encode(stream, Flags::NONE, &mut frame).unwrap();
+    to.write_all(&frame[..n]).await.unwrap();
+}
+
+/// What came back, per stream: (kind name, fields worth checking).
+type Seen = BTreeMap<u32, Vec<(String, String)>>;
+
+async fn read_until(
+    from: &mut tokio::net::UnixStream,
+    seen: &mut Seen,
+    done: impl Fn(&Seen) -> bool,
+) {
+    let mut decoder: Box<wire::DefaultDecoder> = Box::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done(seen) {
+        let n = tokio::time::timeout_at(deadline, from.read(decoder.read_buf()))
+            .await
+            .unwrap_or_else(|_| panic!("timed out; saw {seen:#?}"))
+            .unwrap();
+        assert!(n > 0, "the relay closed the connection; saw {seen:#?}");
+        decoder.commit(n);
+        while let Ok(Some(frame)) = decoder.next_frame() {
+            let detail = match frame.message().unwrap() {
+                Message::HttpResponse(r) => {
+                    format!("{} {} {}", r.status, r.content_type, String::from_utf8_lossy(r.body))
+                }
+                Message::HttpError(e) => format!("{:?} {}", e.code, e.detail),
+                Message::SseEvent(e) => format!("{}|{}|{}", e.id, e.event, e.data),
+                Message::SseClose(c) => format!("{:?} {}", c.code, c.detail),
+                other => other.name().to_owned(),
+            };
+            let name = frame.message().unwrap().name().to_owned();
+            seen.entry(frame.header.stream).or_default().push((name, detail));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_posts_streams_events_and_refuses_what_is_not_allowed() {
+    let ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
+    let gw = tests::gateway_health::HealthEndpoint::start(&ca).await.unwrap();
+    let (parent_end, mut enclave) = tokio::net::UnixStream::pair().unwrap();
+    let (client, requests) = EnclaveClient::new(parent_end);
+    let tls = parent_shim::health_report::client_tls(&certs(&ca.cert_pem()), None).unwrap();
+    let policy = RelayPolicy {
+        allow: vec![format!("{}/v1/", gw.base())],
+        tls: Arc::new(tls),
+        timeout: Duration::from_secs(10),
+    };
+    tokio::spawn(https_relay::serve(client, requests, policy));
+
+    let base = gw.base();
+    let (echo, events, big) =
+        (format!("{base}/v1/echo"), format!("{base}/v1/events"), format!("{base}/v1/big"));
+    let outside = format!("{base}/admin/keys");
+    send(
+        &mut enclave,
+        7,
+        &Message::HttpPost(HttpPost {
+            url: &echo,
+            content_type: "application/json",
+            body: b"{\"sig\":1}",
+        }),
+    )
+    .await;
+    send(&mut enclave, 9, &Message::SseOpen(SseOpen { url: &events, last_event_id: "" })).await;
+    send(
+        &mut enclave,
+        11,
+        &Message::HttpPost(HttpPost { url: &outside, content_type: "text/plain", body: b"x" }),
+    )
+    .await;
+    send(&mut enclave, 13, &Message::SseOpen(SseOpen { url: &events, last_event_id: "2" })).await;
+    send(
+        &mut enclave,
+        15,
+        &Message::HttpPost(HttpPost { url: &big, content_type: "text/plain", body: b"" }),
+    )
+    .await;
+    send(
+        &mut enclave,
+        17,
+        &Message::SseOpen(SseOpen { url: "http://localhost/v1/events", last_event_id: "" }),
+    )
+    .await;
+
+    let closed =
+        |s: &Seen, id: u32| s.get(&id).is_some_and(|v| v.iter().any(|(n, _)| n == "SseClose"));
+    let mut seen = Seen::new();
+    read_until(&mut enclave, &mut seen, |s| {
+        [7, 11, 15].iter().all(|id| s.contains_key(id))
+            && [9, 13, 17].iter().all(|id| closed(s, *id))
+    })
+    .await;
+
+    assert_eq!(
+        seen[&7],
+        [("HttpResponse".to_owned(), "201 application/json {\"sig\":1}".to_owned())]
+    );
+    assert_eq!(seen[&11][0].0, "HttpError");
+    assert!(
+        seen[&11][0].1.starts_with(&format!("{:?}", RelayErrorCode::NOT_ALLOWED)),
+        "{:?}",
+        seen[&11]
+    );
+    assert_eq!(seen[&15][0].0, "HttpError");
+    assert!(
+        seen[&15][0].1.starts_with(&format!("{:?}", RelayErrorCode::TOO_LARGE)),
+        "{:?}",
+        seen[&15]
+    );
+    let events_of = |id: u32| -> Vec<String> {
+        seen[&id].iter().filter(|(n, _)| n == "SseEvent").map(|(_, d)| d.clone()).collect()
+    };
+    assert_eq!(
+        events_of(9),
+        [
+            "1|session|{\"session\":\"a\"}",
+            "2|session|{\"session\":\"b\"}",
+            "3|session|{\"session\":\"c\",\n\"more\":true}"
+        ]
+    );
+    assert_eq!(
+        events_of(13),
+        ["3|session|{\"session\":\"c\",\n\"more\":true}"],
+        "resumed after id 2"
+    );
+    assert!(seen[&9].last().unwrap().1.starts_with(&format!("{:?}", RelayErrorCode::CLOSED)));
+    assert!(seen[&17].last().unwrap().1.starts_with(&format!("{:?}", RelayErrorCode::NOT_ALLOWED)));
+    // Nothing off the allowlist reached the network.
+    let asked = gw.requests();
+    assert!(!asked.iter().any(|r| r.contains("/admin")), "{asked:?}");
+    assert_eq!(asked.iter().filter(|r| *r == "GET /v1/events").count(), 2, "{asked:?}");
+}
