@@ -25,7 +25,8 @@ const AGE_NONCE: u64 = 16;
 const AGE_CHUNK: u64 = 64 * 1024;
 const AGE_TAG: u64 = 16;
 
-/// Base64 length of one share envelope (see docs/share-format.md).
+/// Base64 length of one share envelope, the longest (docs/share-format.md: Ed25519 136-138
+/// bytes, always 184 characters; secp256k1-tr 138-140 bytes, 184 or 188).
 fn share_b64_len(scheme: &str) -> Option<u64> {
     match scheme {
         "ed25519" => Some(184),
@@ -195,9 +196,11 @@ mod tests {
                 let (store, _) = loader.finish().unwrap();
                 assert_eq!(store.allocated_bytes(), compute(real, accounts, 1, 1).unwrap().store);
                 let _ = std::fs::remove_dir_all(&dir);
+                // At most the estimate plus grease; at least the grease's 12 bytes more,
+                // less 4 characters for each secp256k1-tr share that came out short.
                 let base = age_len(plaintext_len(accounts, scheme, 8).unwrap());
                 assert!(
-                    (base + 12..=base + AGE_GREASE_MAX).contains(&real),
+                    real <= base + AGE_GREASE_MAX && real + 4 * accounts >= base + 12,
                     "{scheme} x {accounts}: {real} not within {base} + grease"
                 );
             }
