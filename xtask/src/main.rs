@@ -157,6 +157,18 @@ fn test(root: &Path) -> Result {
         "--test",
         "nsm_device",
     ]))?;
+    // That build left the nsm flavour in target/debug/enclave-rt; put the sim one back, which
+    // the parent's tests launch (so a plain `cargo test` after this one still works).
+    run(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "enclave-rt",
+        "--features",
+        "sim",
+        "--bin",
+        "enclave-rt",
+    ]))?;
     // Smoke versions of the heavy suites: the fuzz targets still build (their oracles run
     // in the tests above), and the boot benchmark runs end to end on a small file.
     for (dir, _) in FUZZ_TARGETS {
