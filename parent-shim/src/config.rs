@@ -431,7 +431,7 @@ impl Config {
             }
         }
         if let Some(g) = &self.gateway {
-            crate::health_report::check_url(&g.health_url)
+            crate::https_client::check_url(&g.health_url)
                 .map_err(|e| ConfigError(format!("gateway.health_url: {e}")))?;
             if g.client_cert.is_some() != g.client_key.is_some() {
                 return Err(ConfigError(

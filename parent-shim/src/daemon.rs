@@ -31,6 +31,7 @@ use crate::enclave_launcher::{
 };
 use crate::grpc_bridge::{self, Bridge};
 use crate::health_report::{self, HealthTarget};
+use crate::https_client;
 use crate::https_relay::{self, RelayPolicy};
 use crate::kms_relay::{self, KmsSettings};
 use crate::s3_fetch::{self, FetchError, S3Settings};
@@ -346,7 +347,7 @@ fn relay_policy(config: &Config) -> Result<RelayPolicy, DaemonError> {
         }
         None => (Vec::new(), Vec::new(), 10_000),
     };
-    let tls = health_report::client_tls(&ca, None).map_err(ConfigError)?;
+    let tls = https_client::client_tls(&ca, None).map_err(ConfigError)?;
     Ok(RelayPolicy { allow, tls: Arc::new(tls), timeout: Duration::from_millis(timeout_ms) })
 }
 
@@ -367,7 +368,7 @@ fn health_target(config: &Config) -> Result<Option<(HealthTarget, Duration)>, Da
         }
         _ => None,
     };
-    let tls = health_report::client_tls(&certs(&g.ca)?, client)
+    let tls = https_client::client_tls(&certs(&g.ca)?, client)
         .map_err(|e| DaemonError::Config(ConfigError(e)))?;
     Ok(Some((
         HealthTarget { url: g.health_url.clone(), tls: Arc::new(tls) },

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use wire::{HttpError, HttpResponse, Message, RelayErrorCode, SseClose, SseEvent};
 
 use crate::enclave_client::{EnclaveClient, Reply};
-use crate::health_report;
+use crate::https_client;
 
 /// Where the relay may go, and how.
 #[derive(Clone)]
@@ -119,7 +119,7 @@ async fn relay_post(
         ));
     }
     let exchange = async {
-        let response = health_report::request(
+        let response = https_client::request(
             &policy.tls,
             url,
             hyper::Method::POST,
@@ -170,7 +170,7 @@ async fn subscribe(
         headers.push(("last-event-id", last_event_id));
     }
     let response =
-        match health_report::request(&policy.tls, url, hyper::Method::GET, &headers, Bytes::new())
+        match https_client::request(&policy.tls, url, hyper::Method::GET, &headers, Bytes::new())
             .await
         {
             Ok(r) => r,

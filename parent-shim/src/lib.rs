@@ -10,12 +10,14 @@
 //! * [`s3_fetch`], the encrypted inputs from S3 through `aws-sdk-s3` (or `file://`);
 //! * [`cloudwatch_logs`], every log line shipped to `CloudWatch` Logs (alerts as metrics);
 //! * [`share_reencrypt`], the operator's offline share re-encryption (`reencrypt-shares`);
-//! * [`health_report`], the node's health reported to the gateway over HTTPS.
+//! * [`health_report`], the node's health reported to the gateway over HTTPS;
+//! * [`https_relay`], the enclave's HTTPS/SSE relay to allowlisted URLs, both over
+//!   [`https_client`].
 //!
 //! * [`enclave_launcher`], starting and destroying the enclave: a local child process, or
 //!   `nitro-cli` in production.
 //!
-//! To come with the parent's issue: the HTTPS/SSE relay and a metrics endpoint.
+//! To come with the parent's issue: a metrics endpoint.
 
 pub mod attestation_verifier;
 pub mod aws_credentials;
@@ -27,6 +29,7 @@ pub mod enclave_client;
 pub mod enclave_launcher;
 pub mod grpc_bridge;
 pub mod health_report;
+pub mod https_client;
 pub mod https_relay;
 pub mod kms_policy;
 pub mod kms_relay;

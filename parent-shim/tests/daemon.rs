@@ -325,6 +325,12 @@ async fn a_share_file_for_another_age_key() {
     fails_closed(&c, p, "AGE_WRONG_IDENTITY");
 }
 
+/// Adds a section to a case's configuration.
+fn append(config: &Path, section: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, text + section).unwrap();
+}
+
 /// Moves the case's inputs into S3 (moto on loopback) and points the config there, with the
 /// account count left to the share object's `accounts` metadata.
 async fn via_s3(c: &Case, config: &Path, moto: &MotoServer, upload_share_file: bool) {
@@ -359,7 +365,8 @@ async fn via_s3(c: &Case, config: &Path, moto: &MotoServer, upload_share_file: b
          secret_access_key = \"local-secret\"\n",
         moto.endpoint()
     );
-    std::fs::write(config, replaced + &s3).unwrap();
+    std::fs::write(config, replaced).unwrap();
+    append(config, &s3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,13 +402,12 @@ async fn a_missing_s3_object_fails_closed_before_any_enclave_starts() {
 }
 
 fn with_cloudwatch(config: &Path, moto: &MotoServer, group: &str) {
-    let text = std::fs::read_to_string(config).unwrap();
     let cw = format!(
         "\n[cloudwatch]\nlog_group = \"{group}\"\nlog_stream = \"node-1\"\nendpoint = \"{}\"\n\
          access_key_id = \"AKIDLOCAL\"\nsecret_access_key = \"local-secret\"\nflush_interval_ms = 200\n",
         moto.endpoint()
     );
-    std::fs::write(config, text + &cw).unwrap();
+    append(config, &cw);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -746,13 +752,12 @@ async fn the_gateway_receives_the_nodes_health_with_its_attestation() {
     let endpoint = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
     let (c, config) = case("health", 7, 7).await;
     std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
-    let text = std::fs::read_to_string(&config).unwrap();
     let section = format!(
         "\n[gateway]\nhealth_url = \"{}\"\nca = \"{}\"\ninterval_secs = 1\n",
         endpoint.url(),
         c.dir.0.join("gateway-ca.pem").display()
     );
-    std::fs::write(&config, text + &section).unwrap();
+    append(&config, &section);
     let mut p = start(&config);
     let record: serde_json::Value = serde_json::from_str(&p.wait_for("\"boot_record\"")).unwrap();
     p.wait_for("\"health_reported\"");

@@ -62,7 +62,7 @@ async fn the_relay_posts_streams_events_and_refuses_what_is_not_allowed() {
     let gw = tests::gateway_health::HealthEndpoint::start(&ca).await.unwrap();
     let (parent_end, mut enclave) = tokio::net::UnixStream::pair().unwrap();
     let (client, requests) = EnclaveClient::new(parent_end);
-    let tls = parent_shim::health_report::client_tls(&certs(&ca.cert_pem()), None).unwrap();
+    let tls = parent_shim::https_client::client_tls(&certs(&ca.cert_pem()), None).unwrap();
     let policy = RelayPolicy {
         allow: vec![format!("{}/v1/", gw.base())],
         tls: Arc::new(tls),

@@ -11,7 +11,7 @@ use aws_sdk_kms::primitives::Blob;
 use enclave_rt::age_identity::Identity;
 use enclave_rt::boot_state_machine::Nsm;
 use enclave_rt::kms_unseal::UnsealKey;
-use parent_shim::kms_relay::{self, KmsRelayError, KmsSettings};
+use parent_shim::kms_relay::{self, KmsRelayError};
 use tests::kms_emulator::{KeySpec, KmsConfig, KmsEmulator};
 
 const IDENTITY: &str = "AGE-SECRET-KEY-1EGTZVFFV20835NWYV6270LXYVK2VKNX2MMDKWYKLMGR48UAWX40Q2P2LM0";
@@ -48,11 +48,7 @@ async fn setup(name: &str, allowed_pcr0: u8, actual_pcr0: u8) -> Setup {
     })
     .await
     .unwrap();
-    let client = kms_relay::client(&KmsSettings {
-        region: "us-east-1".into(),
-        endpoint: Some(kms.endpoint()),
-        static_credentials: Some(("AKIDLOCAL".into(), "local-secret".into())),
-    });
+    let client = tests::kms_emulator::sdk_client(&kms.endpoint());
     let out = client
         .encrypt()
         .key_id("k1")
@@ -208,11 +204,7 @@ async fn a_policy_for_the_new_image_refuses_the_old_image() {
     })
     .await
     .unwrap();
-    let client = kms_relay::client(&KmsSettings {
-        region: "us-east-1".into(),
-        endpoint: Some(kms.endpoint()),
-        static_credentials: Some(("AKIDLOCAL".into(), "local-secret".into())),
-    });
+    let client = tests::kms_emulator::sdk_client(&kms.endpoint());
     let sealed = tests::kms_emulator::encrypt_with_sdk(&kms.endpoint(), "k2", IDENTITY.as_bytes())
         .await
         .unwrap();

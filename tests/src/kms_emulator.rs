@@ -447,6 +447,16 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// The parent's own KMS client (`aws-sdk-kms`), pointed at an emulator with the local keys.
+#[must_use]
+pub fn sdk_client(endpoint: &str) -> aws_sdk_kms::Client {
+    parent_shim::kms_relay::client(&parent_shim::kms_relay::KmsSettings {
+        region: "us-east-1".into(),
+        endpoint: Some(endpoint.to_owned()),
+        static_credentials: Some(("AKIDLOCAL".into(), "local-secret".into())),
+    })
+}
+
 /// What an operator does once per share set: encrypt the age identity under the KMS key
 /// (`aws kms encrypt`), here through the official SDK against `endpoint`. Returns the
 /// `CiphertextBlob`.
@@ -455,11 +465,7 @@ pub async fn encrypt_with_sdk(
     key_id: &str,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, String> {
-    let client = parent_shim::kms_relay::client(&parent_shim::kms_relay::KmsSettings {
-        region: "us-east-1".into(),
-        endpoint: Some(endpoint.to_owned()),
-        static_credentials: Some(("AKIDLOCAL".into(), "local-secret".into())),
-    });
+    let client = sdk_client(endpoint);
     let out = client
         .encrypt()
         .key_id(key_id)

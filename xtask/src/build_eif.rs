@@ -17,7 +17,7 @@ use std::process::Command;
 use sha2::Digest;
 
 use crate::build_enclave;
-use crate::run::{Failure, Result, run};
+use crate::run::{Failure, Result, hex, run};
 use crate::setup;
 
 /// The pinned kernel: Debian bookworm-backports' `cloud-amd64` flavour, which has the Nitro
@@ -77,16 +77,8 @@ pub(crate) struct Kernel {
     pub(crate) release: String,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&sha2::Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// The pinned Debian kernel, downloaded once into `cache` and verified every time.

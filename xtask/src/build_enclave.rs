@@ -40,11 +40,10 @@ pub(crate) fn build(root: &Path, flavour: &str, target_dir: Option<&Path>) -> Re
     Ok(dir.join(TARGET).join("enclave").join("enclave-rt"))
 }
 
-/// SHA-256 of a file, hex (through `sha256sum`, present on every Debian).
+/// SHA-256 of a file, hex.
 pub(crate) fn sha256(path: &Path) -> Result<String> {
-    let out = output(std::process::Command::new("sha256sum").arg(path))
-        .ok_or_else(|| Failure(format!("cannot hash {}", path.display())))?;
-    Ok(out.split_whitespace().next().unwrap_or_default().to_owned())
+    let bytes = std::fs::read(path).map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+    Ok(crate::build_eif::sha256_hex(&bytes))
 }
 
 pub(crate) fn task(root: &Path, args: &[&str]) -> Result {

@@ -94,16 +94,7 @@ pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
     let started = Instant::now();
     let moto = crate::setup::moto(root)?;
     eprintln!("demo: building enclave-rt (sim), parent-shim and the KMS emulator");
-    run(cargo().args([
-        "build",
-        "--locked",
-        "-p",
-        "enclave-rt",
-        "--features",
-        "sim",
-        "--bin",
-        "enclave-rt",
-    ]))?;
+    crate::run::build_sim_enclave()?;
     run(cargo().args(["build", "--locked", "-p", "parent-shim", "--bin", "parent-shim"]))?;
     run(cargo().args(["build", "--locked", "-p", "tests", "--bin", "kms-emulator"]))?;
     let bin = target_dir(root).join("debug");
@@ -436,10 +427,4 @@ pub(crate) async fn gateway(
     Ok(Stats { sessions, per_s, p50_ms: pct(0.5), p99_ms: pct(0.99), all_verified })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
+use crate::run::hex;

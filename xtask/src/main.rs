@@ -159,16 +159,7 @@ fn test(root: &Path) -> Result {
     ]))?;
     // That build left the nsm flavour in target/debug/enclave-rt; put the sim one back, which
     // the parent's tests launch (so a plain `cargo test` after this one still works).
-    run(cargo().args([
-        "build",
-        "--locked",
-        "-p",
-        "enclave-rt",
-        "--features",
-        "sim",
-        "--bin",
-        "enclave-rt",
-    ]))?;
+    run::build_sim_enclave()?;
     // Smoke versions of the heavy suites: the fuzz targets still build (their oracles run
     // in the tests above), and the boot benchmark runs end to end on a small file.
     for (dir, _) in FUZZ_TARGETS {

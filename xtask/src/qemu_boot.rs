@@ -250,11 +250,7 @@ async fn boot_guest(
         }
     };
     let (client, mut unsolicited) = parent_shim::enclave_client::EnclaveClient::new(control);
-    let kms = parent_shim::kms_relay::client(&parent_shim::kms_relay::KmsSettings {
-        region: "us-east-1".into(),
-        endpoint: Some(inputs.kms.endpoint()),
-        static_credentials: Some(("AKIDLOCAL".into(), "local-secret".into())),
-    });
+    let kms = tests::kms_emulator::sdk_client(&inputs.kms.endpoint());
     let sealed = inputs.sealed.clone();
     let unseal = |document: Vec<u8>| async move {
         parent_shim::kms_relay::decrypt_for_enclave(&kms, Some("qemu-key"), &sealed, &document)

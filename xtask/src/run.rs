@@ -18,6 +18,30 @@ pub(crate) fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
+/// Builds the `sim` flavour of `enclave-rt` into `target/debug`, which the parent's tests,
+/// the demo and the daemon's local launcher run.
+pub(crate) fn build_sim_enclave() -> Result {
+    run(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "enclave-rt",
+        "--features",
+        "sim",
+        "--bin",
+        "enclave-rt",
+    ]))
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 /// Runs `cmd` with inherited output; an error if it cannot start or exits non-zero.
 pub(crate) fn run(cmd: &mut Command) -> Result {
     let status = status(cmd)?;
