@@ -17,11 +17,13 @@
 //! - [`sim_nsm`]: the software NSM of the `sim` flavour.
 //! - [`service`]: the `poll` event loop; [`transport`]: vsock or Unix addresses;
 //!   [`log_ring`]: bounded logs to the parent.
+//! - [`signing_engine`]: FROST sessions (round 1, round 2, abort, TTL) under the gateway's
+//!   authorisation; [`session_events`]: the same requests delivered as the gateway's SSE
+//!   events through the parent's relay, answers posted back over HTTPS.
 //! - [`budget_allocator`]: the global allocator with a hard budget (the only `unsafe`).
 //!
 //! - [`pid1`]: what `/init` does before serving; `nsm_device` (feature `nsm`): `/dev/nsm`.
 //!
-//! To come (see the open issues): the FROST signing engine.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -42,6 +44,7 @@ pub mod log_ring;
 pub mod nsm_device;
 pub mod pid1;
 pub mod service;
+pub mod session_events;
 pub mod share_format;
 pub mod share_json;
 pub mod share_loader;

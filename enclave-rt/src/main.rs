@@ -35,7 +35,7 @@ const USAGE: &str = "usage: enclave-rt --control ADDR --logs ADDR --gateway-key 
                      [--memory-budget-mib N] [--store-limit-mib N] [--allow-empty] \
                      [--session-cap N] [--session-ttl-secs N] [--max-grant-lifetime-secs N] \
                      [--replay-window N] [--quiet] [--sim-nsm-dir DIR] [--sim-pcr INDEX=HEX ...] \
-                     [--heartbeat ADDR]";
+                     [--heartbeat ADDR] [--events-url URL --answers-url URL]";
 
 struct Args {
     service: ServiceConfig,
@@ -125,6 +125,7 @@ fn parse_args() -> Result<Args, String> {
     let mut sim_pcrs = Vec::new();
     let mut heartbeat = enclave_rt::pid1::HEARTBEAT_ADDRESS;
     let mut gateway_key = None;
+    let (mut events_url, mut answers_url) = (None, None);
     let mut engine = EngineConfig::with_gateway_key([0; 32]);
     let mut it = arguments()?.into_iter();
     while let Some(arg) = it.next() {
@@ -161,6 +162,8 @@ fn parse_args() -> Result<Args, String> {
                 heartbeat =
                     value()?.parse().map_err(|e: enclave_rt::transport::AddressError| e.0)?;
             }
+            "--events-url" => events_url = Some(value()?),
+            "--answers-url" => answers_url = Some(value()?),
             _ => return Err(format!("unknown argument `{arg}`\n{USAGE}")),
         }
     }
@@ -168,12 +171,18 @@ fn parse_args() -> Result<Args, String> {
         return Err(format!("--control, --logs and --gateway-key are required\n{USAGE}"));
     };
     engine.gateway_key = gateway_key;
+    let events = match (events_url, answers_url) {
+        (None, None) => None,
+        (Some(e), Some(a)) => Some(enclave_rt::session_events::EventsConfig::new(&e, &a)?),
+        _ => return Err(format!("--events-url and --answers-url go together\n{USAGE}")),
+    };
     Ok(Args {
         service: ServiceConfig {
             control,
             logs,
             loader: LoaderConfig { allow_empty, store_limit_bytes: store_mib << 20 },
             engine,
+            events,
         },
         budget: budget_mib << 20,
         quiet,

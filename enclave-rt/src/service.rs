@@ -4,24 +4,27 @@
 //! socket is writable, and log frames drain from the [`LogRing`].
 //!
 //! Once the shares are loaded, signing requests go to the [`SigningEngine`], built then with
-//! the answer key the boot made; expired sessions are wiped at least once a second.
+//! the answer key the boot made; expired sessions are wiped at least once a second. With
+//! session events configured, the loop also subscribes to the gateway's event stream
+//! through the parent's relay ([`crate::session_events`]) and posts each answer back.
 //!
 //! The loop ends when the boot has failed and the `BootFailed` frame has been written (the
 //! caller then powers off), or on an I/O error on a listener.
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use wire::{
-    AbortResponse, BootFailed, CommitResponse, DefaultDecoder, Flags, Loaded, LogLevel, Message,
-    Pong, RpcError, RpcErrorCode, SignResponse, Status,
+    AbortResponse, BootFailed, CommitResponse, DefaultDecoder, Flags, HttpPost, Loaded, LogLevel,
+    Message, Pong, RpcError, RpcErrorCode, SignResponse, Status,
 };
 
 use crate::boot_state_machine::{BootMachine, BootOutput, BootState, Context, Nsm};
 use crate::budget_allocator::{MemoryStats, WATERMARK_PERCENT};
 use crate::log_ring::LogRing;
+use crate::session_events::{self, EventsConfig, SessionEvents};
 use crate::share_loader::LoaderConfig;
 use crate::signing_engine::{CommitAnswer, EngineConfig, Now, SignAnswer, SigningEngine};
 use crate::transport::{Address, Listener, Stream};
@@ -37,6 +40,8 @@ pub struct ServiceConfig {
     pub loader: LoaderConfig,
     /// Signing-session limits and the gateway key.
     pub engine: EngineConfig,
+    /// The gateway's session event stream and where answers go (none: gRPC only).
+    pub events: Option<EventsConfig>,
 }
 
 /// Why the loop ended.
@@ -75,8 +80,28 @@ pub fn run<N: Nsm>(
     let mut log_pending: Vec<u8> = Vec::new();
     let mut frame_buf = vec![0u8; wire::MAX_FRAME_LEN];
     let mut engine: Option<SigningEngine<rand_core::OsRng>> = None;
+    let mut events = config.events.clone().map(SessionEvents::new);
+    let mut event_buf: Vec<u8> = Vec::new();
 
     loop {
+        // Serving, with a parent to relay: (re-)subscribe to the session events when due.
+        if let (Some(ev), Some(_), Some(_)) = (&mut events, &engine, &control)
+            && let Some(open) = ev.open_due(Instant::now())
+        {
+            let resume = open.last_event_id.to_owned();
+            match wire::encode(&open, session_events::SUBSCRIPTION, Flags::NONE, &mut frame_buf) {
+                Ok(n) => {
+                    out.extend_from_slice(&frame_buf[..n]);
+                    logs.log(LogLevel::Info, "events", "subscribing", &[("after", &resume)]);
+                }
+                Err(e) => logs.log(
+                    LogLevel::Error,
+                    "events",
+                    "cannot encode the subscription",
+                    &[("error", &e.to_string())],
+                ),
+            }
+        }
         if let Some(e) = &mut engine {
             let wiped = e.expire(Now::system());
             if wiped > 0 {
@@ -130,11 +155,20 @@ pub fn run<N: Nsm>(
             }
             None => fds.push(PollFd::new(log_listener.as_fd(), PollFlags::POLLIN)),
         }
-        // With sessions open, wake up once a second to wipe the expired ones.
-        let timeout = match &engine {
-            Some(e) if e.sessions_in_use() > 0 => PollTimeout::from(1000u16),
-            _ => PollTimeout::NONE,
+        // With sessions open, wake up once a second to wipe the expired ones; with a
+        // subscription to re-open, when its back-off ends.
+        let mut wake = match &engine {
+            Some(e) if e.sessions_in_use() > 0 => Some(Duration::from_secs(1)),
+            _ => None,
         };
+        if let Some(due) = events.as_ref().and_then(|ev| ev.wake_in(Instant::now())) {
+            wake = Some(wake.map_or(due, |w| w.min(due)));
+        }
+        let timeout = wake.map_or(PollTimeout::NONE, |w| {
+            // Round up: waking a millisecond early would spin until the deadline.
+            let ms = u16::try_from(w.as_millis() + 1).unwrap_or(u16::MAX);
+            PollTimeout::from(ms)
+        });
         poll(&mut fds, timeout).map_err(io::Error::from)?;
         let ready = |i: usize| fds[i].revents().unwrap_or(PollFlags::empty());
         let (control_ready, log_ready) = (ready(control_slot), ready(log_slot));
@@ -165,6 +199,9 @@ pub fn run<N: Nsm>(
                 control = control_listener.accept()?;
                 *decoder = DefaultDecoder::default();
                 out.clear();
+                if let Some(ev) = &mut events {
+                    ev.parent_reconnected();
+                }
                 logs.log(LogLevel::Info, "service", "parent connected", &[]);
             }
             continue;
@@ -255,6 +292,37 @@ pub fn run<N: Nsm>(
                             }
                         }
                     }
+                    Ok(
+                        m @ (Message::SseEvent(_)
+                        | Message::SseClose(_)
+                        | Message::HttpResponse(_)
+                        | Message::HttpError(_)),
+                    ) => {
+                        let (Some(ev), Some(e), Some(store)) =
+                            (&mut events, &mut engine, machine.store())
+                        else {
+                            continue;
+                        };
+                        let Some((url, body)) = relayed(ev, e, store, &m, &mut event_buf, logs)
+                        else {
+                            continue;
+                        };
+                        let post = HttpPost {
+                            url: &url,
+                            content_type: session_events::ANSWER_CONTENT_TYPE,
+                            body: &body,
+                        };
+                        match wire::encode(&post, ev.post_stream(), Flags::NONE, &mut frame_buf) {
+                            Ok(n) => out.extend_from_slice(&frame_buf[..n]),
+                            Err(e) => logs.log(
+                                LogLevel::Error,
+                                "events",
+                                "cannot encode an answer",
+                                &[("error", &e.to_string())],
+                            ),
+                        }
+                        continue;
+                    }
                     Ok(m) => match (&mut engine, machine.store()) {
                         (Some(engine), Some(store)) => serve(engine, store, &m, logs),
                         _ => Reply::Rpc(
@@ -300,6 +368,70 @@ fn start_engine<N: Nsm>(
             );
             None
         }
+    }
+}
+
+/// A frame of the relay channels: an event becomes a request for the engine, whose answer
+/// frame is returned with the URL to post it to; closes and post outcomes are logged.
+fn relayed(
+    events: &mut SessionEvents,
+    engine: &mut SigningEngine<rand_core::OsRng>,
+    store: &crate::share_store::ShareStore,
+    message: &Message<'_>,
+    buf: &mut Vec<u8>,
+    logs: &mut LogRing,
+) -> Option<(String, Vec<u8>)> {
+    match message {
+        Message::SseEvent(event) => {
+            events.seen(event.id);
+            let request = match session_events::decode(event, buf) {
+                Ok(r) => r,
+                Err(session_events::EventError::NotASessionEvent) => return None,
+                Err(e) => {
+                    logs.log(
+                        LogLevel::Warn,
+                        "events",
+                        "event refused",
+                        &[("id", event.id), ("error", &e.to_string())],
+                    );
+                    return None;
+                }
+            };
+            let reply = serve(engine, store, &request, logs);
+            let mut frame = vec![0u8; 2048];
+            let n = reply.encode_rpc(&mut frame, logs);
+            frame.truncate(n);
+            (n > 0).then(|| (events.answer_url(event.id), frame))
+        }
+        Message::SseClose(close) => {
+            events.closed(Instant::now());
+            logs.log(
+                LogLevel::Warn,
+                "events",
+                "subscription closed",
+                &[("code", &close.code.to_string()), ("detail", close.detail)],
+            );
+            None
+        }
+        Message::HttpResponse(r) if !(200..300).contains(&r.status) => {
+            logs.log(
+                LogLevel::Warn,
+                "events",
+                "answer refused",
+                &[("status", &r.status.to_string())],
+            );
+            None
+        }
+        Message::HttpError(e) => {
+            logs.log(
+                LogLevel::Warn,
+                "events",
+                "answer not delivered",
+                &[("code", &e.code.to_string()), ("detail", e.detail)],
+            );
+            None
+        }
+        _ => None,
     }
 }
 
@@ -417,6 +549,28 @@ impl Reply {
                     buf,
                 )
             }
+            rpc => return rpc.encode_rpc_on(stream, buf, logs),
+        };
+        result.unwrap_or_else(|e| {
+            logs.log(
+                LogLevel::Error,
+                "service",
+                "cannot encode a reply",
+                &[("error", &e.to_string())],
+            );
+            0
+        })
+    }
+}
+
+impl Reply {
+    /// A signing answer (or refusal) on stream 0: the body of a posted event answer.
+    fn encode_rpc(self, buf: &mut [u8], logs: &mut LogRing) -> usize {
+        self.encode_rpc_on(0, buf, logs)
+    }
+
+    fn encode_rpc_on(self, stream: u32, buf: &mut [u8], logs: &mut LogRing) -> usize {
+        let result = match self {
             Self::Rpc(code, detail) => {
                 wire::encode(&RpcError { code, detail }, stream, Flags::NONE, buf)
             }
@@ -452,6 +606,7 @@ impl Reply {
             Self::Aborted(session_id) => {
                 wire::encode(&AbortResponse { session_id }, stream, Flags::NONE, buf)
             }
+            Self::None | Self::Pong(_) | Self::Status | Self::Boot(_) => return 0,
         };
         result.unwrap_or_else(|e| {
             logs.log(

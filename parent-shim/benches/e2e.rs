@@ -131,6 +131,7 @@ fn main() {
         logs: Address::Unix(dir.0.join("logs.sock")),
         loader: LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 },
         engine: engine_config,
+        events: None,
     };
     let nsm_dir = dir.0.join("sim-ca");
     std::thread::spawn(move || {

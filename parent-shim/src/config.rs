@@ -100,6 +100,11 @@ pub struct EnclaveConfig {
     /// The gateway's Ed25519 public key, hex (local mode; in nitro mode it is part of the
     /// image's measured configuration, set by `cargo xtask build-eif --gateway-key`).
     pub gateway_key: Option<String>,
+    /// The gateway's session event stream (`https://`), reached through the relay (local
+    /// mode; in nitro mode `build-eif --events-url`). Needs `answers_url`.
+    pub events_url: Option<String>,
+    /// Where the enclave posts its answers to session events.
+    pub answers_url: Option<String>,
     /// Sessions open at once.
     #[serde(default = "default_session_cap")]
     pub session_cap: u32,
@@ -352,6 +357,11 @@ impl Config {
                 if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(ConfigError("enclave.gateway_key must be 64 hex digits".into()));
                 }
+                if e.events_url.is_some() != e.answers_url.is_some() {
+                    return Err(ConfigError(
+                        "enclave.events_url and enclave.answers_url go together".into(),
+                    ));
+                }
             }
             LaunchMode::Nitro => {
                 if e.eif_path.is_none() {
@@ -361,11 +371,14 @@ impl Config {
                 }
                 if e.binary.is_some()
                     || e.gateway_key.is_some()
+                    || e.events_url.is_some()
+                    || e.answers_url.is_some()
                     || !e.sim_pcrs.is_empty()
                     || e.sim_nsm_dir.is_some()
                 {
                     return Err(ConfigError(
-                        "enclave.binary, gateway_key, sim_nsm_dir and sim_pcrs are local-mode \
+                        "enclave.binary, gateway_key, events_url, answers_url, sim_nsm_dir and \
+                         sim_pcrs are local-mode \
                          settings; in nitro mode the image carries its measured configuration"
                             .into(),
                     ));

@@ -128,6 +128,10 @@ fn launcher(config: &Config) -> Box<dyn EnclaveLauncher> {
                 args.push("--sim-nsm-dir".to_owned());
                 args.push(dir.display().to_string());
             }
+            if let (Some(events), Some(answers)) = (&e.events_url, &e.answers_url) {
+                args.extend(["--events-url".into(), events.clone()]);
+                args.extend(["--answers-url".into(), answers.clone()]);
+            }
             for pcr in &e.sim_pcrs {
                 args.push("--sim-pcr".to_owned());
                 args.push(pcr.clone());

@@ -236,6 +236,9 @@ async fn call(
     // No per-call deadline: the whole boot has one.
     let answer = client.call(message, Duration::from_hours(1));
     tokio::select! {
+        // The answer first: the frames are dispatched in order, so an answer already in is
+        // older than whatever arrived unasked (the relay's first request follows `Loaded`).
+        biased;
         r = answer => r.map_err(|_| BootError::Disconnected),
         Some(r) = unsolicited.recv() => Err(unexpected(r.message())),
     }

@@ -2,7 +2,9 @@
 //! with request/answer matching by stream id.
 //!
 //! One task reads frames and hands each to the caller waiting on its stream id; frames
-//! nobody waits for (a `BootFailed` answering a chunk, say) go to the `unsolicited` channel.
+//! nobody waits for (a `BootFailed` answering a chunk, say) go to the `unsolicited` channel,
+//! and so do the relay channels' frames always: their stream ids are the enclave's own
+//! numbering and may coincide with a call's.
 //! Writes are serialized by a lock, one whole frame at a time. When the connection drops,
 //! every waiting call fails with [`ClientError::Disconnected`] and the client stays closed:
 //! a new connection means a new client (and, for the bridge, a fresh attestation).
@@ -180,7 +182,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 // Framing is lost: nothing after this can be trusted to line up.
                 Err(_) => break 'read,
             };
-            let waiter = lock(&pending).remove(&reply.stream);
+            let relayed =
+                matches!(wire::Channel::of(reply.kind), wire::Channel::Sse | wire::Channel::Https);
+            let waiter = if relayed { None } else { lock(&pending).remove(&reply.stream) };
             match waiter {
                 Some(tx) => {
                     let _ = tx.send(reply);

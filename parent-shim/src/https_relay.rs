@@ -6,6 +6,13 @@
 //! `SseClose` (from either side). A URL must start with one of the configured prefixes;
 //! anything else, and any upstream that fails, too slow or too large, gets a typed refusal
 //! (`RelayErrorCode`) and no request leaves the parent. Redirects are not followed.
+//!
+//! A subscription survives its upstream: when the stream ends or breaks, the relay
+//! reconnects with `Last-Event-ID` set to the last event it relayed (so nothing is lost or
+//! repeated), after a back-off (the stream's `retry:` if it set one, else 250 ms, doubling
+//! to 30 s). Only after [`MAX_FAILED_RECONNECTS`] attempts in a row that deliver nothing,
+//! or a final refusal (allowlist, 4xx, an event too large), does it send `SseClose`; the
+//! enclave may then re-open (`SseOpen`, or `SseReconnect` on the same stream id).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,9 +58,17 @@ pub async fn serve(
     mut requests: mpsc::UnboundedReceiver<Reply>,
     policy: RelayPolicy,
 ) {
-    let mut subscriptions: HashMap<u32, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut subscriptions: HashMap<u32, (String, tokio::task::JoinHandle<()>)> = HashMap::new();
+    let open = |client: &Arc<EnclaveClient>, stream: u32, url: String, last: String| {
+        let (client, policy) = (Arc::clone(client), policy.clone());
+        tokio::spawn(async move {
+            let (code, detail) = subscribe(&client, stream, &policy, &url, last).await;
+            let m = SseClose { code, detail: &detail };
+            let _ = client.send(&Message::SseClose(m), stream).await;
+        })
+    };
     while let Some(request) = requests.recv().await {
-        subscriptions.retain(|_, task| !task.is_finished());
+        subscriptions.retain(|_, (_, task)| !task.is_finished());
         let stream = request.stream;
         match request.message() {
             Ok(Message::HttpPost(post)) => {
@@ -74,31 +89,47 @@ pub async fn serve(
                     };
                 });
             }
-            Ok(Message::SseOpen(open)) => {
-                if let Some(old) = subscriptions.remove(&stream) {
+            Ok(Message::SseOpen(o)) => {
+                if let Some((_, old)) = subscriptions.remove(&stream) {
                     old.abort();
                 }
-                let (client, policy) = (Arc::clone(&client), policy.clone());
-                let (url, last) = (open.url.to_owned(), open.last_event_id.to_owned());
-                let task = tokio::spawn(async move {
-                    let (code, detail) = subscribe(&client, stream, &policy, &url, &last).await;
-                    let m = SseClose { code, detail: &detail };
-                    let _ = client.send(&Message::SseClose(m), stream).await;
+                let task = open(&client, stream, o.url.to_owned(), o.last_event_id.to_owned());
+                subscriptions.insert(stream, (o.url.to_owned(), task));
+            }
+            Ok(Message::SseReconnect(r)) => {
+                // The URL is the one this stream id was opened with; none: nothing to resume.
+                let url = subscriptions.remove(&stream).map(|(url, old)| {
+                    old.abort();
+                    url
                 });
-                subscriptions.insert(stream, task);
+                if let Some(url) = url {
+                    let task = open(&client, stream, url.clone(), r.last_event_id.to_owned());
+                    subscriptions.insert(stream, (url, task));
+                } else {
+                    let m = SseClose {
+                        code: RelayErrorCode::BAD_RESPONSE,
+                        detail: "no subscription on this stream id to reconnect",
+                    };
+                    let _ = client.send(&Message::SseClose(m), stream).await;
+                }
             }
             Ok(Message::SseClose(_)) => {
-                if let Some(task) = subscriptions.remove(&stream) {
+                if let Some((_, task)) = subscriptions.remove(&stream) {
                     task.abort();
                 }
             }
             _ => {}
         }
     }
-    for (_, task) in subscriptions {
+    for (_, (_, task)) in subscriptions {
         task.abort();
     }
 }
+
+/// Reconnection attempts in a row that deliver no event before the relay gives up.
+pub const MAX_FAILED_RECONNECTS: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 type Refusal = (RelayErrorCode, String);
 
@@ -154,57 +185,118 @@ async fn relay_post(
         .unwrap_or_else(|_| Err((RelayErrorCode::TIMEOUT, "the upstream took too long".into())))
 }
 
-/// Runs one subscription; returns why it ended.
+/// How one connection of a subscription ended.
+enum Ended {
+    /// Give up: tell the enclave why.
+    Final(Refusal),
+    /// Reconnect (after a back-off); whether this connection delivered any event.
+    Retry(Refusal, bool),
+}
+
+/// Runs a subscription, reconnecting as the module documentation says; returns why it
+/// ended for good.
 async fn subscribe(
     client: &EnclaveClient,
     stream: u32,
     policy: &RelayPolicy,
     url: &str,
-    last_event_id: &str,
+    mut last_event_id: String,
 ) -> Refusal {
     if !allowed(&policy.allow, url) {
         return (RelayErrorCode::NOT_ALLOWED, "the URL is not on the relay's allowlist".into());
     }
+    let mut backoff = FIRST_BACKOFF;
+    let mut failures = 0;
+    let mut parser = SseParser::default();
+    loop {
+        match connect_once(client, stream, policy, url, &mut last_event_id, &mut parser).await {
+            Ended::Final(refusal) => return refusal,
+            Ended::Retry(refusal, delivered) => {
+                if delivered {
+                    failures = 0;
+                    backoff = parser.retry.unwrap_or(FIRST_BACKOFF);
+                } else {
+                    failures += 1;
+                    if failures >= MAX_FAILED_RECONNECTS {
+                        return refusal;
+                    }
+                }
+                crate::daemon::emit(
+                    "warn",
+                    "sse_reconnect",
+                    serde_json::json!({"stream": stream, "after": last_event_id,
+                        "in_ms": backoff.as_millis(), "why": refusal.1}),
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// One connection of a subscription: relays events, advancing `last_event_id`.
+async fn connect_once(
+    client: &EnclaveClient,
+    stream: u32,
+    policy: &RelayPolicy,
+    url: &str,
+    last_event_id: &mut String,
+    parser: &mut SseParser,
+) -> Ended {
     let mut headers = vec![("accept", "text/event-stream")];
     if !last_event_id.is_empty() {
-        headers.push(("last-event-id", last_event_id));
+        headers.push(("last-event-id", last_event_id.as_str()));
     }
     let response =
         match https_client::request(&policy.tls, url, hyper::Method::GET, &headers, Bytes::new())
             .await
         {
             Ok(r) => r,
-            Err(e) => return (RelayErrorCode::UNREACHABLE, too_long(&e.0)),
+            Err(e) => return Ended::Retry((RelayErrorCode::UNREACHABLE, too_long(&e.0)), false),
         };
+    let status = response.status();
     let is_sse = response
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    if !response.status().is_success() || !is_sse {
-        return (
-            RelayErrorCode::BAD_RESPONSE,
-            format!("{} without text/event-stream", response.status()),
-        );
+    if !status.is_success() || !is_sse {
+        let refusal = (RelayErrorCode::BAD_RESPONSE, format!("{status} without text/event-stream"));
+        // A server in trouble may recover; a refusal of the request itself will not.
+        return if status.is_server_error() {
+            Ended::Retry(refusal, false)
+        } else {
+            Ended::Final(refusal)
+        };
     }
+    // A new connection starts a new event (a half-received one is dropped, as EventSource does).
+    parser.reset_event();
+    let mut delivered = false;
     let mut body = response.into_body();
-    let mut parser = SseParser::default();
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
-            return (RelayErrorCode::UNREACHABLE, "the stream broke".into());
+            return Ended::Retry(
+                (RelayErrorCode::UNREACHABLE, "the stream broke".into()),
+                delivered,
+            );
         };
         let Ok(data) = frame.into_data() else { continue };
         for event in parser.push(&data) {
             let Ok(event) = event else {
-                return (RelayErrorCode::TOO_LARGE, "an event over the frame limit".into());
+                return Ended::Final((
+                    RelayErrorCode::TOO_LARGE,
+                    "an event over the frame limit".into(),
+                ));
             };
             let m = SseEvent { id: &event.id, event: &event.event, data: &event.data };
             if client.send(&Message::SseEvent(m), stream).await.is_err() {
-                return (RelayErrorCode::CLOSED, "the enclave went away".into());
+                return Ended::Final((RelayErrorCode::CLOSED, "the enclave went away".into()));
             }
+            event.id.clone_into(last_event_id);
+            delivered = true;
         }
     }
-    (RelayErrorCode::CLOSED, "the upstream ended the stream".into())
+    Ended::Retry((RelayErrorCode::CLOSED, "the upstream ended the stream".into()), delivered)
 }
 
 /// One parsed `text/event-stream` event.
@@ -222,6 +314,8 @@ pub struct ParsedEvent {
 /// end with LF, CRLF or CR; comments start with `:`; an empty line dispatches.
 #[derive(Default)]
 pub struct SseParser {
+    /// The reconnection time the stream asked for (`retry:`), if any.
+    pub retry: Option<Duration>,
     line: Vec<u8>,
     last_cr: bool,
     id: String,
@@ -231,6 +325,15 @@ pub struct SseParser {
 }
 
 impl SseParser {
+    /// Forgets a partly received event (and line), keeping the last id and `retry`.
+    pub fn reset_event(&mut self) {
+        self.line.clear();
+        self.last_cr = false;
+        self.event.clear();
+        self.data.clear();
+        self.size = 0;
+    }
+
     /// Feeds bytes; returns the events they complete (an error for one too large to relay).
     pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<ParsedEvent, ()>> {
         let mut out = Vec::new();
@@ -281,6 +384,9 @@ impl SseParser {
             }
             "event" => value.clone_into(&mut self.event),
             "id" if !value.contains('\0') => value.clone_into(&mut self.id),
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                self.retry = value.parse().ok().map(Duration::from_millis);
+            }
             _ => {}
         }
         None
@@ -325,5 +431,8 @@ mod tests {
             got.extend(p.push(&text[cut..]).into_iter().map(Result::unwrap));
             assert_eq!(got, expect, "cut at {cut}");
         }
+        let mut p = SseParser::default();
+        assert!(p.push(b"retry: 1500\nretry: soon\n\n").is_empty());
+        assert_eq!(p.retry, Some(Duration::from_millis(1500)), "a non-number is ignored");
     }
 }

@@ -31,6 +31,8 @@ struct Case {
     kms: KmsEmulator,
     identity: String,
     share_strings: Vec<String>,
+    /// The CA of the parent's gRPC certificate and of the gateway's client certificates.
+    tls: tests::tls_certs::Ca,
 }
 
 /// Shares, a sim chain, TLS files and a KMS key whose policy wants PCR0 = `policy_pcr0`
@@ -112,7 +114,7 @@ client_ca = "{d}/ca.pem"
             .map(|a| a["shares"][0].as_str().unwrap()[56..96].to_owned())
             .collect()
     };
-    (Case { dir, kms, identity, share_strings: shares_json }, path)
+    (Case { dir, kms, identity, share_strings: shares_json, tls }, path)
 }
 
 struct Parent {
@@ -835,4 +837,115 @@ fn check_config_refuses_unknown_keys_and_bad_values() {
             .replace("file:///var/lib/sign-service/service_key_shares.json.age", "s3://bucket/"));
     assert_eq!(code, Some(2), "an s3:// URL without a key");
     assert!(err.contains("s3://bucket/key"), "{err}");
+}
+
+/// The gRPC endpoint a `serving` line announces.
+fn grpc_endpoint(serving: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(serving).unwrap();
+    format!("https://{}", v["listen"].as_str().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay() {
+    use tests::gateway_sim::{Via, event_round, refusal};
+    let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
+    let gw = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
+    let (c, config) = case("events", 7, 7).await;
+    std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
+    let base = gw.base();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[enclave]\n",
+        &format!(
+            "[enclave]\nevents_url = \"{base}/v1/events\"\nanswers_url = \"{base}/v1/answers\"\n"
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    append(
+        &config,
+        &format!(
+            "\n[relay]\nallow = [\"{base}/v1/\"]\nca = \"{}\"\n",
+            c.dir.0.join("gateway-ca.pem").display()
+        ),
+    );
+    // The enclave's first subscription breaks after two events: the relay resumes it.
+    gw.cut_next_connection_after(2);
+    let mut p = start(&config);
+    let endpoint = grpc_endpoint(&p.wait_for("\"serving\""));
+    let client = c.tls.client("gateway").unwrap();
+    let mut api = tests::gateway_sim::connect(&endpoint, &c.tls.cert_pem(), &client).await.unwrap();
+    let root = std::fs::read(c.dir.0.join("sim-ca/root.der")).unwrap();
+    let answer_key = tests::gateway_sim::attested_answer_key(&mut api, &root).await.unwrap();
+    let accounts = tests::gateway_sim::load_accounts(&c.dir.0.join("shares")).unwrap();
+
+    // Whole sessions over events, one per scheme: both rounds answered by posts, checked
+    // against the attested answer key, aggregated and verified independently.
+    let mut published = 0;
+    for (session, scheme) in [(1, wire::Scheme::Ed25519), (2, wire::Scheme::Secp256k1Tr)] {
+        let account = accounts.iter().find(|a| a.scheme == scheme).unwrap();
+        let session_id = [session; 16];
+        let signed = tests::gateway_sim::sign_via(
+            &mut Via::Events(&gw),
+            &answer_key,
+            account,
+            session_id,
+            b"delivered by SSE",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", p.seen.join("\n")));
+        assert!(signed.verified, "{signed:?}");
+        published += 2;
+    }
+    // Abort by event: the session is gone, a later round 2 for it is refused.
+    let account = &accounts[0];
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let grant = tests::gateway::Grant::new(
+        account.scheme,
+        &account.account_id,
+        0x30,
+        b"to be aborted",
+        now.as_secs() + 60,
+    );
+    let commit = wire::Message::CommitRequest(grant.request());
+    let (kind, _) = event_round(&gw, "commit", &commit).await.unwrap();
+    assert_eq!(kind, <wire::CommitResponse as wire::WireMessage>::KIND);
+    let abort = wire::Message::AbortRequest(wire::AbortRequest { session_id: grant.session_id });
+    let (kind, _) = event_round(&gw, "abort", &abort).await.unwrap();
+    assert_eq!(kind, <wire::AbortResponse as wire::WireMessage>::KIND);
+    let sign = wire::Message::SignRequest(wire::SignRequest {
+        session_id: grant.session_id,
+        signing_package: b"whatever",
+    });
+    let (kind, payload) = event_round(&gw, "sign", &sign).await.unwrap();
+    assert!(refusal(kind, &payload).contains("NOT_FOUND"), "{}", refusal(kind, &payload));
+    // An event whose authorisation the gateway did not sign (the parent cannot make one).
+    let mut forged = tests::gateway::Grant::new(
+        account.scheme,
+        &account.account_id,
+        0x31,
+        b"forged",
+        now.as_secs() + 60,
+    );
+    forged.authorization[0] ^= 1;
+    let (kind, payload) =
+        event_round(&gw, "commit", &wire::Message::CommitRequest(forged.request())).await.unwrap();
+    assert!(refusal(kind, &payload).contains("PERMISSION_DENIED"), "{}", refusal(kind, &payload));
+    published += 4;
+    // Other events on the stream are skipped; a malformed session event is not answered.
+    gw.publish("heartbeat", "{}");
+    gw.publish("commit", "zz");
+    let last = gw.publish("abort", &"00".repeat(16));
+    assert!(gw.answer(&last, Duration::from_secs(30)).await.is_some());
+    published += 1;
+
+    // Every session event answered exactly once, across the cut connection.
+    let answers = gw.answers();
+    let mut ids: Vec<&str> = answers.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), published, "{ids:?}");
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), published, "an event answered twice");
+    assert!(!answers.iter().any(|(id, _)| id == "9" || id == "10"), "{ids:?}");
+    assert_eq!(gw.subscriptions(), ["", "2"], "resumed after the last event relayed");
+    p.seen_or_wait_for("sse_reconnect");
+    no_secrets(&c, &p);
 }

@@ -51,6 +51,7 @@ fn start_enclave(dir: &std::path::Path, session_cap: usize) -> (std::path::PathB
             session_cap,
             ..EngineConfig::with_gateway_key(gw::gateway().verifying_key().to_bytes())
         },
+        events: None,
     };
     let nsm_dir = dir.join("sim-ca");
     std::thread::spawn(move || {

@@ -1,7 +1,8 @@
 //! The HTTPS/SSE relay between a stand-in enclave (raw `wire` frames on a socket pair) and
-//! the gateway's HTTPS server: a POST answered on its stream, an event stream relayed as
-//! events then closed, a resumed stream, and refusals (a URL off the allowlist never
-//! leaves the parent; an answer too large for a frame).
+//! the gateway's HTTPS server: a POST answered on its stream, a live event stream relayed
+//! across a cut connection with nothing lost or repeated, a resumed stream, a reconnect on
+//! the enclave's request, and refusals (a URL off the allowlist never leaves the parent; an
+//! answer too large for a frame).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use parent_shim::enclave_client::EnclaveClient;
 use parent_shim::https_relay::{self, RelayPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wire::{Flags, HttpPost, Message, RelayErrorCode, SseOpen};
+use wire::{Flags, HttpPost, Message, RelayErrorCode, SseClose, SseOpen, SseReconnect};
 
 fn certs(pem: &str) -> Vec<rustls_pki_types::CertificateDer<'static>> {
     use rustls_pki_types::pem::PemObject;
@@ -57,6 +58,7 @@ async fn read_until(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one conversation, read top to bottom
 async fn the_relay_posts_streams_events_and_refuses_what_is_not_allowed() {
     let ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
     let gw = tests::gateway_health::HealthEndpoint::start(&ca).await.unwrap();
@@ -69,6 +71,15 @@ async fn the_relay_posts_streams_events_and_refuses_what_is_not_allowed() {
         timeout: Duration::from_secs(10),
     };
     tokio::spawn(https_relay::serve(client, requests, policy));
+    for (event, data) in [
+        ("session", "{\"session\":\"a\"}"),
+        ("session", "{\"session\":\"b\"}"),
+        ("session", "{\"session\":\"c\",\n\"more\":true}"),
+    ] {
+        gw.publish(event, data);
+    }
+    // The first subscription's connection breaks after two events.
+    gw.cut_next_connection_after(2);
 
     let base = gw.base();
     let (echo, events, big) =
@@ -91,7 +102,6 @@ async fn the_relay_posts_streams_events_and_refuses_what_is_not_allowed() {
         &Message::HttpPost(HttpPost { url: &outside, content_type: "text/plain", body: b"x" }),
     )
     .await;
-    send(&mut enclave, 13, &Message::SseOpen(SseOpen { url: &events, last_event_id: "2" })).await;
     send(
         &mut enclave,
         15,
@@ -107,12 +117,42 @@ async fn the_relay_posts_streams_events_and_refuses_what_is_not_allowed() {
 
     let closed =
         |s: &Seen, id: u32| s.get(&id).is_some_and(|v| v.iter().any(|(n, _)| n == "SseClose"));
+    let events_in = |s: &Seen, id: u32| {
+        s.get(&id).map_or(0, |v| v.iter().filter(|(n, _)| n == "SseEvent").count())
+    };
     let mut seen = Seen::new();
     read_until(&mut enclave, &mut seen, |s| {
-        [7, 11, 15].iter().all(|id| s.contains_key(id))
-            && [9, 13, 17].iter().all(|id| closed(s, *id))
+        [7, 11, 15].iter().all(|id| s.contains_key(id)) && closed(s, 17) && events_in(s, 9) == 3
     })
     .await;
+    // A second subscription (after the cut, which was the first one's) resumes after "2".
+    send(&mut enclave, 13, &Message::SseOpen(SseOpen { url: &events, last_event_id: "2" })).await;
+    read_until(&mut enclave, &mut seen, |s| events_in(s, 13) == 1).await;
+    // A live event reaches both subscriptions.
+    gw.publish("session", "{\"session\":\"d\"}");
+    read_until(&mut enclave, &mut seen, |s| events_in(s, 9) == 4 && events_in(s, 13) == 2).await;
+    // The enclave asks stream 13 to resume after "2" again: event 3 and 4 come once more,
+    // on that stream only.
+    send(&mut enclave, 13, &Message::SseReconnect(SseReconnect { last_event_id: "2" })).await;
+    read_until(&mut enclave, &mut seen, |s| events_in(s, 13) == 4).await;
+    // Reconnecting a stream that was never opened is refused.
+    send(&mut enclave, 21, &Message::SseReconnect(SseReconnect { last_event_id: "1" })).await;
+    read_until(&mut enclave, &mut seen, |s| closed(s, 21)).await;
+    // The enclave ends the subscriptions; nothing more comes on them.
+    for stream in [9, 13] {
+        let close = SseClose { code: RelayErrorCode::CLOSED, detail: "done" };
+        send(&mut enclave, stream, &Message::SseClose(close)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.publish("session", "{\"session\":\"e\"}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut after = Seen::new();
+    let _ = tokio::time::timeout(
+        Duration::from_millis(500),
+        read_until(&mut enclave, &mut after, |s| !s.is_empty()),
+    )
+    .await;
+    assert!(after.is_empty(), "events after the enclave closed: {after:?}");
 
     assert_eq!(
         seen[&7],
@@ -133,23 +173,24 @@ async fn the_relay_posts_streams_events_and_refuses_what_is_not_allowed() {
     let events_of = |id: u32| -> Vec<String> {
         seen[&id].iter().filter(|(n, _)| n == "SseEvent").map(|(_, d)| d.clone()).collect()
     };
-    assert_eq!(
-        events_of(9),
-        [
-            "1|session|{\"session\":\"a\"}",
-            "2|session|{\"session\":\"b\"}",
-            "3|session|{\"session\":\"c\",\n\"more\":true}"
-        ]
+    let (a, b, c, d) = (
+        "1|session|{\"session\":\"a\"}",
+        "2|session|{\"session\":\"b\"}",
+        "3|session|{\"session\":\"c\",\n\"more\":true}",
+        "4|session|{\"session\":\"d\"}",
     );
-    assert_eq!(
-        events_of(13),
-        ["3|session|{\"session\":\"c\",\n\"more\":true}"],
-        "resumed after id 2"
-    );
-    assert!(seen[&9].last().unwrap().1.starts_with(&format!("{:?}", RelayErrorCode::CLOSED)));
+    assert_eq!(events_of(9), [a, b, c, d], "across the cut: nothing lost, nothing twice");
+    assert_eq!(events_of(13), [c, d, c, d], "resumed after id 2, twice");
+    assert!(!closed(&seen, 9) && !closed(&seen, 13), "the relay kept both subscriptions");
     assert!(seen[&17].last().unwrap().1.starts_with(&format!("{:?}", RelayErrorCode::NOT_ALLOWED)));
-    // Nothing off the allowlist reached the network.
+    assert!(
+        seen[&21].last().unwrap().1.starts_with(&format!("{:?}", RelayErrorCode::BAD_RESPONSE))
+    );
+    // Nothing off the allowlist reached the network; the cut connection was resumed after
+    // the last event relayed on it.
     let asked = gw.requests();
     assert!(!asked.iter().any(|r| r.contains("/admin")), "{asked:?}");
-    assert_eq!(asked.iter().filter(|r| *r == "GET /v1/events").count(), 2, "{asked:?}");
+    let mut subscriptions = gw.subscriptions();
+    subscriptions.sort();
+    assert_eq!(subscriptions, ["", "2", "2", "2"], "{asked:?}");
 }

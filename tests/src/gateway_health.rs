@@ -1,8 +1,10 @@
 //! The Sign Gateway's HTTPS side: a server (its own certificate from a test CA, TLS 1.3)
 //! with the health endpoint, which records every JSON report sent to it, and what the
 //! enclave reaches through the parent's relay: `POST /v1/echo` (answers 201 with the body
-//! it got), `POST /v1/big` (answers more than a frame holds) and `GET /v1/events`, a
-//! `text/event-stream` of three session events that resumes after `Last-Event-ID`.
+//! it got), `POST /v1/big` (answers more than a frame holds), `GET /v1/events`, a live
+//! `text/event-stream` of what the test [`publish`](HealthEndpoint::publish)es (ids `1`,
+//! `2`, ...; resumes after `Last-Event-ID`; can be told to cut a connection after some
+//! events), and `POST /v1/answers?event=ID`, which records the enclave's answers.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -18,7 +20,34 @@ pub struct HealthEndpoint {
     addr: SocketAddr,
     reports: Arc<Mutex<Vec<serde_json::Value>>>,
     requests: Arc<Mutex<Vec<String>>>,
+    feed: Arc<Feed>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The event stream's state, shared by every connection.
+#[derive(Default)]
+struct Feed {
+    state: Mutex<FeedState>,
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct FeedState {
+    /// `(event name, data)`; the id is the position plus one.
+    events: Vec<(String, String)>,
+    /// Cut the next connection after it has sent this many events.
+    cut_after: Option<usize>,
+    /// The `Last-Event-ID` of every subscription (empty: none).
+    resumed_after: Vec<String>,
+    /// `(event id, body)` of every answer posted.
+    answers: Vec<(String, Vec<u8>)>,
+}
+
+impl Feed {
+    fn with<T>(&self, f: impl FnOnce(&mut FeedState) -> T) -> T {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut state)
+    }
 }
 
 impl HealthEndpoint {
@@ -43,17 +72,19 @@ impl HealthEndpoint {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let reports = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let feed = Arc::new(Feed::default());
         let shared = Arc::clone(&reports);
         let seen = Arc::clone(&requests);
+        let events = Arc::clone(&feed);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
                 let (acceptor, reports) = (acceptor.clone(), Arc::clone(&shared));
-                let seen = Arc::clone(&seen);
+                let (seen, events) = (Arc::clone(&seen), Arc::clone(&events));
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else { return };
                     let service = hyper::service::service_fn(move |req| {
-                        record(Arc::clone(&reports), Arc::clone(&seen), req)
+                        record(Arc::clone(&reports), Arc::clone(&seen), Arc::clone(&events), req)
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
@@ -61,7 +92,49 @@ impl HealthEndpoint {
                 });
             }
         });
-        Ok(Self { addr, reports, requests, task })
+        Ok(Self { addr, reports, requests, feed, task })
+    }
+
+    /// Appends an event to the stream; returns its id.
+    #[allow(clippy::must_use_candidate)] // a publisher that does not await an answer ignores it
+    pub fn publish(&self, event: &str, data: &str) -> String {
+        let id = self.feed.with(|f| {
+            f.events.push((event.to_owned(), data.to_owned()));
+            f.events.len().to_string()
+        });
+        self.feed.changed.notify_waiters();
+        id
+    }
+
+    /// The next subscription connection ends after sending `n` events (once).
+    pub fn cut_next_connection_after(&self, n: usize) {
+        self.feed.with(|f| f.cut_after = Some(n));
+    }
+
+    /// The `Last-Event-ID` each subscription came with, in order (empty: none).
+    #[must_use]
+    pub fn subscriptions(&self) -> Vec<String> {
+        self.feed.with(|f| f.resumed_after.clone())
+    }
+
+    /// Every answer posted, `(event id, body)`, in order.
+    #[must_use]
+    pub fn answers(&self) -> Vec<(String, Vec<u8>)> {
+        self.feed.with(|f| f.answers.clone())
+    }
+
+    /// Waits up to `timeout` for the answer to event `id`.
+    pub async fn answer(&self, id: &str, timeout: std::time::Duration) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let found = self
+                .feed
+                .with(|f| f.answers.iter().find(|(i, _)| i == id).map(|(_, body)| body.clone()));
+            if found.is_some() || tokio::time::Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// The URL to report to (`https://localhost:PORT/v1/nodes/health`).
@@ -95,39 +168,83 @@ impl Drop for HealthEndpoint {
     }
 }
 
-/// The event stream: three session events; resumes after `Last-Event-ID`.
-const EVENTS: [(&str, &str); 3] = [
-    ("1", "{\"session\":\"a\"}"),
-    ("2", "{\"session\":\"b\"}"),
-    ("3", "{\"session\":\"c\",\n\"more\":true}"),
-];
+type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
-fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
+fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        .body(Full::new(Bytes::from(body)).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
-fn event_stream(after: u32) -> Vec<u8> {
-    use std::fmt::Write as _;
-    let mut text = String::from(": session events\n\n");
-    for (id, data) in EVENTS.iter().filter(|(id, _)| id.parse::<u32>().unwrap_or(0) > after) {
-        let _ = write!(text, "id: {id}\nevent: session\n");
-        for line in data.split('\n') {
-            let _ = writeln!(text, "data: {line}");
-        }
-        text.push('\n');
+/// A response body fed by a channel (the live event stream).
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
     }
-    text.into_bytes()
+}
+
+fn event_text(id: usize, event: &str, data: &str) -> Bytes {
+    use std::fmt::Write as _;
+    let mut text = format!("id: {id}\nevent: {event}\n");
+    for line in data.split('\n') {
+        let _ = writeln!(text, "data: {line}");
+    }
+    text.push('\n');
+    Bytes::from(text)
+}
+
+/// Streams the events after `after` (an id, or empty), then each new one as published,
+/// until the client goes away or the feed says to cut this connection.
+fn event_stream(feed: Arc<Feed>, after: &str) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let (mut next, cut) = feed.with(|f| {
+        f.resumed_after.push(after.to_owned());
+        (after.parse::<usize>().unwrap_or(0), f.cut_after.take())
+    });
+    tokio::spawn(async move {
+        if tx.send(Bytes::from_static(b": session events\n\n")).await.is_err() {
+            return;
+        }
+        let mut sent = 0;
+        loop {
+            let changed = feed.changed.notified();
+            let pending: Vec<(String, String)> =
+                feed.with(|f| f.events[next.min(f.events.len())..].to_vec());
+            for (event, data) in pending {
+                if cut.is_some_and(|n| sent >= n) {
+                    return;
+                }
+                next += 1;
+                sent += 1;
+                if tx.send(event_text(next, &event, &data)).await.is_err() {
+                    return;
+                }
+            }
+            if cut.is_some_and(|n| sent >= n) {
+                return;
+            }
+            changed.await;
+        }
+    });
+    ChannelBody(rx).boxed()
 }
 
 async fn record(
     reports: Arc<Mutex<Vec<serde_json::Value>>>,
     seen: Arc<Mutex<Vec<String>>>,
+    feed: Arc<Feed>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+) -> Result<Response<Body>, std::convert::Infallible> {
     if let Ok(mut s) = seen.lock() {
         s.push(format!("{} {}", req.method(), req.uri().path()));
     }
@@ -136,8 +253,20 @@ async fn record(
     };
     match (req.method().as_str(), req.uri().path()) {
         ("GET", "/v1/events") => {
-            let after = header("last-event-id").parse().unwrap_or(0);
-            return Ok(reply(StatusCode::OK, "text/event-stream", event_stream(after)));
+            let body = event_stream(feed, &header("last-event-id"));
+            return Ok(Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(body)
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed())));
+        }
+        ("POST", "/v1/answers") => {
+            let id = req.uri().query().and_then(|q| q.strip_prefix("event=")).map(str::to_owned);
+            let body = req.into_body().collect().await.map(http_body_util::Collected::to_bytes);
+            let Some(id) = id else {
+                return Ok(reply(StatusCode::BAD_REQUEST, "text/plain", b"no event id".to_vec()));
+            };
+            feed.with(|f| f.answers.push((id, body.unwrap_or_default().to_vec())));
+            return Ok(reply(StatusCode::NO_CONTENT, "text/plain", Vec::new()));
         }
         ("POST", "/v1/echo") => {
             let ct = header("content-type");
@@ -165,8 +294,5 @@ async fn record(
         }
         _ => StatusCode::BAD_REQUEST,
     };
-    Ok(Response::builder()
-        .status(status)
-        .body(Full::new(Bytes::new()))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+    Ok(reply(status, "text/plain", Vec::new()))
 }

@@ -12,8 +12,8 @@ use frost_core::Ciphersuite;
 use parent_shim::grpc_bridge::pb;
 use parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-use wire::Scheme;
 use wire::session_signatures as signed;
+use wire::{Scheme, WireMessage};
 
 use crate::gateway::{Grant, party, verify_independently};
 use crate::share_gen::files;
@@ -157,17 +157,139 @@ pub async fn sign(
     session_id: [u8; 16],
     message: &[u8],
 ) -> Result<Signed, String> {
+    sign_via(&mut Via::Grpc(api), answer_key, account, session_id, message).await
+}
+
+/// [`sign`], with the rounds delivered either way.
+pub async fn sign_via(
+    via: &mut Via<'_>,
+    answer_key: &[u8; 32],
+    account: &Account,
+    session_id: [u8; 16],
+    message: &[u8],
+) -> Result<Signed, String> {
     match account.scheme {
         Scheme::Ed25519 => {
-            sign_with::<frost_ed25519::Ed25519Sha512>(api, answer_key, account, session_id, message)
+            sign_with::<frost_ed25519::Ed25519Sha512>(via, answer_key, account, session_id, message)
                 .await
         }
         Scheme::Secp256k1Tr => {
             sign_with::<frost_secp256k1_tr::Secp256K1Sha256TR>(
-                api, answer_key, account, session_id, message,
+                via, answer_key, account, session_id, message,
             )
             .await
         }
+    }
+}
+
+/// How the gateway delivers a session's rounds to the enclave: gRPC through the parent, or
+/// events on its SSE stream whose answers the enclave posts back (`session_events`).
+pub enum Via<'a> {
+    /// The gRPC API.
+    Grpc(&'a mut SignServiceClient<Channel>),
+    /// Session events published on this endpoint's stream.
+    Events(&'a crate::gateway_health::HealthEndpoint),
+}
+
+impl Via<'_> {
+    async fn commit(&mut self, r: pb::CommitRequest) -> Result<pb::CommitResponse, String> {
+        let events = match self {
+            Self::Grpc(api) => {
+                return Ok(api.commit(r).await.map_err(|e| format!("commit: {e}"))?.into_inner());
+            }
+            Self::Events(events) => events,
+        };
+        let request = wire::CommitRequest {
+            scheme: if r.scheme == pb::Scheme::Ed25519 as i32 {
+                Scheme::Ed25519
+            } else {
+                Scheme::Secp256k1Tr
+            },
+            account_id: &r.account_id,
+            session_id: fixed(&r.session_id)?,
+            message_sha256: fixed(&r.message_sha256)?,
+            expires_at_unix: r.expires_at_unix,
+            authorization: fixed(&r.authorization)?,
+        };
+        match event_round(events, "commit", &wire::Message::CommitRequest(request)).await? {
+            (wire::CommitResponse::KIND, payload) => {
+                match wire::Message::decode(wire::CommitResponse::KIND, &payload) {
+                    Ok(wire::Message::CommitResponse(c)) => Ok(pb::CommitResponse {
+                        session_id: c.session_id.to_vec(),
+                        commitments: c.commitments.to_vec(),
+                        enclave_signature: c.enclave_signature.to_vec(),
+                    }),
+                    _ => Err("commit: undecodable answer".into()),
+                }
+            }
+            (kind, payload) => Err(format!("commit: {}", refusal(kind, &payload))),
+        }
+    }
+
+    async fn sign(&mut self, r: pb::SignRequest) -> Result<pb::SignResponse, String> {
+        let events = match self {
+            Self::Grpc(api) => {
+                return Ok(api.sign(r).await.map_err(|e| format!("sign: {e}"))?.into_inner());
+            }
+            Self::Events(events) => events,
+        };
+        let request = wire::SignRequest {
+            session_id: r.session_id.as_slice().try_into().map_err(|_| "bad session id")?,
+            signing_package: &r.signing_package,
+        };
+        match event_round(events, "sign", &wire::Message::SignRequest(request)).await? {
+            (wire::SignResponse::KIND, payload) => {
+                match wire::Message::decode(wire::SignResponse::KIND, &payload) {
+                    Ok(wire::Message::SignResponse(s)) => Ok(pb::SignResponse {
+                        session_id: s.session_id.to_vec(),
+                        signature_share: s.signature_share.to_vec(),
+                        enclave_signature: s.enclave_signature.to_vec(),
+                    }),
+                    _ => Err("sign: undecodable answer".into()),
+                }
+            }
+            (kind, payload) => Err(format!("sign: {}", refusal(kind, &payload))),
+        }
+    }
+}
+
+fn fixed<const N: usize>(bytes: &[u8]) -> Result<[u8; N], String> {
+    bytes.try_into().map_err(|_| format!("expected {N} bytes, got {}", bytes.len()))
+}
+
+/// Publishes `request` as a session event and returns the answer frame's kind and payload.
+pub async fn event_round(
+    events: &crate::gateway_health::HealthEndpoint,
+    name: &str,
+    request: &wire::Message<'_>,
+) -> Result<(u16, Vec<u8>), String> {
+    let mut payload = vec![0u8; request.payload_len()];
+    let n = request.encode_payload(&mut payload).map_err(|e| e.to_string())?;
+    let data = payload[..n].iter().fold(String::new(), |mut text, b| {
+        use std::fmt::Write as _;
+        let _ = write!(text, "{b:02x}");
+        text
+    });
+    let id = events.publish(name, &data);
+    let body = events
+        .answer(&id, Duration::from_secs(30))
+        .await
+        .ok_or_else(|| format!("no answer to event {id}"))?;
+    match wire::decode(&body) {
+        Ok(Some((frame, used))) if used == body.len() => {
+            Ok((frame.header.kind, frame.payload.to_vec()))
+        }
+        _ => Err(format!("the answer to event {id} is not one wire frame")),
+    }
+}
+
+/// An `RpcError` answer as text (its code's name and detail).
+#[must_use]
+pub fn refusal(kind: u16, payload: &[u8]) -> String {
+    match wire::Message::decode(kind, payload) {
+        Ok(wire::Message::RpcError(e)) => format!("{} {}", e.code, e.detail),
+        Ok(m) => format!("unexpected answer {}", m.name()),
+        Err(e) => format!("undecodable answer: {e}"),
     }
 }
 
@@ -179,7 +301,7 @@ fn check_answer(key: &[u8; 32], statement: &[u8], signature: &[u8]) -> Result<()
 }
 
 async fn sign_with<C: Ciphersuite>(
-    api: &mut SignServiceClient<Channel>,
+    api: &mut Via<'_>,
     answer_key: &[u8; 32],
     account: &Account,
     session_id: [u8; 16],
@@ -200,7 +322,7 @@ async fn sign_with<C: Ciphersuite>(
         expires_at_unix: grant.expires_at_unix,
         authorization: grant.authorization.to_vec(),
     };
-    let c = api.commit(request).await.map_err(|e| format!("commit: {e}"))?.into_inner();
+    let c = api.commit(request).await?;
     let mut buf = [0u8; signed::COMMIT_ANSWER_MAX];
     let n = signed::commit_answer(&grant.grant(), &c.commitments, &mut buf)
         .map_err(|e| e.to_string())?;
@@ -215,9 +337,7 @@ async fn sign_with<C: Ciphersuite>(
     );
     let s = api
         .sign(pb::SignRequest { session_id: session_id.to_vec(), signing_package: package.clone() })
-        .await
-        .map_err(|e| format!("sign: {e}"))?
-        .into_inner();
+        .await?;
     let latency = started.elapsed();
     let digest = ring::digest::digest(&ring::digest::SHA256, &package);
     let digest: [u8; 32] = digest.as_ref().try_into().map_err(|_| "digest")?;

@@ -181,6 +181,8 @@ pub(crate) struct Request {
     /// `--memory-budget-mib` and `--store-limit-mib` for the enclave (`cargo xtask size`),
     /// if not its defaults (1024 and 768).
     pub(crate) memory: Option<(u64, u64)>,
+    /// `--events-url` and `--answers-url`: the gateway's session events (none: gRPC only).
+    pub(crate) events: Option<(String, String)>,
 }
 
 /// What it produced.
@@ -232,6 +234,14 @@ fn measured_args(req: &Request) -> Result<Vec<String>> {
         }
         args.extend(["--memory-budget-mib".into(), budget.to_string()]);
         args.extend(["--store-limit-mib".into(), store.to_string()]);
+    }
+    if let Some((events, answers)) = &req.events {
+        args.extend([
+            "--events-url".into(),
+            events.clone(),
+            "--answers-url".into(),
+            answers.clone(),
+        ]);
     }
     Ok(args)
 }
@@ -339,7 +349,7 @@ fn usage() -> Failure {
     Failure(
         "usage: cargo xtask build-eif [--out DIR] [--flavour nsm|sim] [--kernel-dir DIR] \
          [--gateway-key HEX] [--session-cap N] [--heartbeat vsock:CID:PORT] \
-         [--memory-budget-mib N --store-limit-mib N]"
+         [--memory-budget-mib N --store-limit-mib N] [--events-url URL --answers-url URL]"
             .into(),
     )
 }
@@ -353,9 +363,11 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
         session_cap: 256,
         heartbeat: None,
         memory: None,
+        events: None,
     };
     let mut out = None;
     let (mut budget, mut store) = (None, None);
+    let (mut events, mut answers) = (None, None);
     let mut it = args.iter();
     while let Some(&a) = it.next() {
         let v = it.next().ok_or_else(usage)?;
@@ -370,6 +382,8 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
                 budget = Some(v.parse().map_err(|_| usage())?);
             }
             "--store-limit-mib" => store = Some(v.parse().map_err(|_| usage())?),
+            "--events-url" => events = Some((*v).to_owned()),
+            "--answers-url" => answers = Some((*v).to_owned()),
             _ => return Err(usage()),
         }
     }
@@ -377,6 +391,17 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
         (None, None) => None,
         (Some(b), Some(s)) => Some((b, s)),
         _ => return Err(Failure("--memory-budget-mib and --store-limit-mib go together".into())),
+    };
+    req.events = match (events, answers) {
+        (None, None) => None,
+        (Some(e), Some(a)) if e.starts_with("https://") && a.starts_with("https://") => {
+            Some((e, a))
+        }
+        _ => {
+            return Err(Failure(
+                "--events-url and --answers-url go together, both https:// URLs".into(),
+            ));
+        }
     };
     if req.gateway_key.is_empty() {
         eprintln!(
@@ -451,6 +476,7 @@ pub(crate) fn check_reproducible(root: &Path) -> Result {
         session_cap: 256,
         heartbeat: None,
         memory: None,
+        events: None,
     };
     let a = build(root, &cache, Some(&scratch.join("target-a")), &request(scratch.join("eif-a")))?;
     let b = build(&copy, &cache, Some(&scratch.join("target-b")), &request(scratch.join("eif-b")))?;

@@ -300,6 +300,7 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
             gateway_key: build_eif::demo_gateway_key(),
             session_cap: 16,
             heartbeat: Some(format!("vsock:2:{HEARTBEAT_PORT}")),
+            events: None,
             // Small enough for the guest's RAM, as `cargo xtask size` would say for it.
             memory: Some((64, 16)),
         },
