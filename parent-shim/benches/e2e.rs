@@ -199,7 +199,8 @@ fn main() {
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let bridge = Bridge::new(client, record, Duration::from_secs(10));
+        let link = parent_shim::enclave_link::EnclaveLink::new(client);
+        let bridge = Bridge::new(link, record, Duration::from_secs(10));
         tokio::spawn(grpc_bridge::serve(listener, tls, bridge, std::future::pending()));
         let id = tls_ca.client("bench-gateway").unwrap();
         (port, tls_ca, id)

@@ -31,6 +31,28 @@ pub struct Config {
     pub gateway: Option<GatewayConfig>,
     /// The enclave's HTTPS/SSE relay; absent: every relay request is refused.
     pub relay: Option<RelayConfig>,
+    /// The Prometheus endpoint; absent: none.
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served; keep it on loopback or a private interface.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+    /// How often the enclave's status (memory, sessions) is polled, seconds.
+    #[serde(default = "default_status_interval")]
+    pub status_interval_secs: u64,
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+fn default_status_interval() -> u64 {
+    5
 }
 
 /// The HTTPS/SSE relay.
@@ -114,6 +136,10 @@ pub struct EnclaveConfig {
     /// The longest a boot may take, seconds.
     #[serde(default = "default_boot_deadline")]
     pub boot_deadline_secs: u64,
+    /// How long a lost control connection may take to come back (and re-attest) before
+    /// the parent fails closed, seconds.
+    #[serde(default = "default_reconnect_deadline")]
+    pub reconnect_deadline_secs: u64,
 }
 
 /// How the enclave is started.
@@ -282,6 +308,10 @@ pub struct GrpcConfig {
     /// Per-call deadline towards the enclave, milliseconds.
     #[serde(default = "default_call_timeout")]
     pub call_timeout_ms: u64,
+}
+
+fn default_reconnect_deadline() -> u64 {
+    30
 }
 
 fn default_session_cap() -> u32 {

@@ -29,6 +29,7 @@ use crate::enclave_launcher::{
     self, EnclaveIo, EnclaveLauncher, Endpoint, Launched, LocalLauncher, NitroLauncher,
     NitroSettings,
 };
+use crate::enclave_link::{self, EnclaveLink};
 use crate::grpc_bridge::{self, Bridge};
 use crate::health_report::{self, HealthTarget};
 use crate::https_client;
@@ -82,6 +83,7 @@ pub fn emit(level: &str, event: &str, fields: serde_json::Value) {
     if let (Some(obj), serde_json::Value::Object(extra)) = (line.as_object_mut(), fields) {
         obj.extend(extra);
         if event == "alert" {
+            crate::metrics::alert(obj.get("reason").and_then(|r| r.as_str()).unwrap_or("unknown"));
             let ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
             obj.insert("Alerts".into(), json!(1));
             obj.insert(
@@ -224,6 +226,36 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
 async fn run_until_stopped(config: &Config) -> Result<(), DaemonError> {
     let started = Instant::now();
+    let _metrics = match &config.metrics {
+        Some(m) => {
+            let listener = tokio::net::TcpListener::bind(&m.listen)
+                .await
+                .map_err(|e| DaemonError::Serve(format!("metrics.listen {}: {e}", m.listen)))?;
+            emit(
+                "info",
+                "metrics_listening",
+                json!({"listen": listener.local_addr().map(|a| a.to_string()).unwrap_or_default()}),
+            );
+            Some(AbortOnDrop(tokio::spawn(crate::metrics::serve(listener))))
+        }
+        None => None,
+    };
+    crate::metrics::boot_state("fetching");
+    let outcome = fetch_launch_boot_serve(config, started).await;
+    crate::metrics::boot_state(if outcome.is_ok() { "stopped" } else { "failed" });
+    outcome
+}
+
+/// Ends a background task with the scope that owns it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn fetch_launch_boot_serve(config: &Config, started: Instant) -> Result<(), DaemonError> {
     let root = read_root(&config.attestation.root)?;
     let inputs = match fetch_inputs(config).await {
         Ok(i) => i,
@@ -241,6 +273,7 @@ async fn run_until_stopped(config: &Config) -> Result<(), DaemonError> {
                "expected_accounts": inputs.expected_accounts}),
     );
 
+    crate::metrics::boot_state("launching");
     let mut enclave = launcher(config);
     let launched = match enclave.launch().await {
         Ok(l) => l,
@@ -251,6 +284,7 @@ async fn run_until_stopped(config: &Config) -> Result<(), DaemonError> {
         }
     };
     emit("info", "enclave_started", launched.description.clone());
+    crate::metrics::boot_state("booting");
     // From here on, every way out destroys the enclave.
     let outcome =
         boot_and_serve(config, enclave.as_mut(), &launched, &inputs, &root, started).await;
@@ -291,6 +325,7 @@ async fn boot_and_serve(
         }),
     );
 
+    crate::metrics::loaded(record.accounts, Duration::from_micros(record.load_micros));
     let tls = tls_config(config)?;
     let listener = tokio::net::TcpListener::bind(&config.grpc.listen)
         .await
@@ -301,15 +336,43 @@ async fn boot_and_serve(
         json!({"listen": listener.local_addr().map(|a| a.to_string()).unwrap_or_default()}),
     );
     let health = health_target(config)?;
-    tokio::spawn(https_relay::serve(Arc::clone(&client), relay_requests, relay_policy(config)?));
+    let policy = relay_policy(config)?;
+    tokio::spawn(https_relay::serve(Arc::clone(&client), relay_requests, policy.clone()));
     let report = health_base(&record, kms_request_id.as_deref());
     // The socket is bound: connections queue until the server below accepts them.
     sd_notify("READY=1");
     let reporter = health
         .clone()
         .map(|(target, every)| tokio::spawn(report_health(target, report.clone(), every)));
-    let bridge =
-        Bridge::new(client, Arc::new(record), Duration::from_millis(config.grpc.call_timeout_ms));
+    let record = Arc::new(record);
+    let call_timeout = Duration::from_millis(config.grpc.call_timeout_ms);
+    let link = EnclaveLink::new(client);
+    // A lost control connection is replaced only by one that re-attests as this instance.
+    let control = launched.control.clone();
+    let supervision = enclave_link::Supervision {
+        connect: move || {
+            let control = control.clone();
+            async move { enclave_launcher::connect(&control).await }
+        },
+        boot: Arc::clone(&record),
+        root_der: root.to_vec(),
+        reconnect_deadline: Duration::from_secs(config.enclave.reconnect_deadline_secs),
+        call_timeout,
+    };
+    let supervisor = enclave_link::supervise(
+        Arc::clone(&link),
+        supervision,
+        move |client, requests| {
+            tokio::spawn(https_relay::serve(client, requests, policy.clone()));
+        },
+        emit,
+    );
+    let _status = config.metrics.as_ref().map(|m| {
+        let every = Duration::from_secs(m.status_interval_secs.max(1));
+        AbortOnDrop(tokio::spawn(poll_status(Arc::clone(&link), every, call_timeout)))
+    });
+    crate::metrics::boot_state("serving");
+    let bridge = Bridge::new(link, record, call_timeout);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(grpc_bridge::serve(listener, tls, bridge, async {
         let _ = stop_rx.await;
@@ -317,6 +380,10 @@ async fn boot_and_serve(
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| DaemonError::Serve(e.to_string()))?;
     let outcome = tokio::select! {
+        why = supervisor => {
+            emit("error", "alert", json!({"reason": "reattestation_failed", "error": why.to_string()}));
+            Err(DaemonError::Boot(why.to_string()))
+        }
         why = enclave.exited() => {
             emit("error", "alert", json!({"reason": "enclave_exited", "status": why}));
             Err(DaemonError::EnclaveExited(why))
@@ -336,6 +403,22 @@ async fn boot_and_serve(
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     outcome
+}
+
+/// Feeds the metrics with the enclave's `Status` (memory, sessions) and the link's state.
+async fn poll_status(link: Arc<EnclaveLink>, every: Duration, timeout: Duration) {
+    loop {
+        crate::metrics::link_up(link.is_up());
+        if let Some(client) = link.client() {
+            let request = wire::Message::StatusRequest(wire::StatusRequest {});
+            if let Ok(reply) = client.call(&request, timeout).await
+                && let Ok(wire::Message::Status(s)) = reply.message()
+            {
+                crate::metrics::status(&s);
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// The relay's allowlist and TLS roots; without a `[relay]` section it refuses everything.

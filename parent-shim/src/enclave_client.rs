@@ -147,6 +147,12 @@ impl EnclaveClient {
         w.flush().await.map_err(|_| self.closed())
     }
 
+    /// Ends the connection from this side (the enclave then waits for a new one).
+    pub async fn close(&self) {
+        let _ = self.writer.lock().await.shutdown().await;
+        self.open.store(false, Ordering::Release);
+    }
+
     fn closed(&self) -> ClientError {
         self.open.store(false, Ordering::Release);
         ClientError::Disconnected

@@ -3,12 +3,15 @@
 //! (lengths, enums): authorisation and every signing rule are the enclave's, and its
 //! answers travel back untouched (their signatures are the gateway's to check).
 //!
-//! Status codes: the enclave's `RpcErrorCode`s map one to one ([`status_of`]); a closed or
-//! silent enclave connection is `UNAVAILABLE`. A commit whose caller goes away before the
-//! answer arrives is aborted in the enclave, so no session is left open for nobody.
+//! Status codes: the enclave's `RpcErrorCode`s map one to one ([`status_of`]); no attested
+//! enclave connection ([`EnclaveLink`]) is `UNAVAILABLE`; an answer later than the call's
+//! deadline (the client's `grpc-timeout` if shorter than the configured one) is
+//! `DEADLINE_EXCEEDED`. A commit or sign whose caller goes away, or whose deadline passes,
+//! before the answer arrives is aborted in the enclave (cancel = abort), so no session is
+//! left open for nobody.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -17,6 +20,7 @@ use wire::{Message, RpcErrorCode};
 
 use crate::enclave_boot::BootRecord;
 use crate::enclave_client::{ClientError, EnclaveClient, Reply};
+use crate::enclave_link::EnclaveLink;
 
 /// The generated protobuf and gRPC code.
 #[allow(missing_docs, clippy::pedantic, unreachable_pub)]
@@ -50,29 +54,70 @@ pub fn status_of(code: RpcErrorCode, detail: &str) -> Status {
 fn client_status(e: &ClientError) -> Status {
     match e {
         ClientError::Encode(detail) => Status::invalid_argument(detail.clone()),
-        ClientError::Disconnected | ClientError::Timeout => Status::unavailable(e.to_string()),
+        ClientError::Disconnected => Status::unavailable(e.to_string()),
+        ClientError::Timeout => Status::deadline_exceeded(e.to_string()),
     }
 }
 
-/// The service: one enclave connection, the record of its boot.
+/// The client's `grpc-timeout` (gRPC over HTTP/2: digits and a unit, H M S m u n).
+#[must_use]
+pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let text = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The service: the link to the attested enclave, the record of its boot.
 pub struct Bridge {
-    client: Arc<EnclaveClient>,
+    link: Arc<EnclaveLink>,
     boot: Arc<BootRecord>,
     timeout: Duration,
 }
 
 impl Bridge {
-    /// A bridge to the enclave behind `client`, booted as `boot` records.
+    /// A bridge to the enclave behind `link`, booted as `boot` records; `timeout` bounds
+    /// every call (a client's shorter `grpc-timeout` wins).
     #[must_use]
-    pub fn new(client: Arc<EnclaveClient>, boot: Arc<BootRecord>, timeout: Duration) -> Self {
-        Self { client, boot, timeout }
+    pub fn new(link: Arc<EnclaveLink>, boot: Arc<BootRecord>, timeout: Duration) -> Self {
+        Self { link, boot, timeout }
+    }
+
+    fn client(&self) -> Result<Arc<EnclaveClient>, Status> {
+        self.link.client().ok_or_else(|| Status::unavailable("no attested enclave connection"))
+    }
+
+    fn deadline(&self, metadata: &tonic::metadata::MetadataMap) -> Duration {
+        grpc_timeout(metadata).map_or(self.timeout, |t| t.min(self.timeout))
     }
 
     async fn call(&self, message: &Message<'_>) -> Result<Reply, Status> {
-        if !self.client.is_open() {
-            return Err(Status::unavailable("no attested enclave connection"));
-        }
-        self.client.call(message, self.timeout).await.map_err(|e| client_status(&e))
+        self.client()?.call(message, self.timeout).await.map_err(|e| client_status(&e))
+    }
+
+    /// A session call: aborted in the enclave unless an answer (of any kind) arrives.
+    async fn session_call(
+        &self,
+        message: &Message<'_>,
+        session_id: [u8; 16],
+        deadline: Duration,
+    ) -> Result<Reply, Status> {
+        let client = self.client()?;
+        let mut guard = AbortOnDrop { client: Arc::clone(&client), session_id, armed: true };
+        let reply = client.call(message, deadline).await;
+        guard.armed = reply.is_err();
+        reply.map_err(|e| client_status(&e))
     }
 }
 
@@ -117,9 +162,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
-#[tonic::async_trait]
-impl SignService for Bridge {
-    async fn ping(
+/// The calls themselves; the trait implementation below times and counts each.
+impl Bridge {
+    async fn ping_call(
         &self,
         request: Request<pb::PingRequest>,
     ) -> Result<Response<pb::PingResponse>, Status> {
@@ -132,7 +177,7 @@ impl SignService for Bridge {
         Ok(Response::new(pb::PingResponse { nonce }))
     }
 
-    async fn get_attestation(
+    async fn get_attestation_call(
         &self,
         request: Request<pb::GetAttestationRequest>,
     ) -> Result<Response<pb::GetAttestationResponse>, Status> {
@@ -152,10 +197,11 @@ impl SignService for Bridge {
         Ok(Response::new(pb::GetAttestationResponse { document }))
     }
 
-    async fn commit(
+    async fn commit_call(
         &self,
         request: Request<pb::CommitRequest>,
     ) -> Result<Response<pb::CommitResponse>, Status> {
+        let deadline = self.deadline(request.metadata());
         let r = request.into_inner();
         let scheme = match pb::Scheme::try_from(r.scheme) {
             Ok(pb::Scheme::Ed25519) => wire::Scheme::Ed25519,
@@ -171,10 +217,8 @@ impl SignService for Bridge {
             expires_at_unix: r.expires_at_unix,
             authorization: fixed::<64>("authorization", &r.authorization)?,
         };
-        let mut guard = AbortOnDrop { client: Arc::clone(&self.client), session_id, armed: true };
-        let reply = self.call(&Message::CommitRequest(request)).await;
-        guard.armed = false;
-        let reply = reply?;
+        let reply =
+            self.session_call(&Message::CommitRequest(request), session_id, deadline).await?;
         let answer = expect(&reply, |m| match m {
             Message::CommitResponse(c) => Some(pb::CommitResponse {
                 session_id: c.session_id.to_vec(),
@@ -186,16 +230,15 @@ impl SignService for Bridge {
         Ok(Response::new(answer))
     }
 
-    async fn sign(
+    async fn sign_call(
         &self,
         request: Request<pb::SignRequest>,
     ) -> Result<Response<pb::SignResponse>, Status> {
+        let deadline = self.deadline(request.metadata());
         let r = request.into_inner();
-        let request = wire::SignRequest {
-            session_id: fixed::<16>("session_id", &r.session_id)?,
-            signing_package: &r.signing_package,
-        };
-        let reply = self.call(&Message::SignRequest(request)).await?;
+        let session_id = fixed::<16>("session_id", &r.session_id)?;
+        let request = wire::SignRequest { session_id, signing_package: &r.signing_package };
+        let reply = self.session_call(&Message::SignRequest(request), session_id, deadline).await?;
         let answer = expect(&reply, |m| match m {
             Message::SignResponse(s) => Some(pb::SignResponse {
                 session_id: s.session_id.to_vec(),
@@ -207,7 +250,7 @@ impl SignService for Bridge {
         Ok(Response::new(answer))
     }
 
-    async fn abort(
+    async fn abort_call(
         &self,
         request: Request<pb::AbortRequest>,
     ) -> Result<Response<pb::AbortResponse>, Status> {
@@ -220,7 +263,7 @@ impl SignService for Bridge {
         Ok(Response::new(pb::AbortResponse { session_id }))
     }
 
-    async fn get_status(
+    async fn get_status_call(
         &self,
         _: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
@@ -248,6 +291,58 @@ impl SignService for Bridge {
         })?;
         Ok(Response::new(status))
     }
+}
+
+#[tonic::async_trait]
+impl SignService for Bridge {
+    async fn ping(
+        &self,
+        request: Request<pb::PingRequest>,
+    ) -> Result<Response<pb::PingResponse>, Status> {
+        observed("Ping", Instant::now(), self.ping_call(request).await)
+    }
+
+    async fn get_attestation(
+        &self,
+        request: Request<pb::GetAttestationRequest>,
+    ) -> Result<Response<pb::GetAttestationResponse>, Status> {
+        observed("GetAttestation", Instant::now(), self.get_attestation_call(request).await)
+    }
+
+    async fn commit(
+        &self,
+        request: Request<pb::CommitRequest>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
+        observed("Commit", Instant::now(), self.commit_call(request).await)
+    }
+
+    async fn sign(
+        &self,
+        request: Request<pb::SignRequest>,
+    ) -> Result<Response<pb::SignResponse>, Status> {
+        observed("Sign", Instant::now(), self.sign_call(request).await)
+    }
+
+    async fn abort(
+        &self,
+        request: Request<pb::AbortRequest>,
+    ) -> Result<Response<pb::AbortResponse>, Status> {
+        observed("Abort", Instant::now(), self.abort_call(request).await)
+    }
+
+    async fn get_status(
+        &self,
+        request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        observed("GetStatus", Instant::now(), self.get_status_call(request).await)
+    }
+}
+
+/// Counts and times a call for the metrics endpoint.
+fn observed<T>(method: &str, started: Instant, result: Result<T, Status>) -> Result<T, Status> {
+    let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+    crate::metrics::rpc(method, code, started.elapsed());
+    result
 }
 
 /// `id-at-commonName`.
@@ -409,13 +504,13 @@ pub async fn serve(
         }
     });
     let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
-    // grpc.health.v1 follows the enclave connection: SERVING while it is open.
+    // grpc.health.v1 follows the link: SERVING while an attested connection is up.
     let (health, health_service) = tonic_health::server::health_reporter();
-    let client = Arc::clone(&bridge.client);
+    let link = Arc::clone(&bridge.link);
     let watch = tokio::spawn(async move {
         let mut serving = None;
         loop {
-            let open = client.is_open();
+            let open = link.is_up();
             if serving != Some(open) {
                 if open {
                     health.set_serving::<SignServiceServer<Bridge>>().await;

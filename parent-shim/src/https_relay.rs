@@ -63,6 +63,7 @@ pub async fn serve(
         let (client, policy) = (Arc::clone(client), policy.clone());
         tokio::spawn(async move {
             let (code, detail) = subscribe(&client, stream, &policy, &url, last).await;
+            crate::metrics::relay("sse_close", &code.to_string());
             let m = SseClose { code, detail: &detail };
             let _ = client.send(&Message::SseClose(m), stream).await;
         })
@@ -77,6 +78,9 @@ pub async fn serve(
                     (post.url.to_owned(), post.content_type.to_owned(), post.body.to_vec());
                 tokio::spawn(async move {
                     let answer = relay_post(&policy, &url, &content_type, body).await;
+                    let outcome =
+                        answer.as_ref().map_or_else(|(c, _)| c.to_string(), |_| "ok".into());
+                    crate::metrics::relay("post", &outcome);
                     let _ = match answer {
                         Ok((status, ct, body)) => {
                             let m = HttpResponse { status, content_type: &ct, body: &body };
@@ -221,6 +225,7 @@ async fn subscribe(
                         return refusal;
                     }
                 }
+                crate::metrics::relay("sse_reconnect", &refusal.0.to_string());
                 crate::daemon::emit(
                     "warn",
                     "sse_reconnect",
@@ -294,6 +299,7 @@ async fn connect_once(
             }
             event.id.clone_into(last_event_id);
             delivered = true;
+            crate::metrics::relay("sse_event", "relayed");
         }
     }
     Ended::Retry((RelayErrorCode::CLOSED, "the upstream ended the stream".into()), delivered)

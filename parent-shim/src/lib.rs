@@ -3,6 +3,8 @@
 //!   its [`config`] file;
 //! * [`attestation_verifier`], shared by the parent, the tests and the auditors' CLI;
 //! * [`enclave_client`], the control connection with request/answer matching;
+//! * [`enclave_link`], the attested connection in use, replaced after a loss only by one
+//!   that re-attests as the same instance;
 //! * [`enclave_boot`], the boot conversation (attest, unseal, stream the shares, loaded);
 //! * [`grpc_bridge`], the gateway's gRPC API over mutual TLS, translated to `wire`;
 //! * [`kms_relay`], KMS `Decrypt` with `Recipient` through `aws-sdk-kms`;
@@ -17,7 +19,7 @@
 //! * [`enclave_launcher`], starting and destroying the enclave: a local child process, or
 //!   `nitro-cli` in production.
 //!
-//! To come with the parent's issue: a metrics endpoint.
+//! * [`metrics`], Prometheus text on a local port.
 
 pub mod attestation_verifier;
 pub mod aws_credentials;
@@ -27,11 +29,13 @@ pub mod daemon;
 pub mod enclave_boot;
 pub mod enclave_client;
 pub mod enclave_launcher;
+pub mod enclave_link;
 pub mod grpc_bridge;
 pub mod health_report;
 pub mod https_client;
 pub mod https_relay;
 pub mod kms_policy;
 pub mod kms_relay;
+pub mod metrics;
 pub mod s3_fetch;
 pub mod share_reencrypt;

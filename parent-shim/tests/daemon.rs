@@ -846,6 +846,7 @@ fn grpc_endpoint(serving: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one node's life, read top to bottom
 async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay() {
     use tests::gateway_sim::{Via, event_round, refusal};
     let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
@@ -863,7 +864,7 @@ async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay(
     append(
         &config,
         &format!(
-            "\n[relay]\nallow = [\"{base}/v1/\"]\nca = \"{}\"\n",
+            "\n[relay]\nallow = [\"{base}/v1/\"]\nca = \"{}\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\nstatus_interval_secs = 1\n",
             c.dir.0.join("gateway-ca.pem").display()
         ),
     );
@@ -947,5 +948,70 @@ async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay(
     assert!(!answers.iter().any(|(id, _)| id == "9" || id == "10"), "{ids:?}");
     assert_eq!(gw.subscriptions(), ["", "2"], "resumed after the last event relayed");
     p.seen_or_wait_for("sse_reconnect");
+
+    // The metrics endpoint shows the same story.
+    let e = api.sign(parent_shim::grpc_bridge::pb::SignRequest {
+        session_id: vec![0x55; 16],
+        signing_package: b"x".to_vec(),
+    });
+    assert_eq!(e.await.unwrap_err().code(), tonic::Code::NotFound);
+    let listening: serde_json::Value =
+        serde_json::from_str(&p.seen_or_wait_for("\"metrics_listening\"")).unwrap();
+    let address = listening["listen"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let text = scrape(&address);
+        // The status poll runs every second: wait for its first figures.
+        if text.contains("signservice_session_cap 256") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for line in [
+        "signservice_boot_state{state=\"serving\"} 1",
+        "signservice_boot_state{state=\"booting\"} 0",
+        "signservice_accounts_loaded 20",
+        "signservice_session_cap 256",
+        "signservice_sessions_in_use 0",
+        "signservice_enclave_link_up 1",
+        "signservice_rpc_requests_total{method=\"GetAttestation\",code=\"Ok\"} 1",
+        "signservice_rpc_requests_total{method=\"Sign\",code=\"NotFound\"} 1",
+        "signservice_rpc_duration_seconds_count{method=\"Sign\"} 1",
+        &format!("signservice_relay_requests_total{{kind=\"post\",outcome=\"ok\"}} {published}"),
+        "signservice_relay_requests_total{kind=\"sse_reconnect\",outcome=\"CLOSED\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no line {line:?} in\n{metrics}");
+    }
+    let memory = |kind: &str| -> u64 {
+        let prefix = format!("signservice_enclave_memory_bytes{{kind=\"{kind}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap().parse().unwrap()
+    };
+    assert!(0 < memory("in_use") && memory("in_use") <= memory("peak"));
+    assert!(memory("peak") < memory("budget"));
+    let events = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "signservice_relay_requests_total{kind=\"sse_event\",outcome=\"relayed\"} ",
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        events.parse::<usize>().unwrap(),
+        published + 2,
+        "two events were not session events"
+    );
+    assert!(!metrics.contains(&c.identity["AGE-SECRET-KEY-1".len()..]));
     no_secrets(&c, &p);
+}
+
+/// `GET /metrics` over plain HTTP/1.0.
+fn scrape(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(address).unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"), "{text}");
+    text.split_once("\r\n\r\n").unwrap().1.to_owned()
 }

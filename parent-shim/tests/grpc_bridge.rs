@@ -17,12 +17,14 @@ use enclave_rt::signing_engine::EngineConfig;
 use enclave_rt::transport::Address;
 use parent_shim::enclave_boot::{BootInputs, BootRecord, boot};
 use parent_shim::enclave_client::EnclaveClient;
+use parent_shim::enclave_link::{self, EnclaveLink, LinkError};
 use parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient;
 use parent_shim::grpc_bridge::{self, Bridge, pb};
 use tests::gateway::{self as gw, Grant};
 use tests::share_gen::{GenConfig, SchemeChoice, files};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic_health::pb::health_check_response::ServingStatus;
 use wire::Scheme;
 
 struct Stack {
@@ -31,7 +33,8 @@ struct Stack {
     port: u16,
     ca: tests::tls_certs::Ca,
     root_der: Vec<u8>,
-    client: Arc<EnclaveClient>,
+    link: Arc<EnclaveLink>,
+    control: std::path::PathBuf,
 }
 
 fn now_secs() -> u64 {
@@ -40,8 +43,21 @@ fn now_secs() -> u64 {
 
 /// Starts the enclave service on a thread, listening on Unix sockets in `dir`.
 fn start_enclave(dir: &std::path::Path, session_cap: usize) -> (std::path::PathBuf, Vec<u8>) {
-    let ca = tests::sim_ca::generate().unwrap();
-    tests::sim_ca::write(&ca, &dir.join("sim-ca")).unwrap();
+    start_enclave_with(dir, session_cap, 0)
+}
+
+/// The same, reporting PCR0..2 filled with `pcr`, with the sim chain already in
+/// `dir/sim-ca` if there is one (a second instance under the same root).
+fn start_enclave_with(
+    dir: &std::path::Path,
+    session_cap: usize,
+    pcr: u8,
+) -> (std::path::PathBuf, Vec<u8>) {
+    if !dir.join("sim-ca/root.der").exists() {
+        let ca = tests::sim_ca::generate().unwrap();
+        tests::sim_ca::write(&ca, &dir.join("sim-ca")).unwrap();
+    }
+    let root_der = std::fs::read(dir.join("sim-ca/root.der")).unwrap();
     let control = dir.join("control.sock");
     let config = ServiceConfig {
         control: Address::Unix(control.clone()),
@@ -64,7 +80,7 @@ fn start_enclave(dir: &std::path::Path, session_cap: usize) -> (std::path::PathB
             )
             .unwrap()
         }
-        let pcrs = (0..3).map(|i| (i, [0u8; 48])).collect();
+        let pcrs = (0..3).map(|i| (i, [pcr; 48])).collect();
         let nsm = enclave_rt::sim_nsm::SimNsm::from_dir(&nsm_dir, pcrs, clock).unwrap();
         let memory = || MemoryStats { live: 1 << 20, peak: 1 << 20, budget: 1 << 30, refused: 0 };
         let mut logs = LogRing::new(1 << 20, false);
@@ -76,7 +92,7 @@ fn start_enclave(dir: &std::path::Path, session_cap: usize) -> (std::path::PathB
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    (control, ca.root_der)
+    (control, root_der)
 }
 
 /// Shares for 4 accounts (alternating schemes, 2-of-3), an enclave booted with them, the
@@ -87,21 +103,36 @@ async fn stack(name: &str, session_cap: usize) -> Stack {
     tests::share_gen::generate(config, &dir.0.join("shares"), &mut rand::rngs::OsRng, &mut |_| {})
         .unwrap();
     let (control, root_der) = start_enclave(&dir.0, session_cap);
-    let stream = tokio::net::UnixStream::connect(&control).await.unwrap();
+    let (client, record) = boot_enclave(&control, &dir.0.join("shares"), &root_der, 0).await;
+    let ca = tests::tls_certs::Ca::new("gateway-ca").unwrap();
+    let link = EnclaveLink::new(client);
+    let port = serve_bridge(Arc::clone(&link), Arc::clone(&record), &ca).await;
+    Stack { dir, record, port, ca, root_der, link, control }
+}
+
+/// Connects to the enclave at `control` and boots it with the 4 accounts in `shares`,
+/// expecting PCR0..2 filled with `pcr`.
+async fn boot_enclave(
+    control: &std::path::Path,
+    shares: &std::path::Path,
+    root_der: &[u8],
+    pcr: u8,
+) -> (Arc<EnclaveClient>, Arc<BootRecord>) {
+    let stream = tokio::net::UnixStream::connect(control).await.unwrap();
     let (client, mut unsolicited) = EnclaveClient::new(stream);
-    let share_file = std::fs::read(dir.0.join("shares").join(files::SHARES)).unwrap();
-    let identity = std::fs::read_to_string(dir.0.join("shares").join(files::IDENTITY)).unwrap();
-    let pcrs: BTreeMap<u64, Vec<u8>> = (0..3).map(|i| (i, vec![0u8; 48])).collect();
+    let share_file = std::fs::read(shares.join(files::SHARES)).unwrap();
+    let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap();
+    let pcrs: BTreeMap<u64, Vec<u8>> = (0..3).map(|i| (i, vec![pcr; 48])).collect();
     let inputs = BootInputs {
         share_file: &share_file,
         expected_entries: 4,
-        root_der: &root_der,
+        root_der,
         expected_pcrs: Some(&pcrs),
         deadline: Duration::from_mins(1),
         shim_version: "test",
     };
     // What KMS does with `Recipient`: check the document, seal to its public key.
-    let root = root_der.clone();
+    let root = root_der.to_vec();
     let unseal = move |document: Vec<u8>| async move {
         let expect = parent_shim::attestation_verifier::Expectations::default();
         let doc = parent_shim::attestation_verifier::verify(&document, &root, now_secs(), &expect)
@@ -111,25 +142,22 @@ async fn stack(name: &str, session_cap: usize) -> Stack {
     };
     let record = Arc::new(boot(&client, &mut unsolicited, &inputs, unseal).await.unwrap());
     assert_eq!(record.accounts, 4);
-
-    let ca = tests::tls_certs::Ca::new("gateway-ca").unwrap();
-    let port = serve_bridge(Arc::clone(&client), Arc::clone(&record), &ca).await;
-    Stack { dir, record, port, ca, root_der, client }
+    (client, record)
 }
 
-/// The bridge over `client`, serving mutual TLS (server and client certificates from `ca`)
+/// The bridge over `link`, serving mutual TLS (server and client certificates from `ca`)
 /// on a loopback port.
 async fn serve_bridge(
-    client: Arc<EnclaveClient>,
+    link: Arc<EnclaveLink>,
     record: Arc<BootRecord>,
     ca: &tests::tls_certs::Ca,
 ) -> u16 {
-    serve_bridge_allowing(client, record, ca, &[]).await
+    serve_bridge_allowing(link, record, ca, &[]).await
 }
 
 /// The same, accepting only client certificates named in `allowed`.
 async fn serve_bridge_allowing(
-    client: Arc<EnclaveClient>,
+    link: Arc<EnclaveLink>,
     record: Arc<BootRecord>,
     ca: &tests::tls_certs::Ca,
     allowed: &[String],
@@ -144,7 +172,7 @@ async fn serve_bridge_allowing(
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let bridge = Bridge::new(client, record, Duration::from_secs(10));
+    let bridge = Bridge::new(link, record, Duration::from_secs(10));
     tokio::spawn(grpc_bridge::serve(listener, tls, bridge, std::future::pending()));
     port
 }
@@ -346,8 +374,7 @@ async fn mutual_tls_refuses_clients_without_a_certificate_from_the_gateway_ca() 
     // With an allow-list, a certificate from the right CA but with another name is refused.
     let allowed = vec!["sign-gateway".to_owned()];
     let port =
-        serve_bridge_allowing(Arc::clone(&st.client), Arc::clone(&st.record), &st.ca, &allowed)
-            .await;
+        serve_bridge_allowing(Arc::clone(&st.link), Arc::clone(&st.record), &st.ca, &allowed).await;
     let api = connect(port, &st.ca.cert_pem(), Some(&good)).await.unwrap();
     assert_eq!(ping(api).await.unwrap(), 1);
     let intruder = st.ca.client("intruder").unwrap();
@@ -369,7 +396,7 @@ async fn a_closed_enclave_connection_is_unavailable_and_an_unbooted_one_a_failed
     let stream = tokio::net::UnixStream::connect(&control).await.unwrap();
     let (client, _unsolicited) = EnclaveClient::new(stream);
     let ca = tests::tls_certs::Ca::new("gateway-ca").unwrap();
-    let port = serve_bridge(Arc::clone(&client), record_template(), &ca).await;
+    let port = serve_bridge(EnclaveLink::new(client), record_template(), &ca).await;
     let id = ca.client("sign-gateway").unwrap();
     let mut api = connect(port, &ca.cert_pem(), Some(&id)).await.unwrap();
     let g = Grant::new(Scheme::Ed25519, "A0000000", 1, b"m", now_secs() + 60);
@@ -391,7 +418,7 @@ async fn a_closed_enclave_connection_is_unavailable_and_an_unbooted_one_a_failed
     }
     assert!(!closed.is_open());
     let record = Arc::new(BootRecord { accounts: 1, ..(*record_template()).clone() });
-    let port = serve_bridge(closed, record, &ca).await;
+    let port = serve_bridge(EnclaveLink::new(closed), record, &ca).await;
     let mut api = connect(port, &ca.cert_pem(), Some(&id)).await.unwrap();
     let e = api.commit(commit_request(&g)).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
@@ -522,4 +549,180 @@ async fn many_clients_beyond_the_cap_each_get_a_signature_or_a_clean_refusal() {
     let status = api.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
     assert_eq!((status.sessions_in_use, status.session_cap), (0, 3));
     eprintln!("load: {} signed, {} refused at the cap", all.0, all.1);
+}
+
+/// Supervises `link`, reconnecting to `control`; records the events it emits.
+fn supervise(
+    st: &Stack,
+    control: std::path::PathBuf,
+    deadline: Duration,
+) -> (tokio::task::JoinHandle<LinkError>, Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let supervision = enclave_link::Supervision {
+        connect: move || tokio::net::UnixStream::connect(control.clone()),
+        boot: Arc::clone(&st.record),
+        root_der: st.root_der.clone(),
+        reconnect_deadline: deadline,
+        call_timeout: Duration::from_secs(5),
+    };
+    let task = tokio::spawn(enclave_link::supervise(
+        Arc::clone(&st.link),
+        supervision,
+        |_, _| {},
+        move |_, event, _| log.lock().unwrap().push(event.to_owned()),
+    ));
+    (task, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_enclave_connection_comes_back_only_as_the_same_attested_instance() {
+    let st = stack("relink", 8).await;
+    let id = st.ca.client("sign-gateway").unwrap();
+    let mut api = connect(st.port, &st.ca.cert_pem(), Some(&id)).await.unwrap();
+    let accounts = tests::gateway_sim::load_accounts(&st.dir.0.join("shares")).unwrap();
+    let key = st.record.answer_key;
+
+    // The connection drops; the supervisor reconnects to the same instance, which re-attests.
+    let (task, seen) = supervise(&st, st.control.clone(), Duration::from_secs(10));
+    st.link.client().unwrap().close().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !seen.lock().unwrap().contains(&"enclave_reattested".to_owned()) {
+        assert!(std::time::Instant::now() < deadline, "no re-attestation: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(*seen.lock().unwrap(), ["enclave_disconnected", "enclave_reattested"]);
+    // Sessions go on over the new connection, answered under the same attested key.
+    for (i, account) in accounts.iter().enumerate() {
+        let session = [0x70 + u8::try_from(i).unwrap(); 16];
+        let signed = tests::gateway_sim::sign(&mut api, &key, account, session, b"after").await;
+        assert!(signed.unwrap().verified);
+    }
+    assert_eq!(health(st.port, &st.ca).await, ServingStatus::Serving);
+    assert!(!task.is_finished());
+    task.abort();
+
+    // Behind the address now: another instance under the same root, same PCRs, its own
+    // boot (so its own answer key). The parent refuses it and stops routing.
+    let other = tests::cms_openssl::workdir("grpc-relink-other");
+    copy_dir(&st.dir.0.join("sim-ca"), &other.0.join("sim-ca"));
+    let (other_control, _) = start_enclave_with(&other.0, 8, 0);
+    let (other_client, _) =
+        boot_enclave(&other_control, &st.dir.0.join("shares"), &st.root_der, 0).await;
+    // (It serves one control connection at a time: the booting one leaves.)
+    other_client.close().await;
+    let (task, _) = supervise(&st, other_control, Duration::from_secs(10));
+    st.link.client().unwrap().close().await;
+    let why = tokio::time::timeout(Duration::from_secs(20), task).await.unwrap().unwrap();
+    assert_eq!(why, LinkError::OtherInstance);
+    let e = api.ping(pb::PingRequest { nonce: 1 }).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert_eq!(health(st.port, &st.ca).await, ServingStatus::NotServing);
+
+    // An instance with other PCRs fails the document check itself.
+    let third = tests::cms_openssl::workdir("grpc-relink-pcrs");
+    copy_dir(&st.dir.0.join("sim-ca"), &third.0.join("sim-ca"));
+    let (third_control, _) = start_enclave_with(&third.0, 8, 9);
+    let (third_client, _) =
+        boot_enclave(&third_control, &st.dir.0.join("shares"), &st.root_der, 9).await;
+    // (It serves one control connection at a time: the booting one leaves.)
+    third_client.close().await;
+    let (task, _) = supervise(&st, third_control, Duration::from_secs(10));
+    let why = tokio::time::timeout(Duration::from_secs(20), task).await.unwrap().unwrap();
+    assert!(matches!(why, LinkError::Attestation(_)), "{why:?}");
+
+    // Nobody listening: the supervisor gives up at its deadline.
+    let (task, _) = supervise(&st, st.dir.0.join("nobody.sock"), Duration::from_millis(500));
+    let why = tokio::time::timeout(Duration::from_secs(20), task).await.unwrap().unwrap();
+    assert!(matches!(why, LinkError::Unreachable(_)), "{why:?}");
+    assert_eq!(health(st.port, &st.ca).await, ServingStatus::NotServing);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, target).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_its_grpc_deadline_aborts_its_session_in_the_enclave() {
+    // A stand-in enclave that reads requests and never answers them.
+    let (ours, mut enclave) = tokio::net::UnixStream::pair().unwrap();
+    let (client, _unsolicited) = EnclaveClient::new(ours);
+    let ca = tests::tls_certs::Ca::new("gateway-ca").unwrap();
+    let port = serve_bridge(EnclaveLink::new(client), record_template(), &ca).await;
+    let id = ca.client("sign-gateway").unwrap();
+    let mut api = connect(port, &ca.cert_pem(), Some(&id)).await.unwrap();
+    let g = Grant::new(Scheme::Ed25519, "A0000000", 0x44, b"m", now_secs() + 60);
+    let mut commit = tonic::Request::new(commit_request(&g));
+    commit.set_timeout(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let e = api.commit(commit).await.unwrap_err();
+    assert!(matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled), "{e:?}");
+    let mut sign = tonic::Request::new(pb::SignRequest {
+        session_id: vec![0x45; 16],
+        signing_package: b"package".to_vec(),
+    });
+    sign.set_timeout(Duration::from_millis(300));
+    let e = api.sign(sign).await.unwrap_err();
+    assert!(matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled), "{e:?}");
+    // What the enclave received: each request, then an abort for its session, well before
+    // the bridge's own 10 s limit.
+    let mut decoder: Box<wire::DefaultDecoder> = Box::default();
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut enclave, decoder.read_buf()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("saw only {seen:?}"))
+        .unwrap();
+        assert!(n > 0);
+        decoder.commit(n);
+        while let Ok(Some(frame)) = decoder.next_frame() {
+            seen.push(match frame.message().unwrap() {
+                wire::Message::CommitRequest(r) => ("commit", r.session_id),
+                wire::Message::SignRequest(r) => ("sign", r.session_id),
+                wire::Message::AbortRequest(r) => ("abort", r.session_id),
+                other => panic!("unexpected {}", other.name()),
+            });
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(
+        seen,
+        [
+            ("commit", [0x44; 16]),
+            ("abort", [0x44; 16]),
+            ("sign", [0x45; 16]),
+            ("abort", [0x45; 16])
+        ]
+    );
+}
+
+#[test]
+fn grpc_timeouts_parse_as_the_protocol_writes_them() {
+    let parse = |v: &str| {
+        let mut m = tonic::metadata::MetadataMap::new();
+        m.insert("grpc-timeout", v.parse().unwrap());
+        grpc_bridge::grpc_timeout(&m)
+    };
+    assert_eq!(parse("1H"), Some(Duration::from_hours(1)));
+    assert_eq!(parse("2M"), Some(Duration::from_mins(2)));
+    assert_eq!(parse("3S"), Some(Duration::from_secs(3)));
+    assert_eq!(parse("250m"), Some(Duration::from_millis(250)));
+    assert_eq!(parse("99999999u"), Some(Duration::from_micros(99_999_999)));
+    assert_eq!(parse("7n"), Some(Duration::from_nanos(7)));
+    for bad in ["", "m", "123456789S", "5x", "-1S", "1.5S"] {
+        assert_eq!(parse(bad), None, "{bad:?}");
+    }
+    assert_eq!(grpc_bridge::grpc_timeout(&tonic::metadata::MetadataMap::new()), None);
 }

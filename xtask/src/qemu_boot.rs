@@ -434,8 +434,9 @@ fn boot_and_sign(cx: &Context) -> Result {
     let stats = runtime.block_on(async {
         let listener = io("listen", tokio::net::TcpListener::bind("127.0.0.1:0").await)?;
         let port = io("listen", listener.local_addr())?.port();
+        let link = parent_shim::enclave_link::EnclaveLink::new(client);
         let bridge =
-            parent_shim::grpc_bridge::Bridge::new(client, Arc::new(record), Duration::from_mins(1));
+            parent_shim::grpc_bridge::Bridge::new(link, Arc::new(record), Duration::from_mins(1));
         tokio::spawn(parent_shim::grpc_bridge::serve(
             listener,
             tls,
