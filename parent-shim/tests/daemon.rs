@@ -7,6 +7,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tests::kms_emulator::{KeySpec, KmsConfig, KmsEmulator};
@@ -38,9 +40,14 @@ struct Case {
 /// Shares, a sim chain, TLS files and a KMS key whose policy wants PCR0 = `policy_pcr0`
 /// while the enclave reports `actual_pcr0`; the identity sealed under it.
 async fn case(name: &str, policy_pcr0: u8, actual_pcr0: u8) -> (Case, PathBuf) {
+    case_with(name, policy_pcr0, actual_pcr0, 20).await
+}
+
+/// The same with `accounts` accounts.
+async fn case_with(name: &str, policy_pcr0: u8, actual_pcr0: u8, accounts: u64) -> (Case, PathBuf) {
     let dir = tests::cms_openssl::workdir(&format!("daemon-{name}"));
     let shares = dir.0.join("shares");
-    let config = GenConfig { accounts: 20, scheme: SchemeChoice::Both, threshold: 2, parties: 2 };
+    let config = GenConfig { accounts, scheme: SchemeChoice::Both, threshold: 2, parties: 2 };
     tests::share_gen::generate(config, &shares, &mut rand::rngs::OsRng, &mut |_| {}).unwrap();
     let ca = tests::sim_ca::generate().unwrap();
     tests::sim_ca::write(&ca, &dir.0.join("sim-ca")).unwrap();
@@ -79,7 +86,7 @@ boot_deadline_secs = 60
 [shares]
 share_file = "file://{d}/shares/service_key_shares.json.age"
 sealed_identity = "file://{d}/shares/identity.kms"
-expected_accounts = 20
+expected_accounts = {accounts}
 
 [kms]
 endpoint = "{kms}"
@@ -1014,4 +1021,148 @@ fn scrape(address: &str) -> String {
     tcp.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"), "{text}");
     text.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enclave_over_its_memory_budget_fails_closed() {
+    let (c, config) = case_with("memory", 7, 7, 6000).await;
+    // 6,000 accounts need about 1 MiB of store; the enclave is given 1 MiB in all.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[enclave]\n", "[enclave]\nmemory_budget_mib = 1\n");
+    std::fs::write(&config, text).unwrap();
+    let p = start(&config);
+    fails_closed(&c, p, "OUT_OF_MEMORY");
+}
+
+/// What one gateway attempt ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Attempt {
+    /// A signature, verified independently, with answers under the attested key.
+    Signed,
+    /// A clean refusal while the node was away (no connection, UNAVAILABLE, cut off).
+    Away,
+    /// Anything else: a wrong signature, an unexpected code, a hang.
+    Wrong(String),
+}
+
+/// The gateway's loop: connect, attest, sign; on any failure reconnect and re-attest.
+async fn keep_calling(
+    endpoint: String,
+    ca_pem: String,
+    client: tests::tls_certs::Pem,
+    root: Vec<u8>,
+    accounts: Vec<tests::gateway_sim::Account>,
+    stop: Arc<AtomicBool>,
+) -> Vec<Attempt> {
+    let mut attempts = Vec::new();
+    let mut session: u128 = 0;
+    // What a node that is going or gone looks like from the gateway's side.
+    let away = |e: &str| {
+        let e = e.to_lowercase();
+        ["unavailable", "transport error", "connect", "cancel", "broken pipe", "h2 protocol"]
+            .iter()
+            .any(|s| e.contains(s))
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let connected = tokio::time::timeout(
+            Duration::from_secs(10),
+            tests::gateway_sim::connect(&endpoint, &ca_pem, &client),
+        )
+        .await;
+        let Ok(Ok(mut api)) = connected else {
+            attempts.push(Attempt::Away);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let key = tokio::time::timeout(
+            Duration::from_secs(10),
+            tests::gateway_sim::attested_answer_key(&mut api, &root),
+        )
+        .await;
+        let key = match key {
+            Ok(Ok(k)) => k,
+            Ok(Err(e)) if away(&e) => {
+                attempts.push(Attempt::Away);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            other => {
+                attempts.push(Attempt::Wrong(format!("attestation: {other:?}")));
+                continue;
+            }
+        };
+        while !stop.load(Ordering::Relaxed) {
+            session += 1;
+            let account = &accounts[usize::try_from(session).unwrap() % accounts.len()];
+            let id = session.to_be_bytes();
+            let signed = tokio::time::timeout(
+                Duration::from_secs(20),
+                tests::gateway_sim::sign(&mut api, &key, account, id, b"keep calling"),
+            )
+            .await;
+            match signed {
+                Ok(Ok(s)) if s.verified => attempts.push(Attempt::Signed),
+                Ok(Ok(s)) => attempts.push(Attempt::Wrong(format!("unverified {s:?}"))),
+                Ok(Err(e)) if away(&e) => {
+                    attempts.push(Attempt::Away);
+                    break;
+                }
+                Ok(Err(e)) => {
+                    attempts.push(Attempt::Wrong(e));
+                    break;
+                }
+                Err(_) => {
+                    attempts.push(Attempt::Wrong("hung".into()));
+                    break;
+                }
+            }
+        }
+    }
+    attempts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parent_restarts_while_the_gateway_keeps_calling() {
+    let (c, config) = case("restart", 7, 7).await;
+    // A fixed port, as in production: the gateway calls the same address throughout.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
+    std::fs::write(&config, text).unwrap();
+    let mut first = start(&config);
+    first.wait_for("\"serving\"");
+    let stop = Arc::new(AtomicBool::new(false));
+    let gateway = tokio::spawn(keep_calling(
+        format!("https://localhost:{port}"),
+        c.tls.cert_pem(),
+        c.tls.client("gateway").unwrap(),
+        std::fs::read(c.dir.0.join("sim-ca/root.der")).unwrap(),
+        tests::gateway_sim::load_accounts(&c.dir.0.join("shares")).unwrap(),
+        Arc::clone(&stop),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // systemd stops the unit (SIGTERM): the enclave goes with it.
+    let old_enclave = first.enclave_pid();
+    Command::new("kill").arg("-TERM").arg(first.child.id().to_string()).status().unwrap();
+    assert_eq!(first.exit_code(), Some(0), "{}", first.seen.join("\n"));
+    wait_gone(old_enclave);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // ... and starts it again: a new enclave, a new boot, a new answer key.
+    let mut second = start(&config);
+    second.wait_for("\"serving\"");
+    assert_ne!(second.enclave_pid(), old_enclave);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let attempts = gateway.await.unwrap();
+    let wrong: Vec<_> = attempts.iter().filter(|a| matches!(a, Attempt::Wrong(_))).collect();
+    assert!(wrong.is_empty(), "{wrong:?}");
+    // Signatures before the restart, clean refusals during it, signatures after it.
+    let first_away = attempts.iter().position(|a| *a == Attempt::Away).unwrap();
+    let last_away = attempts.iter().rposition(|a| *a == Attempt::Away).unwrap();
+    assert!(attempts[..first_away].contains(&Attempt::Signed), "{attempts:?}");
+    assert!(attempts[last_away..].contains(&Attempt::Signed), "{attempts:?}");
+    no_secrets(&c, &first);
+    no_secrets(&c, &second);
 }
