@@ -8,6 +8,8 @@
 //!   Sign call (the gateway's own FROST work between them is not timed).
 //! * engine: `SigningEngine::commit` + `SigningEngine::sign` in-process, same accounts.
 //!
+//! The parent and the client share a one-worker tokio runtime; the enclave has its thread.
+//!
 //! Latency: one client, sessions one after another. Throughput: `--clients` concurrent
 //! clients. Added latency per round trip = (e2e p50 - engine p50) / 2. Last line JSON.
 #![allow(
@@ -154,7 +156,11 @@ fn main() {
         std::thread::sleep(Duration::from_millis(5));
     }
 
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // One worker for the parent and the gateway client, the enclave thread beside it: on
+    // two cores this is the deployment's split (Nitro gives the enclave its own vCPUs), and
+    // the two sides do not take turns on the same core.
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let (port, tls_ca, client_id) = runtime.block_on(async {
         let stream = tokio::net::UnixStream::connect(&control).await.unwrap();
         let (client, mut unsolicited) = EnclaveClient::new(stream);

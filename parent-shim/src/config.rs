@@ -66,6 +66,11 @@ pub struct RelayConfig {
     /// How long a POST may take, milliseconds.
     #[serde(default = "default_call_timeout")]
     pub timeout_ms: u64,
+    /// Networks (`ADDRESS/PREFIX`) the allowed hosts may resolve to; every resolved
+    /// address must be inside one. Default: public unicast addresses only (no loopback,
+    /// private, link-local such as the instance metadata service).
+    #[serde(default)]
+    pub networks: Vec<String>,
 }
 
 /// Health reports to the gateway.
@@ -471,6 +476,11 @@ impl Config {
                         "relay.allow: {prefix} must be an https:// URL prefix without user info"
                     )));
                 }
+            }
+            for network in &r.networks {
+                network
+                    .parse::<crate::https_relay::Network>()
+                    .map_err(|e| ConfigError(format!("relay.networks: {e}")))?;
             }
         }
         if let Some(g) = &self.gateway {

@@ -425,17 +425,27 @@ async fn poll_status(link: Arc<EnclaveLink>, every: Duration, timeout: Duration)
 fn relay_policy(config: &Config) -> Result<RelayPolicy, DaemonError> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
-    let (allow, ca, timeout_ms) = match &config.relay {
+    let (allow, ca, timeout_ms, networks) = match &config.relay {
         Some(r) => {
             let ca: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&r.ca)
                 .and_then(Iterator::collect)
                 .map_err(|e| ConfigError(format!("relay.ca {}: {e}", r.ca.display())))?;
-            (r.allow.clone(), ca, r.timeout_ms)
+            let networks = r
+                .networks
+                .iter()
+                .map(|n| n.parse().map_err(|e| ConfigError(format!("relay.networks: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            (r.allow.clone(), ca, r.timeout_ms, networks)
         }
-        None => (Vec::new(), Vec::new(), 10_000),
+        None => (Vec::new(), Vec::new(), 10_000, Vec::new()),
     };
     let tls = https_client::client_tls(&ca, None).map_err(ConfigError)?;
-    Ok(RelayPolicy { allow, tls: Arc::new(tls), timeout: Duration::from_millis(timeout_ms) })
+    Ok(RelayPolicy {
+        allow,
+        networks,
+        tls: Arc::new(tls),
+        timeout: Duration::from_millis(timeout_ms),
+    })
 }
 
 /// The gateway's report target, if configured.

@@ -44,6 +44,20 @@ pub fn check_url(url: &str) -> Result<(), HttpsError> {
     parse_url(url).map(|_| ())
 }
 
+/// The addresses `url`'s host resolves to (an IP literal is its own address).
+pub async fn resolve(url: &str) -> Result<Vec<std::net::SocketAddr>, HttpsError> {
+    let (host, port, _) = parse_url(url)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let found = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::lookup_host((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| HttpsError(format!("{host}: name resolution timed out")))?
+    .map_err(|e| HttpsError(format!("{host}: {e}")))?;
+    Ok(found.collect())
+}
+
 /// One HTTPS request over a fresh TLS 1.3 connection (HTTP/1.1); the response with its
 /// body still to be read (a stream, for SSE). Connect and answer are bounded by 10 s each.
 pub async fn request(
@@ -53,15 +67,32 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Result<hyper::Response<hyper::body::Incoming>, HttpsError> {
+    request_at(tls, url, None, method, headers, body).await
+}
+
+/// [`request`] to a given address (already resolved and checked: the name is not looked
+/// up again, so what was checked is what is reached); the URL's host still names the
+/// server for TLS and `Host`.
+pub async fn request_at(
+    tls: &Arc<rustls::ClientConfig>,
+    url: &str,
+    address: Option<std::net::SocketAddr>,
+    method: hyper::Method,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<hyper::Response<hyper::body::Incoming>, HttpsError> {
     let (host, port, path) = parse_url(url)?;
     let fail = |what: &str, e: &dyn std::fmt::Display| HttpsError(format!("{what}: {e}"));
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::net::TcpStream::connect((host.as_str(), port)),
-    )
-    .await
-    .map_err(|_| HttpsError(format!("{host}:{port}: connect timed out")))?
-    .map_err(|e| fail(&format!("{host}:{port}"), &e))?;
+    let connect = async {
+        match address {
+            Some(a) => tokio::net::TcpStream::connect(a).await,
+            None => tokio::net::TcpStream::connect((host.as_str(), port)).await,
+        }
+    };
+    let tcp = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .map_err(|_| HttpsError(format!("{host}:{port}: connect timed out")))?
+        .map_err(|e| fail(&format!("{host}:{port}"), &e))?;
     let name = ServerName::try_from(host.clone()).map_err(|e| fail("server name", &e))?;
     let tls = tokio_rustls::TlsConnector::from(Arc::clone(tls))
         .connect(name, tcp)

@@ -15,6 +15,7 @@
 //! enclave may then re-open (`SseOpen`, or `SseReconnect` on the same stream id).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ use crate::https_client;
 pub struct RelayPolicy {
     /// URL prefixes (`https://host[:port]/path/`); empty: everything is refused.
     pub allow: Vec<String>,
+    /// Networks an allowed name may resolve to; empty: public unicast addresses only.
+    pub networks: Vec<Network>,
     /// TLS towards the upstreams (their CA).
     pub tls: Arc<rustls::ClientConfig>,
     /// How long an upstream may take to answer a POST.
@@ -47,6 +50,99 @@ pub fn allowed(allow: &[String], url: &str) -> bool {
         return false;
     }
     allow.iter().any(|p| if p.ends_with('/') { url.starts_with(p.as_str()) } else { url == p })
+}
+
+/// An IP network, `ADDRESS/PREFIX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    address: IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}`: expected ADDRESS/PREFIX, e.g. 10.0.0.0/8 or fd00::/8");
+        let (address, prefix) = text.split_once('/').ok_or_else(bad)?;
+        let address: IpAddr = address.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Self { address, prefix })
+    }
+}
+
+impl Network {
+    /// Whether `ip` is inside.
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (a, b, bits) = match (self.address, ip.to_canonical()) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                (u128::from(a.to_bits()), u128::from(b.to_bits()), 32)
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => (a.to_bits(), b.to_bits(), 128),
+            _ => return false,
+        };
+        let shift = bits - u32::from(self.prefix);
+        shift >= bits || (a >> shift) == (b >> shift)
+    }
+}
+
+/// Whether `ip` is a public unicast address (not loopback, private, link-local such as the
+/// instance metadata service, shared, multicast, documentation or unspecified).
+#[must_use]
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_unspecified()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// Resolves `url`'s host and checks every address against the policy's networks; returns
+/// the address to connect to.
+async fn checked_address(policy: &RelayPolicy, url: &str) -> Result<SocketAddr, Refusal> {
+    let addresses = https_client::resolve(url)
+        .await
+        .map_err(|e| (RelayErrorCode::UNREACHABLE, too_long(&e.0)))?;
+    let ok = |ip: IpAddr| {
+        if policy.networks.is_empty() {
+            is_public(ip)
+        } else {
+            policy.networks.iter().any(|n| n.contains(ip))
+        }
+    };
+    // Every address must pass: a name with one good and one bad address is refused.
+    if let Some(bad) = addresses.iter().find(|a| !ok(a.ip())) {
+        return Err((
+            RelayErrorCode::NOT_ALLOWED,
+            format!("the host resolves to {} outside relay.networks", bad.ip()),
+        ));
+    }
+    addresses
+        .first()
+        .copied()
+        .ok_or_else(|| (RelayErrorCode::UNREACHABLE, "the host resolves to no address".to_owned()))
 }
 
 /// A body larger than what a frame can carry.
@@ -154,9 +250,11 @@ async fn relay_post(
         ));
     }
     let exchange = async {
-        let response = https_client::request(
+        let address = checked_address(policy, url).await?;
+        let response = https_client::request_at(
             &policy.tls,
             url,
+            Some(address),
             hyper::Method::POST,
             &[("content-type", content_type)],
             Bytes::from(body),
@@ -252,13 +350,23 @@ async fn connect_once(
     if !last_event_id.is_empty() {
         headers.push(("last-event-id", last_event_id.as_str()));
     }
-    let response =
-        match https_client::request(&policy.tls, url, hyper::Method::GET, &headers, Bytes::new())
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return Ended::Retry((RelayErrorCode::UNREACHABLE, too_long(&e.0)), false),
-        };
+    let address = match checked_address(policy, url).await {
+        Ok(a) => a,
+        Err(refusal) if refusal.0 == RelayErrorCode::NOT_ALLOWED => return Ended::Final(refusal),
+        Err(refusal) => return Ended::Retry(refusal, false),
+    };
+    let get = https_client::request_at(
+        &policy.tls,
+        url,
+        Some(address),
+        hyper::Method::GET,
+        &headers,
+        Bytes::new(),
+    );
+    let response = match get.await {
+        Ok(r) => r,
+        Err(e) => return Ended::Retry((RelayErrorCode::UNREACHABLE, too_long(&e.0)), false),
+    };
     let status = response.status();
     let is_sse = response
         .headers()
@@ -402,6 +510,42 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_and_public_addresses() {
+        let net = |s: &str| s.parse::<Network>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(net("10.0.0.0/8").contains(ip("10.200.3.4")));
+        assert!(!net("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(net("127.0.0.1/32").contains(ip("127.0.0.1")));
+        assert!(!net("127.0.0.1/32").contains(ip("127.0.0.2")));
+        assert!(net("0.0.0.0/0").contains(ip("8.8.8.8")));
+        assert!(net("fd00::/8").contains(ip("fd12::1")));
+        assert!(!net("fd00::/8").contains(ip("10.0.0.1")));
+        assert!(net("10.0.0.0/8").contains(ip("::ffff:10.1.2.3")), "IPv4-mapped");
+        for bad in ["10.0.0.0", "10.0.0.0/33", "x/8", "::/129"] {
+            assert!(bad.parse::<Network>().is_err(), "{bad}");
+        }
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "::1",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(ip(private)), "{private}");
+        }
+        for public in ["8.8.8.8", "52.94.1.1", "2600:1f18::1"] {
+            assert!(is_public(ip(public)), "{public}");
+        }
+    }
 
     #[test]
     fn the_allowlist() {

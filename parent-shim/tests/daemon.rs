@@ -844,6 +844,11 @@ fn check_config_refuses_unknown_keys_and_bad_values() {
             .replace("file:///var/lib/sign-service/service_key_shares.json.age", "s3://bucket/"));
     assert_eq!(code, Some(2), "an s3:// URL without a key");
     assert!(err.contains("s3://bucket/key"), "{err}");
+    let relay = "\n[relay]\nallow = [\"https://gw.internal/v1/\"]\nca = \"/x.pem\"\n";
+    assert_eq!(run(&format!("{good}{relay}networks = [\"10.0.0.0/8\"]\n")).0, Some(0));
+    let (code, err) = run(&format!("{good}{relay}networks = [\"10.0.0.0/33\"]\n"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("relay.networks"), "{err}");
 }
 
 /// The gRPC endpoint a `serving` line announces.
@@ -871,7 +876,7 @@ async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay(
     append(
         &config,
         &format!(
-            "\n[relay]\nallow = [\"{base}/v1/\"]\nca = \"{}\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\nstatus_interval_secs = 1\n",
+            "\n[relay]\nallow = [\"{base}/v1/\"]\nnetworks = [\"127.0.0.0/8\", \"::1/128\"]\nca = \"{}\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\nstatus_interval_secs = 1\n",
             c.dir.0.join("gateway-ca.pem").display()
         ),
     );

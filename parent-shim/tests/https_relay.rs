@@ -67,6 +67,8 @@ async fn the_relay_posts_streams_events_and_refuses_what_is_not_allowed() {
     let tls = parent_shim::https_client::client_tls(&certs(&ca.cert_pem()), None).unwrap();
     let policy = RelayPolicy {
         allow: vec![format!("{}/v1/", gw.base())],
+        // The gateway is on loopback, which the default (public addresses only) refuses.
+        networks: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
         tls: Arc::new(tls),
         timeout: Duration::from_secs(10),
     };
@@ -193,4 +195,63 @@ async fn the_relay_posts_streams_events_and_refuses_what_is_not_allowed() {
     let mut subscriptions = gw.subscriptions();
     subscriptions.sort();
     assert_eq!(subscriptions, ["", "2", "2", "2"], "{asked:?}");
+}
+
+fn post(url: &str) -> Message<'_> {
+    Message::HttpPost(HttpPost { url, content_type: "text/plain", body: b"x" })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_addresses_and_redirects_outside_the_policy_are_refused() {
+    let ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
+    let gw = tests::gateway_health::HealthEndpoint::start(&ca).await.unwrap();
+    let tls =
+        Arc::new(parent_shim::https_client::client_tls(&certs(&ca.cert_pem()), None).unwrap());
+    let relay = |networks: &[&str]| {
+        let (parent_end, enclave) = tokio::net::UnixStream::pair().unwrap();
+        let (client, requests) = EnclaveClient::new(parent_end);
+        let policy = RelayPolicy {
+            allow: vec![format!("{}/v1/", gw.base())],
+            networks: networks.iter().map(|n| n.parse().unwrap()).collect(),
+            tls: Arc::clone(&tls),
+            timeout: Duration::from_secs(10),
+        };
+        tokio::spawn(https_relay::serve(client, requests, policy));
+        enclave
+    };
+    let echo = format!("{}/v1/echo", gw.base());
+    let port = gw.base().rsplit(':').next().unwrap().to_owned();
+
+    // `localhost` is allowed by name, but resolves to loopback, outside 10.0.0.0/8 and
+    // outside the default (public addresses only): refused before any connection.
+    for networks in [&["10.0.0.0/8"][..], &[]] {
+        let mut enclave = relay(networks);
+        send(&mut enclave, 3, &post(&echo)).await;
+        let events = format!("{}/v1/events", gw.base());
+        send(&mut enclave, 5, &Message::SseOpen(SseOpen { url: &events, last_event_id: "" })).await;
+        let mut seen = Seen::new();
+        read_until(&mut enclave, &mut seen, |s| s.contains_key(&3) && s.contains_key(&5)).await;
+        for stream in [3, 5] {
+            let (_, detail) = &seen[&stream][0];
+            assert!(detail.contains("NOT_ALLOWED"), "{networks:?}: {seen:?}");
+            assert!(detail.contains("outside relay.networks"), "{detail}");
+        }
+    }
+    assert!(gw.requests().is_empty(), "{:?}", gw.requests());
+
+    // With loopback allowed: the same host works, an IP literal for it does not (the
+    // allowlist names hosts), and a redirect comes back to the enclave unfollowed.
+    let mut enclave = relay(&["127.0.0.0/8", "::1/128"]);
+    let literal = format!("https://127.0.0.1:{port}/v1/echo");
+    let redirect = format!("{}/v1/redirect", gw.base());
+    send(&mut enclave, 3, &post(&echo)).await;
+    send(&mut enclave, 5, &post(&literal)).await;
+    send(&mut enclave, 7, &post(&redirect)).await;
+    let mut seen = Seen::new();
+    read_until(&mut enclave, &mut seen, |s| [3, 5, 7].iter().all(|i| s.contains_key(i))).await;
+    assert!(seen[&3][0].1.starts_with("201 "), "{seen:?}");
+    assert!(seen[&5][0].1.contains("NOT_ALLOWED"), "{seen:?}");
+    assert!(seen[&7][0].1.starts_with("302 "), "{seen:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(gw.requests(), ["POST /v1/echo", "POST /v1/redirect"], "nothing else reached");
 }

@@ -1,7 +1,8 @@
 //! The Sign Gateway's HTTPS side: a server (its own certificate from a test CA, TLS 1.3)
 //! with the health endpoint, which records every JSON report sent to it, and what the
 //! enclave reaches through the parent's relay: `POST /v1/echo` (answers 201 with the body
-//! it got), `POST /v1/big` (answers more than a frame holds), `GET /v1/events`, a live
+//! it got), `POST /v1/big` (answers more than a frame holds), `POST /v1/redirect` (a 302 to
+//! `/admin/keys`), `GET /v1/events`, a live
 //! `text/event-stream` of what the test [`publish`](HealthEndpoint::publish)es (ids `1`,
 //! `2`, ...; resumes after `Last-Event-ID`; can be told to cut a connection after some
 //! events), and `POST /v1/answers?event=ID`, which records the enclave's answers.
@@ -272,6 +273,13 @@ async fn record(
             let ct = header("content-type");
             let body = req.into_body().collect().await.map(http_body_util::Collected::to_bytes);
             return Ok(reply(StatusCode::CREATED, &ct, body.unwrap_or_default().to_vec()));
+        }
+        ("POST", "/v1/redirect") => {
+            // Points outside the relay's allowlist: the relay must not follow.
+            let mut r = reply(StatusCode::FOUND, "text/plain", Vec::new());
+            let target = hyper::header::HeaderValue::from_static("/admin/keys");
+            r.headers_mut().insert(hyper::header::LOCATION, target);
+            return Ok(r);
         }
         ("POST", "/v1/big") => {
             return Ok(reply(StatusCode::OK, "application/octet-stream", vec![7; 100_000]));
