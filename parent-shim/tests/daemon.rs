@@ -1171,3 +1171,38 @@ async fn the_parent_restarts_while_the_gateway_keeps_calling() {
     no_secrets(&c, &first);
     no_secrets(&c, &second);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attestation_with_other_pcrs_is_refused_before_kms_is_asked() {
+    let (c, config) = case("parent-pcrs", 7, 7).await;
+    let d = c.dir.0.display();
+    std::fs::write(
+        c.dir.0.join("pcrs.json"),
+        format!("{{\"PCR0\": \"{}\"}}", hex::encode([8u8; 48])),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[attestation]\n", &format!("[attestation]\nexpected_pcrs = \"{d}/pcrs.json\"\n"));
+    std::fs::write(&config, text).unwrap();
+    let p = start(&config);
+    fails_closed(&c, p, "PCR0");
+    assert!(!c.kms.log().iter().any(|l| l.starts_with("Decrypt")), "{:?}", c.kms.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enclave_that_never_answers_fails_closed_at_the_boot_deadline() {
+    let (c, config) = case("deadline", 7, 7).await;
+    // An "enclave" that starts and then says nothing (no socket, no frame).
+    let silent = c.dir.0.join("silent-enclave");
+    std::fs::write(&silent, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(&silent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&enclave_binary().display().to_string(), &silent.display().to_string())
+        .replace("boot_deadline_secs = 60", "boot_deadline_secs = 2");
+    std::fs::write(&config, text).unwrap();
+    // It would sleep for 10 minutes: only the deadline ends this boot (and kills it).
+    let p = start(&config);
+    fails_closed(&c, p, "boot_failed");
+}
