@@ -61,8 +61,8 @@ fn default_status_interval() -> u64 {
 pub struct RelayConfig {
     /// URL prefixes the enclave may reach (`https://host[:port]/path/`).
     pub allow: Vec<String>,
-    /// The CA of those servers (PEM).
-    pub ca: PathBuf,
+    /// The CA of those servers (PEM); absent: the system's roots.
+    pub ca: Option<PathBuf>,
     /// How long a POST may take, milliseconds.
     #[serde(default = "default_call_timeout")]
     pub timeout_ms: u64,

@@ -427,9 +427,12 @@ fn relay_policy(config: &Config) -> Result<RelayPolicy, DaemonError> {
     use rustls_pki_types::pem::PemObject;
     let (allow, ca, timeout_ms, networks) = match &config.relay {
         Some(r) => {
-            let ca: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&r.ca)
-                .and_then(Iterator::collect)
-                .map_err(|e| ConfigError(format!("relay.ca {}: {e}", r.ca.display())))?;
+            let ca: Vec<CertificateDer<'static>> = match &r.ca {
+                Some(path) => CertificateDer::pem_file_iter(path)
+                    .and_then(Iterator::collect)
+                    .map_err(|e| ConfigError(format!("relay.ca {}: {e}", path.display())))?,
+                None => system_roots()?,
+            };
             let networks = r
                 .networks
                 .iter()
@@ -446,6 +449,17 @@ fn relay_policy(config: &Config) -> Result<RelayPolicy, DaemonError> {
         tls: Arc::new(tls),
         timeout: Duration::from_millis(timeout_ms),
     })
+}
+
+/// The system's trusted roots (`/etc/ssl/certs` and the like, as `rustls-native-certs`
+/// finds them); none at all is a configuration error.
+fn system_roots() -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, DaemonError> {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        let why = found.errors.first().map(ToString::to_string).unwrap_or_default();
+        return Err(ConfigError(format!("relay: no relay.ca and no system roots ({why})")).into());
+    }
+    Ok(found.certs)
 }
 
 /// The gateway's report target, if configured.

@@ -846,6 +846,8 @@ fn check_config_refuses_unknown_keys_and_bad_values() {
     assert!(err.contains("s3://bucket/key"), "{err}");
     let relay = "\n[relay]\nallow = [\"https://gw.internal/v1/\"]\nca = \"/x.pem\"\n";
     assert_eq!(run(&format!("{good}{relay}networks = [\"10.0.0.0/8\"]\n")).0, Some(0));
+    let system_roots = "\n[relay]\nallow = [\"https://gw.internal/v1/\"]\n";
+    assert_eq!(run(&format!("{good}{system_roots}")).0, Some(0), "relay.ca is optional");
     let (code, err) = run(&format!("{good}{relay}networks = [\"10.0.0.0/33\"]\n"));
     assert_eq!(code, Some(2));
     assert!(err.contains("relay.networks"), "{err}");
