@@ -1208,3 +1208,85 @@ async fn an_enclave_that_never_answers_fails_closed_at_the_boot_deadline() {
     let p = start(&config);
     fails_closed(&c, p, "boot_failed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enclave_killed_mid_session_serves_no_signature() {
+    use parent_shim::grpc_bridge::pb;
+    let (c, config) = case("mid-session", 7, 7).await;
+    let mut p = start(&config);
+    let endpoint = grpc_endpoint(&p.wait_for("\"serving\""));
+    let client = c.tls.client("gateway").unwrap();
+    let mut api = tests::gateway_sim::connect(&endpoint, &c.tls.cert_pem(), &client).await.unwrap();
+    let accounts = tests::gateway_sim::load_accounts(&c.dir.0.join("shares")).unwrap();
+    let account = accounts.iter().find(|a| a.scheme == wire::Scheme::Ed25519).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let grant = tests::gateway::Grant::new(
+        account.scheme,
+        &account.account_id,
+        0x61,
+        b"interrupted",
+        now.as_secs() + 60,
+    );
+    let commit = api
+        .commit(pb::CommitRequest {
+            scheme: pb::Scheme::Ed25519 as i32,
+            account_id: grant.account_id.clone(),
+            session_id: grant.session_id.to_vec(),
+            message_sha256: grant.message_sha256.to_vec(),
+            expires_at_unix: grant.expires_at_unix,
+            authorization: grant.authorization.to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!commit.commitments.is_empty());
+    // Round 1 done; the enclave dies before round 2.
+    Command::new("kill").arg("-KILL").arg(p.enclave_pid().to_string()).status().unwrap();
+    p.wait_for("enclave_exited");
+    let e = api
+        .sign(pb::SignRequest {
+            session_id: grant.session_id.to_vec(),
+            signing_package: b"package".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+        ),
+        "{e:?}"
+    );
+    assert_eq!(p.exit_code(), Some(1));
+    no_secrets(&c, &p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_outside_the_allowlist_is_never_reached() {
+    let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
+    let gw = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
+    let (c, config) = case("events-refused", 7, 7).await;
+    std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
+    let base = gw.base();
+    // The measured configuration names /v1/events; the relay only allows /v2/.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[enclave]\n",
+        &format!(
+            "[enclave]\nevents_url = \"{base}/v1/events\"\nanswers_url = \"{base}/v1/answers\"\n"
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    append(
+        &config,
+        &format!(
+            "\n[relay]\nallow = [\"{base}/v2/\"]\nnetworks = [\"127.0.0.0/8\", \"::1/128\"]\nca = \"{}\"\n",
+            c.dir.0.join("gateway-ca.pem").display()
+        ),
+    );
+    let mut p = start(&config);
+    p.wait_for("\"serving\"");
+    let closed = p.wait_for("subscription closed");
+    assert!(closed.contains("NOT_ALLOWED"), "{closed}");
+    assert!(gw.requests().is_empty(), "{:?}", gw.requests());
+    no_secrets(&c, &p);
+}
