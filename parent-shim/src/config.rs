@@ -33,6 +33,18 @@ pub struct Config {
     pub relay: Option<RelayConfig>,
     /// The Prometheus endpoint; absent: none.
     pub metrics: Option<MetricsConfig>,
+    /// Where alerts are also sent; absent: logs and metrics only.
+    pub alerts: Option<AlertsConfig>,
+}
+
+/// The alert webhook.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// `https://host[:port]/path`: every alert is posted there as JSON.
+    pub webhook_url: String,
+    /// The CA of that server (PEM); absent: the system's roots.
+    pub ca: Option<PathBuf>,
 }
 
 /// The Prometheus endpoint.
@@ -482,6 +494,10 @@ impl Config {
                     .parse::<crate::https_relay::Network>()
                     .map_err(|e| ConfigError(format!("relay.networks: {e}")))?;
             }
+        }
+        if let Some(a) = &self.alerts {
+            crate::https_client::check_url(&a.webhook_url)
+                .map_err(|e| ConfigError(format!("alerts.webhook_url: {e}")))?;
         }
         if let Some(g) = &self.gateway {
             crate::https_client::check_url(&g.health_url)

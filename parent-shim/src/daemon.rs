@@ -95,6 +95,9 @@ pub fn emit(level: &str, event: &str, fields: serde_json::Value) {
             );
         }
     }
+    if event == "alert" {
+        crate::alert_webhook::send(&line);
+    }
     output(&line.to_string());
 }
 
@@ -219,7 +222,16 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             flush_interval: Duration::from_millis(cw.flush_interval_ms),
         });
     }
+    if let Some(a) = &config.alerts {
+        let ca = match &a.ca {
+            Some(path) => read_pem_certs(path, "alerts.ca")?,
+            None => system_roots()?,
+        };
+        let tls = https_client::client_tls(&ca, None).map_err(ConfigError)?;
+        crate::alert_webhook::start(&a.webhook_url, Arc::new(tls));
+    }
     let outcome = run_until_stopped(&config).await;
+    crate::alert_webhook::flush(Duration::from_secs(10)).await;
     cloudwatch_logs::flush(Duration::from_secs(10)).await;
     outcome
 }
@@ -424,13 +436,10 @@ async fn poll_status(link: Arc<EnclaveLink>, every: Duration, timeout: Duration)
 /// The relay's allowlist and TLS roots; without a `[relay]` section it refuses everything.
 fn relay_policy(config: &Config) -> Result<RelayPolicy, DaemonError> {
     use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
     let (allow, ca, timeout_ms, networks) = match &config.relay {
         Some(r) => {
             let ca: Vec<CertificateDer<'static>> = match &r.ca {
-                Some(path) => CertificateDer::pem_file_iter(path)
-                    .and_then(Iterator::collect)
-                    .map_err(|e| ConfigError(format!("relay.ca {}: {e}", path.display())))?,
+                Some(path) => read_pem_certs(path, "relay.ca")?,
                 None => system_roots()?,
             };
             let networks = r
@@ -449,6 +458,17 @@ fn relay_policy(config: &Config) -> Result<RelayPolicy, DaemonError> {
         tls: Arc::new(tls),
         timeout: Duration::from_millis(timeout_ms),
     })
+}
+
+/// The certificates in a PEM file; `what` names the setting in errors.
+fn read_pem_certs(
+    path: &Path,
+    what: &str,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, DaemonError> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect)
+        .map_err(|e| ConfigError(format!("{what} {}: {e}", path.display())).into())
 }
 
 /// The system's trusted roots (`/etc/ssl/certs` and the like, as `rustls-native-certs`

@@ -19,8 +19,9 @@
 //! * [`enclave_launcher`], starting and destroying the enclave: a local child process, or
 //!   `nitro-cli` in production.
 //!
-//! * [`metrics`], Prometheus text on a local port.
+//! * [`metrics`], Prometheus text on a local port; [`alert_webhook`], alerts to a URL.
 
+pub mod alert_webhook;
 pub mod attestation_verifier;
 pub mod aws_credentials;
 pub mod cloudwatch_logs;

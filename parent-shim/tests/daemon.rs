@@ -1290,3 +1290,30 @@ async fn an_event_stream_outside_the_allowlist_is_never_reached() {
     assert!(gw.requests().is_empty(), "{:?}", gw.requests());
     no_secrets(&c, &p);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_that_ends_a_run_reaches_the_webhook() {
+    let pager_ca = tests::tls_certs::Ca::new("pager CA").unwrap();
+    let pager = tests::gateway_health::HealthEndpoint::start(&pager_ca).await.unwrap();
+    let (c, config) = case("webhook", 7, 8).await;
+    std::fs::write(c.dir.0.join("pager-ca.pem"), pager_ca.cert_pem()).unwrap();
+    append(
+        &config,
+        &format!(
+            "\n[alerts]\nwebhook_url = \"{}\"\nca = \"{}\"\n",
+            pager.alerts_url(),
+            c.dir.0.join("pager-ca.pem").display()
+        ),
+    );
+    let p = start(&config);
+    fails_closed(&c, p, "AccessDeniedException");
+    // Delivered before the process exited.
+    let alerts = pager.reports();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["event"], "alert");
+    assert_eq!(alerts[0]["reason"], "boot_failed");
+    assert!(alerts[0]["error"].as_str().unwrap().contains("AccessDeniedException"));
+    assert!(
+        !serde_json::to_string(&alerts).unwrap().contains(&c.identity["AGE-SECRET-KEY-1".len()..])
+    );
+}

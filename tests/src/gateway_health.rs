@@ -138,6 +138,13 @@ impl HealthEndpoint {
         }
     }
 
+    /// The URL alerts go to (`https://localhost:PORT/v1/alerts`); they are recorded with
+    /// the reports.
+    #[must_use]
+    pub fn alerts_url(&self) -> String {
+        format!("https://localhost:{}/v1/alerts", self.addr.port())
+    }
+
     /// The URL to report to (`https://localhost:PORT/v1/nodes/health`).
     #[must_use]
     pub fn url(&self) -> String {
@@ -286,7 +293,9 @@ async fn record(
         }
         _ => {}
     }
-    let ok = req.method() == hyper::Method::POST && req.uri().path() == "/v1/nodes/health";
+    // Health reports and alerts (a webhook) are both recorded as they come.
+    let ok = req.method() == hyper::Method::POST
+        && matches!(req.uri().path(), "/v1/nodes/health" | "/v1/alerts");
     let body = req
         .into_body()
         .collect()
