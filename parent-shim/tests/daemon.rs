@@ -1317,3 +1317,71 @@ async fn the_alert_that_ends_a_run_reaches_the_webhook() {
         !serde_json::to_string(&alerts).unwrap().contains(&c.identity["AGE-SECRET-KEY-1".len()..])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_gateway_clients_beyond_the_cap_get_signatures_or_clean_refusals() {
+    use parent_shim::grpc_bridge::pb;
+    let (c, config) = case("load", 7, 7).await;
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[enclave]\n", "[enclave]\nsession_cap = 3\nmemory_budget_mib = 64\n");
+    std::fs::write(&config, text).unwrap();
+    let mut p = start(&config);
+    let endpoint = grpc_endpoint(&p.wait_for("\"serving\""));
+    let client = c.tls.client("gateway").unwrap();
+    let root = std::fs::read(c.dir.0.join("sim-ca/root.der")).unwrap();
+    let accounts = tests::gateway_sim::load_accounts(&c.dir.0.join("shares")).unwrap();
+    let mut api = tests::gateway_sim::connect(&endpoint, &c.tls.cert_pem(), &client).await.unwrap();
+    let key = tests::gateway_sim::attested_answer_key(&mut api, &root).await.unwrap();
+    let before = api.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
+
+    // Ten clients, three session slots, for a bounded time.
+    let until = Instant::now() + Duration::from_secs(4);
+    let mut tasks = Vec::new();
+    for n in 0..10u8 {
+        let (endpoint, ca, client) = (endpoint.clone(), c.tls.cert_pem(), client.clone());
+        let accounts = accounts.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut api = tests::gateway_sim::connect(&endpoint, &ca, &client).await.unwrap();
+            let (mut signed, mut refused, mut wrong) = (0, 0, Vec::new());
+            let mut i = 0u16;
+            while Instant::now() < until {
+                i += 1;
+                let account = &accounts[usize::from(i) % accounts.len()];
+                let mut id = [n; 16];
+                id[14..].copy_from_slice(&i.to_be_bytes());
+                let outcome = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    tests::gateway_sim::sign(&mut api, &key, account, id, b"load"),
+                )
+                .await;
+                match outcome {
+                    Ok(Ok(s)) if s.verified => signed += 1,
+                    Ok(Err(e)) if e.to_lowercase().contains("resource has been exhausted") => {
+                        refused += 1;
+                    }
+                    other => wrong.push(format!("{other:?}")),
+                }
+            }
+            (signed, refused, wrong)
+        }));
+    }
+    let (mut signed, mut refused) = (0, 0);
+    for t in tasks {
+        let (s, r, wrong) = t.await.unwrap();
+        assert!(wrong.is_empty(), "{wrong:?}");
+        signed += s;
+        refused += r;
+    }
+    assert!(signed > 0 && refused > 0, "signed {signed}, refused {refused}");
+    // Afterwards: no session left open, memory well inside the budget, the node serving.
+    let after = api.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
+    assert_eq!((after.sessions_in_use, after.session_cap), (0, 3));
+    assert_eq!(after.memory_budget, 64 << 20);
+    assert!(after.memory_peak < after.memory_budget / 100 * 70, "{after:?}");
+    assert!(!after.memory_watermark_alert);
+    assert!(after.memory_in_use <= before.memory_in_use + (2 << 20), "{before:?} -> {after:?}");
+    assert!(!p.seen.iter().any(|l| l.contains("\"alert\"")));
+    p.seen_or_wait_for("\"serving\"");
+    no_secrets(&c, &p);
+}
