@@ -663,7 +663,6 @@ async fn a_call_past_its_grpc_deadline_aborts_its_session_in_the_enclave() {
     let g = Grant::new(Scheme::Ed25519, "A0000000", 0x44, b"m", now_secs() + 60);
     let mut commit = tonic::Request::new(commit_request(&g));
     commit.set_timeout(Duration::from_millis(300));
-    let started = std::time::Instant::now();
     let e = api.commit(commit).await.unwrap_err();
     assert!(matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled), "{e:?}");
     let mut sign = tonic::Request::new(pb::SignRequest {
@@ -673,8 +672,8 @@ async fn a_call_past_its_grpc_deadline_aborts_its_session_in_the_enclave() {
     sign.set_timeout(Duration::from_millis(300));
     let e = api.sign(sign).await.unwrap_err();
     assert!(matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled), "{e:?}");
-    // What the enclave received: each request, then an abort for its session, well before
-    // the bridge's own 10 s limit.
+    // What the enclave received: each request, then an abort for its session, long before
+    // the bridge's own 10 s limit (each read below waits at most 5 s).
     let mut decoder: Box<wire::DefaultDecoder> = Box::default();
     let mut seen = Vec::new();
     while seen.len() < 4 {
@@ -696,16 +695,11 @@ async fn a_call_past_its_grpc_deadline_aborts_its_session_in_the_enclave() {
             });
         }
     }
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    assert_eq!(
-        seen,
-        [
-            ("commit", [0x44; 16]),
-            ("abort", [0x44; 16]),
-            ("sign", [0x45; 16]),
-            ("abort", [0x45; 16])
-        ]
-    );
+    // (The client gives up on its own clock, so the first abort may come after the sign.)
+    let at = |what: (&str, [u8; 16])| seen.iter().position(|s| *s == what).unwrap();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert!(at(("commit", [0x44; 16])) < at(("abort", [0x44; 16])), "{seen:?}");
+    assert!(at(("sign", [0x45; 16])) < at(("abort", [0x45; 16])), "{seen:?}");
 }
 
 #[test]
