@@ -562,15 +562,7 @@ impl Reply {
             }
             rpc => return rpc.encode_rpc_on(stream, buf, logs),
         };
-        result.unwrap_or_else(|e| {
-            logs.log(
-                LogLevel::Error,
-                "service",
-                "cannot encode a reply",
-                &[("error", &e.to_string())],
-            );
-            0
-        })
+        encoded(result, logs)
     }
 }
 
@@ -619,16 +611,16 @@ impl Reply {
             }
             Self::None | Self::Pong(_) | Self::Status | Self::Boot(_) => return 0,
         };
-        result.unwrap_or_else(|e| {
-            logs.log(
-                LogLevel::Error,
-                "service",
-                "cannot encode a reply",
-                &[("error", &e.to_string())],
-            );
-            0
-        })
+        encoded(result, logs)
     }
+}
+
+/// The frame's length, or 0 (nothing sent) with a log line if it could not be encoded.
+fn encoded(result: Result<usize, wire::EncodeError>, logs: &mut LogRing) -> usize {
+    result.unwrap_or_else(|e| {
+        logs.log(LogLevel::Error, "service", "cannot encode a reply", &[("error", &e.to_string())]);
+        0
+    })
 }
 
 fn wire_state(s: BootState) -> wire::BootState {

@@ -76,14 +76,7 @@ fn ours() -> frost_core::Identifier<frost_ed25519::Ed25519Sha512> {
 
 async fn e2e_session(api: &mut SignServiceClient<Channel>, prepared: &Prepared) -> Duration {
     let grant = &prepared.grant;
-    let request = pb::CommitRequest {
-        scheme: pb::Scheme::Ed25519 as i32,
-        account_id: grant.account_id.clone(),
-        session_id: grant.session_id.to_vec(),
-        message_sha256: grant.message_sha256.to_vec(),
-        expires_at_unix: grant.expires_at_unix,
-        authorization: grant.authorization.to_vec(),
-    };
+    let request = tests::gateway_sim::commit_request(grant);
     let started = Instant::now();
     let commit = api.commit(request).await.unwrap().into_inner();
     let mut spent = started.elapsed();

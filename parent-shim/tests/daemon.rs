@@ -853,19 +853,16 @@ fn check_config_refuses_unknown_keys_and_bad_values() {
     assert!(err.contains("relay.networks"), "{err}");
 }
 
-/// The gRPC endpoint a `serving` line announces.
-fn grpc_endpoint(serving: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(serving).unwrap();
-    format!("https://{}", v["listen"].as_str().unwrap())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[allow(clippy::too_many_lines)] // one node's life, read top to bottom
-async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay() {
-    use tests::gateway_sim::{Via, event_round, refusal};
+/// A case whose enclave subscribes to the session events of a gateway endpoint (its
+/// `/v1/events`, answers to `/v1/answers`), with a relay allowing that endpoint's
+/// `allowed_path` prefix on loopback.
+async fn with_session_events(
+    name: &str,
+    allowed_path: &str,
+) -> (tests::gateway_health::HealthEndpoint, Case, PathBuf) {
     let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
     let gw = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
-    let (c, config) = case("events", 7, 7).await;
+    let (c, config) = case(name, 7, 7).await;
     std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
     let base = gw.base();
     let text = std::fs::read_to_string(&config).unwrap().replace(
@@ -878,10 +875,25 @@ async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay(
     append(
         &config,
         &format!(
-            "\n[relay]\nallow = [\"{base}/v1/\"]\nnetworks = [\"127.0.0.0/8\", \"::1/128\"]\nca = \"{}\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\nstatus_interval_secs = 1\n",
+            "\n[relay]\nallow = [\"{base}{allowed_path}\"]\nnetworks = [\"127.0.0.0/8\", \"::1/128\"]\nca = \"{}\"\n",
             c.dir.0.join("gateway-ca.pem").display()
         ),
     );
+    (gw, c, config)
+}
+
+/// The gRPC endpoint a `serving` line announces.
+fn grpc_endpoint(serving: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(serving).unwrap();
+    format!("https://{}", v["listen"].as_str().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one node's life, read top to bottom
+async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay() {
+    use tests::gateway_sim::{Via, event_round, refusal};
+    let (gw, c, config) = with_session_events("events", "/v1/").await;
+    append(&config, "\n[metrics]\nlisten = \"127.0.0.1:0\"\nstatus_interval_secs = 1\n");
     // The enclave's first subscription breaks after two events: the relay resumes it.
     gw.cut_next_connection_after(2);
     let mut p = start(&config);
@@ -1227,18 +1239,7 @@ async fn the_enclave_killed_mid_session_serves_no_signature() {
         b"interrupted",
         now.as_secs() + 60,
     );
-    let commit = api
-        .commit(pb::CommitRequest {
-            scheme: pb::Scheme::Ed25519 as i32,
-            account_id: grant.account_id.clone(),
-            session_id: grant.session_id.to_vec(),
-            message_sha256: grant.message_sha256.to_vec(),
-            expires_at_unix: grant.expires_at_unix,
-            authorization: grant.authorization.to_vec(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let commit = api.commit(tests::gateway_sim::commit_request(&grant)).await.unwrap().into_inner();
     assert!(!commit.commitments.is_empty());
     // Round 1 done; the enclave dies before round 2.
     Command::new("kill").arg("-KILL").arg(p.enclave_pid().to_string()).status().unwrap();
@@ -1263,26 +1264,8 @@ async fn the_enclave_killed_mid_session_serves_no_signature() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_stream_outside_the_allowlist_is_never_reached() {
-    let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
-    let gw = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
-    let (c, config) = case("events-refused", 7, 7).await;
-    std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
-    let base = gw.base();
     // The measured configuration names /v1/events; the relay only allows /v2/.
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "[enclave]\n",
-        &format!(
-            "[enclave]\nevents_url = \"{base}/v1/events\"\nanswers_url = \"{base}/v1/answers\"\n"
-        ),
-    );
-    std::fs::write(&config, text).unwrap();
-    append(
-        &config,
-        &format!(
-            "\n[relay]\nallow = [\"{base}/v2/\"]\nnetworks = [\"127.0.0.0/8\", \"::1/128\"]\nca = \"{}\"\n",
-            c.dir.0.join("gateway-ca.pem").display()
-        ),
-    );
+    let (gw, c, config) = with_session_events("events-refused", "/v2/").await;
     let mut p = start(&config);
     p.wait_for("\"serving\"");
     let closed = p.wait_for("subscription closed");

@@ -21,6 +21,7 @@ use parent_shim::enclave_link::{self, EnclaveLink, LinkError};
 use parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient;
 use parent_shim::grpc_bridge::{self, Bridge, pb};
 use tests::gateway::{self as gw, Grant};
+use tests::gateway_sim::commit_request;
 use tests::share_gen::{GenConfig, SchemeChoice, files};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -199,24 +200,6 @@ async fn connect(
         .connect()
         .await?;
     Ok(SignServiceClient::new(channel))
-}
-
-fn pb_scheme(s: Scheme) -> i32 {
-    match s {
-        Scheme::Ed25519 => pb::Scheme::Ed25519 as i32,
-        Scheme::Secp256k1Tr => pb::Scheme::Secp256k1Tr as i32,
-    }
-}
-
-fn commit_request(g: &Grant) -> pb::CommitRequest {
-    pb::CommitRequest {
-        scheme: pb_scheme(g.scheme),
-        account_id: g.account_id.clone(),
-        session_id: g.session_id.to_vec(),
-        message_sha256: g.message_sha256.to_vec(),
-        expires_at_unix: g.expires_at_unix,
-        authorization: g.authorization.to_vec(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

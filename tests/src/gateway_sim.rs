@@ -148,6 +148,28 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// The gRPC scheme value of a wire scheme.
+#[must_use]
+pub fn pb_scheme(scheme: Scheme) -> i32 {
+    match scheme {
+        Scheme::Ed25519 => pb::Scheme::Ed25519 as i32,
+        Scheme::Secp256k1Tr => pb::Scheme::Secp256k1Tr as i32,
+    }
+}
+
+/// The gRPC round-1 request carrying `grant`.
+#[must_use]
+pub fn commit_request(grant: &Grant) -> pb::CommitRequest {
+    pb::CommitRequest {
+        scheme: pb_scheme(grant.scheme),
+        account_id: grant.account_id.clone(),
+        session_id: grant.session_id.to_vec(),
+        message_sha256: grant.message_sha256.to_vec(),
+        expires_at_unix: grant.expires_at_unix,
+        authorization: grant.authorization.to_vec(),
+    }
+}
+
 /// One session: grant, round 1, the other party's round 1, package, round 2, aggregate,
 /// verify. `session_id` must be fresh.
 pub async fn sign(
@@ -311,17 +333,7 @@ async fn sign_with<C: Ciphersuite>(
     let mut grant = Grant::new(account.scheme, &account.account_id, 0, message, now_secs() + 60);
     grant.session_id = session_id;
     grant.sign_with(&crate::gateway::gateway());
-    let request = pb::CommitRequest {
-        scheme: match account.scheme {
-            Scheme::Ed25519 => pb::Scheme::Ed25519,
-            Scheme::Secp256k1Tr => pb::Scheme::Secp256k1Tr,
-        } as i32,
-        account_id: account.account_id.clone(),
-        session_id: session_id.to_vec(),
-        message_sha256: grant.message_sha256.to_vec(),
-        expires_at_unix: grant.expires_at_unix,
-        authorization: grant.authorization.to_vec(),
-    };
+    let request = commit_request(&grant);
     let c = api.commit(request).await?;
     let mut buf = [0u8; signed::COMMIT_ANSWER_MAX];
     let n = signed::commit_answer(&grant.grant(), &c.commitments, &mut buf)
