@@ -337,17 +337,6 @@ pub fn run<N: Nsm>(
                     reply.encode(stream, &mut frame_buf, &machine, &mem, sessions, started, logs);
                 out.extend_from_slice(&frame_buf[..written]);
             }
-            // Answer now rather than after another `poll`: the socket is almost always
-            // writable, and a request's round trip is one system call shorter.
-            if let Some(conn) = &mut control
-                && !out.is_empty()
-            {
-                match conn.write(&out) {
-                    Ok(n) => drop(out.drain(..n)),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => control = None,
-                }
-            }
         }
     }
 }
