@@ -987,8 +987,15 @@ async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay(
     let deadline = Instant::now() + Duration::from_secs(30);
     let metrics = loop {
         let text = scrape(&address);
-        // The status poll runs every second: wait for its first figures.
-        if text.contains("signservice_session_cap 256") || Instant::now() > deadline {
+        // The status poll runs every second: wait for its first figures; and the relay
+        // counts a post when the gateway's answer to it is back, just after the gateway
+        // recorded it.
+        let posted = format!(
+            "signservice_relay_requests_total{{kind=\"post\",outcome=\"ok\"}} {published}\n"
+        );
+        if (text.contains("signservice_session_cap 256") && text.contains(&posted))
+            || Instant::now() > deadline
+        {
             break text;
         }
         std::thread::sleep(Duration::from_millis(200));
