@@ -186,12 +186,6 @@ impl SessionEvents {
         self.backoff = FIRST_BACKOFF;
     }
 
-    /// The id after which a re-opened subscription resumes.
-    #[must_use]
-    pub fn last_id(&self) -> &str {
-        &self.last_id
-    }
-
     /// Where the answer to event `id` goes.
     #[must_use]
     pub fn answer_url(&self, id: &str) -> String {

@@ -248,7 +248,7 @@ async fn run_until_stopped(config: &Config) -> Result<(), DaemonError> {
                 "metrics_listening",
                 json!({"listen": listener.local_addr().map(|a| a.to_string()).unwrap_or_default()}),
             );
-            Some(AbortOnDrop(tokio::spawn(crate::metrics::serve(listener))))
+            Some(TaskGuard(tokio::spawn(crate::metrics::serve(listener))))
         }
         None => None,
     };
@@ -259,9 +259,9 @@ async fn run_until_stopped(config: &Config) -> Result<(), DaemonError> {
 }
 
 /// Ends a background task with the scope that owns it.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+struct TaskGuard(tokio::task::JoinHandle<()>);
 
-impl Drop for AbortOnDrop {
+impl Drop for TaskGuard {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -381,7 +381,7 @@ async fn boot_and_serve(
     );
     let _status = config.metrics.as_ref().map(|m| {
         let every = Duration::from_secs(m.status_interval_secs.max(1));
-        AbortOnDrop(tokio::spawn(poll_status(Arc::clone(&link), every, call_timeout)))
+        TaskGuard(tokio::spawn(poll_status(Arc::clone(&link), every, call_timeout)))
     });
     crate::metrics::boot_state("serving");
     let bridge = Bridge::new(link, record, call_timeout);
@@ -484,22 +484,20 @@ fn system_roots() -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, Daem
 
 /// The gateway's report target, if configured.
 fn health_target(config: &Config) -> Result<Option<(HealthTarget, Duration)>, DaemonError> {
+    use rustls_pki_types::PrivateKeyDer;
     use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let Some(g) = &config.gateway else { return Ok(None) };
     let bad = |p: &Path, e: &dyn fmt::Display| {
         DaemonError::Config(ConfigError(format!("{}: {e}", p.display())))
     };
-    let certs = |p: &Path| -> Result<Vec<CertificateDer<'static>>, DaemonError> {
-        CertificateDer::pem_file_iter(p).and_then(Iterator::collect).map_err(|e| bad(p, &e))
-    };
     let client = match (&g.client_cert, &g.client_key) {
-        (Some(c), Some(k)) => {
-            Some((certs(c)?, PrivateKeyDer::from_pem_file(k).map_err(|e| bad(k, &e))?))
-        }
+        (Some(c), Some(k)) => Some((
+            read_pem_certs(c, "gateway.client_cert")?,
+            PrivateKeyDer::from_pem_file(k).map_err(|e| bad(k, &e))?,
+        )),
         _ => None,
     };
-    let tls = https_client::client_tls(&certs(&g.ca)?, client)
+    let tls = https_client::client_tls(&read_pem_certs(&g.ca, "gateway.ca")?, client)
         .map_err(|e| DaemonError::Config(ConfigError(e)))?;
     Ok(Some((
         HealthTarget { url: g.health_url.clone(), tls: Arc::new(tls) },
@@ -706,16 +704,13 @@ fn read_root(path: &Path) -> Result<Vec<u8>, DaemonError> {
 }
 
 fn tls_config(config: &Config) -> Result<rustls::ServerConfig, DaemonError> {
+    use rustls_pki_types::PrivateKeyDer;
     use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let g = &config.grpc;
-    let certs = |p: &Path| -> Result<Vec<CertificateDer<'static>>, DaemonError> {
-        CertificateDer::pem_file_iter(p)
-            .and_then(Iterator::collect)
-            .map_err(|e| DaemonError::Config(ConfigError(format!("{}: {e}", p.display()))))
-    };
     let key = PrivateKeyDer::from_pem_file(&g.key)
         .map_err(|e| DaemonError::Config(ConfigError(format!("{}: {e}", g.key.display()))))?;
-    grpc_bridge::mtls_config(certs(&g.cert)?, key, &certs(&g.client_ca)?, &g.client_allowlist)
+    let cert = read_pem_certs(&g.cert, "grpc.cert")?;
+    let client_ca = read_pem_certs(&g.client_ca, "grpc.client_ca")?;
+    grpc_bridge::mtls_config(cert, key, &client_ca, &g.client_allowlist)
         .map_err(|e| DaemonError::Config(ConfigError(e)))
 }

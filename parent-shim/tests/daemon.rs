@@ -340,6 +340,12 @@ fn append(config: &Path, section: &str) {
     std::fs::write(config, text + section).unwrap();
 }
 
+/// Edits the config file in place: every `from` becomes `to`.
+fn replace_in(config: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, text.replace(from, to)).unwrap();
+}
+
 /// Moves the case's inputs into S3 (moto on loopback) and points the config there, with the
 /// account count left to the share object's `accounts` metadata.
 async fn via_s3(c: &Case, config: &Path, moto: &MotoServer, upload_share_file: bool) {
@@ -865,13 +871,13 @@ async fn with_session_events(
     let (c, config) = case(name, 7, 7).await;
     std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
     let base = gw.base();
-    let text = std::fs::read_to_string(&config).unwrap().replace(
+    replace_in(
+        &config,
         "[enclave]\n",
         &format!(
             "[enclave]\nevents_url = \"{base}/v1/events\"\nanswers_url = \"{base}/v1/answers\"\n"
         ),
     );
-    std::fs::write(&config, text).unwrap();
     append(
         &config,
         &format!(
@@ -1053,10 +1059,7 @@ fn scrape(address: &str) -> String {
 async fn an_enclave_over_its_memory_budget_fails_closed() {
     let (c, config) = case_with("memory", 7, 7, 6000).await;
     // 6,000 accounts need about 1 MiB of store; the enclave is given 1 MiB in all.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[enclave]\n", "[enclave]\nmemory_budget_mib = 1\n");
-    std::fs::write(&config, text).unwrap();
+    replace_in(&config, "[enclave]\n", "[enclave]\nmemory_budget_mib = 1\n");
     let p = start(&config);
     fails_closed(&c, p, "OUT_OF_MEMORY");
 }
@@ -1153,10 +1156,7 @@ async fn the_parent_restarts_while_the_gateway_keeps_calling() {
     let (c, config) = case("restart", 7, 7).await;
     // A fixed port, as in production: the gateway calls the same address throughout.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
-    std::fs::write(&config, text).unwrap();
+    replace_in(&config, "listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
     let mut first = start(&config);
     first.wait_for("\"serving\"");
     let stop = Arc::new(AtomicBool::new(false));
@@ -1202,10 +1202,11 @@ async fn an_attestation_with_other_pcrs_is_refused_before_kms_is_asked() {
         format!("{{\"PCR0\": \"{}\"}}", hex::encode([8u8; 48])),
     )
     .unwrap();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[attestation]\n", &format!("[attestation]\nexpected_pcrs = \"{d}/pcrs.json\"\n"));
-    std::fs::write(&config, text).unwrap();
+    replace_in(
+        &config,
+        "[attestation]\n",
+        &format!("[attestation]\nexpected_pcrs = \"{d}/pcrs.json\"\n"),
+    );
     let p = start(&config);
     fails_closed(&c, p, "PCR0");
     assert!(!c.kms.log().iter().any(|l| l.starts_with("Decrypt")), "{:?}", c.kms.log());
@@ -1218,11 +1219,8 @@ async fn an_enclave_that_never_answers_fails_closed_at_the_boot_deadline() {
     let silent = c.dir.0.join("silent-enclave");
     std::fs::write(&silent, "#!/bin/sh\nexec sleep 600\n").unwrap();
     std::fs::set_permissions(&silent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(&enclave_binary().display().to_string(), &silent.display().to_string())
-        .replace("boot_deadline_secs = 60", "boot_deadline_secs = 2");
-    std::fs::write(&config, text).unwrap();
+    replace_in(&config, &enclave_binary().display().to_string(), &silent.display().to_string());
+    replace_in(&config, "boot_deadline_secs = 60", "boot_deadline_secs = 2");
     // It would sleep for 10 minutes: only the deadline ends this boot (and kills it).
     let p = start(&config);
     fails_closed(&c, p, "boot_failed");
@@ -1312,10 +1310,7 @@ async fn the_alert_that_ends_a_run_reaches_the_webhook() {
 async fn many_gateway_clients_beyond_the_cap_get_signatures_or_clean_refusals() {
     use parent_shim::grpc_bridge::pb;
     let (c, config) = case("load", 7, 7).await;
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[enclave]\n", "[enclave]\nsession_cap = 3\nmemory_budget_mib = 64\n");
-    std::fs::write(&config, text).unwrap();
+    replace_in(&config, "[enclave]\n", "[enclave]\nsession_cap = 3\nmemory_budget_mib = 64\n");
     let mut p = start(&config);
     let endpoint = grpc_endpoint(&p.wait_for("\"serving\""));
     let client = c.tls.client("gateway").unwrap();

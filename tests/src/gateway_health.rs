@@ -247,6 +247,11 @@ fn event_stream(feed: Arc<Feed>, after: &str) -> Body {
     ChannelBody(rx).boxed()
 }
 
+/// A request's whole body (empty if it broke off).
+async fn body_of(req: Request<Incoming>) -> Bytes {
+    req.into_body().collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default()
+}
+
 async fn record(
     reports: Arc<Mutex<Vec<serde_json::Value>>>,
     seen: Arc<Mutex<Vec<String>>>,
@@ -269,17 +274,16 @@ async fn record(
         }
         ("POST", "/v1/answers") => {
             let id = req.uri().query().and_then(|q| q.strip_prefix("event=")).map(str::to_owned);
-            let body = req.into_body().collect().await.map(http_body_util::Collected::to_bytes);
+            let body = body_of(req).await;
             let Some(id) = id else {
                 return Ok(reply(StatusCode::BAD_REQUEST, "text/plain", b"no event id".to_vec()));
             };
-            feed.with(|f| f.answers.push((id, body.unwrap_or_default().to_vec())));
+            feed.with(|f| f.answers.push((id, body.to_vec())));
             return Ok(reply(StatusCode::NO_CONTENT, "text/plain", Vec::new()));
         }
         ("POST", "/v1/echo") => {
             let ct = header("content-type");
-            let body = req.into_body().collect().await.map(http_body_util::Collected::to_bytes);
-            return Ok(reply(StatusCode::CREATED, &ct, body.unwrap_or_default().to_vec()));
+            return Ok(reply(StatusCode::CREATED, &ct, body_of(req).await.to_vec()));
         }
         ("POST", "/v1/redirect") => {
             // Points outside the relay's allowlist: the relay must not follow.
@@ -296,12 +300,7 @@ async fn record(
     // Health reports and alerts (a webhook) are both recorded as they come.
     let ok = req.method() == hyper::Method::POST
         && matches!(req.uri().path(), "/v1/nodes/health" | "/v1/alerts");
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(http_body_util::Collected::to_bytes)
-        .unwrap_or_default();
+    let body = body_of(req).await;
     let status = match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(v) if ok => {
             if let Ok(mut r) = reports.lock() {
