@@ -103,7 +103,11 @@ pub fn emit(level: &str, event: &str, fields: serde_json::Value) {
 
 /// Prints a log line and ships it.
 fn output(line: &str) {
-    println!("{line}");
+    // Holding stdout's lock across both keeps the two streams in the same order when
+    // several tasks log at once (the enclave's lines, an alert, the link supervisor).
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
     cloudwatch_logs::ship(line);
 }
 

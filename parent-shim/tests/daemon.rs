@@ -1256,11 +1256,14 @@ async fn the_enclave_killed_mid_session_serves_no_signature() {
         })
         .await
         .unwrap_err();
+    // Refused by the bridge (UNAVAILABLE), or the server already going away with the parent.
+    let going_away = e.code() == tonic::Code::Internal && e.message().contains("h2 protocol error");
     assert!(
-        matches!(
-            e.code(),
-            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
-        ),
+        going_away
+            || matches!(
+                e.code(),
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+            ),
         "{e:?}"
     );
     assert_eq!(p.exit_code(), Some(1));
