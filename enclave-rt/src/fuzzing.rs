@@ -54,13 +54,13 @@ pub fn fuzz_age(data: &[u8]) {
 }
 
 /// What a scan produced: the entries' fields, and the error if any.
-type ScanResult = (Vec<(String, String)>, Result<u64, JsonError>);
+type ScanResult = (Vec<(String, Vec<u8>)>, Result<u64, JsonError>);
 
 fn scan(data: &[u8], cut: usize) -> ScanResult {
     let mut entries = Vec::new();
     let mut scanner = ShareScanner::new(true);
     let mut on_entry = |_pos, e: crate::share_json::Entry<'_>| -> Result<(), JsonError> {
-        entries.push((e.account_id.to_owned(), e.share.to_owned()));
+        entries.push((e.account_id.to_owned(), e.share.to_vec()));
         Ok(())
     };
     let (a, b) = data.split_at(cut.min(data.len()));

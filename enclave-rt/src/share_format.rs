@@ -89,11 +89,11 @@ pub fn check_account_id(id: &str) -> Result<(), FieldError> {
 }
 
 /// Decodes and checks a `share` string into `out`; returns the decoded length.
-pub fn decode_share(b64: &str, out: &mut [u8; DECODE_BUF]) -> Result<usize, FieldError> {
+pub fn decode_share(b64: &[u8], out: &mut [u8; DECODE_BUF]) -> Result<usize, FieldError> {
     if b64.len() > SHARE_B64_MAX {
         return Err(FieldError::ShareTooLong);
     }
-    let len = decode_base64_ct(b64.as_bytes(), out).ok_or(FieldError::ShareBadBase64)?;
+    let len = decode_base64_ct(b64, out).ok_or(FieldError::ShareBadBase64)?;
     check_envelope(&out[..len])?;
     Ok(len)
 }
@@ -143,18 +143,21 @@ pub fn decode_base64_ct(src: &[u8], out: &mut [u8; DECODE_BUF]) -> Option<usize>
         _ => 0,
     };
     // Pack eight sextets (two groups) at a time in a u64: pairs into 12-bit lanes, then
-    // quads into 24-bit lanes, each written out big-endian.
-    for (src, dst) in sextets.chunks_exact(8).zip(out.chunks_exact_mut(6)) {
+    // quads into 24-bit lanes, joined into 48 bits and written big-endian with one 8-byte
+    // store; the two bytes it writes past its 6 are overwritten by the next word's store
+    // (the last word's are cut off), which halves the packing's instructions.
+    for (k, src) in sextets.chunks_exact(8).enumerate() {
         let mut x = [0u8; 8];
         x.copy_from_slice(src);
         let x = u64::from_le_bytes(x);
         let pairs = ((x & 0x00ff_00ff_00ff_00ff) << 6) | ((x >> 8) & 0x00ff_00ff_00ff_00ff);
         let quads =
             ((pairs & 0x0000_ffff_0000_ffff) << 12) | ((pairs >> 16) & 0x0000_ffff_0000_ffff);
-        let lo = (quads & 0xff_ffff) as u32;
-        let hi = ((quads >> 32) & 0xff_ffff) as u32;
-        dst[..3].copy_from_slice(&lo.to_be_bytes()[1..]);
-        dst[3..].copy_from_slice(&hi.to_be_bytes()[1..]);
+        let word = (((quads & 0xff_ffff) << 40) | ((quads >> 32) << 16)).to_be_bytes();
+        match out.get_mut(6 * k..6 * k + 8) {
+            Some(dst) => dst.copy_from_slice(&word),
+            None => out[6 * k..6 * k + 6].copy_from_slice(&word[..6]),
+        }
     }
     wipe(&mut chars);
     wipe(&mut sextets);
