@@ -78,6 +78,9 @@ pub fn run<N: Nsm>(
     let mut decoder: Box<DefaultDecoder> = Box::default();
     let mut out: Vec<u8> = Vec::new();
     let mut log_pending: Vec<u8> = Vec::new();
+    // Whether part of `log_pending` went out on a connection that is gone: its rest would
+    // be the middle of a frame to the next connection, so it is dropped instead.
+    let mut log_partial = false;
     let mut frame_buf = vec![0u8; wire::MAX_FRAME_LEN];
     let mut engine: Option<SigningEngine<rand_core::OsRng>> = None;
     let mut events = config.events.clone().map(SessionEvents::new);
@@ -126,35 +129,33 @@ pub fn run<N: Nsm>(
             && let Some(frame) = logs.pop_frame()
         {
             log_pending = frame;
+            log_partial = false;
         }
         if machine.state() == BootState::Failed && out.is_empty() {
             flush_logs(&mut log_conn, &mut log_pending, logs);
             return Ok(Exit::BootFailed);
         }
+        // The listeners stay in the poll set while their connection is up: a parent whose
+        // connection broke without the enclave seeing it close (a half-open vsock) connects
+        // again, and the newer connection replaces the older at once instead of waiting in
+        // the listen queue until the parent's deadline. Only the parent can connect, and it
+        // already holds the one connection, so replacing it grants nothing new.
         let mut fds = Vec::with_capacity(4);
-        let control_slot = match &control {
-            Some(c) => {
-                let mut ev = PollFlags::POLLIN;
-                if !out.is_empty() {
-                    ev |= PollFlags::POLLOUT;
-                }
-                fds.push(PollFd::new(c.as_fd(), ev));
-                0
+        fds.push(PollFd::new(control_listener.as_fd(), PollFlags::POLLIN));
+        fds.push(PollFd::new(log_listener.as_fd(), PollFlags::POLLIN));
+        let control_slot = control.as_ref().map(|c| {
+            let mut ev = PollFlags::POLLIN;
+            if !out.is_empty() {
+                ev |= PollFlags::POLLOUT;
             }
-            None => {
-                fds.push(PollFd::new(control_listener.as_fd(), PollFlags::POLLIN));
-                0
-            }
-        };
-        let log_slot = fds.len();
-        match &log_conn {
-            Some(l) => {
-                let ev =
-                    if log_pending.is_empty() { PollFlags::empty() } else { PollFlags::POLLOUT };
-                fds.push(PollFd::new(l.as_fd(), ev | PollFlags::POLLIN));
-            }
-            None => fds.push(PollFd::new(log_listener.as_fd(), PollFlags::POLLIN)),
-        }
+            fds.push(PollFd::new(c.as_fd(), ev));
+            fds.len() - 1
+        });
+        let log_slot = log_conn.as_ref().map(|l| {
+            let ev = if log_pending.is_empty() { PollFlags::empty() } else { PollFlags::POLLOUT };
+            fds.push(PollFd::new(l.as_fd(), ev | PollFlags::POLLIN));
+            fds.len() - 1
+        });
         // With sessions open, wake up once a second to wipe the expired ones; with a
         // subscription to re-open, when its back-off ends.
         let mut wake = match &engine {
@@ -170,40 +171,57 @@ pub fn run<N: Nsm>(
             PollTimeout::from(ms)
         });
         poll(&mut fds, timeout).map_err(io::Error::from)?;
-        let ready = |i: usize| fds[i].revents().unwrap_or(PollFlags::empty());
+        let ready =
+            |i: Option<usize>| i.and_then(|i| fds[i].revents()).unwrap_or(PollFlags::empty());
+        let (control_accept, log_accept) = (ready(Some(0)), ready(Some(1)));
         let (control_ready, log_ready) = (ready(control_slot), ready(log_slot));
         drop(fds);
 
-        // Logs: accept the parent's connection, write what is pending, notice a hang-up.
-        match &mut log_conn {
-            None if log_ready.contains(PollFlags::POLLIN) => {
-                log_conn = log_listener.accept()?;
+        // Logs: accept the parent's connection (a newer one replaces the older), write what
+        // is pending, notice a hang-up.
+        if log_accept.contains(PollFlags::POLLIN)
+            && let Some(conn) = log_listener.accept()?
+        {
+            log_conn = Some(conn);
+            if log_partial {
+                log_pending.clear();
             }
-            Some(conn) => {
-                if log_ready.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
-                    log_conn = None;
-                } else if log_ready.contains(PollFlags::POLLOUT) {
-                    match conn.write(&log_pending) {
-                        Ok(n) => drop(log_pending.drain(..n)),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => log_conn = None,
+        } else if let Some(conn) = &mut log_conn {
+            if log_ready.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                log_conn = None;
+            } else if log_ready.contains(PollFlags::POLLOUT) {
+                match conn.write(&log_pending) {
+                    Ok(n) => {
+                        log_pending.drain(..n);
+                        log_partial = n > 0 && !log_pending.is_empty();
                     }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => log_conn = None,
                 }
             }
-            None => {}
         }
 
-        // Control: accept, read frames and handle them, write answers.
-        let Some(conn) = &mut control else {
-            if control_ready.contains(PollFlags::POLLIN) {
-                control = control_listener.accept()?;
-                *decoder = DefaultDecoder::default();
-                out.clear();
-                if let Some(ev) = &mut events {
-                    ev.parent_reconnected();
-                }
-                logs.log(LogLevel::Info, "service", "parent connected", &[]);
+        // Control: accept (a newer connection replaces the older: answers still owed on
+        // the old one are dropped with it, as when it closes), read frames and handle
+        // them, write answers.
+        if control_accept.contains(PollFlags::POLLIN)
+            && let Some(conn) = control_listener.accept()?
+        {
+            let what = if control.is_some() {
+                "parent reconnected: the previous connection is closed"
+            } else {
+                "parent connected"
+            };
+            control = Some(conn);
+            *decoder = DefaultDecoder::default();
+            out.clear();
+            if let Some(ev) = &mut events {
+                ev.parent_reconnected();
             }
+            logs.log(LogLevel::Info, "service", what, &[]);
+            continue;
+        }
+        let Some(conn) = &mut control else {
             continue;
         };
         if control_ready.contains(PollFlags::POLLOUT) && !out.is_empty() {

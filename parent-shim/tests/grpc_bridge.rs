@@ -592,8 +592,8 @@ async fn a_lost_enclave_connection_comes_back_only_as_the_same_attested_instance
     let (other_control, _) = start_enclave_with(&other.0, 8, 0);
     let (other_client, _) =
         boot_enclave(&other_control, &st.dir.0.join("shares"), &st.root_der, 0).await;
-    // (It serves one control connection at a time: the booting one leaves.)
-    other_client.close().await;
+    // The booting connection stays open: the supervisor's newer one replaces it.
+    let _booting = other_client;
     let (task, _) = supervise(&st, other_control, Duration::from_secs(10));
     st.link.client().unwrap().close().await;
     let why = tokio::time::timeout(Duration::from_secs(20), task).await.unwrap().unwrap();
@@ -608,8 +608,7 @@ async fn a_lost_enclave_connection_comes_back_only_as_the_same_attested_instance
     let (third_control, _) = start_enclave_with(&third.0, 8, 9);
     let (third_client, _) =
         boot_enclave(&third_control, &st.dir.0.join("shares"), &st.root_der, 9).await;
-    // (It serves one control connection at a time: the booting one leaves.)
-    third_client.close().await;
+    let _booting = third_client;
     let (task, _) = supervise(&st, third_control, Duration::from_secs(10));
     let why = tokio::time::timeout(Duration::from_secs(20), task).await.unwrap().unwrap();
     assert!(matches!(why, LinkError::Attestation(_)), "{why:?}");
@@ -619,6 +618,73 @@ async fn a_lost_enclave_connection_comes_back_only_as_the_same_attested_instance
     let why = tokio::time::timeout(Duration::from_secs(20), task).await.unwrap().unwrap();
     assert!(matches!(why, LinkError::Unreachable(_)), "{why:?}");
     assert_eq!(health(st.port, &st.ca).await, ServingStatus::NotServing);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_enclave_connection_replaces_one_the_enclave_still_holds() {
+    // The parent lost its connection on its side only (half-open: the enclave never saw it
+    // close) and connects again. The enclave answers the new connection at once, instead of
+    // leaving it in the listen queue behind the old one, and closes the old.
+    let st = stack("replace", 8).await;
+    let old = st.link.client().unwrap();
+    assert!(old.is_open());
+    let stream = tokio::net::UnixStream::connect(&st.control).await.unwrap();
+    let (new, _unsolicited) = EnclaveClient::new(stream);
+    let ping = wire::Message::Ping(wire::Ping { nonce: 42 });
+    let reply = new.call(&ping, Duration::from_secs(30)).await.unwrap();
+    assert!(matches!(reply.message().unwrap(), wire::Message::Pong(p) if p.nonce == 42));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while old.is_open() {
+        assert!(std::time::Instant::now() < deadline, "the old connection was not closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = old.call(&ping, Duration::from_secs(5)).await.unwrap_err();
+    assert!(matches!(refused, parent_shim::enclave_client::ClientError::Disconnected));
+    // Still the same booted instance behind the new connection: it serves sessions.
+    let status = new
+        .call(&wire::Message::StatusRequest(wire::StatusRequest {}), Duration::from_secs(30))
+        .await
+        .unwrap();
+    match status.message().unwrap() {
+        wire::Message::Status(s) => assert_eq!(s.accounts, 4),
+        other => panic!("expected a status, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_log_connection_replaces_one_the_enclave_still_holds() {
+    use tokio::io::AsyncReadExt;
+    let st = stack("logs-replace", 8).await;
+    let logs = st.dir.0.join("logs.sock");
+    // A log connection the parent no longer reads (its side is gone), then a new one.
+    let mut old = tokio::net::UnixStream::connect(&logs).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut new = tokio::net::UnixStream::connect(&logs).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Something to log: a control connection replacing the bridge's.
+    let _control = tokio::net::UnixStream::connect(&st.control).await.unwrap();
+    let mut decoder: Box<wire::DefaultDecoder> = Box::default();
+    let mut seen = false;
+    while !seen {
+        let n = tokio::time::timeout(Duration::from_secs(30), new.read(decoder.read_buf()))
+            .await
+            .expect("no log line on the new connection")
+            .unwrap();
+        assert_ne!(n, 0, "the new log connection was closed");
+        decoder.commit(n);
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            match frame.message().unwrap() {
+                wire::Message::Log(l) => seen |= l.message.starts_with("parent reconnected"),
+                other => panic!("expected log frames only, got {other:?}"),
+            }
+        }
+    }
+    // The old connection was closed when the new one came.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), old.read_to_end(&mut rest))
+        .await
+        .expect("the old log connection is still open")
+        .unwrap();
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
