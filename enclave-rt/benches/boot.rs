@@ -108,6 +108,8 @@ fn main() {
     drop(store);
     if args.iter().any(|a| a == "--stages") {
         stages(&keys, &file);
+        println!("{:<28} {ours_s:.3} s", "+ store (the whole load)");
+        first_touch(store_bytes as usize);
         return;
     }
     if args.iter().any(|a| a == "--only-ours") {
@@ -254,6 +256,29 @@ fn stages(keys: &common::Keys, file: &[u8]) {
             })
             .unwrap();
     });
+}
+
+/// What writing the store's bytes costs by itself: once into fresh memory (each 4 KiB page
+/// faulted in and zeroed by the kernel on first touch), then again into the same memory, in
+/// 146-byte records as the loader appends them. The difference is the page-fault cost any
+/// loader pays for a store of this size on this machine.
+fn first_touch(bytes: usize) {
+    let record = [0x5au8; 146];
+    let fill = |buf: &mut [u8]| {
+        for r in buf.chunks_exact_mut(record.len()) {
+            r.copy_from_slice(&record);
+        }
+        black_box(&*buf);
+    };
+    let start = Instant::now();
+    let mut buf = vec![0u8; bytes];
+    fill(&mut buf);
+    let fresh = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    fill(&mut buf);
+    let again = start.elapsed().as_secs_f64();
+    println!("{:<28} {fresh:.3} s", "store-size first touch");
+    println!("{:<28} {again:.3} s", "store-size write again");
 }
 
 fn mib(b: usize) -> f64 {
