@@ -180,10 +180,15 @@ pub fn fuzz_signing(data: &[u8]) {
         }
     };
     // Round 2 on arbitrary signing package bytes, in a real session.
-    let mut share = vec![1u8, scheme as u8];
-    share.extend_from_slice(&vector_key_package(scheme));
+    let mut envelope = vec![1u8, scheme as u8];
+    envelope.extend_from_slice(&vector_key_package(scheme));
+    let mut stored = [0u8; crate::share_format::STORED_MAX];
+    let Some(len) = crate::share_format::stored_form(&envelope, &mut stored) else {
+        unreachable!("the vector key package is well framed");
+    };
+    let share = &stored[..len];
     let store = ShareStoreBuilder::new(1, 3 + share.len() as u64, 1 << 20)
-        .and_then(|mut b| b.insert("F", &share, 0, 0).and_then(|()| b.finish()));
+        .and_then(|mut b| b.insert("F", share, 0, 0).and_then(|()| b.finish()));
     let Ok(store) = store else {
         unreachable!("a one-account store builds");
     };

@@ -15,6 +15,18 @@
 //! canonical `min_signers` of at least 2). Curve points and scalars are decoded when a
 //! session first uses the share: decoding two points per account would cost more than the
 //! whole decryption of the file (about 20 us per account, measured in `bench boot`).
+//!
+//! The store keeps a share in its *stored form* ([`stored_form`]), only what signing needs:
+//!
+//! ```text
+//! scheme (1) || identifier (32) || signing share (32) || verifying key (P)
+//!            || min_signers (2, little-endian)
+//! ```
+//!
+//! 99 bytes for Ed25519 and 100 for secp256k1-tr, instead of the envelope's 136/138: the
+//! version and the ciphersuite header are implied by the scheme, and the verifying share
+//! (the signing share times the base point) is derived again when a session decodes the
+//! share, which is cheaper than validating the stored point was.
 
 use core::fmt;
 
@@ -33,6 +45,8 @@ pub const SHARE_B64_MAX: usize = SHARE_MAX.div_ceil(3) * 4;
 const SEXTET_BUF: usize = SHARE_B64_MAX.div_ceil(8) * 8;
 /// Size of the buffer [`decode_share`] writes: 6 bytes per 8-character word.
 pub const DECODE_BUF: usize = SEXTET_BUF / 8 * 6;
+/// Longest stored form of a share ([`stored_form`]): secp256k1-tr's.
+pub const STORED_MAX: usize = 1 + 32 + 32 + 33 + 2;
 /// Shortest decoded share (Ed25519 with a one-byte `min_signers`).
 pub const SHARE_MIN: usize = 2 + 5 + 32 + 32 + 32 + 32 + 1;
 /// Shortest `share` string.
@@ -94,7 +108,7 @@ pub fn decode_share(b64: &[u8], out: &mut [u8; DECODE_BUF]) -> Result<usize, Fie
         return Err(FieldError::ShareTooLong);
     }
     let len = decode_base64_ct(b64, out).ok_or(FieldError::ShareBadBase64)?;
-    check_envelope(&out[..len])?;
+    parse_envelope(&out[..len])?;
     Ok(len)
 }
 
@@ -172,10 +186,59 @@ fn wipe(buf: &mut [u8; SEXTET_BUF]) {
     core::hint::black_box(&*buf);
 }
 
-/// The scheme of a decoded, checked share.
+/// The scheme of a share in its stored form.
 #[must_use]
-pub fn scheme_of(share: &[u8]) -> Option<Scheme> {
-    share.get(1).and_then(|&b| Scheme::from_u8(b))
+pub fn scheme_of(stored: &[u8]) -> Option<Scheme> {
+    stored.first().and_then(|&b| Scheme::from_u8(b))
+}
+
+/// A stored share's fields (see the module documentation). No `Debug`: it holds a secret.
+pub struct StoredShare<'a> {
+    /// The signature scheme.
+    pub scheme: Scheme,
+    /// The participant's FROST identifier (a serialized scalar).
+    pub identifier: &'a [u8],
+    /// The participant's signing share (a serialized scalar). Secret.
+    pub signing_share: &'a [u8],
+    /// The group's verifying key (a serialized point).
+    pub verifying_key: &'a [u8],
+    /// The threshold.
+    pub min_signers: u16,
+}
+
+/// Splits a stored share into its fields, or `None` if it is not one.
+#[must_use]
+pub fn parse_stored(stored: &[u8]) -> Option<StoredShare<'_>> {
+    let scheme = scheme_of(stored)?;
+    let (_, point_len) = ciphersuite_header(scheme);
+    if stored.len() != 1 + 32 + 32 + point_len + 2 {
+        return None;
+    }
+    let (identifier, rest) = stored[1..].split_at(32);
+    let (signing_share, rest) = rest.split_at(32);
+    let (verifying_key, min_signers) = rest.split_at(point_len);
+    Some(StoredShare {
+        scheme,
+        identifier,
+        signing_share,
+        verifying_key,
+        min_signers: u16::from_le_bytes([min_signers[0], min_signers[1]]),
+    })
+}
+
+/// Writes the stored form of a decoded share that [`decode_share`] accepted into `out`;
+/// returns its length, or `None` if `envelope` is not a checked envelope.
+pub fn stored_form(envelope: &[u8], out: &mut [u8; STORED_MAX]) -> Option<usize> {
+    let (scheme, package, min_signers) = parse_envelope(envelope).ok()?;
+    let (header, point_len) = ciphersuite_header(scheme);
+    // Key package after its header: identifier, signing share, verifying share, key.
+    let body = package.get(header.len()..)?;
+    let len = 1 + 32 + 32 + point_len + 2;
+    out[0] = scheme as u8;
+    out[1..65].copy_from_slice(body.get(..64)?);
+    out[65..65 + point_len].copy_from_slice(body.get(64 + point_len..64 + 2 * point_len)?);
+    out[65 + point_len..len].copy_from_slice(&min_signers.to_le_bytes());
+    Some(len)
 }
 
 /// Ciphersuite header bytes frost-core writes for each scheme (the CRC-32 of the
@@ -187,7 +250,8 @@ fn ciphersuite_header(scheme: Scheme) -> ([u8; 5], usize) {
     }
 }
 
-fn check_envelope(share: &[u8]) -> Result<(), FieldError> {
+/// `(scheme, key package, min_signers)` of a well-framed envelope.
+fn parse_envelope(share: &[u8]) -> Result<(Scheme, &[u8], u16), FieldError> {
     let (&version, rest) = share.split_first().ok_or(FieldError::ShareUnsupportedVersion)?;
     if version != FORMAT_VERSION {
         return Err(FieldError::ShareUnsupportedVersion);
@@ -203,7 +267,7 @@ fn check_envelope(share: &[u8]) -> Result<(), FieldError> {
     if min_signers < 2 {
         return Err(FieldError::ShareBadKeyPackage);
     }
-    Ok(())
+    Ok((scheme, package, min_signers))
 }
 
 /// A canonical LEB128 `u16` filling all of `bytes` (postcard's varint), or `None`.

@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 use crate::age_decryptor::{AgeDecryptor, AgeError, SEALED_CHUNK_LEN, StreamError};
 use crate::age_header::VERSION_LINE;
 use crate::age_identity::Identity;
-use crate::share_format::{self, ACCOUNT_ID_MAX, DECODE_BUF, SHARE_B64_MIN, SHARE_MAX};
+use crate::share_format::{self, ACCOUNT_ID_MAX, DECODE_BUF, FieldError, STORED_MAX};
 use crate::share_json::{Entry, EntryPos, JsonError, JsonErrorKind, ShareScanner};
 use crate::share_store::{ShareStore, ShareStoreBuilder, StoreError};
 
@@ -156,11 +156,11 @@ pub fn plaintext_bound(total_len: u64) -> u64 {
 /// `announced` accounts (0 = unknown). See the module documentation.
 pub fn plan_capacity(total_len: u64, announced: u64) -> Result<(u64, u64), LoadError> {
     let plain = plaintext_bound(total_len);
-    // Plaintext each entry needs besides its id: JSON overhead, the shortest share, a comma;
-    // and the store bytes that the shortest share string can decode to.
-    let per_entry_plain = ENTRY_JSON_OVERHEAD + SHARE_B64_MIN as u64 + 1;
-    let per_entry_store = 2 + (SHARE_B64_MIN as u64 / 4) * 3;
-    let max_record = (2 + ACCOUNT_ID_MAX + SHARE_MAX) as u64;
+    // Plaintext each entry needs besides its id: JSON overhead, the shortest share, a comma.
+    let per_entry_plain = ENTRY_JSON_OVERHEAD + share_format::SHARE_B64_MIN as u64 + 1;
+    // Every share's stored form is 99 or 100 bytes, whatever the length of its string.
+    let per_entry_store = (2 + STORED_MAX) as u64;
+    let max_record = (2 + ACCOUNT_ID_MAX + STORED_MAX) as u64;
     if announced == 0 {
         let entries = (plain + 1) / (per_entry_plain + 1);
         // Each entry stores fewer bytes than its JSON takes, so the plaintext bounds the total.
@@ -230,9 +230,10 @@ impl<I: Borrow<Identity>> ShareLoader<I> {
             return Err(LoadError::TooMuchInput { total_len: self.total_len });
         }
         let scanner = &mut self.scanner;
-        let mut share = Zeroizing::new([0u8; DECODE_BUF]);
-        let mut sink =
-            |plain: &[u8]| scanner.feed(plain, &mut |i, e| insert(store, &mut share, i, &e));
+        let (mut share, mut stored) = scratch();
+        let mut sink = |plain: &[u8]| {
+            scanner.feed(plain, &mut |i, e| insert(store, &mut share, &mut stored, i, &e))
+        };
         self.decryptor.feed(piece, &mut sink).map_err(LoadError::from)
     }
 
@@ -246,9 +247,10 @@ impl<I: Borrow<Identity>> ShareLoader<I> {
             });
         }
         let scanner = &mut self.scanner;
-        let mut share = Zeroizing::new([0u8; DECODE_BUF]);
-        let mut sink =
-            |plain: &[u8]| scanner.feed(plain, &mut |i, e| insert(&mut store, &mut share, i, &e));
+        let (mut share, mut stored) = scratch();
+        let mut sink = |plain: &[u8]| {
+            scanner.feed(plain, &mut |i, e| insert(&mut store, &mut share, &mut stored, i, &e))
+        };
         self.decryptor.finish(&mut sink).map_err(LoadError::from)?;
         let found = self.scanner.finish()?;
         if self.announced != 0 && found != self.announced {
@@ -274,20 +276,30 @@ fn store_error(error: StoreError, current: Option<EntryPos>) -> LoadError {
     LoadError::Store { error, entry, offset }
 }
 
+/// The buffers one share passes through: decoded envelope, then stored form. Wiped on drop.
+fn scratch() -> (Zeroizing<[u8; DECODE_BUF]>, Zeroizing<[u8; STORED_MAX]>) {
+    (Zeroizing::new([0u8; DECODE_BUF]), Zeroizing::new([0u8; STORED_MAX]))
+}
+
 fn insert(
     store: &mut ShareStoreBuilder,
     share: &mut [u8; DECODE_BUF],
+    stored: &mut [u8; STORED_MAX],
     pos: EntryPos,
     entry: &Entry<'_>,
 ) -> Result<(), LoadError> {
-    let len = share_format::decode_share(entry.share, share).map_err(|e| {
+    let field_error = |e| {
         LoadError::Json(JsonError {
             kind: JsonErrorKind::Field(e),
             offset: pos.offset,
             entry: Some(pos.index),
         })
-    })?;
+    };
+    let len = share_format::decode_share(entry.share, share).map_err(field_error)?;
+    // `decode_share` accepted the envelope, so it has a stored form.
+    let stored_len = share_format::stored_form(&share[..len], stored)
+        .ok_or(field_error(FieldError::ShareBadKeyPackage))?;
     store
-        .insert(entry.account_id, &share[..len], pos.index, pos.offset)
+        .insert(entry.account_id, &stored[..stored_len], pos.index, pos.offset)
         .map_err(|error| store_error(error, Some(pos)))
 }

@@ -2,13 +2,14 @@
 //!
 //! Layout, two allocations made up front and nothing after:
 //! - `data`: the records back to back, each `id_len (1) || share_len (1) || id || share`;
-//!   the share is the decoded envelope (`share_format`), so no base64 is kept.
+//!   the share is in its stored form (`share_format::stored_form`: 99 bytes for Ed25519,
+//!   100 for secp256k1-tr), so neither base64 nor anything signing does not need is kept.
 //! - `slots`: an open-addressing index (linear probing, load at most 3/4) of `u64`s, each
 //!   `hash tag (32 bits) << 32 | record offset + 1` (0 = empty). The tag makes a probe
 //!   touch `data` only when the account almost surely matches.
 //!
-//! Memory per account is `2 + id + share + 8 / load`, about 157 bytes for an 8-character id
-//! and an Ed25519 key package (136 bytes); `cargo xtask bench boot` prints the measured
+//! Memory per account is `2 + id + share + 8 / load`, about 120 bytes for an 8-character id
+//! and an Ed25519 share (99 bytes stored); `cargo xtask bench boot` prints the measured
 //! figure. The hash is SipHash-1-3 with a random key per store (std's `RandomState`), so a
 //! crafted file cannot aim collisions at a known key. Lookups allocate nothing.
 //!
@@ -21,7 +22,7 @@ use std::hash::{BuildHasher, RandomState};
 use wire::Scheme;
 use zeroize::Zeroize;
 
-use crate::share_format::{self, ACCOUNT_ID_MAX, SHARE_MAX};
+use crate::share_format::{self, ACCOUNT_ID_MAX, STORED_MAX};
 
 /// Why the store refused an allocation or an insert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,11 +70,11 @@ impl fmt::Display for StoreError {
     }
 }
 
-/// A share as stored: its scheme and the decoded envelope bytes. No `Debug`: it is secret.
+/// A share as stored: its scheme and its stored form. No `Debug`: it is secret.
 pub struct ShareRef<'a> {
     /// The signature scheme.
     pub scheme: Scheme,
-    /// Version byte, scheme byte and the FROST key package, as in `docs/share-format.md`.
+    /// The stored form (`share_format::stored_form`; split by `share_format::parse_stored`).
     pub bytes: &'a [u8],
 }
 
@@ -244,7 +245,7 @@ impl ShareStoreBuilder {
     }
 
     /// Adds one account: entry `entry` of the file, whose `{` is at `plaintext_offset`.
-    /// `share` is the decoded, checked envelope.
+    /// `share` is the checked share's stored form.
     pub fn insert(
         &mut self,
         account_id: &str,
@@ -257,7 +258,7 @@ impl ShareStoreBuilder {
         else {
             return Err(StoreError::Full); // unreachable after share_format's checks
         };
-        if id.len() > ACCOUNT_ID_MAX || share.len() > SHARE_MAX {
+        if id.len() > ACCOUNT_ID_MAX || share.len() > STORED_MAX {
             return Err(StoreError::Full);
         }
         let store = &mut self.store;

@@ -122,7 +122,7 @@ fn a_full_boot_reaches_serving_and_reports_the_load() {
     assert_eq!((report.memory_in_use, report.memory_budget), (123, 1 << 30));
     let store = m.store().unwrap();
     for (id, share) in &fx.accounts {
-        assert_eq!(store.get(id).unwrap().bytes, &share[..]);
+        assert_eq!(store.get(id).unwrap().bytes, common::stored(share));
     }
 }
 

@@ -109,7 +109,11 @@ fn full<C: Ciphersuite>(
     let grant = Grant::new(scheme, account, session, message, T0 + 60);
     let now = Now { unix_micros: T0 * 1_000_000 };
     let ours = engine.commit(now, &grant.request(), store).unwrap();
-    let ours_id = party::identifier::<C>(&store.get(account).unwrap().bytes[2..]);
+    let stored = store.get(account).unwrap();
+    let ours_id = frost_core::Identifier::<C>::deserialize(
+        enclave_rt::share_format::parse_stored(stored.bytes).unwrap().identifier,
+    )
+    .unwrap();
     let (nonces, their_c, kp) = party::round1::<C>(theirs, u64::from(session));
     let package = party::package::<C>(
         &[(ours_id, ours.commitments), (*kp.identifier(), their_c.serialize().unwrap())],

@@ -24,7 +24,7 @@ fn loads_every_account_and_each_lookup_returns_its_own_share() {
             let f = encrypt(&k, &json(small));
             let (store, _) = load(&k, &f, 40, CONFIG, 1).unwrap();
             for (id, share) in small {
-                assert_eq!(store.get(id).unwrap().bytes, &share[..]);
+                assert_eq!(store.get(id).unwrap().bytes, common::stored(share));
             }
             continue;
         }
@@ -34,7 +34,7 @@ fn loads_every_account_and_each_lookup_returns_its_own_share() {
         for (id, share) in &accounts {
             let got = store.get(id).unwrap();
             assert_eq!(got.scheme, Scheme::Ed25519);
-            assert_eq!(got.bytes, &share[..]);
+            assert_eq!(got.bytes, common::stored(share));
         }
         assert!(store.get("A9999999").is_none());
         assert!(store.get("").is_none());
@@ -47,9 +47,11 @@ fn the_store_is_sized_tightly_from_the_announced_count() {
     let (store, stats) = load_plain(&json(&accounts), 2_000).unwrap();
     let used = store.used_record_bytes();
     let per_account = stats.store_bytes as f64 / 2_000.0;
-    // 2 + 8 + 136 record bytes and an index at load <= 3/4 of 8-byte slots.
-    assert_eq!(used, 2_000 * (2 + 8 + 136));
-    assert!(per_account < 146.0 + 11.0 + 3.0, "{per_account} bytes per account");
+    // 2 + 8 + 99 record bytes (an Ed25519 share's stored form, not its 136-byte envelope),
+    // one byte reserved for a secp256k1-tr share's longer key, and an index at load <= 3/4
+    // of 8-byte slots.
+    assert_eq!(used, 2_000 * (2 + 8 + 99));
+    assert!(per_account < 110.0 + 11.0 + 1.0, "{per_account} bytes per account");
     // Unknown count: still loads, with a looser reservation.
     let (store2, stats2) = load_plain(&json(&accounts), 0).unwrap();
     assert_eq!(store2.len(), 2_000);
@@ -69,17 +71,34 @@ fn pretty_printed_files_and_both_schemes_load() {
     }
     let (store, _) = load_plain(&json_pretty(&entries), 6).unwrap();
     for (id, share) in &entries {
-        assert_eq!(store.get(id).unwrap().bytes, &share[..]);
+        assert_eq!(store.get(id).unwrap().bytes, common::stored(share));
     }
-    // What the store keeps is exactly what the frost crates read back.
+    // What the store keeps is what the frost crates read from the key package, less the
+    // verifying share, which is the signing share times the base point (so a session can
+    // derive it: checked here against the dealer's).
     let got = store.get("ed-1").unwrap();
     assert_eq!(got.scheme, Scheme::Ed25519);
-    let kp = frost_ed25519::keys::KeyPackage::deserialize(&got.bytes[2..]).unwrap();
-    assert_eq!(kp.serialize().unwrap(), ed[1]);
+    assert_eq!(got.bytes.len(), 99);
+    same_as_key_package::<frost_ed25519::Ed25519Sha512>(got.bytes, &ed[1]);
     let got = store.get("tr:2.x_Y").unwrap();
     assert_eq!(got.scheme, Scheme::Secp256k1Tr);
-    let kp = frost_secp256k1_tr::keys::KeyPackage::deserialize(&got.bytes[2..]).unwrap();
-    assert_eq!(kp.serialize().unwrap(), tr[2]);
+    assert_eq!(got.bytes.len(), 100);
+    same_as_key_package::<frost_secp256k1_tr::Secp256K1Sha256TR>(got.bytes, &tr[2]);
+}
+
+/// A stored share against the key package it came from, and what a session decodes from it
+/// (the verifying share derived by the curve's fixed-base multiplication) against frost's
+/// own decoding of the whole package.
+fn same_as_key_package<C: enclave_rt::signing_engine::BaseMul>(stored: &[u8], key_package: &[u8]) {
+    use frost_core::keys::{KeyPackage, VerifyingShare};
+    let kp = KeyPackage::<C>::deserialize(key_package).unwrap();
+    let parts = enclave_rt::share_format::parse_stored(stored).unwrap();
+    assert_eq!(parts.identifier, kp.identifier().serialize());
+    assert_eq!(parts.signing_share, kp.signing_share().serialize());
+    assert_eq!(parts.verifying_key, kp.verifying_key().serialize().unwrap());
+    assert_eq!(parts.min_signers, *kp.min_signers());
+    assert_eq!(VerifyingShare::from(*kp.signing_share()), *kp.verifying_share());
+    assert!(enclave_rt::signing_engine::decode_stored_share::<C>(stored).unwrap() == kp);
 }
 
 #[test]
@@ -88,7 +107,7 @@ fn a_store_of_100k_accounts() {
     let (store, stats) = load_plain(&json(&accounts), 100_000).unwrap();
     assert_eq!(stats.accounts, 100_000);
     for (id, share) in accounts.iter().step_by(7) {
-        assert_eq!(store.get(id).unwrap().bytes, &share[..]);
+        assert_eq!(store.get(id).unwrap().bytes, common::stored(share));
     }
     println!(
         "100k accounts: {} store bytes, {:.1} per account",

@@ -619,13 +619,13 @@ fn the_replay_window_is_bounded_and_frees_expired_grants() {
 
 #[test]
 fn a_corrupt_stored_share_is_an_internal_error() {
-    // A key package whose framing passes the loader but whose point does not decode.
+    // A key package whose framing passes the loader but whose group key does not decode.
     let set = signing::key_set(Scheme::Ed25519, 2, 2, 1);
     let mut kp = set.key_packages[0].clone();
-    // The verifying share (after 5 header + 32 identifier + 32 signing share bytes): a
-    // y-coordinate that is not on the curve.
-    kp[69..101].copy_from_slice(&[0xff; 32]);
-    kp[100] = 0x7f;
+    // The verifying key (after 5 header + 32 identifier + 32 signing share + 32 verifying
+    // share bytes): a y-coordinate that is not on the curve.
+    kp[101..133].copy_from_slice(&[0xff; 32]);
+    kp[132] = 0x7f;
     let store = signing::store(&[("X".into(), Scheme::Ed25519, kp)]);
     let mut engine = signing::engine(10, signing::config());
     let g = Grant::new(Scheme::Ed25519, "X", 1, b"m", T0 + 60);

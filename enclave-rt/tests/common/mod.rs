@@ -71,6 +71,24 @@ pub fn envelope(scheme: u8, key_package: &[u8]) -> Vec<u8> {
     v
 }
 
+/// What the store keeps of a well-framed envelope (`docs/share-format.md`, "In memory"),
+/// laid out here from the documented layout: scheme, identifier, signing share, verifying
+/// key, `min_signers` as a little-endian u16.
+pub fn stored(envelope: &[u8]) -> Vec<u8> {
+    let scheme = envelope[1];
+    let point = if scheme == ED25519 { 32 } else { 33 };
+    let body = &envelope[2 + 5..]; // after the version, scheme and ciphersuite header bytes
+    let mut v = vec![scheme];
+    v.extend_from_slice(&body[..64]);
+    v.extend_from_slice(&body[64 + point..64 + 2 * point]);
+    let min_signers = body[64 + 2 * point..]
+        .iter()
+        .enumerate()
+        .fold(0u16, |m, (i, b)| m | (u16::from(b & 0x7f) << (7 * i)));
+    v.extend_from_slice(&min_signers.to_le_bytes());
+    v
+}
+
 pub fn b64(bytes: &[u8]) -> String {
     let mut buf = vec![0u8; bytes.len().div_ceil(3) * 4];
     Base64::encode(bytes, &mut buf).unwrap().to_owned()
