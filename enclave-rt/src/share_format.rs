@@ -23,7 +23,7 @@
 //!            || min_signers (2, little-endian)
 //! ```
 //!
-//! 99 bytes for Ed25519 and 100 for secp256k1-tr, instead of the envelope's 136/138: the
+//! 99 bytes for Ed25519 and 100 for secp256k1-tr, instead of the envelope's 136-140: the
 //! version and the ciphersuite header are implied by the scheme, and the verifying share
 //! (the signing share times the base point) is derived again when a session decodes the
 //! share, which is cheaper than validating the stored point was.

@@ -1057,8 +1057,9 @@ fn scrape(address: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enclave_over_its_memory_budget_fails_closed() {
-    let (c, config) = case_with("memory", 7, 7, 6000).await;
-    // 6,000 accounts need about 1 MiB of store; the enclave is given 1 MiB in all.
+    let (c, config) = case_with("memory", 7, 7, 9000).await;
+    // 9,000 accounts need about 1.09 MB of store (121 bytes each); the enclave is given
+    // 1 MiB in all, so the store's one allocation is refused.
     replace_in(&config, "[enclave]\n", "[enclave]\nmemory_budget_mib = 1\n");
     let p = start(&config);
     fails_closed(&c, p, "OUT_OF_MEMORY");
