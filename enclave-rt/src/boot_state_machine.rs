@@ -12,7 +12,9 @@
 //! ```
 //!
 //! [`TRANSITIONS`] is that table as data: the code dispatches on it, and the tests check
-//! every (state, message) pair against it. Time and memory figures come in through
+//! every (state, message) pair against it. One exit is outside the table: the event loop
+//! fails a boot that has just loaded but whose signing engine does not fit the memory
+//! budget ([`BootMachine::fail_after_load`], `OUT_OF_MEMORY` sent instead of `Loaded`). Time and memory figures come in through
 //! [`Context`]; the machine reads no clock and does no I/O.
 
 use core::fmt;
@@ -252,6 +254,18 @@ impl<N: Nsm> BootMachine<N> {
             }
             Err(failure) => Some(self.fail(failure)),
         }
+    }
+
+    /// Ends a boot that loaded but cannot serve, such as when the signing engine's tables
+    /// do not fit the memory budget: enters `Failed` (the store and every key are dropped
+    /// and wiped) and returns the `BootFailed` to send instead of `Loaded`. `None` unless
+    /// the machine has just reached `Serving`.
+    pub fn fail_after_load(
+        &mut self,
+        reason: BootFailReason,
+        detail: impl fmt::Display,
+    ) -> Option<BootOutput> {
+        (self.state == BootState::Serving).then(|| self.fail(BootFailure::new(reason, detail)))
     }
 
     /// Enters `Failed`: drops every secret (each type wipes itself on drop).

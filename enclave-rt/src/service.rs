@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use wire::{
-    AbortResponse, BootFailed, CommitResponse, DefaultDecoder, Flags, HttpPost, Loaded, LogLevel,
-    Message, Pong, RpcError, RpcErrorCode, SignResponse, Status,
+    AbortResponse, BootFailReason, BootFailed, CommitResponse, DefaultDecoder, Flags, HttpPost,
+    Loaded, LogLevel, Message, Pong, RpcError, RpcErrorCode, SignResponse, Status,
 };
 
 use crate::boot_state_machine::{BootMachine, BootOutput, BootState, Context, Nsm};
@@ -26,7 +26,9 @@ use crate::budget_allocator::{MemoryStats, WATERMARK_PERCENT};
 use crate::log_ring::LogRing;
 use crate::session_events::{self, EventsConfig, SessionEvents};
 use crate::share_loader::LoaderConfig;
-use crate::signing_engine::{CommitAnswer, EngineConfig, Now, SignAnswer, SigningEngine};
+use crate::signing_engine::{
+    CommitAnswer, EngineConfig, EngineError, Now, SignAnswer, SigningEngine,
+};
 use crate::transport::{Address, Listener, Stream};
 
 /// What the service needs to know.
@@ -302,12 +304,21 @@ pub fn run<N: Nsm>(
                     Ok(m) if crate::boot_state_machine::boot_input(&m).is_some() => {
                         match machine.handle(&m, &ctx) {
                             None => Reply::None,
-                            Some(o) => {
-                                if matches!(o, BootOutput::Loaded(_)) {
-                                    engine = start_engine(&mut machine, config.engine, logs);
+                            Some(BootOutput::Loaded(report)) => {
+                                match start_engine(&mut machine, config.engine, logs) {
+                                    Ok(e) => {
+                                        engine = e;
+                                        Reply::Boot(BootOutput::Loaded(report))
+                                    }
+                                    // Loaded but unable to serve: the boot fails, named.
+                                    Err(e) => Reply::Boot(
+                                        machine
+                                            .fail_after_load(BootFailReason::OUT_OF_MEMORY, e)
+                                            .unwrap_or(BootOutput::Loaded(report)),
+                                    ),
                                 }
-                                Reply::Boot(o)
                             }
+                            Some(o) => Reply::Boot(o),
                         }
                     }
                     Ok(
@@ -365,8 +376,10 @@ fn start_engine<N: Nsm>(
     machine: &mut BootMachine<N>,
     config: EngineConfig,
     logs: &mut LogRing,
-) -> Option<SigningEngine<rand_core::OsRng>> {
-    let key = machine.take_answer_key()?;
+) -> Result<Option<SigningEngine<rand_core::OsRng>>, EngineError> {
+    let Some(key) = machine.take_answer_key() else {
+        return Ok(None);
+    };
     match SigningEngine::new(config, key, rand_core::OsRng) {
         Ok(engine) => {
             logs.log(
@@ -375,8 +388,9 @@ fn start_engine<N: Nsm>(
                 "signing engine ready",
                 &[("session_cap", &engine.session_cap().to_string())],
             );
-            Some(engine)
+            Ok(Some(engine))
         }
+        Err(e @ EngineError::TablesOutOfMemory) => Err(e),
         Err(e) => {
             logs.log(
                 LogLevel::Error,
@@ -384,7 +398,7 @@ fn start_engine<N: Nsm>(
                 "signing engine refused",
                 &[("error", &e.to_string())],
             );
-            None
+            Ok(None)
         }
     }
 }

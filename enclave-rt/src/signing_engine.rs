@@ -93,6 +93,9 @@ pub enum EngineError {
     BadAuthorization,
     /// The gateway key in the configuration is not a valid Ed25519 key (or a weak one).
     BadGatewayKey,
+    /// The session table and replay window the configuration asks for do not fit the
+    /// memory budget.
+    TablesOutOfMemory,
     /// The grant has expired.
     GrantExpired,
     /// The grant claims a validity longer than the configured maximum.
@@ -156,9 +159,10 @@ impl EngineError {
             | Self::CommitmentMissing
             | Self::CommitmentMismatch
             | Self::SchemeFailure => RpcErrorCode::INVALID_ARGUMENT,
-            Self::BadGatewayKey | Self::ShareUnusable | Self::AnswerTooLarge => {
-                RpcErrorCode::INTERNAL
-            }
+            Self::BadGatewayKey
+            | Self::TablesOutOfMemory
+            | Self::ShareUnusable
+            | Self::AnswerTooLarge => RpcErrorCode::INTERNAL,
         }
     }
 }
@@ -168,6 +172,9 @@ impl fmt::Display for EngineError {
         f.write_str(match self {
             Self::BadAuthorization => "the authorization does not verify under the gateway key",
             Self::BadGatewayKey => "the configured gateway key is not a valid Ed25519 key",
+            Self::TablesOutOfMemory => {
+                "the session table and replay window do not fit the memory budget"
+            }
             Self::GrantExpired => "the authorization has expired",
             Self::GrantTooLong => "the authorization's validity exceeds the configured maximum",
             Self::Replayed => "this session id was already granted (replay)",
@@ -484,16 +491,27 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
     pub fn new(config: EngineConfig, answer_key: AnswerKey, rng: R) -> Result<Self, EngineError> {
         let gateway_key = check_gateway_key(&config.gateway_key)?;
         let cap = config.session_cap.max(1);
+        // Fallible: capacities come from the configuration, and an allocation over the
+        // budget must be a named error, not an abort.
+        let oom = |_| EngineError::TablesOutOfMemory;
+        let mut ids = Vec::new();
+        ids.try_reserve_exact(cap).map_err(oom)?;
+        ids.resize(cap, [0u8; 16]);
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(cap).map_err(oom)?;
+        slots.resize_with(cap, || None);
+        let mut granted = HashMap::new();
+        // Twice the window, so removals never make the map grow (it rehashes in place).
+        granted.try_reserve(config.replay_window.saturating_mul(2)).map_err(oom)?;
         Ok(Self {
             config,
             gateway_key,
             answer_key,
             rng,
-            ids: vec![[0u8; 16]; cap].into_boxed_slice(),
-            slots: (0..cap).map(|_| None).collect(),
+            ids: ids.into_boxed_slice(),
+            slots: slots.into_boxed_slice(),
             in_use: 0,
-            // Twice the window, so removals never make the map grow (it rehashes in place).
-            granted: HashMap::with_capacity(config.replay_window.saturating_mul(2)),
+            granted,
             last_purge_secs: 0,
         })
     }

@@ -126,6 +126,26 @@ fn a_full_boot_reaches_serving_and_reports_the_load() {
     }
 }
 
+#[test]
+fn a_loaded_boot_that_cannot_serve_fails_and_drops_the_store() {
+    let fx = fixture(20);
+    let (mut m, nsm) = machine();
+    // Only right after loading: in any other state there is nothing to fail this way.
+    assert!(m.fail_after_load(BootFailReason::OUT_OF_MEMORY, "engine").is_none());
+    unseal(&mut m, &nsm, &fx.identity_text);
+    let out = send_file(&mut m, &fx.file, 20);
+    assert!(matches!(out, Some(BootOutput::Loaded(_))), "{out:?}");
+    assert!(m.store().is_some());
+    let Some(BootOutput::Failed(f)) = m.fail_after_load(BootFailReason::OUT_OF_MEMORY, "engine")
+    else {
+        panic!("no failure");
+    };
+    assert_eq!((f.reason, f.detail.as_str()), (BootFailReason::OUT_OF_MEMORY, "engine"));
+    assert_eq!(m.state(), BootState::Failed);
+    assert!(m.store().is_none());
+    assert!(m.take_answer_key().is_none());
+}
+
 /// Drives a fresh machine into `state` (one of the non-terminal ones).
 fn machine_in(state: BootState, fx: &Fixture) -> BootMachine<RecordingNsm> {
     let (mut m, nsm) = machine();

@@ -635,6 +635,21 @@ fn a_corrupt_stored_share_is_an_internal_error() {
 }
 
 #[test]
+fn tables_that_cannot_be_allocated_are_a_named_error() {
+    // A replay window no allocator can hold: refused with an error, not an abort.
+    let config = EngineConfig { replay_window: usize::MAX / 4, ..signing::config() };
+    let mut rng = StdRng::from_seed([2; 32]);
+    let answer = AnswerKey::generate(&mut rng);
+    let e = SigningEngine::new(config, answer, rng).err();
+    assert_eq!(e, Some(EngineError::TablesOutOfMemory));
+    assert_eq!(EngineError::TablesOutOfMemory.code(), RpcErrorCode::INTERNAL);
+    // What the configuration asks for normally is allocated.
+    let mut rng = StdRng::from_seed([2; 32]);
+    let answer = AnswerKey::generate(&mut rng);
+    assert!(SigningEngine::new(signing::config(), answer, rng).is_ok());
+}
+
+#[test]
 fn a_bad_gateway_key_is_refused_at_construction() {
     // The identity point (a weak key every signature could be forged for) and a
     // y-coordinate with no point: the engine refuses to start rather than serve.
