@@ -14,8 +14,9 @@
 //! [`TRANSITIONS`] is that table as data: the code dispatches on it, and the tests check
 //! every (state, message) pair against it. One exit is outside the table: the event loop
 //! fails a boot that has just loaded but whose signing engine does not fit the memory
-//! budget ([`BootMachine::fail_after_load`], `OUT_OF_MEMORY` sent instead of `Loaded`). Time and memory figures come in through
-//! [`Context`]; the machine reads no clock and does no I/O.
+//! budget ([`BootMachine::fail_after_load`], `OUT_OF_MEMORY` sent instead of `Loaded`).
+//! Time and memory figures come in through [`Context`]; the machine reads no clock and does
+//! no I/O.
 
 use core::fmt;
 

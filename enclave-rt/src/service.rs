@@ -80,8 +80,8 @@ pub fn run<N: Nsm>(
     let mut decoder: Box<DefaultDecoder> = Box::default();
     let mut out: Vec<u8> = Vec::new();
     let mut log_pending: Vec<u8> = Vec::new();
-    // Whether part of `log_pending` went out on a connection that is gone: its rest would
-    // be the middle of a frame to the next connection, so it is dropped instead.
+    // Whether part of `log_pending` has gone out: if its connection is replaced, the rest
+    // would be the middle of a frame to the next one, so it is dropped instead.
     let mut log_partial = false;
     let mut frame_buf = vec![0u8; wire::MAX_FRAME_LEN];
     let mut engine: Option<SigningEngine<rand_core::OsRng>> = None;
@@ -195,7 +195,7 @@ pub fn run<N: Nsm>(
                 match conn.write(&log_pending) {
                     Ok(n) => {
                         log_pending.drain(..n);
-                        log_partial = n > 0 && !log_pending.is_empty();
+                        log_partial |= n > 0;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => log_conn = None,

@@ -104,12 +104,27 @@ pub fn check_account_id(id: &str) -> Result<(), FieldError> {
 
 /// Decodes and checks a `share` string into `out`; returns the decoded length.
 pub fn decode_share(b64: &[u8], out: &mut [u8; DECODE_BUF]) -> Result<usize, FieldError> {
+    let len = decode_share_base64(b64, out)?;
+    parse_envelope(&out[..len])?;
+    Ok(len)
+}
+
+/// Decodes and checks a `share` string (through `scratch`) straight into its stored form in
+/// `out`, parsing the envelope once; returns the stored length. The loader's path.
+pub fn decode_share_stored(
+    b64: &[u8],
+    scratch: &mut [u8; DECODE_BUF],
+    out: &mut [u8; STORED_MAX],
+) -> Result<usize, FieldError> {
+    let len = decode_share_base64(b64, scratch)?;
+    Ok(write_stored(parse_envelope(&scratch[..len])?, out))
+}
+
+fn decode_share_base64(b64: &[u8], out: &mut [u8; DECODE_BUF]) -> Result<usize, FieldError> {
     if b64.len() > SHARE_B64_MAX {
         return Err(FieldError::ShareTooLong);
     }
-    let len = decode_base64_ct(b64, out).ok_or(FieldError::ShareBadBase64)?;
-    parse_envelope(&out[..len])?;
-    Ok(len)
+    decode_base64_ct(b64, out).ok_or(FieldError::ShareBadBase64)
 }
 
 /// Standard padded base64 (RFC 4648 section 4), canonical only, into `out`; returns the
@@ -229,16 +244,24 @@ pub fn parse_stored(stored: &[u8]) -> Option<StoredShare<'_>> {
 /// Writes the stored form of a decoded share that [`decode_share`] accepted into `out`;
 /// returns its length, or `None` if `envelope` is not a checked envelope.
 pub fn stored_form(envelope: &[u8], out: &mut [u8; STORED_MAX]) -> Option<usize> {
-    let (scheme, package, min_signers) = parse_envelope(envelope).ok()?;
+    parse_envelope(envelope).ok().map(|parsed| write_stored(parsed, out))
+}
+
+/// The stored form of a parsed envelope; [`parse_envelope`] checked that the key package
+/// is longer than its fixed fields, so every range below is inside it.
+fn write_stored(
+    (scheme, package, min_signers): (Scheme, &[u8], u16),
+    out: &mut [u8; STORED_MAX],
+) -> usize {
     let (header, point_len) = ciphersuite_header(scheme);
     // Key package after its header: identifier, signing share, verifying share, key.
-    let body = package.get(header.len()..)?;
+    let body = &package[header.len()..];
     let len = 1 + 32 + 32 + point_len + 2;
     out[0] = scheme as u8;
-    out[1..65].copy_from_slice(body.get(..64)?);
-    out[65..65 + point_len].copy_from_slice(body.get(64 + point_len..64 + 2 * point_len)?);
+    out[1..65].copy_from_slice(&body[..64]);
+    out[65..65 + point_len].copy_from_slice(&body[64 + point_len..64 + 2 * point_len]);
     out[65 + point_len..len].copy_from_slice(&min_signers.to_le_bytes());
-    Some(len)
+    len
 }
 
 /// Ciphersuite header bytes frost-core writes for each scheme (the CRC-32 of the

@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 use crate::age_decryptor::{AgeDecryptor, AgeError, SEALED_CHUNK_LEN, StreamError};
 use crate::age_header::VERSION_LINE;
 use crate::age_identity::Identity;
-use crate::share_format::{self, ACCOUNT_ID_MAX, DECODE_BUF, FieldError, STORED_MAX};
+use crate::share_format::{self, ACCOUNT_ID_MAX, DECODE_BUF, STORED_MAX};
 use crate::share_json::{Entry, EntryPos, JsonError, JsonErrorKind, ShareScanner};
 use crate::share_store::{ShareStore, ShareStoreBuilder, StoreError};
 
@@ -288,17 +288,14 @@ fn insert(
     pos: EntryPos,
     entry: &Entry<'_>,
 ) -> Result<(), LoadError> {
-    let field_error = |e| {
-        LoadError::Json(JsonError {
-            kind: JsonErrorKind::Field(e),
-            offset: pos.offset,
-            entry: Some(pos.index),
-        })
-    };
-    let len = share_format::decode_share(entry.share, share).map_err(field_error)?;
-    // `decode_share` accepted the envelope, so it has a stored form.
-    let stored_len = share_format::stored_form(&share[..len], stored)
-        .ok_or(field_error(FieldError::ShareBadKeyPackage))?;
+    let stored_len =
+        share_format::decode_share_stored(entry.share, share, stored).map_err(|e| {
+            LoadError::Json(JsonError {
+                kind: JsonErrorKind::Field(e),
+                offset: pos.offset,
+                entry: Some(pos.index),
+            })
+        })?;
     store
         .insert(entry.account_id, &stored[..stored_len], pos.index, pos.offset)
         .map_err(|error| store_error(error, Some(pos)))
