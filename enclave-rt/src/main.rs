@@ -210,8 +210,8 @@ fn main() -> ExitCode {
     let mut logs = LogRing::new(DEFAULT_MAX_BYTES, !args.quiet);
     let pid1 = enclave_rt::pid1::is_pid1();
     if pid1 && let Err(e) = init_enclave(&args.heartbeat) {
-        eprintln!("enclave-rt: init failed: {e}; powering off");
-        enclave_rt::pid1::power_off();
+        eprintln!("enclave-rt: init failed: {e}; ending the enclave");
+        enclave_rt::pid1::end_enclave();
     }
     let Some(nsm) = nsm(&args) else {
         eprintln!(
@@ -227,23 +227,26 @@ fn main() -> ExitCode {
     }
     if pid1 {
         // Never return to the kernel: as PID 1 that would panic it and lose the reason.
-        enclave_rt::pid1::power_off();
+        enclave_rt::pid1::end_enclave();
     }
     ExitCode::from(1)
 }
 
-/// PID 1 duties, in order: file systems and console, kernel modules, the Nitro heartbeat,
-/// the RNG check (skipped in the sim flavour, which has no NSM driver).
+/// PID 1 duties, in order: file systems and console, the devices the kernel found, the
+/// Nitro heartbeat, the RNG check (the sim flavour has no NSM device: neither is checked).
 fn init_enclave(
     heartbeat: &enclave_rt::transport::Address,
 ) -> Result<(), enclave_rt::pid1::Pid1Error> {
     use enclave_rt::pid1;
     pid1::mount_and_console()?;
-    let loaded = pid1::load_modules(
-        std::path::Path::new(pid1::MODULES_DIR),
-        std::path::Path::new("/sys/module"),
-    )?;
-    eprintln!("enclave-rt: modules loaded: {}", loaded.join(", "));
+    let devices: &[(&str, u32)] = if cfg!(feature = "sim") {
+        &[pid1::VSOCK_DEVICE]
+    } else {
+        &[pid1::VSOCK_DEVICE, pid1::NSM_DEVICE]
+    };
+    pid1::check_virtio_devices(std::path::Path::new(pid1::VIRTIO_DEVICES), devices)?;
+    let names: Vec<&str> = devices.iter().map(|(name, _)| *name).collect();
+    eprintln!("enclave-rt: virtio devices present: {}", names.join(", "));
     pid1::heartbeat(heartbeat)?;
     eprintln!("enclave-rt: heartbeat answered by {heartbeat}");
     if cfg!(feature = "sim") {

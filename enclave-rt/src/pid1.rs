@@ -1,16 +1,18 @@
 //! What `enclave-rt` does when it is process 1 of the enclave (`/init`): mount the kernel
-//! file systems, put the console on fds 0-2, load the kernel modules shipped in the image,
+//! file systems, put the console on fds 0-2, check the kernel found the enclave's devices,
 //! tell the Nitro hypervisor it is alive (heartbeat), check the kernel RNG is fed by the
-//! NSM, and power off on any fatal error instead of returning to the kernel (a returning
-//! PID 1 panics the kernel and loses the reason).
+//! NSM, and end the enclave on any fatal error instead of returning to the kernel (a
+//! returning PID 1 panics the kernel and loses the reason).
+//!
+//! The image's kernel has every driver built in (`eif/kernel/enclave.config`): nothing is
+//! loaded at run time, so nothing outside the measured kernel runs in kernel mode.
 //!
 //! When the process is not PID 1 (local runs, tests) none of this runs. Each step takes its
 //! paths and addresses as parameters so the tests can run them against stand-ins.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use nix::kmod::{ModuleInitFlags, finit_module};
 use nix::mount::{MsFlags, mount};
 
 use crate::transport::{Address, Stream};
@@ -23,18 +25,12 @@ pub const HEARTBEAT_ADDRESS: Address = Address::Vsock { cid: 3, port: 9000 };
 pub const RNG_CURRENT: &str = "/sys/class/misc/hw_random/rng_current";
 /// The RNG the NSM driver registers.
 pub const NSM_RNG: &str = "nsm-hwrng";
-/// Where the image ships its kernel modules.
-pub const MODULES_DIR: &str = "/lib/modules/enclave";
-/// Modules in load order: the MMIO bus, vsock and its virtio transport, then the NSM driver.
-pub const MODULES: &[&str] = &[
-    "virtio_mmio",
-    "vsock",
-    "vmw_vsock_virtio_transport_common",
-    "vmw_vsock_virtio_transport",
-    "nsm",
-];
-/// `MODULE_INIT_COMPRESSED_FILE` (Linux 5.17+): the kernel decompresses `.ko.xz`/`.ko.zst`.
-const MODULE_INIT_COMPRESSED_FILE: u32 = 4;
+/// Where the kernel lists the virtio devices it found (`virtioN/device` holds the ID).
+pub const VIRTIO_DEVICES: &str = "/sys/bus/virtio/devices";
+/// The virtio vsock device (`VIRTIO_ID_VSOCK`), which every flavour needs.
+pub const VSOCK_DEVICE: (&str, u32) = ("vsock", 19);
+/// The Nitro Security Module (`VIRTIO_ID_NITRO_SEC_MOD`), which the `nsm` flavour needs.
+pub const NSM_DEVICE: (&str, u32) = ("nsm", 33);
 
 /// A step of the PID 1 sequence failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,45 +76,35 @@ pub fn mount_and_console() -> Result<(), Pid1Error> {
     Ok(())
 }
 
-/// The file of module `name` in `dir`: `name.ko`, `name.ko.xz` or `name.ko.zst`, and
-/// whether it is compressed.
-#[must_use]
-pub fn module_file(dir: &Path, name: &str) -> Option<(PathBuf, bool)> {
-    ["ko", "ko.xz", "ko.zst"].iter().find_map(|ext| {
-        let path = dir.join(format!("{name}.{ext}"));
-        path.is_file().then(|| (path, *ext != "ko"))
-    })
-}
-
-/// Loads every module of [`MODULES`] found in `dir`, in order; a missing one is an error
-/// unless the kernel has it built in (then `/sys/module/NAME` exists).
-pub fn load_modules(dir: &Path, sys_module: &Path) -> Result<Vec<&'static str>, Pid1Error> {
-    let mut loaded = vec![];
-    for name in MODULES {
-        match module_file(dir, name) {
-            Some((path, compressed)) => {
-                let file = std::fs::File::open(&path)
-                    .map_err(|e| err("module", format!("{}: {e}", path.display())))?;
-                let flags = if compressed {
-                    ModuleInitFlags::from_bits_retain(MODULE_INIT_COMPRESSED_FILE)
-                } else {
-                    ModuleInitFlags::empty()
-                };
-                match finit_module(&file, c"", flags) {
-                    Ok(()) | Err(nix::errno::Errno::EEXIST) => loaded.push(*name),
-                    Err(e) => return Err(err("module", format!("{}: {e}", path.display()))),
-                }
-            }
-            None if sys_module.join(name).exists() => {}
-            None => {
-                return Err(err(
-                    "module",
-                    format!("{name} is neither shipped in {} nor built in", dir.display()),
-                ));
-            }
-        }
+/// Checks that the kernel found each virtio device of `needed` (name, virtio ID) on its
+/// bus, listed in `bus` (`/sys/bus/virtio/devices`). A missing one is named with the likely
+/// cause: on Nitro the devices are announced on the kernel command line
+/// (`virtio_mmio.device=...`, read only with `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES`).
+pub fn check_virtio_devices(bus: &Path, needed: &[(&str, u32)]) -> Result<(), Pid1Error> {
+    let found: Vec<u32> = std::fs::read_dir(bus)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_to_string(e.path().join("device")).ok())
+                .filter_map(|id| u32::from_str_radix(id.trim().trim_start_matches("0x"), 16).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let missing: Vec<&str> =
+        needed.iter().filter(|(_, id)| !found.contains(id)).map(|(name, _)| *name).collect();
+    if missing.is_empty() {
+        return Ok(());
     }
-    Ok(loaded)
+    Err(err(
+        "devices",
+        format!(
+            "no virtio {} device in {}: the kernel found none (on Nitro they are announced \
+             on the command line: virtio_mmio.device=..., which needs \
+             CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES)",
+            missing.join(" or "),
+            bus.display()
+        ),
+    ))
 }
 
 /// The Nitro heartbeat: connect to `address`, write `0xB7`, read `0xB7` back.
@@ -147,11 +133,17 @@ pub fn check_rng(rng_current: &Path) -> Result<(), Pid1Error> {
     Ok(())
 }
 
-/// Syncs and powers the enclave off. Never returns: if the power-off call itself fails,
-/// the process sleeps forever rather than exit (which would panic the kernel).
-pub fn power_off() -> ! {
+/// Syncs and ends the enclave. Never returns.
+///
+/// The enclave ends by restarting the VM (`reboot(RB_AUTOBOOT)`), as AWS's own enclave
+/// init does: a Nitro enclave is never restarted, its end is what the parent observes
+/// (`nitro-cli describe-enclaves` no longer lists it), and QEMU run with `-no-reboot`
+/// exits. Power-off is not used: without ACPI the kernel cannot power off and only halts,
+/// which leaves the VM running. If the call itself fails the process sleeps forever rather
+/// than exit (which would panic the kernel; `panic=30` would then restart it anyway).
+pub fn end_enclave() -> ! {
     nix::unistd::sync();
-    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
     loop {
         std::thread::sleep(std::time::Duration::from_hours(1));
     }

@@ -1,7 +1,7 @@
 //! The PID 1 steps that can run outside a VM, against stand-ins: the heartbeat against a
-//! Unix-socket peer (good, wrong and missing answers), the RNG check against files, module
-//! lookup and the error of a module the kernel refuses. Mounting and real module loading
-//! need the enclave kernel: the QEMU boot test covers them.
+//! Unix-socket peer (good, wrong and missing answers), the RNG check against files, the
+//! device check against a directory. Mounting and the real devices need the enclave
+//! kernel: the QEMU boot test (`cargo xtask qemu-boot`) covers them.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
@@ -53,21 +53,26 @@ fn the_rng_must_be_the_nsms() {
 }
 
 #[test]
-fn modules_are_found_compressed_or_not_and_refusals_are_reported() {
-    let d = dir("modules");
-    let sys = dir("sys-module");
-    std::fs::write(d.join("vsock.ko.xz"), b"not really xz").unwrap();
-    std::fs::write(d.join("nsm.ko"), b"not really elf").unwrap();
-    assert_eq!(pid1::module_file(&d, "vsock").map(|(_, c)| c), Some(true));
-    assert_eq!(pid1::module_file(&d, "nsm").map(|(_, c)| c), Some(false));
-    assert_eq!(pid1::module_file(&d, "virtio_mmio"), None);
-    // virtio_mmio is neither shipped nor built in: the load stops there, by name.
-    let e = pid1::load_modules(&d, &sys).unwrap_err();
-    assert!(e.detail.contains("virtio_mmio"), "{e}");
-    // With it built in, the next module is tried and the kernel refuses the fake file
-    // (EPERM without CAP_SYS_MODULE, ENOEXEC or EINVAL with it): a typed error naming it.
-    std::fs::create_dir_all(sys.join("virtio_mmio")).unwrap();
-    let e = pid1::load_modules(&d, &sys).unwrap_err();
-    assert_eq!(e.step, "module");
-    assert!(e.detail.contains("vsock.ko.xz"), "{e}");
+fn missing_virtio_devices_are_named_with_their_likely_cause() {
+    let bus = dir("virtio-bus");
+    // What the kernel lists: one directory per device, its ID in `device`.
+    for (name, id) in [("virtio0", "0x0013\n"), ("virtio1", "0x0004\n")] {
+        std::fs::create_dir_all(bus.join(name)).unwrap();
+        std::fs::write(bus.join(name).join("device"), id).unwrap();
+    }
+    pid1::check_virtio_devices(&bus, &[pid1::VSOCK_DEVICE]).unwrap();
+    let e = pid1::check_virtio_devices(&bus, &[pid1::VSOCK_DEVICE, pid1::NSM_DEVICE]).unwrap_err();
+    assert_eq!(e.step, "devices");
+    assert!(e.detail.starts_with("no virtio nsm device in"), "{e}");
+    assert!(e.detail.contains("CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES"), "{e}");
+    std::fs::create_dir_all(bus.join("virtio2")).unwrap();
+    std::fs::write(bus.join("virtio2/device"), "0x0021\n").unwrap();
+    pid1::check_virtio_devices(&bus, &[pid1::VSOCK_DEVICE, pid1::NSM_DEVICE]).unwrap();
+    // No bus at all (no virtio in the kernel): both named.
+    let e = pid1::check_virtio_devices(
+        &dir("no-bus").join("absent"),
+        &[pid1::VSOCK_DEVICE, pid1::NSM_DEVICE],
+    )
+    .unwrap_err();
+    assert!(e.detail.starts_with("no virtio vsock or nsm device"), "{e}");
 }

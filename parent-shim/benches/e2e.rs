@@ -219,7 +219,7 @@ fn main() {
         let inputs = BootInputs {
             share_file: &share_file,
             expected_entries: ACCOUNTS,
-            root_der: &ca.root_der,
+            trust: &parent_shim::attestation_verifier::PinnedRoot(ca.root_der.clone()),
             expected_pcrs: None,
             deadline: Duration::from_mins(1),
             shim_version: "bench",

@@ -119,13 +119,28 @@ pub fn verify(
     at_unix_secs: u64,
     expect: &Expectations<'_>,
 ) -> Result<AttestationDoc, VerifyError> {
-    let (protected, payload, signature) = parse_cose(document)?;
+    let CoseSign1 { protected, alg, payload, signature } = parse_cose(document)?;
+    if alg != Some(ES384) {
+        return Err(VerifyError::Cose("algorithm is not ES384"));
+    }
+    if signature.len() != 96 {
+        return Err(VerifyError::Cose("signature is not 96 bytes"));
+    }
     let doc = parse_payload(&payload)?;
     let leaf_key = verify_chain(&doc, root_der, at_unix_secs)?;
     let to_sign = sig_structure(&protected, &payload)?;
     UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, &leaf_key)
         .verify(&to_sign, &signature)
         .map_err(|_| VerifyError::DocumentSignature)?;
+    check_expectations(&doc, expect)?;
+    Ok(doc)
+}
+
+/// The caller's expectations of a document: every listed PCR, the nonce, the public key.
+pub fn check_expectations(
+    doc: &AttestationDoc,
+    expect: &Expectations<'_>,
+) -> Result<(), VerifyError> {
     if let Some(pcrs) = expect.pcrs {
         for (index, want) in pcrs {
             if doc.pcrs.get(index) != Some(want) {
@@ -143,13 +158,68 @@ pub fn verify(
     {
         return Err(VerifyError::PublicKeyMismatch);
     }
-    Ok(doc)
+    Ok(())
 }
 
-/// The three byte strings of a `COSE_Sign1`: protected header, payload, signature.
-type CoseParts = (Vec<u8>, Vec<u8>, Vec<u8>);
+/// What a document claims, **authenticated by nothing**: for tools that show what a
+/// document says and for a test harness whose emulated NSM signs nothing (`cargo xtask
+/// qemu-boot`). A trust decision takes [`verify`] (or a [`DocumentTrust`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unauthenticated {
+    /// The payload.
+    pub doc: AttestationDoc,
+    /// The protected header's `alg` (-35 for ES384), if it has one.
+    pub alg: Option<i64>,
+    /// The signature bytes.
+    pub signature: Vec<u8>,
+}
 
-fn parse_cose(document: &[u8]) -> Result<CoseParts, VerifyError> {
+/// Decodes a document's structure and payload without checking anything they claim.
+pub fn decode_unauthenticated(document: &[u8]) -> Result<Unauthenticated, VerifyError> {
+    let CoseSign1 { alg, payload, signature, .. } = parse_cose(document)?;
+    Ok(Unauthenticated { doc: parse_payload(&payload)?, alg, signature })
+}
+
+/// How a relying party authenticates an attestation document. The only implementation in
+/// this crate is [`PinnedRoot`]: the AWS chain (or the sim chain, in local mode) from a
+/// pinned root.
+pub trait DocumentTrust: Send + Sync + fmt::Debug {
+    /// The document's payload if it is authentic and meets `expect` at `at_unix_secs`.
+    fn verify(
+        &self,
+        document: &[u8],
+        at_unix_secs: u64,
+        expect: &Expectations<'_>,
+    ) -> Result<AttestationDoc, VerifyError>;
+}
+
+/// [`verify`] against one pinned root certificate (DER).
+#[derive(Debug, Clone)]
+pub struct PinnedRoot(pub Vec<u8>);
+
+impl DocumentTrust for PinnedRoot {
+    fn verify(
+        &self,
+        document: &[u8],
+        at_unix_secs: u64,
+        expect: &Expectations<'_>,
+    ) -> Result<AttestationDoc, VerifyError> {
+        verify(document, &self.0, at_unix_secs, expect)
+    }
+}
+
+/// COSE's number for ECDSA P-384 with SHA-384.
+const ES384: i64 = -35;
+
+/// A `COSE_Sign1`'s parts: the protected header (bytes, and its `alg`), payload, signature.
+struct CoseSign1 {
+    protected: Vec<u8>,
+    alg: Option<i64>,
+    payload: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+fn parse_cose(document: &[u8]) -> Result<CoseSign1, VerifyError> {
     let value: Value =
         ciborium::de::from_reader(document).map_err(|_| VerifyError::Cose("not CBOR"))?;
     let value = match value {
@@ -167,14 +237,12 @@ fn parse_cose(document: &[u8]) -> Result<CoseParts, VerifyError> {
     let header: Value = ciborium::de::from_reader(&protected[..])
         .map_err(|_| VerifyError::Cose("protected header is not CBOR"))?;
     let Value::Map(header) = header else { return Err(VerifyError::Cose("protected header")) };
-    let alg = header.iter().find(|(k, _)| k.as_integer() == Some(1.into())).map(|(_, v)| v);
-    if alg.and_then(Value::as_integer) != Some((-35).into()) {
-        return Err(VerifyError::Cose("algorithm is not ES384"));
-    }
-    if signature.len() != 96 {
-        return Err(VerifyError::Cose("signature is not 96 bytes"));
-    }
-    Ok((protected, payload, signature))
+    let alg = header
+        .iter()
+        .find(|(k, _)| k.as_integer() == Some(1.into()))
+        .and_then(|(_, v)| v.as_integer())
+        .and_then(|i| i64::try_from(i).ok());
+    Ok(CoseSign1 { protected, alg, payload, signature })
 }
 
 /// The COSE `Sig_structure` for `COSE_Sign1` with empty external AAD.
@@ -307,7 +375,7 @@ fn public_key(cert: &Certificate) -> &[u8] {
 pub fn fuzz_verify(data: &[u8]) {
     let root = parse_cose(data)
         .ok()
-        .and_then(|(_, payload, _)| parse_payload(&payload).ok())
+        .and_then(|cose| parse_payload(&cose.payload).ok())
         .and_then(|d| d.cabundle.first().cloned())
         .unwrap_or_default();
     let _ = verify(data, &root, 1_800_000_000, &Expectations::default());

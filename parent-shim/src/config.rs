@@ -522,20 +522,6 @@ impl Config {
     /// Expected PCRs from `attestation.expected_pcrs`, if set.
     pub fn expected_pcrs(&self) -> Result<Option<BTreeMap<u64, Vec<u8>>>, ConfigError> {
         let Some(path) = &self.attestation.expected_pcrs else { return Ok(None) };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-        let map: BTreeMap<String, String> = serde_json::from_str(&text)
-            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        let mut out = BTreeMap::new();
-        for (name, value) in map {
-            let index = name
-                .strip_prefix("PCR")
-                .and_then(|n| n.parse::<u64>().ok())
-                .ok_or_else(|| ConfigError(format!("{}: bad PCR name {name}", path.display())))?;
-            let bytes = hex::decode(&value)
-                .map_err(|_| ConfigError(format!("{}: {name} is not hex", path.display())))?;
-            out.insert(index, bytes);
-        }
-        Ok(Some(out))
+        crate::pcrs_file::read(path).map(Some).map_err(ConfigError)
     }
 }

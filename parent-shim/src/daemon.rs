@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
+use crate::attestation_verifier::PinnedRoot;
 use crate::cloudwatch_logs::{self, CloudWatchSettings};
 use crate::config::{Config, ConfigError, LaunchMode};
 use crate::enclave_boot::{self, BootInputs};
@@ -664,7 +665,7 @@ async fn bootstrap(
     let boot_inputs = BootInputs {
         share_file: &inputs.share_file,
         expected_entries: inputs.expected_accounts,
-        root_der: root,
+        trust: &PinnedRoot(root.to_vec()),
         expected_pcrs: expected_pcrs.as_ref(),
         deadline: deadline.saturating_duration_since(Instant::now()),
         shim_version: concat!("parent-shim ", env!("CARGO_PKG_VERSION")),

@@ -28,8 +28,9 @@ pub struct BootInputs<'a> {
     pub share_file: &'a [u8],
     /// Accounts in it (0 if unknown): only sizes the enclave's store.
     pub expected_entries: u64,
-    /// The pinned attestation root (DER).
-    pub root_der: &'a [u8],
+    /// How the enclave's attestation document is authenticated: the pinned root
+    /// ([`attestation_verifier::PinnedRoot`]).
+    pub trust: &'a dyn attestation_verifier::DocumentTrust,
     /// PCRs the document must carry.
     pub expected_pcrs: Option<&'a BTreeMap<u64, Vec<u8>>>,
     /// The longest the whole boot may take.
@@ -167,8 +168,7 @@ where
     };
     let now = now_unix_ms() / 1000;
     let expect = Expectations { pcrs: inputs.expected_pcrs, nonce: Some(&nonce), public_key: None };
-    let verified = attestation_verifier::verify(&document, inputs.root_der, now, &expect)
-        .map_err(BootError::Attestation)?;
+    let verified = inputs.trust.verify(&document, now, &expect).map_err(BootError::Attestation)?;
     if verified.public_key.is_none() {
         return Err(BootError::AttestationIncomplete("the unseal public key"));
     }

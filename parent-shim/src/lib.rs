@@ -8,7 +8,7 @@
 //! * [`enclave_boot`], the boot conversation (attest, unseal, stream the shares, loaded);
 //! * [`grpc_bridge`], the gateway's gRPC API over mutual TLS, translated to `wire`;
 //! * [`kms_relay`], KMS `Decrypt` with `Recipient` through `aws-sdk-kms`;
-//! * [`kms_policy`], key policies that pin the image's PCRs;
+//! * [`kms_policy`], key policies that pin the image's PCRs, read from [`pcrs_file`];
 //! * [`s3_fetch`], the encrypted inputs from S3 through `aws-sdk-s3` (or `file://`);
 //! * [`cloudwatch_logs`], every log line shipped to `CloudWatch` Logs (alerts as metrics);
 //! * [`share_reencrypt`], the operator's offline share re-encryption (`reencrypt-shares`);
@@ -38,5 +38,6 @@ pub mod https_relay;
 pub mod kms_policy;
 pub mod kms_relay;
 pub mod metrics;
+pub mod pcrs_file;
 pub mod s3_fetch;
 pub mod share_reencrypt;

@@ -188,26 +188,7 @@ fn root_der(root: &str) -> Result<Vec<u8>, String> {
 }
 
 fn parse_pcrs(path: &Path) -> Result<BTreeMap<u64, Vec<u8>>, String> {
-    let text = read(path)?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let serde_json::Value::Object(map) = json else {
-        return Err(format!("{}: expected an object of \"PCRn\": \"hex\"", path.display()));
-    };
-    let mut pcrs = BTreeMap::new();
-    for (key, value) in map {
-        let index = key
-            .strip_prefix("PCR")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("{}: bad key `{key}`", path.display()))?;
-        let hex_value =
-            value.as_str().ok_or_else(|| format!("{}: {key} is not a string", path.display()))?;
-        pcrs.insert(
-            index,
-            hex::decode(hex_value).map_err(|e| format!("{}: {key}: {e}", path.display()))?,
-        );
-    }
-    Ok(pcrs)
+    parent_shim::pcrs_file::read(path)
 }
 
 fn verify_command(

@@ -56,7 +56,7 @@ async fn case_with(name: &str, policy_pcr0: u8, actual_pcr0: u8, accounts: u64) 
             key_id: "k".into(),
             recipient_pcrs: [(0, vec![policy_pcr0; 48])].into(),
         }],
-        attestation_root_der: ca.root_der.clone(),
+        attestation: tests::kms_emulator::pinned_root(ca.root_der.clone()),
     })
     .await
     .unwrap();

@@ -127,7 +127,7 @@ async fn boot_enclave(
     let inputs = BootInputs {
         share_file: &share_file,
         expected_entries: 4,
-        root_der,
+        trust: &parent_shim::attestation_verifier::PinnedRoot(root_der.to_vec()),
         expected_pcrs: Some(&pcrs),
         deadline: Duration::from_mins(1),
         shim_version: "test",

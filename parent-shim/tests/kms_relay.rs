@@ -44,7 +44,7 @@ async fn setup(name: &str, allowed_pcr0: u8, actual_pcr0: u8) -> Setup {
             key_id: "k1".into(),
             recipient_pcrs: BTreeMap::from([(0, vec![allowed_pcr0; 48])]),
         }],
-        attestation_root_der: ca.root_der.clone(),
+        attestation: tests::kms_emulator::pinned_root(ca.root_der.clone()),
     })
     .await
     .unwrap();
@@ -200,7 +200,7 @@ async fn a_policy_for_the_new_image_refuses_the_old_image() {
     let policy: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let kms = KmsEmulator::start(KmsConfig {
         keys: vec![KeySpec::from_policy("k2", &policy).unwrap()],
-        attestation_root_der: ca.root_der.clone(),
+        attestation: tests::kms_emulator::pinned_root(ca.root_der.clone()),
     })
     .await
     .unwrap();

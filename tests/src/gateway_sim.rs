@@ -106,6 +106,15 @@ pub async fn attested_answer_key(
     api: &mut SignServiceClient<Channel>,
     root_der: &[u8],
 ) -> Result<[u8; 32], String> {
+    let trust = parent_shim::attestation_verifier::PinnedRoot(root_der.to_vec());
+    attested_answer_key_with(api, &trust).await
+}
+
+/// [`attested_answer_key`] with the document authenticated by `trust`.
+pub async fn attested_answer_key_with(
+    api: &mut SignServiceClient<Channel>,
+    trust: &dyn parent_shim::attestation_verifier::DocumentTrust,
+) -> Result<[u8; 32], String> {
     let nonce: [u8; 32] = rand::random();
     let doc = api
         .get_attestation(pb::GetAttestationRequest { nonce: nonce.to_vec() })
@@ -117,8 +126,7 @@ pub async fn attested_answer_key(
         nonce: Some(&nonce),
         ..Default::default()
     };
-    let doc = parent_shim::attestation_verifier::verify(&doc, root_der, now_secs(), &expect)
-        .map_err(|e| format!("attestation: {e}"))?;
+    let doc = trust.verify(&doc, now_secs(), &expect).map_err(|e| format!("attestation: {e}"))?;
     doc.user_data
         .as_deref()
         .and_then(signed::answer_key_from_user_data)

@@ -24,6 +24,7 @@ use base64ct::{Base64, Encoding};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
+use parent_shim::attestation_verifier::DocumentTrust;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Value, json};
@@ -63,8 +64,15 @@ impl KeySpec {
 pub struct KmsConfig {
     /// The keys.
     pub keys: Vec<KeySpec>,
-    /// The attestation root documents must chain to (DER).
-    pub attestation_root_der: Vec<u8>,
+    /// How `Recipient` documents are authenticated. What KMS does, and the only choice
+    /// outside `cargo xtask qemu-boot`: [`pinned_root`], the chain from one root.
+    pub attestation: Arc<dyn DocumentTrust>,
+}
+
+/// Documents must chain to `root_der` (the sim root locally; AWS's on Nitro).
+#[must_use]
+pub fn pinned_root(root_der: Vec<u8>) -> Arc<dyn DocumentTrust> {
+    Arc::new(parent_shim::attestation_verifier::PinnedRoot(root_der))
 }
 
 struct Key {
@@ -74,7 +82,7 @@ struct Key {
 
 struct State {
     keys: Vec<Key>,
-    root: Vec<u8>,
+    trust: Arc<dyn DocumentTrust>,
     requests: AtomicU64,
     unreachable: AtomicBool,
     log: Mutex<Vec<String>>,
@@ -107,7 +115,7 @@ impl KmsEmulator {
         }
         let state = Arc::new(State {
             keys,
-            root: config.attestation_root_der,
+            trust: config.attestation,
             requests: AtomicU64::new(0),
             unreachable: AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
@@ -334,10 +342,9 @@ fn decrypt(state: &State, input: &Value) -> Result<Value, KmsError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let expect = parent_shim::attestation_verifier::Expectations::default();
-    let doc = parent_shim::attestation_verifier::verify(&document, &state.root, now, &expect)
-        .map_err(|e| {
-            KmsError::bad("ValidationException", format!("invalid attestation document: {e}"))
-        })?;
+    let doc = state.trust.verify(&document, now, &expect).map_err(|e| {
+        KmsError::bad("ValidationException", format!("invalid attestation document: {e}"))
+    })?;
     for (index, want) in &key.spec.recipient_pcrs {
         if doc.pcrs.get(index) != Some(want) {
             return Err(KmsError::bad(

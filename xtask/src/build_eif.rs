@@ -1,9 +1,10 @@
 //! `cargo xtask build-eif` and `cargo xtask eif-info`: the enclave image, built without
 //! Docker or `nitro-cli`, byte-for-byte reproducible, with its PCRs.
 //!
-//! The image is the pinned kernel, the Nitro command line and two ramdisks:
+//! The image is the enclave kernel (built from pinned Debian source, `build_kernel.rs`), the
+//! Nitro command line and two ramdisks:
 //! * bootstrap (measured into PCR1 with the kernel and command line): `/init` (the static
-//!   `enclave-rt`), the kernel modules it loads, `/dev/console`;
+//!   `enclave-rt`) and `/dev/console`; the kernel has every driver built in;
 //! * configuration (PCR2): `/etc/enclave-rt/args`, the enclave's measured configuration
 //!   (listening ports, the gateway's authorisation key, limits), and for the `sim` flavour
 //!   the sim NSM's test chain.
@@ -12,49 +13,20 @@
 //! input is pinned or derived from the source tree; see `docs/reproducible-builds.md`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use sha2::Digest;
 
-use crate::build_enclave;
-use crate::run::{Failure, Result, hex, run};
-use crate::setup;
-
-/// The pinned kernel: Debian bookworm-backports' `cloud-amd64` flavour, which has the Nitro
-/// NSM driver, vsock and virtio-mmio as modules (xz-compressed, decompressed in-kernel).
-pub(crate) const KERNEL_PACKAGE: &str = "linux-image-6.12.95+deb12-cloud-amd64-unsigned";
-/// Its Debian version.
-pub(crate) const KERNEL_PACKAGE_VERSION: &str = "6.12.95-1~bpo12+1";
-/// `uname -r` of that kernel.
-pub(crate) const KERNEL_RELEASE: &str = "6.12.95+deb12-cloud-amd64";
-/// Its path in the Debian archive.
-const KERNEL_DEB_PATH: &str =
-    "pool/main/l/linux/linux-image-6.12.95+deb12-cloud-amd64-unsigned_6.12.95-1~bpo12+1_amd64.deb";
-/// The `.deb`'s SHA-256, as the archive's signed `Packages` index lists it.
-pub(crate) const KERNEL_DEB_SHA256: &str =
-    "6ed2b95055a96af9f543a427cc1bc56f67e5e72ec16b227ec965a9325aeb3480";
-/// The default mirror; `DEBIAN_MIRROR` overrides it (e.g. a snapshot.debian.org URL once
-/// the version has left the live archive).
-const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
-
-/// The modules `enclave-rt` loads (`enclave_rt::pid1::MODULES`), with their place in the
-/// package.
-const MODULE_FILES: [(&str, &str); 5] = [
-    ("virtio_mmio", "kernel/drivers/virtio/virtio_mmio.ko.xz"),
-    ("vsock", "kernel/net/vmw_vsock/vsock.ko.xz"),
-    (
-        "vmw_vsock_virtio_transport_common",
-        "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko.xz",
-    ),
-    ("vmw_vsock_virtio_transport", "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko.xz"),
-    ("nsm", "kernel/drivers/misc/nsm.ko.xz"),
-];
+use crate::run::{Failure, Result, hex};
+use crate::{build_enclave, build_kernel};
 
 /// The Nitro command line (AWS's, without the bare words that the kernel would hand to
 /// `/init` as arguments).
 pub(crate) const CMDLINE: &str = "reboot=k panic=30 pci=off console=ttyS0 i8042.noaux \
     i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on \
     virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6";
+
+/// Concurrent signing sessions the enclave allows unless `--session-cap` says otherwise.
+pub(crate) const DEFAULT_SESSION_CAP: u32 = 256;
 
 /// The ports the enclave listens on (any CID): control and logs.
 pub(crate) const CONTROL_PORT: u32 = 5000;
@@ -67,11 +39,9 @@ pub(crate) fn demo_gateway_key() -> String {
     hex(&::tests::gateway::gateway().verifying_key().to_bytes())
 }
 
-/// The kernel and its modules.
+/// The kernel and its command line.
 pub(crate) struct Kernel {
     pub(crate) image: Vec<u8>,
-    /// (module name, file name in the image, bytes)
-    pub(crate) modules: Vec<(String, String, Vec<u8>)>,
     pub(crate) cmdline: String,
     pub(crate) provenance: serde_json::Value,
     pub(crate) release: String,
@@ -81,77 +51,28 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&sha2::Sha256::digest(bytes))
 }
 
-/// The pinned Debian kernel, downloaded once into `cache` and verified every time.
-pub(crate) fn debian_kernel(cache: &Path) -> Result<Kernel> {
-    std::fs::create_dir_all(cache)?;
-    let deb = cache.join(format!("{KERNEL_DEB_SHA256}.deb"));
-    let cached_ok = std::fs::read(&deb).is_ok_and(|b| sha256_hex(&b) == KERNEL_DEB_SHA256);
-    if !cached_ok {
-        setup::curl()?;
-        let mirror = std::env::var("DEBIAN_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.into());
-        let url = format!("{}/{KERNEL_DEB_PATH}", mirror.trim_end_matches('/'));
-        let partial = deb.with_extension("part");
-        run(Command::new("curl")
-            .args(["--fail", "--silent", "--show-error", "--location", "--retry", "3", "-o"])
-            .arg(&partial)
-            .arg(&url))
-        .map_err(|e| {
-            Failure(format!(
-                "{}\n{KERNEL_PACKAGE} {KERNEL_PACKAGE_VERSION} could not be fetched from {mirror}; \
-                 if it has left the live archive, set DEBIAN_MIRROR to a snapshot.debian.org \
-                 URL that has it (see docs/reproducible-builds.md)",
-                e.0
-            ))
-        })?;
-        let got = sha256_hex(&std::fs::read(&partial)?);
-        if got != KERNEL_DEB_SHA256 {
-            let _ = std::fs::remove_file(&partial);
-            return Err(Failure(format!(
-                "{url}: SHA-256 {got}, pinned {KERNEL_DEB_SHA256}: refusing it"
-            )));
-        }
-        std::fs::rename(&partial, &deb)?;
-    }
-    let tree = cache.join(KERNEL_RELEASE);
-    let _ = std::fs::remove_dir_all(&tree);
-    std::fs::create_dir_all(&tree)?;
-    let vmlinuz = format!("./boot/vmlinuz-{KERNEL_RELEASE}");
-    let modules: Vec<String> =
-        MODULE_FILES.iter().map(|(_, f)| format!("./lib/modules/{KERNEL_RELEASE}/{f}")).collect();
-    // dpkg-deb ships with every Debian; the tarball inside is extracted for those files only.
-    let script = format!(
-        "dpkg-deb --fsys-tarfile \"$0\" | tar -x -C \"$1\" {vmlinuz} {}",
-        modules.join(" ")
-    );
-    run(Command::new("sh").arg("-c").arg(script).arg(&deb).arg(&tree))?;
-    let image = std::fs::read(tree.join(&vmlinuz))?;
-    let mut out = Vec::new();
-    for ((name, file), path) in MODULE_FILES.iter().zip(&modules) {
-        let base = file.rsplit('/').next().unwrap_or(file);
-        out.push(((*name).to_owned(), base.to_owned(), std::fs::read(tree.join(path))?));
-    }
+/// Our own kernel, from the cache or built (`build_kernel.rs`).
+fn enclave_kernel(root: &Path) -> Result<Kernel> {
+    let built = build_kernel::kernel(root)?;
     Ok(Kernel {
-        image,
-        modules: out,
+        provenance: built.provenance(),
+        image: built.bz_image,
         cmdline: CMDLINE.into(),
-        provenance: serde_json::json!({
-            "source": "debian",
-            "package": KERNEL_PACKAGE,
-            "version": KERNEL_PACKAGE_VERSION,
-            "deb_sha256": KERNEL_DEB_SHA256,
-        }),
-        release: KERNEL_RELEASE.into(),
+        release: format!("{} {}", build_kernel::SOURCE_PACKAGE, build_kernel::SOURCE_VERSION),
     })
 }
 
-/// AWS's own blobs (`/usr/share/nitro_enclaves/blobs`): `bzImage`, `nsm.ko` if the NSM
-/// driver is a module, `cmdline` if present; vsock and virtio-mmio are built in there.
+/// AWS's own blobs (`/usr/share/nitro_enclaves/blobs`): `bzImage`, `cmdline` if present.
+/// `/init` loads no module, so a kernel that needs one (an `nsm.ko` beside it) is refused.
 fn kernel_from_dir(dir: &Path) -> Result<Kernel> {
     let image = std::fs::read(dir.join("bzImage"))
         .map_err(|e| Failure(format!("{}/bzImage: {e}", dir.display())))?;
-    let mut modules = Vec::new();
-    if let Ok(nsm) = std::fs::read(dir.join("nsm.ko")) {
-        modules.push(("nsm".to_owned(), "nsm.ko".to_owned(), nsm));
+    if dir.join("nsm.ko").exists() {
+        return Err(Failure(format!(
+            "{}/nsm.ko: this kernel has the NSM driver as a module, and the enclave's /init \
+             loads no modules; use a kernel with CONFIG_NSM=y (the default build does)",
+            dir.display()
+        )));
     }
     let cmdline = match std::fs::read_to_string(dir.join("cmdline")) {
         Ok(c) => c.split_whitespace().filter(|w| w.contains('=')).collect::<Vec<_>>().join(" "),
@@ -163,7 +84,6 @@ fn kernel_from_dir(dir: &Path) -> Result<Kernel> {
             "bzimage_sha256": sha256_hex(&image),
         }),
         image,
-        modules,
         cmdline,
         release: "custom".into(),
     })
@@ -247,19 +167,14 @@ fn measured_args(req: &Request) -> Result<Vec<String>> {
 }
 
 /// Builds the enclave binary from `root` (into `target_dir`) and the image around it.
-pub(crate) fn build(
-    root: &Path,
-    cache: &Path,
-    target_dir: Option<&Path>,
-    req: &Request,
-) -> Result<Built> {
+pub(crate) fn build(root: &Path, target_dir: Option<&Path>, req: &Request) -> Result<Built> {
     let key = &req.gateway_key;
     if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Failure("--gateway-key must be 64 hex digits".into()));
     }
     let kernel = match &req.kernel_dir {
         Some(dir) => kernel_from_dir(dir)?,
-        None => debian_kernel(cache)?,
+        None => enclave_kernel(root)?,
     };
     let binary = build_enclave::build(root, &req.flavour, target_dir)?;
     let init = std::fs::read(&binary)?;
@@ -267,16 +182,11 @@ pub(crate) fn build(
 
     let mut bootstrap = eif::cpio_newc::Archive::new();
     let cpio = |e: eif::cpio_newc::CpioError| Failure(e.to_string());
-    for dir in ["dev", "proc", "sys", "tmp", "lib/modules/enclave"] {
+    for dir in ["dev", "proc", "sys", "tmp"] {
         bootstrap.dir(dir, 0o755).map_err(cpio)?;
     }
     bootstrap.char_device("dev/console", 0o600, 5, 1).map_err(cpio)?;
     bootstrap.file("init", 0o755, init.clone()).map_err(cpio)?;
-    for (_, file, bytes) in &kernel.modules {
-        bootstrap
-            .file(&format!("lib/modules/enclave/{file}"), 0o644, bytes.clone())
-            .map_err(cpio)?;
-    }
 
     let mut args = measured_args(req)?;
     let mut config = eif::cpio_newc::Archive::new();
@@ -313,6 +223,9 @@ pub(crate) fn build(
         "kernel": kernel.provenance,
         "enclave_rt_sha256": sha256_hex(&init),
         "measured_config": {"args": args},
+        "measured_keys": {
+            "gateway": {"ed25519": key, "sha256": key_fingerprint(key)},
+        },
     });
     let metadata = eif::eif_image::metadata_json(
         "sign-service-enclave",
@@ -337,7 +250,7 @@ pub(crate) fn build(
     std::fs::create_dir_all(&req.out)?;
     let eif_path = req.out.join("enclave.eif");
     std::fs::write(&eif_path, &bytes)?;
-    std::fs::write(req.out.join("pcrs.json"), pcrs.to_json() + "\n")?;
+    std::fs::write(req.out.join("pcrs.json"), pcrs_json(&pcrs, &custom)?)?;
     // The parts, for the QEMU boot and for auditors who want to look inside.
     std::fs::write(req.out.join("bzImage"), &kernel.image)?;
     std::fs::write(req.out.join("cmdline"), &kernel.cmdline)?;
@@ -360,7 +273,7 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
         out: PathBuf::new(),
         kernel_dir: None,
         gateway_key: String::new(),
-        session_cap: 256,
+        session_cap: DEFAULT_SESSION_CAP,
         heartbeat: None,
         memory: None,
         events: None,
@@ -403,22 +316,48 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
             ));
         }
     };
-    if req.gateway_key.is_empty() {
-        eprintln!(
-            "build-eif: WARNING: no --gateway-key: using the demo gateway key. Such an image \
-             accepts sessions authorised by a key anyone can read in this repository."
-        );
-        req.gateway_key = demo_gateway_key();
-    }
+    req.gateway_key = gateway_key_for(&req.flavour, &req.gateway_key)?;
     req.out = out.unwrap_or_else(|| root.join("target/eif").join(&req.flavour));
-    let built = build(root, &root.join("target/tools/kernel"), None, &req)?;
+    let built = build(root, None, &req)?;
     let size = std::fs::metadata(&built.eif)?.len();
     println!("{}  {size} bytes  sha256 {}", built.eif.display(), built.eif_sha256);
     println!("PCR0 {}", hex(&built.pcrs.pcr0));
     println!("PCR1 {}", hex(&built.pcrs.pcr1));
     println!("PCR2 {}", hex(&built.pcrs.pcr2));
+    println!("gateway key {}  sha256 {}", req.gateway_key, key_fingerprint(&req.gateway_key));
     println!("{}", req.out.join("pcrs.json").display());
     Ok(())
+}
+
+/// The gateway key an image is built with. A production (`nsm`) image needs one given
+/// explicitly: there is no default a production image could fall back to. A `sim` image
+/// takes the demo key (`tests::gateway`, whose private half is in this repository) when
+/// none is given, with a warning.
+fn gateway_key_for(flavour: &str, given: &str) -> Result<String> {
+    match (flavour, given) {
+        ("nsm", "") => Err(Failure(
+            "an nsm (production) image needs --gateway-key HEX: the gateway's Ed25519 public \
+             key, 64 hex digits; there is no default"
+                .into(),
+        )),
+        (_, "") => {
+            eprintln!(
+                "build-eif: WARNING: no --gateway-key: this sim image uses the demo gateway \
+                 key, which anyone can read in this repository"
+            );
+            Ok(demo_gateway_key())
+        }
+        (_, key) => Ok(key.to_ascii_lowercase()),
+    }
+}
+
+/// A measured key's fingerprint: SHA-256 of its bytes (hex in, hex out); the key's text if
+/// it is not hex (the build refuses such a key anyway).
+fn key_fingerprint(key_hex: &str) -> String {
+    let bytes: Option<Vec<u8>> = (0..key_hex.len() / 2)
+        .map(|i| key_hex.get(2 * i..2 * i + 2).and_then(|d| u8::from_str_radix(d, 16).ok()))
+        .collect();
+    bytes.map_or_else(|| key_hex.to_owned(), |b| sha256_hex(&b))
 }
 
 /// `cargo xtask eif-info FILE`: checks an image and prints what is in it.
@@ -461,25 +400,26 @@ pub(crate) fn info(path: &Path) -> Result {
 
 /// Builds the image twice, from the workspace and from a copy of it at another path, each
 /// with its own fresh target directory, and fails unless the EIFs (and so the PCRs and the
-/// enclave binary inside) are byte-identical.
+/// enclave binary inside) are byte-identical. The kernel is rebuilt from the copy too, in
+/// a build directory at another path, and compared with the cached one.
 pub(crate) fn check_reproducible(root: &Path) -> Result {
     let scratch = std::env::temp_dir().join(format!("eif-repro-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     let copy = scratch.join("elsewhere").join("checkout");
     build_enclave::copy_checkout(root, &copy)?;
-    let cache = root.join("target/tools/kernel");
+    build_kernel::check_reproducible(root, &copy, &scratch)?;
     let request = |out: PathBuf| Request {
         flavour: "nsm".into(),
         out,
         kernel_dir: None,
         gateway_key: demo_gateway_key(),
-        session_cap: 256,
+        session_cap: DEFAULT_SESSION_CAP,
         heartbeat: None,
         memory: None,
         events: None,
     };
-    let a = build(root, &cache, Some(&scratch.join("target-a")), &request(scratch.join("eif-a")))?;
-    let b = build(&copy, &cache, Some(&scratch.join("target-b")), &request(scratch.join("eif-b")))?;
+    let a = build(root, Some(&scratch.join("target-a")), &request(scratch.join("eif-a")))?;
+    let b = build(&copy, Some(&scratch.join("target-b")), &request(scratch.join("eif-b")))?;
     let _ = std::fs::remove_dir_all(&scratch);
     if a.eif_sha256 != b.eif_sha256 || a.pcrs != b.pcrs {
         return Err(Failure(format!(
@@ -495,8 +435,39 @@ pub(crate) fn check_reproducible(root: &Path) -> Result {
     Ok(())
 }
 
+/// `pcrs.json`: the three PCRs (what key policies and verifiers pin) and, for people, the
+/// provenance of what they measure (`parent_shim::pcrs_file` reads the PCRs back).
+fn pcrs_json(pcrs: &eif::eif_image::Pcrs, provenance: &serde_json::Value) -> Result<String> {
+    let json = serde_json::json!({
+        "PCR0": hex(&pcrs.pcr0),
+        "PCR1": hex(&pcrs.pcr1),
+        "PCR2": hex(&pcrs.pcr2),
+        "provenance": provenance,
+    });
+    Ok(serde_json::to_string_pretty(&json)? + "\n")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_production_image_has_no_default_gateway_key() {
+        let e = super::gateway_key_for("nsm", "").unwrap_err();
+        assert!(e.0.contains("--gateway-key"), "{}", e.0);
+        let demo = super::demo_gateway_key();
+        assert_eq!(super::gateway_key_for("sim", "").unwrap(), demo);
+        let given = "AB".repeat(32);
+        assert_eq!(super::gateway_key_for("nsm", &given).unwrap(), "ab".repeat(32));
+    }
+
+    #[test]
+    fn key_fingerprints_are_the_sha256_of_the_key_bytes() {
+        assert_eq!(
+            super::key_fingerprint(&"00".repeat(32)),
+            "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
+        );
+        assert_eq!(super::key_fingerprint("zz"), "zz");
+    }
+
     #[test]
     fn rfc3339_dates() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");

@@ -270,7 +270,7 @@ client_ca = "{dir}/tls/ca.pem"
         &format!("https://127.0.0.1:{port}"),
         &gateway_ca.cert_pem(),
         &client,
-        &ca.root_der,
+        &parent_shim::attestation_verifier::PinnedRoot(ca.root_der.clone()),
         &shares,
         o.sessions,
     ));
@@ -380,14 +380,15 @@ pub(crate) async fn gateway(
     endpoint: &str,
     server_ca: &str,
     client: &tests::tls_certs::Pem,
-    root_der: &[u8],
+    trust: &dyn parent_shim::attestation_verifier::DocumentTrust,
     shares: &Path,
     sessions: usize,
 ) -> Result<Stats> {
     use tests::gateway_sim;
     let accounts = gateway_sim::load_accounts(shares).map_err(Failure)?;
     let mut api = gateway_sim::connect(endpoint, server_ca, client).await.map_err(Failure)?;
-    let answer_key = gateway_sim::attested_answer_key(&mut api, root_der).await.map_err(Failure)?;
+    let answer_key =
+        gateway_sim::attested_answer_key_with(&mut api, trust).await.map_err(Failure)?;
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(sessions);
     let mut all_verified = true;

@@ -2,6 +2,8 @@
 
 mod build_eif;
 mod build_enclave;
+mod build_kernel;
+mod build_qemu;
 mod demo;
 mod qemu_boot;
 mod run;
@@ -42,14 +44,18 @@ cargo xtask <task>
   build-enclave [--flavour sim|nsm] [--out DIR]
                        the static enclave binary (musl, LTO, stripped, reproducible);
                        prints its size and SHA-256
-  build-eif [--out DIR] [--flavour nsm|sim] [--kernel-dir DIR] [--gateway-key HEX]
+  build-eif --gateway-key HEX [--out DIR] [--flavour nsm|sim] [--kernel-dir DIR]
             [--session-cap N]
-                       the enclave image (EIF) around the static enclave-rt and the pinned
-                       Debian kernel, reproducible; writes enclave.eif and pcrs.json
-                       (default target/eif/FLAVOUR) and prints the PCRs
-  qemu-boot            boot the sim image under QEMU (microvm, vhost-user vsock) and run the
-                       real boot over guest vsock: heartbeat, attestation, KMS unseal, share
-                       load, signing; then a corrupt share file and the enclave's power-off
+                       the enclave image (EIF) around the static enclave-rt and our own
+                       kernel (Debian's Linux source, eif/kernel/enclave.config), both
+                       reproducible and cached; writes enclave.eif and pcrs.json (default
+                       target/eif/FLAVOUR) and prints the PCRs and the key's fingerprint;
+                       nsm (the default) needs --gateway-key, sim falls back to the demo key
+  qemu-boot            boot the production (nsm) image under QEMU's nitro-enclave machine
+                       (built from Debian's source on first use) and run the real boot over
+                       guest vsock and /dev/nsm: heartbeat, PCRs equal to pcrs.json, KMS
+                       unseal, share load, signing; the release parent refusing QEMU's
+                       unsigned document; then a corrupt share file and the enclave's end
   size --accounts N [--scheme S] [--share-file FILE] [--session-cap C]
                        the enclave memory to allocate for N accounts (share store as the
                        loader reserves it, budget, image), and the flags to build it with
@@ -184,17 +190,19 @@ fn test(root: &Path) -> Result {
     bench_e2e(&["--sessions", "20", "--clients", "2"], Some("dev"))?;
     // The demo path end to end on a small share set: real processes, KMS emulator, mTLS.
     demo::task(root, &["--accounts", "200", "--sessions", "4"])?;
-    // The enclave binary is byte-identical from two checkout paths.
-    // The image (and the enclave binary in it) from two checkout paths, byte for byte;
-    // then our EIF writer against AWS's on the same inputs.
+    // The kernel rebuilt in another directory, and the image (with the enclave binary in
+    // it) from two checkout paths, byte for byte; then our EIF writer against AWS's on the
+    // same inputs.
     build_eif::check_reproducible(root)?;
     setup::openssl_dev()?;
     run(cargo()
         .current_dir(root.join("eif/crosscheck"))
         .args(["test", "--locked", "--target-dir"])
         .arg(root.join("target/crosscheck")))?;
-    // The sim image booted under QEMU: PID 1, modules, heartbeat, attestation, KMS unseal,
-    // share load and signing over real guest vsock, then a refused file and the power-off.
+    // The production image booted as Nitro boots it (QEMU's nitro-enclave machine): PID 1,
+    // devices, heartbeat, /dev/nsm attestation with QEMU's PCRs equal to ours, KMS unseal,
+    // share load and signing over real guest vsock; the release parent refusing QEMU's
+    // unsigned document; then a refused file and the enclave ending the VM.
     qemu_boot::task(root, &[])?;
     eprintln!("xtask test: all checks passed");
     Ok(())

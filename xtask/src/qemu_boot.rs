@@ -1,22 +1,33 @@
-//! `cargo xtask qemu-boot`: boots the `sim` image's kernel and ramdisks under QEMU and runs
-//! the real boot over real guest vsock.
+//! `cargo xtask qemu-boot`: boots the production (`nsm`) image exactly as `build-eif`
+//! writes it, under QEMU's `nitro-enclave` machine, and runs the real boot over real guest
+//! vsock and the real `/dev/nsm` driver.
 //!
-//! The guest is a `microvm` (KVM when it works, TCG otherwise) with a virtio-mmio
-//! `vhost-user-vsock-device` backed by rust-vmm's `vhost-device-vsock`, which maps guest
-//! vsock onto Unix sockets on the host: guest connections to the host's port P arrive on
-//! `vsock.sock_P`; host connections to the guest go through `vsock.sock` with
-//! `CONNECT P\n`. Inside, `enclave-rt` is PID 1 exactly as in production: it mounts,
-//! loads the image's kernel modules, sends the heartbeat (to the host, CID 2, as the image's
-//! measured `--heartbeat` says; Nitro's parent is CID 3, which this device cannot reach),
-//! and listens on vsock ports 5000 (control) and 5001 (logs).
+//! The machine is what a Nitro enclave looks like from inside: no ACPI and no PCI, the
+//! virtio-mmio devices (vsock, NSM) named on the kernel command line, and a virtio NSM
+//! that measures the EIF it loaded itself (QEMU's own EIF reader, independent of ours) into
+//! PCR0/1/2. Its vsock is a `vhost-user-vsock` backed by rust-vmm's `vhost-device-vsock`,
+//! which maps guest vsock onto Unix sockets on the host: guest connections to the host's
+//! port P arrive on `vsock.sock_P`; host connections to the guest go through `vsock.sock`
+//! with `CONNECT P\n`. Inside, `enclave-rt` is PID 1 exactly as in production: it mounts,
+//! checks its devices, sends the heartbeat and listens on vsock ports 5000 (control) and
+//! 5001 (logs).
 //!
-//! This side plays the parent with the parent's own code: attestation verified against the
-//! sim root, KMS `Decrypt` with `Recipient` through `aws-sdk-kms` against the KMS emulator,
-//! the share file streamed, then the gRPC bridge over mutual TLS and one signing session
-//! per scheme from the gateway simulator, each signature verified. A second boot, whose
-//! share file is corrupt, must end with the enclave powering the VM off by itself.
-//! Assertions are on what both sides report, never on timing.
+//! The one difference from a production build is measured and named: the heartbeat goes to
+//! the host (CID 2, `--heartbeat vsock:2:9000`), because `vhost-device-vsock` 0.3.0 does
+//! not carry guest traffic to CID 3. The kernel, the binary and the command line are a
+//! production build's; the gateway key is the demo key, whose private half the test needs.
+//!
+//! This side plays the parent with the parent's own code: the document's PCRs must equal
+//! `pcrs.json` byte for byte; KMS `Decrypt` with `Recipient` through `aws-sdk-kms` against
+//! the KMS emulator under a key policy pinned to those PCRs; the share file streamed; then
+//! the gRPC bridge over mutual TLS and one signing session per scheme from the gateway
+//! simulator, each signature verified. QEMU's NSM signs nothing, so its documents are
+//! checked by [`QemuNsm`], which exists only here; the release `parent-shim` must refuse
+//! the same document, and is run to show it. A second boot, whose share file is corrupt,
+//! must end with the enclave ending the VM by itself. Assertions are on what both sides
+//! report, never on timing.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -24,15 +35,51 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parent_shim::attestation_verifier::{
+    self as verifier, AttestationDoc, DocumentTrust, Expectations, VerifyError,
+};
+
 use crate::build_eif::{self, CONTROL_PORT, LOGS_PORT, Request};
-use crate::run::{Failure, Result};
-use crate::setup;
+use crate::run::{Failure, Result, cargo, hex, run};
+use crate::{build_qemu, setup};
 
 const GUEST_CID: u32 = 16;
 const HEARTBEAT_PORT: u32 = 9000;
-/// Guest RAM: the image's 64 MiB budget plus what `cargo xtask size` adds for the kernel
-/// and the unpacked image (128 MiB), rounded as it rounds.
-const GUEST_MIB: u32 = 256;
+/// Guest RAM: the image's `default_mem`, as `nitro-cli run-enclave --memory` would give.
+const GUEST_MIB: u32 = 1024;
+/// Accounts in the test's share file.
+const ACCOUNTS: u64 = 50;
+
+/// QEMU's virtio NSM: a document in the NSM's layout whose `alg` is -1 and whose signature,
+/// certificate and CA bundle are all zero bytes (QEMU signs nothing). It must then carry
+/// the image's PCRs and meet the caller's expectations. This check exists only in this test harness: the
+/// parent and the KMS emulator authenticate with [`verifier::PinnedRoot`] alone.
+#[derive(Debug)]
+struct QemuNsm {
+    pcrs: BTreeMap<u64, Vec<u8>>,
+}
+
+impl DocumentTrust for QemuNsm {
+    fn verify(
+        &self,
+        document: &[u8],
+        _at_unix_secs: u64,
+        expect: &Expectations<'_>,
+    ) -> std::result::Result<AttestationDoc, VerifyError> {
+        let verifier::Unauthenticated { doc, alg, signature } =
+            verifier::decode_unauthenticated(document)?;
+        let zero = |b: &[u8]| !b.is_empty() && b.iter().all(|x| *x == 0);
+        let unsigned = alg == Some(-1)
+            && zero(&signature)
+            && zero(&doc.certificate)
+            && doc.cabundle.iter().all(|c| zero(c));
+        if !unsigned {
+            return Err(VerifyError::Cose("not the unsigned document of QEMU's NSM"));
+        }
+        verifier::check_expectations(&doc, &Expectations { pcrs: Some(&self.pcrs), ..*expect })?;
+        Ok(doc)
+    }
+}
 
 struct Killed(Child);
 
@@ -47,23 +94,6 @@ fn io<T>(what: &str, r: std::io::Result<T>) -> Result<T> {
     r.map_err(|e| Failure(format!("{what}: {e}")))
 }
 
-/// KVM if a guest can actually run on it here (nested setups often refuse), else TCG.
-fn accelerator(kernel: &Path) -> &'static str {
-    if std::fs::File::open("/dev/kvm").is_err() {
-        return "tcg";
-    }
-    // No ramdisk: the kernel panics at once and, with panic=-1 and -no-reboot, QEMU exits 0.
-    let probe = Command::new("timeout")
-        .args(["30", "qemu-system-x86_64", "-M", "microvm,accel=kvm", "-m", "128M", "-cpu", "host"])
-        .args(["-display", "none", "-serial", "none", "-monitor", "none", "-no-reboot", "-kernel"])
-        .arg(kernel)
-        .args(["-append", "panic=-1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if probe.is_ok_and(|s| s.success()) { "kvm" } else { "tcg" }
-}
-
 /// Everything one boot needs.
 struct Guest {
     _vhost: Killed,
@@ -71,12 +101,12 @@ struct Guest {
     console: PathBuf,
 }
 
-fn start_guest(dir: &Path, eif_dir: &Path, vhost_bin: &Path, accel: &str) -> Result<Guest> {
+fn start_guest(dir: &Path, cx: &Context) -> Result<Guest> {
     let vhost_socket = dir.join("vhost.sock");
     let uds = dir.join("vsock.sock");
     let vhost = Killed(io(
         "vhost-device-vsock",
-        Command::new(vhost_bin)
+        Command::new(&cx.vhost_bin)
             .arg(format!("--guest-cid={GUEST_CID}"))
             .arg(format!("--socket={}", vhost_socket.display()))
             .arg(format!("--uds-path={}", uds.display()))
@@ -92,28 +122,22 @@ fn start_guest(dir: &Path, eif_dir: &Path, vhost_bin: &Path, accel: &str) -> Res
         std::thread::sleep(Duration::from_millis(20));
     }
     let console = dir.join("console.log");
-    let cmdline = io("cmdline", std::fs::read_to_string(eif_dir.join("cmdline")))?;
-    let cpu = if accel == "kvm" { "host" } else { "max" };
+    // The EIF itself is the kernel: QEMU reads it, takes kernel, command line and ramdisks
+    // from it, and measures it. TCG: KVM does not run guests on these machines.
     let qemu = Killed(io(
         "qemu-system-x86_64",
-        Command::new("qemu-system-x86_64")
-            .arg("-M")
-            .arg(format!("microvm,accel={accel},pit=on,pic=on,rtc=on,memory-backend=mem"))
-            .arg("-m")
+        Command::new(&cx.qemu_bin)
+            .args(["-L", build_qemu::FIRMWARE_DIR, "-M"])
+            .arg("nitro-enclave,vsock=vsock,id=sign-service-qemu-boot")
+            .args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m"])
             .arg(format!("{GUEST_MIB}M"))
-            .arg("-object")
-            .arg(format!("memory-backend-memfd,id=mem,size={GUEST_MIB}M,share=on"))
-            .args(["-cpu", cpu, "-smp", "1", "-display", "none", "-monitor", "none", "-no-reboot"])
-            .arg("-serial")
+            .args(["-display", "none", "-monitor", "none", "-no-reboot", "-serial"])
             .arg(format!("file:{}", console.display()))
             .arg("-chardev")
             .arg(format!("socket,id=vsock,path={}", vhost_socket.display()))
-            .args(["-device", "vhost-user-vsock-device,chardev=vsock"])
-            .arg("-kernel")
-            .arg(eif_dir.join("bzImage"))
-            .arg("-initrd")
-            .arg(eif_dir.join("initrd.cpio"))
-            .args(["-append", &cmdline])
+            // The keyboard controller's reset, which ends an enclave (build_qemu::DEVICES).
+            .args(["-device", "i8042", "-kernel"])
+            .arg(&cx.eif)
             .stdout(Stdio::null())
             .stderr(io("log", std::fs::File::create(dir.join("qemu.log")))?)
             .spawn(),
@@ -193,7 +217,7 @@ fn pump_logs(stream: UnixStream) {
     });
 }
 
-/// Shares, the sealed identity and the KMS emulator for one boot.
+/// Shares, the sealed identity and the KMS emulator (its key pinned to the image's PCRs).
 struct Inputs {
     shares: PathBuf,
     share_file: Vec<u8>,
@@ -201,24 +225,22 @@ struct Inputs {
     sealed: Vec<u8>,
 }
 
-async fn inputs(dir: &Path, root_der: &[u8]) -> Result<Inputs> {
+async fn inputs(dir: &Path, pcrs: &BTreeMap<u64, Vec<u8>>) -> Result<Inputs> {
     let shares = dir.join("shares");
     let deal = tests::share_gen::GenConfig {
-        accounts: 50,
+        accounts: ACCOUNTS,
         scheme: tests::share_gen::SchemeChoice::Both,
         threshold: 2,
         parties: 3,
     };
     tests::share_gen::generate(deal, &shares, &mut rand::rngs::OsRng, &mut |_| {})
         .map_err(|e| Failure(e.to_string()))?;
-    // The sim NSM inside the guest cannot know its own image's PCRs (they are computed over
-    // it), so this key's policy asks for an attested recipient without pinning PCRs.
     let kms = tests::kms_emulator::KmsEmulator::start(tests::kms_emulator::KmsConfig {
         keys: vec![tests::kms_emulator::KeySpec {
             key_id: "qemu-key".into(),
-            recipient_pcrs: std::collections::BTreeMap::new(),
+            recipient_pcrs: pcrs.clone(),
         }],
-        attestation_root_der: root_der.to_vec(),
+        attestation: Arc::new(QemuNsm { pcrs: pcrs.clone() }),
     })
     .await
     .map_err(|e| Failure(format!("KMS emulator: {e}")))?;
@@ -234,9 +256,8 @@ async fn inputs(dir: &Path, root_der: &[u8]) -> Result<Inputs> {
 /// The parent's boot conversation over the guest's control port.
 async fn boot_guest(
     control: UnixStream,
-    inputs: &Inputs,
+    cx: &Context,
     share_file: &[u8],
-    root_der: &[u8],
 ) -> (
     Arc<parent_shim::enclave_client::EnclaveClient>,
     std::result::Result<parent_shim::enclave_boot::BootRecord, String>,
@@ -250,8 +271,8 @@ async fn boot_guest(
         }
     };
     let (client, mut unsolicited) = parent_shim::enclave_client::EnclaveClient::new(control);
-    let kms = tests::kms_emulator::sdk_client(&inputs.kms.endpoint());
-    let sealed = inputs.sealed.clone();
+    let kms = tests::kms_emulator::sdk_client(&cx.inputs.kms.endpoint());
+    let sealed = cx.inputs.sealed.clone();
     let unseal = |document: Vec<u8>| async move {
         parent_shim::kms_relay::decrypt_for_enclave(&kms, Some("qemu-key"), &sealed, &document)
             .await
@@ -260,9 +281,9 @@ async fn boot_guest(
     };
     let boot_inputs = parent_shim::enclave_boot::BootInputs {
         share_file,
-        expected_entries: 50,
-        root_der,
-        expected_pcrs: None,
+        expected_entries: ACCOUNTS,
+        trust: &cx.trust,
+        expected_pcrs: Some(&cx.trust.pcrs),
         deadline: Duration::from_mins(5),
         shim_version: "xtask qemu-boot",
     };
@@ -283,45 +304,51 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
     if !args.is_empty() {
         return Err(Failure("usage: cargo xtask qemu-boot".into()));
     }
-    setup::qemu()?;
-    let vhost_bin = setup::vhost_device_vsock(root)?;
+    let qemu_bin = build_qemu::qemu_nitro()?;
+    let vhost_bin = setup::vhost_device_vsock()?;
     let work = root.join("target/qemu-boot");
     let _ = std::fs::remove_dir_all(&work);
     io("work dir", std::fs::create_dir_all(&work))?;
     let eif_dir = work.join("eif");
+    // A production request but for the heartbeat's address (see the module comment).
     let built = build_eif::build(
         root,
-        &root.join("target/tools/kernel"),
         None,
         &Request {
-            flavour: "sim".into(),
+            flavour: "nsm".into(),
             out: eif_dir.clone(),
             kernel_dir: None,
             gateway_key: build_eif::demo_gateway_key(),
-            session_cap: 16,
+            session_cap: build_eif::DEFAULT_SESSION_CAP,
             heartbeat: Some(format!("vsock:2:{HEARTBEAT_PORT}")),
             events: None,
-            // Small enough for the guest's RAM, as `cargo xtask size` would say for it.
-            memory: Some((64, 16)),
+            memory: None,
         },
     )?;
-    eprintln!("qemu-boot: sim image {} ({})", built.eif.display(), built.pcrs.to_json());
-    let accel = accelerator(&eif_dir.join("bzImage"));
-    eprintln!("qemu-boot: accelerator {accel}");
-    let root_der = io("sim root", std::fs::read(eif_dir.join("sim-nsm/root.der")))?;
+    let pcrs = parent_shim::pcrs_file::read(&eif_dir.join("pcrs.json")).map_err(Failure)?;
+    eprintln!("qemu-boot: nsm image {} ({})", built.eif.display(), built.pcrs.to_json());
     let runtime = io("tokio", tokio::runtime::Runtime::new())?;
-    let inputs = runtime.block_on(inputs(&work, &root_der))?;
-    let cx = Context { work, eif_dir, vhost_bin, accel, root_der, runtime, inputs };
-    boot_and_sign(&cx)?;
+    let inputs = runtime.block_on(inputs(&work, &pcrs))?;
+    let cx = Context {
+        work,
+        eif: built.eif,
+        qemu_bin,
+        vhost_bin,
+        trust: QemuNsm { pcrs },
+        runtime,
+        inputs,
+    };
+    let document = boot_and_sign(&cx)?;
+    release_parent_refuses(root, &cx.work, &document)?;
     boot_refusing_a_corrupt_file(&cx)
 }
 
 struct Context {
     work: PathBuf,
-    eif_dir: PathBuf,
+    eif: PathBuf,
+    qemu_bin: PathBuf,
     vhost_bin: PathBuf,
-    accel: &'static str,
-    root_der: Vec<u8>,
+    trust: QemuNsm,
     runtime: tokio::runtime::Runtime,
     inputs: Inputs,
 }
@@ -329,61 +356,12 @@ struct Context {
 /// Starts a guest in `work/name` and waits for it to listen: its log stream is printed,
 /// its control connection returned, with whether its heartbeat arrived.
 fn boot_to_control(cx: &Context, name: &str) -> Result<(Guest, UnixStream, bool)> {
-    // Under TCG on a loaded host the guest kernel can fail to calibrate its clock against
-    // the PIT and stall before /init; that is the emulator, not the image: try again.
-    for attempt in 1..=3 {
-        match boot_attempt(cx, name) {
-            Err(Stalled(console)) if attempt < 3 => {
-                eprintln!(
-                    "qemu-boot: the guest kernel stalled before /init (attempt {attempt}); \
-                     retrying. Last console line: {}",
-                    console.lines().last().unwrap_or_default()
-                );
-            }
-            Err(Stalled(console)) => {
-                return Err(Failure(format!("the guest kernel never reached /init:\n{console}")));
-            }
-            Ok(r) => return r,
-        }
-    }
-    Err(Failure("unreachable".into()))
-}
-
-/// A boot that never reached `/init`, with its console.
-struct Stalled(String);
-
-fn boot_attempt(
-    cx: &Context,
-    name: &str,
-) -> std::result::Result<Result<(Guest, UnixStream, bool)>, Stalled> {
     let dir = cx.work.join(name);
     let _ = std::fs::remove_dir_all(&dir);
-    let prepared = io("dir", std::fs::create_dir_all(&dir))
-        .and_then(|()| heartbeat_listener(&dir.join("vsock.sock")))
-        .and_then(|h| Ok((h, start_guest(&dir, &cx.eif_dir, &cx.vhost_bin, cx.accel)?)));
-    let (heartbeat, mut guest) = match prepared {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(e)),
-    };
-    let started = Instant::now();
-    while !console_text(&guest).contains("Run /init as init process") {
-        if started.elapsed() > Duration::from_secs(30) {
-            return Err(Stalled(console_text(&guest)));
-        }
-        if let Ok(Some(_)) = guest.qemu.0.try_wait() {
-            break; // connect_guest reports it with the console
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(listening(&dir.join("vsock.sock"), heartbeat, guest))
-}
-
-fn listening(
-    uds: &Path,
-    heartbeat: std::thread::JoinHandle<bool>,
-    mut guest: Guest,
-) -> Result<(Guest, UnixStream, bool)> {
-    let uds = uds.to_owned();
+    io("dir", std::fs::create_dir_all(&dir))?;
+    let uds = dir.join("vsock.sock");
+    let heartbeat = heartbeat_listener(&uds)?;
+    let mut guest = start_guest(&dir, cx)?;
     let deadline = Instant::now() + Duration::from_mins(5);
     let logs = connect_guest(&uds, LOGS_PORT, deadline, &mut guest)?;
     pump_logs(logs);
@@ -392,9 +370,9 @@ fn listening(
     Ok((guest, control, heartbeat_ok))
 }
 
-/// Boot 1: the whole way, then one signing session per scheme.
-fn boot_and_sign(cx: &Context) -> Result {
-    let Context { root_der, runtime, inputs, .. } = cx;
+/// Boot 1: the whole way, then one signing session per scheme. Returns the attestation
+/// document QEMU's NSM produced.
+fn boot_and_sign(cx: &Context) -> Result<Vec<u8>> {
     let started = Instant::now();
     let (guest, control, heartbeat_ok) = boot_to_control(cx, "boot-ok")?;
     if !heartbeat_ok {
@@ -404,17 +382,56 @@ fn boot_and_sign(cx: &Context) -> Result {
         "qemu-boot: heartbeat answered; guest listening after {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let (client, record) =
-        runtime.block_on(boot_guest(control, inputs, &inputs.share_file, root_der));
+    let (client, record) = cx.runtime.block_on(boot_guest(control, cx, &cx.inputs.share_file));
     let record =
         record.map_err(|e| Failure(format!("boot: {e}; console:\n{}", console_text(&guest))))?;
+    // The boot already required them equal; shown here side by side.
+    for (index, ours) in &cx.trust.pcrs {
+        let qemus = record.pcrs.get(index).map(|v| hex(v)).unwrap_or_default();
+        eprintln!("qemu-boot: PCR{index} QEMU {qemus}\n              pcrs.json {}", hex(ours));
+        if qemus != hex(ours) {
+            return Err(Failure(format!("PCR{index}: QEMU measured another image")));
+        }
+    }
     eprintln!(
-        "qemu-boot: enclave loaded {} accounts (attestation verified against the sim root, identity unsealed through KMS)",
+        "qemu-boot: enclave loaded {} accounts (attestation through /dev/nsm, PCRs equal \
+         pcrs.json, identity unsealed through KMS under a PCR-pinned key)",
         record.accounts
     );
-    if record.accounts != 50 {
-        return Err(Failure(format!("{} accounts loaded, 50 expected", record.accounts)));
+    if record.accounts != ACCOUNTS {
+        return Err(Failure(format!("{} accounts loaded, {ACCOUNTS} expected", record.accounts)));
     }
+    let document = record.attestation_document.clone();
+    let stats = cx.runtime.block_on(sign_through_the_bridge(cx, client, record))?;
+    if !stats.all_verified || stats.sessions != 2 {
+        return Err(Failure("a signature from the guest did not verify".into()));
+    }
+    let console = console_text(&guest);
+    for needle in [
+        "Run /init as init process",
+        "enclave-rt: virtio devices present: vsock, nsm",
+        "enclave-rt: heartbeat answered by vsock:2:9000",
+    ] {
+        if !console.contains(needle) {
+            return Err(Failure(format!("the console lacks {needle:?}:\n{console}")));
+        }
+    }
+    drop(guest);
+    eprintln!(
+        "qemu-boot: boot 1 passed: kernel, PID 1, devices, heartbeat, NSM attestation, KMS \
+         unseal, share load, 2 verified signatures ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(document)
+}
+
+/// The gRPC bridge over mutual TLS in front of the guest, and the gateway simulator's
+/// sessions through it (Ed25519, then Taproot).
+async fn sign_through_the_bridge(
+    cx: &Context,
+    client: Arc<parent_shim::enclave_client::EnclaveClient>,
+    record: parent_shim::enclave_boot::BootRecord,
+) -> Result<crate::demo::Stats> {
     let gateway_ca =
         tests::tls_certs::Ca::new("qemu gateway CA").map_err(|e| Failure(e.to_string()))?;
     let server = gateway_ca.server().map_err(|e| Failure(e.to_string()))?;
@@ -431,63 +448,79 @@ fn boot_and_sign(cx: &Context) -> Result {
         &[],
     )
     .map_err(Failure)?;
-    let stats = runtime.block_on(async {
-        let listener = io("listen", tokio::net::TcpListener::bind("127.0.0.1:0").await)?;
-        let port = io("listen", listener.local_addr())?.port();
-        let link = parent_shim::enclave_link::EnclaveLink::new(client);
-        let bridge =
-            parent_shim::grpc_bridge::Bridge::new(link, Arc::new(record), Duration::from_mins(1));
-        tokio::spawn(parent_shim::grpc_bridge::serve(
-            listener,
-            tls,
-            bridge,
-            std::future::pending(),
-        ));
-        crate::demo::gateway(
-            &format!("https://127.0.0.1:{port}"),
-            &gateway_ca.cert_pem(),
-            &gateway_client,
-            root_der,
-            &inputs.shares,
-            2,
-        )
-        .await
-    })?;
-    if !stats.all_verified {
-        return Err(Failure("a signature from the guest did not verify".into()));
+    let listener = io("listen", tokio::net::TcpListener::bind("127.0.0.1:0").await)?;
+    let port = io("listen", listener.local_addr())?.port();
+    let link = parent_shim::enclave_link::EnclaveLink::new(client);
+    let bridge =
+        parent_shim::grpc_bridge::Bridge::new(link, Arc::new(record), Duration::from_mins(1));
+    tokio::spawn(parent_shim::grpc_bridge::serve(listener, tls, bridge, std::future::pending()));
+    crate::demo::gateway(
+        &format!("https://127.0.0.1:{port}"),
+        &gateway_ca.cert_pem(),
+        &gateway_client,
+        &cx.trust,
+        &cx.inputs.shares,
+        2,
+    )
+    .await
+}
+
+/// The release `parent-shim` (`attestation verify`, the production verifier) refuses the
+/// document QEMU's NSM produced, and so does the library's pinned-root check.
+fn release_parent_refuses(root: &Path, work: &Path, document: &[u8]) -> Result {
+    let doc_path = work.join("qemu-attestation.cbor");
+    io("document", std::fs::write(&doc_path, document))?;
+    let sim = tests::sim_ca::generate().map_err(|e| Failure(e.0))?;
+    let root_path = work.join("some-root.der");
+    io("root", std::fs::write(&root_path, &sim.root_der))?;
+    let pinned = verifier::PinnedRoot(sim.root_der.clone());
+    if let Ok(d) = pinned.verify(document, 0, &Expectations::default()) {
+        return Err(Failure(format!("the pinned-root check accepted QEMU's document: {d:?}")));
     }
-    let console = console_text(&guest);
-    for needle in [
-        "Run /init as init process",
-        "enclave-rt: modules loaded: virtio_mmio, vsock, vmw_vsock_virtio_transport_common, vmw_vsock_virtio_transport, nsm",
-        "enclave-rt: heartbeat answered by vsock:2:9000",
-    ] {
-        if !console.contains(needle) {
-            return Err(Failure(format!("the console lacks {needle:?}:\n{console}")));
-        }
+    run(cargo().current_dir(root).args([
+        "build",
+        "--locked",
+        "--release",
+        "-p",
+        "parent-shim",
+        "--bin",
+        "parent-shim",
+    ]))?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let out = io(
+        "parent-shim",
+        Command::new(target.join("release/parent-shim"))
+            .args(["attestation", "verify", "--doc"])
+            .arg(&doc_path)
+            .arg("--root")
+            .arg(&root_path)
+            .output(),
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || !stderr.contains("attestation verify: FAILED") {
+        return Err(Failure(format!(
+            "the release parent-shim did not refuse QEMU's unsigned document: {}{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )));
     }
-    drop(guest);
-    eprintln!(
-        "qemu-boot: boot 1 passed: kernel, PID 1, modules, heartbeat, attestation, KMS unseal, share load, 2 verified signatures ({:.1} s)",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("qemu-boot: the release parent-shim refuses QEMU's document: {}", stderr.trim());
     Ok(())
 }
 
-/// Boot 2: a corrupt share file; the enclave must refuse it and power the VM off.
+/// Boot 2: a corrupt share file; the enclave must refuse it and end the VM by itself.
 fn boot_refusing_a_corrupt_file(cx: &Context) -> Result {
-    let Context { root_der, runtime, inputs, .. } = cx;
     let started = Instant::now();
     let (mut guest, control, _) = boot_to_control(cx, "boot-corrupt")?;
     let deadline = Instant::now() + Duration::from_mins(5);
-    let mut corrupt = inputs.share_file.clone();
+    let mut corrupt = cx.inputs.share_file.clone();
     let at = corrupt.len() - 40;
     corrupt[at] ^= 1;
-    let (_client, record) = runtime.block_on(boot_guest(control, inputs, &corrupt, root_der));
+    let (_client, record) = cx.runtime.block_on(boot_guest(control, cx, &corrupt));
     let Err(refused) = record else {
         return Err(Failure("the guest accepted a corrupt share file".into()));
     };
-    let powered_off = loop {
+    let exited = loop {
         if let Ok(Some(status)) = guest.qemu.0.try_wait() {
             break status.success();
         }
@@ -497,13 +530,18 @@ fn boot_refusing_a_corrupt_file(cx: &Context) -> Result {
         std::thread::sleep(Duration::from_millis(100));
     };
     let console = console_text(&guest);
-    if !powered_off || !console.contains("reboot: Power down") {
+    // QEMU exits 0 on a signal too; only a guest reset under -no-reboot counts.
+    let qemu_log =
+        std::fs::read_to_string(cx.work.join("boot-corrupt/qemu.log")).unwrap_or_default();
+    let exited = exited && !qemu_log.contains("terminating on signal");
+    if !exited || !console.contains("reboot: Restarting system") {
         return Err(Failure(format!(
-            "the guest did not power off after refusing the file:\n{console}"
+            "the guest did not end after refusing the file (QEMU exited: {exited}):\n{console}"
         )));
     }
     eprintln!(
-        "qemu-boot: boot 2 passed: the corrupt share file was refused ({refused}) and the enclave powered the VM off ({:.1} s)",
+        "qemu-boot: boot 2 passed: the corrupt share file was refused ({refused}) and the \
+         enclave ended the VM ({:.1} s)",
         started.elapsed().as_secs_f64()
     );
     drop(guest);

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::run::{Result, cargo, output, run};
+use crate::run::{Failure, Result, cargo, hex, output, run};
 
 /// Rust targets the tests build for: the enclave's static target and a bare-metal target
 /// that proves `wire` needs nothing from `std`.
@@ -87,9 +87,112 @@ pub(crate) fn moto(root: &Path) -> Result<PathBuf> {
     Ok(server)
 }
 
-/// `curl`, to fetch the pinned kernel package.
-pub(crate) fn curl() -> Result {
-    apt_install_missing(&[("curl", "curl")])
+/// Where what takes minutes to fetch or build (the kernel, QEMU) is kept, outside the
+/// checkout so a fresh clone on the same machine reuses it: `SIGN_SERVICE_CACHE`, else
+/// `$XDG_CACHE_HOME/sign-service`, else `~/.cache/sign-service`. Every entry is keyed by
+/// the hash of its inputs.
+pub(crate) fn cache_dir() -> Result<PathBuf> {
+    let dir = if let Some(d) = std::env::var_os("SIGN_SERVICE_CACHE") {
+        PathBuf::from(d)
+    } else if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        Path::new(&d).join("sign-service")
+    } else if let Some(home) = std::env::var_os("HOME") {
+        Path::new(&home).join(".cache/sign-service")
+    } else {
+        return Err(Failure("set SIGN_SERVICE_CACHE (no HOME to put the tool cache in)".into()));
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Failure(format!("{}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+/// SHA-256 of a file, hex; `None` if it cannot be read.
+pub(crate) fn file_sha256(path: &Path) -> Option<String> {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut h).ok()?;
+    Some(hex(&h.finalize()))
+}
+
+/// The default mirror; `DEBIAN_MIRROR` overrides it (e.g. a snapshot.debian.org URL once
+/// a pinned version has left the live archive).
+const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// A file of the Debian archive (`path` under the mirror), pinned by its SHA-256: fetched
+/// once into `cache/downloads/SHA256.EXT`, checked before it is kept and every time it is
+/// used. Plain HTTP is fine: the hash pinned here is the one Debian's signed indexes list.
+pub(crate) fn fetch_pinned(cache: &Path, path: &str, sha256: &str, ext: &str) -> Result<PathBuf> {
+    let dir = cache.join("downloads");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("{sha256}.{ext}"));
+    if file_sha256(&file).as_deref() == Some(sha256) {
+        return Ok(file);
+    }
+    apt_install_missing(&[("curl", "curl")])?;
+    let mirror = std::env::var("DEBIAN_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.into());
+    let url = format!("{}/{path}", mirror.trim_end_matches('/'));
+    let partial = file.with_extension("part");
+    run(Command::new("curl")
+        .args(["--fail", "--silent", "--show-error", "--location", "--retry", "3", "-o"])
+        .arg(&partial)
+        .arg(&url))
+    .map_err(|e| {
+        Failure(format!(
+            "{}
+{path} could not be fetched from {mirror}; if it has left the live archive, \
+             set DEBIAN_MIRROR to a snapshot.debian.org URL that has it \
+             (docs/reproducible-builds.md)",
+            e.0
+        ))
+    })?;
+    let got = file_sha256(&partial).unwrap_or_default();
+    if got != sha256 {
+        let _ = std::fs::remove_file(&partial);
+        return Err(Failure(format!("{url}: SHA-256 {got}, pinned {sha256}: refusing it")));
+    }
+    std::fs::rename(&partial, &file)?;
+    Ok(file)
+}
+
+/// Runs a long, chatty build step with its output appended to `log` (or discarded); on
+/// failure the error carries the log's last lines.
+pub(crate) fn quiet(cmd: &mut Command, log: Option<&Path>) -> Result {
+    use std::io::Write as _;
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().map_err(|e| Failure(format!("cannot run {shown}: {e}")))?;
+    let mut text = out.stdout;
+    text.extend_from_slice(&out.stderr);
+    if let Some(log) = log {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        writeln!(f, "$ {shown}")?;
+        f.write_all(&text)?;
+    }
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&text);
+    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(Failure(format!("{shown} failed ({}):\n{}", out.status, tail.join("\n"))))
+}
+
+/// What building the enclave kernel needs: Debian bookworm's gcc and make, and the
+/// kernel's own build tools.
+pub(crate) fn kernel_build_deps() -> Result {
+    apt_install_missing(&[
+        ("gcc", "gcc"),
+        ("make", "make"),
+        ("flex", "flex"),
+        ("bison", "bison"),
+        ("bc", "bc"),
+        ("xz", "xz-utils"),
+        ("dpkg-deb", "dpkg"),
+    ])?;
+    // libelf's headers (objtool) have no command to look for.
+    if !Path::new("/usr/include/libelf.h").exists() {
+        apt_install(&["libelf-dev"])?;
+    }
+    Ok(())
 }
 
 /// OpenSSL headers and `pkg-config`, which AWS's `aws-nitro-enclaves-image-format` (the
@@ -108,56 +211,27 @@ pub(crate) fn openssl_dev() -> Result {
     ]))
 }
 
-/// QEMU 10 or newer, for the boot test of the image. Bookworm's 7.2 corrupts the guest
-/// kernel under TCG now and then (double faults in `munmap`, about one boot in four with
-/// Linux 6.12), so on bookworm it comes from bookworm-backports, which this adds to apt's
-/// sources (same mirror, same archive key) if it is not there yet.
-pub(crate) fn qemu() -> Result {
-    let major = output(Command::new("qemu-system-x86_64").arg("--version"))
-        .and_then(|v| {
-            v.split_whitespace()
-                .skip_while(|w| *w != "version")
-                .nth(1)
-                .and_then(|n| n.split('.').next()?.parse::<u32>().ok())
+/// Installs the Debian packages of `packages` that are not installed yet.
+pub(crate) fn apt_packages(packages: &[&str]) -> Result {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            output(Command::new("dpkg-query").args(["-W", "-f", "${Status}", p]))
+                .is_none_or(|s| s != "install ok installed")
         })
-        .unwrap_or(0);
-    if major >= 10 {
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-    if os.lines().any(|l| l == "VERSION_CODENAME=bookworm") {
-        let sources = Path::new("/etc/apt/sources.list.d/bookworm-backports.sources");
-        if !sources.exists() {
-            std::fs::write(
-                sources,
-                "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\n\
-                 Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
-            )?;
-        }
-        run(Command::new("apt-get").arg("update"))?;
-        return run(Command::new("apt-get").args([
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "-t",
-            "bookworm-backports",
-            "qemu-system-x86",
-        ]));
-    }
-    run(Command::new("apt-get").arg("update"))?;
-    run(Command::new("apt-get").args([
-        "install",
-        "-y",
-        "--no-install-recommends",
-        "qemu-system-x86",
-    ]))
+    apt_install(&missing)
 }
 
 /// The vhost-user vsock device the QEMU boot test gives the guest (rust-vmm's, from
-/// crates.io, pinned), built into `target/tools/vhost-device-vsock`. Returns the binary.
-pub(crate) fn vhost_device_vsock(root: &Path) -> Result<PathBuf> {
+/// crates.io, pinned), built once into the tool cache ([`cache_dir`]). Returns the binary.
+pub(crate) fn vhost_device_vsock() -> Result<PathBuf> {
     const VERSION: &str = "0.3.0";
-    let dir = root.join("target/tools/vhost-device-vsock");
+    let dir = cache_dir()?.join("vhost-device-vsock").join(VERSION);
     let bin = dir.join("bin/vhost-device-vsock");
     let stamp = dir.join("installed");
     if bin.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == VERSION) {
@@ -182,8 +256,13 @@ fn apt_install_missing(needed: &[(&str, &str)]) -> Result {
     if missing.is_empty() {
         return Ok(());
     }
+    apt_install(&missing)
+}
+
+/// `apt-get install` of `packages` (after `apt-get update`).
+fn apt_install(packages: &[&str]) -> Result {
     run(Command::new("apt-get").arg("update"))?;
-    run(Command::new("apt-get").args(["install", "-y", "--no-install-recommends"]).args(&missing))
+    run(Command::new("apt-get").args(["install", "-y", "--no-install-recommends"]).args(packages))
 }
 
 /// Whether `cmd` is an executable on `PATH`.

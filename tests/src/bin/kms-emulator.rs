@@ -71,7 +71,8 @@ fn main() {
         std::process::exit(1)
     });
     runtime.block_on(async {
-        let config = KmsConfig { keys: vec![spec], attestation_root_der: root };
+        let config =
+            KmsConfig { keys: vec![spec], attestation: tests::kms_emulator::pinned_root(root) };
         let kms = KmsEmulator::start_on(&listen, config).await.unwrap_or_else(|e| {
             eprintln!("kms-emulator: {listen}: {e}");
             std::process::exit(1)

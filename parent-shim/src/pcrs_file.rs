@@ -1,0 +1,105 @@
+//! `pcrs.json`, as `cargo xtask build-eif` writes it next to the image: one entry
+//! `"PCRn": "<hex>"` per measured register, and a `provenance` object (kernel source,
+//! compiler, measured keys) that is for people and is not read here. The one reader of the
+//! file: the daemon's `attestation.expected_pcrs`, `kms-policy` and `attestation verify`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Why a `pcrs.json` was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PcrsFileError {
+    /// Not a JSON object.
+    NotAnObject(String),
+    /// A key that is neither `PCRn` (n < 32) nor `provenance`.
+    BadKey(String),
+    /// A PCR value that is not a 48-byte (SHA-384) hex string.
+    BadValue(String),
+    /// No PCR at all.
+    Empty,
+}
+
+impl fmt::Display for PcrsFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAnObject(e) => write!(f, "expected an object of \"PCRn\": \"hex\": {e}"),
+            Self::BadKey(k) => write!(f, "bad key `{k}` (PCR0..PCR31 or provenance)"),
+            Self::BadValue(k) => write!(f, "{k} is not 96 hex digits (SHA-384)"),
+            Self::Empty => f.write_str("no PCR in it"),
+        }
+    }
+}
+
+impl std::error::Error for PcrsFileError {}
+
+/// The PCRs of a `pcrs.json` text (index -> 48 bytes).
+pub fn parse(text: &str) -> Result<BTreeMap<u64, Vec<u8>>, PcrsFileError> {
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| PcrsFileError::NotAnObject(e.to_string()))?;
+    let serde_json::Value::Object(map) = json else {
+        return Err(PcrsFileError::NotAnObject("not an object".into()));
+    };
+    let mut pcrs = BTreeMap::new();
+    for (key, value) in map {
+        if key == "provenance" && value.is_object() {
+            continue;
+        }
+        let index = key
+            .strip_prefix("PCR")
+            .filter(|n| !n.starts_with('+') && !n.starts_with('0') || *n == "0")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|i| *i < 32)
+            .ok_or_else(|| PcrsFileError::BadKey(key.clone()))?;
+        let bytes = value
+            .as_str()
+            .and_then(|v| hex::decode(v).ok())
+            .filter(|b| b.len() == 48)
+            .ok_or_else(|| PcrsFileError::BadValue(key.clone()))?;
+        pcrs.insert(index, bytes);
+    }
+    if pcrs.is_empty() {
+        return Err(PcrsFileError::Empty);
+    }
+    Ok(pcrs)
+}
+
+/// [`parse`] of a file; errors name the path.
+pub fn read(path: &std::path::Path) -> Result<BTreeMap<u64, Vec<u8>>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    #[test]
+    fn reads_what_build_eif_writes_and_skips_provenance() {
+        let text = format!(
+            "{{\"PCR0\": \"{A}\", \"PCR2\": \"{A}\", \"provenance\": {{\"kernel\": {{\"compiler\": \"gcc\"}}}}}}"
+        );
+        let pcrs = parse(&text).unwrap();
+        assert_eq!(pcrs.keys().copied().collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(pcrs[&0], vec![0xaa; 48]);
+    }
+
+    #[test]
+    fn refuses_anything_else() {
+        assert!(matches!(parse("[]"), Err(PcrsFileError::NotAnObject(_))));
+        assert!(matches!(parse("{"), Err(PcrsFileError::NotAnObject(_))));
+        assert_eq!(parse("{}"), Err(PcrsFileError::Empty));
+        assert_eq!(parse("{\"provenance\": {}}"), Err(PcrsFileError::Empty));
+        for key in ["PCR32", "PCR01", "PCR+1", "pcr0", "PCR", "provenance2"] {
+            let text = format!("{{\"{key}\": \"{A}\"}}");
+            assert_eq!(parse(&text), Err(PcrsFileError::BadKey(key.into())), "{key}");
+        }
+        assert_eq!(parse("{\"provenance\": 1}"), Err(PcrsFileError::BadKey("provenance".into())));
+        for value in ["\"ab\"", "\"zz\"", "1", &format!("\"{A}aa\"")] {
+            let text = format!("{{\"PCR1\": {value}}}");
+            assert_eq!(parse(&text), Err(PcrsFileError::BadValue("PCR1".into())), "{value}");
+        }
+    }
+}
