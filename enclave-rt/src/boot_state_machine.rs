@@ -108,12 +108,12 @@ pub struct Context {
 }
 
 /// A message for the parent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum BootOutput {
     /// Send `Attestation { document }`.
     Attestation(Vec<u8>),
-    /// Send `Loaded { .. }`.
-    Loaded(LoadedReport),
+    /// Send `Loaded { .. }`, or end the boot with it ([`BootMachine::fail_after_load`]).
+    Loaded(LoadedBoot),
     /// Send `BootFailed { reason, detail }`.
     Failed(BootFailure),
 }
@@ -133,6 +133,21 @@ pub struct LoadedReport {
     pub memory_in_use: u64,
     /// The budget.
     pub memory_budget: u64,
+}
+
+/// A load the machine completed: it is `Serving`, and this is what `Loaded` reports. Only
+/// the machine makes one (no public constructor, not `Clone`), and ending a loaded boot
+/// consumes it ([`BootMachine::fail_after_load`]): so `Loaded` is sent only for a real
+/// load, and the failure path has no "not loaded after all" case to fall back from.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LoadedBoot(LoadedReport);
+
+impl LoadedBoot {
+    /// The figures to send.
+    #[must_use]
+    pub fn report(&self) -> &LoadedReport {
+        &self.0
+    }
 }
 
 /// Why the boot failed: a code and a non-secret detail.
@@ -259,14 +274,15 @@ impl<N: Nsm> BootMachine<N> {
 
     /// Ends a boot that loaded but cannot serve, such as when the signing engine's tables
     /// do not fit the memory budget: enters `Failed` (the store and every key are dropped
-    /// and wiped) and returns the `BootFailed` to send instead of `Loaded`. `None` unless
-    /// the machine has just reached `Serving`.
+    /// and wiped) and returns the `BootFailed` to send instead of `Loaded`. It takes the
+    /// [`LoadedBoot`] the machine returned, so it can only follow a load and always fails.
     pub fn fail_after_load(
         &mut self,
+        _loaded: LoadedBoot,
         reason: BootFailReason,
         detail: impl fmt::Display,
-    ) -> Option<BootOutput> {
-        (self.state == BootState::Serving).then(|| self.fail(BootFailure::new(reason, detail)))
+    ) -> BootOutput {
+        self.fail(BootFailure::new(reason, detail))
     }
 
     /// Enters `Failed`: drops every secret (each type wipes itself on drop).
@@ -366,14 +382,14 @@ impl<N: Nsm> BootMachine<N> {
                 let mut ciphertext_sha256 = [0u8; 32];
                 ciphertext_sha256.copy_from_slice(digest.as_ref());
                 self.held = Held::Store(store);
-                Ok(Some(BootOutput::Loaded(LoadedReport {
+                Ok(Some(BootOutput::Loaded(LoadedBoot(LoadedReport {
                     accounts: stats.accounts,
                     plaintext_bytes: stats.plaintext_bytes,
                     ciphertext_sha256,
                     load_micros: ctx.now_micros.saturating_sub(started_micros),
                     memory_in_use: ctx.memory_in_use,
                     memory_budget: ctx.memory_budget,
-                })))
+                }))))
             }
             _ => Err(internal("unexpected message passed the transition table")),
         }

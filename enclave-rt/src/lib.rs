@@ -29,6 +29,8 @@
 
 #[cfg(all(feature = "sim", feature = "nsm"))]
 compile_error!("choose one NSM flavour: `sim` or `nsm`, not both");
+#[cfg(all(feature = "fuzzing", feature = "nsm"))]
+compile_error!("the fuzz oracles are never built into the `nsm` (production) flavour");
 
 pub mod age_decryptor;
 pub mod age_header;
@@ -36,6 +38,9 @@ pub mod age_identity;
 pub mod ber;
 pub mod boot_state_machine;
 pub mod budget_allocator;
+// Fuzz oracles and the software NSM: compiled for the fuzz crates (`fuzzing`) and the
+// tests and local runs (`sim`), never into the `nsm` image.
+#[cfg(any(feature = "sim", feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod kms_unseal;
@@ -50,5 +55,6 @@ pub mod share_json;
 pub mod share_loader;
 pub mod share_store;
 pub mod signing_engine;
+#[cfg(feature = "sim")]
 pub mod sim_nsm;
 pub mod transport;

@@ -301,8 +301,24 @@ fn nsm(args: &Args) -> Option<enclave_rt::nsm_device::NsmDevice> {
     }
 }
 
+/// Built without a flavour: no NSM at all, so the binary refuses to start.
 #[cfg(not(any(feature = "sim", feature = "nsm")))]
-fn nsm(args: &Args) -> Option<enclave_rt::sim_nsm::SimNsm> {
+enum NoNsm {}
+
+#[cfg(not(any(feature = "sim", feature = "nsm")))]
+impl enclave_rt::boot_state_machine::Nsm for NoNsm {
+    fn attest(
+        &mut self,
+        _nonce: &[u8],
+        _public_key: &[u8],
+        _user_data: &[u8],
+    ) -> Result<Vec<u8>, enclave_rt::boot_state_machine::NsmError> {
+        match *self {}
+    }
+}
+
+#[cfg(not(any(feature = "sim", feature = "nsm")))]
+fn nsm(args: &Args) -> Option<NoNsm> {
     let _ = (&args.sim_nsm_dir, &args.sim_pcrs);
     None
 }

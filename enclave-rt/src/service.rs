@@ -304,18 +304,18 @@ pub fn run<N: Nsm>(
                     Ok(m) if crate::boot_state_machine::boot_input(&m).is_some() => {
                         match machine.handle(&m, &ctx) {
                             None => Reply::None,
-                            Some(BootOutput::Loaded(report)) => {
+                            Some(BootOutput::Loaded(loaded)) => {
                                 match start_engine(&mut machine, config.engine, logs) {
                                     Ok(e) => {
                                         engine = e;
-                                        Reply::Boot(BootOutput::Loaded(report))
+                                        Reply::Boot(BootOutput::Loaded(loaded))
                                     }
                                     // Loaded but unable to serve: the boot fails, named.
-                                    Err(e) => Reply::Boot(
-                                        machine
-                                            .fail_after_load(BootFailReason::OUT_OF_MEMORY, e)
-                                            .unwrap_or(BootOutput::Loaded(report)),
-                                    ),
+                                    Err(e) => Reply::Boot(machine.fail_after_load(
+                                        loaded,
+                                        BootFailReason::OUT_OF_MEMORY,
+                                        e,
+                                    )),
                                 }
                             }
                             Some(o) => Reply::Boot(o),
@@ -547,7 +547,8 @@ impl Reply {
                 );
                 wire::encode(&wire::Attestation { document: &document }, stream, Flags::NONE, buf)
             }
-            Self::Boot(BootOutput::Loaded(r)) => {
+            Self::Boot(BootOutput::Loaded(loaded)) => {
+                let r = loaded.report();
                 logs.log(
                     LogLevel::Info,
                     "boot",

@@ -113,7 +113,8 @@ fn a_full_boot_reaches_serving_and_reports_the_load() {
     let (mut m, nsm) = machine();
     unseal(&mut m, &nsm, &fx.identity_text);
     let out = send_file(&mut m, &fx.file, 500);
-    let Some(BootOutput::Loaded(report)) = out else { panic!("{out:?}") };
+    let Some(BootOutput::Loaded(loaded)) = out else { panic!("{out:?}") };
+    let report = loaded.report();
     assert_eq!(m.state(), BootState::Serving);
     assert_eq!(report.accounts, 500);
     assert_eq!(report.ciphertext_sha256.to_vec(), begin(&fx.file));
@@ -130,13 +131,13 @@ fn a_full_boot_reaches_serving_and_reports_the_load() {
 fn a_loaded_boot_that_cannot_serve_fails_and_drops_the_store() {
     let fx = fixture(20);
     let (mut m, nsm) = machine();
-    // Only right after loading: in any other state there is nothing to fail this way.
-    assert!(m.fail_after_load(BootFailReason::OUT_OF_MEMORY, "engine").is_none());
+    // Only right after loading: it takes the machine's `LoadedBoot`, which nothing else
+    // can make (so calling it in any other state does not compile).
     unseal(&mut m, &nsm, &fx.identity_text);
     let out = send_file(&mut m, &fx.file, 20);
-    assert!(matches!(out, Some(BootOutput::Loaded(_))), "{out:?}");
+    let Some(BootOutput::Loaded(loaded)) = out else { panic!("{out:?}") };
     assert!(m.store().is_some());
-    let Some(BootOutput::Failed(f)) = m.fail_after_load(BootFailReason::OUT_OF_MEMORY, "engine")
+    let BootOutput::Failed(f) = m.fail_after_load(loaded, BootFailReason::OUT_OF_MEMORY, "engine")
     else {
         panic!("no failure");
     };

@@ -130,6 +130,7 @@ fn truncated_and_corrupted_blobs_are_typed_errors() {
     flipped[at] ^= 0x55;
     assert!(matches!(key.unseal(&flipped), Err(UnsealError::Content | UnsealError::Identity(_))));
     // The fuzz oracle on every truncation and on single-byte flips of both encodings.
+    #[cfg(feature = "sim")]
     for blob in [&definite, &indefinite] {
         for cut in 0..=blob.len() {
             enclave_rt::fuzzing::fuzz_sealed_key(&blob[..cut]);

@@ -2,7 +2,8 @@
 //! [`sim_ca`], the sim NSM's test certificate chain; [`share_gen`], trusted-dealer share
 //! generation; [`kms_emulator`], KMS with attestation-checked `Recipient`; [`moto_server`],
 //! S3 and `CloudWatch` Logs through `moto`; [`gateway`] and [`gateway_sim`], the Sign Gateway's
-//! side of a session over gRPC and mutual TLS ([`tls_certs`]).
+//! side of a session over gRPC and mutual TLS ([`tls_certs`]); [`tool_cache`], where the
+//! tasks keep the tools they build.
 
 pub mod cms_openssl;
 pub mod gateway;
@@ -14,3 +15,4 @@ pub mod moto_server;
 pub mod share_gen;
 pub mod sim_ca;
 pub mod tls_certs;
+pub mod tool_cache;

@@ -1,7 +1,8 @@
 //! S3 and `CloudWatch` Logs on loopback: `moto` in server mode, a real implementation of
 //! those protocols that this project did not write, driven by the official `aws-sdk-*`
 //! clients exactly as production drives AWS. `cargo xtask test` and `cargo xtask demo`
-//! install it (a virtualenv under `target/tools/moto`); `MOTO_SERVER` overrides the path.
+//! install it (a virtualenv in the tool cache, [`crate::tool_cache`]); `MOTO_SERVER`
+//! overrides the path.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -16,10 +17,12 @@ pub struct MotoServer {
 
 /// Where `moto_server` is: `$MOTO_SERVER`, else the virtualenv the xtask setup makes.
 pub fn server_binary() -> Result<PathBuf, String> {
-    let path = std::env::var_os("MOTO_SERVER").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/moto/bin/moto_server"),
-        PathBuf::from,
-    );
+    let path = match std::env::var_os("MOTO_SERVER") {
+        Some(p) => PathBuf::from(p),
+        None => crate::tool_cache::moto_venv()
+            .ok_or("no tool cache: set SIGN_SERVICE_CACHE or HOME, or MOTO_SERVER")?
+            .join("bin/moto_server"),
+    };
     if path.is_file() {
         Ok(path)
     } else {

@@ -317,7 +317,7 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
         }
     };
     req.gateway_key = gateway_key_for(&req.flavour, &req.gateway_key)?;
-    req.out = out.unwrap_or_else(|| root.join("target/eif").join(&req.flavour));
+    req.out = out.unwrap_or_else(|| crate::run::target_dir(root).join("eif").join(&req.flavour));
     let built = build(root, None, &req)?;
     let size = std::fs::metadata(&built.eif)?.len();
     println!("{}  {size} bytes  sha256 {}", built.eif.display(), built.eif_sha256);

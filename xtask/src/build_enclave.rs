@@ -36,7 +36,7 @@ pub(crate) fn build(root: &Path, flavour: &str, target_dir: Option<&Path>) -> Re
         cmd.arg("--target-dir").arg(dir);
     }
     run(&mut cmd)?;
-    let dir = target_dir.map_or_else(|| root.join("target"), Path::to_path_buf);
+    let dir = target_dir.map_or_else(|| crate::run::target_dir(root), Path::to_path_buf);
     Ok(dir.join(TARGET).join("enclave").join("enclave-rt"))
 }
 

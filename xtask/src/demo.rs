@@ -18,7 +18,7 @@
 //! generated at run time.
 
 use std::io::{BufRead, BufReader, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -92,7 +92,7 @@ fn sha384_hex(path: &Path) -> Result<String> {
 pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
     let o = options(rest)?;
     let started = Instant::now();
-    let moto = crate::setup::moto(root)?;
+    let moto = crate::setup::moto()?;
     eprintln!("demo: building enclave-rt (sim), parent-shim and the KMS emulator");
     crate::run::build_sim_enclave()?;
     run(cargo().args(["build", "--locked", "-p", "parent-shim", "--bin", "parent-shim"]))?;
@@ -315,10 +315,6 @@ client_ca = "{dir}/tls/ca.pem"
     if stats.all_verified { Ok(()) } else { Err(Failure("a signature did not verify".into())) }
 }
 
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
-}
-
 /// The child's first stdout line; the rest is copied to `log` by a thread.
 fn first_line_then_log(child: &mut Child, log: &Path) -> Result<String> {
     let stdout = child.stdout.take().ok_or_else(|| Failure("no stdout".into()))?;
@@ -428,4 +424,4 @@ pub(crate) async fn gateway(
     Ok(Stats { sessions, per_s, p50_ms: pct(0.5), p99_ms: pct(0.99), all_verified })
 }
 
-use crate::run::hex;
+use crate::run::{hex, target_dir};

@@ -9,6 +9,7 @@ mod qemu_boot;
 mod run;
 mod setup;
 mod sizing;
+mod tcb_lines;
 mod wire_doc;
 
 use std::path::{Path, PathBuf};
@@ -59,6 +60,7 @@ cargo xtask <task>
   size --accounts N [--scheme S] [--share-file FILE] [--session-cap C]
                        the enclave memory to allocate for N accounts (share store as the
                        loader reserves it, budget, image), and the flags to build it with
+  tcb-lines            lines of our own code in the production (nsm) image, per file
   eif-info FILE        check an EIF (CRC, layout) and print its sections, files and PCRs
   sim-ca --out DIR      the sim NSM's test certificate chain (deterministic keys), for
                        enclave-rt --sim-nsm-dir and parent-shim attestation verify --root
@@ -99,6 +101,7 @@ fn dispatch(args: &[&str]) -> Result {
         ["eif-info", file] => build_eif::info(Path::new(file)),
         ["qemu-boot", rest @ ..] => qemu_boot::task(&root, rest),
         ["size", rest @ ..] => sizing::task(rest),
+        ["tcb-lines"] => tcb_lines::task(&root),
         ["gen-shares", rest @ ..] => gen_shares(rest),
         ["sim-ca", "--out", dir] => {
             let ca = tests::sim_ca::generate().map_err(|e| Failure(e.0))?;
@@ -120,7 +123,7 @@ fn dispatch(args: &[&str]) -> Result {
 fn test(root: &Path) -> Result {
     setup::toolchain()?;
     setup::system_packages()?;
-    let moto = setup::moto(root)?;
+    let moto = setup::moto()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -198,7 +201,7 @@ fn test(root: &Path) -> Result {
     run(cargo()
         .current_dir(root.join("eif/crosscheck"))
         .args(["test", "--locked", "--target-dir"])
-        .arg(root.join("target/crosscheck")))?;
+        .arg(run::target_dir(root).join("crosscheck")))?;
     // The production image booted as Nitro boots it (QEMU's nitro-enclave machine): PID 1,
     // devices, heartbeat, /dev/nsm attestation with QEMU's PCRs equal to ours, KMS unseal,
     // share load and signing over real guest vsock; the release parent refusing QEMU's

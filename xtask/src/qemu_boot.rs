@@ -306,7 +306,7 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
     }
     let qemu_bin = build_qemu::qemu_nitro()?;
     let vhost_bin = setup::vhost_device_vsock()?;
-    let work = root.join("target/qemu-boot");
+    let work = crate::run::target_dir(root).join("qemu-boot");
     let _ = std::fs::remove_dir_all(&work);
     io("work dir", std::fs::create_dir_all(&work))?;
     let eif_dir = work.join("eif");
@@ -486,8 +486,7 @@ fn release_parent_refuses(root: &Path, work: &Path, document: &[u8]) -> Result {
         "--bin",
         "parent-shim",
     ]))?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target = crate::run::target_dir(root);
     let out = io(
         "parent-shim",
         Command::new(target.join("release/parent-shim"))

@@ -33,6 +33,12 @@ pub(crate) fn build_sim_enclave() -> Result {
     ]))
 }
 
+/// Cargo's target directory for the checkout at `root`: `CARGO_TARGET_DIR` when set (as
+/// cargo itself takes it), else `root/target`.
+pub(crate) fn target_dir(root: &std::path::Path) -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into)
+}
+
 /// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;

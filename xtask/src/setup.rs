@@ -51,14 +51,15 @@ pub(crate) fn system_packages() -> Result {
     apt_install_missing(&NEEDED)
 }
 
-/// The version of `moto` (S3 and `CloudWatch` Logs in server mode) the tests run against.
-pub(crate) const MOTO: &str = "moto[server]==5.2.5";
-
-/// `moto` in a virtualenv under `target/tools/moto`, for the S3 and `CloudWatch` Logs
-/// stand-in: a real implementation of those protocols that we did not write. Python's
-/// `venv` module comes from apt if the system Python lacks it. Returns `moto_server`.
-pub(crate) fn moto(root: &Path) -> Result<PathBuf> {
-    let venv = root.join("target/tools/moto");
+/// `moto` ([`tests::tool_cache::MOTO`]) in a virtualenv in the tool cache, for the S3 and
+/// `CloudWatch` Logs stand-in: a real implementation of those protocols that we did not
+/// write. Python's `venv` module comes from apt if the system Python lacks it. Returns
+/// `moto_server`.
+pub(crate) fn moto() -> Result<PathBuf> {
+    const MOTO: &str = tests::tool_cache::MOTO;
+    cache_dir()?;
+    let venv = tests::tool_cache::moto_venv()
+        .ok_or_else(|| Failure("no tool cache: set SIGN_SERVICE_CACHE or HOME".into()))?;
     let server = venv.join("bin/moto_server");
     let stamp = venv.join("installed");
     if server.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == MOTO) {
@@ -88,19 +89,12 @@ pub(crate) fn moto(root: &Path) -> Result<PathBuf> {
 }
 
 /// Where what takes minutes to fetch or build (the kernel, QEMU) is kept, outside the
-/// checkout so a fresh clone on the same machine reuses it: `SIGN_SERVICE_CACHE`, else
-/// `$XDG_CACHE_HOME/sign-service`, else `~/.cache/sign-service`. Every entry is keyed by
-/// the hash of its inputs.
+/// checkout so a fresh clone on the same machine reuses it ([`tests::tool_cache::dir`]),
+/// created if missing. Every entry is keyed by the hash of its inputs.
 pub(crate) fn cache_dir() -> Result<PathBuf> {
-    let dir = if let Some(d) = std::env::var_os("SIGN_SERVICE_CACHE") {
-        PathBuf::from(d)
-    } else if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        Path::new(&d).join("sign-service")
-    } else if let Some(home) = std::env::var_os("HOME") {
-        Path::new(&home).join(".cache/sign-service")
-    } else {
-        return Err(Failure("set SIGN_SERVICE_CACHE (no HOME to put the tool cache in)".into()));
-    };
+    let dir = tests::tool_cache::dir().ok_or_else(|| {
+        Failure("set SIGN_SERVICE_CACHE (no HOME to put the tool cache in)".into())
+    })?;
     std::fs::create_dir_all(&dir).map_err(|e| Failure(format!("{}: {e}", dir.display())))?;
     Ok(dir)
 }
