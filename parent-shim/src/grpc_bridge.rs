@@ -477,8 +477,12 @@ pub fn mtls_config(
     Ok(config)
 }
 
+/// TLS handshakes in progress at most (each has 10 s).
+const MAX_HANDSHAKES: usize = 64;
+
 /// Serves `bridge` on `listener` over mutual TLS until `shutdown` completes. Handshakes run
-/// in their own tasks, so a slow or hostile client holds up nobody else.
+/// in their own tasks, at most [`MAX_HANDSHAKES`] at once, so a slow or hostile client holds
+/// up nobody else; accept errors (descriptors exhausted) are waited out, not spun on.
 pub async fn serve(
     listener: TcpListener,
     tls: rustls::ServerConfig,
@@ -487,9 +491,13 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let (tx, rx) = tokio::sync::mpsc::channel(64);
+    // At most this many TLS handshakes at once; more connections wait in the listen queue.
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     let accept = tokio::spawn(async move {
+        let mut backoff = crate::accept_backoff::Backoff::default();
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else { return };
+            let tcp = crate::accept_backoff::accept(&listener, &mut backoff).await;
             // Small request/answer exchanges: Nagle's algorithm would hold answers back
             // until the peer's delayed ACK (tens of milliseconds).
             let _ = tcp.set_nodelay(true);
@@ -497,7 +505,9 @@ pub async fn serve(
             let tx = tx.clone();
             tokio::spawn(async move {
                 let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
-                if let Ok(Ok(tls)) = handshake.await {
+                let done = handshake.await;
+                drop(permit);
+                if let Ok(Ok(tls)) = done {
                     let _ = tx.send(Ok::<_, std::io::Error>(tls)).await;
                 }
             });

@@ -40,16 +40,33 @@ pub struct RelayPolicy {
     pub timeout: Duration,
 }
 
-/// Whether `url` is inside the allowlist: `https://`, no user info, no `..`, and one of the
-/// prefixes (a prefix ending in `/` matches below it; otherwise the URL must equal it).
+/// Whether `url` is inside the allowlist: `https://`, no user info, no dot segment (`.`
+/// or `..`, also percent-encoded) and no encoded or backslash separator in its path, and
+/// one of the prefixes (a prefix ending in `/` matches below it; otherwise the URL must
+/// equal it).
 #[must_use]
 pub fn allowed(allow: &[String], url: &str) -> bool {
     let Some(rest) = url.strip_prefix("https://") else { return false };
-    let authority = rest.split('/').next().unwrap_or_default();
-    if authority.contains('@') || url.contains("/../") || url.ends_with("/..") {
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if authority.contains('@') || !path_is_plain(path) {
         return false;
     }
     allow.iter().any(|p| if p.ends_with('/') { url.starts_with(p.as_str()) } else { url == p })
+}
+
+/// A path (after the authority's `/`, up to `?` or `#`) no server can read as leaving the
+/// allowed prefix: no segment that is `.` or `..` once `%2e` is decoded, and no `\`, `%2f`
+/// or `%5c` (separators some servers decode before normalising).
+fn path_is_plain(path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let lower = path.to_ascii_lowercase();
+    if lower.contains('\\') || lower.contains("%2f") || lower.contains("%5c") {
+        return false;
+    }
+    lower.split('/').all(|segment| {
+        let decoded = segment.replace("%2e", ".");
+        decoded != "." && decoded != ".."
+    })
 }
 
 /// An IP network, `ADDRESS/PREFIX`.
@@ -91,31 +108,48 @@ impl Network {
     }
 }
 
-/// Whether `ip` is a public unicast address (not loopback, private, link-local such as the
-/// instance metadata service, shared, multicast, documentation or unspecified).
+/// Whether `ip` is a public unicast address: outside every block of IANA's IPv4 and IPv6
+/// special-purpose address registries that is not globally reachable (loopback, private,
+/// shared, link-local such as the instance metadata service, benchmarking, documentation,
+/// protocol assignments, reserved, multicast, NAT64 and translation prefixes, 6to4,
+/// discard). Where a block has a few globally reachable exceptions (`192.0.0.0/24`,
+/// `2001::/23`) the whole block is refused: the relay fails closed.
 #[must_use]
 pub fn is_public(ip: IpAddr) -> bool {
+    let inside =
+        |blocks: &[&str]| blocks.iter().any(|b| b.parse::<Network>().is_ok_and(|n| n.contains(ip)));
     match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.is_unspecified()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)))
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
-        }
+        IpAddr::V4(_) => !inside(&[
+            "0.0.0.0/8",
+            "10.0.0.0/8",
+            "100.64.0.0/10",
+            "127.0.0.0/8",
+            "169.254.0.0/16",
+            "172.16.0.0/12",
+            "192.0.0.0/24",
+            "192.0.2.0/24",
+            "192.88.99.0/24",
+            "192.168.0.0/16",
+            "198.18.0.0/15",
+            "198.51.100.0/24",
+            "203.0.113.0/24",
+            "224.0.0.0/4",
+            "240.0.0.0/4",
+        ]),
+        IpAddr::V6(_) => !inside(&[
+            "::/96",
+            "64:ff9b::/96",
+            "64:ff9b:1::/48",
+            "100::/64",
+            "2001::/23",
+            "2001:db8::/32",
+            "2002::/16",
+            "3fff::/20",
+            "5f00::/16",
+            "fc00::/7",
+            "fe80::/10",
+            "ff00::/8",
+        ]),
     }
 }
 
@@ -426,6 +460,10 @@ pub struct ParsedEvent {
 
 /// An incremental `text/event-stream` parser (WHATWG HTML, "Server-sent events"): lines
 /// end with LF, CRLF or CR; comments start with `:`; an empty line dispatches.
+///
+/// Bounded whatever the upstream sends: a line longer than the relay's limit, or an event
+/// whose `data` lines add up to more, is not kept (its bytes are counted and dropped) and
+/// dispatches as an error, never cut short; at most about twice the limit is held.
 #[derive(Default)]
 pub struct SseParser {
     /// The reconnection time the stream asked for (`retry:`), if any.
@@ -436,6 +474,8 @@ pub struct SseParser {
     event: String,
     data: Vec<String>,
     size: usize,
+    /// The event under way went over the limit (a line or its data).
+    oversized: bool,
 }
 
 impl SseParser {
@@ -446,6 +486,13 @@ impl SseParser {
         self.event.clear();
         self.data.clear();
         self.size = 0;
+        self.oversized = false;
+    }
+
+    /// Bytes held for the event and line under way.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.line.len() + self.data.iter().map(String::len).sum::<usize>()
     }
 
     /// Feeds bytes; returns the events they complete (an error for one too large to relay).
@@ -464,6 +511,8 @@ impl SseParser {
                 }
             } else if self.line.len() < MAX_BODY {
                 self.line.push(b);
+            } else {
+                self.oversized = true;
             }
         }
         out
@@ -471,13 +520,14 @@ impl SseParser {
 
     fn line_done(&mut self, line: &[u8]) -> Option<Result<ParsedEvent, ()>> {
         if line.is_empty() {
-            if self.data.is_empty() {
+            let too_big = std::mem::take(&mut self.oversized);
+            self.size = 0;
+            if self.data.is_empty() && !too_big {
                 self.event.clear();
                 return None;
             }
             let data = std::mem::take(&mut self.data).join("\n");
             let event = std::mem::take(&mut self.event);
-            let too_big = std::mem::take(&mut self.size) > MAX_BODY;
             return Some(if too_big {
                 Err(())
             } else {
@@ -494,7 +544,12 @@ impl SseParser {
         match field {
             "data" => {
                 self.size += value.len() + 1;
-                self.data.push(value.to_owned());
+                if self.size > MAX_BODY {
+                    self.oversized = true;
+                    self.data.clear();
+                } else if !self.oversized {
+                    self.data.push(value.to_owned());
+                }
             }
             "event" => value.clone_into(&mut self.event),
             "id" if !value.contains('\0') => value.clone_into(&mut self.id),
@@ -539,10 +594,27 @@ mod tests {
             "fe80::1",
             "fd00:ec2::254",
             "::ffff:127.0.0.1",
+            // IANA special-purpose blocks beyond the obvious ones.
+            "198.18.0.1",
+            "198.19.255.255",
+            "240.0.0.1",
+            "255.255.255.255",
+            "192.0.0.8",
+            "192.88.99.1",
+            "100.127.255.254",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "::7f00:1",
+            "100::1",
+            "2001::1",
+            "2001:db8::1",
+            "2002:7f00:1::",
+            "3fff::1",
+            "5f00::1",
         ] {
             assert!(!is_public(ip(private)), "{private}");
         }
-        for public in ["8.8.8.8", "52.94.1.1", "2600:1f18::1"] {
+        for public in ["8.8.8.8", "52.94.1.1", "2600:1f18::1", "198.20.0.1", "100.128.0.1"] {
             assert!(is_public(ip(public)), "{public}");
         }
     }
@@ -552,6 +624,8 @@ mod tests {
         let allow = vec!["https://gw.internal/v1/".to_owned(), "https://gw.internal/exact".into()];
         assert!(allowed(&allow, "https://gw.internal/v1/sessions/events"));
         assert!(allowed(&allow, "https://gw.internal/exact"));
+        // Dots inside a segment, and in the query, are not dot segments.
+        assert!(allowed(&allow, "https://gw.internal/v1/a..b/file.json?x=../y"));
         for bad in [
             "http://gw.internal/v1/x",
             "https://gw.internal/v2/x",
@@ -560,10 +634,43 @@ mod tests {
             "https://user@gw.internal/v1/x",
             "https://gw.internal/v1/../admin",
             "https://gw.internal/v1x",
+            "https://gw.internal/v1/%2e%2e/admin",
+            "https://gw.internal/v1/%2E%2E/admin",
+            "https://gw.internal/v1/.%2e/admin",
+            "https://gw.internal/v1/%2e./admin",
+            "https://gw.internal/v1/..",
+            "https://gw.internal/v1/%2e%2e",
+            "https://gw.internal/v1/./x",
+            "https://gw.internal/v1/..%2fadmin",
+            "https://gw.internal/v1/..%5cadmin",
+            "https://gw.internal/v1/..\\admin",
         ] {
             assert!(!allowed(&allow, bad), "{bad}");
         }
         assert!(!allowed(&[], "https://gw.internal/v1/x"));
+    }
+
+    #[test]
+    fn an_event_stream_cannot_grow_the_parser_and_is_never_cut_short() {
+        let mut p = SseParser::default();
+        // Data lines adding up to four times the limit, with no end of event.
+        let line = format!("data: {}\n", "x".repeat(1000));
+        let mut held = 0;
+        for _ in 0..(4 * MAX_BODY / line.len()) {
+            assert!(p.push(line.as_bytes()).is_empty());
+            held = held.max(p.buffered());
+        }
+        assert!(held <= MAX_BODY, "held {held} bytes");
+        assert_eq!(p.push(b"\n"), vec![Err(())]);
+        // One line longer than the limit: refused, not relayed truncated.
+        let long = format!("data: {}\n\n", "y".repeat(MAX_BODY + 10));
+        assert_eq!(p.push(long.as_bytes()), vec![Err(())]);
+        assert!(p.buffered() <= MAX_BODY);
+        // The stream goes on normally afterwards.
+        assert_eq!(
+            p.push(b"id: 9\ndata: ok\n\n"),
+            vec![Ok(ParsedEvent { id: "9".into(), event: String::new(), data: "ok".into() })]
+        );
     }
 
     #[test]

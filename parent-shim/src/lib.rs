@@ -19,8 +19,10 @@
 //! * [`enclave_launcher`], starting and destroying the enclave: a local child process, or
 //!   `nitro-cli` in production.
 //!
-//! * [`metrics`], Prometheus text on a local port; [`alert_webhook`], alerts to a URL.
+//! * [`metrics`], Prometheus text on a local port; [`alert_webhook`], alerts to a URL;
+//!   [`accept_backoff`], the listeners' accept loop.
 
+pub mod accept_backoff;
 pub mod alert_webhook;
 pub mod attestation_verifier;
 pub mod aws_credentials;
