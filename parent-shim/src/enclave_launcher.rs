@@ -128,6 +128,10 @@ impl EnclaveLauncher for LocalLauncher {
             args.extend(self.args.iter().cloned());
             // The arguments travel in a file, as the image ships them (measured there).
             let args_file = dir.join("enclave-rt.args");
+            // A parent killed without its cleanup (SIGKILL, the OOM killer) leaves its
+            // enclave running: end it before starting another.
+            let pid_file = dir.join(PID_FILE);
+            let orphan = terminate_orphan(&pid_file, &args_file).await;
             std::fs::write(&args_file, args.join("\n") + "\n")
                 .map_err(|e| LaunchError(format!("{}: {e}", args_file.display())))?;
             let child = Command::new(&self.binary)
@@ -136,8 +140,12 @@ impl EnclaveLauncher for LocalLauncher {
                 .kill_on_drop(true)
                 .spawn()
                 .map_err(|e| LaunchError(format!("{}: {e}", self.binary.display())))?;
+            if let Some(pid) = child.id() {
+                std::fs::write(&pid_file, format!("{pid}\n"))
+                    .map_err(|e| LaunchError(format!("{}: {e}", pid_file.display())))?;
+            }
             let description = serde_json::json!({"mode": "local", "pid": child.id(),
-                "binary": self.binary.display().to_string()});
+                "binary": self.binary.display().to_string(), "terminated_orphan": orphan});
             self.child = Some(child);
             Ok(Launched {
                 control: Endpoint::Unix(control),
@@ -160,9 +168,37 @@ impl EnclaveLauncher for LocalLauncher {
         Box::pin(async move {
             if let Some(child) = &mut self.child {
                 let _ = child.kill().await;
+                let _ = std::fs::remove_file(self.runtime_dir.join(PID_FILE));
             }
         })
     }
+}
+
+/// Where the local launcher records its enclave's process id, in the runtime directory.
+const PID_FILE: &str = "enclave-rt.pid";
+
+/// Ends the enclave a previous parent left running: the process named in `pid_file`, if it
+/// still runs with `args_file` on its command line (so a reused process id is never
+/// mistaken for it). Returns its process id once it is gone.
+async fn terminate_orphan(pid_file: &Path, args_file: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let ours =
+        cmdline.split(|b| *b == 0).any(|arg| arg == args_file.as_os_str().as_encoded_bytes());
+    if !ours {
+        return None;
+    }
+    let target = nix::unistd::Pid::from_raw(i32::try_from(pid).ok()?);
+    nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL).ok()?;
+    // Gone once /proc no longer has it or it is a zombie waiting for its reaper.
+    for _ in 0..100 {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.split(' ').nth(2).is_none_or(|s| s == "Z") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Some(pid)
 }
 
 /// `nitro-cli`'s settings.
@@ -223,6 +259,9 @@ pub struct DescribedEnclave {
     /// `DEBUG_MODE` among them would mean the attestation has zero PCRs.
     #[serde(rename = "Flags", default)]
     pub flags: String,
+    /// Its CID (0 if not listed).
+    #[serde(rename = "EnclaveCID", default)]
+    pub enclave_cid: u64,
 }
 
 /// Parses `run-enclave`'s JSON (typed error on anything else).
@@ -232,11 +271,15 @@ pub fn parse_run_output(stdout: &[u8]) -> Result<RunEnclaveOutput, LaunchError> 
     })
 }
 
+/// Every enclave in `describe-enclaves`' JSON.
+pub fn described(stdout: &[u8]) -> Result<Vec<DescribedEnclave>, LaunchError> {
+    serde_json::from_slice(stdout)
+        .map_err(|e| LaunchError(format!("nitro-cli describe-enclaves: {e}")))
+}
+
 /// Our enclave's state in `describe-enclaves`' JSON, `None` if it is not listed.
 pub fn state_of(stdout: &[u8], enclave_id: &str) -> Result<Option<DescribedEnclave>, LaunchError> {
-    let all: Vec<DescribedEnclave> = serde_json::from_slice(stdout)
-        .map_err(|e| LaunchError(format!("nitro-cli describe-enclaves: {e}")))?;
-    Ok(all.into_iter().find(|e| e.enclave_id == enclave_id))
+    Ok(described(stdout)?.into_iter().find(|e| e.enclave_id == enclave_id))
 }
 
 async fn nitro_cli(program: &Path, args: &[&str]) -> Result<Vec<u8>, LaunchError> {
@@ -267,6 +310,15 @@ impl EnclaveLauncher for NitroLauncher {
             let (cpus, mem, cid) =
                 (s.cpu_count.to_string(), s.memory_mib.to_string(), s.cid.to_string());
             let eif = s.eif_path.display().to_string();
+            // An enclave on our CID that this process did not start was left by a parent
+            // killed without its cleanup: end it first (its CID is ours to use).
+            let listed = described(&nitro_cli(&s.nitro_cli, &["describe-enclaves"]).await?)?;
+            let mut orphans = Vec::new();
+            for e in listed.into_iter().filter(|e| e.enclave_cid == u64::from(s.cid)) {
+                nitro_cli(&s.nitro_cli, &["terminate-enclave", "--enclave-id", &e.enclave_id])
+                    .await?;
+                orphans.push(e.enclave_id);
+            }
             // Never --debug-mode: a debug enclave attests with zero PCRs and its console is
             // readable from the parent.
             let stdout = nitro_cli(
@@ -292,7 +344,7 @@ impl EnclaveLauncher for NitroLauncher {
                 control: Endpoint::Vsock { cid, port: s.control_port },
                 logs: Endpoint::Vsock { cid, port: s.logs_port },
                 description: serde_json::json!({"mode": "nitro", "enclave_id": started.enclave_id,
-                    "cid": cid, "eif": eif}),
+                    "cid": cid, "eif": eif, "terminated_orphans": orphans}),
             })
         })
     }

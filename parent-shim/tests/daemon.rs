@@ -284,6 +284,27 @@ async fn boots_serves_and_fails_closed_when_the_enclave_dies() {
     assert!(c.kms.log().iter().any(|l| l.starts_with("Decrypt ok")));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enclave_left_by_a_killed_parent_is_ended_by_the_next_one() {
+    let (c, config) = case("orphan", 7, 7).await;
+    let mut first = start(&config);
+    first.wait_for("\"serving\"");
+    let orphan = first.enclave_pid();
+    // SIGKILL (or the OOM killer) runs none of the parent's cleanup: the enclave stays.
+    Command::new("kill").arg("-KILL").arg(first.child.id().to_string()).status().unwrap();
+    let _ = first.child.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(alive(orphan), "the enclave went with its parent after all");
+    // The next parent ends it before it starts its own, and says so.
+    let mut second = start(&config);
+    let started = second.wait_for("enclave_started");
+    second.wait_for("\"serving\"");
+    wait_gone(orphan);
+    assert!(started.contains(&format!("\"terminated_orphan\":{orphan}")), "{started}");
+    assert_ne!(second.enclave_pid(), orphan);
+    no_secrets(&c, &second);
+}
+
 /// Runs a case that must fail at boot: an alert naming `reason_text`, exit 1, the enclave
 /// gone, no `serving` line.
 fn fails_closed(c: &Case, mut p: Parent, reason_text: &str) {
@@ -482,22 +503,33 @@ async fn a_missing_cloudwatch_log_group_is_reported_and_signing_goes_on() {
 
 /// A stand-in `nitro-cli`: records its arguments and answers as the real one does.
 /// `run_exit` 0 prints an enclave description; anything else prints `stderr` and fails.
+/// Before `run-enclave`, `describe-enclaves` lists `before` (JSON array elements).
 fn stub_nitro_cli(dir: &Path, run_exit: i32, stderr: &str) -> PathBuf {
+    stub_nitro_cli_with(dir, run_exit, stderr, "")
+}
+
+fn stub_nitro_cli_with(dir: &Path, run_exit: i32, stderr: &str, before: &str) -> PathBuf {
     let script = format!(
         r#"#!/bin/sh
 echo "$@" >> "{log}"
 case "$1" in
   run-enclave)
+    touch "{started}"
     if [ {run_exit} -ne 0 ]; then echo "{stderr}" >&2; exit {run_exit}; fi
     echo 'Start allocating memory...' >&2
     printf '{{"EnclaveName": "enclave", "EnclaveID": "i-0abc-enc0123", "ProcessID": 4242, "EnclaveCID": 16, "NumberOfCPUs": 2, "CPUIDs": [1, 3], "MemoryMiB": 512}}\n' ;;
   describe-enclaves)
-    printf '[{{"EnclaveID": "i-0abc-enc0123", "State": "RUNNING", "Flags": "NONE"}}]\n' ;;
+    if [ -e "{started}" ]; then
+      printf '[{{"EnclaveID": "i-0abc-enc0123", "State": "RUNNING", "Flags": "NONE", "EnclaveCID": 16}}]\n'
+    else
+      printf '[{before}]\n'
+    fi ;;
   terminate-enclave)
     printf '{{"EnclaveID": "i-0abc-enc0123", "Terminated": true}}\n' ;;
 esac
 "#,
-        log = dir.join("nitro-cli.log").display()
+        log = dir.join("nitro-cli.log").display(),
+        started = dir.join("nitro-cli.started").display(),
     );
     let path = dir.join("nitro-cli");
     std::fs::write(&path, script).unwrap();
@@ -547,6 +579,7 @@ async fn nitro_mode_runs_the_image_through_nitro_cli_and_terminates_it_on_failur
     assert_eq!(
         calls,
         [
+            "describe-enclaves",
             format!(
                 "run-enclave --eif-path {}/enclave.eif --cpu-count 2 --memory 512 --enclave-cid 16",
                 c.dir.0.display()
@@ -570,7 +603,26 @@ async fn a_nitro_cli_refusal_fails_closed_with_its_reason() {
     assert!(alert.contains("[ E26 ] Insufficient memory requested."), "{alert}");
     assert_eq!(p.exit_code(), Some(1));
     let calls = std::fs::read_to_string(c.dir.0.join("nitro-cli.log")).unwrap();
-    assert_eq!(calls.lines().count(), 1, "nothing to terminate: {calls}");
+    assert_eq!(calls.lines().count(), 2, "describe and run, nothing to terminate: {calls}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nitro_mode_ends_an_enclave_a_killed_parent_left_on_its_cid_first() {
+    let (c, config) = case("nitro-orphan", 7, 7).await;
+    // Left running on our CID by a parent that was killed, beside another on another CID.
+    let before = r#"{"EnclaveID": "i-0abc-enc0old", "State": "RUNNING", "Flags": "NONE", "EnclaveCID": 16}, {"EnclaveID": "i-0abc-enc0twin", "State": "RUNNING", "Flags": "NONE", "EnclaveCID": 17}"#;
+    let stub = stub_nitro_cli_with(&c.dir.0, 0, "", before);
+    nitro_config(&c, &config, &stub);
+    let mut p = start(&config);
+    let started: serde_json::Value =
+        serde_json::from_str(&p.wait_for("\"enclave_started\"")).unwrap();
+    assert_eq!(started["terminated_orphans"], serde_json::json!(["i-0abc-enc0old"]));
+    let _ = p.wait_for("\"alert\"");
+    let calls = std::fs::read_to_string(c.dir.0.join("nitro-cli.log")).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(calls[..2], ["describe-enclaves", "terminate-enclave --enclave-id i-0abc-enc0old"]);
+    assert!(calls[2].starts_with("run-enclave "), "{calls:?}");
+    assert!(!calls.iter().any(|l| l.contains("enc0twin")), "{calls:?}");
 }
 
 /// No keys in the configuration: the parent signs its KMS calls with the instance role's
