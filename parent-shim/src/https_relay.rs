@@ -116,41 +116,55 @@ impl Network {
 /// `2001::/23`) the whole block is refused: the relay fails closed.
 #[must_use]
 pub fn is_public(ip: IpAddr) -> bool {
-    let inside =
-        |blocks: &[&str]| blocks.iter().any(|b| b.parse::<Network>().is_ok_and(|n| n.contains(ip)));
-    match ip.to_canonical() {
-        IpAddr::V4(_) => !inside(&[
-            "0.0.0.0/8",
-            "10.0.0.0/8",
-            "100.64.0.0/10",
-            "127.0.0.0/8",
-            "169.254.0.0/16",
-            "172.16.0.0/12",
-            "192.0.0.0/24",
-            "192.0.2.0/24",
-            "192.88.99.0/24",
-            "192.168.0.0/16",
-            "198.18.0.0/15",
-            "198.51.100.0/24",
-            "203.0.113.0/24",
-            "224.0.0.0/4",
-            "240.0.0.0/4",
-        ]),
-        IpAddr::V6(_) => !inside(&[
-            "::/96",
-            "64:ff9b::/96",
-            "64:ff9b:1::/48",
-            "100::/64",
-            "2001::/23",
-            "2001:db8::/32",
-            "2002::/16",
-            "3fff::/20",
-            "5f00::/16",
-            "fc00::/7",
-            "fe80::/10",
-            "ff00::/8",
-        ]),
-    }
+    let blocks = match ip.to_canonical() {
+        IpAddr::V4(_) => &*NOT_GLOBAL_V4,
+        IpAddr::V6(_) => &*NOT_GLOBAL_V6,
+    };
+    !blocks.iter().any(|n| n.contains(ip))
+}
+
+/// [`is_public`]'s blocks, parsed once.
+static NOT_GLOBAL_V4: std::sync::LazyLock<Vec<Network>> = std::sync::LazyLock::new(|| {
+    networks(&[
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+    ])
+});
+
+/// See [`NOT_GLOBAL_V4`].
+static NOT_GLOBAL_V6: std::sync::LazyLock<Vec<Network>> = std::sync::LazyLock::new(|| {
+    networks(&[
+        "::/96",
+        "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "2002::/16",
+        "3fff::/20",
+        "5f00::/16",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    ])
+});
+
+/// Parses constant blocks (the tests check none is dropped).
+fn networks(blocks: &[&str]) -> Vec<Network> {
+    blocks.iter().filter_map(|b| b.parse().ok()).collect()
 }
 
 /// Resolves `url`'s host and checks every address against the policy's networks; returns
@@ -617,6 +631,11 @@ mod tests {
         for public in ["8.8.8.8", "52.94.1.1", "2600:1f18::1", "198.20.0.1", "100.128.0.1"] {
             assert!(is_public(ip(public)), "{public}");
         }
+    }
+
+    #[test]
+    fn every_special_purpose_block_parses() {
+        assert_eq!((NOT_GLOBAL_V4.len(), NOT_GLOBAL_V6.len()), (15, 12));
     }
 
     #[test]

@@ -42,8 +42,7 @@ pub(crate) fn build(root: &Path, flavour: &str, target_dir: Option<&Path>) -> Re
 
 /// SHA-256 of a file, hex.
 pub(crate) fn sha256(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Failure(format!("{}: {e}", path.display())))?;
-    Ok(crate::build_eif::sha256_hex(&bytes))
+    setup::file_sha256(path).ok_or_else(|| Failure(format!("{}: cannot be read", path.display())))
 }
 
 pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
