@@ -15,21 +15,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
-/// Fraction of the budget, in percent, above which the watermark alert fires once.
-pub const WATERMARK_PERCENT: usize = 70;
-
-/// Counters for health reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemoryStats {
-    /// Bytes allocated now.
-    pub live: usize,
-    /// Highest `live` seen.
-    pub peak: usize,
-    /// The budget (`usize::MAX` until one is set).
-    pub budget: usize,
-    /// Requests refused for exceeding the budget.
-    pub refused: u64,
-}
+// The counters' type and the watermark are the serving core's (it reports them).
+pub use enclave_core::serving::{MemoryStats, WATERMARK_PERCENT};
 
 /// The allocator; see the module documentation. Install it with `#[global_allocator]`.
 pub struct BudgetAllocator {

@@ -21,11 +21,11 @@
 
 use std::process::ExitCode;
 
+use enclave_core::log_ring::{DEFAULT_MAX_BYTES, LogRing};
+use enclave_core::share_loader::LoaderConfig;
+use enclave_core::signing_engine::{EngineConfig, check_gateway_key};
 use enclave_rt::budget_allocator::BudgetAllocator;
-use enclave_rt::log_ring::{DEFAULT_MAX_BYTES, LogRing};
 use enclave_rt::service::{ServiceConfig, run};
-use enclave_rt::share_loader::LoaderConfig;
-use enclave_rt::signing_engine::{EngineConfig, check_gateway_key};
 
 /// Every allocation of the enclave goes through the budget and is wiped when freed.
 #[global_allocator]
@@ -173,7 +173,7 @@ fn parse_args() -> Result<Args, String> {
     engine.gateway_key = gateway_key;
     let events = match (events_url, answers_url) {
         (None, None) => None,
-        (Some(e), Some(a)) => Some(enclave_rt::session_events::EventsConfig::new(&e, &a)?),
+        (Some(e), Some(a)) => Some(enclave_core::session_events::EventsConfig::new(&e, &a)?),
         _ => return Err(format!("--events-url and --answers-url go together\n{USAGE}")),
     };
     Ok(Args {
@@ -207,7 +207,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let mut logs = LogRing::new(DEFAULT_MAX_BYTES, !args.quiet);
+    let logs = LogRing::new(DEFAULT_MAX_BYTES, !args.quiet);
     let pid1 = enclave_rt::pid1::is_pid1();
     if pid1 && let Err(e) = init_enclave(&args.heartbeat) {
         eprintln!("enclave-rt: init failed: {e}; ending the enclave");
@@ -219,8 +219,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let result =
-        run(&args.service, nsm, &|| ALLOC.stats(), &|| ALLOC.take_watermark_alert(), &mut logs);
+    let result = run(&args.service, nsm, &|| ALLOC.stats(), &|| ALLOC.take_watermark_alert(), logs);
     match result {
         Ok(exit) => eprintln!("enclave-rt: stopping: {exit:?}"),
         Err(e) => eprintln!("enclave-rt: {e}"),
@@ -306,13 +305,13 @@ fn nsm(args: &Args) -> Option<enclave_rt::nsm_device::NsmDevice> {
 enum NoNsm {}
 
 #[cfg(not(any(feature = "sim", feature = "nsm")))]
-impl enclave_rt::boot_state_machine::Nsm for NoNsm {
+impl enclave_core::boot_state_machine::Nsm for NoNsm {
     fn attest(
         &mut self,
         _nonce: &[u8],
         _public_key: &[u8],
         _user_data: &[u8],
-    ) -> Result<Vec<u8>, enclave_rt::boot_state_machine::NsmError> {
+    ) -> Result<Vec<u8>, enclave_core::boot_state_machine::NsmError> {
         match *self {}
     }
 }

@@ -5,7 +5,7 @@ use aws_nitro_enclaves_nsm_api::api::{Request, Response};
 use aws_nitro_enclaves_nsm_api::driver::{nsm_exit, nsm_init, nsm_process_request};
 use serde_bytes::ByteBuf;
 
-use crate::boot_state_machine::{Nsm, NsmError};
+use enclave_core::boot_state_machine::{Nsm, NsmError};
 
 /// An open `/dev/nsm`.
 pub struct NsmDevice {

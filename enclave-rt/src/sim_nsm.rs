@@ -10,7 +10,7 @@
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
 
-use crate::boot_state_machine::{Nsm, NsmError};
+use enclave_core::boot_state_machine::{Nsm, NsmError};
 
 /// What the sim NSM signs with and reports.
 pub struct SimNsmConfig {

@@ -4,11 +4,12 @@
 //! fails with a typed error instead of aborting. One test function: the allocator is
 //! process-wide, so checks run in sequence.
 
+#[path = "../core/tests/common/mod.rs"]
 mod common;
 
+use enclave_core::share_loader::{LoadError, LoaderConfig, ShareLoader};
+use enclave_core::share_store::StoreError;
 use enclave_rt::budget_allocator::BudgetAllocator;
-use enclave_rt::share_loader::{LoadError, LoaderConfig, ShareLoader};
-use enclave_rt::share_store::StoreError;
 
 #[global_allocator]
 static ALLOC: BudgetAllocator = BudgetAllocator::new();

@@ -3,6 +3,7 @@
 //! `Loaded`; then ping and status. And a failing boot: `BootFailed`, then the process exits.
 //! Everything the enclave writes (frames and log lines) is checked for secrets.
 
+#[path = "../core/tests/common/mod.rs"]
 mod common;
 
 use std::fmt::Write as _;
@@ -391,7 +392,7 @@ fn a_failed_boot_reports_and_the_process_exits() {
     let mut e = start("fail");
     let _ = boot_until_attested(&mut e, b"nonce-abcdefghijk");
     // A sealed key for some other RSA key.
-    let stranger = enclave_rt::kms_unseal::UnsealKey::generate().unwrap();
+    let stranger = enclave_core::kms_unseal::UnsealKey::generate().unwrap();
     let sealed = common::cms::seal_to(stranger.public_key_der(), &identity_text);
     e.send(&Message::SealedKey(SealedKey { ciphertext_for_recipient: &sealed }), 0);
     let (_, kind, payload) = e.recv();

@@ -25,11 +25,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use enclave_core::log_ring::LogRing;
+use enclave_core::share_loader::LoaderConfig;
+use enclave_core::signing_engine::{AnswerKey, EngineConfig, Now, SigningEngine};
 use enclave_rt::budget_allocator::MemoryStats;
-use enclave_rt::log_ring::LogRing;
 use enclave_rt::service::ServiceConfig;
-use enclave_rt::share_loader::LoaderConfig;
-use enclave_rt::signing_engine::{AnswerKey, EngineConfig, Now, SigningEngine};
 use enclave_rt::transport::Address;
 use parent_shim::enclave_boot::{BootInputs, boot};
 use parent_shim::enclave_client::EnclaveClient;
@@ -198,8 +198,8 @@ fn main() {
         let nsm =
             enclave_rt::sim_nsm::SimNsm::from_dir(&nsm_dir, vec![(0, [0; 48])], clock).unwrap();
         let memory = || MemoryStats { live: 0, peak: 0, budget: 1 << 30, refused: 0 };
-        let mut logs = LogRing::new(1 << 16, false);
-        let _ = enclave_rt::service::run(&config, nsm, &memory, &|| false, &mut logs);
+        let logs = LogRing::new(1 << 16, false);
+        let _ = enclave_rt::service::run(&config, nsm, &memory, &|| false, logs);
     });
     while !control.exists() {
         std::thread::sleep(Duration::from_millis(5));
@@ -279,10 +279,10 @@ fn main() {
     let store = {
         let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap();
         let identity =
-            enclave_rt::age_identity::Identity::parse(identity.trim().as_bytes()).unwrap();
+            enclave_core::age_identity::Identity::parse(identity.trim().as_bytes()).unwrap();
         let file = std::fs::read(shares.join(files::SHARES)).unwrap();
         let config = LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 };
-        let mut loader = enclave_rt::share_loader::ShareLoader::new(
+        let mut loader = enclave_core::share_loader::ShareLoader::new(
             &identity,
             file.len() as u64,
             ACCOUNTS,

@@ -5,7 +5,7 @@
 //! Plaintext (the shares, both identities) exists only in memory, in buffers wiped when
 //! dropped; the files written are the new ciphertext, the KMS blob of the new identity, its
 //! public recipient and, if asked, the escrow copy (age-encrypted). Both the old and the
-//! new file are opened by the enclave's own loader (`enclave_rt::share_loader`), so a file
+//! new file are opened by the enclave's own loader (`enclave_core::share_loader`), so a file
 //! the enclave would refuse is never produced, and the new one holds exactly the old one's
 //! plaintext.
 
@@ -75,12 +75,14 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 /// Loads `file` with the enclave's loader and `identity`; the account count.
 fn enclave_load(file: &[u8], identity: &str) -> Result<u64, String> {
-    let identity = enclave_rt::age_identity::Identity::parse(identity.trim().as_bytes())
+    let identity = enclave_core::age_identity::Identity::parse(identity.trim().as_bytes())
         .map_err(|e| format!("identity: {e:?}"))?;
-    let config =
-        enclave_rt::share_loader::LoaderConfig { allow_empty: false, store_limit_bytes: u64::MAX };
+    let config = enclave_core::share_loader::LoaderConfig {
+        allow_empty: false,
+        store_limit_bytes: u64::MAX,
+    };
     let mut loader =
-        enclave_rt::share_loader::ShareLoader::new(identity, file.len() as u64, 0, config)
+        enclave_core::share_loader::ShareLoader::new(identity, file.len() as u64, 0, config)
             .map_err(|e| e.to_string())?;
     for piece in file.chunks(64 * 1024) {
         loader.feed(piece).map_err(|e| e.to_string())?;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use enclave_rt::boot_state_machine::Nsm;
+use enclave_core::boot_state_machine::Nsm;
 use enclave_rt::sim_nsm::{SimNsm, SimNsmConfig};
 use parent_shim::attestation_verifier::{Expectations, VerifyError, verify};
 

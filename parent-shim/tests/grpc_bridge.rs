@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use enclave_core::log_ring::LogRing;
+use enclave_core::share_loader::LoaderConfig;
+use enclave_core::signing_engine::EngineConfig;
 use enclave_rt::budget_allocator::MemoryStats;
-use enclave_rt::log_ring::LogRing;
 use enclave_rt::service::ServiceConfig;
-use enclave_rt::share_loader::LoaderConfig;
-use enclave_rt::signing_engine::EngineConfig;
 use enclave_rt::transport::Address;
 use parent_shim::enclave_boot::{BootInputs, BootRecord, boot};
 use parent_shim::enclave_client::EnclaveClient;
@@ -84,8 +84,8 @@ fn start_enclave_with(
         let pcrs = (0..3).map(|i| (i, [pcr; 48])).collect();
         let nsm = enclave_rt::sim_nsm::SimNsm::from_dir(&nsm_dir, pcrs, clock).unwrap();
         let memory = || MemoryStats { live: 1 << 20, peak: 1 << 20, budget: 1 << 30, refused: 0 };
-        let mut logs = LogRing::new(1 << 20, false);
-        let _ = enclave_rt::service::run(&config, nsm, &memory, &|| false, &mut logs);
+        let logs = LogRing::new(1 << 20, false);
+        let _ = enclave_rt::service::run(&config, nsm, &memory, &|| false, logs);
     });
     for _ in 0..500 {
         if control.exists() {

@@ -8,9 +8,9 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_kms::primitives::Blob;
-use enclave_rt::age_identity::Identity;
-use enclave_rt::boot_state_machine::Nsm;
-use enclave_rt::kms_unseal::UnsealKey;
+use enclave_core::age_identity::Identity;
+use enclave_core::boot_state_machine::Nsm;
+use enclave_core::kms_unseal::UnsealKey;
 use parent_shim::kms_relay::{self, KmsRelayError};
 use tests::kms_emulator::{KeySpec, KmsConfig, KmsEmulator};
 

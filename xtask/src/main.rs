@@ -131,7 +131,7 @@ fn test(root: &Path) -> Result {
         "--workspace",
         "--all-targets",
         "--features",
-        "enclave-rt/sim",
+        "enclave-rt/sim,enclave-core/fuzzing",
         "--",
         "-D",
         "warnings",
@@ -142,7 +142,13 @@ fn test(root: &Path) -> Result {
     // The enclave's process tests need the software NSM flavour; the production flavour is
     // linted and tested on its own (the two cannot be built together).
     run(cargo()
-        .args(["test", "--locked", "--workspace", "--features", "enclave-rt/sim"])
+        .args([
+            "test",
+            "--locked",
+            "--workspace",
+            "--features",
+            "enclave-rt/sim,enclave-core/fuzzing",
+        ])
         .env("MOTO_SERVER", &moto))?;
     run(cargo().args([
         "clippy",
@@ -182,7 +188,7 @@ fn test(root: &Path) -> Result {
         "--profile",
         "dev",
         "-p",
-        "enclave-rt",
+        "enclave-core",
         "--bench",
         "boot",
         "--",
@@ -218,7 +224,7 @@ fn bench_boot(rest: &[&str]) -> Result {
         _ => return Err(Failure("usage: cargo xtask bench boot [--accounts N]".into())),
     };
     run(cargo()
-        .args(["bench", "--locked", "-p", "enclave-rt", "--bench", "boot", "--", "--accounts"])
+        .args(["bench", "--locked", "-p", "enclave-core", "--bench", "boot", "--", "--accounts"])
         .arg(accounts))
 }
 
@@ -244,7 +250,7 @@ fn bench_sign(rest: &[&str], profile: Option<&str>) -> Result {
     if let Some(p) = profile {
         cmd.args(["--profile", p]);
     }
-    run(cmd.args(["-p", "enclave-rt", "--bench", "sign", "--"]).args(rest))
+    run(cmd.args(["-p", "enclave-core", "--bench", "sign", "--"]).args(rest))
 }
 
 fn gen_shares(rest: &[&str]) -> Result {
@@ -317,10 +323,10 @@ fn bench_e2e(rest: &[&str], profile: Option<&str>) -> Result {
 /// Every fuzz target: (crate directory, target name).
 const FUZZ_TARGETS: &[(&str, &str)] = &[
     ("wire", "decode"),
-    ("enclave-rt", "age_header"),
-    ("enclave-rt", "share_json"),
-    ("enclave-rt", "sealed_key"),
-    ("enclave-rt", "signing"),
+    ("enclave-rt/core", "age_header"),
+    ("enclave-rt/core", "share_json"),
+    ("enclave-rt/core", "sealed_key"),
+    ("enclave-rt/core", "signing"),
     ("parent-shim", "attestation_doc"),
 ];
 

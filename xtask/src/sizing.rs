@@ -3,7 +3,7 @@
 //! not learn it from an out-of-memory boot.
 //!
 //! The share store is sized exactly as the enclave's loader reserves it
-//! (`enclave_rt::share_loader::plan_capacity` over the file's length and the announced
+//! (`enclave_core::share_loader::plan_capacity` over the file's length and the announced
 //! count, then `ShareStoreBuilder::size_for`): from the real file with `--share-file`, or
 //! from the length `gen-shares` would write for N accounts. The other terms are the
 //! enclave's fixed structures and a margin; the image's own footprint is added on top,
@@ -81,9 +81,9 @@ pub(crate) fn compute(
     session_cap: u64,
     replay_window: u64,
 ) -> Result<Sizing> {
-    let (entries, records) = enclave_rt::share_loader::plan_capacity(file_len, accounts)
+    let (entries, records) = enclave_core::share_loader::plan_capacity(file_len, accounts)
         .map_err(|e| Failure(format!("the loader would refuse this file: {e}")))?;
-    let store = enclave_rt::share_store::ShareStoreBuilder::size_for(entries, records);
+    let store = enclave_core::share_store::ShareStoreBuilder::size_for(entries, records);
     let fixed = LOAD_BUFFERS + session_cap * SESSION_BYTES + replay_window * REPLAY_BYTES;
     // 10% and 16 MiB above what is allocated: allocator rounding, transient copies.
     let budget_mib = ((store + fixed) * 11 / 10).div_ceil(MIB) + 16;
@@ -184,13 +184,13 @@ mod tests {
                 let identity =
                     std::fs::read(dir.join(::tests::share_gen::files::IDENTITY)).unwrap();
                 let identity =
-                    enclave_rt::age_identity::Identity::parse(identity.trim_ascii()).unwrap();
-                let config = enclave_rt::share_loader::LoaderConfig {
+                    enclave_core::age_identity::Identity::parse(identity.trim_ascii()).unwrap();
+                let config = enclave_core::share_loader::LoaderConfig {
                     allow_empty: false,
                     store_limit_bytes: 1 << 30,
                 };
                 let mut loader =
-                    enclave_rt::share_loader::ShareLoader::new(identity, real, accounts, config)
+                    enclave_core::share_loader::ShareLoader::new(identity, real, accounts, config)
                         .unwrap();
                 loader.feed(&file).unwrap();
                 let (store, _) = loader.finish().unwrap();

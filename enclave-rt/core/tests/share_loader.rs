@@ -5,11 +5,11 @@
 mod common;
 
 use common::*;
-use enclave_rt::age_decryptor::AgeError;
-use enclave_rt::share_format::FieldError;
-use enclave_rt::share_json::{JsonError, JsonErrorKind};
-use enclave_rt::share_loader::{LoadError, LoaderConfig, ShareLoader, plan_capacity};
-use enclave_rt::share_store::StoreError;
+use enclave_core::age_decryptor::AgeError;
+use enclave_core::share_format::FieldError;
+use enclave_core::share_json::{JsonError, JsonErrorKind};
+use enclave_core::share_loader::{LoadError, LoaderConfig, ShareLoader, plan_capacity};
+use enclave_core::share_store::StoreError;
 use wire::Scheme;
 
 #[test]
@@ -89,16 +89,19 @@ fn pretty_printed_files_and_both_schemes_load() {
 /// A stored share against the key package it came from, and what a session decodes from it
 /// (the verifying share derived by the curve's fixed-base multiplication) against frost's
 /// own decoding of the whole package.
-fn same_as_key_package<C: enclave_rt::signing_engine::BaseMul>(stored: &[u8], key_package: &[u8]) {
+fn same_as_key_package<C: enclave_core::signing_engine::BaseMul>(
+    stored: &[u8],
+    key_package: &[u8],
+) {
     use frost_core::keys::{KeyPackage, VerifyingShare};
     let kp = KeyPackage::<C>::deserialize(key_package).unwrap();
-    let parts = enclave_rt::share_format::parse_stored(stored).unwrap();
+    let parts = enclave_core::share_format::parse_stored(stored).unwrap();
     assert_eq!(parts.identifier, kp.identifier().serialize());
     assert_eq!(parts.signing_share, kp.signing_share().serialize());
     assert_eq!(parts.verifying_key, kp.verifying_key().serialize().unwrap());
     assert_eq!(parts.min_signers, *kp.min_signers());
     assert_eq!(VerifyingShare::from(*kp.signing_share()), *kp.verifying_share());
-    assert!(enclave_rt::signing_engine::decode_stored_share::<C>(stored).unwrap() == kp);
+    assert!(enclave_core::signing_engine::decode_stored_share::<C>(stored).unwrap() == kp);
 }
 
 #[test]

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::signing::{self, Grant, KeySet, party};
 use ed25519_dalek::Signer;
-use enclave_rt::signing_engine::Now;
+use enclave_core::signing_engine::Now;
 use frost_core::Ciphersuite;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -112,7 +112,7 @@ fn run<C: Ciphersuite>(scheme: Scheme, sessions: usize) -> Figures {
 }
 
 /// Where the engine's extra time goes: the costs of its checks, each timed alone.
-fn stages<C: enclave_rt::signing_engine::BaseMul>(scheme: Scheme) {
+fn stages<C: enclave_core::signing_engine::BaseMul>(scheme: Scheme) {
     const N: u32 = 2000;
     let set = signing::key_set(scheme, 2, 2, 9);
     let gw = signing::gateway();
@@ -137,12 +137,14 @@ fn stages<C: enclave_rt::signing_engine::BaseMul>(scheme: Scheme) {
     let decode_whole = t.elapsed() / N;
     let mut envelope = vec![1u8, scheme as u8];
     envelope.extend_from_slice(&set.key_packages[0]);
-    let mut stored = [0u8; enclave_rt::share_format::STORED_MAX];
-    let len = enclave_rt::share_format::stored_form(&envelope, &mut stored).unwrap();
+    let mut stored = [0u8; enclave_core::share_format::STORED_MAX];
+    let len = enclave_core::share_format::stored_form(&envelope, &mut stored).unwrap();
     let t = Instant::now();
     for _ in 0..N {
-        black_box(enclave_rt::signing_engine::decode_stored_share::<C>(black_box(&stored[..len])))
-            .unwrap();
+        black_box(enclave_core::signing_engine::decode_stored_share::<C>(black_box(
+            &stored[..len],
+        )))
+        .unwrap();
     }
     let decode = t.elapsed() / N;
     println!(

@@ -7,8 +7,8 @@ mod common;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use enclave_rt::age_decryptor::{AgeDecryptor, AgeError, Outcome, StreamError};
-use enclave_rt::age_identity::Identity;
+use enclave_core::age_decryptor::{AgeDecryptor, AgeError, Outcome, StreamError};
+use enclave_core::age_identity::Identity;
 use ring::digest;
 
 fn vectors_dir() -> PathBuf {

@@ -6,10 +6,12 @@
 mod common;
 
 use age::secrecy::ExposeSecret;
-use enclave_rt::boot_state_machine::{
+use enclave_core::boot_state_machine::{
     BootInput, BootMachine, BootOutput, BootState, Context, Nsm, NsmError, TRANSITIONS, next_state,
 };
-use enclave_rt::share_loader::LoaderConfig;
+use enclave_core::share_loader::LoaderConfig;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use ring::digest;
 use std::sync::{Arc, Mutex};
 use wire::{
@@ -57,9 +59,9 @@ fn fixture(n: usize) -> Fixture {
     Fixture { identity_text: keys.age.to_string().expose_secret().to_owned(), accounts, file }
 }
 
-fn machine() -> (BootMachine<RecordingNsm>, RecordingNsm) {
+fn machine() -> (BootMachine<RecordingNsm, StdRng>, RecordingNsm) {
     let nsm = RecordingNsm::default();
-    (BootMachine::new(nsm.clone(), CONFIG), nsm)
+    (BootMachine::new(nsm.clone(), StdRng::seed_from_u64(1), CONFIG), nsm)
 }
 
 fn failed(out: Option<BootOutput>) -> (BootFailReason, String) {
@@ -70,7 +72,7 @@ fn failed(out: Option<BootOutput>) -> (BootFailReason, String) {
 }
 
 /// `Hello` + `SealedKey` for `identity_text`; the machine ends in `KeyUnsealed`.
-fn unseal(m: &mut BootMachine<RecordingNsm>, nsm: &RecordingNsm, identity_text: &str) {
+fn unseal(m: &mut BootMachine<RecordingNsm, StdRng>, nsm: &RecordingNsm, identity_text: &str) {
     let out = m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "test" }), &CTX);
     let Some(BootOutput::Attestation(doc)) = out else { panic!("{out:?}") };
     assert!(doc.ends_with(NONCE));
@@ -88,7 +90,11 @@ fn begin(file: &[u8]) -> Vec<u8> {
 }
 
 /// Streams `file` as the parent does; returns the last output.
-fn send_file(m: &mut BootMachine<RecordingNsm>, file: &[u8], entries: u64) -> Option<BootOutput> {
+fn send_file(
+    m: &mut BootMachine<RecordingNsm, StdRng>,
+    file: &[u8],
+    entries: u64,
+) -> Option<BootOutput> {
     let sha: [u8; 32] = begin(file).try_into().unwrap();
     let msg =
         ShareFileBegin { total_len: file.len() as u64, sha256: sha, expected_entries: entries };
@@ -148,7 +154,7 @@ fn a_loaded_boot_that_cannot_serve_fails_and_drops_the_store() {
 }
 
 /// Drives a fresh machine into `state` (one of the non-terminal ones).
-fn machine_in(state: BootState, fx: &Fixture) -> BootMachine<RecordingNsm> {
+fn machine_in(state: BootState, fx: &Fixture) -> BootMachine<RecordingNsm, StdRng> {
     let (mut m, nsm) = machine();
     if state == BootState::Waiting {
         return m;
@@ -171,7 +177,7 @@ fn machine_in(state: BootState, fx: &Fixture) -> BootMachine<RecordingNsm> {
     m
 }
 
-fn send_rest(m: &mut BootMachine<RecordingNsm>, file: &[u8]) -> Option<BootOutput> {
+fn send_rest(m: &mut BootMachine<RecordingNsm, StdRng>, file: &[u8]) -> Option<BootOutput> {
     assert_eq!(
         m.handle(&Message::ShareFileChunk(ShareFileChunk { offset: 0, data: file }), &CTX),
         None
@@ -251,14 +257,14 @@ fn boot_failures_carry_the_right_reason() {
     let other = fixture(20);
 
     // Attestation refused by the NSM.
-    let mut m = BootMachine::new(FailingNsm, CONFIG);
+    let mut m = BootMachine::new(FailingNsm, StdRng::seed_from_u64(2), CONFIG);
     let out = m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), &CTX);
     assert_eq!(failed(out).0, BootFailReason::ATTESTATION_FAILED);
 
     // Sealed key for another RSA key.
     let (mut m, _) = machine();
     m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), &CTX);
-    let stranger = enclave_rt::kms_unseal::UnsealKey::generate().unwrap();
+    let stranger = enclave_core::kms_unseal::UnsealKey::generate().unwrap();
     let blob = common::cms::seal_to(stranger.public_key_der(), &fx.identity_text);
     let out = m.handle(&Message::SealedKey(SealedKey { ciphertext_for_recipient: &blob }), &CTX);
     assert_eq!(failed(out).0, BootFailReason::SEALED_KEY_UNDECRYPTABLE);
@@ -333,7 +339,7 @@ fn boot_failures_carry_the_right_reason() {
     // Over the memory budget.
     let tight = LoaderConfig { store_limit_bytes: 1_000, ..CONFIG };
     let nsm = RecordingNsm::default();
-    let mut m = BootMachine::new(nsm.clone(), tight);
+    let mut m = BootMachine::new(nsm.clone(), StdRng::seed_from_u64(3), tight);
     unseal(&mut m, &nsm, &fx.identity_text);
     assert_eq!(failed(send_file(&mut m, &fx.file, 20)).0, BootFailReason::OUT_OF_MEMORY);
 }
@@ -366,4 +372,19 @@ fn no_output_of_any_boot_contains_a_secret() {
         assert!(!text.contains(&hex::encode(&share[39..51])), "share hex leaked");
         assert!(!text.contains(&format!("{:?}", &share[39..45])[1..20]), "share bytes leaked");
     }
+}
+
+#[test]
+fn the_boot_keys_come_from_the_injected_randomness() {
+    // The same seed makes the same unseal key (published in the attestation) and the same
+    // answer key (handed to the engine); another seed makes others.
+    let keys = |seed: u64| {
+        let nsm = RecordingNsm::default();
+        let mut m = BootMachine::new(nsm.clone(), StdRng::seed_from_u64(seed), CONFIG);
+        m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), &CTX);
+        let (_, public_key) = nsm.0.lock().unwrap().clone().unwrap();
+        public_key
+    };
+    assert_eq!(keys(9), keys(9));
+    assert_ne!(keys(9), keys(10));
 }

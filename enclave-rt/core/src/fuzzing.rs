@@ -1,4 +1,4 @@
-//! Oracles for the fuzz targets in `enclave-rt/fuzz/`, kept here so the test suite runs
+//! Oracles for the fuzz targets in `enclave-rt/core/fuzz/`, kept here so the test suite runs
 //! them too (a short smoke run in `cargo test`, the long runs under `cargo xtask fuzz`).
 //! Each one panics exactly when an invariant breaks: the parsers must never panic, and
 //! how the input is cut into pieces must never change the result.

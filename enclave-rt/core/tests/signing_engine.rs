@@ -5,8 +5,8 @@
 mod common;
 
 use common::signing::{self, Grant, KeySet, party, verify_independently};
-use enclave_rt::share_store::ShareStore;
-use enclave_rt::signing_engine::{AnswerKey, EngineConfig, EngineError, Now, SigningEngine};
+use enclave_core::share_store::ShareStore;
+use enclave_core::signing_engine::{AnswerKey, EngineConfig, EngineError, Now, SigningEngine};
 use frost_core::Ciphersuite;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -236,7 +236,7 @@ fn session<C: Ciphersuite>(
 fn check_commit_answer(
     key: [u8; 32],
     grant: &Grant,
-    answer: &enclave_rt::signing_engine::CommitAnswer,
+    answer: &enclave_core::signing_engine::CommitAnswer,
 ) {
     let mut buf = [0u8; signed::COMMIT_ANSWER_MAX];
     let n = signed::commit_answer(&grant.grant(), &answer.commitments, &mut buf).unwrap();
@@ -249,7 +249,7 @@ fn check_sign_answer(
     key: [u8; 32],
     session_id: &[u8; 16],
     package: &[u8],
-    answer: &enclave_rt::signing_engine::SignAnswer,
+    answer: &enclave_core::signing_engine::SignAnswer,
 ) {
     let digest: [u8; 32] = Sha256::digest(package).into();
     let mut buf = [0u8; signed::SIGN_ANSWER_MAX];

@@ -5,8 +5,8 @@
 use std::io::Write;
 
 use age::secrecy::ExposeSecret;
-use enclave_rt::age_decryptor::{AgeDecryptor, AgeError, StreamError};
-use enclave_rt::age_identity::{Identity, IdentityError};
+use enclave_core::age_decryptor::{AgeDecryptor, AgeError, StreamError};
+use enclave_core::age_identity::{Identity, IdentityError};
 use proptest::prelude::*;
 use rand::{Rng, RngCore, SeedableRng};
 
@@ -127,10 +127,10 @@ fn armor_and_passphrase_files_are_refused_clearly() {
         out
     };
     let err = ours(&ours_id, &armored, &[]).unwrap_err();
-    assert_eq!(err, AgeError::Header(enclave_rt::age_header::HeaderError::ArmorNotSupported));
+    assert_eq!(err, AgeError::Header(enclave_core::age_header::HeaderError::ArmorNotSupported));
     // Refused from the first line, before a whole header is buffered.
     let err = ours(&ours_id, &armored[..40], &[]).unwrap_err();
-    assert_eq!(err, AgeError::Header(enclave_rt::age_header::HeaderError::ArmorNotSupported));
+    assert_eq!(err, AgeError::Header(enclave_core::age_header::HeaderError::ArmorNotSupported));
 
     let scrypt = {
         let enc =
@@ -142,7 +142,7 @@ fn armor_and_passphrase_files_are_refused_clearly() {
         out
     };
     let err = ours(&ours_id, &scrypt, &[]).unwrap_err();
-    assert_eq!(err, AgeError::Header(enclave_rt::age_header::HeaderError::ScryptNotSupported));
+    assert_eq!(err, AgeError::Header(enclave_core::age_header::HeaderError::ScryptNotSupported));
     assert!(err.to_string().contains("scrypt"));
 }
 
@@ -150,11 +150,11 @@ fn armor_and_passphrase_files_are_refused_clearly() {
 fn garbage_and_oversized_headers_are_refused_without_buffering_forever() {
     let id = our_identity(&age::x25519::Identity::generate());
     let err = ours(&id, b"PK\x03\x04 not an age file", &[]).unwrap_err();
-    assert_eq!(err, AgeError::Header(enclave_rt::age_header::HeaderError::NotAgeV1));
+    assert_eq!(err, AgeError::Header(enclave_core::age_header::HeaderError::NotAgeV1));
     let mut long = b"age-encryption.org/v1\n-> grease\n".to_vec();
     long.extend(std::iter::repeat_n(b'A', 64).chain(*b"\n").cycle().take(20_000));
     let err = ours(&id, &long, &[]).unwrap_err();
-    assert!(matches!(err, AgeError::Header(enclave_rt::age_header::HeaderError::TooLong { .. })));
+    assert!(matches!(err, AgeError::Header(enclave_core::age_header::HeaderError::TooLong { .. })));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use enclave_rt::fuzzing;
+use enclave_core::fuzzing;
 use proptest::prelude::*;
 
 /// Small valid files and share lists to mutate from, made once.
@@ -22,7 +22,7 @@ fn make_seeds() -> Vec<Vec<u8>> {
     // The oracle's identity opens the seed file: mutations reach the payload code.
     let (out, err) = {
         let mut out = vec![];
-        let mut d = enclave_rt::age_decryptor::AgeDecryptor::new(&k.ours);
+        let mut d = enclave_core::age_decryptor::AgeDecryptor::new(&k.ours);
         let mut sink = |p: &[u8]| -> Result<(), ()> {
             out.extend_from_slice(p);
             Ok(())
@@ -84,8 +84,8 @@ proptest! {
     fn base64_decoder_matches_reference_on_encodings(bytes in prop::collection::vec(any::<u8>(), 1..=141)) {
         let encoded = common::b64(&bytes);
         fuzzing::base64_agrees_with_reference(encoded.as_bytes());
-        let mut out = [0u8; enclave_rt::share_format::DECODE_BUF];
-        let n = enclave_rt::share_format::decode_base64_ct(encoded.as_bytes(), &mut out).unwrap();
+        let mut out = [0u8; enclave_core::share_format::DECODE_BUF];
+        let n = enclave_core::share_format::decode_base64_ct(encoded.as_bytes(), &mut out).unwrap();
         prop_assert_eq!(&out[..n], &bytes[..]);
     }
 

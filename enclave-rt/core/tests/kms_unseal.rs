@@ -6,8 +6,8 @@
 mod common;
 
 use common::cms::{KMS_LIKE, cert_for, seal, workdir};
-use enclave_rt::age_identity::IdentityError;
-use enclave_rt::kms_unseal::{UnsealError, UnsealKey, check_structure};
+use enclave_core::age_identity::IdentityError;
+use enclave_core::kms_unseal::{UnsealError, UnsealKey, check_structure};
 
 const IDENTITY: &str = "AGE-SECRET-KEY-1EGTZVFFV20835NWYV6270LXYVK2VKNX2MMDKWYKLMGR48UAWX40Q2P2LM0";
 
@@ -23,7 +23,7 @@ fn opens_what_openssl_seals_like_kms_in_definite_and_indefinite_ber() {
         opts.extend_from_slice(&variant);
         let blob = seal(&dir.0, IDENTITY.as_bytes(), &[&cert], &opts);
         let identity = key.unseal(&blob).unwrap_or_else(|e| panic!("{variant:?}: {e}"));
-        let expected = enclave_rt::age_identity::Identity::parse(IDENTITY.as_bytes()).unwrap();
+        let expected = enclave_core::age_identity::Identity::parse(IDENTITY.as_bytes()).unwrap();
         assert_eq!(identity.public_key(), expected.public_key(), "{variant:?}");
     }
 }
@@ -130,15 +130,15 @@ fn truncated_and_corrupted_blobs_are_typed_errors() {
     flipped[at] ^= 0x55;
     assert!(matches!(key.unseal(&flipped), Err(UnsealError::Content | UnsealError::Identity(_))));
     // The fuzz oracle on every truncation and on single-byte flips of both encodings.
-    #[cfg(feature = "sim")]
+    #[cfg(feature = "fuzzing")]
     for blob in [&definite, &indefinite] {
         for cut in 0..=blob.len() {
-            enclave_rt::fuzzing::fuzz_sealed_key(&blob[..cut]);
+            enclave_core::fuzzing::fuzz_sealed_key(&blob[..cut]);
         }
         for at in 0..blob.len() {
             let mut b = (*blob).clone();
             b[at] ^= 0x80;
-            enclave_rt::fuzzing::fuzz_sealed_key(&b);
+            enclave_core::fuzzing::fuzz_sealed_key(&b);
         }
     }
     // Deep nesting and absurd lengths are refused, not recursed into.

@@ -15,11 +15,14 @@
 //! every (state, message) pair against it. One exit is outside the table: the event loop
 //! fails a boot that has just loaded but whose signing engine does not fit the memory
 //! budget ([`BootMachine::fail_after_load`], `OUT_OF_MEMORY` sent instead of `Loaded`).
-//! Time and memory figures come in through [`Context`]; the machine reads no clock and does
-//! no I/O.
+//! Time and memory figures come in through [`Context`] and randomness through the `rng`
+//! the machine is made with; the machine reads no clock and does no I/O. Each state
+//! carries the secrets that exist in it ([`Phase`]) and nothing else: leaving a state drops
+//! (and wipes) them, and a step cannot reach a secret of another state.
 
 use core::fmt;
 
+use rand_core::{CryptoRng, RngCore};
 use ring::digest;
 use wire::{BootFailReason, Message};
 
@@ -173,14 +176,29 @@ impl BootFailure {
     }
 }
 
-/// What the machine holds between messages. Each secret lives in exactly one state and is
-/// dropped (and wiped) when the state is left.
-enum Held {
-    None,
-    Key(Box<UnsealKey>),
-    Identity(Identity),
-    Loading(Box<Loading>),
-    Store(ShareStore),
+/// The state with what it holds. Each secret lives in exactly one state and is dropped
+/// (and wiped) when the state is left; the answer key is made at `Hello`, published in the
+/// attestation document and handed to the signing service once serving.
+enum Phase {
+    Waiting,
+    Attested { unseal: Box<UnsealKey>, answer: AnswerKey },
+    KeyUnsealed { identity: Identity, answer: AnswerKey },
+    Loading { loading: Box<Loading>, answer: AnswerKey },
+    Serving { store: ShareStore, answer: Option<AnswerKey> },
+    Failed,
+}
+
+impl Phase {
+    fn state(&self) -> BootState {
+        match self {
+            Self::Waiting => BootState::Waiting,
+            Self::Attested { .. } => BootState::Attested,
+            Self::KeyUnsealed { .. } => BootState::KeyUnsealed,
+            Self::Loading { .. } => BootState::Loading,
+            Self::Serving { .. } => BootState::Serving,
+            Self::Failed => BootState::Failed,
+        }
+    }
 }
 
 struct Loading {
@@ -192,44 +210,45 @@ struct Loading {
 }
 
 /// The boot state machine; see the module documentation.
-pub struct BootMachine<N: Nsm> {
-    state: BootState,
-    held: Held,
+pub struct BootMachine<N: Nsm, R> {
+    phase: Phase,
     nsm: N,
+    /// The boot's randomness (the unseal key, the answer key); handed on with the answer
+    /// key once serving ([`Self::take_answer_key`]).
+    rng: Option<R>,
     loader_config: LoaderConfig,
-    /// The per-boot key that will sign the signing service's answers: made at `Hello`,
-    /// published in the attestation document, handed to the service once serving.
-    answer_key: Option<AnswerKey>,
 }
 
-impl<N: Nsm> BootMachine<N> {
-    /// A machine in [`BootState::Waiting`].
-    pub fn new(nsm: N, loader_config: LoaderConfig) -> Self {
-        Self { state: BootState::Waiting, held: Held::None, nsm, loader_config, answer_key: None }
+impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
+    /// A machine in [`BootState::Waiting`], drawing its keys from `rng`.
+    pub fn new(nsm: N, rng: R, loader_config: LoaderConfig) -> Self {
+        Self { phase: Phase::Waiting, nsm, rng: Some(rng), loader_config }
     }
 
     /// The current state.
     pub fn state(&self) -> BootState {
-        self.state
+        self.phase.state()
     }
 
     /// The share store, once serving.
     pub fn store(&self) -> Option<&ShareStore> {
-        match &self.held {
-            Held::Store(s) if self.state == BootState::Serving => Some(s),
+        match &self.phase {
+            Phase::Serving { store, .. } => Some(store),
             _ => None,
         }
     }
 
-    /// The answer key, once serving; `None` before, and after it has been taken.
-    pub fn take_answer_key(&mut self) -> Option<AnswerKey> {
-        if self.state == BootState::Serving { self.answer_key.take() } else { None }
+    /// The answer key and the randomness, once serving, for the signing engine; `None`
+    /// before, and after they have been taken.
+    pub fn take_answer_key(&mut self) -> Option<(AnswerKey, R)> {
+        let Phase::Serving { answer, .. } = &mut self.phase else { return None };
+        answer.take().zip(self.rng.take())
     }
 
     /// A fresh attestation document while serving (the gateway's `GetAttestation`): over
     /// `nonce`, with `user_data` (the answer key) and no public key (the unseal key is gone).
     pub fn attest_serving(&mut self, nonce: &[u8], user_data: &[u8]) -> Result<Vec<u8>, NsmError> {
-        if self.state != BootState::Serving {
+        if self.state() != BootState::Serving {
             return Err(NsmError("not serving".into()));
         }
         self.nsm.attest(nonce, &[], user_data)
@@ -239,7 +258,8 @@ impl<N: Nsm> BootMachine<N> {
     /// message that is not a boot message is the caller's to route; passing one here is a
     /// protocol violation.
     pub fn handle(&mut self, message: &Message<'_>, ctx: &Context) -> Option<BootOutput> {
-        if self.state == BootState::Failed {
+        let state = self.state();
+        if state == BootState::Failed {
             return None; // terminal: already reported, nothing more is said
         }
         let Some(input) = boot_input(message) else {
@@ -248,24 +268,25 @@ impl<N: Nsm> BootMachine<N> {
                 format_args!("{} is not a boot message", message.name()),
             )));
         };
-        let Some(to) = next_state(self.state, input) else {
+        let Some(to) = next_state(state, input) else {
             let reason = if input == BootInput::SealedKey
-                && matches!(
-                    self.state,
-                    BootState::KeyUnsealed | BootState::Loading | BootState::Serving
-                ) {
+                && matches!(state, BootState::KeyUnsealed | BootState::Loading | BootState::Serving)
+            {
                 BootFailReason::SEALED_KEY_REPEATED
             } else {
                 BootFailReason::PROTOCOL_VIOLATION
             };
-            return Some(self.fail(BootFailure::new(
-                reason,
-                format_args!("{input:?} in state {:?}", self.state),
-            )));
+            return Some(
+                self.fail(BootFailure::new(reason, format_args!("{input:?} in state {state:?}"))),
+            );
         };
-        match self.step(message, ctx) {
-            Ok(output) => {
-                self.state = to;
+        // The phase is taken for the step; a failure leaves `Failed` behind, so every
+        // secret of the old phase is dropped with it.
+        let phase = core::mem::replace(&mut self.phase, Phase::Failed);
+        match self.step(phase, message, ctx) {
+            Ok((phase, output)) => {
+                debug_assert_eq!(phase.state(), to, "the step and the table disagree");
+                self.phase = phase;
                 output
             }
             Err(failure) => Some(self.fail(failure)),
@@ -287,35 +308,34 @@ impl<N: Nsm> BootMachine<N> {
 
     /// Enters `Failed`: drops every secret (each type wipes itself on drop).
     fn fail(&mut self, failure: BootFailure) -> BootOutput {
-        self.held = Held::None;
-        self.answer_key = None;
-        self.state = BootState::Failed;
+        self.phase = Phase::Failed;
+        self.rng = None;
         BootOutput::Failed(failure)
     }
 
+    /// One transition of the table, from `phase` on `message`: the next phase and what to
+    /// send. `handle` has checked the pair against [`TRANSITIONS`].
     fn step(
         &mut self,
+        phase: Phase,
         message: &Message<'_>,
         ctx: &Context,
-    ) -> Result<Option<BootOutput>, BootFailure> {
-        match message {
-            Message::Hello(hello) => {
-                let key = UnsealKey::generate()
+    ) -> Result<(Phase, Option<BootOutput>), BootFailure> {
+        match (phase, message) {
+            (Phase::Waiting, Message::Hello(hello)) => {
+                let rng = self.rng.as_mut().ok_or_else(|| internal("no randomness"))?;
+                let unseal = UnsealKey::generate_with(rng)
                     .map_err(|e| BootFailure::new(BootFailReason::INTERNAL, e))?;
-                let answer_key = AnswerKey::generate(&mut rand_core::OsRng);
+                let answer = AnswerKey::generate(rng);
                 let document = self
                     .nsm
-                    .attest(hello.nonce, key.public_key_der(), &answer_key.user_data())
+                    .attest(hello.nonce, unseal.public_key_der(), &answer.user_data())
                     .map_err(|e| BootFailure::new(BootFailReason::ATTESTATION_FAILED, e.0))?;
-                self.held = Held::Key(Box::new(key));
-                self.answer_key = Some(answer_key);
-                Ok(Some(BootOutput::Attestation(document)))
+                let phase = Phase::Attested { unseal: Box::new(unseal), answer };
+                Ok((phase, Some(BootOutput::Attestation(document))))
             }
-            Message::SealedKey(sealed) => {
-                let Held::Key(key) = core::mem::replace(&mut self.held, Held::None) else {
-                    return Err(internal("no unseal key in Attested"));
-                };
-                let identity = key.unseal(sealed.ciphertext_for_recipient).map_err(|e| {
+            (Phase::Attested { unseal, answer }, Message::SealedKey(sealed)) => {
+                let identity = unseal.unseal(sealed.ciphertext_for_recipient).map_err(|e| {
                     let reason = match e {
                         UnsealError::Malformed(_) | UnsealError::Unsupported(_) => {
                             BootFailReason::SEALED_KEY_MALFORMED
@@ -324,14 +344,9 @@ impl<N: Nsm> BootMachine<N> {
                     };
                     BootFailure::new(reason, e)
                 })?;
-                self.held = Held::Identity(identity);
-                Ok(None)
+                Ok((Phase::KeyUnsealed { identity, answer }, None))
             }
-            Message::ShareFileBegin(begin) => {
-                let Held::Identity(identity) = core::mem::replace(&mut self.held, Held::None)
-                else {
-                    return Err(internal("no identity in KeyUnsealed"));
-                };
+            (Phase::KeyUnsealed { identity, answer }, Message::ShareFileBegin(begin)) => {
                 let loader = ShareLoader::new(
                     identity,
                     begin.total_len,
@@ -339,19 +354,16 @@ impl<N: Nsm> BootMachine<N> {
                     self.loader_config,
                 )
                 .map_err(load_failure)?;
-                self.held = Held::Loading(Box::new(Loading {
+                let loading = Box::new(Loading {
                     loader,
                     sha256: digest::Context::new(&digest::SHA256),
                     announced_sha256: begin.sha256,
                     received: 0,
                     started_micros: ctx.now_micros,
-                }));
-                Ok(None)
+                });
+                Ok((Phase::Loading { loading, answer }, None))
             }
-            Message::ShareFileChunk(chunk) => {
-                let Held::Loading(loading) = &mut self.held else {
-                    return Err(internal("no loader in Loading"));
-                };
+            (Phase::Loading { mut loading, answer }, Message::ShareFileChunk(chunk)) => {
                 if chunk.offset != loading.received {
                     return Err(BootFailure::new(
                         BootFailReason::CIPHERTEXT_MISMATCH,
@@ -364,36 +376,41 @@ impl<N: Nsm> BootMachine<N> {
                 loading.received += chunk.data.len() as u64;
                 loading.sha256.update(chunk.data);
                 loading.loader.feed(chunk.data).map_err(load_failure)?;
-                Ok(None)
+                Ok((Phase::Loading { loading, answer }, None))
             }
-            Message::ShareFileEnd(_) => {
-                let Held::Loading(loading) = core::mem::replace(&mut self.held, Held::None) else {
-                    return Err(internal("no loader in Loading"));
-                };
-                let Loading { loader, sha256, announced_sha256, started_micros, .. } = *loading;
-                let digest = sha256.finish();
-                if digest.as_ref() != announced_sha256 {
-                    return Err(BootFailure::new(
-                        BootFailReason::CIPHERTEXT_MISMATCH,
-                        "SHA-256 of the received file differs from the announced one",
-                    ));
-                }
-                let (store, stats) = loader.finish().map_err(load_failure)?;
-                let mut ciphertext_sha256 = [0u8; 32];
-                ciphertext_sha256.copy_from_slice(digest.as_ref());
-                self.held = Held::Store(store);
-                Ok(Some(BootOutput::Loaded(LoadedBoot(LoadedReport {
-                    accounts: stats.accounts,
-                    plaintext_bytes: stats.plaintext_bytes,
-                    ciphertext_sha256,
-                    load_micros: ctx.now_micros.saturating_sub(started_micros),
-                    memory_in_use: ctx.memory_in_use,
-                    memory_budget: ctx.memory_budget,
-                }))))
+            (Phase::Loading { loading, answer }, Message::ShareFileEnd(_)) => {
+                let (store, report) = finish_load(*loading, ctx)?;
+                let phase = Phase::Serving { store, answer: Some(answer) };
+                Ok((phase, Some(BootOutput::Loaded(LoadedBoot(report)))))
             }
-            _ => Err(internal("unexpected message passed the transition table")),
+            // `handle` admits only the pairs of the table, which are the arms above.
+            _ => Err(internal("a transition of the table without a step")),
         }
     }
+}
+
+/// The end of the file: the hash announced, the loader's last checks, the figures.
+fn finish_load(loading: Loading, ctx: &Context) -> Result<(ShareStore, LoadedReport), BootFailure> {
+    let Loading { loader, sha256, announced_sha256, started_micros, .. } = loading;
+    let digest = sha256.finish();
+    if digest.as_ref() != announced_sha256 {
+        return Err(BootFailure::new(
+            BootFailReason::CIPHERTEXT_MISMATCH,
+            "SHA-256 of the received file differs from the announced one",
+        ));
+    }
+    let (store, stats) = loader.finish().map_err(load_failure)?;
+    let mut ciphertext_sha256 = [0u8; 32];
+    ciphertext_sha256.copy_from_slice(digest.as_ref());
+    let report = LoadedReport {
+        accounts: stats.accounts,
+        plaintext_bytes: stats.plaintext_bytes,
+        ciphertext_sha256,
+        load_micros: ctx.now_micros.saturating_sub(started_micros),
+        memory_in_use: ctx.memory_in_use,
+        memory_budget: ctx.memory_budget,
+    };
+    Ok((store, report))
 }
 
 fn internal(what: &str) -> BootFailure {

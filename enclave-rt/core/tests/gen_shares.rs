@@ -7,9 +7,9 @@ mod common;
 
 use base64ct::{Base64, Encoding};
 use common::signing::{self, Grant, party, verify_independently};
-use enclave_rt::age_identity::Identity;
-use enclave_rt::share_loader::ShareLoader;
-use enclave_rt::signing_engine::Now;
+use enclave_core::age_identity::Identity;
+use enclave_core::share_loader::ShareLoader;
+use enclave_core::signing_engine::Now;
 use frost_core::Ciphersuite;
 use tests::share_gen::{GenConfig, SchemeChoice, files, generate};
 use wire::{Scheme, SignRequest};
@@ -97,8 +97,8 @@ fn generated_files_load_and_sign_under_the_published_keys() {
 /// and the group key (SEC1 / RFC 8032 bytes) from the public key package.
 #[allow(clippy::too_many_arguments)]
 fn full<C: Ciphersuite>(
-    engine: &mut enclave_rt::signing_engine::SigningEngine<rand::rngs::StdRng>,
-    store: &enclave_rt::share_store::ShareStore,
+    engine: &mut enclave_core::signing_engine::SigningEngine<rand::rngs::StdRng>,
+    store: &enclave_core::share_store::ShareStore,
     scheme: Scheme,
     account: &str,
     session: u8,
@@ -111,7 +111,7 @@ fn full<C: Ciphersuite>(
     let ours = engine.commit(now, &grant.request(), store).unwrap();
     let stored = store.get(account).unwrap();
     let ours_id = frost_core::Identifier::<C>::deserialize(
-        enclave_rt::share_format::parse_stored(stored.bytes).unwrap().identifier,
+        enclave_core::share_format::parse_stored(stored.bytes).unwrap().identifier,
     )
     .unwrap();
     let (nonces, their_c, kp) = party::round1::<C>(theirs, u64::from(session));

@@ -10,15 +10,15 @@ use std::io::Write;
 
 use age::secrecy::ExposeSecret;
 use base64ct::{Base64, Encoding};
-use enclave_rt::age_identity::Identity;
-use enclave_rt::share_loader::{LoadError, LoadStats, LoaderConfig, ShareLoader};
-use enclave_rt::share_store::ShareStore;
+use enclave_core::age_identity::Identity;
+use enclave_core::share_loader::{LoadError, LoadStats, LoaderConfig, ShareLoader};
+use enclave_core::share_store::ShareStore;
 use rand::{RngCore, SeedableRng};
 
 /// `../shared/vectors/<sub>` beside the checkout (as CI lays it out), or beside the local
 /// repository this checkout was cloned from (a scratch clone elsewhere).
 pub fn shared_vectors(sub: &str) -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let beside = root.join("../shared/vectors").join(sub);
     if beside.is_dir() {
         return beside;

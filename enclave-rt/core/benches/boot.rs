@@ -26,7 +26,7 @@ use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
-use enclave_rt::share_loader::{LoaderConfig, ShareLoader};
+use enclave_core::share_loader::{LoaderConfig, ShareLoader};
 use ring::aead;
 
 struct Counting;
@@ -196,8 +196,8 @@ fn floor(len: usize) -> f64 {
 
 /// Cumulative cost of each stage of the loader, for finding where the time goes.
 fn stages(keys: &common::Keys, file: &[u8]) {
-    use enclave_rt::age_decryptor::AgeDecryptor;
-    use enclave_rt::share_json::{Entry, EntryPos, JsonError, ShareScanner};
+    use enclave_core::age_decryptor::AgeDecryptor;
+    use enclave_core::share_json::{Entry, EntryPos, JsonError, ShareScanner};
     let run = |name: &str, f: &mut dyn FnMut(&[u8])| {
         let start = Instant::now();
         let mut d = AgeDecryptor::new(&keys.ours);
@@ -238,12 +238,13 @@ fn stages(keys: &common::Keys, file: &[u8]) {
         black_box(serde_json_core::from_slice::<E<'_>>(black_box(object)).unwrap());
     }
     println!("{:<28} {:.3} s", "serde-json-core x 1M alone", start.elapsed().as_secs_f64());
-    let mut out = [0u8; enclave_rt::share_format::DECODE_BUF];
+    let mut out = [0u8; enclave_core::share_format::DECODE_BUF];
     let share = common::b64(&common::accounts(1, 1)[0].1);
     let start = Instant::now();
     for _ in 0..1_000_000 {
         black_box(
-            enclave_rt::share_format::decode_share(black_box(share.as_bytes()), &mut out).unwrap(),
+            enclave_core::share_format::decode_share(black_box(share.as_bytes()), &mut out)
+                .unwrap(),
         );
     }
     println!("{:<28} {:.3} s", "decode_share x 1M alone", start.elapsed().as_secs_f64());
@@ -251,7 +252,7 @@ fn stages(keys: &common::Keys, file: &[u8]) {
     run("+ base64 + checks", &mut |p| {
         scanner
             .feed(p, &mut |_: EntryPos, e: Entry<'_>| -> Result<(), JsonError> {
-                black_box(enclave_rt::share_format::decode_share(e.share, &mut out).unwrap());
+                black_box(enclave_core::share_format::decode_share(e.share, &mut out).unwrap());
                 Ok(())
             })
             .unwrap();

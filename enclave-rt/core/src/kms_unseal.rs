@@ -93,8 +93,14 @@ impl UnsealKey {
     /// Generates a fresh RSA-2048 key from the OS random source (in the enclave, the
     /// kernel RNG fed by `nsm-hwrng`).
     pub fn generate() -> Result<Self, UnsealError> {
-        let key = RsaPrivateKey::new(&mut rand_core::OsRng, RSA_BITS)
-            .map_err(|_| UnsealError::KeyGeneration)?;
+        Self::generate_with(&mut rand_core::OsRng)
+    }
+
+    /// Generates a fresh RSA-2048 key from `rng` (the boot machine's injected source).
+    pub fn generate_with<R: rand_core::RngCore + rand_core::CryptoRng>(
+        rng: &mut R,
+    ) -> Result<Self, UnsealError> {
+        let key = RsaPrivateKey::new(rng, RSA_BITS).map_err(|_| UnsealError::KeyGeneration)?;
         let public_der = key
             .to_public_key()
             .to_public_key_der()

@@ -3,8 +3,8 @@
 
 pub use tests::gateway::*;
 
-use enclave_rt::share_store::ShareStore;
-use enclave_rt::signing_engine::{AnswerKey, EngineConfig, SigningEngine};
+use enclave_core::share_store::ShareStore;
+use enclave_core::signing_engine::{AnswerKey, EngineConfig, SigningEngine};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use wire::Scheme;

@@ -1,0 +1,623 @@
+//! The enclave's serving core, sans IO: every frame the parent sends is routed here, and
+//! every frame the enclave sends is queued here. The shell (`enclave-rt`'s `service`) only
+//! moves bytes between the sockets and this type and asks it when to wake up, in the shape
+//! of quinn-proto:
+//!
+//! - [`Serving::read_buf`] and [`Serving::received`]: bytes from the parent in, routed;
+//! - [`Serving::outgoing`] and [`Serving::sent`]: answers out;
+//! - [`Serving::poll_timeout`] and [`Serving::handle_timeout`]: session expiry and the
+//!   session-event subscription's back-off;
+//! - [`Serving::parent_connected`] and [`Serving::parent_lost`]: the control connection.
+//!
+//! Routes, by what the frame is: `Ping` and `StatusRequest` in every state; the boot
+//! messages to the [`BootMachine`]; `AttestRequest` and the signing RPC (`CommitRequest`,
+//! `SignRequest`, `AbortRequest`) once serving; the relay's frames (`SseEvent`, `SseClose`,
+//! `HttpResponse`, `HttpError`) to [`SessionEvents`] when events are configured. Anything
+//! else is refused with `INVALID_ARGUMENT`, and signing before the boot has finished with
+//! `FAILED_PRECONDITION`.
+//!
+//! The time is passed in ([`Clock`]), and so is the randomness the signing engine uses.
+
+use std::time::{Duration, Instant};
+
+use rand_core::{CryptoRng, RngCore};
+use wire::{
+    AbortResponse, BootFailReason, BootFailed, CommitResponse, DefaultDecoder, Flags, FrameError,
+    HttpPost, Loaded, LogLevel, Message, MessageError, Pong, RpcError, RpcErrorCode, SignResponse,
+    Status,
+};
+
+use crate::boot_state_machine::{BootMachine, BootOutput, BootState, Context, Nsm, boot_input};
+use crate::log_ring::LogRing;
+use crate::session_events::{self, EventsConfig, SessionEvents};
+use crate::share_loader::LoaderConfig;
+use crate::share_store::ShareStore;
+use crate::signing_engine::{
+    CommitAnswer, EngineConfig, EngineError, Now, SignAnswer, SigningEngine,
+};
+
+/// Fraction of the budget, in percent, above which the watermark alert fires once.
+pub const WATERMARK_PERCENT: usize = 70;
+
+/// The allocator's counters, for health reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Bytes allocated now.
+    pub live: usize,
+    /// Highest `live` seen.
+    pub peak: usize,
+    /// The budget (`usize::MAX` until one is set).
+    pub budget: usize,
+    /// Requests refused for exceeding the budget.
+    pub refused: u64,
+}
+
+/// The time, read once by the shell for each step.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Monotonic: uptime, back-off.
+    pub instant: Instant,
+    /// Wall clock: grant validity and session TTLs.
+    pub unix: Now,
+}
+
+impl Clock {
+    /// The system's clocks now.
+    #[must_use]
+    pub fn system() -> Self {
+        Self { instant: Instant::now(), unix: Now::system() }
+    }
+}
+
+/// What the serving core needs to know.
+#[derive(Debug, Clone)]
+pub struct ServingConfig {
+    /// Share loading limits.
+    pub loader: LoaderConfig,
+    /// Signing-session limits and the gateway key.
+    pub engine: EngineConfig,
+    /// The gateway's session event stream and where answers go (none: gRPC only).
+    pub events: Option<EventsConfig>,
+}
+
+/// The parent sent bytes that are not a frame: the shell drops the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MalformedFrame(pub FrameError);
+
+/// The serving core; see the module documentation.
+pub struct Serving<N: Nsm, R> {
+    decoder: Box<DefaultDecoder>,
+    router: Router<N, R>,
+}
+
+impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
+    /// A core waiting for the parent's `Hello`. `rng` makes the boot's keys and then, once
+    /// the shares are loaded, the signing engine's nonces; `logs` collects what the enclave
+    /// reports.
+    pub fn new(config: &ServingConfig, nsm: N, rng: R, logs: LogRing, now: Instant) -> Self {
+        Self {
+            decoder: Box::default(),
+            router: Router {
+                machine: BootMachine::new(nsm, rng, config.loader),
+                engine: None,
+                engine_config: config.engine,
+                events: config.events.clone().map(SessionEvents::new),
+                started: now,
+                parent: false,
+                out: Vec::new(),
+                frame_buf: vec![0u8; wire::MAX_FRAME_LEN],
+                event_buf: Vec::new(),
+                logs,
+            },
+        }
+    }
+
+    /// Where the shell reads the parent's bytes into; then [`Self::received`].
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        self.decoder.read_buf()
+    }
+
+    /// `n` bytes were read into [`Self::read_buf`]: route every complete frame.
+    pub fn received(
+        &mut self,
+        n: usize,
+        clock: Clock,
+        memory: MemoryStats,
+    ) -> Result<(), MalformedFrame> {
+        self.decoder.commit(n);
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    self.router.frame(frame.header.stream, frame.message(), clock, memory);
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    self.router.logs.log(
+                        LogLevel::Error,
+                        "service",
+                        "malformed frame from the parent",
+                        &[("error", &e.to_string())],
+                    );
+                    self.router.parent_lost();
+                    return Err(MalformedFrame(e));
+                }
+            }
+        }
+    }
+
+    /// Frames waiting to be written to the parent.
+    #[must_use]
+    pub fn outgoing(&self) -> &[u8] {
+        &self.router.out
+    }
+
+    /// The first `n` bytes of [`Self::outgoing`] were written.
+    pub fn sent(&mut self, n: usize) {
+        self.router.out.drain(..n.min(self.router.out.len()));
+    }
+
+    /// A parent connected; a newer connection replaces the older one, and answers still
+    /// owed on the old one are dropped with it.
+    pub fn parent_connected(&mut self) {
+        let what = if self.router.parent {
+            "parent reconnected: the previous connection is closed"
+        } else {
+            "parent connected"
+        };
+        self.router.parent = true;
+        *self.decoder = DefaultDecoder::default();
+        self.router.out.clear();
+        if let Some(ev) = &mut self.router.events {
+            ev.parent_reconnected();
+        }
+        self.router.logs.log(LogLevel::Info, "service", what, &[]);
+    }
+
+    /// The parent's connection closed or broke.
+    pub fn parent_disconnected(&mut self) {
+        self.router.logs.log(LogLevel::Warn, "service", "parent disconnected", &[]);
+        self.router.parent_lost();
+    }
+
+    /// How long the shell may sleep before [`Self::handle_timeout`] has work: a second
+    /// while sessions are open (to wipe the expired ones), the subscription's back-off.
+    #[must_use]
+    pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        let r = &self.router;
+        let mut wake = match &r.engine {
+            Some(e) if e.sessions_in_use() > 0 => Some(Duration::from_secs(1)),
+            _ => None,
+        };
+        if let Some(due) = r.events.as_ref().and_then(|ev| ev.wake_in(now)) {
+            wake = Some(wake.map_or(due, |w| w.min(due)));
+        }
+        wake
+    }
+
+    /// Timed work: (re-)subscribe to the session events when due, wipe expired sessions.
+    /// Cheap when there is nothing to do; the shell calls it on every turn.
+    pub fn handle_timeout(&mut self, clock: Clock) {
+        self.router.subscribe_if_due(clock.instant);
+        if let Some(e) = &mut self.router.engine {
+            let wiped = e.expire(clock.unix);
+            if wiped > 0 {
+                let count = wiped.to_string();
+                self.router.logs.log(
+                    LogLevel::Info,
+                    "rpc",
+                    "sessions expired",
+                    &[("count", &count)],
+                );
+            }
+        }
+    }
+
+    /// The boot failed and its `BootFailed` frame has gone out (or the parent is gone):
+    /// the shell flushes the logs and ends the enclave.
+    #[must_use]
+    pub fn finished(&self) -> bool {
+        self.router.machine.state() == BootState::Failed && self.router.out.is_empty()
+    }
+
+    /// The boot's state.
+    #[must_use]
+    pub fn state(&self) -> BootState {
+        self.router.machine.state()
+    }
+
+    /// The log ring, for the shell to drain (and to log what only the shell sees).
+    pub fn logs(&mut self) -> &mut LogRing {
+        &mut self.router.logs
+    }
+}
+
+/// Everything but the decoder, so a decoded frame (which borrows the decoder) can be routed.
+struct Router<N: Nsm, R> {
+    machine: BootMachine<N, R>,
+    engine: Option<SigningEngine<R>>,
+    engine_config: EngineConfig,
+    events: Option<SessionEvents>,
+    started: Instant,
+    parent: bool,
+    out: Vec<u8>,
+    frame_buf: Vec<u8>,
+    event_buf: Vec<u8>,
+    logs: LogRing,
+}
+
+impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
+    fn parent_lost(&mut self) {
+        self.parent = false;
+        if self.machine.state() == BootState::Failed {
+            self.out.clear();
+        }
+    }
+
+    /// One frame: routed, and its answer (if any) queued on the same stream.
+    fn frame(
+        &mut self,
+        stream: u32,
+        message: Result<Message<'_>, MessageError>,
+        clock: Clock,
+        memory: MemoryStats,
+    ) {
+        let reply = match message {
+            Err(e) => {
+                let error = e.to_string();
+                self.logs.log(
+                    LogLevel::Error,
+                    "service",
+                    "undecodable message",
+                    &[("error", &error)],
+                );
+                Reply::Rpc(RpcErrorCode::INVALID_ARGUMENT, "undecodable message")
+            }
+            Ok(m) => self.route(&m, clock, memory),
+        };
+        let n = reply.encode(stream, &mut self.frame_buf, &mut self.logs);
+        if let Some(frame) = self.frame_buf.get(..n) {
+            self.out.extend_from_slice(frame);
+        }
+    }
+
+    fn route(&mut self, message: &Message<'_>, clock: Clock, memory: MemoryStats) -> Reply {
+        match message {
+            Message::Ping(p) => Reply::Pong(p.nonce),
+            Message::StatusRequest(_) => Reply::Status(self.status(clock.instant, memory)),
+            Message::AttestRequest(r) => self.attest(r.nonce),
+            m if boot_input(m).is_some() => {
+                let ctx = Context {
+                    now_micros: micros_since(self.started, clock.instant),
+                    memory_in_use: memory.live as u64,
+                    memory_budget: memory.budget as u64,
+                };
+                self.boot(m, &ctx)
+            }
+            Message::SseEvent(_)
+            | Message::SseClose(_)
+            | Message::HttpResponse(_)
+            | Message::HttpError(_) => {
+                self.relay(message, clock);
+                Reply::None
+            }
+            m => match (&mut self.engine, self.machine.store()) {
+                (Some(engine), Some(store)) => serve(engine, store, m, clock.unix, &mut self.logs),
+                _ => Reply::Rpc(RpcErrorCode::FAILED_PRECONDITION, "not serving: boot incomplete"),
+            },
+        }
+    }
+
+    fn status(&self, now: Instant, mem: MemoryStats) -> Status {
+        let (in_use, cap) =
+            self.engine.as_ref().map_or((0, 0), |e| (e.sessions_in_use(), e.session_cap()));
+        Status {
+            state: wire_state(self.machine.state()),
+            accounts: self.machine.store().map_or(0, ShareStore::len),
+            memory_in_use: mem.live as u64,
+            memory_peak: mem.peak as u64,
+            memory_budget: mem.budget as u64,
+            watermark_alert: mem.live > mem.budget / 100 * WATERMARK_PERCENT,
+            sessions_in_use: u32::try_from(in_use).unwrap_or(u32::MAX),
+            session_cap: u32::try_from(cap).unwrap_or(u32::MAX),
+            uptime_ms: u64::try_from(now.saturating_duration_since(self.started).as_millis())
+                .unwrap_or(u64::MAX),
+        }
+    }
+
+    /// A fresh attestation while serving, binding the answer key (the boot's own
+    /// attestation answers `Hello`).
+    fn attest(&mut self, nonce: &[u8]) -> Reply {
+        let Some(engine) = &self.engine else {
+            return Reply::Rpc(RpcErrorCode::FAILED_PRECONDITION, "not serving: boot incomplete");
+        };
+        match self.machine.attest_serving(nonce, &engine.answer_user_data()) {
+            Ok(document) => Reply::Boot(BootOutput::Attestation(document)),
+            Err(err) => {
+                self.logs.log(LogLevel::Error, "rpc", "attestation failed", &[("error", &err.0)]);
+                Reply::Rpc(RpcErrorCode::INTERNAL, "attestation failed")
+            }
+        }
+    }
+
+    /// A boot message; a load that ends the boot also starts the signing engine, and a
+    /// load the engine cannot serve fails the boot (a failure consumes the load, so no
+    /// path answers `Loaded` for it).
+    fn boot(&mut self, message: &Message<'_>, ctx: &Context) -> Reply {
+        match self.machine.handle(message, ctx) {
+            None => Reply::None,
+            Some(BootOutput::Loaded(loaded)) => match self.start_engine() {
+                Ok(engine) => {
+                    self.engine = engine;
+                    Reply::Boot(BootOutput::Loaded(loaded))
+                }
+                Err(e) => Reply::Boot(self.machine.fail_after_load(
+                    loaded,
+                    BootFailReason::OUT_OF_MEMORY,
+                    e,
+                )),
+            },
+            Some(output) => Reply::Boot(output),
+        }
+    }
+
+    /// Builds the signing engine once the shares are loaded. Without one (a bad gateway
+    /// key) the enclave stays up but refuses every signing request, and says why in the log.
+    fn start_engine(&mut self) -> Result<Option<SigningEngine<R>>, EngineError> {
+        let Some((key, rng)) = self.machine.take_answer_key() else {
+            return Ok(None);
+        };
+        match SigningEngine::new(self.engine_config, key, rng) {
+            Ok(engine) => {
+                let cap = engine.session_cap().to_string();
+                self.logs.log(
+                    LogLevel::Info,
+                    "rpc",
+                    "signing engine ready",
+                    &[("session_cap", &cap)],
+                );
+                Ok(Some(engine))
+            }
+            Err(e @ EngineError::TablesOutOfMemory) => Err(e),
+            Err(e) => {
+                let error = e.to_string();
+                self.logs.log(
+                    LogLevel::Error,
+                    "rpc",
+                    "signing engine refused",
+                    &[("error", &error)],
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Serving, with a parent to relay through: (re-)subscribe to the events when due.
+    fn subscribe_if_due(&mut self, now: Instant) {
+        let (Some(ev), Some(_), true) = (&mut self.events, &self.engine, self.parent) else {
+            return;
+        };
+        let Some(open) = ev.open_due(now) else { return };
+        match wire::encode(&open, session_events::SUBSCRIPTION, Flags::NONE, &mut self.frame_buf) {
+            Ok(n) => {
+                if let Some(frame) = self.frame_buf.get(..n) {
+                    self.out.extend_from_slice(frame);
+                }
+                let after = open.last_event_id.to_owned();
+                self.logs.log(LogLevel::Info, "events", "subscribing", &[("after", &after)]);
+            }
+            Err(e) => {
+                let error = e.to_string();
+                self.logs.log(
+                    LogLevel::Error,
+                    "events",
+                    "cannot encode the subscription",
+                    &[("error", &error)],
+                );
+            }
+        }
+    }
+
+    /// A frame of the relay channels: an event becomes a request for the engine, whose
+    /// answer is posted to the gateway; closes and post outcomes are logged.
+    fn relay(&mut self, message: &Message<'_>, clock: Clock) {
+        let (Some(events), Some(engine), Some(store)) =
+            (&mut self.events, &mut self.engine, self.machine.store())
+        else {
+            return;
+        };
+        let logs = &mut self.logs;
+        let event = match message {
+            Message::SseEvent(event) => event,
+            Message::SseClose(close) => {
+                events.closed(clock.instant);
+                let code = close.code.to_string();
+                let fields = [("code", code.as_str()), ("detail", close.detail)];
+                logs.log(LogLevel::Warn, "events", "subscription closed", &fields);
+                return;
+            }
+            Message::HttpResponse(r) if !(200..300).contains(&r.status) => {
+                let status = r.status.to_string();
+                logs.log(LogLevel::Warn, "events", "answer refused", &[("status", &status)]);
+                return;
+            }
+            Message::HttpError(e) => {
+                let code = e.code.to_string();
+                let fields = [("code", code.as_str()), ("detail", e.detail)];
+                logs.log(LogLevel::Warn, "events", "answer not delivered", &fields);
+                return;
+            }
+            _ => return,
+        };
+        events.seen(event.id);
+        let request = match session_events::decode(event, &mut self.event_buf) {
+            Ok(r) => r,
+            Err(session_events::EventError::NotASessionEvent) => return,
+            Err(e) => {
+                let error = e.to_string();
+                let fields = [("id", event.id), ("error", error.as_str())];
+                logs.log(LogLevel::Warn, "events", "event refused", &fields);
+                return;
+            }
+        };
+        let reply = serve(engine, store, &request, clock.unix, logs);
+        let mut body = vec![0u8; 2048];
+        let n = reply.encode(0, &mut body, logs);
+        if n == 0 {
+            return;
+        }
+        body.truncate(n);
+        let url = events.answer_url(event.id);
+        let post =
+            HttpPost { url: &url, content_type: session_events::ANSWER_CONTENT_TYPE, body: &body };
+        match wire::encode(&post, events.post_stream(), Flags::NONE, &mut self.frame_buf) {
+            Ok(n) => {
+                if let Some(frame) = self.frame_buf.get(..n) {
+                    self.out.extend_from_slice(frame);
+                }
+            }
+            Err(e) => {
+                let error = e.to_string();
+                logs.log(
+                    LogLevel::Error,
+                    "events",
+                    "cannot encode an answer",
+                    &[("error", &error)],
+                );
+            }
+        }
+    }
+}
+
+/// One signing request.
+fn serve<R: RngCore + CryptoRng>(
+    engine: &mut SigningEngine<R>,
+    store: &ShareStore,
+    message: &Message<'_>,
+    now: Now,
+    logs: &mut LogRing,
+) -> Reply {
+    let result = match message {
+        Message::CommitRequest(r) => engine.commit(now, r, store).map(Reply::Commit),
+        Message::SignRequest(r) => engine.sign(now, r).map(Reply::Sign),
+        Message::AbortRequest(r) => {
+            engine.abort(&r.session_id).map(|()| Reply::Aborted(r.session_id))
+        }
+        other => return Reply::Rpc(RpcErrorCode::INVALID_ARGUMENT, other.name()),
+    };
+    result.unwrap_or_else(|e| {
+        let code = e.code().to_string();
+        let error = e.to_string();
+        let fields = [("kind", message.name()), ("code", code.as_str()), ("error", error.as_str())];
+        logs.log(LogLevel::Warn, "rpc", "request refused", &fields);
+        Reply::Refused(e)
+    })
+}
+
+fn micros_since(start: Instant, now: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(start).as_micros()).unwrap_or(u64::MAX)
+}
+
+/// An answer to one frame.
+enum Reply {
+    None,
+    Pong(u64),
+    Status(Status),
+    Boot(BootOutput),
+    Rpc(RpcErrorCode, &'static str),
+    Refused(EngineError),
+    Commit(CommitAnswer),
+    Sign(SignAnswer),
+    Aborted([u8; 16]),
+}
+
+impl Reply {
+    /// Encodes the answer into `buf` on `stream`; the frame's length, or 0 (nothing to
+    /// send, or it could not be encoded: logged).
+    fn encode(self, stream: u32, buf: &mut [u8], logs: &mut LogRing) -> usize {
+        let f = Flags::NONE;
+        let result = match self {
+            Self::None => return 0,
+            Self::Pong(nonce) => wire::encode(&Pong { nonce }, stream, f, buf),
+            Self::Status(status) => wire::encode(&status, stream, f, buf),
+            Self::Boot(output) => encode_boot(output, stream, buf, logs),
+            Self::Rpc(code, detail) => wire::encode(&RpcError { code, detail }, stream, f, buf),
+            Self::Refused(e) => {
+                let detail = e.to_string();
+                wire::encode(&RpcError { code: e.code(), detail: &detail }, stream, f, buf)
+            }
+            Self::Commit(a) => {
+                let answer = CommitResponse {
+                    session_id: a.session_id,
+                    commitments: &a.commitments,
+                    enclave_signature: a.enclave_signature,
+                };
+                wire::encode(&answer, stream, f, buf)
+            }
+            Self::Sign(a) => {
+                let answer = SignResponse {
+                    session_id: a.session_id,
+                    signature_share: &a.signature_share,
+                    enclave_signature: a.enclave_signature,
+                };
+                wire::encode(&answer, stream, f, buf)
+            }
+            Self::Aborted(session_id) => {
+                wire::encode(&AbortResponse { session_id }, stream, f, buf)
+            }
+        };
+        result.unwrap_or_else(|e| {
+            let error = e.to_string();
+            logs.log(LogLevel::Error, "service", "cannot encode a reply", &[("error", &error)]);
+            0
+        })
+    }
+}
+
+/// A boot answer, logged as it goes out.
+fn encode_boot(
+    output: BootOutput,
+    stream: u32,
+    buf: &mut [u8],
+    logs: &mut LogRing,
+) -> Result<usize, wire::EncodeError> {
+    match output {
+        BootOutput::Attestation(document) => {
+            let bytes = document.len().to_string();
+            logs.log(LogLevel::Info, "boot", "attestation document sent", &[("bytes", &bytes)]);
+            wire::encode(&wire::Attestation { document: &document }, stream, Flags::NONE, buf)
+        }
+        BootOutput::Loaded(loaded) => {
+            let r = loaded.report();
+            let (accounts, micros) = (r.accounts.to_string(), r.load_micros.to_string());
+            let fields = [("accounts", accounts.as_str()), ("load_micros", micros.as_str())];
+            logs.log(LogLevel::Info, "boot", "shares loaded", &fields);
+            let loaded = Loaded {
+                accounts: r.accounts,
+                plaintext_bytes: r.plaintext_bytes,
+                ciphertext_sha256: r.ciphertext_sha256,
+                load_micros: r.load_micros,
+                memory_in_use: r.memory_in_use,
+                memory_budget: r.memory_budget,
+            };
+            wire::encode(&loaded, stream, Flags::NONE, buf)
+        }
+        BootOutput::Failed(f) => {
+            let reason = f.reason.to_string();
+            let fields = [("reason", reason.as_str()), ("detail", f.detail.as_str())];
+            logs.log(LogLevel::Error, "boot", "boot failed", &fields);
+            let failed = BootFailed { reason: f.reason, detail: &f.detail };
+            wire::encode(&failed, stream, Flags::NONE, buf)
+        }
+    }
+}
+
+fn wire_state(s: BootState) -> wire::BootState {
+    match s {
+        BootState::Waiting => wire::BootState::Waiting,
+        BootState::Attested => wire::BootState::Attested,
+        BootState::KeyUnsealed => wire::BootState::KeyUnsealed,
+        BootState::Loading => wire::BootState::Loading,
+        BootState::Serving => wire::BootState::Serving,
+        BootState::Failed => wire::BootState::Failed,
+    }
+}

@@ -1,0 +1,455 @@
+//! The serving core without a socket: frames in as bytes, frames out as bytes, the time
+//! and the randomness passed in. Every serving-time route is driven here, before and after
+//! the boot, and so are the timers (session expiry, the event subscription's back-off).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use age::secrecy::ExposeSecret;
+use common::signing::Grant;
+use enclave_core::boot_state_machine::{BootState, Nsm, NsmError};
+use enclave_core::log_ring::LogRing;
+use enclave_core::serving::{Clock, MemoryStats, Serving, ServingConfig};
+use enclave_core::session_events::{EventsConfig, SUBSCRIPTION};
+use enclave_core::share_loader::LoaderConfig;
+use enclave_core::signing_engine::Now;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use wire::{
+    AbortRequest, AttestRequest, BootFailReason, Flags, Hello, HttpError, Message, Ping,
+    RelayErrorCode, RpcErrorCode, Scheme, SealedKey, ShareFileBegin, ShareFileChunk, ShareFileEnd,
+    SignRequest, SseClose, SseEvent, StatusRequest, WireMessage,
+};
+
+/// Records the public key it was asked to attest; the "document" is the nonce.
+#[derive(Clone, Default)]
+struct RecordingNsm(Arc<Mutex<Option<Vec<u8>>>>);
+
+impl Nsm for RecordingNsm {
+    fn attest(&mut self, nonce: &[u8], public_key: &[u8], _: &[u8]) -> Result<Vec<u8>, NsmError> {
+        *self.0.lock().unwrap() = Some(public_key.to_vec());
+        Ok(nonce.to_vec())
+    }
+}
+
+const MEMORY: MemoryStats =
+    MemoryStats { live: 100 << 20, peak: 120 << 20, budget: 128 << 20, refused: 0 };
+const NOW_UNIX: u64 = 1_900_000_000;
+
+struct Harness {
+    core: Serving<RecordingNsm, StdRng>,
+    nsm: RecordingNsm,
+    start: Instant,
+    /// Seconds since `start` (monotonic) and since `NOW_UNIX` (wall clock) of the next step.
+    at: u64,
+}
+
+impl Harness {
+    fn new(events: Option<EventsConfig>, seed: u64) -> Self {
+        let nsm = RecordingNsm::default();
+        let config = ServingConfig {
+            loader: LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 },
+            engine: common::signing::config(),
+            events,
+        };
+        let start = Instant::now();
+        let logs = LogRing::new(1 << 20, false);
+        let mut core = Serving::new(&config, nsm.clone(), StdRng::seed_from_u64(seed), logs, start);
+        core.parent_connected();
+        Self { core, nsm, start, at: 0 }
+    }
+
+    fn clock(&self) -> Clock {
+        Clock {
+            instant: self.start + Duration::from_secs(self.at),
+            unix: Now { unix_micros: (NOW_UNIX + self.at) * 1_000_000 },
+        }
+    }
+
+    /// Feeds raw bytes to the core as a socket read would (in two pieces, to show a frame
+    /// may arrive split).
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), enclave_core::serving::MalformedFrame> {
+        let (a, b) = bytes.split_at(bytes.len() / 2);
+        for piece in [a, b] {
+            let buf = self.core.read_buf();
+            buf[..piece.len()].copy_from_slice(piece);
+            self.core.received(piece.len(), self.clock(), MEMORY)?;
+        }
+        Ok(())
+    }
+
+    fn send<'m, M: WireMessage<'m>>(&mut self, stream: u32, m: &M) {
+        let mut buf = vec![0u8; wire::MAX_FRAME_LEN];
+        let n = wire::encode(m, stream, Flags::NONE, &mut buf).unwrap();
+        self.feed(&buf[..n]).unwrap();
+    }
+
+    /// Every frame queued for the parent, as (stream, kind, payload), then marked sent.
+    fn take(&mut self) -> Vec<(u32, u16, Vec<u8>)> {
+        let bytes = self.core.outgoing().to_vec();
+        self.core.sent(bytes.len());
+        let mut frames = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let (frame, used) = wire::decode(rest).unwrap().unwrap();
+            frames.push((frame.header.stream, frame.header.kind, frame.payload.to_vec()));
+            rest = &rest[used..];
+        }
+        frames
+    }
+
+    /// The single frame queued, decoded.
+    fn one(&mut self) -> (u32, OwnedAnswer) {
+        let mut frames = self.take();
+        assert_eq!(frames.len(), 1, "expected one frame");
+        let (stream, kind, payload) = frames.remove(0);
+        (stream, OwnedAnswer::from(Message::decode(kind, &payload).unwrap()))
+    }
+
+    fn boot(&mut self, file: &[u8], entries: u64, identity: &str) {
+        self.send(1, &Hello { nonce: b"boot nonce", shim_version: "test" });
+        let (_, answer) = self.one();
+        assert_eq!(answer, OwnedAnswer::Attestation(b"boot nonce".to_vec()));
+        let public_key = self.nsm.0.lock().unwrap().clone().unwrap();
+        let blob = common::cms::seal_to(&public_key, identity);
+        self.send(2, &SealedKey { ciphertext_for_recipient: &blob });
+        assert!(self.take().is_empty());
+        let sha: [u8; 32] =
+            ring::digest::digest(&ring::digest::SHA256, file).as_ref().try_into().unwrap();
+        let begin =
+            ShareFileBegin { total_len: file.len() as u64, sha256: sha, expected_entries: entries };
+        self.send(3, &begin);
+        self.send(4, &ShareFileChunk { offset: 0, data: file });
+        self.send(5, &ShareFileEnd {});
+    }
+}
+
+/// What the core answered, owned, compared field by field.
+#[derive(Debug, PartialEq, Eq)]
+enum OwnedAnswer {
+    Pong(u64),
+    Status {
+        state: wire::BootState,
+        accounts: u64,
+        sessions: u32,
+        cap: u32,
+        uptime_ms: u64,
+        alert: bool,
+    },
+    Attestation(Vec<u8>),
+    Loaded {
+        accounts: u64,
+    },
+    BootFailed(BootFailReason),
+    Rpc(RpcErrorCode, String),
+    Commit([u8; 16]),
+    Aborted([u8; 16]),
+    SseOpen {
+        url: String,
+        after: String,
+    },
+    HttpPost {
+        url: String,
+        answer_kind: u16,
+    },
+    Other(&'static str),
+}
+
+impl From<Message<'_>> for OwnedAnswer {
+    fn from(m: Message<'_>) -> Self {
+        match m {
+            Message::Pong(p) => Self::Pong(p.nonce),
+            Message::Status(s) => Self::Status {
+                state: s.state,
+                accounts: s.accounts,
+                sessions: s.sessions_in_use,
+                cap: s.session_cap,
+                uptime_ms: s.uptime_ms,
+                alert: s.watermark_alert,
+            },
+            Message::Attestation(a) => Self::Attestation(a.document.to_vec()),
+            Message::Loaded(l) => Self::Loaded { accounts: l.accounts },
+            Message::BootFailed(f) => Self::BootFailed(f.reason),
+            Message::RpcError(e) => Self::Rpc(e.code, e.detail.to_owned()),
+            Message::CommitResponse(c) => Self::Commit(c.session_id),
+            Message::AbortResponse(a) => Self::Aborted(a.session_id),
+            Message::SseOpen(o) => {
+                Self::SseOpen { url: o.url.to_owned(), after: o.last_event_id.to_owned() }
+            }
+            Message::HttpPost(p) => {
+                let (frame, _) = wire::decode(p.body).unwrap().unwrap();
+                Self::HttpPost { url: p.url.to_owned(), answer_kind: frame.header.kind }
+            }
+            other => Self::Other(other.name()),
+        }
+    }
+}
+
+/// A share file with one Ed25519 account, and its identity.
+fn share_file() -> (Vec<u8>, String, String) {
+    let keys = common::keys();
+    let set = common::signing::key_set(Scheme::Ed25519, 2, 3, 7);
+    let account = "acct-serving".to_owned();
+    let entries = vec![(account.clone(), common::envelope(common::ED25519, &set.key_packages[0]))];
+    let file = common::encrypt(&keys, &common::json(&entries));
+    (file, keys.age.to_string().expose_secret().to_owned(), account)
+}
+
+fn serving_harness(events: Option<EventsConfig>) -> (Harness, String) {
+    let (file, identity, account) = share_file();
+    let mut h = Harness::new(events, 1);
+    h.boot(&file, 1, &identity);
+    let (stream, answer) = h.one();
+    assert_eq!((stream, answer), (5, OwnedAnswer::Loaded { accounts: 1 }));
+    assert_eq!(h.core.state(), BootState::Serving);
+    (h, account)
+}
+
+fn grant(account: &str, session: u8) -> Grant {
+    Grant::new(Scheme::Ed25519, account, session, b"pay 1 to bob", NOW_UNIX + 60)
+}
+
+#[test]
+fn before_the_boot_health_answers_and_signing_is_refused() {
+    let mut h = Harness::new(None, 1);
+    h.at = 3;
+    h.send(7, &Ping { nonce: 99 });
+    assert_eq!(h.one(), (7, OwnedAnswer::Pong(99)));
+    h.send(8, &StatusRequest {});
+    let expected = OwnedAnswer::Status {
+        state: wire::BootState::Waiting,
+        accounts: 0,
+        sessions: 0,
+        cap: 0,
+        uptime_ms: 3_000,
+        alert: true, // 100 MiB of 128 MiB is over the 70% watermark
+    };
+    assert_eq!(h.one(), (8, expected));
+    let not_serving =
+        OwnedAnswer::Rpc(RpcErrorCode::FAILED_PRECONDITION, "not serving: boot incomplete".into());
+    h.send(9, &AttestRequest { nonce: b"n" });
+    assert_eq!(h.one(), (9, not_serving));
+    let g = grant("acct-serving", 1);
+    h.send(10, &g.request());
+    assert_eq!(
+        h.one().1,
+        OwnedAnswer::Rpc(RpcErrorCode::FAILED_PRECONDITION, "not serving: boot incomplete".into())
+    );
+    h.send(11, &AbortRequest { session_id: [1; 16] });
+    assert_eq!(
+        h.one().1,
+        OwnedAnswer::Rpc(RpcErrorCode::FAILED_PRECONDITION, "not serving: boot incomplete".into())
+    );
+    // No timers before serving.
+    assert_eq!(h.core.poll_timeout(h.clock().instant), None);
+}
+
+#[test]
+fn an_undecodable_message_is_refused_and_bytes_that_are_not_frames_drop_the_parent() {
+    let mut h = Harness::new(None, 1);
+    // A well-formed frame header whose payload is not a Ping.
+    let mut buf = vec![0u8; 64];
+    let n = wire::encode(&Ping { nonce: 1 }, 4, Flags::NONE, &mut buf).unwrap();
+    let mut short = buf[..n - 1].to_vec();
+    let len = u32::from_le_bytes(short[12..16].try_into().unwrap()) - 1;
+    short[12..16].copy_from_slice(&len.to_le_bytes());
+    h.feed(&short).unwrap();
+    assert_eq!(
+        h.one(),
+        (4, OwnedAnswer::Rpc(RpcErrorCode::INVALID_ARGUMENT, "undecodable message".into()))
+    );
+    // Garbage: the core says so, and the shell drops the connection.
+    assert!(h.feed(&[0xff; 32]).is_err());
+    assert_eq!(h.core.state(), BootState::Waiting);
+}
+
+#[test]
+fn serving_answers_attestation_commit_sign_abort_and_refuses_the_rest() {
+    let (mut h, account) = serving_harness(None);
+    h.send(20, &AttestRequest { nonce: b"fresh" });
+    assert_eq!(h.one(), (20, OwnedAnswer::Attestation(b"fresh".to_vec())));
+    let g = grant(&account, 1);
+    h.send(21, &g.request());
+    assert_eq!(h.one(), (21, OwnedAnswer::Commit([1; 16])));
+    // A session is open: the core wants to wake within a second to wipe expired ones.
+    assert_eq!(h.core.poll_timeout(h.clock().instant), Some(Duration::from_secs(1)));
+    // A signing package that does not parse is refused by the engine, on the same stream,
+    // and the session is gone.
+    h.send(22, &SignRequest { session_id: [1; 16], signing_package: b"not a package" });
+    let (stream, answer) = h.one();
+    assert_eq!(stream, 22);
+    assert!(matches!(answer, OwnedAnswer::Rpc(RpcErrorCode::INVALID_ARGUMENT, _)), "{answer:?}");
+    h.send(23, &AbortRequest { session_id: [1; 16] });
+    assert!(matches!(h.one(), (23, OwnedAnswer::Rpc(RpcErrorCode::NOT_FOUND, _))));
+    h.send(24, &grant(&account, 3).request());
+    assert_eq!(h.one(), (24, OwnedAnswer::Commit([3; 16])));
+    h.send(24, &AbortRequest { session_id: [3; 16] });
+    assert_eq!(h.one(), (24, OwnedAnswer::Aborted([3; 16])));
+    // A message the enclave never receives, from a confused parent: named and refused.
+    h.send(25, &wire::Pong { nonce: 3 });
+    assert_eq!(h.one(), (25, OwnedAnswer::Rpc(RpcErrorCode::INVALID_ARGUMENT, "Pong".into())));
+    // Relay frames with no session events configured: ignored, no answer.
+    h.send(26, &SseClose { code: RelayErrorCode::CLOSED, detail: "" });
+    assert!(h.take().is_empty());
+    h.send(27, &StatusRequest {});
+    let (_, status) = h.one();
+    assert!(
+        matches!(
+            status,
+            OwnedAnswer::Status {
+                state: wire::BootState::Serving,
+                accounts: 1,
+                sessions: 0,
+                cap: 8..,
+                ..
+            }
+        ),
+        "{status:?}"
+    );
+}
+
+#[test]
+fn expired_sessions_are_wiped_by_the_timer_with_the_time_passed_in() {
+    let (mut h, account) = serving_harness(None);
+    h.send(30, &grant(&account, 2).request());
+    assert_eq!(h.one(), (30, OwnedAnswer::Commit([2; 16])));
+    h.at = 5;
+    h.core.handle_timeout(h.clock());
+    h.send(31, &StatusRequest {});
+    assert!(matches!(h.one().1, OwnedAnswer::Status { sessions: 1, .. }));
+    h.at = 31; // past the 30 s session TTL
+    h.core.handle_timeout(h.clock());
+    h.send(32, &StatusRequest {});
+    assert!(matches!(h.one().1, OwnedAnswer::Status { sessions: 0, .. }));
+    assert_eq!(h.core.poll_timeout(h.clock().instant), None);
+}
+
+#[test]
+fn the_signing_randomness_is_injected() {
+    // Two cores with the same seed commit to the same nonces for the same grant; another
+    // seed gives others.
+    let commitments = |seed: u64| {
+        let (file, identity, account) = share_file();
+        let mut h = Harness::new(None, seed);
+        h.boot(&file, 1, &identity);
+        h.take();
+        h.send(1, &grant(&account, 4).request());
+        let (_, kind, payload) = h.take().remove(0);
+        let Message::CommitResponse(c) = Message::decode(kind, &payload).unwrap() else { panic!() };
+        c.commitments.to_vec()
+    };
+    assert_eq!(commitments(5), commitments(5));
+    assert_ne!(commitments(5), commitments(6));
+}
+
+#[test]
+fn session_events_subscribe_answer_by_post_and_back_off_after_a_close() {
+    let events =
+        EventsConfig::new("https://gw.example/events", "https://gw.example/answers").unwrap();
+    let (mut h, account) = serving_harness(Some(events));
+    h.core.handle_timeout(h.clock());
+    let open =
+        OwnedAnswer::SseOpen { url: "https://gw.example/events".into(), after: String::new() };
+    assert_eq!(h.one(), (SUBSCRIPTION, open));
+    // A commit delivered as an event: answered by a post to the answers URL.
+    let g = grant(&account, 9);
+    let request = g.request();
+    let mut payload = vec![0u8; request.payload_len()];
+    let n = Message::CommitRequest(request).encode_payload(&mut payload).unwrap();
+    let data = hex::encode(&payload[..n]);
+    h.send(SUBSCRIPTION, &SseEvent { id: "ev-1", event: "commit", data: &data });
+    let (_, post) = h.one();
+    let answer = OwnedAnswer::HttpPost {
+        url: "https://gw.example/answers?event=ev-1".into(),
+        answer_kind: wire::CommitResponse::KIND,
+    };
+    assert_eq!(post, answer);
+    // Events that are not sessions, and failed posts, are only logged.
+    h.send(SUBSCRIPTION, &SseEvent { id: "ev-2", event: "heartbeat", data: "" });
+    h.send(2, &HttpError { code: RelayErrorCode::UNREACHABLE, detail: "down" });
+    assert!(h.take().is_empty());
+    // The relay gives up: the core re-subscribes after its back-off, resuming after ev-2.
+    h.send(SUBSCRIPTION, &SseClose { code: RelayErrorCode::TIMEOUT, detail: "idle" });
+    assert_eq!(h.core.poll_timeout(h.clock().instant), Some(Duration::from_secs(1)));
+    h.core.handle_timeout(h.clock());
+    assert!(h.take().is_empty(), "re-opened before the back-off ended");
+    h.at = 1;
+    h.core.handle_timeout(h.clock());
+    let reopen =
+        OwnedAnswer::SseOpen { url: "https://gw.example/events".into(), after: "ev-2".into() };
+    assert_eq!(h.one(), (SUBSCRIPTION, reopen));
+    // Without a parent there is nobody to relay through: no subscription is opened.
+    h.send(SUBSCRIPTION, &SseClose { code: RelayErrorCode::TIMEOUT, detail: "idle" });
+    h.core.parent_disconnected();
+    h.at = 10;
+    h.core.handle_timeout(h.clock());
+    assert!(h.take().is_empty());
+}
+
+#[test]
+fn a_failed_boot_answers_boot_failed_then_the_core_is_finished() {
+    let mut h = Harness::new(None, 1);
+    h.send(1, &Hello { nonce: b"n", shim_version: "t" });
+    h.take();
+    h.send(2, &SealedKey { ciphertext_for_recipient: &[0x30, 0x00] });
+    assert!(!h.core.finished(), "finished before the failure went out");
+    let (stream, answer) = h.one();
+    assert_eq!(
+        (stream, answer),
+        (2, OwnedAnswer::BootFailed(BootFailReason::SEALED_KEY_MALFORMED))
+    );
+    assert!(h.core.finished());
+    // Health still answers until the shell ends the enclave, and says Failed.
+    h.send(3, &StatusRequest {});
+    assert!(matches!(h.one().1, OwnedAnswer::Status { state: wire::BootState::Failed, .. }));
+}
+
+#[test]
+fn a_reconnecting_parent_drops_what_was_owed_to_the_old_connection() {
+    let mut h = Harness::new(None, 1);
+    h.send(1, &Ping { nonce: 1 });
+    assert!(!h.core.outgoing().is_empty());
+    h.core.parent_connected();
+    assert!(h.core.outgoing().is_empty());
+    // Half a frame from the old connection is forgotten too.
+    let mut buf = vec![0u8; 64];
+    let n = wire::encode(&Ping { nonce: 2 }, 2, Flags::NONE, &mut buf).unwrap();
+    let half = &buf[..n / 2];
+    h.core.read_buf()[..half.len()].copy_from_slice(half);
+    h.core.received(half.len(), h.clock(), MEMORY).unwrap();
+    h.core.parent_connected();
+    h.send(3, &Ping { nonce: 3 });
+    assert_eq!(h.one(), (3, OwnedAnswer::Pong(3)));
+}
+
+/// The log lines the core wrote, as text.
+fn log_text(core: &mut Serving<RecordingNsm, StdRng>) -> String {
+    let mut text = String::new();
+    while let Some(frame) = core.logs().pop_frame() {
+        text.push_str(&String::from_utf8_lossy(&frame));
+    }
+    text
+}
+
+#[test]
+fn the_core_logs_what_happened_and_never_the_identity() {
+    let (file, identity, account) = share_file();
+    let mut h = Harness::new(None, 1);
+    h.boot(&file, 1, &identity);
+    h.send(6, &grant(&account, 1).request());
+    h.send(7, &grant(&account, 1).request()); // replayed: refused and logged
+    let text = log_text(&mut h.core);
+    for expected in [
+        "parent connected",
+        "attestation document sent",
+        "shares loaded",
+        "signing engine ready",
+        "request refused",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in {text}");
+    }
+    assert!(!text.contains(&identity));
+    assert!(!text.contains(&identity[..30]));
+}
