@@ -109,20 +109,14 @@ impl Pcrs {
     pub fn to_json(&self) -> String {
         format!(
             "{{\"PCR0\": \"{}\", \"PCR1\": \"{}\", \"PCR2\": \"{}\"}}",
-            hex(&self.pcr0),
-            hex(&self.pcr1),
-            hex(&self.pcr2)
+            hex(self.pcr0),
+            hex(self.pcr1),
+            hex(self.pcr2)
         )
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
+use hex::encode as hex;
 
 fn extend_from_zero(digest_of_data: &[u8]) -> [u8; 48] {
     let mut h = Sha384::new();

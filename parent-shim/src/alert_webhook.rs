@@ -20,9 +20,11 @@ static WEBHOOK: OnceLock<Webhook> = OnceLock::new();
 pub fn start(url: &str, tls: Arc<rustls::ClientConfig>) {
     let target = HealthTarget { url: url.to_owned(), tls };
     let _ = WEBHOOK.set(Webhook { target, in_flight: Mutex::new(Vec::new()) });
+    crate::event_log::on_alert(send);
 }
 
-/// Posts `alert` in the background, if a webhook is set and a runtime is running.
+/// Posts `alert` in the background, if a webhook is set and a runtime is running (the
+/// event log calls it for every alert line once [`start`] has run).
 pub fn send(alert: &serde_json::Value) {
     let (Some(hook), Ok(runtime)) = (WEBHOOK.get(), tokio::runtime::Handle::try_current()) else {
         return;
@@ -30,7 +32,7 @@ pub fn send(alert: &serde_json::Value) {
     let alert = alert.clone();
     let task = runtime.spawn(async move {
         if let Err(e) = health_report::post(&hook.target, &alert).await {
-            crate::daemon::emit(
+            crate::event_log::emit(
                 "warn",
                 "alert_webhook_failed",
                 serde_json::json!({"url": hook.target.url, "error": e.0}),

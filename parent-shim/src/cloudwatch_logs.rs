@@ -1,7 +1,7 @@
 //! Shipping the daemon's log lines to `CloudWatch` Logs through `aws-sdk-cloudwatchlogs`.
 //!
 //! Every JSON line the daemon prints (its own events and the enclave's log frames, both
-//! already redacted by field name in [`crate::daemon`]) is also queued here and sent in
+//! already redacted by field name in [`crate::event_log`]) is also queued here and sent in
 //! batches with `PutLogEvents`. Shipping never blocks the daemon: the queue is bounded,
 //! a full queue drops the line and counts it, and the count is shipped as a
 //! `cloudwatch_dropped` event. stdout (journald) keeps every line either way.

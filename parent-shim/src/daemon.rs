@@ -31,6 +31,7 @@ use crate::enclave_launcher::{
     NitroSettings,
 };
 use crate::enclave_link::{self, EnclaveLink};
+use crate::event_log::{emit, output, redact};
 use crate::grpc_bridge::{self, Bridge};
 use crate::health_report::{self, HealthTarget};
 use crate::https_client;
@@ -74,50 +75,6 @@ impl From<ConfigError> for DaemonError {
     fn from(e: ConfigError) -> Self {
         Self::Config(e)
     }
-}
-
-/// One structured line on stdout (journald under systemd), and to `CloudWatch` if shipping
-/// is on. Alerts carry an Embedded Metric Format block: `CloudWatch` counts them as the
-/// `SignService/Parent` `Alerts` metric, by reason.
-pub fn emit(level: &str, event: &str, fields: serde_json::Value) {
-    let mut line = json!({"source": "parent-shim", "level": level, "event": event});
-    if let (Some(obj), serde_json::Value::Object(extra)) = (line.as_object_mut(), fields) {
-        obj.extend(extra);
-        if event == "alert" {
-            crate::metrics::alert(obj.get("reason").and_then(|r| r.as_str()).unwrap_or("unknown"));
-            let ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-            obj.insert("Alerts".into(), json!(1));
-            obj.insert(
-                "_aws".into(),
-                json!({"Timestamp": i64::try_from(ms).unwrap_or_default(),
-                       "CloudWatchMetrics": [{"Namespace": "SignService/Parent",
-                           "Dimensions": [["reason"]],
-                           "Metrics": [{"Name": "Alerts", "Unit": "Count"}]}]}),
-            );
-        }
-    }
-    if event == "alert" {
-        crate::alert_webhook::send(&line);
-    }
-    output(&line.to_string());
-}
-
-/// Prints a log line and ships it.
-fn output(line: &str) {
-    // Holding stdout's lock across both keeps the two streams in the same order when
-    // several tasks log at once (the enclave's lines, an alert, the link supervisor).
-    use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{line}");
-    cloudwatch_logs::ship(line);
-}
-
-/// Field names whose values never reach the log, whatever sent them.
-const REDACTED: &[&str] = &["share", "identity", "secret", "plaintext", "nonce", "key_package"];
-
-fn redact(name: &str, value: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    if REDACTED.iter().any(|r| lower.contains(r)) { "[redacted]".into() } else { value.to_owned() }
 }
 
 /// The launcher the configuration asks for.
@@ -209,9 +166,7 @@ async fn pump_logs(mut stream: Box<dyn EnclaveIo>) {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
-}
+use hex::encode as hex;
 
 /// Runs the daemon until a signal or a failure; the last lines reach `CloudWatch` before
 /// it returns.
@@ -331,10 +286,10 @@ async fn boot_and_serve(
         "info",
         "boot_record",
         json!({
-            "attestation_sha256": hex(&record.attestation_sha256),
+            "attestation_sha256": hex(record.attestation_sha256),
             "pcrs": record.pcrs.iter().map(|(i, v)| (format!("PCR{i}"), hex(v))).collect::<std::collections::BTreeMap<_, _>>(),
-            "answer_key": hex(&record.answer_key),
-            "share_file_sha256": hex(&record.share_file_sha256),
+            "answer_key": hex(record.answer_key),
+            "share_file_sha256": hex(record.share_file_sha256),
             "accounts": record.accounts,
             "kms_request_id": kms_request_id,
             "enclave_load_ms": record.load_micros / 1000,
@@ -526,10 +481,10 @@ fn health_base(
     json!({
         "node": host.trim(),
         "attestation_document": base64::engine::general_purpose::STANDARD.encode(&record.attestation_document),
-        "attestation_sha256": hex(&record.attestation_sha256),
+        "attestation_sha256": hex(record.attestation_sha256),
         "pcrs": record.pcrs.iter().map(|(i, v)| (format!("PCR{i}"), hex(v))).collect::<std::collections::BTreeMap<_, _>>(),
-        "answer_key": hex(&record.answer_key),
-        "share_file_sha256": hex(&record.share_file_sha256),
+        "answer_key": hex(record.answer_key),
+        "share_file_sha256": hex(record.share_file_sha256),
         "accounts": record.accounts,
         "loaded_at": loaded_at,
         "kms_request_id": kms_request_id,

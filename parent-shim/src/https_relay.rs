@@ -372,7 +372,7 @@ async fn subscribe(
                     }
                 }
                 crate::metrics::relay("sse_reconnect", &refusal.0.to_string());
-                crate::daemon::emit(
+                crate::event_log::emit(
                     "warn",
                     "sse_reconnect",
                     serde_json::json!({"stream": stream, "after": last_event_id,

@@ -19,7 +19,8 @@
 //! * [`enclave_launcher`], starting and destroying the enclave: a local child process, or
 //!   `nitro-cli` in production.
 //!
-//! * [`metrics`], Prometheus text on a local port; [`alert_webhook`], alerts to a URL;
+//! * [`event_log`], the structured log every module writes through (a leaf);
+//!   [`metrics`], Prometheus text on a local port; [`alert_webhook`], alerts to a URL;
 //!   [`accept_backoff`], the listeners' accept loop.
 
 pub mod accept_backoff;
@@ -33,6 +34,7 @@ pub mod enclave_boot;
 pub mod enclave_client;
 pub mod enclave_launcher;
 pub mod enclave_link;
+pub mod event_log;
 pub mod grpc_bridge;
 pub mod health_report;
 pub mod https_client;

@@ -243,8 +243,8 @@ mod tests {
 
     #[test]
     fn alerts_and_states_render_as_prometheus_text() {
-        crate::daemon::emit("error", "alert", serde_json::json!({"reason": "unit_test_reason"}));
-        crate::daemon::emit("error", "alert", serde_json::json!({"reason": "unit_test_reason"}));
+        alert("unit_test_reason");
+        alert("unit_test_reason");
         boot_state("booting");
         let text = render();
         assert!(

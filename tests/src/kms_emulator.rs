@@ -15,7 +15,6 @@
 //! the key's material, which lives in memory only (keys are made at start).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -443,15 +442,6 @@ pub fn seal_for_recipient(spki_der: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, 
     ]);
     let enveloped = seq(&[&der(0x02, &[2]), &der(0x31, &recipient), &content_info]);
     Ok(seq(&[&der(0x06, OID_ENVELOPED_DATA), &der(0xa0, &enveloped)]))
-}
-
-/// Hex of `bytes` (for logs and key policies).
-#[must_use]
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// The parent's own KMS client (`aws-sdk-kms`), pointed at an emulator with the local keys.

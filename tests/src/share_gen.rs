@@ -284,7 +284,7 @@ pub fn generate<R: RngCore + CryptoRng>(
     let summary = GenSummary {
         accounts: config.accounts,
         recipient: recipient.to_string(),
-        ciphertext_sha256: hex(&Sha256::digest(&ciphertext)),
+        ciphertext_sha256: hex(Sha256::digest(&ciphertext)),
         ciphertext_len: ciphertext.len() as u64,
     };
     std::fs::write(
@@ -316,10 +316,4 @@ fn write_secret_file(path: &Path, text: &str) -> io::Result<()> {
     writeln!(create_secret_file(path)?, "{text}")
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
+use hex::encode as hex;

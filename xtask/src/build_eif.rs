@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
-use crate::run::{Failure, Result, hex};
+use crate::run::{Failure, Result, hex, sha256_hex};
 use crate::{build_enclave, build_kernel};
 
 /// The Nitro command line (AWS's, without the bare words that the kernel would hand to
@@ -36,7 +36,7 @@ pub(crate) const LOGS_PORT: u32 = 5001;
 /// The demo gateway key (`tests::gateway`), the default when none is given: fine for the
 /// demo and tests, never for production (build-eif says so).
 pub(crate) fn demo_gateway_key() -> String {
-    hex(&::tests::gateway::gateway().verifying_key().to_bytes())
+    hex(::tests::gateway::gateway().verifying_key().to_bytes())
 }
 
 /// The kernel and its command line.
@@ -45,10 +45,6 @@ pub(crate) struct Kernel {
     pub(crate) cmdline: String,
     pub(crate) provenance: serde_json::Value,
     pub(crate) release: String,
-}
-
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&sha2::Sha256::digest(bytes))
 }
 
 /// Our own kernel, from the cache or built (`build_kernel.rs`).
@@ -321,9 +317,9 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
     let built = build(root, None, &req)?;
     let size = std::fs::metadata(&built.eif)?.len();
     println!("{}  {size} bytes  sha256 {}", built.eif.display(), built.eif_sha256);
-    println!("PCR0 {}", hex(&built.pcrs.pcr0));
-    println!("PCR1 {}", hex(&built.pcrs.pcr1));
-    println!("PCR2 {}", hex(&built.pcrs.pcr2));
+    println!("PCR0 {}", hex(built.pcrs.pcr0));
+    println!("PCR1 {}", hex(built.pcrs.pcr1));
+    println!("PCR2 {}", hex(built.pcrs.pcr2));
     println!("gateway key {}  sha256 {}", req.gateway_key, key_fingerprint(&req.gateway_key));
     println!("{}", req.out.join("pcrs.json").display());
     Ok(())
@@ -378,7 +374,7 @@ pub(crate) fn info(path: &Path) -> Result {
             "section {i} {:<9?} {:>10} bytes  sha384 {}",
             s.kind,
             s.data.len(),
-            hex(&sha2::Sha384::digest(s.data))
+            hex(sha2::Sha384::digest(s.data))
         );
         match s.kind {
             eif::eif_image::SectionKind::Cmdline | eif::eif_image::SectionKind::Metadata => {
@@ -392,9 +388,9 @@ pub(crate) fn info(path: &Path) -> Result {
             _ => {}
         }
     }
-    println!("PCR0 {}", hex(&image.pcrs.pcr0));
-    println!("PCR1 {}", hex(&image.pcrs.pcr1));
-    println!("PCR2 {}", hex(&image.pcrs.pcr2));
+    println!("PCR0 {}", hex(image.pcrs.pcr0));
+    println!("PCR1 {}", hex(image.pcrs.pcr1));
+    println!("PCR2 {}", hex(image.pcrs.pcr2));
     Ok(())
 }
 
@@ -439,9 +435,9 @@ pub(crate) fn check_reproducible(root: &Path) -> Result {
 /// provenance of what they measure (`parent_shim::pcrs_file` reads the PCRs back).
 fn pcrs_json(pcrs: &eif::eif_image::Pcrs, provenance: &serde_json::Value) -> Result<String> {
     let json = serde_json::json!({
-        "PCR0": hex(&pcrs.pcr0),
-        "PCR1": hex(&pcrs.pcr1),
-        "PCR2": hex(&pcrs.pcr2),
+        "PCR0": hex(pcrs.pcr0),
+        "PCR1": hex(pcrs.pcr1),
+        "PCR2": hex(pcrs.pcr2),
         "provenance": provenance,
     });
     Ok(serde_json::to_string_pretty(&json)? + "\n")

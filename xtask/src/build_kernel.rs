@@ -68,9 +68,9 @@ impl EnclaveKernel {
             "deb_sha256": SOURCE_DEB_SHA256,
             "tarball_sha256": TARBALL_SHA256,
             "config_fragment": FRAGMENT,
-            "config_sha256": crate::build_eif::sha256_hex(self.config.as_bytes()),
+            "config_sha256": crate::run::sha256_hex(self.config.as_bytes()),
             "compiler": self.compiler,
-            "bzimage_sha256": crate::build_eif::sha256_hex(&self.bz_image),
+            "bzimage_sha256": crate::run::sha256_hex(&self.bz_image),
         })
     }
 }
@@ -125,7 +125,7 @@ fn key(fragment: &[u8], compiler: &str) -> String {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
-    hex(&h.finalize())
+    hex(h.finalize())
 }
 
 /// The kernel for the fragment in checkout `root`: from the cache, or built into it.
@@ -253,9 +253,9 @@ pub(crate) fn check_reproducible(root: &Path, copy: &Path, scratch: &Path) -> Re
     if again != reference.bz_image || config != reference.config {
         return Err(Failure(format!(
             "the kernel is not reproducible: {} (cached, {}) vs {} (rebuilt in {})",
-            crate::build_eif::sha256_hex(&reference.bz_image),
+            crate::run::sha256_hex(&reference.bz_image),
             reference.dir.display(),
-            crate::build_eif::sha256_hex(&again),
+            crate::run::sha256_hex(&again),
             work.display()
         )));
     }
@@ -264,7 +264,7 @@ pub(crate) fn check_reproducible(root: &Path, copy: &Path, scratch: &Path) -> Re
         copy.display(),
         work.display(),
         started.elapsed().as_secs_f64(),
-        crate::build_eif::sha256_hex(&again)
+        crate::run::sha256_hex(&again)
     );
     Ok(())
 }

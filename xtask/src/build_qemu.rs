@@ -73,7 +73,7 @@ fn key() -> String {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
-    hex(&h.finalize())
+    hex(h.finalize())
 }
 
 /// `qemu-system-x86_64` with the `nitro-enclave` machine: from the cache, or built into it

@@ -84,7 +84,7 @@ fn io<T>(what: &str, r: std::io::Result<T>) -> Result<T> {
 fn sha384_hex(path: &Path) -> Result<String> {
     use sha2::Digest;
     let bytes = io(&path.display().to_string(), std::fs::read(path))?;
-    Ok(hex(&sha2::Sha384::digest(&bytes)))
+    Ok(hex(sha2::Sha384::digest(&bytes)))
 }
 
 /// Runs the demo. One function on purpose: it reads top to bottom as the steps above.
@@ -196,7 +196,7 @@ pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
         let l = io("port", std::net::TcpListener::bind("127.0.0.1:0"))?;
         io("port", l.local_addr())?.port()
     };
-    let gateway_key = hex(&tests::gateway::gateway().verifying_key().to_bytes());
+    let gateway_key = hex(tests::gateway::gateway().verifying_key().to_bytes());
     let config = format!(
         r#"# Written by cargo xtask demo.
 [enclave]

@@ -5,6 +5,9 @@ mod build_enclave;
 mod build_kernel;
 mod build_qemu;
 mod demo;
+// A test over the workspace's sources, no task.
+#[cfg(test)]
+mod module_cycles;
 mod qemu_boot;
 mod run;
 mod setup;

@@ -387,7 +387,7 @@ fn boot_and_sign(cx: &Context) -> Result<Vec<u8>> {
         record.map_err(|e| Failure(format!("boot: {e}; console:\n{}", console_text(&guest))))?;
     // The boot already required them equal; shown here side by side.
     for (index, ours) in &cx.trust.pcrs {
-        let qemus = record.pcrs.get(index).map(|v| hex(v)).unwrap_or_default();
+        let qemus = record.pcrs.get(index).map(hex).unwrap_or_default();
         eprintln!("qemu-boot: PCR{index} QEMU {qemus}\n              pcrs.json {}", hex(ours));
         if qemus != hex(ours) {
             return Err(Failure(format!("PCR{index}: QEMU measured another image")));

@@ -39,13 +39,13 @@ pub(crate) fn target_dir(root: &std::path::Path) -> std::path::PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into)
 }
 
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+/// Lower-case hex (the `hex` crate, as everywhere in the workspace).
+pub(crate) use hex::encode as hex;
+
+/// SHA-256 of `bytes`, lower-case hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex(sha2::Sha256::digest(bytes))
 }
 
 /// Runs `cmd` with inherited output; an error if it cannot start or exits non-zero.

@@ -105,7 +105,7 @@ pub(crate) fn file_sha256(path: &Path) -> Option<String> {
     let mut file = std::fs::File::open(path).ok()?;
     let mut h = sha2::Sha256::new();
     std::io::copy(&mut file, &mut h).ok()?;
-    Some(hex(&h.finalize()))
+    Some(hex(h.finalize()))
 }
 
 /// The default mirror; `DEBIAN_MIRROR` overrides it (e.g. a snapshot.debian.org URL once

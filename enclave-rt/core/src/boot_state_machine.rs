@@ -121,34 +121,17 @@ pub enum BootOutput {
     Failed(BootFailure),
 }
 
-/// The figures `Loaded` reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoadedReport {
-    /// Accounts in the store.
-    pub accounts: u64,
-    /// Plaintext bytes decrypted.
-    pub plaintext_bytes: u64,
-    /// SHA-256 of the ciphertext received.
-    pub ciphertext_sha256: [u8; 32],
-    /// First chunk to last entry, microseconds.
-    pub load_micros: u64,
-    /// Bytes allocated at the end of the load.
-    pub memory_in_use: u64,
-    /// The budget.
-    pub memory_budget: u64,
-}
-
-/// A load the machine completed: it is `Serving`, and this is what `Loaded` reports. Only
+/// A load the machine completed: it is `Serving`, and this is the `Loaded` to send. Only
 /// the machine makes one (no public constructor, not `Clone`), and ending a loaded boot
 /// consumes it ([`BootMachine::fail_after_load`]): so `Loaded` is sent only for a real
 /// load, and the failure path has no "not loaded after all" case to fall back from.
 #[derive(Debug, PartialEq, Eq)]
-pub struct LoadedBoot(LoadedReport);
+pub struct LoadedBoot(wire::Loaded);
 
 impl LoadedBoot {
-    /// The figures to send.
+    /// The message to send.
     #[must_use]
-    pub fn report(&self) -> &LoadedReport {
+    pub fn report(&self) -> &wire::Loaded {
         &self.0
     }
 }
@@ -390,7 +373,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
 }
 
 /// The end of the file: the hash announced, the loader's last checks, the figures.
-fn finish_load(loading: Loading, ctx: &Context) -> Result<(ShareStore, LoadedReport), BootFailure> {
+fn finish_load(loading: Loading, ctx: &Context) -> Result<(ShareStore, wire::Loaded), BootFailure> {
     let Loading { loader, sha256, announced_sha256, started_micros, .. } = loading;
     let digest = sha256.finish();
     if digest.as_ref() != announced_sha256 {
@@ -402,7 +385,7 @@ fn finish_load(loading: Loading, ctx: &Context) -> Result<(ShareStore, LoadedRep
     let (store, stats) = loader.finish().map_err(load_failure)?;
     let mut ciphertext_sha256 = [0u8; 32];
     ciphertext_sha256.copy_from_slice(digest.as_ref());
-    let report = LoadedReport {
+    let report = wire::Loaded {
         accounts: stats.accounts,
         plaintext_bytes: stats.plaintext_bytes,
         ciphertext_sha256,

@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 use rand_core::{CryptoRng, RngCore};
 use wire::{
     AbortResponse, BootFailReason, BootFailed, CommitResponse, DefaultDecoder, Flags, FrameError,
-    HttpPost, Loaded, LogLevel, Message, MessageError, Pong, RpcError, RpcErrorCode, SignResponse,
-    Status,
+    HttpPost, LogLevel, Message, MessageError, Pong, RpcError, RpcErrorCode, SignResponse, Status,
 };
 
 use crate::boot_state_machine::{BootMachine, BootOutput, BootState, Context, Nsm, boot_input};
@@ -591,15 +590,7 @@ fn encode_boot(
             let (accounts, micros) = (r.accounts.to_string(), r.load_micros.to_string());
             let fields = [("accounts", accounts.as_str()), ("load_micros", micros.as_str())];
             logs.log(LogLevel::Info, "boot", "shares loaded", &fields);
-            let loaded = Loaded {
-                accounts: r.accounts,
-                plaintext_bytes: r.plaintext_bytes,
-                ciphertext_sha256: r.ciphertext_sha256,
-                load_micros: r.load_micros,
-                memory_in_use: r.memory_in_use,
-                memory_budget: r.memory_budget,
-            };
-            wire::encode(&loaded, stream, Flags::NONE, buf)
+            wire::encode(r, stream, Flags::NONE, buf)
         }
         BootOutput::Failed(f) => {
             let reason = f.reason.to_string();

@@ -1,0 +1,86 @@
+//! The parent's structured log: one JSON line per event on stdout (journald under systemd),
+//! shipped to `CloudWatch` Logs when that is on; alerts are counted as metrics and handed to
+//! the alert hook. Field values whose names say they are secret never reach a line
+//! ([`redact`]).
+//!
+//! A leaf of the crate: every module logs through [`emit`], and this module calls none of
+//! them back. The alert webhook registers itself with [`on_alert`] instead of being called
+//! from here by name.
+
+use std::sync::OnceLock;
+
+use serde_json::json;
+
+static ALERT_HOOK: OnceLock<fn(&serde_json::Value)> = OnceLock::new();
+
+/// Every later `alert` line is also handed to `hook` (once per process; a second call is
+/// ignored).
+pub fn on_alert(hook: fn(&serde_json::Value)) {
+    let _ = ALERT_HOOK.set(hook);
+}
+
+/// One structured line on stdout (journald under systemd), and to `CloudWatch` if shipping
+/// is on. Alerts carry an Embedded Metric Format block: `CloudWatch` counts them as the
+/// `SignService/Parent` `Alerts` metric, by reason.
+pub fn emit(level: &str, event: &str, fields: serde_json::Value) {
+    let mut line = json!({"source": "parent-shim", "level": level, "event": event});
+    if let (Some(obj), serde_json::Value::Object(extra)) = (line.as_object_mut(), fields) {
+        obj.extend(extra);
+        if event == "alert" {
+            crate::metrics::alert(obj.get("reason").and_then(|r| r.as_str()).unwrap_or("unknown"));
+            let ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+            obj.insert("Alerts".into(), json!(1));
+            obj.insert(
+                "_aws".into(),
+                json!({"Timestamp": i64::try_from(ms).unwrap_or_default(),
+                       "CloudWatchMetrics": [{"Namespace": "SignService/Parent",
+                           "Dimensions": [["reason"]],
+                           "Metrics": [{"Name": "Alerts", "Unit": "Count"}]}]}),
+            );
+        }
+    }
+    if event == "alert"
+        && let Some(hook) = ALERT_HOOK.get()
+    {
+        hook(&line);
+    }
+    output(&line.to_string());
+}
+
+/// Prints a log line and ships it.
+pub(crate) fn output(line: &str) {
+    // Holding stdout's lock across both keeps the two streams in the same order when
+    // several tasks log at once (the enclave's lines, an alert, the link supervisor).
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    crate::cloudwatch_logs::ship(line);
+}
+
+/// Field names whose values never reach the log, whatever sent them.
+const REDACTED: &[&str] = &["share", "identity", "secret", "plaintext", "nonce", "key_package"];
+
+pub(crate) fn redact(name: &str, value: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    if REDACTED.iter().any(|r| lower.contains(r)) { "[redacted]".into() } else { value.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_alert_line_is_counted_by_reason() {
+        super::emit("error", "alert", serde_json::json!({"reason": "event_log_test_reason"}));
+        let text = crate::metrics::render();
+        assert!(
+            text.contains("signservice_alerts_total{reason=\"event_log_test_reason\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn secret_field_names_are_redacted_whatever_their_case() {
+        assert_eq!(super::redact("Share", "abc"), "[redacted]");
+        assert_eq!(super::redact("age_identity", "AGE-SECRET-KEY-1X"), "[redacted]");
+        assert_eq!(super::redact("accounts", "12"), "12");
+    }
+}
