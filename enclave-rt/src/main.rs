@@ -21,9 +21,9 @@
 
 use std::process::ExitCode;
 
+use enclave_core::enclave_args::EnclaveArgs;
 use enclave_core::log_ring::{DEFAULT_MAX_BYTES, LogRing};
 use enclave_core::share_loader::LoaderConfig;
-use enclave_core::signing_engine::{EngineConfig, check_gateway_key};
 use enclave_rt::budget_allocator::BudgetAllocator;
 use enclave_rt::service::{ServiceConfig, run};
 
@@ -37,159 +37,34 @@ const USAGE: &str = "usage: enclave-rt --control ADDR --logs ADDR --gateway-key 
                      [--replay-window N] [--quiet] [--sim-nsm-dir DIR] [--sim-pcr INDEX=HEX ...] \
                      [--heartbeat ADDR] [--events-url URL --answers-url URL]";
 
-struct Args {
-    service: ServiceConfig,
-    budget: usize,
-    quiet: bool,
-    sim_nsm_dir: Option<std::path::PathBuf>,
-    sim_pcrs: Vec<(u64, [u8; 48])>,
-    /// Where PID 1 sends the Nitro heartbeat: the parent (CID 3) on Nitro; the QEMU boot
-    /// test's host (CID 2). Measured with the other arguments.
-    heartbeat: enclave_rt::transport::Address,
-}
-
-/// `INDEX=HEX` with 96 hex digits.
-fn parse_pcr(text: &str) -> Result<(u64, [u8; 48]), String> {
-    let bad = || format!("bad --sim-pcr `{text}`: expected INDEX=96 hex digits");
-    let (index, hex) = text.split_once('=').ok_or_else(bad)?;
-    let index = index.parse().map_err(|_| bad())?;
-    if hex.len() != 96 || !hex.is_ascii() {
-        return Err(bad());
-    }
-    let mut value = [0u8; 48];
-    for (i, byte) in value.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
-    Ok((index, value))
-}
-
 /// Where the image keeps the arguments of `/init`: part of the ramdisk, so measured into the
 /// PCRs like the binary itself (the kernel command line passes none).
 const IMAGE_ARGS: &str = "/etc/enclave-rt/args";
 
-/// The command line, or, with none (PID 1 in the image) or `--args-file FILE`, the arguments
-/// in that file: one per line, `#` starts a comment line, blank lines ignored.
-fn arguments() -> Result<Vec<String>, String> {
+/// The command line, or, with none (PID 1 in the image) or `--args-file FILE`, the
+/// arguments in that file (`EnclaveArgs::parse_file`).
+fn parse_args() -> Result<EnclaveArgs, String> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let file = match argv.as_slice() {
         [] if enclave_rt::pid1::is_pid1() => IMAGE_ARGS.to_owned(),
         [flag, path] if flag == "--args-file" => path.clone(),
-        _ => return Ok(argv),
+        _ => return EnclaveArgs::parse(&argv).map_err(|e| format!("{e}\n{USAGE}")),
     };
     let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {file}: {e}"))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
-        .collect())
+    EnclaveArgs::parse_file(&text).map_err(|e| format!("{file}: {e}\n{USAGE}"))
 }
 
-/// The gateway's Ed25519 public key: 64 hex digits, a valid and not weak point.
-fn parse_gateway_key(text: &str) -> Result<[u8; 32], String> {
-    let bad = |why: &str| format!("bad --gateway-key: {why}");
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
-        return Err(bad("expected 64 hex digits"));
-    }
-    let mut key = [0u8; 32];
-    for (out, pair) in key.iter_mut().zip(bytes.chunks_exact(2)) {
-        let digits = std::str::from_utf8(pair).map_err(|_| bad("not hex"))?;
-        *out = u8::from_str_radix(digits, 16).map_err(|_| bad("not hex"))?;
-    }
-    check_gateway_key(&key).map_err(|e| bad(&e.to_string()))?;
-    Ok(key)
-}
-
-/// A number option within `min..=max`.
-fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
-    flag: &str,
-    text: &str,
-    min: T,
-    max: T,
-) -> Result<T, String> {
-    match text.parse::<T>() {
-        Ok(v) if v >= min && v <= max => Ok(v),
-        _ => Err(format!("bad {flag} `{text}`: expected a number from {min} to {max}")),
-    }
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut control = None;
-    let mut logs = None;
-    let mut budget_mib: usize = 1024;
-    let mut store_mib: u64 = 768;
-    let mut allow_empty = false;
-    let mut quiet = false;
-    let mut sim_nsm_dir = None;
-    let mut sim_pcrs = Vec::new();
-    let mut heartbeat = enclave_rt::pid1::HEARTBEAT_ADDRESS;
-    let mut gateway_key = None;
-    let (mut events_url, mut answers_url) = (None, None);
-    let mut engine = EngineConfig::with_gateway_key([0; 32]);
-    let mut it = arguments()?.into_iter();
-    while let Some(arg) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value\n{USAGE}"));
-        match arg.as_str() {
-            "--control" => {
-                control =
-                    Some(value()?.parse().map_err(|e: enclave_rt::transport::AddressError| e.0)?);
-            }
-            "--logs" => {
-                logs =
-                    Some(value()?.parse().map_err(|e: enclave_rt::transport::AddressError| e.0)?);
-            }
-            "--memory-budget-mib" => {
-                budget_mib =
-                    value()?.parse().map_err(|_| format!("bad --memory-budget-mib\n{USAGE}"))?;
-            }
-            "--store-limit-mib" => {
-                store_mib =
-                    value()?.parse().map_err(|_| format!("bad --store-limit-mib\n{USAGE}"))?;
-            }
-            "--allow-empty" => allow_empty = true,
-            "--gateway-key" => gateway_key = Some(parse_gateway_key(&value()?)?),
-            "--session-cap" => engine.session_cap = number(&arg, &value()?, 1, 65_536)?,
-            "--session-ttl-secs" => engine.session_ttl_secs = number(&arg, &value()?, 1, 3600)?,
-            "--max-grant-lifetime-secs" => {
-                engine.max_grant_lifetime_secs = number(&arg, &value()?, 1, 3600)?;
-            }
-            "--replay-window" => engine.replay_window = number(&arg, &value()?, 1, 1 << 22)?,
-            "--quiet" => quiet = true,
-            "--sim-nsm-dir" => sim_nsm_dir = Some(std::path::PathBuf::from(value()?)),
-            "--sim-pcr" => sim_pcrs.push(parse_pcr(&value()?)?),
-            "--heartbeat" => {
-                heartbeat =
-                    value()?.parse().map_err(|e: enclave_rt::transport::AddressError| e.0)?;
-            }
-            "--events-url" => events_url = Some(value()?),
-            "--answers-url" => answers_url = Some(value()?),
-            _ => return Err(format!("unknown argument `{arg}`\n{USAGE}")),
-        }
-    }
-    let (Some(control), Some(logs), Some(gateway_key)) = (control, logs, gateway_key) else {
-        return Err(format!("--control, --logs and --gateway-key are required\n{USAGE}"));
-    };
-    engine.gateway_key = gateway_key;
-    let events = match (events_url, answers_url) {
-        (None, None) => None,
-        (Some(e), Some(a)) => Some(enclave_core::session_events::EventsConfig::new(&e, &a)?),
-        _ => return Err(format!("--events-url and --answers-url go together\n{USAGE}")),
-    };
-    Ok(Args {
-        service: ServiceConfig {
-            control,
-            logs,
-            loader: LoaderConfig { allow_empty, store_limit_bytes: store_mib << 20 },
-            engine,
-            events,
+fn service_config(args: &EnclaveArgs) -> ServiceConfig {
+    ServiceConfig {
+        control: args.control.clone(),
+        logs: args.logs.clone(),
+        loader: LoaderConfig {
+            allow_empty: args.allow_empty,
+            store_limit_bytes: args.store_limit_mib << 20,
         },
-        budget: budget_mib << 20,
-        quiet,
-        sim_nsm_dir,
-        sim_pcrs,
-        heartbeat,
-    })
+        engine: args.engine,
+        events: args.events.clone(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -200,7 +75,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(stats) = ALLOC.set_budget(args.budget) {
+    if let Err(stats) = ALLOC.set_budget(args.memory_budget_mib << 20) {
         eprintln!(
             "enclave-rt: the memory budget is below what is already allocated ({} bytes)",
             stats.live
@@ -219,7 +94,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let result = run(&args.service, nsm, &|| ALLOC.stats(), &|| ALLOC.take_watermark_alert(), logs);
+    let config = service_config(&args);
+    let result = run(&config, nsm, &|| ALLOC.stats(), &|| ALLOC.take_watermark_alert(), logs);
     match result {
         Ok(exit) => eprintln!("enclave-rt: stopping: {exit:?}"),
         Err(e) => eprintln!("enclave-rt: {e}"),
@@ -257,7 +133,7 @@ fn init_enclave(
 }
 
 #[cfg(feature = "sim")]
-fn nsm(args: &Args) -> Option<enclave_rt::sim_nsm::SimNsm> {
+fn nsm(args: &EnclaveArgs) -> Option<enclave_rt::sim_nsm::SimNsm> {
     fn now_ms() -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -286,7 +162,7 @@ fn nsm(args: &Args) -> Option<enclave_rt::sim_nsm::SimNsm> {
 }
 
 #[cfg(feature = "nsm")]
-fn nsm(args: &Args) -> Option<enclave_rt::nsm_device::NsmDevice> {
+fn nsm(args: &EnclaveArgs) -> Option<enclave_rt::nsm_device::NsmDevice> {
     if args.sim_nsm_dir.is_some() || !args.sim_pcrs.is_empty() {
         eprintln!("enclave-rt: --sim-* options are refused by the nsm flavour");
         return None;
@@ -317,7 +193,7 @@ impl enclave_core::boot_state_machine::Nsm for NoNsm {
 }
 
 #[cfg(not(any(feature = "sim", feature = "nsm")))]
-fn nsm(args: &Args) -> Option<NoNsm> {
+fn nsm(args: &EnclaveArgs) -> Option<NoNsm> {
     let _ = (&args.sim_nsm_dir, &args.sim_pcrs);
     None
 }

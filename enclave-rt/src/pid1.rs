@@ -20,7 +20,7 @@ use crate::transport::{Address, Stream};
 /// The byte the Nitro heartbeat writes and expects back.
 pub const HEARTBEAT_BYTE: u8 = 0xb7;
 /// Where the hypervisor listens for the heartbeat: CID 3 (the parent), port 9000.
-pub const HEARTBEAT_ADDRESS: Address = Address::Vsock { cid: 3, port: 9000 };
+pub const HEARTBEAT_ADDRESS: Address = enclave_core::enclave_args::NITRO_HEARTBEAT;
 /// The kernel's choice of hardware RNG.
 pub const RNG_CURRENT: &str = "/sys/class/misc/hw_random/rng_current";
 /// The RNG the NSM driver registers.

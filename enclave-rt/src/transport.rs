@@ -7,58 +7,11 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
 
 use vsock::{VsockListener, VsockStream};
 
-/// A listening address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    /// `AF_VSOCK`: the enclave's CID (or `VMADDR_CID_ANY`) and a port.
-    Vsock {
-        /// Context id.
-        cid: u32,
-        /// Port.
-        port: u32,
-    },
-    /// A Unix stream socket at a path (local runs and tests).
-    Unix(PathBuf),
-}
-
-/// Why an address string does not parse.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AddressError(pub String);
-
-impl std::str::FromStr for Address {
-    type Err = AddressError;
-    fn from_str(s: &str) -> Result<Self, AddressError> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(AddressError(format!("`{s}`: empty socket path")));
-            }
-            return Ok(Self::Unix(PathBuf::from(path)));
-        }
-        if let Some(rest) = s.strip_prefix("vsock:") {
-            let (cid, port) = rest
-                .split_once(':')
-                .ok_or_else(|| AddressError(format!("`{s}`: expected vsock:CID:PORT")))?;
-            let parse = |v: &str, what| {
-                v.parse::<u32>().map_err(|_| AddressError(format!("`{s}`: bad {what} `{v}`")))
-            };
-            return Ok(Self::Vsock { cid: parse(cid, "CID")?, port: parse(port, "port")? });
-        }
-        Err(AddressError(format!("`{s}`: expected vsock:CID:PORT or unix:PATH")))
-    }
-}
-
-impl std::fmt::Display for Address {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
-            Self::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
-}
+// The address type is the core's: the arguments that name addresses are defined there.
+pub use enclave_core::enclave_args::{Address, AddressError};
 
 /// A listening socket of either kind.
 pub enum Listener {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use enclave_core::enclave_args::{self, Address, ArgsError, EnclaveArgs};
 use serde::Deserialize;
 
 /// The whole file.
@@ -389,26 +390,55 @@ impl Config {
         Ok(config)
     }
 
+    /// The local enclave's arguments (local mode), in the enclave's own typed form and
+    /// checked as the enclave checks them (the gateway key must be a valid, non-weak
+    /// Ed25519 point). The sockets are in the runtime directory.
+    pub fn local_enclave_args(&self) -> Result<EnclaveArgs, ConfigError> {
+        let e = &self.enclave;
+        let bad = |field: &str, err: ArgsError| {
+            ConfigError(format!("enclave.{field} (as the enclave's argument): {err}"))
+        };
+        let dir = e.runtime_dir.clone().unwrap_or_default();
+        let key = enclave_args::gateway_key(e.gateway_key.as_deref().unwrap_or_default())
+            .map_err(|err| bad("gateway_key", err))?;
+        let (control, logs) = (dir.join("control.sock"), dir.join("logs.sock"));
+        let mut args = EnclaveArgs::new(Address::Unix(control), Address::Unix(logs), key)
+            .map_err(|err| bad("gateway_key", err))?;
+        args.engine.session_cap = usize::try_from(e.session_cap).unwrap_or(usize::MAX);
+        args.memory_budget_mib = usize::try_from(e.memory_budget_mib).unwrap_or(usize::MAX);
+        args.quiet = true;
+        args.sim_nsm_dir.clone_from(&e.sim_nsm_dir);
+        let mut lines = args.to_lines();
+        for pcr in &e.sim_pcrs {
+            lines.extend(["--sim-pcr".to_owned(), pcr.clone()]);
+        }
+        if let (Some(events), Some(answers)) = (&e.events_url, &e.answers_url) {
+            lines.extend(["--events-url".to_owned(), events.clone()]);
+            lines.extend(["--answers-url".to_owned(), answers.clone()]);
+        }
+        // The PCRs and URLs are text in the configuration: parsed by the enclave's parser.
+        EnclaveArgs::parse(&lines).map_err(|err| bad("*", err))
+    }
+
     /// The launch mode's own settings.
     fn check_enclave(&self) -> Result<(), ConfigError> {
         let e = &self.enclave;
         match e.mode {
             LaunchMode::Local => {
-                let (Some(_), Some(_), Some(key)) = (&e.binary, &e.runtime_dir, &e.gateway_key)
+                let (Some(_), Some(_), Some(_)) = (&e.binary, &e.runtime_dir, &e.gateway_key)
                 else {
                     return Err(ConfigError(
                         "enclave.mode = \"local\" needs enclave.binary, runtime_dir and gateway_key"
                             .into(),
                     ));
                 };
-                if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(ConfigError("enclave.gateway_key must be 64 hex digits".into()));
-                }
                 if e.events_url.is_some() != e.answers_url.is_some() {
                     return Err(ConfigError(
                         "enclave.events_url and enclave.answers_url go together".into(),
                     ));
                 }
+                // The enclave's own checks, now rather than when it starts.
+                self.local_enclave_args()?;
             }
             LaunchMode::Nitro => {
                 if e.eif_path.is_none() {

@@ -78,31 +78,11 @@ impl From<ConfigError> for DaemonError {
 }
 
 /// The launcher the configuration asks for.
-fn launcher(config: &Config) -> Box<dyn EnclaveLauncher> {
+fn launcher(config: &Config) -> Result<Box<dyn EnclaveLauncher>, DaemonError> {
     let e = &config.enclave;
-    match e.mode {
+    Ok(match e.mode {
         LaunchMode::Local => {
-            let mut args = vec![
-                "--gateway-key".to_owned(),
-                e.gateway_key.clone().unwrap_or_default(),
-                "--session-cap".to_owned(),
-                e.session_cap.to_string(),
-                "--memory-budget-mib".to_owned(),
-                e.memory_budget_mib.to_string(),
-                "--quiet".to_owned(),
-            ];
-            if let Some(dir) = &e.sim_nsm_dir {
-                args.push("--sim-nsm-dir".to_owned());
-                args.push(dir.display().to_string());
-            }
-            if let (Some(events), Some(answers)) = (&e.events_url, &e.answers_url) {
-                args.extend(["--events-url".into(), events.clone()]);
-                args.extend(["--answers-url".into(), answers.clone()]);
-            }
-            for pcr in &e.sim_pcrs {
-                args.push("--sim-pcr".to_owned());
-                args.push(pcr.clone());
-            }
+            let args = config.local_enclave_args()?;
             // check-config guarantees both in local mode.
             let binary = e.binary.clone().unwrap_or_default();
             let runtime_dir = e.runtime_dir.clone().unwrap_or_default();
@@ -114,11 +94,11 @@ fn launcher(config: &Config) -> Box<dyn EnclaveLauncher> {
             cpu_count: e.cpu_count,
             memory_mib: e.memory_mib,
             cid: e.cid,
-            control_port: 5000,
-            logs_port: 5001,
+            control_port: enclave_core::enclave_args::VSOCK_CONTROL_PORT,
+            logs_port: enclave_core::enclave_args::VSOCK_LOGS_PORT,
             poll_interval: Duration::from_secs(2),
         })),
-    }
+    })
 }
 
 /// Connects, retrying until `deadline` while the enclave starts listening.
@@ -246,7 +226,7 @@ async fn fetch_launch_boot_serve(config: &Config, started: Instant) -> Result<()
     );
 
     crate::metrics::boot_state("launching");
-    let mut enclave = launcher(config);
+    let mut enclave = launcher(config)?;
     let launched = match enclave.launch().await {
         Ok(l) => l,
         Err(e) => {

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
+use enclave_core::enclave_args::{Address, EnclaveArgs};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::{Child, Command};
@@ -96,14 +97,14 @@ pub trait EnclaveLauncher: Send {
 pub struct LocalLauncher {
     binary: PathBuf,
     runtime_dir: PathBuf,
-    args: Vec<String>,
+    args: EnclaveArgs,
     child: Option<Child>,
 }
 
 impl LocalLauncher {
-    /// `args` are `enclave-rt`'s arguments except the sockets, which live in `runtime_dir`.
+    /// `args` are `enclave-rt`'s arguments; its sockets are put in `runtime_dir`.
     #[must_use]
-    pub fn new(binary: &Path, runtime_dir: &Path, args: Vec<String>) -> Self {
+    pub fn new(binary: &Path, runtime_dir: &Path, args: EnclaveArgs) -> Self {
         Self { binary: binary.to_owned(), runtime_dir: runtime_dir.to_owned(), args, child: None }
     }
 }
@@ -119,20 +120,16 @@ impl EnclaveLauncher for LocalLauncher {
             for stale in [&control, &logs] {
                 let _ = std::fs::remove_file(stale);
             }
-            let mut args = vec![
-                "--control".to_owned(),
-                format!("unix:{}", control.display()),
-                "--logs".to_owned(),
-                format!("unix:{}", logs.display()),
-            ];
-            args.extend(self.args.iter().cloned());
+            let mut args = self.args.clone();
+            args.control = Address::Unix(control.clone());
+            args.logs = Address::Unix(logs.clone());
             // The arguments travel in a file, as the image ships them (measured there).
             let args_file = dir.join("enclave-rt.args");
             // A parent killed without its cleanup (SIGKILL, the OOM killer) leaves its
             // enclave running: end it before starting another.
             let pid_file = dir.join(PID_FILE);
             let orphan = terminate_orphan(&pid_file, &args_file).await;
-            std::fs::write(&args_file, args.join("\n") + "\n")
+            std::fs::write(&args_file, args.to_file())
                 .map_err(|e| LaunchError(format!("{}: {e}", args_file.display())))?;
             let child = Command::new(&self.binary)
                 .arg("--args-file")

@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
+use enclave_core::enclave_args::{self, Address, ArgsError, EnclaveArgs};
+use enclave_core::session_events::EventsConfig;
+
 use crate::run::{Failure, Result, hex, sha256_hex};
 use crate::{build_enclave, build_kernel};
 
@@ -29,9 +32,9 @@ pub(crate) const CMDLINE: &str = "reboot=k panic=30 pci=off console=ttyS0 i8042.
 pub(crate) const DEFAULT_SESSION_CAP: u32 = 256;
 
 /// The ports the enclave listens on (any CID): control and logs.
-pub(crate) const CONTROL_PORT: u32 = 5000;
-/// See [`CONTROL_PORT`].
-pub(crate) const LOGS_PORT: u32 = 5001;
+pub(crate) use enclave_core::enclave_args::{
+    VSOCK_CONTROL_PORT as CONTROL_PORT, VSOCK_LOGS_PORT as LOGS_PORT,
+};
 
 /// The demo gateway key (`tests::gateway`), the default when none is given: fine for the
 /// demo and tests, never for production (build-eif says so).
@@ -128,46 +131,34 @@ fn rfc3339(epoch: u32) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-/// `/etc/enclave-rt/args`: the enclave's measured configuration (PCR2).
-fn measured_args(req: &Request) -> Result<Vec<String>> {
-    let mut args = vec![
-        "--control".to_owned(),
-        format!("vsock:{}:{CONTROL_PORT}", u32::MAX),
-        "--logs".to_owned(),
-        format!("vsock:{}:{LOGS_PORT}", u32::MAX),
-        "--gateway-key".to_owned(),
-        req.gateway_key.to_ascii_lowercase(),
-        "--session-cap".to_owned(),
-        req.session_cap.to_string(),
-    ];
+/// `/etc/enclave-rt/args`: the enclave's measured configuration (PCR2), in the enclave's
+/// own typed form (`enclave_core::enclave_args`), so it is checked as the enclave checks it.
+fn measured_args(req: &Request) -> Result<EnclaveArgs> {
+    let bad = |e: ArgsError| Failure(e.0);
+    let any = |port| Address::Vsock { cid: u32::MAX, port };
+    let key = enclave_args::gateway_key(&req.gateway_key).map_err(bad)?;
+    let mut args = EnclaveArgs::new(any(CONTROL_PORT), any(LOGS_PORT), key).map_err(bad)?;
+    args.engine.session_cap = usize::try_from(req.session_cap).unwrap_or(usize::MAX);
     if let Some(h) = &req.heartbeat {
-        args.push("--heartbeat".into());
-        args.push(h.clone());
+        args.heartbeat = h.parse().map_err(|e: enclave_args::AddressError| Failure(e.0))?;
     }
     if let Some((budget, store)) = req.memory {
         if store >= budget {
             return Err(Failure("--store-limit-mib must be below --memory-budget-mib".into()));
         }
-        args.extend(["--memory-budget-mib".into(), budget.to_string()]);
-        args.extend(["--store-limit-mib".into(), store.to_string()]);
+        args.memory_budget_mib = usize::try_from(budget).unwrap_or(usize::MAX);
+        args.store_limit_mib = store;
     }
     if let Some((events, answers)) = &req.events {
-        args.extend([
-            "--events-url".into(),
-            events.clone(),
-            "--answers-url".into(),
-            answers.clone(),
-        ]);
+        args.events = Some(EventsConfig::new(events, answers).map_err(Failure)?);
     }
     Ok(args)
 }
 
 /// Builds the enclave binary from `root` (into `target_dir`) and the image around it.
 pub(crate) fn build(root: &Path, target_dir: Option<&Path>, req: &Request) -> Result<Built> {
-    let key = &req.gateway_key;
-    if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Failure("--gateway-key must be 64 hex digits".into()));
-    }
+    let mut args = measured_args(req)?;
+    let key = &hex(args.engine.gateway_key);
     let kernel = match &req.kernel_dir {
         Some(dir) => kernel_from_dir(dir)?,
         None => enclave_kernel(root)?,
@@ -184,7 +175,6 @@ pub(crate) fn build(root: &Path, target_dir: Option<&Path>, req: &Request) -> Re
     bootstrap.char_device("dev/console", 0o600, 5, 1).map_err(cpio)?;
     bootstrap.file("init", 0o755, init.clone()).map_err(cpio)?;
 
-    let mut args = measured_args(req)?;
     let mut config = eif::cpio_newc::Archive::new();
     if req.flavour == "sim" {
         // The sim chain's keys are fixed but its ECDSA signatures are not (ring signs with a
@@ -206,19 +196,16 @@ pub(crate) fn build(root: &Path, target_dir: Option<&Path>, req: &Request) -> Re
                 ca.intermediate_der.clone(),
             )
             .map_err(cpio)?;
-        args.push("--sim-nsm-dir".into());
-        args.push(format!("/{base}"));
+        args.sim_nsm_dir = Some(PathBuf::from(format!("/{base}")));
     }
-    config
-        .file("etc/enclave-rt/args", 0o644, (args.join("\n") + "\n").into_bytes())
-        .map_err(cpio)?;
+    config.file("etc/enclave-rt/args", 0o644, args.to_file().into_bytes()).map_err(cpio)?;
 
     let ramdisks = [bootstrap.finish(mtime), config.finish(mtime)];
     let custom = serde_json::json!({
         "flavour": req.flavour,
         "kernel": kernel.provenance,
         "enclave_rt_sha256": sha256_hex(&init),
-        "measured_config": {"args": args},
+        "measured_config": {"args": args.to_lines()},
         "measured_keys": {
             "gateway": {"ed25519": key, "sha256": key_fingerprint(key)},
         },

@@ -19,7 +19,9 @@
 //! - [`signing_engine`]: FROST sessions (round 1, round 2, abort, TTL) under the gateway's
 //!   authorisation; [`session_events`]: the same requests delivered as the gateway's SSE
 //!   events through the parent's relay, answers posted back over HTTPS.
-//! - [`log_ring`]: bounded logs to the parent.
+//! - [`log_ring`]: bounded logs to the parent; [`serving`]: every serving-time route.
+//! - [`enclave_args`]: the enclave's arguments, written by the image build and the parent,
+//!   read by the enclave.
 
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -29,6 +31,7 @@ pub mod age_header;
 pub mod age_identity;
 pub mod ber;
 pub mod boot_state_machine;
+pub mod enclave_args;
 // Fuzz oracles: compiled for the fuzz crates and the tests (`fuzzing`), never into the
 // `nsm` image (`enclave-rt` refuses to build `nsm` with them).
 #[cfg(feature = "fuzzing")]

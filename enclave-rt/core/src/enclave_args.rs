@@ -1,0 +1,346 @@
+//! The enclave's arguments, one typed definition for every side: `cargo xtask build-eif`
+//! writes them into the image (`/etc/enclave-rt/args`, measured into PCR2), the parent's
+//! local launcher writes them into a file beside its enclave, and `enclave-rt` reads them.
+//! [`EnclaveArgs::to_lines`] and [`EnclaveArgs::parse`] are inverse (a test round-trips
+//! them), and every value is checked here, once, at the strength the enclave needs: the
+//! gateway key must be a valid, non-weak Ed25519 point wherever it is written or read.
+//!
+//! ```text
+//! --control ADDR --logs ADDR --gateway-key HEX [--memory-budget-mib N]
+//! [--store-limit-mib N] [--allow-empty] [--session-cap N] [--session-ttl-secs N]
+//! [--max-grant-lifetime-secs N] [--replay-window N] [--quiet]
+//! [--sim-nsm-dir DIR] [--sim-pcr INDEX=HEX ...] [--heartbeat ADDR]
+//! [--events-url URL --answers-url URL]
+//! ADDR: vsock:CID:PORT | unix:PATH
+//! ```
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::session_events::EventsConfig;
+use crate::signing_engine::{EngineConfig, check_gateway_key};
+
+/// A listening or connecting address: vsock in an enclave, a Unix socket in local runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// `AF_VSOCK`: a CID (or `VMADDR_CID_ANY`) and a port.
+    Vsock {
+        /// Context id.
+        cid: u32,
+        /// Port.
+        port: u32,
+    },
+    /// A Unix stream socket at a path (local runs and tests).
+    Unix(PathBuf),
+}
+
+/// Why an address string does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressError(pub String);
+
+impl std::str::FromStr for Address {
+    type Err = AddressError;
+    fn from_str(s: &str) -> Result<Self, AddressError> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(AddressError(format!("`{s}`: empty socket path")));
+            }
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        if let Some(rest) = s.strip_prefix("vsock:") {
+            let (cid, port) = rest
+                .split_once(':')
+                .ok_or_else(|| AddressError(format!("`{s}`: expected vsock:CID:PORT")))?;
+            let parse = |v: &str, what| {
+                v.parse::<u32>().map_err(|_| AddressError(format!("`{s}`: bad {what} `{v}`")))
+            };
+            return Ok(Self::Vsock { cid: parse(cid, "CID")?, port: parse(port, "port")? });
+        }
+        Err(AddressError(format!("`{s}`: expected vsock:CID:PORT or unix:PATH")))
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
+            Self::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Where the Nitro hypervisor listens for the enclave's heartbeat: the parent's CID 3,
+/// port 9000.
+pub const NITRO_HEARTBEAT: Address = Address::Vsock { cid: 3, port: 9000 };
+/// The vsock port the enclave takes control connections on (any CID).
+pub const VSOCK_CONTROL_PORT: u32 = 5000;
+/// The vsock port the enclave sends its logs on.
+pub const VSOCK_LOGS_PORT: u32 = 5001;
+/// The memory budget when none is given, MiB.
+pub const DEFAULT_MEMORY_BUDGET_MIB: usize = 1024;
+/// The share store's limit when none is given, MiB.
+pub const DEFAULT_STORE_LIMIT_MIB: u64 = 768;
+
+/// The options that take a value, besides the required ones and the event URLs.
+const WITH_VALUE: [&str; 9] = [
+    "--memory-budget-mib",
+    "--store-limit-mib",
+    "--session-cap",
+    "--session-ttl-secs",
+    "--max-grant-lifetime-secs",
+    "--replay-window",
+    "--sim-nsm-dir",
+    "--sim-pcr",
+    "--heartbeat",
+];
+
+/// Why the arguments were refused; the message names the argument and what it expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgsError(pub String);
+
+impl fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ArgsError {}
+
+/// Everything the enclave is told at start; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct EnclaveArgs {
+    /// Where the parent connects for boot, RPC and health.
+    pub control: Address,
+    /// Where the parent connects for logs.
+    pub logs: Address,
+    /// The allocator's budget, MiB.
+    pub memory_budget_mib: usize,
+    /// The share store's limit, MiB (the image build keeps it below the budget).
+    pub store_limit_mib: u64,
+    /// Whether an empty share file may serve.
+    pub allow_empty: bool,
+    /// The signing engine's limits and the gateway key (valid and not weak).
+    pub engine: EngineConfig,
+    /// No log lines on stderr (they still go to the parent).
+    pub quiet: bool,
+    /// The sim NSM's chain (sim flavour only).
+    pub sim_nsm_dir: Option<PathBuf>,
+    /// PCRs the sim NSM reports.
+    pub sim_pcrs: Vec<(u64, [u8; 48])>,
+    /// Where PID 1 sends the Nitro heartbeat.
+    pub heartbeat: Address,
+    /// The gateway's session events, if the enclave subscribes to them.
+    pub events: Option<EventsConfig>,
+}
+
+impl EnclaveArgs {
+    /// The arguments with every option at its default.
+    pub fn new(control: Address, logs: Address, gateway_key: [u8; 32]) -> Result<Self, ArgsError> {
+        check_gateway_key(&gateway_key)
+            .map_err(|e| ArgsError(format!("bad --gateway-key: {e}")))?;
+        Ok(Self {
+            control,
+            logs,
+            memory_budget_mib: DEFAULT_MEMORY_BUDGET_MIB,
+            store_limit_mib: DEFAULT_STORE_LIMIT_MIB,
+            allow_empty: false,
+            engine: EngineConfig::with_gateway_key(gateway_key),
+            quiet: false,
+            sim_nsm_dir: None,
+            sim_pcrs: Vec::new(),
+            heartbeat: NITRO_HEARTBEAT,
+            events: None,
+        })
+    }
+
+    /// Parses arguments as [`Self::to_lines`] writes them (and as a person types them).
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Self, ArgsError> {
+        let mut required: [Option<String>; 3] = [None, None, None];
+        let mut rest = Vec::new();
+        let mut it = args.iter().map(AsRef::as_ref);
+        while let Some(arg) = it.next() {
+            let slot = ["--control", "--logs", "--gateway-key"].iter().position(|f| *f == arg);
+            match slot.and_then(|i| required.get_mut(i)) {
+                Some(slot) => *slot = Some(value(arg, it.next())?.to_owned()),
+                None => rest.push(arg),
+            }
+        }
+        let [Some(control), Some(logs), Some(key)] = required else {
+            return Err(ArgsError("--control, --logs and --gateway-key are required".into()));
+        };
+        let mut args = Self::new(
+            address("--control", &control)?,
+            address("--logs", &logs)?,
+            gateway_key(&key)?,
+        )?;
+        let (mut events_url, mut answers_url) = (None, None);
+        let mut it = rest.into_iter();
+        while let Some(arg) = it.next() {
+            match arg {
+                "--allow-empty" => args.allow_empty = true,
+                "--quiet" => args.quiet = true,
+                "--events-url" => events_url = Some(value(arg, it.next())?),
+                "--answers-url" => answers_url = Some(value(arg, it.next())?),
+                _ if WITH_VALUE.contains(&arg) => args.option(arg, value(arg, it.next())?)?,
+                _ => return Err(ArgsError(format!("unknown argument `{arg}`"))),
+            }
+        }
+        args.events = match (events_url, answers_url) {
+            (None, None) => None,
+            (Some(e), Some(a)) => Some(EventsConfig::new(e, a).map_err(ArgsError)?),
+            _ => return Err(ArgsError("--events-url and --answers-url go together".into())),
+        };
+        Ok(args)
+    }
+
+    /// One option that takes a value.
+    fn option(&mut self, arg: &str, v: &str) -> Result<(), ArgsError> {
+        match arg {
+            // At most 1 TiB, so the byte counts cannot overflow.
+            "--memory-budget-mib" => self.memory_budget_mib = number(arg, v, 0, 1 << 20)?,
+            "--store-limit-mib" => self.store_limit_mib = number(arg, v, 0, 1 << 20)?,
+            "--session-cap" => self.engine.session_cap = number(arg, v, 1, 65_536)?,
+            "--session-ttl-secs" => self.engine.session_ttl_secs = number(arg, v, 1, 3600)?,
+            "--max-grant-lifetime-secs" => {
+                self.engine.max_grant_lifetime_secs = number(arg, v, 1, 3600)?;
+            }
+            "--replay-window" => self.engine.replay_window = number(arg, v, 1, 1 << 22)?,
+            "--sim-nsm-dir" => self.sim_nsm_dir = Some(PathBuf::from(v)),
+            "--sim-pcr" => self.sim_pcrs.push(pcr(v)?),
+            "--heartbeat" => self.heartbeat = address(arg, v)?,
+            _ => return Err(ArgsError(format!("unknown argument `{arg}`"))),
+        }
+        Ok(())
+    }
+
+    /// The arguments, one per line's worth: the required ones, then every option that
+    /// differs from its default.
+    #[must_use]
+    pub fn to_lines(&self) -> Vec<String> {
+        let mut out = vec![
+            "--control".to_owned(),
+            self.control.to_string(),
+            "--logs".to_owned(),
+            self.logs.to_string(),
+            "--gateway-key".to_owned(),
+            hex(&self.engine.gateway_key),
+        ];
+        let defaults = EngineConfig::with_gateway_key(self.engine.gateway_key);
+        let mut put = |flag: &str, value: String| out.extend([flag.to_owned(), value]);
+        let numbers = [
+            (
+                "--memory-budget-mib",
+                self.memory_budget_mib as u64,
+                DEFAULT_MEMORY_BUDGET_MIB as u64,
+            ),
+            ("--store-limit-mib", self.store_limit_mib, DEFAULT_STORE_LIMIT_MIB),
+            ("--session-cap", self.engine.session_cap as u64, defaults.session_cap as u64),
+            ("--session-ttl-secs", self.engine.session_ttl_secs, defaults.session_ttl_secs),
+            (
+                "--max-grant-lifetime-secs",
+                self.engine.max_grant_lifetime_secs,
+                defaults.max_grant_lifetime_secs,
+            ),
+            ("--replay-window", self.engine.replay_window as u64, defaults.replay_window as u64),
+        ];
+        for (flag, value, default) in numbers {
+            if value != default {
+                put(flag, value.to_string());
+            }
+        }
+        if self.heartbeat != NITRO_HEARTBEAT {
+            put("--heartbeat", self.heartbeat.to_string());
+        }
+        if let Some(dir) = &self.sim_nsm_dir {
+            put("--sim-nsm-dir", dir.display().to_string());
+        }
+        for (index, value) in &self.sim_pcrs {
+            put("--sim-pcr", format!("{index}={}", hex(value)));
+        }
+        if let Some(events) = &self.events {
+            put("--events-url", events.events_url.clone());
+            put("--answers-url", events.answers_url.clone());
+        }
+        for (flag, on) in [("--allow-empty", self.allow_empty), ("--quiet", self.quiet)] {
+            if on {
+                out.push(flag.to_owned());
+            }
+        }
+        out
+    }
+
+    /// The arguments file: one argument per line.
+    #[must_use]
+    pub fn to_file(&self) -> String {
+        self.to_lines().join("\n") + "\n"
+    }
+
+    /// The arguments in a file as [`Self::to_file`] writes it: one per line, `#` starts a
+    /// comment line, blank lines ignored.
+    pub fn parse_file(text: &str) -> Result<Self, ArgsError> {
+        let lines: Vec<&str> =
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+        Self::parse(&lines)
+    }
+}
+
+fn value<'a>(flag: &str, v: Option<&'a str>) -> Result<&'a str, ArgsError> {
+    v.ok_or_else(|| ArgsError(format!("{flag} needs a value")))
+}
+
+fn address(flag: &str, v: &str) -> Result<Address, ArgsError> {
+    v.parse().map_err(|e: AddressError| ArgsError(format!("bad {flag} {}", e.0)))
+}
+
+/// A number within `min..=max`.
+fn number<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(
+    flag: &str,
+    text: &str,
+    min: T,
+    max: T,
+) -> Result<T, ArgsError> {
+    match text.parse::<T>() {
+        Ok(v) if v >= min && v <= max => Ok(v),
+        _ => Err(ArgsError(format!("bad {flag} `{text}`: expected a number from {min} to {max}"))),
+    }
+}
+
+/// The gateway's Ed25519 public key: 64 hex digits, a valid and not weak point.
+pub fn gateway_key(text: &str) -> Result<[u8; 32], ArgsError> {
+    if text.len() != 64 {
+        return Err(ArgsError("bad --gateway-key: expected 64 hex digits".into()));
+    }
+    let key: [u8; 32] =
+        unhex(text).ok_or_else(|| ArgsError("bad --gateway-key: not hex".into()))?;
+    check_gateway_key(&key).map_err(|e| ArgsError(format!("bad --gateway-key: {e}")))?;
+    Ok(key)
+}
+
+/// `INDEX=HEX` with 96 hex digits.
+fn pcr(text: &str) -> Result<(u64, [u8; 48]), ArgsError> {
+    let bad = || ArgsError(format!("bad --sim-pcr `{text}`: expected INDEX=96 hex digits"));
+    let (index, value) = text.split_once('=').ok_or_else(bad)?;
+    Ok((index.parse().map_err(|_| bad())?, unhex(value).ok_or_else(bad)?))
+}
+
+/// Exactly `N` bytes of hex (either case).
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let [hi, lo] = [pair.first()?, pair.get(1)?].map(|c| char::from(*c).to_digit(16));
+        *o = u8::try_from(hi? << 4 | lo?).ok()?;
+    }
+    Some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

@@ -1,0 +1,100 @@
+//! The enclave's arguments: what the image build and the parent write is what the enclave
+//! reads (a round trip over every option), and every bad value is refused with its name.
+
+use std::path::PathBuf;
+
+use enclave_core::enclave_args::{Address, EnclaveArgs, NITRO_HEARTBEAT};
+use enclave_core::session_events::EventsConfig;
+
+fn demo_key() -> [u8; 32] {
+    tests::gateway::gateway().verifying_key().to_bytes()
+}
+
+fn vsock(port: u32) -> Address {
+    Address::Vsock { cid: u32::MAX, port }
+}
+
+#[test]
+fn every_option_survives_the_round_trip() {
+    let mut a = EnclaveArgs::new(vsock(5000), vsock(5001), demo_key()).unwrap();
+    a.memory_budget_mib = 2048;
+    a.store_limit_mib = 1500;
+    a.allow_empty = true;
+    a.engine.session_cap = 17;
+    a.engine.session_ttl_secs = 11;
+    a.engine.max_grant_lifetime_secs = 90;
+    a.engine.replay_window = 4096;
+    a.quiet = true;
+    a.sim_nsm_dir = Some(PathBuf::from("/etc/enclave-rt/sim-nsm"));
+    a.sim_pcrs = vec![(0, [0xab; 48]), (2, [0x01; 48])];
+    a.heartbeat = Address::Vsock { cid: 2, port: 9000 };
+    a.events = Some(EventsConfig::new("https://gw.example/e", "https://gw.example/a").unwrap());
+    let file = a.to_file();
+    let b = EnclaveArgs::parse_file(&format!("# measured\n\n{file}")).unwrap();
+    assert_eq!(b.to_lines(), a.to_lines());
+    assert_eq!((b.control, b.logs, b.heartbeat), (a.control, a.logs, a.heartbeat));
+    assert_eq!((b.memory_budget_mib, b.store_limit_mib), (2048, 1500));
+    assert!(b.allow_empty && b.quiet);
+    assert_eq!(b.engine.gateway_key, demo_key());
+    assert_eq!((b.engine.session_cap, b.engine.session_ttl_secs), (17, 11),);
+    assert_eq!((b.engine.max_grant_lifetime_secs, b.engine.replay_window), (90, 4096));
+    assert_eq!(b.sim_nsm_dir, a.sim_nsm_dir);
+    assert_eq!(b.sim_pcrs, a.sim_pcrs);
+    assert_eq!(b.events, a.events);
+}
+
+#[test]
+fn defaults_are_not_written_and_read_back_as_defaults() {
+    let a = EnclaveArgs::new(Address::Unix("/run/c.sock".into()), vsock(5001), demo_key()).unwrap();
+    let lines = a.to_lines();
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    let b = EnclaveArgs::parse(&lines).unwrap();
+    assert_eq!(b.heartbeat, NITRO_HEARTBEAT);
+    assert_eq!((b.memory_budget_mib, b.store_limit_mib), (1024, 768));
+    assert_eq!(b.engine.session_cap, 256);
+    assert!(b.events.is_none() && b.sim_pcrs.is_empty() && !b.quiet && !b.allow_empty);
+}
+
+#[test]
+fn bad_arguments_are_refused_by_name() {
+    let key = hex::encode(demo_key());
+    let base = |extra: &[&str]| {
+        let mut v = vec!["--control", "unix:/c", "--logs", "vsock:3:5001", "--gateway-key", &key];
+        v.extend_from_slice(extra);
+        v.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert!(EnclaveArgs::parse(&base(&[])).is_ok());
+    let refused = |args: Vec<String>, needle: &str| {
+        let e = EnclaveArgs::parse(&args).unwrap_err();
+        assert!(e.0.contains(needle), "`{}` does not name `{needle}`", e.0);
+    };
+    refused(base(&["--session-cap", "0"]), "--session-cap");
+    refused(base(&["--session-cap"]), "--session-cap needs a value");
+    refused(base(&["--memory-budget-mib", "lots"]), "--memory-budget-mib");
+    refused(base(&["--sim-pcr", "0=abcd"]), "--sim-pcr");
+    refused(base(&["--heartbeat", "tcp:1.2.3.4:9"]), "--heartbeat");
+    refused(base(&["--events-url", "https://gw.example/e"]), "go together");
+    refused(base(&["--events-url", "http://x/e", "--answers-url", "https://x/a"]), "--events-url");
+    refused(base(&["--frobnicate"]), "unknown argument `--frobnicate`");
+    let without = |flag: &str| {
+        let mut v = base(&[]);
+        let at = v.iter().position(|a| a == flag).unwrap();
+        v.drain(at..at + 2);
+        v
+    };
+    refused(without("--gateway-key"), "required");
+    refused(without("--control"), "required");
+    let with_key = |k: &str| {
+        let mut v = base(&[]);
+        *v.last_mut().unwrap() = k.to_owned();
+        v
+    };
+    refused(with_key("zz"), "64 hex digits");
+    refused(with_key(&format!("+{}", &key[1..])), "not hex");
+    refused(with_key(&"zz".repeat(32)), "not hex");
+    // A weak key (the identity point, small order) is refused as the engine refuses it.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    refused(with_key(&hex::encode(identity)), "--gateway-key");
+    assert!(EnclaveArgs::new(vsock(1), vsock(2), identity).is_err());
+}
