@@ -14,6 +14,9 @@
 //! payload key live in `Zeroizing` buffers and are wiped when dropped; the chunk buffer is
 //! wiped on drop.
 
+// Indexes byte buffers after checking their bounds (fuzzed); not yet moved to `.get()`.
+#![allow(clippy::indexing_slicing)]
+
 use core::borrow::Borrow;
 use core::fmt;
 

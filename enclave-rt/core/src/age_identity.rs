@@ -71,7 +71,8 @@ impl Identity {
             return Err(IdentityError::MixedCase);
         }
         let sep = text.iter().rposition(|&c| c == b'1').ok_or(IdentityError::WrongPrefix)?;
-        let (hrp, data) = (&text[..sep], &text[sep + 1..]);
+        let (hrp, data) = text.split_at(sep);
+        let data = data.get(1..).unwrap_or_default(); // after the separator
         if !hrp.eq_ignore_ascii_case(HRP) {
             return Err(IdentityError::WrongPrefix);
         }
@@ -84,11 +85,13 @@ impl Identity {
             )
             .map_err(|_| IdentityError::BadCharacter)?;
         }
-        let groups = &groups[..data.len()];
+        let groups = groups.get(..data.len()).ok_or(IdentityError::BadLength)?;
         if polymod_with_hrp(groups) != 1 {
             return Err(IdentityError::BadChecksum);
         }
-        let payload = &groups[..groups.len() - CHECKSUM_LEN];
+        let payload = groups
+            .get(..groups.len().saturating_sub(CHECKSUM_LEN))
+            .ok_or(IdentityError::BadLength)?;
         let mut key = Zeroizing::new([0u8; 32]);
         regroup_5_to_8(payload, &mut key)?;
         let secret = StaticSecret::from(*key);

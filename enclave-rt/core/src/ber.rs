@@ -161,7 +161,7 @@ fn parse(
     if depth > MAX_DEPTH {
         return Err(err("nested too deep"));
     }
-    let rest = &bytes[pos..];
+    let rest = bytes.get(pos..).ok_or(err("truncated"))?;
     let (&tag, rest) = rest.split_first().ok_or(err("truncated"))?;
     if tag & 0x1f == 0x1f {
         return Err(err("multi-byte tags are not used by CMS"));
@@ -185,7 +185,7 @@ fn parse(
             if tail.starts_with(&[0, 0]) {
                 let element = Element {
                     tag,
-                    contents: &bytes[contents_offset..here],
+                    contents: bytes.get(contents_offset..here).ok_or(err("truncated"))?,
                     offset: at,
                     contents_offset: base + contents_offset,
                     depth,

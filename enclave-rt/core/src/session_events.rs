@@ -115,7 +115,8 @@ pub fn decode<'b>(event: &SseEvent<'_>, buf: &'b mut Vec<u8>) -> Result<Message<
     }
     buf.clear();
     for pair in hex.chunks_exact(2) {
-        let (Some(hi), Some(lo)) = (nibble(pair[0]), nibble(pair[1])) else {
+        let &[hi, lo] = pair else { return Err(EventError::BadData) };
+        let (Some(hi), Some(lo)) = (nibble(hi), nibble(lo)) else {
             return Err(EventError::BadData);
         };
         buf.push(hi << 4 | lo);
@@ -210,6 +211,7 @@ impl SessionEvents {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)] // tests index known data
 mod tests {
     use super::*;
 

@@ -296,7 +296,9 @@ fn insert(
                 entry: Some(pos.index),
             })
         })?;
+    // The decoder returns a length within the buffer it wrote.
+    let stored = stored.get(..stored_len).unwrap_or_default();
     store
-        .insert(entry.account_id, &stored[..stored_len], pos.index, pos.offset)
+        .insert(entry.account_id, stored, pos.index, pos.offset)
         .map_err(|error| store_error(error, Some(pos)))
 }
