@@ -17,6 +17,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use enclave_core::enclave_args::{Address, EnclaveArgs};
+
+use crate::config::{Config, ConfigError, LaunchMode};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::{Child, Command};
@@ -168,6 +170,44 @@ impl EnclaveLauncher for LocalLauncher {
                 let _ = std::fs::remove_file(self.runtime_dir.join(PID_FILE));
             }
         })
+    }
+}
+
+/// The launcher the configuration asks for.
+pub fn for_config(config: &Config) -> Result<Box<dyn EnclaveLauncher>, ConfigError> {
+    let e = &config.enclave;
+    Ok(match e.mode {
+        LaunchMode::Local => {
+            let args = config.local_enclave_args()?;
+            // check-config guarantees both in local mode.
+            let binary = e.binary.clone().unwrap_or_default();
+            let runtime_dir = e.runtime_dir.clone().unwrap_or_default();
+            Box::new(LocalLauncher::new(&binary, &runtime_dir, args))
+        }
+        LaunchMode::Nitro => Box::new(NitroLauncher::new(NitroSettings {
+            nitro_cli: e.nitro_cli.clone(),
+            eif_path: e.eif_path.clone().unwrap_or_default(),
+            cpu_count: e.cpu_count,
+            memory_mib: e.memory_mib,
+            cid: e.cid,
+            control_port: enclave_core::enclave_args::VSOCK_CONTROL_PORT,
+            logs_port: enclave_core::enclave_args::VSOCK_LOGS_PORT,
+            poll_interval: Duration::from_secs(2),
+        })),
+    })
+}
+
+/// Connects, retrying until `deadline` while the enclave starts listening.
+pub async fn connect_until(
+    endpoint: &Endpoint,
+    deadline: std::time::Instant,
+) -> std::io::Result<Box<dyn EnclaveIo>> {
+    loop {
+        match connect(endpoint).await {
+            Ok(s) => return Ok(s),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
     }
 }
 

@@ -65,6 +65,36 @@ pub(crate) fn redact(name: &str, value: &str) -> String {
     if REDACTED.iter().any(|r| lower.contains(r)) { "[redacted]".into() } else { value.to_owned() }
 }
 
+/// Reads log frames and prints them as JSON lines until the connection closes.
+pub async fn pump_enclave_logs(mut stream: impl tokio::io::AsyncRead + Unpin) {
+    use tokio::io::AsyncReadExt as _;
+    let mut decoder: Box<wire::DefaultDecoder> = Box::default();
+    loop {
+        let n = match stream.read(decoder.read_buf()).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        decoder.commit(n);
+        while let Ok(Some(frame)) = decoder.next_frame() {
+            match frame.message() {
+                Ok(wire::Message::Log(l)) => {
+                    let fields: serde_json::Map<String, serde_json::Value> =
+                        l.fields.iter().map(|(k, v)| (k.to_owned(), json!(redact(k, v)))).collect();
+                    output(
+                        &json!({"source": "enclave", "level": l.level.as_str().to_ascii_lowercase(),
+                                "target": l.target, "message": l.message, "fields": fields})
+                        .to_string(),
+                    );
+                }
+                Ok(wire::Message::LogsDropped(d)) => {
+                    emit("warn", "enclave_logs_dropped", json!({"count": d.count}));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -7,10 +7,14 @@
 //! and never stops signing; the gateway treats a node it has not heard from as down.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::event_log::emit;
+use hex::encode as hex;
 
 use crate::https_client::{self, HttpsError};
 
@@ -39,5 +43,72 @@ pub async fn post(target: &HealthTarget, report: &Value) -> Result<(), HttpsErro
         Ok(())
     } else {
         Err(HttpsError(format!("the gateway answered {status}")))
+    }
+}
+
+/// What every report says about this boot: the gateway verifies the attestation document
+/// itself and compares the share file's SHA-256 and the load time with its own records.
+pub(crate) fn health_base(
+    record: &crate::enclave_boot::BootRecord,
+    kms_request_id: Option<&str>,
+) -> serde_json::Value {
+    use base64::Engine as _;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let loaded_at = time::OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(record.loaded_at_unix_ms) * 1_000_000,
+    )
+    .ok()
+    .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+    json!({
+        "node": host.trim(),
+        "attestation_document": base64::engine::general_purpose::STANDARD.encode(&record.attestation_document),
+        "attestation_sha256": hex(record.attestation_sha256),
+        "pcrs": record.pcrs.iter().map(|(i, v)| (format!("PCR{i}"), hex(v))).collect::<std::collections::BTreeMap<_, _>>(),
+        "answer_key": hex(record.answer_key),
+        "share_file_sha256": hex(record.share_file_sha256),
+        "accounts": record.accounts,
+        "loaded_at": loaded_at,
+        "kms_request_id": kms_request_id,
+    })
+}
+
+pub(crate) fn with_state(
+    base: &serde_json::Value,
+    state: &str,
+    reason: Option<String>,
+) -> serde_json::Value {
+    let mut r = base.clone();
+    if let Some(obj) = r.as_object_mut() {
+        obj.insert("state".into(), json!(state));
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        obj.insert("reported_at".into(), json!(now));
+        if let Some(reason) = reason {
+            obj.insert("reason".into(), json!(reason));
+        }
+    }
+    r
+}
+
+/// Reports `serving` every `every`; a failure is logged once per outage.
+pub(crate) async fn report_health(target: HealthTarget, base: serde_json::Value, every: Duration) {
+    let mut failing: Option<bool> = None;
+    loop {
+        match post(&target, &with_state(&base, "serving", None)).await {
+            Ok(()) => {
+                if failing != Some(false) {
+                    emit("info", "health_reported", json!({"url": target.url}));
+                }
+                failing = Some(false);
+            }
+            Err(e) => {
+                if failing != Some(true) {
+                    emit("warn", "health_report_failed", json!({"url": target.url, "error": e.0}));
+                }
+                failing = Some(true);
+            }
+        }
+        tokio::time::sleep(every).await;
     }
 }

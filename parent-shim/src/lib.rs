@@ -19,7 +19,9 @@
 //! * [`enclave_launcher`], starting and destroying the enclave: a local child process, or
 //!   `nitro-cli` in production.
 //!
-//! * [`event_log`], the structured log every module writes through (a leaf);
+//! * [`event_log`], the structured log every module writes through, and the enclave's log
+//!   frames pumped into it (a leaf); [`tls_files`], the PEM files and roots the
+//!   configuration names; [`systemd_notify`], `sd_notify`;
 //!   [`metrics`], Prometheus text on a local port; [`alert_webhook`], alerts to a URL;
 //!   [`accept_backoff`], the listeners' accept loop.
 
@@ -45,3 +47,5 @@ pub mod metrics;
 pub mod pcrs_file;
 pub mod s3_fetch;
 pub mod share_reencrypt;
+pub mod systemd_notify;
+pub mod tls_files;

@@ -3,6 +3,7 @@
 //! stay in memory; nothing is written to disk. Both inputs are ciphertext (the age file,
 //! and KMS's `CiphertextBlob` of the identity); SSE-KMS on the objects is S3's business.
 
+use crate::config::Config;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -126,4 +127,47 @@ pub async fn fetch(client: &Client, url: &str) -> Result<Fetched, FetchError> {
         .into_bytes()
         .to_vec();
     Ok(Fetched { bytes, metadata })
+}
+
+/// The two encrypted inputs, in memory only.
+pub struct Inputs {
+    /// The encrypted share file.
+    pub share_file: Vec<u8>,
+    /// The KMS-encrypted age identity.
+    pub sealed_identity: Vec<u8>,
+    /// From the config, else the share object's `accounts` metadata, else 0 (unknown).
+    pub expected_accounts: u64,
+}
+
+/// Step 1: both inputs, from S3 or files.
+pub async fn fetch_inputs(config: &Config) -> Result<Inputs, FetchError> {
+    let s3 = client(&S3Settings {
+        region: config.s3.region.clone(),
+        endpoint: config.s3.endpoint.clone(),
+        static_credentials: config
+            .s3
+            .access_key_id
+            .clone()
+            .zip(config.s3.secret_access_key.clone()),
+        force_path_style: config.s3.force_path_style,
+    });
+    let share_file = fetch(&s3, &config.shares.share_file).await?;
+    let sealed_identity = fetch(&s3, &config.shares.sealed_identity).await?;
+    let expected_accounts = if config.shares.expected_accounts > 0 {
+        config.shares.expected_accounts
+    } else {
+        match share_file.metadata.get("accounts") {
+            Some(v) => v.parse().map_err(|_| {
+                FetchError::Refused(format!(
+                    "the share object's accounts metadata {v:?} is not a count"
+                ))
+            })?,
+            None => 0,
+        }
+    };
+    Ok(Inputs {
+        share_file: share_file.bytes,
+        sealed_identity: sealed_identity.bytes,
+        expected_accounts,
+    })
 }
