@@ -1,0 +1,88 @@
+//! `parent-shim run` as a real process, launching the real `enclave-rt` (sim) binary, with
+//! the stand-ins on loopback. The inputs from S3 and the credentials the AWS SDK clients
+//! use: real SDK clients against moto and the KMS emulator on loopback.
+
+mod daemon_common;
+
+#[allow(clippy::wildcard_imports)]
+use daemon_common::*;
+use tests::moto_server::MotoServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetches_its_inputs_from_s3() {
+    let moto = MotoServer::start().unwrap();
+    let (c, config) = case("s3", 7, 7).await;
+    via_s3(&c, &config, &moto, true).await;
+    let mut p = start(&config);
+    let fetched: serde_json::Value =
+        serde_json::from_str(&p.wait_for("\"inputs_fetched\"")).unwrap();
+    // The count came from the object's metadata, and it sized the store that loaded.
+    assert_eq!(fetched["expected_accounts"], 20);
+    let record: serde_json::Value = serde_json::from_str(&p.wait_for("\"boot_record\"")).unwrap();
+    assert_eq!(record["accounts"], 20);
+    assert_eq!(record["share_file_sha256"], fetched["share_file_sha256"]);
+    p.wait_for("\"serving\"");
+    no_secrets(&c, &p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_s3_object_fails_closed_before_any_enclave_starts() {
+    let moto = MotoServer::start().unwrap();
+    let (c, config) = case("s3-missing", 7, 7).await;
+    via_s3(&c, &config, &moto, false).await;
+    let mut p = start(&config);
+    let alert = p.wait_for("\"alert\"");
+    assert!(alert.contains("fetch_failed"), "{alert}");
+    assert!(alert.contains("s3://signservice-inputs/prod/shares.age does not exist"), "{alert}");
+    assert_eq!(p.exit_code(), Some(1));
+    assert!(!p.seen.iter().any(|l| l.contains("enclave_started") || l.contains("\"serving\"")));
+    // The test's own Encrypt (sealing the identity) is the only call KMS saw.
+    assert!(!c.kms.log().iter().any(|l| l.starts_with("Decrypt")), "{:?}", c.kms.log());
+}
+
+/// No keys in the configuration: the parent signs its KMS calls with the instance role's
+/// temporary credentials, fetched from the metadata service with an `IMDSv2` token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_static_keys_the_instance_role_signs_the_kms_calls() {
+    let imds = tests::imds_emulator::ImdsEmulator::start().await.unwrap();
+    let (c, config) = case("instance-role", 7, 7).await;
+    let text = std::fs::read_to_string(&config).unwrap();
+    let keyless =
+        text.replace("access_key_id = \"AKIDLOCAL\"\nsecret_access_key = \"local-secret\"\n", "");
+    assert_ne!(keyless, text);
+    std::fs::write(&config, keyless).unwrap();
+    let mut p = start_with_env(&config, &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())]);
+    p.wait_for("\"serving\"");
+    let by_role = format!("by {}", tests::imds_emulator::ACCESS_KEY_ID);
+    assert!(
+        c.kms.log().iter().any(|l| l.starts_with("Decrypt ok") && l.ends_with(&by_role)),
+        "{:?}",
+        c.kms.log()
+    );
+    let asked = imds.log();
+    assert!(asked.iter().any(|l| l.starts_with("PUT /latest/api/token 200")), "{asked:?}");
+    assert!(
+        asked.iter().any(|l| l.contains(tests::imds_emulator::ROLE) && l.ends_with(" 200")),
+        "{asked:?}"
+    );
+    no_secrets(&c, &p);
+}
+
+/// With neither keys nor an instance role, KMS refuses the unsigned call and the parent
+/// fails closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_any_credentials_the_boot_fails_closed() {
+    let (c, config) = case("no-credentials", 7, 7).await;
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("access_key_id = \"AKIDLOCAL\"\nsecret_access_key = \"local-secret\"\n", ""),
+    )
+    .unwrap();
+    // A metadata endpoint where nothing listens.
+    let p = start_with_env(
+        &config,
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9".into())],
+    );
+    fails_closed(&c, p, "boot_failed");
+}

@@ -1,0 +1,544 @@
+//! What the daemon suites share: a case (shares, sim chain, TLS files, KMS emulator), the
+//! parent as a real process with its output lines, and the checks every suite makes (no
+//! secret in any output). Each suite uses part of it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tests::kms_emulator::{KeySpec, KmsConfig, KmsEmulator};
+use tests::moto_server::MotoServer;
+use tests::share_gen::{GenConfig, SchemeChoice, files};
+
+/// The `enclave-rt` binary the workspace test run built (sim flavour).
+pub(crate) fn enclave_binary() -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let dir = deps.parent().unwrap().parent().unwrap();
+    let bin = dir.join("enclave-rt");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p enclave-rt --features sim` (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
+pub(crate) struct Case {
+    pub(crate) dir: tests::cms_openssl::Workdir,
+    pub(crate) kms: KmsEmulator,
+    pub(crate) identity: String,
+    pub(crate) share_strings: Vec<String>,
+    /// The CA of the parent's gRPC certificate and of the gateway's client certificates.
+    pub(crate) tls: tests::tls_certs::Ca,
+}
+
+/// Shares, a sim chain, TLS files and a KMS key whose policy wants PCR0 = `policy_pcr0`
+/// while the enclave reports `actual_pcr0`; the identity sealed under it.
+pub(crate) async fn case(name: &str, policy_pcr0: u8, actual_pcr0: u8) -> (Case, PathBuf) {
+    case_with(name, policy_pcr0, actual_pcr0, 20).await
+}
+
+/// The same with `accounts` accounts.
+pub(crate) async fn case_with(
+    name: &str,
+    policy_pcr0: u8,
+    actual_pcr0: u8,
+    accounts: u64,
+) -> (Case, PathBuf) {
+    let dir = tests::cms_openssl::workdir(&format!("daemon-{name}"));
+    let shares = dir.0.join("shares");
+    let config = GenConfig { accounts, scheme: SchemeChoice::Both, threshold: 2, parties: 2 };
+    tests::share_gen::generate(config, &shares, &mut rand::rngs::OsRng, &mut |_| {}).unwrap();
+    let ca = tests::sim_ca::generate().unwrap();
+    tests::sim_ca::write(&ca, &dir.0.join("sim-ca")).unwrap();
+    let kms = KmsEmulator::start(KmsConfig {
+        keys: vec![KeySpec {
+            key_id: "k".into(),
+            recipient_pcrs: [(0, vec![policy_pcr0; 48])].into(),
+        }],
+        attestation: tests::kms_emulator::pinned_root(ca.root_der.clone()),
+    })
+    .await
+    .unwrap();
+    let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap().trim().to_owned();
+    let sealed = tests::kms_emulator::encrypt_with_sdk(&kms.endpoint(), "k", identity.as_bytes())
+        .await
+        .unwrap();
+    std::fs::write(shares.join("identity.kms"), sealed).unwrap();
+    let tls = tests::tls_certs::Ca::new("ca").unwrap();
+    let server = tls.server().unwrap();
+    std::fs::write(dir.0.join("ca.pem"), tls.cert_pem()).unwrap();
+    std::fs::write(dir.0.join("server.pem"), &server.cert).unwrap();
+    std::fs::write(dir.0.join("server.key"), &server.key).unwrap();
+    let gateway_key = hex::encode(tests::gateway::gateway().verifying_key().to_bytes());
+    let d = dir.0.display();
+    let config = format!(
+        r#"
+[enclave]
+mode = "local"
+binary = "{bin}"
+runtime_dir = "{d}/run"
+sim_nsm_dir = "{d}/sim-ca"
+sim_pcrs = ["0={pcr0}"]
+gateway_key = "{gateway_key}"
+boot_deadline_secs = 60
+
+[shares]
+share_file = "file://{d}/shares/service_key_shares.json.age"
+sealed_identity = "file://{d}/shares/identity.kms"
+expected_accounts = {accounts}
+
+[kms]
+endpoint = "{kms}"
+key_id = "k"
+access_key_id = "AKIDLOCAL"
+secret_access_key = "local-secret"
+
+[attestation]
+root = "{d}/sim-ca/root.der"
+
+[grpc]
+listen = "127.0.0.1:0"
+cert = "{d}/server.pem"
+key = "{d}/server.key"
+client_ca = "{d}/ca.pem"
+"#,
+        bin = enclave_binary().display(),
+        pcr0 = hex::encode([actual_pcr0; 48]),
+        kms = kms.endpoint(),
+    );
+    let path = dir.0.join("parent.toml");
+    std::fs::write(&path, config).unwrap();
+    let shares_json: Vec<String> = {
+        // Secret share material to search the outputs for: the signing-share part (bytes
+        // 42..72 of the envelope, base64 characters 56..96) of every gateway share.
+        let g: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(shares.join(files::GATEWAY_SHARES)).unwrap())
+                .unwrap();
+        g.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["shares"][0].as_str().unwrap()[56..96].to_owned())
+            .collect()
+    };
+    (Case { dir, kms, identity, share_strings: shares_json, tls }, path)
+}
+
+pub(crate) struct Parent {
+    pub(crate) child: Child,
+    pub(crate) lines: std::sync::mpsc::Receiver<String>,
+    pub(crate) seen: Vec<String>,
+}
+
+pub(crate) fn start(config: &Path) -> Parent {
+    start_with(config, None)
+}
+
+pub(crate) fn start_with(config: &Path, notify_socket: Option<&Path>) -> Parent {
+    let env: Vec<(&str, String)> =
+        notify_socket.map(|s| ("NOTIFY_SOCKET", s.display().to_string())).into_iter().collect();
+    start_with_env(config, &env)
+}
+
+pub(crate) fn start_with_env(config: &Path, env: &[(&str, String)]) -> Parent {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_parent-shim"));
+    // Credentials come from the configuration or from what a test sets, never from the
+    // machine running the tests.
+    for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"] {
+        command.env_remove(var);
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx2.send(format!("stderr: {l}"));
+        }
+    });
+    Parent { child, lines, seen: Vec::new() }
+}
+
+impl Parent {
+    /// Waits for a line containing `needle`; panics with everything seen on timeout.
+    pub(crate) fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                self.seen.push(l.clone());
+                if l.contains(needle) {
+                    return l;
+                }
+            }
+        }
+        panic!("no line with {needle:?}; saw:\n{}", self.seen.join("\n"));
+    }
+
+    /// Like `wait_for`, but a line already seen counts: for events whose order is not fixed.
+    pub(crate) fn seen_or_wait_for(&mut self, needle: &str) -> String {
+        match self.seen.iter().find(|l| l.contains(needle)) {
+            Some(l) => l.clone(),
+            None => self.wait_for(needle),
+        }
+    }
+
+    pub(crate) fn exit_code(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(l);
+                }
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the parent did not exit");
+    }
+
+    pub(crate) fn enclave_pid(&self) -> u32 {
+        let line = self.seen.iter().find(|l| l.contains("enclave_started")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        u32::try_from(v["pid"].as_u64().unwrap()).unwrap()
+    }
+}
+
+impl Drop for Parent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn alive(pid: u32) -> bool {
+    // A zombie (exited, not yet reaped by a dead parent) counts as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.split(' ').nth(2).is_none_or(|state| state != "Z"))
+}
+
+pub(crate) fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(pid), "the enclave (pid {pid}) is still running");
+}
+
+/// Nothing secret in what the parent printed or in the files it wrote.
+pub(crate) fn no_secrets(c: &Case, p: &Parent) {
+    let out = p.seen.join("\n");
+    let key_body = &c.identity["AGE-SECRET-KEY-1".len()..];
+    assert!(!out.contains(key_body), "the age identity reached the output");
+    for s in &c.share_strings {
+        assert!(!out.contains(s.as_str()), "a share reached the output");
+    }
+    for entry in std::fs::read_dir(c.dir.0.join("run")).unwrap() {
+        let path = entry.unwrap().path();
+        if let Ok(bytes) = std::fs::read(&path) {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains(key_body), "{} holds the identity", path.display());
+            assert!(!text.contains("AGE-SECRET-KEY"), "{}", path.display());
+        }
+    }
+}
+
+/// Runs a case that must fail at boot: an alert naming `reason_text`, exit 1, the enclave
+/// gone, no `serving` line.
+pub(crate) fn fails_closed(c: &Case, mut p: Parent, reason_text: &str) {
+    let alert = p.wait_for("\"alert\"");
+    assert!(alert.contains(reason_text), "{alert}");
+    assert_eq!(p.exit_code(), Some(1), "{}", p.seen.join("\n"));
+    assert!(!p.seen.iter().any(|l| l.contains("\"serving\"")));
+    wait_gone(p.enclave_pid());
+    no_secrets(c, &p);
+}
+
+/// Adds a section to a case's configuration.
+pub(crate) fn append(config: &Path, section: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, text + section).unwrap();
+}
+
+/// Edits the config file in place: every `from` becomes `to`.
+pub(crate) fn replace_in(config: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, text.replace(from, to)).unwrap();
+}
+
+/// Moves the case's inputs into S3 (moto on loopback) and points the config there, with the
+/// account count left to the share object's `accounts` metadata.
+pub(crate) async fn via_s3(c: &Case, config: &Path, moto: &MotoServer, upload_share_file: bool) {
+    let shares = c.dir.0.join("shares");
+    if upload_share_file {
+        let bytes = std::fs::read(shares.join(files::SHARES)).unwrap();
+        moto.put_object("signservice-inputs", "prod/shares.age", bytes, &[("accounts", "20")])
+            .await
+            .unwrap();
+    }
+    let sealed = std::fs::read(shares.join("identity.kms")).unwrap();
+    moto.put_object("signservice-inputs", "prod/identity.kms", sealed, &[]).await.unwrap();
+    let d = c.dir.0.display();
+    let text = std::fs::read_to_string(config).unwrap();
+    let mut replaced = text.clone();
+    for (from, to) in [
+        (
+            format!("file://{d}/shares/service_key_shares.json.age"),
+            "s3://signservice-inputs/prod/shares.age".to_owned(),
+        ),
+        (
+            format!("file://{d}/shares/identity.kms"),
+            "s3://signservice-inputs/prod/identity.kms".into(),
+        ),
+        ("expected_accounts = 20\n".into(), String::new()),
+    ] {
+        assert!(replaced.contains(&from), "{from}");
+        replaced = replaced.replace(&from, &to);
+    }
+    let s3 = format!(
+        "\n[s3]\nendpoint = \"{}\"\nforce_path_style = true\naccess_key_id = \"AKIDLOCAL\"\n\
+         secret_access_key = \"local-secret\"\n",
+        moto.endpoint()
+    );
+    std::fs::write(config, replaced).unwrap();
+    append(config, &s3);
+}
+
+pub(crate) fn with_cloudwatch(config: &Path, moto: &MotoServer, group: &str) {
+    let cw = format!(
+        "\n[cloudwatch]\nlog_group = \"{group}\"\nlog_stream = \"node-1\"\nendpoint = \"{}\"\n\
+         access_key_id = \"AKIDLOCAL\"\nsecret_access_key = \"local-secret\"\nflush_interval_ms = 200\n",
+        moto.endpoint()
+    );
+    append(config, &cw);
+}
+
+/// A stand-in `nitro-cli`: records its arguments and answers as the real one does.
+/// `run_exit` 0 prints an enclave description; anything else prints `stderr` and fails.
+/// Before `run-enclave`, `describe-enclaves` lists `before` (JSON array elements).
+pub(crate) fn stub_nitro_cli(dir: &Path, run_exit: i32, stderr: &str) -> PathBuf {
+    stub_nitro_cli_with(dir, run_exit, stderr, "")
+}
+
+pub(crate) fn stub_nitro_cli_with(
+    dir: &Path,
+    run_exit: i32,
+    stderr: &str,
+    before: &str,
+) -> PathBuf {
+    let script = format!(
+        r#"#!/bin/sh
+echo "$@" >> "{log}"
+case "$1" in
+  run-enclave)
+    touch "{started}"
+    if [ {run_exit} -ne 0 ]; then echo "{stderr}" >&2; exit {run_exit}; fi
+    echo 'Start allocating memory...' >&2
+    printf '{{"EnclaveName": "enclave", "EnclaveID": "i-0abc-enc0123", "ProcessID": 4242, "EnclaveCID": 16, "NumberOfCPUs": 2, "CPUIDs": [1, 3], "MemoryMiB": 512}}\n' ;;
+  describe-enclaves)
+    if [ -e "{started}" ]; then
+      printf '[{{"EnclaveID": "i-0abc-enc0123", "State": "RUNNING", "Flags": "NONE", "EnclaveCID": 16}}]\n'
+    else
+      printf '[{before}]\n'
+    fi ;;
+  terminate-enclave)
+    printf '{{"EnclaveID": "i-0abc-enc0123", "Terminated": true}}\n' ;;
+esac
+"#,
+        log = dir.join("nitro-cli.log").display(),
+        started = dir.join("nitro-cli.started").display(),
+    );
+    let path = dir.join("nitro-cli");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The case's configuration switched to nitro mode with the stub.
+pub(crate) fn nitro_config(c: &Case, config: &Path, nitro_cli: &Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let start = text.find("[enclave]").unwrap();
+    let end = text.find("[shares]").unwrap();
+    let d = c.dir.0.display();
+    std::fs::write(c.dir.0.join("enclave.eif"), b"an image").unwrap();
+    std::fs::write(
+        c.dir.0.join("pcrs.json"),
+        format!("{{\"PCR0\": \"{}\"}}", hex::encode([7u8; 48])),
+    )
+    .unwrap();
+    let nitro = format!(
+        "[enclave]\nmode = \"nitro\"\neif_path = \"{d}/enclave.eif\"\ncpu_count = 2\n\
+         memory_mib = 512\ncid = 16\nnitro_cli = \"{}\"\nboot_deadline_secs = 3\n\n",
+        nitro_cli.display()
+    );
+    let text = format!("{}{nitro}{}", &text[..start], &text[end..])
+        .replace("[attestation]\n", &format!("[attestation]\nexpected_pcrs = \"{d}/pcrs.json\"\n"));
+    std::fs::write(config, text).unwrap();
+}
+
+pub(crate) fn reencrypt(c: &Case, identity: &Path, out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+        .args(["reencrypt-shares", "--share-file"])
+        .arg(c.dir.0.join("shares").join(files::SHARES))
+        .arg("--identity-file")
+        .arg(identity)
+        .arg("--out-dir")
+        .arg(out)
+        .args(["--kms-key-id", "k", "--kms-endpoint", &c.kms.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", "AKIDOPERATOR")
+        .env("AWS_SECRET_ACCESS_KEY", "operator-secret")
+        .output()
+        .unwrap()
+}
+
+/// A case whose enclave subscribes to the session events of a gateway endpoint (its
+/// `/v1/events`, answers to `/v1/answers`), with a relay allowing that endpoint's
+/// `allowed_path` prefix on loopback.
+pub(crate) async fn with_session_events(
+    name: &str,
+    allowed_path: &str,
+) -> (tests::gateway_health::HealthEndpoint, Case, PathBuf) {
+    let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
+    let gw = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
+    let (c, config) = case(name, 7, 7).await;
+    std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
+    let base = gw.base();
+    replace_in(
+        &config,
+        "[enclave]\n",
+        &format!(
+            "[enclave]\nevents_url = \"{base}/v1/events\"\nanswers_url = \"{base}/v1/answers\"\n"
+        ),
+    );
+    append(
+        &config,
+        &format!(
+            "\n[relay]\nallow = [\"{base}{allowed_path}\"]\nnetworks = [\"127.0.0.0/8\", \"::1/128\"]\nca = \"{}\"\n",
+            c.dir.0.join("gateway-ca.pem").display()
+        ),
+    );
+    (gw, c, config)
+}
+
+/// The gRPC endpoint a `serving` line announces.
+pub(crate) fn grpc_endpoint(serving: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(serving).unwrap();
+    format!("https://{}", v["listen"].as_str().unwrap())
+}
+
+/// `GET /metrics` over plain HTTP/1.0.
+pub(crate) fn scrape(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(address).unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"), "{text}");
+    text.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+/// What one gateway attempt ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// A signature, verified independently, with answers under the attested key.
+    Signed,
+    /// A clean refusal while the node was away (no connection, UNAVAILABLE, cut off).
+    Away,
+    /// Anything else: a wrong signature, an unexpected code, a hang.
+    Wrong(String),
+}
+
+/// The gateway's loop: connect, attest, sign; on any failure reconnect and re-attest.
+pub(crate) async fn keep_calling(
+    endpoint: String,
+    ca_pem: String,
+    client: tests::tls_certs::Pem,
+    root: Vec<u8>,
+    accounts: Vec<tests::gateway_sim::Account>,
+    stop: Arc<AtomicBool>,
+) -> Vec<Attempt> {
+    let mut attempts = Vec::new();
+    let mut session: u128 = 0;
+    // What a node that is going or gone looks like from the gateway's side.
+    let away = |e: &str| {
+        let e = e.to_lowercase();
+        ["unavailable", "transport error", "connect", "cancel", "broken pipe", "h2 protocol"]
+            .iter()
+            .any(|s| e.contains(s))
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let connected = tokio::time::timeout(
+            Duration::from_secs(10),
+            tests::gateway_sim::connect(&endpoint, &ca_pem, &client),
+        )
+        .await;
+        let Ok(Ok(mut api)) = connected else {
+            attempts.push(Attempt::Away);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let key = tokio::time::timeout(
+            Duration::from_secs(10),
+            tests::gateway_sim::attested_answer_key(&mut api, &root),
+        )
+        .await;
+        let key = match key {
+            Ok(Ok(k)) => k,
+            Ok(Err(e)) if away(&e) => {
+                attempts.push(Attempt::Away);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            other => {
+                attempts.push(Attempt::Wrong(format!("attestation: {other:?}")));
+                continue;
+            }
+        };
+        while !stop.load(Ordering::Relaxed) {
+            session += 1;
+            let account = &accounts[usize::try_from(session).unwrap() % accounts.len()];
+            let id = session.to_be_bytes();
+            let signed = tokio::time::timeout(
+                Duration::from_secs(20),
+                tests::gateway_sim::sign(&mut api, &key, account, id, b"keep calling"),
+            )
+            .await;
+            match signed {
+                Ok(Ok(s)) if s.verified => attempts.push(Attempt::Signed),
+                Ok(Ok(s)) => attempts.push(Attempt::Wrong(format!("unverified {s:?}"))),
+                Ok(Err(e)) if away(&e) => {
+                    attempts.push(Attempt::Away);
+                    break;
+                }
+                Ok(Err(e)) => {
+                    attempts.push(Attempt::Wrong(e));
+                    break;
+                }
+                Err(_) => {
+                    attempts.push(Attempt::Wrong("hung".into()));
+                    break;
+                }
+            }
+        }
+    }
+    attempts
+}

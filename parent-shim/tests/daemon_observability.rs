@@ -1,0 +1,151 @@
+//! `parent-shim run` as a real process, launching the real `enclave-rt` (sim) binary, with
+//! the stand-ins on loopback. What operators see: every line in `CloudWatch` Logs, the
+//! health report to the gateway, the alert webhook.
+
+mod daemon_common;
+
+#[allow(clippy::wildcard_imports)]
+use daemon_common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tests::moto_server::MotoServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ships_every_line_to_cloudwatch_up_to_the_alert_that_ends_it() {
+    let moto = MotoServer::start().unwrap();
+    moto.create_log_group("/sign-service/parent").await.unwrap();
+    let (c, config) = case("cloudwatch", 7, 7).await;
+    with_cloudwatch(&config, &moto, "/sign-service/parent");
+    let mut p = start(&config);
+    p.wait_for("\"serving\"");
+    let pid = p.enclave_pid();
+    Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap();
+    assert_eq!(p.exit_code(), Some(1));
+    let shipped = moto.log_messages("/sign-service/parent", "node-1").await.unwrap();
+    // What stdout had, CloudWatch has, in order: the parent's events and the enclave's.
+    let printed: Vec<&String> = p.seen.iter().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(shipped.len(), printed.len(), "shipped {shipped:#?}\nprinted {printed:#?}");
+    for (s, l) in shipped.iter().zip(&printed) {
+        assert_eq!(s, *l);
+    }
+    for needle in ["\"inputs_fetched\"", "\"boot_record\"", "\"source\":\"enclave\"", "\"serving\""]
+    {
+        assert!(shipped.iter().any(|m| m.contains(needle)), "{needle} not shipped");
+    }
+    // The alert and the final `stopped` close the stream; the alert is an Embedded Metric
+    // Format record.
+    let tail: Vec<serde_json::Value> =
+        shipped[shipped.len() - 2..].iter().map(|m| serde_json::from_str(m).unwrap()).collect();
+    assert_eq!(tail[1]["event"], "stopped");
+    let alert = &tail[0];
+    assert_eq!(alert["event"], "alert");
+    assert_eq!(alert["reason"], "enclave_exited");
+    assert_eq!(alert["Alerts"], 1);
+    assert_eq!(alert["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "Alerts");
+    assert_eq!(alert["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0], "reason");
+    let all = shipped.join("\n");
+    assert!(!all.contains(&c.identity["AGE-SECRET-KEY-1".len()..]));
+    for s in &c.share_strings {
+        assert!(!all.contains(s.as_str()), "a share reached CloudWatch");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_cloudwatch_log_group_is_reported_and_signing_goes_on() {
+    let moto = MotoServer::start().unwrap();
+    let (_c, config) = case("cloudwatch-missing", 7, 7).await;
+    with_cloudwatch(&config, &moto, "/not/provisioned");
+    let mut p = start(&config);
+    // Shipping fails in the background while the boot goes on: either may come first.
+    let warn = p.seen_or_wait_for("cloudwatch_unavailable");
+    assert!(
+        warn.contains("/not/provisioned") && warn.contains("ResourceNotFoundException"),
+        "{warn}"
+    );
+    p.seen_or_wait_for("\"serving\"");
+}
+
+/// Once serving, the node reports its attestation, share fingerprint and load time to the
+/// gateway over HTTPS, again every interval, and a last `failed` report when its enclave
+/// dies; the gateway can verify the attestation document it receives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_receives_the_nodes_health_with_its_attestation() {
+    let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
+    let endpoint = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
+    let (c, config) = case("health", 7, 7).await;
+    std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
+    let section = format!(
+        "\n[gateway]\nhealth_url = \"{}\"\nca = \"{}\"\ninterval_secs = 1\n",
+        endpoint.url(),
+        c.dir.0.join("gateway-ca.pem").display()
+    );
+    append(&config, &section);
+    let mut p = start(&config);
+    let record: serde_json::Value = serde_json::from_str(&p.wait_for("\"boot_record\"")).unwrap();
+    p.wait_for("\"health_reported\"");
+    // At least two periodic reports.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while endpoint.reports().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let reports = endpoint.reports();
+    assert!(reports.len() >= 2, "{reports:?}");
+    let first = &reports[0];
+    assert_eq!(first["state"], "serving");
+    assert_eq!(first["accounts"], 20);
+    assert_eq!(first["share_file_sha256"], record["share_file_sha256"]);
+    assert_eq!(first["attestation_sha256"], record["attestation_sha256"]);
+    assert_eq!(first["pcrs"]["PCR0"], hex::encode([7u8; 48]));
+    assert!(first["loaded_at"].as_str().is_some_and(|t| t.starts_with("20") && t.ends_with('Z')));
+    // The gateway verifies the document itself, against the (sim) root it pins.
+    let doc = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        first["attestation_document"].as_str().unwrap(),
+    )
+    .unwrap();
+    let root = std::fs::read(c.dir.0.join("sim-ca/root.der")).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let verified = parent_shim::attestation_verifier::verify(
+        &doc,
+        &root,
+        now,
+        &parent_shim::attestation_verifier::Expectations::default(),
+    )
+    .unwrap();
+    assert_eq!(hex::encode(&verified.pcrs[&0]), hex::encode([7u8; 48]));
+    // The enclave dies: a last report says so.
+    Command::new("kill").arg("-KILL").arg(p.enclave_pid().to_string()).status().unwrap();
+    assert_eq!(p.exit_code(), Some(1));
+    let last = endpoint.reports().pop().unwrap();
+    assert_eq!(last["state"], "failed");
+    assert!(last["reason"].as_str().unwrap().contains("exited"), "{last}");
+    let all = serde_json::to_string(&endpoint.reports()).unwrap();
+    assert!(!all.contains(&c.identity["AGE-SECRET-KEY-1".len()..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_that_ends_a_run_reaches_the_webhook() {
+    let pager_ca = tests::tls_certs::Ca::new("pager CA").unwrap();
+    let pager = tests::gateway_health::HealthEndpoint::start(&pager_ca).await.unwrap();
+    let (c, config) = case("webhook", 7, 8).await;
+    std::fs::write(c.dir.0.join("pager-ca.pem"), pager_ca.cert_pem()).unwrap();
+    append(
+        &config,
+        &format!(
+            "\n[alerts]\nwebhook_url = \"{}\"\nca = \"{}\"\n",
+            pager.alerts_url(),
+            c.dir.0.join("pager-ca.pem").display()
+        ),
+    );
+    let p = start(&config);
+    fails_closed(&c, p, "AccessDeniedException");
+    // Delivered before the process exited.
+    let alerts = pager.reports();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["event"], "alert");
+    assert_eq!(alerts[0]["reason"], "boot_failed");
+    assert!(alerts[0]["error"].as_str().unwrap().contains("AccessDeniedException"));
+    assert!(
+        !serde_json::to_string(&alerts).unwrap().contains(&c.identity["AGE-SECRET-KEY-1".len()..])
+    );
+}
