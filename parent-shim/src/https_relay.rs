@@ -443,11 +443,9 @@ async fn connect_once(
         };
         let Ok(data) = frame.into_data() else { continue };
         for event in parser.push(&data) {
-            let Ok(event) = event else {
-                return Ended::Final((
-                    RelayErrorCode::TOO_LARGE,
-                    "an event over the frame limit".into(),
-                ));
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => return Ended::Final((RelayErrorCode::TOO_LARGE, e.to_string())),
             };
             let m = SseEvent { id: &event.id, event: &event.event, data: &event.data };
             if client.send(&Message::SseEvent(m), stream).await.is_err() {
@@ -470,6 +468,16 @@ pub struct ParsedEvent {
     pub event: String,
     /// `data` lines joined with `\n`.
     pub data: String,
+}
+
+/// An event (or one of its lines) over the relay's limit: dropped whole, never cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OversizedEvent;
+
+impl std::fmt::Display for OversizedEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an event over the frame limit")
+    }
 }
 
 /// An incremental `text/event-stream` parser (WHATWG HTML, "Server-sent events"): lines
@@ -510,7 +518,7 @@ impl SseParser {
     }
 
     /// Feeds bytes; returns the events they complete (an error for one too large to relay).
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<ParsedEvent, ()>> {
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<ParsedEvent, OversizedEvent>> {
         let mut out = Vec::new();
         for &b in bytes {
             if self.last_cr && b == b'\n' {
@@ -532,7 +540,7 @@ impl SseParser {
         out
     }
 
-    fn line_done(&mut self, line: &[u8]) -> Option<Result<ParsedEvent, ()>> {
+    fn line_done(&mut self, line: &[u8]) -> Option<Result<ParsedEvent, OversizedEvent>> {
         if line.is_empty() {
             let too_big = std::mem::take(&mut self.oversized);
             self.size = 0;
@@ -543,7 +551,7 @@ impl SseParser {
             let data = std::mem::take(&mut self.data).join("\n");
             let event = std::mem::take(&mut self.event);
             return Some(if too_big {
-                Err(())
+                Err(OversizedEvent)
             } else {
                 Ok(ParsedEvent { id: self.id.clone(), event, data })
             });
@@ -680,10 +688,10 @@ mod tests {
             held = held.max(p.buffered());
         }
         assert!(held <= MAX_BODY, "held {held} bytes");
-        assert_eq!(p.push(b"\n"), vec![Err(())]);
+        assert_eq!(p.push(b"\n"), vec![Err(OversizedEvent)]);
         // One line longer than the limit: refused, not relayed truncated.
         let long = format!("data: {}\n\n", "y".repeat(MAX_BODY + 10));
-        assert_eq!(p.push(long.as_bytes()), vec![Err(())]);
+        assert_eq!(p.push(long.as_bytes()), vec![Err(OversizedEvent)]);
         assert!(p.buffered() <= MAX_BODY);
         // The stream goes on normally afterwards.
         assert_eq!(
