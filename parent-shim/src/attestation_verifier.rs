@@ -391,16 +391,31 @@ pub const AWS_NITRO_ROOT_G1_SHA256: &str =
 /// Where `aws` (without a path) looks for AWS's root certificate.
 pub const AWS_NITRO_ROOT_G1_PATH: &str = "/usr/share/sign-service/aws-nitro-enclaves-root-g1.pem";
 
+/// A certificate as DER, from PEM or DER bytes.
+pub fn certificate_der(cert: &[u8]) -> Result<Vec<u8>, String> {
+    use rustls_pki_types::pem::PemObject;
+    if cert.starts_with(b"-----BEGIN") {
+        return rustls_pki_types::CertificateDer::from_pem_slice(cert)
+            .map(|c| c.to_vec())
+            .map_err(|e| format!("not a PEM certificate: {e}"));
+    }
+    Ok(cert.to_vec())
+}
+
+/// The attestation root a configuration or command line names, as DER: `aws` or
+/// `aws:PATH` (AWS's root, pinned by [`aws_root`]), else a PEM or DER file. The one reader
+/// of the root for the daemon and the CLI.
+pub fn load_root(spec: &str) -> Result<Vec<u8>, String> {
+    if let Some(aws) = aws_root(spec) {
+        return aws;
+    }
+    let bytes = std::fs::read(spec).map_err(|e| format!("{spec}: {e}"))?;
+    certificate_der(&bytes).map_err(|e| format!("{spec}: {e}"))
+}
+
 /// A root certificate (PEM or DER) as DER, if its SHA-256 is `sha256_hex`.
 pub fn pinned_root(cert: &[u8], sha256_hex: &str) -> Result<Vec<u8>, String> {
-    use rustls_pki_types::pem::PemObject;
-    let der = if cert.starts_with(b"-----BEGIN") {
-        rustls_pki_types::CertificateDer::from_pem_slice(cert)
-            .map_err(|e| format!("not a PEM certificate: {e}"))?
-            .to_vec()
-    } else {
-        cert.to_vec()
-    };
+    let der = certificate_der(cert)?;
     let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, &der).as_ref());
     if digest == sha256_hex {
         Ok(der)

@@ -175,16 +175,7 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 
 /// The root certificate as DER, from `aws` or a PEM/DER file.
 fn root_der(root: &str) -> Result<Vec<u8>, String> {
-    if let Some(aws) = parent_shim::attestation_verifier::aws_root(root) {
-        return aws;
-    }
-    let bytes = read(Path::new(root))?;
-    if bytes.starts_with(b"-----BEGIN") {
-        use x509_cert::der::{DecodePem, Encode};
-        let cert = x509_cert::Certificate::from_pem(&bytes).map_err(|e| format!("--root: {e}"))?;
-        return cert.to_der().map_err(|e| format!("--root: {e}"));
-    }
-    Ok(bytes)
+    parent_shim::attestation_verifier::load_root(root).map_err(|e| format!("--root {e}"))
 }
 
 fn parse_pcrs(path: &Path) -> Result<BTreeMap<u64, Vec<u8>>, String> {

@@ -88,19 +88,10 @@ pub(crate) fn health_target(
     )))
 }
 
+/// `attestation.root`, read as the CLI reads `--root`.
 pub(crate) fn read_root(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    if let Some(aws) = path.to_str().and_then(crate::attestation_verifier::aws_root) {
-        return aws.map_err(ConfigError);
-    }
-    let bytes = std::fs::read(path)
-        .map_err(|e| ConfigError(format!("attestation.root {}: {e}", path.display())))?;
-    if bytes.starts_with(b"-----BEGIN") {
-        use rustls_pki_types::pem::PemObject;
-        let cert = rustls_pki_types::CertificateDer::from_pem_slice(&bytes)
-            .map_err(|e| ConfigError(format!("attestation.root {}: {e}", path.display())))?;
-        return Ok(cert.to_vec());
-    }
-    Ok(bytes)
+    crate::attestation_verifier::load_root(&path.to_string_lossy())
+        .map_err(|e| ConfigError(format!("attestation.root {e}")))
 }
 
 pub(crate) fn grpc_server_tls(config: &Config) -> Result<rustls::ServerConfig, ConfigError> {

@@ -227,3 +227,31 @@ fn the_aws_root_is_pinned_by_its_fingerprint() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not the AWS Nitro root G1"), "{err}");
 }
+
+#[test]
+fn the_root_is_read_one_way_from_pem_der_or_aws() {
+    use base64::Engine as _;
+    use parent_shim::attestation_verifier::load_root;
+    let ca = tests::sim_ca::generate().unwrap();
+    let dir = tests::cms_openssl::workdir("load-root");
+    let der_path = dir.0.join("root.der");
+    std::fs::write(&der_path, &ca.root_der).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&ca.root_der);
+    let body: Vec<&str> =
+        b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    let pem =
+        format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", body.join("\n"));
+    let pem_path = dir.0.join("root.pem");
+    std::fs::write(&pem_path, pem).unwrap();
+    assert_eq!(load_root(&der_path.display().to_string()).unwrap(), ca.root_der);
+    assert_eq!(load_root(&pem_path.display().to_string()).unwrap(), ca.root_der);
+    let missing = dir.0.join("missing.pem").display().to_string();
+    assert!(load_root(&missing).unwrap_err().contains(&missing));
+    std::fs::write(&pem_path, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    assert!(
+        load_root(&pem_path.display().to_string()).unwrap_err().contains("not a PEM certificate")
+    );
+    // `aws:PATH` with a certificate that is not AWS's is refused by its fingerprint.
+    let err = load_root(&format!("aws:{}", der_path.display())).unwrap_err();
+    assert!(err.contains("is not the AWS Nitro root G1"), "{err}");
+}
