@@ -67,11 +67,25 @@ fn service_config(args: &EnclaveArgs) -> ServiceConfig {
     }
 }
 
+/// What only the production flavour refuses: a gateway key whose private half is published
+/// (the build refuses to make such an image; this holds for an image made any other way).
+fn production_checks(args: EnclaveArgs) -> Result<EnclaveArgs, String> {
+    if cfg!(feature = "nsm") {
+        enclave_core::enclave_args::refuse_published_keys(&args).map_err(|e| e.to_string())?;
+    }
+    Ok(args)
+}
+
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let pid1 = enclave_rt::pid1::is_pid1();
+    let args = match parse_args().and_then(production_checks) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("enclave-rt: {e}");
+            if pid1 {
+                // Returning would panic the kernel and lose the reason printed above.
+                enclave_rt::pid1::end_enclave();
+            }
             return ExitCode::from(2);
         }
     };
@@ -83,7 +97,6 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let logs = LogRing::new(DEFAULT_MAX_BYTES, !args.quiet);
-    let pid1 = enclave_rt::pid1::is_pid1();
     if pid1 && let Err(e) = init_enclave(&args.heartbeat) {
         eprintln!("enclave-rt: init failed: {e}; ending the enclave");
         enclave_rt::pid1::end_enclave();

@@ -6,8 +6,10 @@ use std::process::Command;
 
 use enclave_rt::nsm_device::NsmDevice;
 
-/// The Ed25519 base point: a valid, not weak, public key.
-const BASE_POINT: &str = "5866666666666666666666666666666666666666666666666666666666666666";
+/// A valid, not weak public key whose private half exists only in this process.
+fn fresh_key() -> String {
+    hex::encode(tests::gateway::fresh_gateway().verifying_key().to_bytes())
+}
 
 #[test]
 
@@ -25,7 +27,7 @@ fn without_dev_nsm_the_device_and_the_binary_refuse() {
             "--logs",
             "unix:/tmp/nsm-test-logs.sock",
             "--gateway-key",
-            BASE_POINT,
+            &fresh_key(),
         ])
         .output()
         .unwrap();
@@ -39,7 +41,7 @@ fn without_dev_nsm_the_device_and_the_binary_refuse() {
             "--logs",
             "unix:/tmp/b.sock",
             "--gateway-key",
-            BASE_POINT,
+            &fresh_key(),
             "--sim-nsm-dir",
             "/tmp",
         ])
@@ -47,4 +49,20 @@ fn without_dev_nsm_the_device_and_the_binary_refuse() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refused by the nsm flavour"));
+}
+
+#[test]
+fn the_production_binary_refuses_a_gateway_key_published_in_the_repository() {
+    // The demo gateway's key: its private half is in `tests::gateway`. Refused before the
+    // NSM is opened, with the key named; a fresh key (above) gets as far as the NSM.
+    let demo = hex::encode(tests::gateway::gateway().verifying_key().to_bytes());
+    let out = Command::new(env!("CARGO_BIN_EXE_enclave-rt"))
+        .args(["--control", "unix:/tmp/a.sock", "--logs", "unix:/tmp/b.sock"])
+        .args(["--gateway-key", &demo])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("published") && stderr.contains(&demo), "{stderr}");
+    assert!(!stderr.contains("/dev/nsm"), "{stderr}");
 }

@@ -85,6 +85,11 @@ pub async fn pump_enclave_logs(mut stream: impl tokio::io::AsyncRead + Unpin) {
                                 "target": l.target, "message": l.message, "fields": fields})
                         .to_string(),
                     );
+                    if l.target == enclave_core::serving::ALERT_TARGET {
+                        let reason = l.fields.iter().find(|(k, _)| *k == "reason").map(|(_, v)| v);
+                        let reason = format!("enclave_{}", reason.unwrap_or("unknown"));
+                        emit("error", "alert", json!({"reason": reason, "message": l.message}));
+                    }
                 }
                 Ok(wire::Message::LogsDropped(d)) => {
                     emit("warn", "enclave_logs_dropped", json!({"count": d.count}));
@@ -105,6 +110,26 @@ mod tests {
             text.contains("signservice_alerts_total{reason=\"event_log_test_reason\"} 1\n"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_enclave_alert_line_is_a_parent_alert() {
+        use enclave_core::log_ring::LogRing;
+        let mut ring = LogRing::new(1 << 16, false);
+        let target = enclave_core::serving::ALERT_TARGET;
+        ring.log(wire::LogLevel::Error, target, "share unusable", &[("reason", "el_test")]);
+        ring.log(wire::LogLevel::Warn, "rpc", "request refused", &[("reason", "el_test_not")]);
+        let mut bytes = Vec::new();
+        while let Some(frame) = ring.pop_frame() {
+            bytes.extend_from_slice(&frame);
+        }
+        super::pump_enclave_logs(&bytes[..]).await;
+        let text = crate::metrics::render();
+        assert!(
+            text.contains("signservice_alerts_total{reason=\"enclave_el_test\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("el_test_not"), "{text}");
     }
 
     #[test]

@@ -36,6 +36,7 @@ async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay(
         let session_id = [session; 16];
         let signed = tests::gateway_sim::sign_via(
             &mut Via::Events(&gw),
+            &tests::gateway::gateway(),
             &answer_key,
             account,
             session_id,

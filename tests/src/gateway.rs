@@ -13,8 +13,18 @@ use sha2::{Digest, Sha256};
 use wire::session_signatures::{self as signed, SessionGrant};
 use wire::{CommitRequest, Scheme};
 
+/// A gateway's grant-signing key.
+pub type GatewayKey = ed25519_dalek::SigningKey;
+
+/// The demo gateway key. Its private half is here, so anyone can sign for it: the
+/// production enclave refuses it (`enclave_args::PUBLISHED_GATEWAY_KEYS`).
 pub fn gateway() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[0x42; 32])
+}
+
+/// A gateway key nobody else has: for a production image under test.
+pub fn fresh_gateway() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&rand::random())
 }
 
 /// An owned commit request; `.request()` borrows it as the wire struct.

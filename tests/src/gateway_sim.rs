@@ -179,7 +179,7 @@ pub fn commit_request(grant: &Grant) -> pb::CommitRequest {
 }
 
 /// One session: grant, round 1, the other party's round 1, package, round 2, aggregate,
-/// verify. `session_id` must be fresh.
+/// verify. `session_id` must be fresh. The grant is signed with the demo gateway key.
 pub async fn sign(
     api: &mut SignServiceClient<Channel>,
     answer_key: &[u8; 32],
@@ -187,27 +187,37 @@ pub async fn sign(
     session_id: [u8; 16],
     message: &[u8],
 ) -> Result<Signed, String> {
-    sign_via(&mut Via::Grpc(api), answer_key, account, session_id, message).await
+    let via = &mut Via::Grpc(api);
+    sign_via(via, &crate::gateway::gateway(), answer_key, account, session_id, message).await
 }
 
-/// [`sign`], with the rounds delivered either way.
-pub async fn sign_via(
-    via: &mut Via<'_>,
+/// [`sign`] with the grant signed by `gateway` (an image with a key of its own: the
+/// production image refuses the demo key).
+pub async fn sign_as(
+    api: &mut SignServiceClient<Channel>,
+    gateway: &ed25519_dalek::SigningKey,
     answer_key: &[u8; 32],
     account: &Account,
     session_id: [u8; 16],
     message: &[u8],
 ) -> Result<Signed, String> {
+    sign_via(&mut Via::Grpc(api), gateway, answer_key, account, session_id, message).await
+}
+
+/// [`sign_as`], with the rounds delivered either way.
+pub async fn sign_via(
+    via: &mut Via<'_>,
+    gateway: &ed25519_dalek::SigningKey,
+    answer_key: &[u8; 32],
+    account: &Account,
+    session_id: [u8; 16],
+    message: &[u8],
+) -> Result<Signed, String> {
+    let session = (gateway, answer_key, account, session_id, message);
     match account.scheme {
-        Scheme::Ed25519 => {
-            sign_with::<frost_ed25519::Ed25519Sha512>(via, answer_key, account, session_id, message)
-                .await
-        }
+        Scheme::Ed25519 => sign_with::<frost_ed25519::Ed25519Sha512>(via, session).await,
         Scheme::Secp256k1Tr => {
-            sign_with::<frost_secp256k1_tr::Secp256K1Sha256TR>(
-                via, answer_key, account, session_id, message,
-            )
-            .await
+            sign_with::<frost_secp256k1_tr::Secp256K1Sha256TR>(via, session).await
         }
     }
 }
@@ -332,15 +342,18 @@ fn check_answer(key: &[u8; 32], statement: &[u8], signature: &[u8]) -> Result<()
 
 async fn sign_with<C: Ciphersuite>(
     api: &mut Via<'_>,
-    answer_key: &[u8; 32],
-    account: &Account,
-    session_id: [u8; 16],
-    message: &[u8],
+    (gateway, answer_key, account, session_id, message): (
+        &ed25519_dalek::SigningKey,
+        &[u8; 32],
+        &Account,
+        [u8; 16],
+        &[u8],
+    ),
 ) -> Result<Signed, String> {
     let started = Instant::now();
     let mut grant = Grant::new(account.scheme, &account.account_id, 0, message, now_secs() + 60);
     grant.session_id = session_id;
-    grant.sign_with(&crate::gateway::gateway());
+    grant.sign_with(gateway);
     let request = commit_request(&grant);
     let c = api.commit(request).await?;
     let mut buf = [0u8; signed::COMMIT_ANSWER_MAX];

@@ -152,6 +152,11 @@ fn measured_args(req: &Request) -> Result<EnclaveArgs> {
     if let Some((events, answers)) = &req.events {
         args.events = Some(EventsConfig::new(events, answers).map_err(Failure)?);
     }
+    if req.flavour == "nsm" {
+        // The enclave refuses these too; refusing here saves building an image that
+        // cannot start.
+        enclave_args::refuse_published_keys(&args).map_err(bad)?;
+    }
     Ok(args)
 }
 
@@ -391,11 +396,13 @@ pub(crate) fn check_reproducible(root: &Path) -> Result {
     let copy = scratch.join("elsewhere").join("checkout");
     build_enclave::copy_checkout(root, &copy)?;
     build_kernel::check_reproducible(root, &copy, &scratch)?;
+    // One fresh key for both builds: a production image refuses the demo key.
+    let key = hex(::tests::gateway::fresh_gateway().verifying_key().to_bytes());
     let request = |out: PathBuf| Request {
         flavour: "nsm".into(),
         out,
         kernel_dir: None,
-        gateway_key: demo_gateway_key(),
+        gateway_key: key.clone(),
         session_cap: DEFAULT_SESSION_CAP,
         heartbeat: None,
         memory: None,
@@ -440,6 +447,27 @@ mod tests {
         assert_eq!(super::gateway_key_for("sim", "").unwrap(), demo);
         let given = "AB".repeat(32);
         assert_eq!(super::gateway_key_for("nsm", &given).unwrap(), "ab".repeat(32));
+    }
+
+    #[test]
+    fn a_production_image_refuses_a_published_gateway_key() {
+        let request = |flavour: &str, gateway_key: String| super::Request {
+            flavour: flavour.into(),
+            out: std::path::PathBuf::new(),
+            kernel_dir: None,
+            gateway_key,
+            session_cap: super::DEFAULT_SESSION_CAP,
+            heartbeat: None,
+            memory: None,
+            events: None,
+        };
+        let demo = super::demo_gateway_key();
+        let e = super::measured_args(&request("nsm", demo.clone())).unwrap_err();
+        assert!(e.0.contains("published") && e.0.contains(&demo), "{}", e.0);
+        // The sim image may use it (it says so), and a production image takes a fresh key.
+        super::measured_args(&request("sim", demo)).unwrap();
+        let fresh = ::tests::gateway::fresh_gateway().verifying_key().to_bytes();
+        super::measured_args(&request("nsm", hex::encode(fresh))).unwrap();
     }
 
     #[test]

@@ -267,6 +267,7 @@ client_ca = "{dir}/tls/ca.pem"
 
     // The gateway.
     let result = runtime.block_on(gateway(
+        &tests::gateway::gateway(),
         &format!("https://127.0.0.1:{port}"),
         &gateway_ca.cert_pem(),
         &client,
@@ -373,6 +374,7 @@ pub(crate) struct Stats {
 }
 
 pub(crate) async fn gateway(
+    gateway_key: &tests::gateway::GatewayKey,
     endpoint: &str,
     server_ca: &str,
     client: &tests::tls_certs::Pem,
@@ -393,9 +395,10 @@ pub(crate) async fn gateway(
         let account = &accounts[(n * 7919) % accounts.len()];
         let message: [u8; 32] = rand::random();
         let session_id: [u8; 16] = rand::random();
-        let s = gateway_sim::sign(&mut api, &answer_key, account, session_id, &message)
-            .await
-            .map_err(|e| Failure(format!("{}: {e}", account.account_id)))?;
+        let s =
+            gateway_sim::sign_as(&mut api, gateway_key, &answer_key, account, session_id, &message)
+                .await
+                .map_err(|e| Failure(format!("{}: {e}", account.account_id)))?;
         println!(
             "account={} scheme={} pubkey={} message={} signature={} verified={}",
             s.account_id,

@@ -15,7 +15,9 @@
 //! The one difference from a production build is measured and named: the heartbeat goes to
 //! the host (CID 2, `--heartbeat vsock:2:9000`), because `vhost-device-vsock` 0.3.0 does
 //! not carry guest traffic to CID 3. The kernel, the binary and the command line are a
-//! production build's; the gateway key is the demo key, whose private half the test needs.
+//! production build's; the gateway key is a fresh one made for the run (the image refuses the
+//! demo key, whose private half is in this repository), whose private half the simulated
+//! gateway signs grants with.
 //!
 //! This side plays the parent with the parent's own code: the document's PCRs must equal
 //! `pcrs.json` byte for byte; KMS `Decrypt` with `Recipient` through `aws-sdk-kms` against
@@ -310,7 +312,9 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
     let _ = std::fs::remove_dir_all(&work);
     io("work dir", std::fs::create_dir_all(&work))?;
     let eif_dir = work.join("eif");
-    // A production request but for the heartbeat's address (see the module comment).
+    // A production request but for the heartbeat's address (see the module comment), with
+    // a gateway key of its own: the image refuses the demo key, whose private half is public.
+    let gateway_key = ::tests::gateway::fresh_gateway();
     let built = build_eif::build(
         root,
         None,
@@ -318,7 +322,7 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
             flavour: "nsm".into(),
             out: eif_dir.clone(),
             kernel_dir: None,
-            gateway_key: build_eif::demo_gateway_key(),
+            gateway_key: hex::encode(gateway_key.verifying_key().to_bytes()),
             session_cap: build_eif::DEFAULT_SESSION_CAP,
             heartbeat: Some(format!("vsock:2:{HEARTBEAT_PORT}")),
             events: None,
@@ -337,6 +341,7 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
         trust: QemuNsm { pcrs },
         runtime,
         inputs,
+        gateway_key,
     };
     let document = match boot_and_sign(&cx) {
         Err(e) if qemu_nsm_race(&cx, "boot-ok") => {
@@ -377,6 +382,8 @@ struct Context {
     trust: QemuNsm,
     runtime: tokio::runtime::Runtime,
     inputs: Inputs,
+    /// The gateway key the image was built with (fresh: the image refuses the demo key).
+    gateway_key: ::tests::gateway::GatewayKey,
 }
 
 /// Starts a guest in `work/name` and waits for it to listen: its log stream is printed,
@@ -481,6 +488,7 @@ async fn sign_through_the_bridge(
         parent_shim::grpc_bridge::Bridge::new(link, Arc::new(record), Duration::from_mins(1));
     tokio::spawn(parent_shim::grpc_bridge::serve(listener, tls, bridge, std::future::pending()));
     crate::demo::gateway(
+        &cx.gateway_key,
         &format!("https://127.0.0.1:{port}"),
         &gateway_ca.cert_pem(),
         &gateway_client,

@@ -316,6 +316,47 @@ pub fn gateway_key(text: &str) -> Result<[u8; 32], ArgsError> {
     Ok(key)
 }
 
+/// Ed25519 public keys anyone can sign grants for: those whose private halves are in this
+/// repository (the demo gateway key, seed `[0x42; 32]`, and a test's wrong key, seed
+/// `[7; 32]`) and the base point (secret scalar 1). A production enclave refuses them
+/// ([`refuse_published_keys`]). A test derives each from its secret, so the list cannot
+/// drift from the code that uses them.
+pub const PUBLISHED_GATEWAY_KEYS: [[u8; 32]; 3] = [
+    [
+        0x21, 0x52, 0xf8, 0xd1, 0x9b, 0x79, 0x1d, 0x24, 0x45, 0x32, 0x42, 0xe1, 0x5f, 0x2e, 0xab,
+        0x6c, 0xb7, 0xcf, 0xfa, 0x7b, 0x6a, 0x5e, 0xd3, 0x00, 0x97, 0x96, 0x0e, 0x06, 0x98, 0x81,
+        0xdb, 0x12,
+    ],
+    [
+        0xea, 0x4a, 0x6c, 0x63, 0xe2, 0x9c, 0x52, 0x0a, 0xbe, 0xf5, 0x50, 0x7b, 0x13, 0x2e, 0xc5,
+        0xf9, 0x95, 0x47, 0x76, 0xae, 0xbe, 0xbe, 0x7b, 0x92, 0x42, 0x1e, 0xea, 0x69, 0x14, 0x46,
+        0xd2, 0x2c,
+    ],
+    [
+        0x58, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+        0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+        0x66, 0x66,
+    ],
+];
+
+/// The production image's check (`nsm` flavour): the gateway key must not be one whose
+/// private half is published ([`PUBLISHED_GATEWAY_KEYS`]). The build refuses such an image
+/// too (`cargo xtask build-eif`); this holds even for an image built some other way.
+///
+/// # Errors
+/// Names the key and why.
+pub fn refuse_published_keys(args: &EnclaveArgs) -> Result<(), ArgsError> {
+    let key = &args.engine.gateway_key;
+    if PUBLISHED_GATEWAY_KEYS.contains(key) {
+        return Err(ArgsError(format!(
+            "refusing --gateway-key {}: its private half is published in the sign-service \
+             repository (a demo or test key); a production image needs the gateway's own key",
+            hex(key)
+        )));
+    }
+    Ok(())
+}
+
 /// `INDEX=HEX` with 96 hex digits.
 fn pcr(text: &str) -> Result<(u64, [u8; 48]), ArgsError> {
     let bad = || ArgsError(format!("bad --sim-pcr `{text}`: expected INDEX=96 hex digits"));

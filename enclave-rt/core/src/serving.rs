@@ -508,8 +508,26 @@ fn serve<R: RngCore + CryptoRng>(
         let error = e.to_string();
         let fields = [("kind", message.name()), ("code", code.as_str()), ("error", error.as_str())];
         logs.log(LogLevel::Warn, "rpc", "request refused", &fields);
+        // A share the loader accepted but a session cannot use means the file is bad: the
+        // operator hears of it (the parent turns `alert` lines into alerts), not only the
+        // caller. No share byte is in the fields.
+        if let Some(reason) = share_alert(e) {
+            logs.log(LogLevel::Error, ALERT_TARGET, "share unusable", &[("reason", reason)]);
+        }
         Reply::Refused(e)
     })
+}
+
+/// Log target of lines the parent raises as alerts (reason in the `reason` field).
+pub const ALERT_TARGET: &str = "alert";
+
+/// The alert reason of a refusal that points at the share file, not at the request.
+fn share_alert(e: EngineError) -> Option<&'static str> {
+    match e {
+        EngineError::ShareUnusable => Some("share_unusable"),
+        EngineError::ShareInconsistent => Some("share_inconsistent"),
+        _ => None,
+    }
 }
 
 fn micros_since(start: Instant, now: Instant) -> u64 {

@@ -11,22 +11,27 @@
 //!             where P = 32 for Ed25519 and 33 (SEC1 compressed) for secp256k1-tr
 //! ```
 //!
-//! The loader checks the envelope and the key package's framing (lengths, header bytes, a
-//! canonical `min_signers` of at least 2). Curve points and scalars are decoded when a
+//! The loader checks what costs no curve arithmetic: the envelope, the key package's framing
+//! (lengths, header bytes, a canonical `min_signers` of at least 2), both scalars canonical
+//! and non-zero (the signing share's check in constant time: it is the secret), and for
+//! secp256k1-tr the SEC1 prefix of both points. The points themselves are decoded when a
 //! session first uses the share: decoding two points per account would cost more than the
-//! whole decryption of the file (about 20 us per account, measured in `bench boot`).
+//! whole decryption of the file (about 20 us per account, measured in `bench boot`). A share
+//! that fails there is refused by name and raises an alert (`signing_engine`).
 //!
 //! The store keeps a share in its *stored form* ([`stored_form`]), only what signing needs:
 //!
 //! ```text
 //! scheme (1) || identifier (32) || signing share (32) || verifying key (P)
-//!            || min_signers (2, little-endian)
+//!            || min_signers (2, little-endian) || verifying share tag (8)
 //! ```
 //!
-//! 99 bytes for Ed25519 and 100 for secp256k1-tr, instead of the envelope's 136-140: the
+//! 107 bytes for Ed25519 and 108 for secp256k1-tr, instead of the envelope's 136-140: the
 //! version and the ciphersuite header are implied by the scheme, and the verifying share
 //! (the signing share times the base point) is derived again when a session decodes the
-//! share, which is cheaper than validating the stored point was.
+//! share, which is cheaper than validating the stored point was. The tag (the first 8 bytes
+//! of the file's verifying share's SHA-256) lets that session check the file's verifying
+//! share matches its secret without keeping the point.
 
 // Indexes byte buffers after checking their bounds (fuzzed); not yet moved to `.get()`.
 #![allow(clippy::indexing_slicing)]
@@ -49,7 +54,9 @@ const SEXTET_BUF: usize = SHARE_B64_MAX.div_ceil(8) * 8;
 /// Size of the buffer [`decode_share`] writes: 6 bytes per 8-character word.
 pub const DECODE_BUF: usize = SEXTET_BUF / 8 * 6;
 /// Longest stored form of a share ([`stored_form`]): secp256k1-tr's.
-pub const STORED_MAX: usize = 1 + 32 + 32 + 33 + 2;
+pub const STORED_MAX: usize = 1 + 32 + 32 + 33 + 2 + VERIFYING_SHARE_TAG;
+/// Bytes of the verifying share's tag in the stored form ([`verifying_share_tag`]).
+pub const VERIFYING_SHARE_TAG: usize = 8;
 /// Shortest decoded share (Ed25519 with a one-byte `min_signers`).
 pub const SHARE_MIN: usize = 2 + 5 + 32 + 32 + 32 + 32 + 1;
 /// Shortest `share` string.
@@ -72,8 +79,11 @@ pub enum FieldError {
     ShareUnsupportedVersion,
     /// The envelope's scheme byte names no scheme this build supports.
     ShareUnknownScheme,
-    /// The key package's framing does not match its scheme (length, header, `min_signers`).
+    /// The key package's framing does not match its scheme (length, header, `min_signers`,
+    /// a point's SEC1 prefix).
     ShareBadKeyPackage,
+    /// The identifier or the signing share is zero or not a canonical scalar.
+    ShareBadScalar,
 }
 
 impl fmt::Display for FieldError {
@@ -87,6 +97,7 @@ impl fmt::Display for FieldError {
             Self::ShareUnsupportedVersion => "share envelope has an unsupported version",
             Self::ShareUnknownScheme => "share envelope names an unknown scheme",
             Self::ShareBadKeyPackage => "share key package is malformed for its scheme",
+            Self::ShareBadScalar => "share key package holds a zero or non-canonical scalar",
         })
     }
 }
@@ -222,6 +233,8 @@ pub struct StoredShare<'a> {
     pub verifying_key: &'a [u8],
     /// The threshold.
     pub min_signers: u16,
+    /// [`verifying_share_tag`] of the verifying share the file carried.
+    pub verifying_share_tag: &'a [u8],
 }
 
 /// Splits a stored share into its fields, or `None` if it is not one.
@@ -229,18 +242,20 @@ pub struct StoredShare<'a> {
 pub fn parse_stored(stored: &[u8]) -> Option<StoredShare<'_>> {
     let scheme = scheme_of(stored)?;
     let (_, point_len) = ciphersuite_header(scheme);
-    if stored.len() != 1 + 32 + 32 + point_len + 2 {
+    if stored.len() != 1 + 32 + 32 + point_len + 2 + VERIFYING_SHARE_TAG {
         return None;
     }
     let (identifier, rest) = stored[1..].split_at(32);
     let (signing_share, rest) = rest.split_at(32);
-    let (verifying_key, min_signers) = rest.split_at(point_len);
+    let (verifying_key, rest) = rest.split_at(point_len);
+    let (min_signers, verifying_share_tag) = rest.split_at(2);
     Some(StoredShare {
         scheme,
         identifier,
         signing_share,
         verifying_key,
         min_signers: u16::from_le_bytes([min_signers[0], min_signers[1]]),
+        verifying_share_tag,
     })
 }
 
@@ -259,12 +274,57 @@ fn write_stored(
     let (header, point_len) = ciphersuite_header(scheme);
     // Key package after its header: identifier, signing share, verifying share, key.
     let body = &package[header.len()..];
-    let len = 1 + 32 + 32 + point_len + 2;
+    let key_end = 65 + point_len;
     out[0] = scheme as u8;
     out[1..65].copy_from_slice(&body[..64]);
-    out[65..65 + point_len].copy_from_slice(&body[64 + point_len..64 + 2 * point_len]);
-    out[65 + point_len..len].copy_from_slice(&min_signers.to_le_bytes());
-    len
+    out[65..key_end].copy_from_slice(&body[64 + point_len..64 + 2 * point_len]);
+    out[key_end..key_end + 2].copy_from_slice(&min_signers.to_le_bytes());
+    let tag = verifying_share_tag(&body[64..64 + point_len]);
+    out[key_end + 2..key_end + 2 + VERIFYING_SHARE_TAG].copy_from_slice(&tag);
+    key_end + 2 + VERIFYING_SHARE_TAG
+}
+
+/// The stored form's tag of a serialized verifying share: the first
+/// [`VERIFYING_SHARE_TAG`] bytes of its SHA-256. Public data (the point is public), so a
+/// short tag only has to catch a file whose verifying share and secret disagree.
+#[must_use]
+pub fn verifying_share_tag(point: &[u8]) -> [u8; VERIFYING_SHARE_TAG] {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(point);
+    let mut tag = [0u8; VERIFYING_SHARE_TAG];
+    tag.copy_from_slice(&digest[..VERIFYING_SHARE_TAG]);
+    tag
+}
+
+/// Each scheme's group order, in the byte order its scalars are serialized in.
+const ED25519_ORDER_LE: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+const SECP256K1_ORDER_BE: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
+    0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x41,
+];
+
+/// Whether a serialized scalar of `scheme` is canonical (below the group order) and
+/// non-zero. Branch-free over the bytes, because it is also run on the signing share: the
+/// subtraction's final borrow says `scalar < order`.
+#[must_use]
+pub fn scalar_in_range(scheme: Scheme, scalar: &[u8; 32]) -> bool {
+    let (order, big_endian) = match scheme {
+        Scheme::Ed25519 => (&ED25519_ORDER_LE, false),
+        Scheme::Secp256k1Tr => (&SECP256K1_ORDER_BE, true),
+    };
+    let mut borrow = 0u16;
+    let mut any = 0u8;
+    for i in 0..32 {
+        // From the least significant byte up.
+        let j = if big_endian { 31 - i } else { i };
+        let diff = u16::from(scalar[j]).wrapping_sub(u16::from(order[j])).wrapping_sub(borrow);
+        borrow = (diff >> 8) & 1;
+        any |= scalar[j];
+    }
+    core::hint::black_box(borrow) == 1 && core::hint::black_box(any) != 0
 }
 
 /// Ciphersuite header bytes frost-core writes for each scheme (the CRC-32 of the
@@ -292,6 +352,22 @@ fn parse_envelope(share: &[u8]) -> Result<(Scheme, &[u8], u16), FieldError> {
     let min_signers = decode_leb128_u16(&package[fixed..]).ok_or(FieldError::ShareBadKeyPackage)?;
     if min_signers < 2 {
         return Err(FieldError::ShareBadKeyPackage);
+    }
+    let body = &package[header.len()..fixed];
+    let (scalars, points) = body.split_at(64);
+    // A compressed SEC1 point starts with 2 or 3 (checked here because it is free; the
+    // point itself is decoded by the session that uses it).
+    if scheme == Scheme::Secp256k1Tr
+        && !(matches!(points[0], 2 | 3) && matches!(points[point_len], 2 | 3))
+    {
+        return Err(FieldError::ShareBadKeyPackage);
+    }
+    let identifier: &[u8; 32] = scalars[..32].try_into().map_err(|_| FieldError::ShareBadScalar)?;
+    let secret: &[u8; 32] = scalars[32..].try_into().map_err(|_| FieldError::ShareBadScalar)?;
+    // Both are checked before either result is looked at, so the time does not say which.
+    let (id_ok, secret_ok) = (scalar_in_range(scheme, identifier), scalar_in_range(scheme, secret));
+    if !(id_ok & secret_ok) {
+        return Err(FieldError::ShareBadScalar);
     }
     Ok((scheme, package, min_signers))
 }

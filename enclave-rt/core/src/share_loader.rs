@@ -158,7 +158,7 @@ pub fn plan_capacity(total_len: u64, announced: u64) -> Result<(u64, u64), LoadE
     let plain = plaintext_bound(total_len);
     // Plaintext each entry needs besides its id: JSON overhead, the shortest share, a comma.
     let per_entry_plain = ENTRY_JSON_OVERHEAD + share_format::SHARE_B64_MIN as u64 + 1;
-    // Every share's stored form is 99 or 100 bytes, whatever the length of its string.
+    // Every share's stored form is 107 or 108 bytes, whatever the length of its string.
     let per_entry_store = (2 + STORED_MAX) as u64;
     let max_record = (2 + ACCOUNT_ID_MAX + STORED_MAX) as u64;
     if announced == 0 {

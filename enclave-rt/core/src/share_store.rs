@@ -2,14 +2,14 @@
 //!
 //! Layout, two allocations made up front and nothing after:
 //! - `data`: the records back to back, each `id_len (1) || share_len (1) || id || share`;
-//!   the share is in its stored form (`share_format::stored_form`: 99 bytes for Ed25519,
-//!   100 for secp256k1-tr), so neither base64 nor anything signing does not need is kept.
+//!   the share is in its stored form (`share_format::stored_form`: 107 bytes for Ed25519,
+//!   108 for secp256k1-tr), so neither base64 nor anything signing does not need is kept.
 //! - `slots`: an open-addressing index (linear probing, load at most 3/4) of `u64`s, each
 //!   `hash tag (32 bits) << 32 | record offset + 1` (0 = empty). The tag makes a probe
 //!   touch `data` only when the account almost surely matches.
 //!
-//! Memory per account is `2 + id + share + 8 / load`, about 120 bytes for an 8-character id
-//! and an Ed25519 share (99 bytes stored); `cargo xtask bench boot` prints the measured
+//! Memory per account is `2 + id + share + 8 / load`, about 128 bytes for an 8-character id
+//! and an Ed25519 share (107 bytes stored); `cargo xtask bench boot` prints the measured
 //! figure. The hash is SipHash-1-3 with a random key per store (std's `RandomState`), so a
 //! crafted file cannot aim collisions at a known key. Lookups allocate nothing.
 //!

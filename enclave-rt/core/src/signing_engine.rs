@@ -117,6 +117,9 @@ pub enum EngineError {
     SchemeMismatch,
     /// The stored share does not decode as a key package.
     ShareUnusable,
+    /// The share file's verifying share is not the signing share's (the file is
+    /// inconsistent: its secret or its public part is wrong).
+    ShareInconsistent,
     /// No open session with this id.
     UnknownSession,
     /// The session's deadline passed before round 2.
@@ -165,6 +168,7 @@ impl EngineError {
             Self::BadGatewayKey
             | Self::TablesOutOfMemory
             | Self::ShareUnusable
+            | Self::ShareInconsistent
             | Self::AnswerTooLarge => RpcErrorCode::INTERNAL,
         }
     }
@@ -187,6 +191,9 @@ impl fmt::Display for EngineError {
             Self::UnknownAccount => "no share for this account",
             Self::SchemeMismatch => "the account's share is for another scheme",
             Self::ShareUnusable => "the stored share does not decode as a key package",
+            Self::ShareInconsistent => {
+                "the share file's verifying share does not match the account's signing share"
+            }
             Self::UnknownSession => "no open session with this id",
             Self::SessionExpired => "the session expired before round 2",
             Self::MalformedPackage => "the signing package does not decode",
@@ -270,17 +277,29 @@ impl BaseMul for frost_secp256k1_tr::Secp256K1Sha256TR {
 
 /// The FROST key package of a stored share (`share_format::stored_form`). The verifying
 /// share, which the store does not keep, is derived from the signing share (one base-point
-/// multiplication); the identifier, the signing share and the group key are decoded and
-/// validated by frost-core.
-#[must_use]
-pub fn decode_stored_share<C: BaseMul>(share: &[u8]) -> Option<frost_core::keys::KeyPackage<C>> {
+/// multiplication) and checked against the file's (its tag in the stored form); the
+/// identifier, the signing share and the group key are decoded and validated by frost-core.
+///
+/// # Errors
+/// [`EngineError::ShareUnusable`] if a field does not decode, and
+/// [`EngineError::ShareInconsistent`] if the derived verifying share is not the file's.
+pub fn decode_stored_share<C: BaseMul>(
+    share: &[u8],
+) -> Result<frost_core::keys::KeyPackage<C>, EngineError> {
     use frost_core::keys::{KeyPackage, SigningShare, VerifyingShare};
-    let parts = share_format::parse_stored(share)?;
-    let identifier = frost_core::Identifier::<C>::deserialize(parts.identifier).ok()?;
-    let signing_share = SigningShare::<C>::deserialize(parts.signing_share).ok()?;
-    let verifying_key = frost_core::VerifyingKey::<C>::deserialize(parts.verifying_key).ok()?;
+    let unusable = |_| EngineError::ShareUnusable;
+    let parts = share_format::parse_stored(share).ok_or(EngineError::ShareUnusable)?;
+    let identifier =
+        frost_core::Identifier::<C>::deserialize(parts.identifier).map_err(unusable)?;
+    let signing_share = SigningShare::<C>::deserialize(parts.signing_share).map_err(unusable)?;
+    let verifying_key =
+        frost_core::VerifyingKey::<C>::deserialize(parts.verifying_key).map_err(unusable)?;
     let verifying_share = VerifyingShare::new(C::mul_base(&signing_share.to_scalar()));
-    Some(KeyPackage::new(
+    let derived = verifying_share.serialize().map_err(unusable)?;
+    if share_format::verifying_share_tag(&derived)[..] != *parts.verifying_share_tag {
+        return Err(EngineError::ShareInconsistent);
+    }
+    Ok(KeyPackage::new(
         identifier,
         signing_share,
         verifying_share,
@@ -296,7 +315,7 @@ impl<C: BaseMul> ThresholdScheme for Frost<C> {
         share: &[u8],
         rng: &mut R,
     ) -> Result<(Self::State, Vec<u8>), EngineError> {
-        let key_package = decode_stored_share::<C>(share).ok_or(EngineError::ShareUnusable)?;
+        let key_package = decode_stored_share::<C>(share)?;
         let (nonces, commitments) = frost_core::round1::commit(key_package.signing_share(), rng);
         let commitments = commitments.serialize().map_err(|_| EngineError::SchemeFailure)?;
         Ok((FrostState { nonces, key_package }, commitments))

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use enclave_core::enclave_args::{Address, EnclaveArgs, NITRO_HEARTBEAT};
+use enclave_core::enclave_args::{
+    Address, EnclaveArgs, NITRO_HEARTBEAT, PUBLISHED_GATEWAY_KEYS, refuse_published_keys,
+};
 use enclave_core::session_events::EventsConfig;
 
 fn demo_key() -> [u8; 32] {
@@ -97,4 +99,26 @@ fn bad_arguments_are_refused_by_name() {
     identity[0] = 1;
     refused(with_key(&hex::encode(identity)), "--gateway-key");
     assert!(EnclaveArgs::new(vsock(1), vsock(2), identity).is_err());
+}
+
+#[test]
+fn keys_whose_private_half_is_in_the_repository_are_refused_for_production() {
+    // Every seed of a gateway signing key written in this repository (the demo gateway,
+    // the fuzz oracle, and a test's wrong key), and the base point (its secret scalar is
+    // 1), derived here: the list cannot drift.
+    let mut published: Vec<[u8; 32]> = [[0x42u8; 32], [7; 32]]
+        .iter()
+        .map(|seed| ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().to_bytes())
+        .collect();
+    published.push(curve25519_dalek::constants::ED25519_BASEPOINT_COMPRESSED.to_bytes());
+    assert_eq!(PUBLISHED_GATEWAY_KEYS.to_vec(), published);
+    assert!(published.contains(&demo_key()));
+    for key in published {
+        let args = EnclaveArgs::new(vsock(5000), vsock(5001), key).unwrap();
+        let e = refuse_published_keys(&args).unwrap_err().to_string();
+        assert!(e.contains("published") && e.contains(&hex::encode(key)), "{e}");
+    }
+    // A key made here, whose private half is nowhere else, passes.
+    let fresh = tests::gateway::fresh_gateway().verifying_key().to_bytes();
+    refuse_published_keys(&EnclaveArgs::new(vsock(5000), vsock(5001), fresh).unwrap()).unwrap();
 }

@@ -453,3 +453,29 @@ fn the_core_logs_what_happened_and_never_the_identity() {
     assert!(!text.contains(&identity));
     assert!(!text.contains(&identity[..30]));
 }
+
+#[test]
+fn a_share_a_session_cannot_use_is_refused_and_raises_an_alert() {
+    // The account's verifying share is another participant's: the loader accepts the file
+    // (no curve arithmetic at load), the first session finds it.
+    let keys = common::keys();
+    let set = common::signing::key_set(Scheme::Ed25519, 2, 3, 7);
+    let mut kp = set.key_packages[0].clone();
+    kp[69..101].copy_from_slice(&set.key_packages[1][69..101]);
+    let entries = vec![("acct-bad".to_owned(), common::envelope(common::ED25519, &kp))];
+    let file = common::encrypt(&keys, &common::json(&entries));
+    let mut h = Harness::new(None, 1);
+    h.boot(&file, 1, keys.age.to_string().expose_secret());
+    assert_eq!(h.one(), (5, OwnedAnswer::Loaded { accounts: 1 }));
+    h.send(6, &grant("acct-bad", 1).request());
+    let (stream, answer) = h.one();
+    assert_eq!(stream, 6);
+    assert!(matches!(answer, OwnedAnswer::Rpc(RpcErrorCode::INTERNAL, _)), "{answer:?}");
+    let text = log_text(&mut h.core);
+    assert!(text.contains(enclave_core::serving::ALERT_TARGET), "{text}");
+    assert!(text.contains("share_inconsistent"), "{text}");
+    // A refusal that is the caller's doing raises none.
+    h.send(7, &grant("acct-none", 2).request());
+    assert!(matches!(h.one(), (7, OwnedAnswer::Rpc(RpcErrorCode::NOT_FOUND, _))));
+    assert!(!log_text(&mut h.core).contains("share unusable"));
+}

@@ -47,11 +47,11 @@ fn the_store_is_sized_tightly_from_the_announced_count() {
     let (store, stats) = load_plain(&json(&accounts), 2_000).unwrap();
     let used = store.used_record_bytes();
     let per_account = stats.store_bytes as f64 / 2_000.0;
-    // 2 + 8 + 99 record bytes (an Ed25519 share's stored form, not its 136-byte envelope),
-    // one byte reserved for a secp256k1-tr share's longer key, and an index at load <= 3/4
-    // of 8-byte slots.
-    assert_eq!(used, 2_000 * (2 + 8 + 99));
-    assert!(per_account < 110.0 + 11.0 + 1.0, "{per_account} bytes per account");
+    // 2 + 8 + 107 record bytes (an Ed25519 share's stored form, not its 136-byte
+    // envelope), one byte reserved for a secp256k1-tr share's longer key, and an index at
+    // load <= 3/4 of 8-byte slots.
+    assert_eq!(used, 2_000 * (2 + 8 + 107));
+    assert!(per_account < 118.0 + 11.0 + 1.0, "{per_account} bytes per account");
     // Unknown count: still loads, with a looser reservation.
     let (store2, stats2) = load_plain(&json(&accounts), 0).unwrap();
     assert_eq!(store2.len(), 2_000);
@@ -73,16 +73,17 @@ fn pretty_printed_files_and_both_schemes_load() {
     for (id, share) in &entries {
         assert_eq!(store.get(id).unwrap().bytes, common::stored(share));
     }
-    // What the store keeps is what the frost crates read from the key package, less the
-    // verifying share, which is the signing share times the base point (so a session can
-    // derive it: checked here against the dealer's).
+    // What the store keeps is what the frost crates read from the key package, with a tag
+    // in place of the verifying share, which is the signing share times the base point (so
+    // a session can derive it and check it against the tag: checked here against the
+    // dealer's).
     let got = store.get("ed-1").unwrap();
     assert_eq!(got.scheme, Scheme::Ed25519);
-    assert_eq!(got.bytes.len(), 99);
+    assert_eq!(got.bytes.len(), 107);
     same_as_key_package::<frost_ed25519::Ed25519Sha512>(got.bytes, &ed[1]);
     let got = store.get("tr:2.x_Y").unwrap();
     assert_eq!(got.scheme, Scheme::Secp256k1Tr);
-    assert_eq!(got.bytes.len(), 100);
+    assert_eq!(got.bytes.len(), 108);
     same_as_key_package::<frost_secp256k1_tr::Secp256K1Sha256TR>(got.bytes, &tr[2]);
 }
 
@@ -412,4 +413,135 @@ fn no_error_or_debug_output_contains_share_bytes() {
     let (store, _) = load_plain(&json(&accounts[..29]), 29).unwrap();
     let shown = format!("{store:?}");
     assert!(shown.starts_with("ShareStore { accounts: 29"), "{shown}");
+}
+
+/// An Ed25519 and a secp256k1-tr envelope with `edit` applied to the key package (after the
+/// 5 header bytes: identifier at 0, signing share at 32, verifying share at 64).
+fn edited(scheme: u8, edit: impl Fn(&mut [u8])) -> String {
+    let mut kp = key_packages(scheme, 2)[0].clone();
+    edit(&mut kp[5..]);
+    b64(&envelope(scheme, &kp))
+}
+
+#[test]
+fn scalars_must_be_canonical_and_non_zero_and_points_sec1() {
+    // Each scheme's group order, in its scalars' byte order.
+    let ed_order =
+        hex::decode("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010").unwrap();
+    let k_order =
+        hex::decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141").unwrap();
+    let cases: Vec<(&str, String, FieldError)> = vec![
+        ("ed secret all ff", edited(ED25519, |b| b[32..64].fill(0xff)), FieldError::ShareBadScalar),
+        ("ed secret zero", edited(ED25519, |b| b[32..64].fill(0)), FieldError::ShareBadScalar),
+        ("ed identifier zero", edited(ED25519, |b| b[..32].fill(0)), FieldError::ShareBadScalar),
+        (
+            "ed secret = order",
+            edited(ED25519, |b| b[32..64].copy_from_slice(&ed_order)),
+            FieldError::ShareBadScalar,
+        ),
+        (
+            "ed identifier = order",
+            edited(ED25519, |b| b[..32].copy_from_slice(&ed_order)),
+            FieldError::ShareBadScalar,
+        ),
+        (
+            "tr secret all ff",
+            edited(SECP256K1_TR, |b| b[32..64].fill(0xff)),
+            FieldError::ShareBadScalar,
+        ),
+        (
+            "tr identifier zero",
+            edited(SECP256K1_TR, |b| b[..32].fill(0)),
+            FieldError::ShareBadScalar,
+        ),
+        (
+            "tr secret = order",
+            edited(SECP256K1_TR, |b| b[32..64].copy_from_slice(&k_order)),
+            FieldError::ShareBadScalar,
+        ),
+        (
+            "tr verifying share prefix",
+            edited(SECP256K1_TR, |b| b[64] = 0x04),
+            FieldError::ShareBadKeyPackage,
+        ),
+        (
+            "tr group key prefix",
+            edited(SECP256K1_TR, |b| b[64 + 33] = 0x00),
+            FieldError::ShareBadKeyPackage,
+        ),
+    ];
+    for (what, share, want) in cases {
+        let plain = format!(r#"[{{"account_id":"A1","share":"{share}"}}]"#);
+        let got = json_err(&plain);
+        assert_eq!((got.kind, got.entry), (JsonErrorKind::Field(want), Some(0)), "{what}");
+    }
+    // The largest canonical values still load: order - 1 in each byte order.
+    let mut ed_max = ed_order.clone();
+    ed_max[0] -= 1;
+    let mut k_max = k_order.clone();
+    k_max[31] -= 1;
+    for share in [
+        edited(ED25519, |b| b[32..64].copy_from_slice(&ed_max)),
+        edited(SECP256K1_TR, |b| b[32..64].copy_from_slice(&k_max)),
+    ] {
+        let plain = format!(r#"[{{"account_id":"A1","share":"{share}"}}]"#);
+        load_plain(plain.as_bytes(), 1).unwrap();
+    }
+}
+
+#[test]
+fn the_range_check_agrees_with_the_curve_crates() {
+    use enclave_core::share_format::scalar_in_range;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let ed = |b: &[u8; 32]| -> bool {
+        let s = curve25519_dalek::Scalar::from_canonical_bytes(*b);
+        bool::from(s.is_some()) && s.unwrap() != curve25519_dalek::Scalar::ZERO
+    };
+    let k = |b: &[u8; 32]| -> bool {
+        use k256::elliptic_curve::PrimeField as _;
+        let s = k256::Scalar::from_repr((*b).into());
+        bool::from(s.is_some()) && bool::from(!s.unwrap().is_zero())
+    };
+    let ed_order: [u8; 32] =
+        hex::decode("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010")
+            .unwrap()
+            .try_into()
+            .unwrap();
+    let mut k_order: [u8; 32] =
+        hex::decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141")
+            .unwrap()
+            .try_into()
+            .unwrap();
+    k_order.reverse(); // least significant byte first, like Ed25519's
+    let (mut seen_in, mut seen_out) = (0, 0);
+    for (scheme, order, check) in [
+        (Scheme::Ed25519, ed_order, &ed as &dyn Fn(&[u8; 32]) -> bool),
+        (Scheme::Secp256k1Tr, k_order, &k),
+    ] {
+        // Random values, values near zero, and the order with its low bytes or its top
+        // byte changed: both sides of each boundary. Built least significant byte first.
+        for i in 0..10_000 {
+            let mut b = [0u8; 32];
+            match i % 4 {
+                0 => rng.fill(&mut b),
+                1 => b[..2].copy_from_slice(&rng.r#gen::<[u8; 2]>()),
+                2 => {
+                    b = order;
+                    b[..3].copy_from_slice(&rng.r#gen::<[u8; 3]>());
+                }
+                _ => {
+                    b = order;
+                    b[31] = b[31].wrapping_add(rng.gen_range(0..3)).wrapping_sub(1);
+                }
+            }
+            if scheme == Scheme::Secp256k1Tr {
+                b.reverse(); // serialized big-endian
+            }
+            let want = check(&b);
+            assert_eq!(scalar_in_range(scheme, &b), want, "{scheme:?} {}", hex::encode(b));
+            if want { seen_in += 1 } else { seen_out += 1 }
+        }
+    }
+    assert!(seen_in > 5_000 && seen_out > 5_000, "{seen_in} in range, {seen_out} out");
 }

@@ -676,3 +676,26 @@ fn nothing_secret_in_debug_or_errors() {
     let config = format!("{:?}", signing::config());
     assert!(!config.contains("gateway_key"), "{config}");
 }
+
+#[test]
+fn a_share_whose_verifying_share_is_not_its_secrets_is_refused_by_name() {
+    // Participant 1's key package carrying participant 2's verifying share: every field
+    // decodes, the loader accepts it, and the first session finds the mismatch.
+    for scheme in [Scheme::Ed25519, Scheme::Secp256k1Tr] {
+        let point = if scheme == Scheme::Ed25519 { 32 } else { 33 };
+        let set = signing::key_set(scheme, 2, 2, 1);
+        let mut kp = set.key_packages[0].clone();
+        let other = &set.key_packages[1];
+        kp[69..69 + point].copy_from_slice(&other[69..69 + point]);
+        let store = signing::store(&[("X".into(), scheme, kp)]);
+        let mut engine = signing::engine(12, signing::config());
+        let g = Grant::new(scheme, "X", 1, b"m", T0 + 60);
+        let e = engine.commit(at(T0), &g.request(), &store).unwrap_err();
+        assert_eq!((e, e.code()), (EngineError::ShareInconsistent, RpcErrorCode::INTERNAL));
+        assert_eq!(engine.sessions_in_use(), 0);
+        // The untouched package still signs.
+        let store = signing::store(&[("Y".into(), scheme, set.key_packages[0].clone())]);
+        let g = Grant::new(scheme, "Y", 2, b"m", T0 + 60);
+        engine.commit(at(T0), &g.request(), &store).unwrap();
+    }
+}

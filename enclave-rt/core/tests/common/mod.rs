@@ -14,6 +14,7 @@ use enclave_core::age_identity::Identity;
 use enclave_core::share_loader::{LoadError, LoadStats, LoaderConfig, ShareLoader};
 use enclave_core::share_store::ShareStore;
 use rand::{RngCore, SeedableRng};
+use sha2::Digest as _;
 
 /// `../shared/vectors/<sub>` beside the checkout (as CI lays it out), or beside the local
 /// repository this checkout was cloned from (a scratch clone elsewhere).
@@ -73,7 +74,8 @@ pub fn envelope(scheme: u8, key_package: &[u8]) -> Vec<u8> {
 
 /// What the store keeps of a well-framed envelope (`docs/share-format.md`, "In memory"),
 /// laid out here from the documented layout: scheme, identifier, signing share, verifying
-/// key, `min_signers` as a little-endian u16.
+/// key, `min_signers` as a little-endian u16, the first 8 bytes of the verifying share's
+/// SHA-256.
 pub fn stored(envelope: &[u8]) -> Vec<u8> {
     let scheme = envelope[1];
     let point = if scheme == ED25519 { 32 } else { 33 };
@@ -86,6 +88,7 @@ pub fn stored(envelope: &[u8]) -> Vec<u8> {
         .enumerate()
         .fold(0u16, |m, (i, b)| m | (u16::from(b & 0x7f) << (7 * i)));
     v.extend_from_slice(&min_signers.to_le_bytes());
+    v.extend_from_slice(&sha2::Sha256::digest(&body[64..64 + point])[..8]);
     v
 }
 
@@ -96,6 +99,8 @@ pub fn b64(bytes: &[u8]) -> String {
 
 /// `n` accounts `A0000000...` with distinct Ed25519 shares: real key packages whose
 /// signing share is replaced by a fresh canonical scalar, so every account's bytes differ.
+/// They load (the loader does no curve arithmetic) but a session refuses them: the file's
+/// verifying share is no longer the secret's (`EngineError::ShareInconsistent`).
 pub fn accounts(n: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
     let pool = key_packages(ED25519, 16);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
