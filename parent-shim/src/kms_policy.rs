@@ -4,12 +4,17 @@
 //! attestation document whose PCRs equal the image's (`kms:RecipientAttestation:PCRn`).
 //! A `Decrypt` without a document carries no such condition key, so it is refused: the
 //! parent role can never see the identity. An optional operator role may `Encrypt` (to
-//! seal a new identity) and nothing else; key administration is a separate principal with
-//! no data-plane rights.
+//! seal a new identity) and nothing else. The key administrator manages the key's life
+//! from an explicit list ([`ADMIN_ACTIONS`]): no data-plane action, no `CreateGrant` (a
+//! grant can carry a plain `Decrypt`) and no `PutKeyPolicy` (a policy can grant anything).
+//! Changing the policy, which an image upgrade needs, belongs to a separate, named
+//! break-glass principal alone.
 //!
-//! [`recipient_conditions`] reads the PCR conditions back from a policy: the KMS emulator
-//! enforces generated policies with it, and operators can check a deployed policy against
-//! a `pcrs.json` before rolling an image.
+//! [`recipient_conditions`] reads the PCR conditions back from a policy; [`allows`]
+//! evaluates a request against a policy the way KMS does for the statements we write (the
+//! KMS emulator enforces policies with it); [`audit`] (`parent-shim kms-policy --check`)
+//! lists every statement that lets a principal decrypt without the PCR conditions, create
+//! grants, or change the policy outside the break-glass principal.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,14 +26,43 @@ use serde_json::{Value, json};
 pub struct Principals {
     /// The EC2 parent's instance role: `kms:Decrypt` with an attested recipient only.
     pub enclave_role: String,
-    /// Key administrators (no encrypt/decrypt).
+    /// Key administrators: [`ADMIN_ACTIONS`] only.
     pub admin: String,
+    /// The only principal that may change the key policy (`kms:PutKeyPolicy`), for an
+    /// image upgrade; used under a two-person procedure (`docs/runbook.md`).
+    pub break_glass: String,
     /// An operator role allowed `kms:Encrypt` (sealing a new identity), if any.
     pub operator: Option<String>,
 }
 
 /// The statement id of the attested decrypt.
 pub const DECRYPT_SID: &str = "EnclaveDecryptWithAttestationOnly";
+
+/// What the key administrator may do: see the key, manage its life, aliases, tags and
+/// rotation, and take grants away. Nothing that uses the key or widens who may.
+pub const ADMIN_ACTIONS: &[&str] = &[
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListGrants",
+    "kms:ListKeyPolicies",
+    "kms:ListResourceTags",
+    "kms:ListAliases",
+    "kms:CreateAlias",
+    "kms:UpdateAlias",
+    "kms:DeleteAlias",
+    "kms:UpdateKeyDescription",
+    "kms:EnableKey",
+    "kms:DisableKey",
+    "kms:EnableKeyRotation",
+    "kms:DisableKeyRotation",
+    "kms:RevokeGrant",
+    "kms:RetireGrant",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+];
 
 /// A key policy for an image with these PCRs (index -> value).
 #[must_use]
@@ -42,11 +76,16 @@ pub fn key_policy(pcrs: &BTreeMap<u64, Vec<u8>>, who: &Principals) -> Value {
             "Sid": "KeyAdministration",
             "Effect": "Allow",
             "Principal": {"AWS": who.admin},
-            "Action": ["kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*",
-                       "kms:Update*", "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*",
-                       "kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion",
-                       "kms:CancelKeyDeletion"],
+            "Action": ADMIN_ACTIONS,
             "Resource": "*"
+        }),
+        json!({
+            "Sid": "BreakGlassPolicyChange",
+            "Effect": "Allow",
+            "Principal": {"AWS": who.break_glass},
+            "Action": ["kms:PutKeyPolicy", "kms:GetKeyPolicy", "kms:DescribeKey"],
+            "Resource": "*",
+            "Condition": {"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "false"}}
         }),
         json!({
             "Sid": DECRYPT_SID,
@@ -152,6 +191,222 @@ pub fn allows_unconditioned_decrypt(policy: &Value) -> bool {
     })
 }
 
+/// One request, as the policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The caller's principal ARN.
+    pub principal: &'a str,
+    /// The action, e.g. `kms:Decrypt`.
+    pub action: &'a str,
+    /// The PCRs of the request's verified `Recipient` attestation document, if it had one
+    /// (the `kms:RecipientAttestation:*` condition keys exist only then).
+    pub recipient_pcrs: Option<&'a BTreeMap<u64, Vec<u8>>>,
+    /// `kms:BypassPolicyLockoutSafetyCheck` (`PutKeyPolicy` only).
+    pub bypass_lockout_check: bool,
+}
+
+/// Whether `policy` allows `request`: an `Allow` statement matches it (principal, action,
+/// every condition) and no `Deny` statement does. A condition operator or key this module
+/// does not know never matches an `Allow` (and always matches a `Deny`): fail closed.
+#[must_use]
+pub fn allows(policy: &Value, request: &Request<'_>) -> bool {
+    let statements = policy.get("Statement").and_then(Value::as_array);
+    let statements = statements.map(Vec::as_slice).unwrap_or_default();
+    let applies =
+        |s: &Value| names_principal(s, request.principal) && matches_action(s, request.action);
+    let denied = statements.iter().any(|s| {
+        s.get("Effect") == Some(&json!("Deny"))
+            && applies(s)
+            && conditions_hold(s, request).unwrap_or(true)
+    });
+    let allowed = statements.iter().any(|s| {
+        s.get("Effect") == Some(&json!("Allow"))
+            && applies(s)
+            && conditions_hold(s, request).unwrap_or(false)
+    });
+    allowed && !denied
+}
+
+/// One problem [`audit`] found: the statement (its `Sid`, or its index) and what it allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// `Sid`, or `#index` for a statement without one.
+    pub statement: String,
+    /// What is wrong, in one sentence.
+    pub problem: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "statement {}: {}", self.statement, self.problem)
+    }
+}
+
+/// Every `Allow` statement of `policy` that lets a principal read the identity or widen
+/// access: `kms:Decrypt` without `kms:RecipientAttestation` PCR conditions (or, given
+/// `pcrs`, with other values than the image's), `kms:ReEncrypt*` (re-encrypting to a key
+/// the caller holds reveals the plaintext, and takes no attestation), `kms:CreateGrant`
+/// (a grant can carry a plain `Decrypt`), and `kms:PutKeyPolicy` for anyone but
+/// `break_glass`. Wildcards in actions and principals count as what they match; a
+/// `NotAction` counts as every action it does not name.
+#[must_use]
+pub fn audit(
+    policy: &Value,
+    break_glass: Option<&str>,
+    pcrs: Option<&BTreeMap<u64, Vec<u8>>>,
+) -> Vec<Finding> {
+    let Some(statements) = policy.get("Statement").and_then(Value::as_array) else {
+        return vec![Finding { statement: "-".into(), problem: "no Statement array".into() }];
+    };
+    let mut findings = Vec::new();
+    for (i, s) in statements.iter().enumerate() {
+        if s.get("Effect") != Some(&json!("Allow")) {
+            continue;
+        }
+        let name =
+            s.get("Sid").and_then(Value::as_str).map_or_else(|| format!("#{i}"), str::to_owned);
+        let who = principals_text(s);
+        let mut find =
+            |problem: String| findings.push(Finding { statement: name.clone(), problem });
+        if matches_action(s, "kms:Decrypt") {
+            match (statement_pcrs(s), pcrs) {
+                (None, _) => find(format!(
+                    "lets {who} kms:Decrypt without kms:RecipientAttestation PCR conditions"
+                )),
+                (Some(found), Some(want)) if &found != want => find(format!(
+                    "lets {who} kms:Decrypt for PCRs other than the image's ({})",
+                    differing(&found, want)
+                )),
+                _ => {}
+            }
+        }
+        for action in ["kms:ReEncryptFrom", "kms:CreateGrant"] {
+            if matches_action(s, action) {
+                find(format!("lets {who} {action}"));
+            }
+        }
+        if matches_action(s, "kms:PutKeyPolicy") {
+            let only_break_glass = break_glass.is_some_and(|b| principal_list(s) == [b]);
+            if !only_break_glass {
+                find(format!(
+                    "lets {who} kms:PutKeyPolicy{}",
+                    break_glass.map_or(String::new(), |b| format!(" (only {b} may)"))
+                ));
+            }
+        }
+    }
+    findings
+}
+
+/// The PCR indices whose conditions differ between two maps.
+fn differing(found: &BTreeMap<u64, Vec<u8>>, want: &BTreeMap<u64, Vec<u8>>) -> String {
+    let mut indices: Vec<u64> = found.keys().chain(want.keys()).copied().collect();
+    indices.dedup();
+    indices.sort_unstable();
+    indices.dedup();
+    let names: Vec<String> = indices
+        .into_iter()
+        .filter(|i| found.get(i) != want.get(i))
+        .map(|i| format!("PCR{i}"))
+        .collect();
+    names.join(", ")
+}
+
+/// The statement's PCR conditions, if it has any and nothing else it cannot read.
+fn statement_pcrs(statement: &Value) -> Option<BTreeMap<u64, Vec<u8>>> {
+    recipient_conditions(&json!({"Statement": [statement]})).ok()
+}
+
+/// The statement's AWS principals (`"*"` for anyone).
+fn principal_list(statement: &Value) -> Vec<&str> {
+    match statement.get("Principal") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Object(o)) => match o.get("AWS") {
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        },
+        _ => vec![],
+    }
+}
+
+fn principals_text(statement: &Value) -> String {
+    let list = principal_list(statement);
+    if list.is_empty() { "no principal".into() } else { list.join(", ") }
+}
+
+fn names_principal(statement: &Value, principal: &str) -> bool {
+    principal_list(statement).iter().any(|p| *p == "*" || *p == principal)
+}
+
+/// Whether the statement's `Action` (or `NotAction`) covers `action`.
+fn matches_action(statement: &Value, action: &str) -> bool {
+    let listed = |v: Option<&Value>| match v {
+        Some(Value::String(p)) => glob(p, action),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).any(|p| glob(p, action)),
+        _ => false,
+    };
+    match statement.get("NotAction") {
+        Some(not) => !listed(Some(not)),
+        None => listed(statement.get("Action")),
+    }
+}
+
+/// IAM's action match: case-insensitive, `*` any run, `?` any one character.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) =
+        (pattern.to_lowercase().chars().collect(), text.to_lowercase().chars().collect());
+    // Classic two-pointer wildcard match with one backtrack point.
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Whether every condition of the statement holds for `request`; `None` if the statement
+/// has a condition this module cannot evaluate.
+fn conditions_hold(statement: &Value, request: &Request<'_>) -> Option<bool> {
+    let Some(conditions) = statement.get("Condition") else { return Some(true) };
+    let mut hold = true;
+    for (operator, keys) in conditions.as_object()? {
+        for (key, value) in keys.as_object()? {
+            let key = key.to_ascii_lowercase();
+            let value = value.as_str()?;
+            hold &= match operator.as_str() {
+                "Bool" if key == "kms:bypasspolicylockoutsafetycheck" => {
+                    value.eq_ignore_ascii_case(&request.bypass_lockout_check.to_string())
+                }
+                "StringEquals" | "StringEqualsIgnoreCase" => {
+                    let index = if key == "kms:recipientattestation:imagesha384" {
+                        0
+                    } else {
+                        key.strip_prefix("kms:recipientattestation:pcr")?.parse().ok()?
+                    };
+                    let want = hex::decode(value).ok()?;
+                    // No document: the condition key is absent, and the condition fails.
+                    request.recipient_pcrs.and_then(|p| p.get(&index)) == Some(&want)
+                }
+                _ => return None,
+            };
+        }
+    }
+    Some(hold)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +415,7 @@ mod tests {
         Principals {
             enclave_role: "arn:aws:iam::111122223333:role/sign-service-parent".into(),
             admin: "arn:aws:iam::111122223333:role/kms-admin".into(),
+            break_glass: "arn:aws:iam::111122223333:role/kms-break-glass".into(),
             operator: Some("arn:aws:iam::111122223333:role/sign-service-operator".into()),
         }
     }
@@ -180,17 +436,119 @@ mod tests {
     fn bad_policies_are_refused_with_a_reason() {
         let ok = key_policy(&[(0, vec![1; 48])].into(), &who());
         let mut p = ok.clone();
-        p["Statement"][1]["Condition"]["StringEqualsIgnoreCase"]["kms:RecipientAttestation:PCR0"] =
+        p["Statement"][2]["Condition"]["StringEqualsIgnoreCase"]["kms:RecipientAttestation:PCR0"] =
             json!("zz");
         assert!(recipient_conditions(&p).unwrap_err().0.contains("not hex"));
         let mut p = ok.clone();
-        p["Statement"][1]["Condition"]["StringEqualsIgnoreCase"]["kms:RecipientAttestation:ImageSha384"] =
+        p["Statement"][2]["Condition"]["StringEqualsIgnoreCase"]["kms:RecipientAttestation:ImageSha384"] =
             json!(hex::encode([9u8; 48]));
         assert!(recipient_conditions(&p).unwrap_err().0.contains("contradicting"));
         let mut p = ok.clone();
-        p["Statement"][1].as_object_mut().unwrap().remove("Condition");
+        p["Statement"][2].as_object_mut().unwrap().remove("Condition");
         assert!(recipient_conditions(&p).is_err());
         assert!(allows_unconditioned_decrypt(&p));
         assert!(recipient_conditions(&json!({})).is_err());
+    }
+
+    const ADMIN: &str = "arn:aws:iam::111122223333:role/kms-admin";
+    const GLASS: &str = "arn:aws:iam::111122223333:role/kms-break-glass";
+    const PARENT: &str = "arn:aws:iam::111122223333:role/sign-service-parent";
+
+    fn ask<'a>(principal: &'a str, action: &'a str) -> Request<'a> {
+        Request { principal, action, recipient_pcrs: None, bypass_lockout_check: false }
+    }
+
+    #[test]
+    fn the_generated_policy_gives_each_principal_only_its_part() {
+        let pcrs: BTreeMap<u64, Vec<u8>> = [(0, vec![1; 48]), (2, vec![3; 48])].into();
+        let policy = key_policy(&pcrs, &who());
+        assert_eq!(audit(&policy, Some(GLASS), Some(&pcrs)), vec![]);
+        for action in ["kms:Decrypt", "kms:CreateGrant", "kms:PutKeyPolicy", "kms:Encrypt"] {
+            assert!(!allows(&policy, &ask(ADMIN, action)), "admin may {action}");
+        }
+        assert!(allows(&policy, &ask(ADMIN, "kms:ScheduleKeyDeletion")));
+        assert!(allows(&policy, &ask(GLASS, "kms:PutKeyPolicy")));
+        let bypass = Request { bypass_lockout_check: true, ..ask(GLASS, "kms:PutKeyPolicy") };
+        assert!(!allows(&policy, &bypass));
+        assert!(!allows(&policy, &ask(GLASS, "kms:Decrypt")));
+        // The parent: only with a document showing the image's PCRs.
+        assert!(!allows(&policy, &ask(PARENT, "kms:Decrypt")));
+        let attested = Request { recipient_pcrs: Some(&pcrs), ..ask(PARENT, "kms:Decrypt") };
+        assert!(allows(&policy, &attested));
+        let other: BTreeMap<u64, Vec<u8>> = [(0, vec![1; 48]), (2, vec![4; 48])].into();
+        let wrong = Request { recipient_pcrs: Some(&other), ..ask(PARENT, "kms:Decrypt") };
+        assert!(!allows(&policy, &wrong));
+        assert!(!allows(
+            &policy,
+            &Request { recipient_pcrs: Some(&pcrs), ..ask(PARENT, "kms:CreateGrant") }
+        ));
+        // A Deny wins; an unknown condition never allows.
+        let mut denied = policy.clone();
+        denied["Statement"].as_array_mut().unwrap().push(
+            json!({"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*"}),
+        );
+        assert!(!allows(&denied, &attested));
+        let mut odd = policy.clone();
+        odd["Statement"][0]["Condition"] = json!({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}});
+        assert!(!allows(&odd, &ask(ADMIN, "kms:DescribeKey")));
+    }
+
+    #[test]
+    fn the_audit_names_every_way_around_the_attestation() {
+        let pcrs: BTreeMap<u64, Vec<u8>> = [(0, vec![1; 48])].into();
+        let good = key_policy(&pcrs, &who());
+        let found = |p: &Value| -> Vec<String> {
+            audit(p, Some(GLASS), Some(&pcrs)).iter().map(ToString::to_string).collect()
+        };
+        // The administrator statement this module wrote before: kms:Create* holds
+        // CreateGrant and kms:Put* holds PutKeyPolicy.
+        let mut old = good.clone();
+        old["Statement"][0]["Action"] = json!(["kms:Create*", "kms:Put*", "kms:Describe*"]);
+        let f = found(&old);
+        assert!(
+            f.iter().any(|l| l.contains("KeyAdministration") && l.contains("kms:CreateGrant")),
+            "{f:?}"
+        );
+        assert!(f.iter().any(|l| l.contains("kms:PutKeyPolicy") && l.contains(ADMIN)), "{f:?}");
+        // A plain decrypt, by dropping the condition or by a wildcard elsewhere.
+        let mut open = good.clone();
+        open["Statement"][2].as_object_mut().unwrap().remove("Condition");
+        assert!(found(&open)[0].contains("without kms:RecipientAttestation"), "{:?}", found(&open));
+        let mut star = good.clone();
+        star["Statement"][0]["Action"] = json!("kms:*");
+        let f = found(&star);
+        for action in ["kms:Decrypt", "kms:ReEncryptFrom", "kms:CreateGrant", "kms:PutKeyPolicy"] {
+            assert!(f.iter().any(|l| l.contains(action)), "{action} missing from {f:?}");
+        }
+        let mut not_action = good.clone();
+        not_action["Statement"][0] = json!({"Sid": "Everything", "Effect": "Allow",
+            "Principal": {"AWS": "*"}, "NotAction": "kms:Encrypt", "Resource": "*"});
+        assert!(found(&not_action).iter().any(|l| l.contains("Everything") && l.contains('*')));
+        let mut sneaky = good.clone();
+        sneaky["Statement"][0]["Action"] = json!(["kms:Dec?ypt", "kms:ReEncrypt*"]);
+        assert_eq!(found(&sneaky).len(), 2, "{:?}", found(&sneaky));
+        // The image's PCRs, when given, must be the ones pinned.
+        let other: BTreeMap<u64, Vec<u8>> = [(0, vec![9; 48])].into();
+        let f: Vec<String> =
+            audit(&good, Some(GLASS), Some(&other)).iter().map(ToString::to_string).collect();
+        assert!(f[0].contains("PCR0"), "{f:?}");
+        // Without a named break-glass principal, any PutKeyPolicy is reported.
+        assert_eq!(audit(&good, None, None).len(), 1);
+    }
+
+    #[test]
+    fn action_wildcards_match_as_iam_does() {
+        for (pattern, action, want) in [
+            ("kms:*", "kms:Decrypt", true),
+            ("*", "kms:Decrypt", true),
+            ("KMS:decrypt", "kms:Decrypt", true),
+            ("kms:De*t", "kms:Decrypt", true),
+            ("kms:Create*", "kms:CreateGrant", true),
+            ("kms:Create*", "kms:Decrypt", false),
+            ("kms:Decrypt?", "kms:Decrypt", false),
+            ("kms:Decryp", "kms:Decrypt", false),
+        ] {
+            assert_eq!(glob(pattern, action), want, "{pattern} {action}");
+        }
     }
 }

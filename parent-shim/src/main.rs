@@ -37,20 +37,31 @@ enum Command {
         config: PathBuf,
     },
     /// Print a KMS key policy that releases the sealed identity only to the image whose
-    /// PCRs are in PCRS (as `cargo xtask build-eif` writes them).
+    /// PCRs are in PCRS (as `cargo xtask build-eif` writes them); or, with `--check FILE`,
+    /// report every statement of a deployed policy that lets a principal decrypt without
+    /// those conditions, create grants, or change the policy outside the break-glass
+    /// principal (exit 1 if any).
     KmsPolicy {
-        /// `pcrs.json` of the image: {"PCR0": "<hex>", ...}.
+        /// `pcrs.json` of the image: {"PCR0": "<hex>", ...} (with --check: optional, the
+        /// decrypt statement must pin exactly these).
         #[arg(long)]
-        pcrs: PathBuf,
+        pcrs: Option<PathBuf>,
         /// The parent instance's role ARN (attested kms:Decrypt only).
-        #[arg(long)]
-        enclave_role: String,
-        /// The key administrators' ARN (no data-plane rights).
-        #[arg(long)]
-        admin: String,
+        #[arg(long, required_unless_present = "check")]
+        enclave_role: Option<String>,
+        /// The key administrators' ARN (key life cycle only: no data plane, no grants, no
+        /// policy change).
+        #[arg(long, required_unless_present = "check")]
+        admin: Option<String>,
+        /// The one principal allowed kms:PutKeyPolicy (image upgrades, two-person rule).
+        #[arg(long, required_unless_present = "check")]
+        break_glass: Option<String>,
         /// An operator role allowed kms:Encrypt, to seal new identities.
         #[arg(long)]
         operator: Option<String>,
+        /// Check this policy (JSON) instead of printing one.
+        #[arg(long)]
+        check: Option<PathBuf>,
     },
     /// Re-encrypt the share file to a fresh age identity and seal that identity with KMS,
     /// checking the result with the enclave's own loader. Run offline by an operator;
@@ -83,6 +94,54 @@ enum AttestationCommand {
     },
 }
 
+/// A `pcrs.json` that names at least one PCR.
+fn nonempty_pcrs(path: &Path) -> Result<BTreeMap<u64, Vec<u8>>, String> {
+    let pcrs = parse_pcrs(path)?;
+    if pcrs.is_empty() { Err(format!("{}: no PCR", path.display())) } else { Ok(pcrs) }
+}
+
+fn print_kms_policy(
+    pcrs: Option<&Path>,
+    enclave_role: Option<String>,
+    admin: Option<String>,
+    break_glass: Option<String>,
+    operator: Option<String>,
+) -> Result<ExitCode, String> {
+    let pcrs = nonempty_pcrs(pcrs.ok_or("--pcrs is required")?)?;
+    let (Some(enclave_role), Some(admin), Some(break_glass)) = (enclave_role, admin, break_glass)
+    else {
+        return Err("--enclave-role, --admin and --break-glass are required".into());
+    };
+    if break_glass == admin {
+        return Err("--break-glass must be another principal than --admin".into());
+    }
+    let who = parent_shim::kms_policy::Principals { enclave_role, admin, break_glass, operator };
+    let policy = parent_shim::kms_policy::key_policy(&pcrs, &who);
+    println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| e.to_string())?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_kms_policy(
+    file: &Path,
+    pcrs: Option<&Path>,
+    break_glass: Option<&str>,
+) -> Result<ExitCode, String> {
+    let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let policy: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))?;
+    let pcrs = pcrs.map(nonempty_pcrs).transpose()?;
+    let findings = parent_shim::kms_policy::audit(&policy, break_glass, pcrs.as_ref());
+    for finding in &findings {
+        println!("{}: {finding}", file.display());
+    }
+    if findings.is_empty() {
+        println!("{}: no statement lets a principal around the attestation", file.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -90,21 +149,17 @@ fn main() -> ExitCode {
             println!("parent-shim {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::KmsPolicy { pcrs, enclave_role, admin, operator } => {
-            match parse_pcrs(&pcrs).and_then(|p| {
-                if p.is_empty() { Err(format!("{}: no PCR", pcrs.display())) } else { Ok(p) }
-            }) {
-                Ok(pcrs) => {
-                    let who = parent_shim::kms_policy::Principals { enclave_role, admin, operator };
-                    let policy = parent_shim::kms_policy::key_policy(&pcrs, &who);
-                    println!("{}", serde_json::to_string_pretty(&policy).unwrap_or_default());
-                    ExitCode::SUCCESS
+        Command::KmsPolicy { pcrs, enclave_role, admin, break_glass, operator, check } => {
+            let result = match check {
+                Some(file) => check_kms_policy(&file, pcrs.as_deref(), break_glass.as_deref()),
+                None => {
+                    print_kms_policy(pcrs.as_deref(), enclave_role, admin, break_glass, operator)
                 }
-                Err(e) => {
-                    eprintln!("parent-shim: {e}");
-                    ExitCode::from(2)
-                }
-            }
+            };
+            result.unwrap_or_else(|e| {
+                eprintln!("parent-shim: kms-policy: {e}");
+                ExitCode::from(2)
+            })
         }
         Command::ReencryptShares(job) => match reencrypt_command(&job) {
             Ok(summary) => {

@@ -43,6 +43,7 @@ async fn setup(name: &str, allowed_pcr0: u8, actual_pcr0: u8) -> Setup {
         keys: vec![KeySpec {
             key_id: "k1".into(),
             recipient_pcrs: BTreeMap::from([(0, vec![allowed_pcr0; 48])]),
+            policy: None,
         }],
         attestation: tests::kms_emulator::pinned_root(ca.root_der.clone()),
     })
@@ -194,6 +195,7 @@ async fn a_policy_for_the_new_image_refuses_the_old_image() {
         .arg(dir.0.join("pcrs.json"))
         .args(["--enclave-role", "arn:aws:iam::111122223333:role/parent"])
         .args(["--admin", "arn:aws:iam::111122223333:role/kms-admin"])
+        .args(["--break-glass", "arn:aws:iam::111122223333:role/kms-break-glass"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -233,6 +235,187 @@ async fn a_policy_for_the_new_image_refuses_the_old_image() {
     );
     // A policy that lets anyone decrypt without attestation is refused outright.
     let mut open = policy.clone();
-    open["Statement"][1].as_object_mut().unwrap().remove("Condition");
+    open["Statement"][2].as_object_mut().unwrap().remove("Condition");
     assert!(KeySpec::from_policy("k3", &open).is_err());
+}
+
+const ADMIN: &str = "arn:aws:iam::111122223333:role/kms-admin";
+const GLASS: &str = "arn:aws:iam::111122223333:role/kms-break-glass";
+const PARENT: &str = "arn:aws:iam::111122223333:role/parent";
+const OPERATOR: &str = "arn:aws:iam::111122223333:role/operator";
+
+/// `parent-shim kms-policy` (the real CLI) with `args`: (exit code, stdout).
+fn kms_policy_cli(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+        .arg("kms-policy")
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+type Pcrs = Vec<(u64, [u8; 48])>;
+
+/// Writes `pcrs` as `pcrs.json` into `dir/name`; returns its path.
+fn pcrs_file(dir: &std::path::Path, name: &str, pcrs: &Pcrs) -> String {
+    let path = dir.join(name);
+    let json: serde_json::Map<String, serde_json::Value> =
+        pcrs.iter().map(|(i, v)| (format!("PCR{i}"), hex::encode(v).into())).collect();
+    std::fs::write(&path, serde_json::Value::Object(json).to_string()).unwrap();
+    path.display().to_string()
+}
+
+/// The policy the real CLI generates for the image whose `pcrs.json` is at `pcrs`.
+fn generated_policy(pcrs: &str) -> String {
+    let (code, text) = kms_policy_cli(&[
+        "--pcrs",
+        pcrs,
+        "--enclave-role",
+        PARENT,
+        "--admin",
+        ADMIN,
+        "--break-glass",
+        GLASS,
+        "--operator",
+        OPERATOR,
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    text
+}
+
+/// `--check` passes the generated policy against its own PCRs, and names what is wrong
+/// with other PCRs and with the administrator statement written before this change
+/// (`kms:Create*` holds `CreateGrant`, `kms:Put*` holds `PutKeyPolicy`).
+#[test]
+fn the_policy_check_reports_every_way_around_the_attestation() {
+    let dir = tests::cms_openssl::workdir("kms-policy-check");
+    let old_pcrs = pcrs_file(&dir.0, "old.json", &vec![(0, [1; 48]), (2, [3; 48])]);
+    let new_pcrs = pcrs_file(&dir.0, "new.json", &vec![(0, [4; 48]), (2, [5; 48])]);
+    let policy_text = generated_policy(&old_pcrs);
+    let policy_path = dir.0.join("policy.json");
+    std::fs::write(&policy_path, &policy_text).unwrap();
+    let policy_arg = policy_path.display().to_string();
+    let check = |extra: &[&str]| {
+        let mut args = vec!["--check", policy_arg.as_str(), "--break-glass", GLASS];
+        args.extend_from_slice(extra);
+        kms_policy_cli(&args)
+    };
+    assert_eq!(check(&["--pcrs", &old_pcrs]).0, Some(0));
+    let (code, text) = check(&["--pcrs", &new_pcrs]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("PCR0") && text.contains("PCR2"), "{text}");
+    let mut before: serde_json::Value = serde_json::from_str(&policy_text).unwrap();
+    before["Statement"][0]["Action"] =
+        serde_json::json!(["kms:Create*", "kms:Describe*", "kms:Put*"]);
+    let before_path = dir.0.join("before.json");
+    std::fs::write(&before_path, before.to_string()).unwrap();
+    let (code, text) =
+        kms_policy_cli(&["--check", &before_path.display().to_string(), "--break-glass", GLASS]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("kms:CreateGrant") && text.contains("kms:PutKeyPolicy"), "{text}");
+    // The generator refuses to make the administrator its own break-glass principal.
+    let (code, _) = kms_policy_cli(&[
+        "--pcrs",
+        &old_pcrs,
+        "--enclave-role",
+        PARENT,
+        "--admin",
+        ADMIN,
+        "--break-glass",
+        ADMIN,
+    ]);
+    assert_eq!(code, Some(2));
+}
+
+/// The generated policy, enforced whole by the KMS emulator on four principals through the
+/// real SDK: the administrator can neither decrypt, nor grant itself a decrypt, nor
+/// rewrite the policy; the break-glass principal can rewrite it (an image upgrade), and
+/// the new PCRs then open it; the parent decrypts only attested.
+#[tokio::test]
+async fn the_whole_policy_is_enforced_on_every_principal() {
+    let dir = tests::cms_openssl::workdir("kms-policy-enforced");
+    let ca = tests::sim_ca::generate().unwrap();
+    tests::sim_ca::write(&ca, &dir.0).unwrap();
+    let (old, new): (Pcrs, Pcrs) =
+        (vec![(0, [1; 48]), (2, [3; 48])], vec![(0, [4; 48]), (2, [5; 48])]);
+    let policy: serde_json::Value =
+        serde_json::from_str(&generated_policy(&pcrs_file(&dir.0, "old.json", &old))).unwrap();
+    let upgrade = generated_policy(&pcrs_file(&dir.0, "new.json", &new));
+    let principals: BTreeMap<String, String> = [
+        ("AKIDADMIN", ADMIN),
+        ("AKIDGLASS", GLASS),
+        ("AKIDPARENT", PARENT),
+        ("AKIDOPERATOR", OPERATOR),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let spec = KeySpec::enforcing("k4", &policy, principals).unwrap();
+    let attestation = tests::kms_emulator::pinned_root(ca.root_der.clone());
+    let kms = KmsEmulator::start(KmsConfig { keys: vec![spec], attestation }).await.unwrap();
+    let as_ = |akid: &str| tests::kms_emulator::sdk_client_as(&kms.endpoint(), akid);
+    let (admin, glass, parent, operator) =
+        (as_("AKIDADMIN"), as_("AKIDGLASS"), as_("AKIDPARENT"), as_("AKIDOPERATOR"));
+    let denied = |e: &dyn aws_sdk_kms::error::ProvideErrorMetadata| {
+        assert_eq!(e.code(), Some("AccessDeniedException"), "{:?}", e.message());
+    };
+    // Sealing: the operator only.
+    let seal = |client: aws_sdk_kms::Client| async move {
+        client.encrypt().key_id("k4").plaintext(Blob::new(IDENTITY)).send().await
+    };
+    denied(&seal(admin.clone()).await.unwrap_err());
+    let sealed = seal(operator.clone()).await.unwrap().ciphertext_blob.unwrap().into_inner();
+    // The administrator: no decrypt, no grant, no policy change.
+    let plain = |client: &aws_sdk_kms::Client| {
+        client.decrypt().ciphertext_blob(Blob::new(sealed.clone())).send()
+    };
+    denied(&plain(&admin).await.unwrap_err());
+    let grant = admin
+        .create_grant()
+        .key_id("k4")
+        .grantee_principal(ADMIN)
+        .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap_err();
+    denied(&grant);
+    let put = |client: &aws_sdk_kms::Client, bypass: bool| {
+        client
+            .put_key_policy()
+            .key_id("k4")
+            .policy_name("default")
+            .policy(upgrade.clone())
+            .bypass_policy_lockout_safety_check(bypass)
+            .send()
+    };
+    denied(&put(&admin, false).await.unwrap_err());
+    denied(&put(&parent, false).await.unwrap_err());
+    // The parent: a plain decrypt is refused, an attested one with the image's PCRs opens.
+    denied(&plain(&parent).await.unwrap_err());
+    let attempt = |pcrs: Pcrs| {
+        let (client, sealed, dir) = (parent.clone(), sealed.clone(), dir.0.clone());
+        async move {
+            let mut nsm = enclave_rt::sim_nsm::SimNsm::from_dir(&dir, pcrs, clock).unwrap();
+            let key = UnsealKey::generate().unwrap();
+            let doc = nsm.attest(b"n", key.public_key_der(), b"").unwrap();
+            kms_relay::decrypt_for_enclave(&client, Some("k4"), &sealed, &doc)
+                .await
+                .map(|s| *key.unseal(&s.ciphertext_for_recipient).unwrap().public_key())
+        }
+    };
+    let identity = *Identity::parse(IDENTITY.as_bytes()).unwrap().public_key();
+    assert_eq!(attempt(old.clone()).await.unwrap(), identity);
+    assert!(attempt(new.clone()).await.is_err());
+    // The break-glass principal moves the key to the new image (not with the lockout
+    // check bypassed); then the new image opens it and the old one no longer does.
+    denied(&put(&glass, true).await.unwrap_err());
+    put(&glass, false).await.unwrap();
+    assert_eq!(attempt(new).await.unwrap(), identity);
+    let refused = attempt(old).await.unwrap_err();
+    assert!(
+        matches!(&refused, KmsRelayError::Refused { code, .. } if code == "AccessDeniedException"),
+        "{refused:?}"
+    );
+    let log = kms.log().join("\n");
+    assert!(log.contains("CreateGrant AccessDeniedException"), "{log}");
 }

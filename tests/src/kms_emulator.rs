@@ -11,6 +11,13 @@
 //! with SHA-256 and MGF1-SHA-256, AES-256-CBC), the format the enclave's `kms_unseal`
 //! opens.
 //!
+//! A key made with [`KeySpec::enforcing`] has its whole key policy enforced, as KMS does:
+//! each request's `SigV4` access key id is mapped to a principal ARN, and `Encrypt`,
+//! `Decrypt`, `CreateGrant` and `PutKeyPolicy` are allowed only if the policy allows that
+//! principal the action (`parent_shim::kms_policy::allows`, which the attestation's PCRs
+//! feed). `PutKeyPolicy` replaces the policy. Grants are authorised and then not modelled
+//! further: nothing honours them. Other keys enforce only the policy's PCR conditions.
+//!
 //! Ciphertext blobs are this emulator's own format: key id, nonce and AES-256-GCM under
 //! the key's material, which lives in memory only (keys are made at start).
 
@@ -37,6 +44,18 @@ pub struct KeySpec {
     /// PCRs a `Recipient` attestation document must carry (index -> value); empty: any
     /// attested recipient.
     pub recipient_pcrs: BTreeMap<u64, Vec<u8>>,
+    /// The whole key policy, enforced on every caller ([`KeySpec::enforcing`]); `None`:
+    /// only `recipient_pcrs`.
+    pub policy: Option<EnforcedPolicy>,
+}
+
+/// A key policy enforced on every request, and who each access key id is.
+#[derive(Clone, Debug)]
+pub struct EnforcedPolicy {
+    /// The policy document.
+    pub document: Value,
+    /// `SigV4` access key id -> principal ARN. An access key not listed is refused.
+    pub principals: BTreeMap<String, String>,
 }
 
 impl KeySpec {
@@ -54,7 +73,20 @@ impl KeySpec {
         Ok(Self {
             key_id: key_id.to_owned(),
             recipient_pcrs: parent_shim::kms_policy::recipient_conditions(policy)?,
+            policy: None,
         })
+    }
+
+    /// A key whose whole `policy` is enforced, callers identified by `principals`
+    /// (access key id -> ARN).
+    pub fn enforcing(
+        key_id: &str,
+        policy: &Value,
+        principals: BTreeMap<String, String>,
+    ) -> Result<Self, parent_shim::kms_policy::PolicyError> {
+        let mut spec = Self::from_policy(key_id, policy)?;
+        spec.policy = Some(EnforcedPolicy { document: policy.clone(), principals });
+        Ok(spec)
     }
 }
 
@@ -77,6 +109,45 @@ pub fn pinned_root(root_der: Vec<u8>) -> Arc<dyn DocumentTrust> {
 struct Key {
     spec: KeySpec,
     material: LessSafeKey,
+    /// The enforced policy's current document (`PutKeyPolicy` replaces it).
+    policy: Mutex<Option<EnforcedPolicy>>,
+}
+
+/// What a request needs from the enforced policy of `key`, if it has one.
+struct Ask<'a> {
+    access_key_id: &'a str,
+    action: &'a str,
+    recipient_pcrs: Option<&'a BTreeMap<u64, Vec<u8>>>,
+    bypass_lockout_check: bool,
+}
+
+/// `Ok` if `key` has no enforced policy or its policy allows the request.
+fn authorize(key: &Key, ask: &Ask<'_>) -> Result<(), KmsError> {
+    let guard = key.policy.lock().map_err(|_| KmsError::bad("KMSInternalException", ""))?;
+    let Some(policy) = guard.as_ref() else { return Ok(()) };
+    let denied = |who: &str| {
+        KmsError::bad(
+            "AccessDeniedException",
+            format!("{who} is not authorized to perform {} on this key", ask.action),
+        )
+    };
+    let principal =
+        policy.principals.get(ask.access_key_id).ok_or_else(|| denied(ask.access_key_id))?;
+    let request = parent_shim::kms_policy::Request {
+        principal,
+        action: ask.action,
+        recipient_pcrs: ask.recipient_pcrs,
+        bypass_lockout_check: ask.bypass_lockout_check,
+    };
+    if parent_shim::kms_policy::allows(&policy.document, &request) {
+        Ok(())
+    } else {
+        Err(denied(principal))
+    }
+}
+
+fn ask<'a>(access_key_id: &'a str, action: &'a str) -> Ask<'a> {
+    Ask { access_key_id, action, recipient_pcrs: None, bypass_lockout_check: false }
 }
 
 struct State {
@@ -110,7 +181,8 @@ impl KmsEmulator {
             rng.fill(&mut material).map_err(|_| std::io::Error::other("no randomness"))?;
             let unbound = UnboundKey::new(&AES_256_GCM, &material)
                 .map_err(|_| std::io::Error::other("bad key"))?;
-            keys.push(Key { spec, material: LessSafeKey::new(unbound) });
+            let policy = Mutex::new(spec.policy.clone());
+            keys.push(Key { spec, material: LessSafeKey::new(unbound), policy });
         }
         let state = Arc::new(State {
             keys,
@@ -216,8 +288,10 @@ async fn handle(
         serde_json::from_slice::<Value>(&body)
             .map_err(|_| KmsError::bad("SerializationException", "the body is not JSON"))
             .and_then(|input| match operation.as_str() {
-                "Encrypt" => encrypt(&state, &input),
-                "Decrypt" => decrypt(&state, &input),
+                "Encrypt" => encrypt(&state, &input, &access_key_id),
+                "Decrypt" => decrypt(&state, &input, &access_key_id),
+                "CreateGrant" => create_grant(&state, &input, &access_key_id),
+                "PutKeyPolicy" => put_key_policy(&state, &input, &access_key_id),
                 "GenerateRandom" => generate_random(&input),
                 _ => Err(KmsError::bad("UnknownOperationException", target.clone())),
             })
@@ -259,9 +333,10 @@ fn find_key<'a>(state: &'a State, key_id: &str) -> Result<&'a Key, KmsError> {
         .ok_or_else(|| KmsError::bad("NotFoundException", format!("Key '{key_id}' does not exist")))
 }
 
-fn encrypt(state: &State, input: &Value) -> Result<Value, KmsError> {
+fn encrypt(state: &State, input: &Value, caller: &str) -> Result<Value, KmsError> {
     let key_id = input.get("KeyId").and_then(Value::as_str).unwrap_or_default();
     let key = find_key(state, key_id)?;
+    authorize(key, &ask(caller, "kms:Encrypt"))?;
     let plaintext = b64_field(input, "Plaintext")?;
     if plaintext.is_empty() || plaintext.len() > 4096 {
         return Err(KmsError::bad("ValidationException", "Plaintext must be 1 to 4096 bytes"));
@@ -305,7 +380,34 @@ fn open_blob<'a>(state: &'a State, blob: &[u8]) -> Result<(&'a Key, Vec<u8>), Km
     Ok((key, plain))
 }
 
-fn decrypt(state: &State, input: &Value) -> Result<Value, KmsError> {
+/// `CreateGrant`: authorised against the policy, then only acknowledged.
+fn create_grant(state: &State, input: &Value, caller: &str) -> Result<Value, KmsError> {
+    let key_id = input.get("KeyId").and_then(Value::as_str).unwrap_or_default();
+    let key = find_key(state, key_id)?;
+    authorize(key, &ask(caller, "kms:CreateGrant"))?;
+    let n = state.requests.load(Ordering::Relaxed);
+    Ok(json!({"GrantId": format!("grant-{n:08x}"), "GrantToken": format!("token-{n:08x}")}))
+}
+
+/// `PutKeyPolicy`: authorised against the current policy, then replaces it.
+fn put_key_policy(state: &State, input: &Value, caller: &str) -> Result<Value, KmsError> {
+    let key_id = input.get("KeyId").and_then(Value::as_str).unwrap_or_default();
+    let key = find_key(state, key_id)?;
+    let bypass = input.get("BypassPolicyLockoutSafetyCheck").and_then(Value::as_bool);
+    let request =
+        Ask { bypass_lockout_check: bypass == Some(true), ..ask(caller, "kms:PutKeyPolicy") };
+    authorize(key, &request)?;
+    let text = input.get("Policy").and_then(Value::as_str).unwrap_or_default();
+    let document: Value = serde_json::from_str(text)
+        .map_err(|_| KmsError::bad("MalformedPolicyDocumentException", "the policy is not JSON"))?;
+    let mut guard = key.policy.lock().map_err(|_| KmsError::bad("KMSInternalException", ""))?;
+    if let Some(policy) = guard.as_mut() {
+        policy.document = document;
+    }
+    Ok(json!({}))
+}
+
+fn decrypt(state: &State, input: &Value, caller: &str) -> Result<Value, KmsError> {
     let blob = b64_field(input, "CiphertextBlob")?;
     let (key, plaintext) = open_blob(state, &blob)?;
     if let Some(asked) = input.get("KeyId").and_then(Value::as_str)
@@ -314,9 +416,12 @@ fn decrypt(state: &State, input: &Value) -> Result<Value, KmsError> {
         return Err(KmsError::bad("IncorrectKeyException", "the ciphertext is for another key"));
     }
     let arn = KmsEmulator::arn(&key.spec.key_id);
+    let enforced =
+        key.policy.lock().map_err(|_| KmsError::bad("KMSInternalException", ""))?.is_some();
     let Some(recipient) = input.get("Recipient") else {
         // A key whose policy pins PCRs releases its plaintext to attested recipients only:
         // without a document the condition keys are absent and the condition fails.
+        authorize(key, &ask(caller, "kms:Decrypt"))?;
         if !key.spec.recipient_pcrs.is_empty() {
             return Err(KmsError::bad(
                 "AccessDeniedException",
@@ -344,7 +449,10 @@ fn decrypt(state: &State, input: &Value) -> Result<Value, KmsError> {
     let doc = state.trust.verify(&document, now, &expect).map_err(|e| {
         KmsError::bad("ValidationException", format!("invalid attestation document: {e}"))
     })?;
-    for (index, want) in &key.spec.recipient_pcrs {
+    let pcrs: BTreeMap<u64, Vec<u8>> = doc.pcrs.iter().map(|(i, v)| (*i, v.clone())).collect();
+    authorize(key, &Ask { recipient_pcrs: Some(&pcrs), ..ask(caller, "kms:Decrypt") })?;
+    // Without an enforced policy, the key's PCR list stands in for the policy's conditions.
+    for (index, want) in key.spec.recipient_pcrs.iter().filter(|_| !enforced) {
         if doc.pcrs.get(index) != Some(want) {
             return Err(KmsError::bad(
                 "AccessDeniedException",
@@ -447,10 +555,16 @@ pub fn seal_for_recipient(spki_der: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, 
 /// The parent's own KMS client (`aws-sdk-kms`), pointed at an emulator with the local keys.
 #[must_use]
 pub fn sdk_client(endpoint: &str) -> aws_sdk_kms::Client {
+    sdk_client_as(endpoint, "AKIDLOCAL")
+}
+
+/// [`sdk_client`] signing with another access key id (a principal of an enforced policy).
+#[must_use]
+pub fn sdk_client_as(endpoint: &str, access_key_id: &str) -> aws_sdk_kms::Client {
     parent_shim::kms_relay::client(&parent_shim::kms_relay::KmsSettings {
         region: "us-east-1".into(),
         endpoint: Some(endpoint.to_owned()),
-        static_credentials: Some(("AKIDLOCAL".into(), "local-secret".into())),
+        static_credentials: Some((access_key_id.into(), "local-secret".into())),
     })
 }
 

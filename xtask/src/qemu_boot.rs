@@ -241,6 +241,7 @@ async fn inputs(dir: &Path, pcrs: &BTreeMap<u64, Vec<u8>>) -> Result<Inputs> {
         keys: vec![tests::kms_emulator::KeySpec {
             key_id: "qemu-key".into(),
             recipient_pcrs: pcrs.clone(),
+            policy: None,
         }],
         attestation: Arc::new(QemuNsm { pcrs: pcrs.clone() }),
     })

@@ -59,6 +59,7 @@ pub(crate) async fn case_with(
         keys: vec![KeySpec {
             key_id: "k".into(),
             recipient_pcrs: [(0, vec![policy_pcr0; 48])].into(),
+            policy: None,
         }],
         attestation: tests::kms_emulator::pinned_root(ca.root_der.clone()),
     })

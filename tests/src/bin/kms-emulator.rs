@@ -50,7 +50,7 @@ fn main() {
         std::process::exit(2)
     });
     let spec = match &policy {
-        None => KeySpec { key_id: key, recipient_pcrs: pcrs },
+        None => KeySpec { key_id: key, recipient_pcrs: pcrs, policy: None },
         Some(path) => {
             let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
                 eprintln!("kms-emulator: {path}: {e}");
