@@ -159,9 +159,12 @@ pub fn run<N: Nsm>(
             PollFd::new(log_listener.as_fd(), PollFlags::POLLIN),
         ];
         if let Some(c) = &control {
-            let out =
-                if core.outgoing().is_empty() { PollFlags::empty() } else { PollFlags::POLLOUT };
-            fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN | out));
+            // Backpressure: no reading while the parent owes itself a read of our answers.
+            let mut flags = if core.wants_input() { PollFlags::POLLIN } else { PollFlags::empty() };
+            if !core.outgoing().is_empty() {
+                flags |= PollFlags::POLLOUT;
+            }
+            fds.push(PollFd::new(c.as_fd(), flags));
         }
         let log_slot = log_pipe.conn.as_ref().map(|l| {
             let out =
@@ -209,10 +212,15 @@ fn control_turn<N: Nsm>(
     memory: &dyn Fn() -> MemoryStats,
 ) -> bool {
     if revents.contains(PollFlags::POLLOUT) && !core.outgoing().is_empty() {
+        let paused = !core.wants_input();
         match conn.write(core.outgoing()) {
             Ok(n) => core.sent(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return false,
+        }
+        // Frames read while input was paused are routed now that there is room.
+        if paused && core.wants_input() && core.received(0, Clock::system(), memory()).is_err() {
+            return false;
         }
     }
     if !revents.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {

@@ -176,7 +176,7 @@ fn a_full_boot_of_the_real_binary_then_health() {
     let mut e = start("ok");
 
     // Before the shares are loaded, signing is refused as a precondition failure.
-    let early = Grant::new(Scheme::Ed25519, "SIGN-ED", 1, b"early", now_secs() + 60);
+    let early = Grant::new([0; 32], Scheme::Ed25519, "SIGN-ED", 1, b"early", now_secs() + 60);
     e.send(&Message::CommitRequest(early.request()), 3);
     let (stream, kind, payload) = e.recv();
     assert_eq!(stream, 3);
@@ -269,6 +269,7 @@ fn sign_through_the_binary(
     {
         let message = format!("pay {n} to bob").into_bytes();
         let grant = Grant::new(
+            *answer_key,
             set.scheme,
             account,
             20 + u8::try_from(n).unwrap(),
@@ -293,12 +294,12 @@ fn sign_through_the_binary(
     }
     // The cap (4, from the args file): four sessions open, the fifth refused; abort frees one.
     for id in 40..44u8 {
-        let g = Grant::new(Scheme::Ed25519, "SIGN-ED", id, b"x", now_secs() + 60);
+        let g = Grant::new(*answer_key, Scheme::Ed25519, "SIGN-ED", id, b"x", now_secs() + 60);
         e.send(&Message::CommitRequest(g.request()), u32::from(id));
         let (_, kind, payload) = e.recv();
         assert!(matches!(decode(kind, &payload), Message::CommitResponse(_)));
     }
-    let g = Grant::new(Scheme::Ed25519, "SIGN-ED", 44, b"x", now_secs() + 60);
+    let g = Grant::new(*answer_key, Scheme::Ed25519, "SIGN-ED", 44, b"x", now_secs() + 60);
     e.send(&Message::CommitRequest(g.request()), 44);
     let (_, kind, payload) = e.recv();
     assert!(

@@ -81,10 +81,16 @@ impl Prepared {
     }
 }
 
-fn prepare(accounts: &[tests::gateway_sim::Account], n: usize, tag: u8) -> Prepared {
+/// A session for the enclave boot whose answer key is `node`.
+fn prepare(
+    node: [u8; 32],
+    accounts: &[tests::gateway_sim::Account],
+    n: usize,
+    tag: u8,
+) -> Prepared {
     let a = &accounts[n % accounts.len()];
     let message = format!("bench message {n}").into_bytes();
-    let mut grant = Grant::new(Scheme::Ed25519, &a.account_id, 0, &message, now_secs() + 100);
+    let mut grant = Grant::new(node, Scheme::Ed25519, &a.account_id, 0, &message, now_secs() + 100);
     let mut id = [tag; 16];
     id[..8].copy_from_slice(&(n as u64).to_be_bytes());
     grant.session_id = id;
@@ -134,9 +140,10 @@ async fn e2e_session(api: &mut SignServiceClient<Channel>, prepared: &Prepared) 
 /// enclave signs it.
 async fn check_splice(
     api: &mut SignServiceClient<Channel>,
+    node: [u8; 32],
     accounts: &[tests::gateway_sim::Account],
 ) {
-    let p = prepare(accounts, 0, 0xc5);
+    let p = prepare(node, accounts, 0, 0xc5);
     let commit =
         api.commit(tests::gateway_sim::commit_request(&p.grant)).await.unwrap().into_inner();
     let spliced = p.package(&commit.commitments);
@@ -210,7 +217,7 @@ fn main() {
     // the two sides do not take turns on the same core.
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let (port, tls_ca, client_id, wire_client) = runtime.block_on(async {
+    let (port, tls_ca, client_id, wire_client, enclave_node) = runtime.block_on(async {
         let stream = tokio::net::UnixStream::connect(&control).await.unwrap();
         let (client, mut unsolicited) = EnclaveClient::new(stream);
         let share_file = std::fs::read(shares.join(files::SHARES)).unwrap();
@@ -238,6 +245,7 @@ fn main() {
             )
         };
         let record = Arc::new(boot(&client, &mut unsolicited, &inputs, unseal).await.unwrap());
+        let enclave_node = record.answer_key;
         let tls_ca = tests::tls_certs::Ca::new("bench-ca").unwrap();
         let server = tls_ca.server().unwrap();
         let certs = |pem: &str| {
@@ -258,7 +266,7 @@ fn main() {
         let bridge = Bridge::new(link, record, Duration::from_secs(10));
         tokio::spawn(grpc_bridge::serve(listener, tls, bridge, std::future::pending()));
         let id = tls_ca.client("bench-gateway").unwrap();
-        (port, tls_ca, id, client)
+        (port, tls_ca, id, client, enclave_node)
     });
     let connect = || async {
         let tls = ClientTlsConfig::new()
@@ -296,6 +304,7 @@ fn main() {
     let mut engine =
         SigningEngine::new(engine_config, AnswerKey::generate(&mut rng), rand::rngs::OsRng)
             .unwrap();
+    let engine_node = engine.answer_public_key();
 
     // Latency: one client, sessions one after another, interleaved with engine sessions.
     // The loop runs as a task on the runtime's worker, beside the bridge, as a remote
@@ -309,13 +318,13 @@ fn main() {
             let mut e2e_lat = Vec::with_capacity(sessions);
             let mut engine_lat = Vec::with_capacity(sessions);
             for n in 0..sessions {
-                let p = prepare(&latency_accounts, n, 0xe2);
+                let p = prepare(enclave_node, &latency_accounts, n, 0xe2);
                 if n == 0 {
-                    check_splice(&mut api, &latency_accounts).await;
+                    check_splice(&mut api, enclave_node, &latency_accounts).await;
                 }
                 e2e_lat.push(e2e_session(&mut api, &p).await.as_secs_f64() * 1e6);
 
-                let p = prepare(&latency_accounts, n, 0xe9);
+                let p = prepare(engine_node, &latency_accounts, n, 0xe9);
                 let now = Now { unix_micros: now_secs() * 1_000_000 };
                 let t = Instant::now();
                 let c = engine.commit(now, &p.grant.request(), &store).unwrap();
@@ -370,7 +379,7 @@ fn main() {
     for c in 0..clients {
         let api = runtime.block_on(connect());
         let prepared: Vec<Prepared> = (0..per_client)
-            .map(|n| prepare(&accounts, c * per_client + n, 0x70 + c as u8))
+            .map(|n| prepare(enclave_node, &accounts, c * per_client + n, 0x70 + c as u8))
             .collect();
         loads.push((api, prepared));
     }

@@ -326,6 +326,13 @@ pub struct GrpcConfig {
     /// Per-call deadline towards the enclave, milliseconds.
     #[serde(default = "default_call_timeout")]
     pub call_timeout_ms: u64,
+    /// Open gRPC connections at most; more wait in the listen queue until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_max_connections() -> usize {
+    256
 }
 
 fn default_reconnect_deadline() -> u64 {

@@ -271,10 +271,7 @@ async fn boot_and_serve(
     });
     crate::metrics::boot_state("serving");
     let bridge = Bridge::new(link, record, call_timeout);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(grpc_bridge::serve(listener, tls, bridge, async {
-        let _ = stop_rx.await;
-    }));
+    let (server, stop_tx) = spawn_server(listener, tls, bridge, config.grpc.max_connections);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|error| DaemonError::Serve { what: "SIGTERM handler".into(), error })?;
     let outcome = tokio::select! {
@@ -304,6 +301,23 @@ async fn boot_and_serve(
 }
 
 /// Feeds the metrics with the enclave's `Status` (memory, sessions) and the link's state.
+/// The gRPC server in its own task, and what stops it.
+fn spawn_server(
+    listener: tokio::net::TcpListener,
+    tls: rustls::ServerConfig,
+    bridge: Bridge,
+    max_connections: usize,
+) -> (tokio::task::JoinHandle<Result<(), tonic::transport::Error>>, tokio::sync::oneshot::Sender<()>)
+{
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let limits =
+        grpc_bridge::Limits { connections: max_connections, ..grpc_bridge::Limits::default() };
+    let stop = async {
+        let _ = stop_rx.await;
+    };
+    (tokio::spawn(grpc_bridge::serve_with_limits(listener, tls, bridge, stop, limits)), stop_tx)
+}
+
 async fn poll_status(link: Arc<EnclaveLink>, every: Duration, timeout: Duration) {
     loop {
         crate::metrics::link_up(link.is_up());

@@ -477,25 +477,54 @@ pub fn mtls_config(
     Ok(config)
 }
 
-/// TLS handshakes in progress at most (each has 10 s).
-const MAX_HANDSHAKES: usize = 64;
+/// How many connections the listener takes at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// TLS handshakes in progress (each has 10 s).
+    pub handshakes: usize,
+    /// Open connections (`grpc.max_connections`), handshakes included. Past it, new
+    /// connections wait in the kernel's listen queue until one closes.
+    pub connections: usize,
+}
 
-/// Serves `bridge` on `listener` over mutual TLS until `shutdown` completes. Handshakes run
-/// in their own tasks, at most [`MAX_HANDSHAKES`] at once, so a slow or hostile client holds
-/// up nobody else; accept errors (descriptors exhausted) are waited out, not spun on.
+impl Default for Limits {
+    fn default() -> Self {
+        Self { handshakes: 64, connections: 256 }
+    }
+}
+
+/// [`serve_with_limits`] with the default [`Limits`].
 pub async fn serve(
     listener: TcpListener,
     tls: rustls::ServerConfig,
     bridge: Bridge,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with_limits(listener, tls, bridge, shutdown, Limits::default()).await
+}
+
+/// Serves `bridge` on `listener` over mutual TLS until `shutdown` completes. Handshakes run
+/// in their own tasks, at most `limits.handshakes` at once, so a slow or hostile client
+/// holds up nobody else; at most `limits.connections` are open, so a flood cannot exhaust
+/// the process's descriptors or memory; accept errors (descriptors exhausted) are waited
+/// out, not spun on.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    bridge: Bridge,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    limits: Limits,
+) -> Result<(), tonic::transport::Error> {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    // At most this many TLS handshakes at once; more connections wait in the listen queue.
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(limits.handshakes.max(1)));
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections.max(1)));
     let accept = tokio::spawn(async move {
         let mut backoff = crate::accept_backoff::Backoff::default();
         loop {
+            // Both permits before accepting: past either limit, connections wait in the
+            // listen queue instead of holding a descriptor here.
+            let Ok(open) = Arc::clone(&connections).acquire_owned().await else { return };
             let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else { return };
             let tcp = crate::accept_backoff::accept(&listener, &mut backoff).await;
             // Small request/answer exchanges: Nagle's algorithm would hold answers back
@@ -508,7 +537,8 @@ pub async fn serve(
                 let done = handshake.await;
                 drop(permit);
                 if let Ok(Ok(tls)) = done {
-                    let _ = tx.send(Ok::<_, std::io::Error>(tls)).await;
+                    let conn = crate::counted_conn::Counted::new(tls, open);
+                    let _ = tx.send(Ok::<_, std::io::Error>(conn)).await;
                 }
             });
         }

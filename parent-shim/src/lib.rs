@@ -31,6 +31,7 @@ pub mod attestation_verifier;
 pub mod aws_credentials;
 pub mod cloudwatch_logs;
 pub mod config;
+pub mod counted_conn;
 pub mod daemon;
 pub mod enclave_boot;
 pub mod enclave_client;

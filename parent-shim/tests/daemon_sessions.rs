@@ -51,6 +51,7 @@ async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay(
     let account = &accounts[0];
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     let grant = tests::gateway::Grant::new(
+        answer_key,
         account.scheme,
         &account.account_id,
         0x30,
@@ -71,6 +72,7 @@ async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay(
     assert!(refusal(kind, &payload).contains("NOT_FOUND"), "{}", refusal(kind, &payload));
     // An event whose authorisation the gateway did not sign (the parent cannot make one).
     let mut forged = tests::gateway::Grant::new(
+        answer_key,
         account.scheme,
         &account.account_id,
         0x31,
@@ -215,8 +217,11 @@ async fn the_enclave_killed_mid_session_serves_no_signature() {
     let mut api = tests::gateway_sim::connect(&endpoint, &c.tls.cert_pem(), &client).await.unwrap();
     let accounts = tests::gateway_sim::load_accounts(&c.dir.0.join("shares")).unwrap();
     let account = accounts.iter().find(|a| a.scheme == wire::Scheme::Ed25519).unwrap();
+    let root = std::fs::read(c.dir.0.join("sim-ca/root.der")).unwrap();
+    let answer_key = tests::gateway_sim::attested_answer_key(&mut api, &root).await.unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     let grant = tests::gateway::Grant::new(
+        answer_key,
         account.scheme,
         &account.account_id,
         0x61,

@@ -274,7 +274,8 @@ async fn every_status_code_the_api_promises() {
     let mut api = connect(st.port, &st.ca.cert_pem(), Some(&client_id)).await.unwrap();
     let accounts = tests::gateway_sim::load_accounts(&st.dir.0.join("shares")).unwrap();
     let (account, scheme) = (accounts[0].account_id.clone(), accounts[0].scheme);
-    let grant = |id: u8| Grant::new(scheme, &account, id, b"m", now_secs() + 60);
+    let grant =
+        |id: u8| Grant::new(st.record.answer_key, scheme, &account, id, b"m", now_secs() + 60);
     let code =
         |r: Result<tonic::Response<pb::CommitResponse>, tonic::Status>| r.unwrap_err().code();
 
@@ -302,12 +303,12 @@ async fn every_status_code_the_api_promises() {
     assert_eq!(code(api.commit(bad).await), Code::PermissionDenied);
     // NOT_FOUND: an authorised grant for an account the enclave does not hold; a session
     // that does not exist.
-    let g = Grant::new(scheme, "NO-SUCH-ACCOUNT", 1, b"m", now_secs() + 60);
+    let g = Grant::new(st.record.answer_key, scheme, "NO-SUCH-ACCOUNT", 1, b"m", now_secs() + 60);
     assert_eq!(code(api.commit(commit_request(&g)).await), Code::NotFound);
     let e = api.abort(pb::AbortRequest { session_id: vec![9; 16] }).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     // DEADLINE_EXCEEDED: an expired grant.
-    let g = Grant::new(scheme, &account, 1, b"m", now_secs() - 1);
+    let g = Grant::new(st.record.answer_key, scheme, &account, 1, b"m", now_secs() - 1);
     assert_eq!(code(api.commit(commit_request(&g)).await), Code::DeadlineExceeded);
     // ALREADY_EXISTS, then RESOURCE_EXHAUSTED at the cap (2), then abort frees a slot.
     api.commit(commit_request(&grant(1))).await.unwrap();
@@ -382,7 +383,7 @@ async fn a_closed_enclave_connection_is_unavailable_and_an_unbooted_one_a_failed
     let port = serve_bridge(EnclaveLink::new(client), record_template(), &ca).await;
     let id = ca.client("sign-gateway").unwrap();
     let mut api = connect(port, &ca.cert_pem(), Some(&id)).await.unwrap();
-    let g = Grant::new(Scheme::Ed25519, "A0000000", 1, b"m", now_secs() + 60);
+    let g = Grant::new([0; 32], Scheme::Ed25519, "A0000000", 1, b"m", now_secs() + 60);
     let e = api.commit(commit_request(&g)).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     let e =
@@ -709,7 +710,7 @@ async fn a_call_past_its_grpc_deadline_aborts_its_session_in_the_enclave() {
     let port = serve_bridge(EnclaveLink::new(client), record_template(), &ca).await;
     let id = ca.client("sign-gateway").unwrap();
     let mut api = connect(port, &ca.cert_pem(), Some(&id)).await.unwrap();
-    let g = Grant::new(Scheme::Ed25519, "A0000000", 0x44, b"m", now_secs() + 60);
+    let g = Grant::new([0; 32], Scheme::Ed25519, "A0000000", 0x44, b"m", now_secs() + 60);
     let mut commit = tonic::Request::new(commit_request(&g));
     commit.set_timeout(Duration::from_millis(300));
     let e = api.commit(commit).await.unwrap_err();
@@ -768,4 +769,60 @@ fn grpc_timeouts_parse_as_the_protocol_writes_them() {
         assert_eq!(parse(bad), None, "{bad:?}");
     }
     assert_eq!(grpc_bridge::grpc_timeout(&tonic::metadata::MetadataMap::new()), None);
+}
+
+/// Two real enclaves (each its own process and boot) behind two bridges: a grant the
+/// gateway issued for one is refused by the other, as a restarted enclave or a twin would
+/// refuse it. The parent cannot take a grant elsewhere to get a second signature share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_for_one_enclave_boot_is_refused_by_another() {
+    let one = stack("grant-one", 2).await;
+    let two = stack("grant-two", 2).await;
+    assert_ne!(one.record.answer_key, two.record.answer_key);
+    let api = |st: &Stack| {
+        let id = st.ca.client("sign-gateway").unwrap();
+        let (port, ca) = (st.port, st.ca.cert_pem());
+        async move { connect(port, &ca, Some(&id)).await.unwrap() }
+    };
+    let (mut api_one, mut api_two) = (api(&one).await, api(&two).await);
+    let accounts = tests::gateway_sim::load_accounts(&one.dir.0.join("shares")).unwrap();
+    let (account, scheme) = (accounts[0].account_id.clone(), accounts[0].scheme);
+    let grant = Grant::new(one.record.answer_key, scheme, &account, 7, b"m", now_secs() + 60);
+    let refused = api_two.commit(commit_request(&grant)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    api_one.commit(commit_request(&grant)).await.unwrap();
+}
+
+/// At most `connections` connections are open: the next waits in the listen queue (its
+/// TLS handshake is not answered) until one closes, then it is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_wait_until_one_closes() {
+    let (ours, _enclave) = tokio::net::UnixStream::pair().unwrap();
+    let (client, _unsolicited) = EnclaveClient::new(ours);
+    let ca = tests::tls_certs::Ca::new("gateway-ca").unwrap();
+    let server = ca.server().unwrap();
+    let tls = grpc_bridge::mtls_config(
+        certs(&server.cert),
+        rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap(),
+        &certs(&ca.cert_pem()),
+        &[],
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bridge = Bridge::new(EnclaveLink::new(client), record_template(), Duration::from_secs(10));
+    let limits = grpc_bridge::Limits { handshakes: 8, connections: 2 };
+    let pending = std::future::pending();
+    tokio::spawn(grpc_bridge::serve_with_limits(listener, tls, bridge, pending, limits));
+    let id = ca.client("sign-gateway").unwrap();
+    let first = connect(port, &ca.cert_pem(), Some(&id)).await.unwrap();
+    let second = connect(port, &ca.cert_pem(), Some(&id)).await.unwrap();
+    let (pem, id3) = (ca.cert_pem(), id.clone());
+    let third = tokio::spawn(async move { connect(port, &pem, Some(&id3)).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!third.is_finished(), "a third connection was served past the limit of two");
+    drop(first);
+    let third = tokio::time::timeout(Duration::from_secs(30), third).await;
+    assert!(matches!(third, Ok(Ok(Ok(_)))), "the third connection was never served");
+    drop(second);
 }

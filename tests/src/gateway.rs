@@ -30,6 +30,8 @@ pub fn fresh_gateway() -> ed25519_dalek::SigningKey {
 /// An owned commit request; `.request()` borrows it as the wire struct.
 #[derive(Clone, Debug)]
 pub struct Grant {
+    /// The answer key of the enclave boot the grant is for.
+    pub node: [u8; 32],
     pub scheme: Scheme,
     pub account_id: String,
     pub session_id: [u8; 16],
@@ -39,7 +41,9 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// A grant for the enclave boot whose answer key is `node`, signed with the demo key.
     pub fn new(
+        node: [u8; 32],
         scheme: Scheme,
         account_id: &str,
         session: u8,
@@ -47,6 +51,7 @@ impl Grant {
         expires_at_unix: u64,
     ) -> Self {
         let mut g = Self {
+            node,
             scheme,
             account_id: account_id.to_owned(),
             session_id: [session; 16],
@@ -66,6 +71,7 @@ impl Grant {
 
     pub fn grant(&self) -> SessionGrant<'_> {
         SessionGrant {
+            node: self.node,
             scheme: self.scheme,
             account_id: &self.account_id,
             session_id: self.session_id,

@@ -351,7 +351,8 @@ async fn sign_with<C: Ciphersuite>(
     ),
 ) -> Result<Signed, String> {
     let started = Instant::now();
-    let mut grant = Grant::new(account.scheme, &account.account_id, 0, message, now_secs() + 60);
+    let mut grant =
+        Grant::new(*answer_key, account.scheme, &account.account_id, 0, message, now_secs() + 60);
     grant.session_id = session_id;
     grant.sign_with(gateway);
     let request = commit_request(&grant);

@@ -14,8 +14,8 @@
 use crate::error::EncodeError;
 use crate::messages::{ACCOUNT_ID_MAX, Scheme};
 
-/// Domain label of the gateway's authorisation.
-pub const AUTHORIZATION_DOMAIN: &[u8] = b"signservice.v1/authorization\n";
+/// Domain label of the gateway's authorisation (`v2`: bound to one enclave boot).
+pub const AUTHORIZATION_DOMAIN: &[u8] = b"signservice.v2/authorization\n";
 /// Domain label of the enclave's round-1 answer.
 pub const COMMIT_ANSWER_DOMAIN: &[u8] = b"signservice.v1/commitments\n";
 /// Domain label of the enclave's round-2 answer.
@@ -27,7 +27,7 @@ pub const ANSWER_KEY_USER_DATA_LEN: usize = ANSWER_KEY_PREFIX.len() + 32;
 
 /// Longest [`authorization`] string.
 pub const AUTHORIZATION_MAX: usize =
-    AUTHORIZATION_DOMAIN.len() + 1 + 1 + ACCOUNT_ID_MAX + 16 + 32 + 8;
+    AUTHORIZATION_DOMAIN.len() + 32 + 1 + 1 + ACCOUNT_ID_MAX + 16 + 32 + 8;
 /// Longest commitments a [`commit_answer`] covers (the wire limit of `CommitResponse`).
 pub const COMMITMENTS_MAX: usize = 1024;
 /// Longest [`commit_answer`] string.
@@ -38,9 +38,14 @@ pub const SIGNATURE_SHARE_MAX: usize = 256;
 /// Longest [`sign_answer`] string.
 pub const SIGN_ANSWER_MAX: usize = SIGN_ANSWER_DOMAIN.len() + 16 + 32 + 2 + SIGNATURE_SHARE_MAX;
 
-/// What the gateway authorises for one session.
+/// What the gateway authorises for one session, on one enclave boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionGrant<'a> {
+    /// The answer key (Ed25519 public key) of the enclave boot the grant is for, as its
+    /// attestation publishes it ([`answer_key_from_user_data`]). A grant is valid on that
+    /// boot only: not on a restarted enclave, nor on a twin, which have keys of their own.
+    /// The enclave fills in its own key; the request does not carry it.
+    pub node: [u8; 32],
     /// Signature scheme.
     pub scheme: Scheme,
     /// The account whose share signs.
@@ -93,11 +98,13 @@ impl Out<'_> {
 }
 
 /// Writes what the gateway signs to authorise a session:
-/// `AUTHORIZATION_DOMAIN || scheme (1) || len (1) || account_id || session_id (16) ||
-/// message_sha256 (32) || expires_at_unix (8, BE)`. Returns the length written.
+/// `AUTHORIZATION_DOMAIN || node (32) || scheme (1) || len (1) || account_id ||
+/// session_id (16) || message_sha256 (32) || expires_at_unix (8, BE)`. Returns the length
+/// written.
 pub fn authorization(grant: &SessionGrant<'_>, out: &mut [u8]) -> Result<usize, EncodeError> {
     let mut w = Out { buf: out, len: 0 };
     w.put(AUTHORIZATION_DOMAIN)?;
+    w.put(&grant.node)?;
     w.put(&[grant.scheme as u8])?;
     w.put_short("account_id", grant.account_id.as_bytes(), ACCOUNT_ID_MAX)?;
     w.put(&grant.session_id)?;
@@ -170,6 +177,7 @@ mod tests {
 
     fn grant(account_id: &str) -> SessionGrant<'_> {
         SessionGrant {
+            node: [5; 32],
             scheme: Scheme::Ed25519,
             account_id,
             session_id: [7; 16],
@@ -183,9 +191,10 @@ mod tests {
         let mut buf = [0u8; AUTHORIZATION_MAX];
         let n = authorization(&grant("A1"), &mut buf).unwrap();
         let d = AUTHORIZATION_DOMAIN.len();
-        assert_eq!(n, d + 1 + 1 + 2 + 16 + 32 + 8);
+        assert_eq!(n, d + 32 + 1 + 1 + 2 + 16 + 32 + 8);
         assert_eq!(&buf[..d], AUTHORIZATION_DOMAIN);
-        assert_eq!(&buf[d..d + 4], b"\x01\x02A1");
+        assert_eq!(&buf[d..d + 32], &[5; 32]);
+        assert_eq!(&buf[d + 32..d + 36], b"\x01\x02A1");
         assert_eq!(&buf[n - 8..n], &[1, 2, 3, 4, 5, 6, 7, 8]);
     }
 
@@ -193,6 +202,11 @@ mod tests {
     #[test]
     fn the_documented_example() {
         let grant = SessionGrant {
+            node: [
+                0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64,
+                0x07, 0x3a, 0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68,
+                0xf7, 0x07, 0x51, 0x1a,
+            ],
             scheme: Scheme::Ed25519,
             account_id: "A0000001",
             session_id: [
@@ -208,7 +222,7 @@ mod tests {
         };
         let mut buf = [0u8; AUTHORIZATION_MAX];
         let n = authorization(&grant, &mut buf).unwrap();
-        let doc = "7369676e736572766963652e76312f617574686f72697a6174696f6e0a010841303030303030313a5c01779e2044b18d06fe126c43a90be3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855000000006b49d200";
+        let doc = "7369676e736572766963652e76322f617574686f72697a6174696f6e0ad75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a010841303030303030313a5c01779e2044b18d06fe126c43a90be3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855000000006b49d200";
         assert_eq!(n * 2, doc.len());
         for (i, b) in buf[..n].iter().enumerate() {
             assert_eq!(u8::from_str_radix(&doc[2 * i..2 * i + 2], 16).unwrap(), *b, "byte {i}");
@@ -220,6 +234,7 @@ mod tests {
         let mut a = [0u8; AUTHORIZATION_MAX];
         let n = authorization(&grant("A1"), &mut a).unwrap();
         let variants = [
+            SessionGrant { node: [6; 32], ..grant("A1") },
             SessionGrant { scheme: Scheme::Secp256k1Tr, ..grant("A1") },
             grant("A2"),
             grant("A1x"),

@@ -79,7 +79,8 @@ fn run<C: Ciphersuite>(scheme: Scheme, sessions: usize) -> Figures {
         let ours_id = *decoded[a].identifier();
 
         // Engine.
-        let mut grant = Grant::new(scheme, &accounts[a].0, 0, message, T0 + 60);
+        let mut grant =
+            Grant::new(engine.answer_public_key(), scheme, &accounts[a].0, 0, message, T0 + 60);
         grant.session_id = (n as u128).to_be_bytes();
         grant.sign_with(&signing::gateway());
         let t = Instant::now();

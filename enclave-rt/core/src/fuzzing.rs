@@ -206,6 +206,7 @@ pub fn fuzz_signing(data: &[u8]) {
         unreachable!("the gateway key is valid");
     };
     let grant = wire::session_signatures::SessionGrant {
+        node: engine.answer_public_key(),
         scheme,
         account_id: "F",
         session_id: [7; 16],

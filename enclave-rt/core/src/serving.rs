@@ -35,6 +35,12 @@ use crate::signing_engine::{
     CommitAnswer, EngineConfig, EngineError, Now, SignAnswer, SigningEngine,
 };
 
+/// Bytes of answers waiting for the parent above which the core stops taking frames: a
+/// parent that stops reading cannot make the enclave's memory grow. Frames already read
+/// wait in the decoder and are routed once the parent has read enough
+/// ([`Serving::wants_input`]). One frame's answer can add at most a frame past it.
+pub const OUTGOING_LIMIT: usize = 4 * wire::MAX_FRAME_LEN;
+
 /// Fraction of the budget, in percent, above which the watermark alert fires once.
 pub const WATERMARK_PERCENT: usize = 70;
 
@@ -103,6 +109,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
                 events: config.events.clone().map(SessionEvents::new),
                 started: now,
                 parent: false,
+                paused: false,
                 out: Vec::new(),
                 frame_buf: vec![0u8; wire::MAX_FRAME_LEN],
                 event_buf: Vec::new(),
@@ -116,7 +123,9 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
         self.decoder.read_buf()
     }
 
-    /// `n` bytes were read into [`Self::read_buf`]: route every complete frame.
+    /// `n` bytes were read into [`Self::read_buf`]: route every complete frame, until the
+    /// answers owed reach [`OUTGOING_LIMIT`]; the rest waits. With `n` = 0, routes what
+    /// waits (the shell calls it once the parent has read: [`Self::wants_input`]).
     pub fn received(
         &mut self,
         n: usize,
@@ -125,6 +134,16 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
     ) -> Result<(), MalformedFrame> {
         self.decoder.commit(n);
         loop {
+            if self.router.out.len() >= OUTGOING_LIMIT {
+                if !self.router.paused {
+                    self.router.paused = true;
+                    let limit = OUTGOING_LIMIT.to_string();
+                    let message = "parent not reading its answers: input paused";
+                    self.router.logs.log(LogLevel::Warn, "service", message, &[("limit", &limit)]);
+                }
+                return Ok(());
+            }
+            self.router.paused = false;
             match self.decoder.next_frame() {
                 Ok(Some(frame)) => {
                     self.router.frame(frame.header.stream, frame.message(), clock, memory);
@@ -153,6 +172,14 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
     /// The first `n` bytes of [`Self::outgoing`] were written.
     pub fn sent(&mut self, n: usize) {
         self.router.out.drain(..n.min(self.router.out.len()));
+    }
+
+    /// Whether the core takes input: false while the answers owed are at
+    /// [`OUTGOING_LIMIT`] (the shell then stops reading the parent, and calls
+    /// [`Self::received`] with 0 once this is true again, for the frames that wait).
+    #[must_use]
+    pub fn wants_input(&self) -> bool {
+        self.router.out.len() < OUTGOING_LIMIT
     }
 
     /// A parent connected; a newer connection replaces the older one, and answers still
@@ -238,6 +265,8 @@ struct Router<N: Nsm, R> {
     events: Option<SessionEvents>,
     started: Instant,
     parent: bool,
+    /// Input is paused ([`OUTGOING_LIMIT`]); logged once per pause.
+    paused: bool,
     out: Vec<u8>,
     frame_buf: Vec<u8>,
     event_buf: Vec<u8>,

@@ -571,6 +571,8 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         store: &ShareStore,
     ) -> Result<CommitAnswer, EngineError> {
         let grant = SessionGrant {
+            // Our own key, never the request's: a grant for another boot does not verify.
+            node: self.answer_key.public_key(),
             scheme: request.scheme,
             account_id: request.account_id,
             session_id: request.session_id,

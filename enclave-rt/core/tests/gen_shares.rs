@@ -106,7 +106,7 @@ fn full<C: Ciphersuite>(
     message: &[u8],
     public_key_package: &[u8],
 ) -> (Vec<u8>, Vec<u8>) {
-    let grant = Grant::new(scheme, account, session, message, T0 + 60);
+    let grant = Grant::new(engine.answer_public_key(), scheme, account, session, message, T0 + 60);
     let now = Now { unix_micros: T0 * 1_000_000 };
     let ours = engine.commit(now, &grant.request(), store).unwrap();
     let stored = store.get(account).unwrap();

@@ -17,19 +17,27 @@ use enclave_core::share_loader::LoaderConfig;
 use enclave_core::signing_engine::Now;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use wire::session_signatures::answer_key_from_user_data;
 use wire::{
     AbortRequest, AttestRequest, BootFailReason, Flags, Hello, HttpError, Message, Ping,
     RelayErrorCode, RpcErrorCode, Scheme, SealedKey, ShareFileBegin, ShareFileChunk, ShareFileEnd,
     SignRequest, SseClose, SseEvent, StatusRequest, WireMessage,
 };
 
-/// Records the public key it was asked to attest; the "document" is the nonce.
+/// Records the public key and the user data it was asked to attest; the "document" is the
+/// nonce.
 #[derive(Clone, Default)]
-struct RecordingNsm(Arc<Mutex<Option<Vec<u8>>>>);
+struct RecordingNsm(Arc<Mutex<Option<Vec<u8>>>>, Arc<Mutex<Vec<u8>>>);
 
 impl Nsm for RecordingNsm {
-    fn attest(&mut self, nonce: &[u8], public_key: &[u8], _: &[u8]) -> Result<Vec<u8>, NsmError> {
+    fn attest(
+        &mut self,
+        nonce: &[u8],
+        public_key: &[u8],
+        user_data: &[u8],
+    ) -> Result<Vec<u8>, NsmError> {
         *self.0.lock().unwrap() = Some(public_key.to_vec());
+        *self.1.lock().unwrap() = user_data.to_vec();
         Ok(nonce.to_vec())
     }
 }
@@ -47,6 +55,13 @@ struct Harness {
 }
 
 impl Harness {
+    /// A grant for the boot this harness attested (its answer key, from the attestation's
+    /// user data; zeros before the boot).
+    fn grant(&self, account: &str, session: u8) -> Grant {
+        let node = answer_key_from_user_data(&self.nsm.1.lock().unwrap()).unwrap_or([0; 32]);
+        Grant::new(node, Scheme::Ed25519, account, session, b"pay 1 to bob", NOW_UNIX + 60)
+    }
+
     fn new(events: Option<EventsConfig>, seed: u64) -> Self {
         let nsm = RecordingNsm::default();
         let config = ServingConfig {
@@ -207,10 +222,6 @@ fn serving_harness(events: Option<EventsConfig>) -> (Harness, String) {
     (h, account)
 }
 
-fn grant(account: &str, session: u8) -> Grant {
-    Grant::new(Scheme::Ed25519, account, session, b"pay 1 to bob", NOW_UNIX + 60)
-}
-
 #[test]
 fn before_the_boot_health_answers_and_signing_is_refused() {
     let mut h = Harness::new(None, 1);
@@ -231,7 +242,7 @@ fn before_the_boot_health_answers_and_signing_is_refused() {
         OwnedAnswer::Rpc(RpcErrorCode::FAILED_PRECONDITION, "not serving: boot incomplete".into());
     h.send(9, &AttestRequest { nonce: b"n" });
     assert_eq!(h.one(), (9, not_serving));
-    let g = grant("acct-serving", 1);
+    let g = h.grant("acct-serving", 1);
     h.send(10, &g.request());
     assert_eq!(
         h.one().1,
@@ -270,7 +281,7 @@ fn serving_answers_attestation_commit_sign_abort_and_refuses_the_rest() {
     let (mut h, account) = serving_harness(None);
     h.send(20, &AttestRequest { nonce: b"fresh" });
     assert_eq!(h.one(), (20, OwnedAnswer::Attestation(b"fresh".to_vec())));
-    let g = grant(&account, 1);
+    let g = h.grant(&account, 1);
     h.send(21, &g.request());
     assert_eq!(h.one(), (21, OwnedAnswer::Commit([1; 16])));
     // A session is open: the core wants to wake within a second to wipe expired ones.
@@ -283,7 +294,7 @@ fn serving_answers_attestation_commit_sign_abort_and_refuses_the_rest() {
     assert!(matches!(answer, OwnedAnswer::Rpc(RpcErrorCode::INVALID_ARGUMENT, _)), "{answer:?}");
     h.send(23, &AbortRequest { session_id: [1; 16] });
     assert!(matches!(h.one(), (23, OwnedAnswer::Rpc(RpcErrorCode::NOT_FOUND, _))));
-    h.send(24, &grant(&account, 3).request());
+    h.send(24, &h.grant(&account, 3).request());
     assert_eq!(h.one(), (24, OwnedAnswer::Commit([3; 16])));
     h.send(24, &AbortRequest { session_id: [3; 16] });
     assert_eq!(h.one(), (24, OwnedAnswer::Aborted([3; 16])));
@@ -313,7 +324,7 @@ fn serving_answers_attestation_commit_sign_abort_and_refuses_the_rest() {
 #[test]
 fn expired_sessions_are_wiped_by_the_timer_with_the_time_passed_in() {
     let (mut h, account) = serving_harness(None);
-    h.send(30, &grant(&account, 2).request());
+    h.send(30, &h.grant(&account, 2).request());
     assert_eq!(h.one(), (30, OwnedAnswer::Commit([2; 16])));
     h.at = 5;
     h.core.handle_timeout(h.clock());
@@ -335,7 +346,7 @@ fn the_signing_randomness_is_injected() {
         let mut h = Harness::new(None, seed);
         h.boot(&file, 1, &identity);
         h.take();
-        h.send(1, &grant(&account, 4).request());
+        h.send(1, &h.grant(&account, 4).request());
         let (_, kind, payload) = h.take().remove(0);
         let Message::CommitResponse(c) = Message::decode(kind, &payload).unwrap() else { panic!() };
         c.commitments.to_vec()
@@ -354,7 +365,7 @@ fn session_events_subscribe_answer_by_post_and_back_off_after_a_close() {
         OwnedAnswer::SseOpen { url: "https://gw.example/events".into(), after: String::new() };
     assert_eq!(h.one(), (SUBSCRIPTION, open));
     // A commit delivered as an event: answered by a post to the answers URL.
-    let g = grant(&account, 9);
+    let g = h.grant(&account, 9);
     let request = g.request();
     let mut payload = vec![0u8; request.payload_len()];
     let n = Message::CommitRequest(request).encode_payload(&mut payload).unwrap();
@@ -438,8 +449,8 @@ fn the_core_logs_what_happened_and_never_the_identity() {
     let (file, identity, account) = share_file();
     let mut h = Harness::new(None, 1);
     h.boot(&file, 1, &identity);
-    h.send(6, &grant(&account, 1).request());
-    h.send(7, &grant(&account, 1).request()); // replayed: refused and logged
+    h.send(6, &h.grant(&account, 1).request());
+    h.send(7, &h.grant(&account, 1).request()); // replayed: refused and logged
     let text = log_text(&mut h.core);
     for expected in [
         "parent connected",
@@ -467,7 +478,7 @@ fn a_share_a_session_cannot_use_is_refused_and_raises_an_alert() {
     let mut h = Harness::new(None, 1);
     h.boot(&file, 1, keys.age.to_string().expose_secret());
     assert_eq!(h.one(), (5, OwnedAnswer::Loaded { accounts: 1 }));
-    h.send(6, &grant("acct-bad", 1).request());
+    h.send(6, &h.grant("acct-bad", 1).request());
     let (stream, answer) = h.one();
     assert_eq!(stream, 6);
     assert!(matches!(answer, OwnedAnswer::Rpc(RpcErrorCode::INTERNAL, _)), "{answer:?}");
@@ -475,7 +486,53 @@ fn a_share_a_session_cannot_use_is_refused_and_raises_an_alert() {
     assert!(text.contains(enclave_core::serving::ALERT_TARGET), "{text}");
     assert!(text.contains("share_inconsistent"), "{text}");
     // A refusal that is the caller's doing raises none.
-    h.send(7, &grant("acct-none", 2).request());
+    h.send(7, &h.grant("acct-none", 2).request());
     assert!(matches!(h.one(), (7, OwnedAnswer::Rpc(RpcErrorCode::NOT_FOUND, _))));
     assert!(!log_text(&mut h.core).contains("share unusable"));
+}
+
+#[test]
+fn a_parent_that_stops_reading_pauses_the_input_and_the_answers_stay_bounded() {
+    use enclave_core::serving::OUTGOING_LIMIT;
+    let (mut h, _) = serving_harness(None);
+    // Pings, never read back: each answer is a small Pong, so it takes many to fill.
+    let mut ping = vec![0u8; 64];
+    let mut sent = 0u64;
+    let mut peak = 0;
+    while h.core.wants_input() {
+        let n = wire::encode(&Ping { nonce: sent }, 9, Flags::NONE, &mut ping).unwrap();
+        let buf = h.core.read_buf();
+        buf[..n].copy_from_slice(&ping[..n]);
+        h.core.received(n, h.clock(), MEMORY).unwrap();
+        sent += 1;
+        peak = peak.max(h.core.outgoing().len());
+    }
+    assert!((OUTGOING_LIMIT..OUTGOING_LIMIT + 64).contains(&peak), "{peak}");
+    // Paused: more input is read (a socket read can deliver it) but not routed.
+    for nonce in sent..sent + 100 {
+        let n = wire::encode(&Ping { nonce }, 9, Flags::NONE, &mut ping).unwrap();
+        let buf = h.core.read_buf();
+        buf[..n].copy_from_slice(&ping[..n]);
+        h.core.received(n, h.clock(), MEMORY).unwrap();
+    }
+    assert_eq!(h.core.outgoing().len(), peak, "answers grew while paused");
+    assert!(log_text(&mut h.core).contains("input paused"));
+    // The parent reads: the core resumes and answers every ping, in order, once.
+    let mut pongs = Vec::new();
+    loop {
+        pongs.extend(h.take().into_iter().map(|(_, kind, payload)| {
+            match Message::decode(kind, &payload).unwrap() {
+                Message::Pong(p) => p.nonce,
+                other => panic!("{other:?}"),
+            }
+        }));
+        if !h.core.wants_input() {
+            continue;
+        }
+        h.core.received(0, h.clock(), MEMORY).unwrap();
+        if h.core.outgoing().is_empty() {
+            break;
+        }
+    }
+    assert_eq!(pongs, (0..sent + 100).collect::<Vec<_>>());
 }

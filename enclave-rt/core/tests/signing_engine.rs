@@ -106,7 +106,8 @@ fn run_vector_file<C: Ciphersuite>(file: &str, scheme: Scheme) {
         let mut rng = StdRng::from_seed([9; 32]);
         let key = AnswerKey::generate(&mut rng);
         let mut engine = SigningEngine::new(signing::config(), key, Scripted(randomness)).unwrap();
-        let grant = Grant::new(scheme, &accounts[i].0, 1, &message, T0 + 60);
+        let grant =
+            Grant::new(engine.answer_public_key(), scheme, &accounts[i].0, 1, &message, T0 + 60);
         let answer = engine.commit(at(T0), &grant.request(), &store).unwrap();
         let commitments =
             frost_core::round1::SigningCommitments::<C>::deserialize(&answer.commitments).unwrap();
@@ -209,7 +210,8 @@ fn session<C: Ciphersuite>(
     message: &[u8],
 ) -> (Vec<u8>, Vec<u8>) {
     let set = &fx.sets.iter().find(|(id, _)| id == account).unwrap().1;
-    let grant = Grant::new(set.scheme, account, session, message, T0 + 60);
+    let grant =
+        Grant::new(engine.answer_public_key(), set.scheme, account, session, message, T0 + 60);
     let ours = engine.commit(at(T0), &grant.request(), &fx.store).unwrap();
     check_commit_answer(engine.answer_public_key(), &grant, &ours);
     let mut commitments = vec![(party::identifier::<C>(&set.key_packages[0]), ours.commitments)];
@@ -306,7 +308,7 @@ fn open(
     id: u8,
 ) -> Result<(Grant, Vec<u8>), EngineError> {
     let scheme = if account.starts_with("ED") { Scheme::Ed25519 } else { Scheme::Secp256k1Tr };
-    let grant = Grant::new(scheme, account, id, b"m", T0 + 60);
+    let grant = Grant::new(engine.answer_public_key(), scheme, account, id, b"m", T0 + 60);
     engine.commit(at(T0), &grant.request(), &fx.store).map(|a| (grant, a.commitments))
 }
 
@@ -397,7 +399,7 @@ fn ttl_expiry_wipes_sessions() {
 
     // A grant that expires before the TTL bounds the session instead.
     let scheme = Scheme::Ed25519;
-    let grant = Grant::new(scheme, "ED-2of2", 3, b"m", T0 + 5);
+    let grant = Grant::new(engine.answer_public_key(), scheme, "ED-2of2", 3, b"m", T0 + 5);
     let ours = engine.commit(at(T0), &grant.request(), &fx.store).unwrap().commitments;
     let package = ed_package(&fx, &ours, b"m");
     let req = SignRequest { session_id: grant.session_id, signing_package: &package };
@@ -433,34 +435,36 @@ fn grants_are_checked() {
         got.code()
     };
     // Expired, and too far in the future.
-    let g = Grant::new(Scheme::Ed25519, "ED-2of2", 1, b"m", T0);
+    let g = Grant::new(engine.answer_public_key(), Scheme::Ed25519, "ED-2of2", 1, b"m", T0);
     assert_eq!(
         expect(&mut engine, &g, T0, EngineError::GrantExpired),
         RpcErrorCode::DEADLINE_EXCEEDED
     );
-    let g = Grant::new(Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 121);
+    let g = Grant::new(engine.answer_public_key(), Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 121);
     assert_eq!(
         expect(&mut engine, &g, T0, EngineError::GrantTooLong),
         RpcErrorCode::INVALID_ARGUMENT
     );
     // Signed by someone else.
-    let mut g = Grant::new(Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 60);
+    let mut g =
+        Grant::new(engine.answer_public_key(), Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 60);
     g.sign_with(&ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
     assert_eq!(
         expect(&mut engine, &g, T0, EngineError::BadAuthorization),
         RpcErrorCode::PERMISSION_DENIED
     );
     // Authorised, but for an account the store does not have.
-    let g = Grant::new(Scheme::Ed25519, "NOPE", 1, b"m", T0 + 60);
+    let g = Grant::new(engine.answer_public_key(), Scheme::Ed25519, "NOPE", 1, b"m", T0 + 60);
     assert_eq!(expect(&mut engine, &g, T0, EngineError::UnknownAccount), RpcErrorCode::NOT_FOUND);
     // Authorised, but the share is for the other scheme.
-    let g = Grant::new(Scheme::Secp256k1Tr, "ED-2of2", 1, b"m", T0 + 60);
+    let g =
+        Grant::new(engine.answer_public_key(), Scheme::Secp256k1Tr, "ED-2of2", 1, b"m", T0 + 60);
     assert_eq!(
         expect(&mut engine, &g, T0, EngineError::SchemeMismatch),
         RpcErrorCode::INVALID_ARGUMENT
     );
     // None of the refusals spent the id.
-    let g = Grant::new(Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 60);
+    let g = Grant::new(engine.answer_public_key(), Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 60);
     engine.commit(at(T0), &g.request(), &fx.store).unwrap();
     assert_eq!(
         expect(&mut engine, &g, T0, EngineError::SessionExists),
@@ -472,7 +476,8 @@ fn grants_are_checked() {
 fn a_tampering_parent_is_caught() {
     let fx = fixture();
     let mut engine = signing::engine(7, signing::config());
-    let valid = Grant::new(Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 60);
+    let valid =
+        Grant::new(engine.answer_public_key(), Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 60);
 
     // Every single-byte flip of the authorisation, and of each signed field.
     for i in 0..64 {
@@ -553,7 +558,14 @@ fn signing_packages_are_checked() {
     let mut id = 0u8;
     let mut attempt = |package: &dyn Fn(&[u8]) -> Vec<u8>, message: &[u8]| {
         id += 1;
-        let grant = Grant::new(Scheme::Ed25519, "ED-2of3", id, message, T0 + 60);
+        let grant = Grant::new(
+            engine.answer_public_key(),
+            Scheme::Ed25519,
+            "ED-2of3",
+            id,
+            message,
+            T0 + 60,
+        );
         let ours = engine.commit(at(T0), &grant.request(), &fx.store).unwrap().commitments;
         let p = package(&ours);
         engine.sign(at(T0 + 1), &SignRequest { session_id: grant.session_id, signing_package: &p })
@@ -605,15 +617,16 @@ fn the_replay_window_is_bounded_and_frees_expired_grants() {
     let config = EngineConfig { replay_window: 4, ..signing::config() };
     let mut engine = signing::engine(9, config);
     for id in 1..=4 {
-        let g = Grant::new(Scheme::Ed25519, "ED-2of2", id, b"m", T0 + 10);
+        let g =
+            Grant::new(engine.answer_public_key(), Scheme::Ed25519, "ED-2of2", id, b"m", T0 + 10);
         engine.commit(at(T0), &g.request(), &fx.store).unwrap();
         engine.abort(&g.session_id).unwrap();
     }
-    let g = Grant::new(Scheme::Ed25519, "ED-2of2", 5, b"m", T0 + 10);
+    let g = Grant::new(engine.answer_public_key(), Scheme::Ed25519, "ED-2of2", 5, b"m", T0 + 10);
     let e = engine.commit(at(T0), &g.request(), &fx.store).unwrap_err();
     assert_eq!((e, e.code()), (EngineError::ReplayWindowFull, RpcErrorCode::RESOURCE_EXHAUSTED));
     // Once the first four grants have expired their ids are forgotten and room is made.
-    let g = Grant::new(Scheme::Ed25519, "ED-2of2", 5, b"m", T0 + 20);
+    let g = Grant::new(engine.answer_public_key(), Scheme::Ed25519, "ED-2of2", 5, b"m", T0 + 20);
     engine.commit(at(T0 + 10), &g.request(), &fx.store).unwrap();
 }
 
@@ -628,7 +641,7 @@ fn a_corrupt_stored_share_is_an_internal_error() {
     kp[132] = 0x7f;
     let store = signing::store(&[("X".into(), Scheme::Ed25519, kp)]);
     let mut engine = signing::engine(10, signing::config());
-    let g = Grant::new(Scheme::Ed25519, "X", 1, b"m", T0 + 60);
+    let g = Grant::new(engine.answer_public_key(), Scheme::Ed25519, "X", 1, b"m", T0 + 60);
     let e = engine.commit(at(T0), &g.request(), &store).unwrap_err();
     assert_eq!((e, e.code()), (EngineError::ShareUnusable, RpcErrorCode::INTERNAL));
     assert_eq!(engine.sessions_in_use(), 0);
@@ -689,13 +702,41 @@ fn a_share_whose_verifying_share_is_not_its_secrets_is_refused_by_name() {
         kp[69..69 + point].copy_from_slice(&other[69..69 + point]);
         let store = signing::store(&[("X".into(), scheme, kp)]);
         let mut engine = signing::engine(12, signing::config());
-        let g = Grant::new(scheme, "X", 1, b"m", T0 + 60);
+        let g = Grant::new(engine.answer_public_key(), scheme, "X", 1, b"m", T0 + 60);
         let e = engine.commit(at(T0), &g.request(), &store).unwrap_err();
         assert_eq!((e, e.code()), (EngineError::ShareInconsistent, RpcErrorCode::INTERNAL));
         assert_eq!(engine.sessions_in_use(), 0);
         // The untouched package still signs.
         let store = signing::store(&[("Y".into(), scheme, set.key_packages[0].clone())]);
-        let g = Grant::new(scheme, "Y", 2, b"m", T0 + 60);
+        let g = Grant::new(engine.answer_public_key(), scheme, "Y", 2, b"m", T0 + 60);
         engine.commit(at(T0), &g.request(), &store).unwrap();
     }
+}
+
+#[test]
+fn a_grant_is_valid_on_one_boot_of_one_node_only() {
+    // Node A, a twin B (blue/green), and A restarted (a new boot: a new answer key and an
+    // empty replay window). The parent holds a valid grant for A and tries it everywhere.
+    let fx = fixture();
+    let mut a = signing::engine(21, signing::config());
+    let mut twin = signing::engine(22, signing::config());
+    let mut restarted = signing::engine(23, signing::config());
+    let g = Grant::new(a.answer_public_key(), Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 60);
+    for other in [&mut twin, &mut restarted] {
+        let e = other.commit(at(T0), &g.request(), &fx.store).unwrap_err();
+        assert_eq!((e, e.code()), (EngineError::BadAuthorization, RpcErrorCode::PERMISSION_DENIED));
+        assert_eq!(other.sessions_in_use(), 0);
+    }
+    // The node it names serves it, once.
+    a.commit(at(T0), &g.request(), &fx.store).unwrap();
+    a.abort(&g.session_id).unwrap();
+    let e = a.commit(at(T0), &g.request(), &fx.store).unwrap_err();
+    assert_eq!(e, EngineError::Replayed);
+    // A grant for the twin is the twin's alone.
+    let g = Grant::new(twin.answer_public_key(), Scheme::Ed25519, "ED-2of2", 2, b"m", T0 + 60);
+    twin.commit(at(T0), &g.request(), &fx.store).unwrap();
+    assert_eq!(
+        a.commit(at(T0), &g.request(), &fx.store).unwrap_err(),
+        EngineError::BadAuthorization
+    );
 }
