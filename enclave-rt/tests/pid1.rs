@@ -9,18 +9,36 @@ use std::os::unix::net::UnixListener;
 use enclave_rt::pid1::{self, HEARTBEAT_BYTE};
 use enclave_rt::transport::Address;
 
-fn dir(name: &str) -> std::path::PathBuf {
+/// A scratch directory, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dir(name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("pid1-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 /// A heartbeat peer answering `answer` (or closing without answering if `None`).
 fn peer(name: &str, answer: Option<u8>) -> Address {
-    let path = dir(name).join("hb.sock");
+    let scratch = dir(name);
+    let path = scratch.join("hb.sock");
     let listener = UnixListener::bind(&path).unwrap();
     std::thread::spawn(move || {
+        let _scratch = scratch; // removed once the peer has answered
         let (mut s, _) = listener.accept().unwrap();
         let mut b = [0u8; 1];
         s.read_exact(&mut b).unwrap();

@@ -23,6 +23,17 @@ pub struct LogRing {
     echo_stderr: bool,
 }
 
+/// The console copy of a line, written piece by piece (no allocation).
+fn echo(level: LogLevel, target: &str, message: &str, fields: &[(&str, &str)]) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{} {target}: {message}", level.as_str());
+    for (k, v) in fields {
+        let _ = write!(err, " {k}={v}");
+    }
+    let _ = writeln!(err);
+}
+
 impl LogRing {
     /// A ring holding at most `max_bytes` of frames. With `echo_stderr`, lines also go to
     /// the console (the enclave's serial console in debug mode; local runs).
@@ -34,11 +45,18 @@ impl LogRing {
     /// Adds a line. `fields` are (key, value) pairs of non-secret text.
     pub fn log(&mut self, level: LogLevel, target: &str, message: &str, fields: &[(&str, &str)]) {
         if self.echo_stderr {
-            let rendered: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            eprintln!("{} {target}: {message} {}", level.as_str(), rendered.join(" "));
+            echo(level, target, message, fields);
         }
         let line = Log { level, target, message, fields: LogFields::new(fields) };
-        let mut buf = vec![0u8; (HEADER_LEN + line.payload_len()).min(MAX_FRAME_LEN)];
+        // Fallible allocations: a line logged when the memory budget is spent (a boot that
+        // is failing for that very reason) is counted as dropped, never an abort.
+        let len = (HEADER_LEN + line.payload_len()).min(MAX_FRAME_LEN);
+        let mut buf = Vec::new();
+        if buf.try_reserve_exact(len).is_err() || self.frames.try_reserve(1).is_err() {
+            self.dropped += 1;
+            return;
+        }
+        buf.resize(len, 0);
         let Ok(n) = wire::encode(&line, 0, Flags::NONE, &mut buf) else {
             self.dropped += 1; // over-long line: counted, never truncated mid-field
             return;

@@ -200,16 +200,14 @@ impl<I: Borrow<Identity>> ShareLoader<I> {
         config: LoaderConfig,
     ) -> Result<Self, LoadError> {
         let (entries, record_bytes) = plan_capacity(total_len, announced)?;
+        // The fixed load buffers (about 80 KiB) first, the store after them: the store's
+        // allocation is the fallible one (a named OUT_OF_MEMORY), so it must be the one
+        // that meets a budget too small for the file.
+        let decryptor = AgeDecryptor::new(identity);
+        let scanner = ShareScanner::new(config.allow_empty);
         let store = ShareStoreBuilder::new(entries, record_bytes, config.store_limit_bytes)
             .map_err(|error| LoadError::Store { error, entry: None, offset: None })?;
-        Ok(Self {
-            decryptor: AgeDecryptor::new(identity),
-            scanner: ShareScanner::new(config.allow_empty),
-            store: Some(store),
-            received: 0,
-            total_len,
-            announced,
-        })
+        Ok(Self { decryptor, scanner, store: Some(store), received: 0, total_len, announced })
     }
 
     /// Feeds the next piece of the encrypted file.
