@@ -58,6 +58,37 @@ pub struct BootRecord {
     pub load_micros: u64,
     /// When `Loaded` arrived (Unix milliseconds).
     pub loaded_at_unix_ms: u64,
+    /// The enclave's signed Loaded statement (`wire::session_signatures::loaded_statement`),
+    /// checked here under `answer_key`; relying parties check it again.
+    pub loaded_statement: LoadedStatement,
+}
+
+/// What the enclave signed about its load, besides `accounts` and `share_file_sha256`.
+#[derive(Debug, Clone, Default)]
+pub struct LoadedStatement {
+    /// The boot's `Hello` nonce (also in the boot attestation document).
+    pub boot_nonce: Vec<u8>,
+    /// Plaintext bytes decrypted.
+    pub plaintext_bytes: u64,
+    /// When the load completed, Unix milliseconds, by the enclave's clock.
+    pub loaded_at_unix_ms: u64,
+    /// The answer key's Ed25519 signature.
+    pub signature: Vec<u8>,
+}
+
+/// Whether `signature` is `answer_key`'s signature over the Loaded statement of these facts.
+#[must_use]
+pub fn loaded_statement_verifies(
+    answer_key: &[u8; 32],
+    facts: &wire::session_signatures::LoadedFacts<'_>,
+    signature: &[u8],
+) -> bool {
+    let mut statement = [0u8; wire::session_signatures::LOADED_MAX];
+    let Ok(len) = wire::session_signatures::loaded_statement(facts, &mut statement) else {
+        return false;
+    };
+    let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, answer_key);
+    statement.get(..len).is_some_and(|s| key.verify(s, signature).is_ok())
 }
 
 /// Why a boot failed.
@@ -206,6 +237,24 @@ where
     if loaded.ciphertext_sha256 != sha {
         return Err(BootError::Protocol("the enclave loaded a file with another SHA-256".into()));
     }
+    let facts = wire::session_signatures::LoadedFacts {
+        boot_nonce: &nonce,
+        ciphertext_sha256: loaded.ciphertext_sha256,
+        accounts: loaded.accounts,
+        plaintext_bytes: loaded.plaintext_bytes,
+        loaded_at_unix_ms: loaded.loaded_at_unix_ms,
+    };
+    if !loaded_statement_verifies(&answer_key, &facts, &loaded.signature) {
+        return Err(BootError::Protocol(
+            "the Loaded statement is not signed by the attested answer key".into(),
+        ));
+    }
+    let loaded_statement = LoadedStatement {
+        boot_nonce: nonce.to_vec(),
+        plaintext_bytes: loaded.plaintext_bytes,
+        loaded_at_unix_ms: loaded.loaded_at_unix_ms,
+        signature: loaded.signature.to_vec(),
+    };
     let pcrs = verified.pcrs.clone();
     Ok(BootRecord {
         attestation_sha256: sha256(&document),
@@ -216,6 +265,7 @@ where
         share_file_sha256: loaded.ciphertext_sha256,
         load_micros: loaded.load_micros,
         loaded_at_unix_ms: now_unix_ms(),
+        loaded_statement,
     })
 }
 

@@ -286,6 +286,10 @@ impl Bridge {
                 sessions_in_use: s.sessions_in_use,
                 session_cap: s.session_cap,
                 enclave_uptime_ms: s.uptime_ms,
+                boot_nonce: boot.loaded_statement.boot_nonce.clone(),
+                plaintext_bytes: boot.loaded_statement.plaintext_bytes,
+                enclave_loaded_at_unix_ms: boot.loaded_statement.loaded_at_unix_ms,
+                loaded_signature: boot.loaded_statement.signature.clone(),
             }),
             _ => None,
         })?;

@@ -68,6 +68,14 @@ pub(crate) fn health_base(
         "share_file_sha256": hex(record.share_file_sha256),
         "accounts": record.accounts,
         "loaded_at": loaded_at,
+        // The enclave's signed Loaded statement (docs/wire.md, "Signed statements"): with
+        // accounts and share_file_sha256 above, verifiable under answer_key.
+        "loaded_statement": {
+            "boot_nonce": hex(&record.loaded_statement.boot_nonce),
+            "plaintext_bytes": record.loaded_statement.plaintext_bytes,
+            "loaded_at_unix_ms": record.loaded_statement.loaded_at_unix_ms,
+            "signature": hex(&record.loaded_statement.signature),
+        },
         "kms_request_id": kms_request_id,
     })
 }

@@ -265,6 +265,27 @@ async fn gateway_sessions_over_mutual_tls() {
     assert_eq!(status.share_file_sha256, st.record.share_file_sha256.to_vec());
     assert_eq!(status.loaded_at_unix_ms, st.record.loaded_at_unix_ms);
     assert_eq!((status.sessions_in_use, status.session_cap), (0, 8));
+    // The enclave's signed Loaded statement, checked as a relying party checks it: under
+    // the answer key of an attestation verified against the pinned root. A parent that
+    // reports another file, count or boot cannot make it verify.
+    let key = tests::gateway_sim::attested_answer_key(&mut api, &st.root_der).await.unwrap();
+    let (sha, accounts) = tests::gateway_sim::verified_load(&status, &key).unwrap();
+    assert_eq!((sha, accounts), (st.record.share_file_sha256, 4));
+    let mut lies = Vec::new();
+    for i in 0..5 {
+        let mut forged = status.clone();
+        match i {
+            0 => forged.share_file_sha256[0] ^= 1,
+            1 => forged.accounts += 1,
+            2 => forged.boot_nonce[0] ^= 1,
+            3 => forged.enclave_loaded_at_unix_ms += 1,
+            _ => forged.loaded_signature[5] ^= 1,
+        }
+        lies.push(tests::gateway_sim::verified_load(&forged, &key).is_err());
+    }
+    assert_eq!(lies, [true; 5]);
+    let other_key = [9u8; 32];
+    assert!(tests::gateway_sim::verified_load(&status, &other_key).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,6 +496,7 @@ fn record_template() -> Arc<BootRecord> {
         share_file_sha256: [0; 32],
         load_micros: 0,
         loaded_at_unix_ms: 0,
+        loaded_statement: parent_shim::enclave_boot::LoadedStatement::default(),
     })
 }
 

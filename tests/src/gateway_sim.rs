@@ -133,6 +133,36 @@ pub async fn attested_answer_key_with(
         .ok_or_else(|| "the attestation carries no answer key".into())
 }
 
+/// What a relying party learns from `GetStatus` once it has checked the enclave's signed
+/// Loaded statement under `answer_key` (from an attestation it verified): the file's
+/// SHA-256 and the account count, as the enclave itself computed them.
+pub fn verified_load(
+    status: &pb::GetStatusResponse,
+    answer_key: &[u8; 32],
+) -> Result<([u8; 32], u64), String> {
+    let sha: [u8; 32] = status
+        .share_file_sha256
+        .as_slice()
+        .try_into()
+        .map_err(|_| "share_file_sha256 is not 32 bytes".to_owned())?;
+    let facts = signed::LoadedFacts {
+        boot_nonce: &status.boot_nonce,
+        ciphertext_sha256: sha,
+        accounts: status.accounts,
+        plaintext_bytes: status.plaintext_bytes,
+        loaded_at_unix_ms: status.enclave_loaded_at_unix_ms,
+    };
+    if parent_shim::enclave_boot::loaded_statement_verifies(
+        answer_key,
+        &facts,
+        &status.loaded_signature,
+    ) {
+        Ok((sha, status.accounts))
+    } else {
+        Err("the Loaded statement is not signed by the attested enclave".into())
+    }
+}
+
 /// A signature the gateway produced and checked.
 #[derive(Debug, Clone)]
 pub struct Signed {

@@ -396,6 +396,11 @@ messages! {
         memory_in_use: u64,
         /// The allocator's hard budget in bytes.
         memory_budget: u64,
+        /// When the load completed, Unix milliseconds, by the enclave's clock.
+        loaded_at_unix_ms: u64,
+        /// The answer key's signature over the Loaded statement
+        /// (`session_signatures::loaded_statement`).
+        signature: [u8; 64],
     }
     /// The boot failed; the enclave has wiped its secrets and serves nothing.
     0x0108 BootFailed<'a> ["enclave → parent"] {

@@ -20,6 +20,10 @@ pub const AUTHORIZATION_DOMAIN: &[u8] = b"signservice.v2/authorization\n";
 pub const COMMIT_ANSWER_DOMAIN: &[u8] = b"signservice.v1/commitments\n";
 /// Domain label of the enclave's round-2 answer.
 pub const SIGN_ANSWER_DOMAIN: &[u8] = b"signservice.v1/signature-share\n";
+/// Domain label of the enclave's Loaded statement.
+pub const LOADED_DOMAIN: &[u8] = b"signservice.v1/loaded\n";
+/// Longest [`loaded_statement`] string.
+pub const LOADED_MAX: usize = LOADED_DOMAIN.len() + 2 + crate::messages::NONCE_MAX + 32 + 8 * 3;
 /// Prefix of the attestation document's `user_data`: the enclave's answer key follows.
 pub const ANSWER_KEY_PREFIX: &[u8; 20] = b"signservice.v1/ak25:";
 /// Length of the attestation `user_data` that carries the answer key.
@@ -149,6 +153,35 @@ pub fn sign_answer(
     Ok(w.len)
 }
 
+/// What the enclave says about its load, which it signs with its answer key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadedFacts<'a> {
+    /// The nonce of the boot's `Hello` (and so of the boot's attestation document).
+    pub boot_nonce: &'a [u8],
+    /// SHA-256 of the ciphertext the enclave received and decrypted.
+    pub ciphertext_sha256: [u8; 32],
+    /// Accounts in the store.
+    pub accounts: u64,
+    /// Plaintext bytes decrypted.
+    pub plaintext_bytes: u64,
+    /// When the load completed, Unix milliseconds, by the enclave's clock.
+    pub loaded_at_unix_ms: u64,
+}
+
+/// Writes the Loaded statement:
+/// `LOADED_DOMAIN || len (2, BE) || boot_nonce || ciphertext_sha256 (32) || accounts (8) ||
+/// plaintext_bytes (8) || loaded_at_unix_ms (8)`. Returns the length written.
+pub fn loaded_statement(facts: &LoadedFacts<'_>, out: &mut [u8]) -> Result<usize, EncodeError> {
+    let mut w = Out { buf: out, len: 0 };
+    w.put(LOADED_DOMAIN)?;
+    w.put_short("boot_nonce", facts.boot_nonce, crate::messages::NONCE_MAX)?;
+    w.put(&facts.ciphertext_sha256)?;
+    w.put(&facts.accounts.to_be_bytes())?;
+    w.put(&facts.plaintext_bytes.to_be_bytes())?;
+    w.put(&facts.loaded_at_unix_ms.to_be_bytes())?;
+    Ok(w.len)
+}
+
 /// The attestation `user_data` that publishes the enclave's answer key:
 /// `ANSWER_KEY_PREFIX || Ed25519 public key (32)`.
 #[must_use]
@@ -227,6 +260,45 @@ mod tests {
         for (i, b) in buf[..n].iter().enumerate() {
             assert_eq!(u8::from_str_radix(&doc[2 * i..2 * i + 2], 16).unwrap(), *b, "byte {i}");
         }
+    }
+
+    /// The Loaded statement's example in `docs/wire.md` ("Signed statements").
+    #[test]
+    fn the_documented_loaded_statement() {
+        let nonce: [u8; 32] = core::array::from_fn(|i| u8::try_from(i).unwrap());
+        let facts = LoadedFacts {
+            boot_nonce: &nonce,
+            ciphertext_sha256: [
+                0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f,
+                0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b,
+                0x78, 0x52, 0xb8, 0x55,
+            ],
+            accounts: 10_000,
+            plaintext_bytes: 1_020_000,
+            loaded_at_unix_ms: 1_800_000_000_000,
+        };
+        let mut buf = [0u8; LOADED_MAX];
+        let n = loaded_statement(&facts, &mut buf).unwrap();
+        let doc = "7369676e736572766963652e76312f6c6f616465640a0020000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fe3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855000000000000271000000000000f9060000001a3185c5000";
+        assert_eq!(n * 2, doc.len());
+        for (i, b) in buf[..n].iter().enumerate() {
+            assert_eq!(u8::from_str_radix(&doc[2 * i..2 * i + 2], 16).unwrap(), *b, "byte {i}");
+        }
+        // Every field is in the bytes.
+        let variants = [
+            LoadedFacts { boot_nonce: &nonce[..31], ..facts },
+            LoadedFacts { ciphertext_sha256: [0; 32], ..facts },
+            LoadedFacts { accounts: 10_001, ..facts },
+            LoadedFacts { plaintext_bytes: 1, ..facts },
+            LoadedFacts { loaded_at_unix_ms: 1, ..facts },
+        ];
+        for v in variants {
+            let mut other = [0u8; LOADED_MAX];
+            let m = loaded_statement(&v, &mut other).unwrap();
+            assert_ne!(&buf[..n], &other[..m], "{v:?}");
+        }
+        let long = [0u8; crate::messages::NONCE_MAX + 1];
+        assert!(loaded_statement(&LoadedFacts { boot_nonce: &long, ..facts }, &mut buf).is_err());
     }
 
     #[test]

@@ -387,6 +387,18 @@ pub(crate) async fn gateway(
     let mut api = gateway_sim::connect(endpoint, server_ca, client).await.map_err(Failure)?;
     let answer_key =
         gateway_sim::attested_answer_key_with(&mut api, trust).await.map_err(Failure)?;
+    // What the node loaded, as the enclave signed it (not as the parent says).
+    let status = api
+        .get_status(parent_shim::grpc_bridge::pb::GetStatusRequest {})
+        .await
+        .map_err(|e| Failure(e.to_string()))?
+        .into_inner();
+    let (sha, loaded) = gateway_sim::verified_load(&status, &answer_key).map_err(Failure)?;
+    println!(
+        "gateway: the enclave's signed Loaded statement verifies: {loaded} accounts, \
+         share file sha256 {}",
+        hex::encode(sha)
+    );
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(sessions);
     let mut all_verified = true;

@@ -57,6 +57,8 @@ fn examples() -> Vec<(u32, Message<'static>)> {
                 load_micros: 183_000,
                 memory_in_use: 2_400_000,
                 memory_budget: 268_435_456,
+                loaded_at_unix_ms: 1_800_000_000_000,
+                signature: SIG,
             }),
         ),
         (

@@ -104,6 +104,8 @@ pub struct NsmError(pub String);
 pub struct Context {
     /// Microseconds on a monotonic clock.
     pub now_micros: u64,
+    /// Unix milliseconds by the enclave's clock (the Loaded statement's load time).
+    pub unix_ms: u64,
     /// Bytes allocated now (the budget allocator's `live`).
     pub memory_in_use: u64,
     /// The allocator's budget.
@@ -200,12 +202,15 @@ pub struct BootMachine<N: Nsm, R> {
     /// key once serving ([`Self::take_answer_key`]).
     rng: Option<R>,
     loader_config: LoaderConfig,
+    /// The `Hello` nonce: the boot's attestation document carries it, and the signed
+    /// Loaded statement names it.
+    boot_nonce: Vec<u8>,
 }
 
 impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
     /// A machine in [`BootState::Waiting`], drawing its keys from `rng`.
     pub fn new(nsm: N, rng: R, loader_config: LoaderConfig) -> Self {
-        Self { phase: Phase::Waiting, nsm, rng: Some(rng), loader_config }
+        Self { phase: Phase::Waiting, nsm, rng: Some(rng), loader_config, boot_nonce: Vec::new() }
     }
 
     /// The current state.
@@ -314,6 +319,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
                     .nsm
                     .attest(hello.nonce, unseal.public_key_der(), &answer.user_data())
                     .map_err(|e| BootFailure::new(BootFailReason::ATTESTATION_FAILED, e.0))?;
+                self.boot_nonce = hello.nonce.to_vec();
                 let phase = Phase::Attested { unseal: Box::new(unseal), answer };
                 Ok((phase, Some(BootOutput::Attestation(document))))
             }
@@ -362,7 +368,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
                 Ok((Phase::Loading { loading, answer }, None))
             }
             (Phase::Loading { loading, answer }, Message::ShareFileEnd(_)) => {
-                let (store, report) = finish_load(*loading, ctx)?;
+                let (store, report) = finish_load(*loading, ctx, &self.boot_nonce, &answer)?;
                 let phase = Phase::Serving { store, answer: Some(answer) };
                 Ok((phase, Some(BootOutput::Loaded(LoadedBoot(report)))))
             }
@@ -372,8 +378,14 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
     }
 }
 
-/// The end of the file: the hash announced, the loader's last checks, the figures.
-fn finish_load(loading: Loading, ctx: &Context) -> Result<(ShareStore, wire::Loaded), BootFailure> {
+/// The end of the file: the hash announced, the loader's last checks, the figures, and the
+/// Loaded statement signed with the answer key.
+fn finish_load(
+    loading: Loading,
+    ctx: &Context,
+    boot_nonce: &[u8],
+    answer: &AnswerKey,
+) -> Result<(ShareStore, wire::Loaded), BootFailure> {
     let Loading { loader, sha256, announced_sha256, started_micros, .. } = loading;
     let digest = sha256.finish();
     if digest.as_ref() != announced_sha256 {
@@ -385,6 +397,16 @@ fn finish_load(loading: Loading, ctx: &Context) -> Result<(ShareStore, wire::Loa
     let (store, stats) = loader.finish().map_err(load_failure)?;
     let mut ciphertext_sha256 = [0u8; 32];
     ciphertext_sha256.copy_from_slice(digest.as_ref());
+    let facts = wire::session_signatures::LoadedFacts {
+        boot_nonce,
+        ciphertext_sha256,
+        accounts: stats.accounts,
+        plaintext_bytes: stats.plaintext_bytes,
+        loaded_at_unix_ms: ctx.unix_ms,
+    };
+    let mut statement = [0u8; wire::session_signatures::LOADED_MAX];
+    let len = wire::session_signatures::loaded_statement(&facts, &mut statement)
+        .map_err(|e| BootFailure::new(BootFailReason::INTERNAL, e))?;
     let report = wire::Loaded {
         accounts: stats.accounts,
         plaintext_bytes: stats.plaintext_bytes,
@@ -392,6 +414,8 @@ fn finish_load(loading: Loading, ctx: &Context) -> Result<(ShareStore, wire::Loa
         load_micros: ctx.now_micros.saturating_sub(started_micros),
         memory_in_use: ctx.memory_in_use,
         memory_budget: ctx.memory_budget,
+        loaded_at_unix_ms: ctx.unix_ms,
+        signature: answer.sign(statement.get(..len).unwrap_or_default()),
     };
     Ok((store, report))
 }

@@ -316,6 +316,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             m if boot_input(m).is_some() => {
                 let ctx = Context {
                     now_micros: micros_since(self.started, clock.instant),
+                    unix_ms: clock.unix.unix_micros / 1000,
                     memory_in_use: memory.live as u64,
                     memory_budget: memory.budget as u64,
                 };

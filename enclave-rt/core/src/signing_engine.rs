@@ -423,7 +423,7 @@ impl AnswerKey {
         signed::answer_key_user_data(&self.public_key())
     }
 
-    fn sign(&self, statement: &[u8]) -> [u8; 64] {
+    pub(crate) fn sign(&self, statement: &[u8]) -> [u8; 64] {
         self.0.sign(statement).to_bytes()
     }
 }

@@ -41,7 +41,12 @@ impl Nsm for FailingNsm {
     }
 }
 
-const CTX: Context = Context { now_micros: 1_000, memory_in_use: 123, memory_budget: 1 << 30 };
+const CTX: Context = Context {
+    now_micros: 1_000,
+    unix_ms: 1_900_000_000_000,
+    memory_in_use: 123,
+    memory_budget: 1 << 30,
+};
 const CONFIG: LoaderConfig = LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 };
 const NONCE: &[u8] = b"fresh nonce from the parent";
 
@@ -131,6 +136,27 @@ fn a_full_boot_reaches_serving_and_reports_the_load() {
     for (id, share) in &fx.accounts {
         assert_eq!(store.get(id).unwrap().bytes, common::stored(share));
     }
+    // The report is the signed Loaded statement: the boot's nonce, the hash it computed,
+    // the count, the plaintext length and its clock, under the boot's answer key.
+    let facts = wire::session_signatures::LoadedFacts {
+        boot_nonce: NONCE,
+        ciphertext_sha256: report.ciphertext_sha256,
+        accounts: 500,
+        plaintext_bytes: report.plaintext_bytes,
+        loaded_at_unix_ms: CTX.unix_ms,
+    };
+    assert_eq!(report.loaded_at_unix_ms, CTX.unix_ms);
+    let mut statement = [0u8; wire::session_signatures::LOADED_MAX];
+    let n = wire::session_signatures::loaded_statement(&facts, &mut statement).unwrap();
+    let signature = ed25519_dalek::Signature::from_bytes(&report.signature);
+    let report = *report;
+    let (answer, _) = m.take_answer_key().unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&answer.public_key()).unwrap();
+    key.verify_strict(&statement[..n], &signature).unwrap();
+    let other = wire::session_signatures::LoadedFacts { accounts: 501, ..facts };
+    let n = wire::session_signatures::loaded_statement(&other, &mut statement).unwrap();
+    assert!(key.verify_strict(&statement[..n], &signature).is_err());
+    assert_eq!(report.accounts, 500);
 }
 
 #[test]
