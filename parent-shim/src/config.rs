@@ -415,16 +415,17 @@ impl Config {
         args.memory_budget_mib = usize::try_from(e.memory_budget_mib).unwrap_or(usize::MAX);
         args.quiet = true;
         args.sim_nsm_dir.clone_from(&e.sim_nsm_dir);
-        let mut lines = args.to_lines();
+        // The PCRs and URLs are text in the configuration: checked by the enclave's own
+        // parsers for those values.
         for pcr in &e.sim_pcrs {
-            lines.extend(["--sim-pcr".to_owned(), pcr.clone()]);
+            args.sim_pcrs.push(enclave_args::sim_pcr(pcr).map_err(|err| bad("sim_pcrs", err))?);
         }
         if let (Some(events), Some(answers)) = (&e.events_url, &e.answers_url) {
-            lines.extend(["--events-url".to_owned(), events.clone()]);
-            lines.extend(["--answers-url".to_owned(), answers.clone()]);
+            let events = enclave_core::session_events::EventsConfig::new(events, answers);
+            let events = events.map_err(ArgsError);
+            args.events = Some(events.map_err(|err| bad("events_url", err))?);
         }
-        // The PCRs and URLs are text in the configuration: parsed by the enclave's parser.
-        EnclaveArgs::parse(&lines).map_err(|err| bad("*", err))
+        Ok(args)
     }
 
     /// The launch mode's own settings.

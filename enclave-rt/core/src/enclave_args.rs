@@ -206,7 +206,7 @@ impl EnclaveArgs {
             }
             "--replay-window" => self.engine.replay_window = number(arg, v, 1, 1 << 22)?,
             "--sim-nsm-dir" => self.sim_nsm_dir = Some(PathBuf::from(v)),
-            "--sim-pcr" => self.sim_pcrs.push(pcr(v)?),
+            "--sim-pcr" => self.sim_pcrs.push(sim_pcr(v)?),
             "--heartbeat" => self.heartbeat = address(arg, v)?,
             _ => return Err(ArgsError(format!("unknown argument `{arg}`"))),
         }
@@ -357,8 +357,11 @@ pub fn refuse_published_keys(args: &EnclaveArgs) -> Result<(), ArgsError> {
     Ok(())
 }
 
-/// `INDEX=HEX` with 96 hex digits.
-fn pcr(text: &str) -> Result<(u64, [u8; 48]), ArgsError> {
+/// A `--sim-pcr` value: `INDEX=HEX` with 96 hex digits.
+///
+/// # Errors
+/// Names the value and the expected form.
+pub fn sim_pcr(text: &str) -> Result<(u64, [u8; 48]), ArgsError> {
     let bad = || ArgsError(format!("bad --sim-pcr `{text}`: expected INDEX=96 hex digits"));
     let (index, value) = text.split_once('=').ok_or_else(bad)?;
     Ok((index.parse().map_err(|_| bad())?, unhex(value).ok_or_else(bad)?))

@@ -303,9 +303,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             Ok(m) => self.route(&m, clock, memory),
         };
         let n = reply.encode(stream, &mut self.frame_buf, &mut self.logs);
-        if let Some(frame) = self.frame_buf.get(..n) {
-            self.out.extend_from_slice(frame);
-        }
+        queue(&mut self.out, &self.frame_buf, n);
     }
 
     fn route(&mut self, message: &Message<'_>, clock: Clock, memory: MemoryStats) -> Reply {
@@ -428,9 +426,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
         let Some(open) = ev.open_due(now) else { return };
         match wire::encode(&open, session_events::SUBSCRIPTION, Flags::NONE, &mut self.frame_buf) {
             Ok(n) => {
-                if let Some(frame) = self.frame_buf.get(..n) {
-                    self.out.extend_from_slice(frame);
-                }
+                queue(&mut self.out, &self.frame_buf, n);
                 let after = open.last_event_id.to_owned();
                 self.logs.log(LogLevel::Info, "events", "subscribing", &[("after", &after)]);
             }
@@ -500,9 +496,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             HttpPost { url: &url, content_type: session_events::ANSWER_CONTENT_TYPE, body: &body };
         match wire::encode(&post, events.post_stream(), Flags::NONE, &mut self.frame_buf) {
             Ok(n) => {
-                if let Some(frame) = self.frame_buf.get(..n) {
-                    self.out.extend_from_slice(frame);
-                }
+                queue(&mut self.out, &self.frame_buf, n);
             }
             Err(e) => {
                 let error = e.to_string();
@@ -546,6 +540,13 @@ fn serve<R: RngCore + CryptoRng>(
         }
         Reply::Refused(e)
     })
+}
+
+/// Appends the first `n` bytes of `frame_buf` (a frame just encoded there) to `out`.
+fn queue(out: &mut Vec<u8>, frame_buf: &[u8], n: usize) {
+    if let Some(frame) = frame_buf.get(..n) {
+        out.extend_from_slice(frame);
+    }
 }
 
 /// Log target of lines the parent raises as alerts (reason in the `reason` field).
