@@ -46,6 +46,7 @@ pub mod kms_policy;
 pub mod kms_relay;
 pub mod metrics;
 pub mod pcrs_file;
+pub mod relying_party;
 pub mod s3_fetch;
 pub mod share_reencrypt;
 pub mod systemd_notify;

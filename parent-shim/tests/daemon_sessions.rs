@@ -25,7 +25,8 @@ async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay(
     let client = c.tls.client("gateway").unwrap();
     let mut api = tests::gateway_sim::connect(&endpoint, &c.tls.cert_pem(), &client).await.unwrap();
     let root = std::fs::read(c.dir.0.join("sim-ca/root.der")).unwrap();
-    let answer_key = tests::gateway_sim::attested_answer_key(&mut api, &root).await.unwrap();
+    let answer_key =
+        tests::gateway_sim::attested_answer_key(&mut api, &root, &c.pcrs).await.unwrap();
     let accounts = tests::gateway_sim::load_accounts(&c.dir.0.join("shares")).unwrap();
 
     // Whole sessions over events, one per scheme: both rounds answered by posts, checked
@@ -179,6 +180,7 @@ async fn the_parent_restarts_while_the_gateway_keeps_calling() {
         c.tls.cert_pem(),
         c.tls.client("gateway").unwrap(),
         std::fs::read(c.dir.0.join("sim-ca/root.der")).unwrap(),
+        c.pcrs.clone(),
         tests::gateway_sim::load_accounts(&c.dir.0.join("shares")).unwrap(),
         Arc::clone(&stop),
     ));
@@ -218,7 +220,8 @@ async fn the_enclave_killed_mid_session_serves_no_signature() {
     let accounts = tests::gateway_sim::load_accounts(&c.dir.0.join("shares")).unwrap();
     let account = accounts.iter().find(|a| a.scheme == wire::Scheme::Ed25519).unwrap();
     let root = std::fs::read(c.dir.0.join("sim-ca/root.der")).unwrap();
-    let answer_key = tests::gateway_sim::attested_answer_key(&mut api, &root).await.unwrap();
+    let answer_key =
+        tests::gateway_sim::attested_answer_key(&mut api, &root, &c.pcrs).await.unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     let grant = tests::gateway::Grant::new(
         answer_key,
@@ -277,7 +280,7 @@ async fn many_gateway_clients_beyond_the_cap_get_signatures_or_clean_refusals() 
     let root = std::fs::read(c.dir.0.join("sim-ca/root.der")).unwrap();
     let accounts = tests::gateway_sim::load_accounts(&c.dir.0.join("shares")).unwrap();
     let mut api = tests::gateway_sim::connect(&endpoint, &c.tls.cert_pem(), &client).await.unwrap();
-    let key = tests::gateway_sim::attested_answer_key(&mut api, &root).await.unwrap();
+    let key = tests::gateway_sim::attested_answer_key(&mut api, &root, &c.pcrs).await.unwrap();
     let before = api.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
 
     // Ten clients, three session slots, for a bounded time.

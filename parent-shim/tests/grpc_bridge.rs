@@ -268,7 +268,9 @@ async fn gateway_sessions_over_mutual_tls() {
     // The enclave's signed Loaded statement, checked as a relying party checks it: under
     // the answer key of an attestation verified against the pinned root. A parent that
     // reports another file, count or boot cannot make it verify.
-    let key = tests::gateway_sim::attested_answer_key(&mut api, &st.root_der).await.unwrap();
+    let pinned = tests::gateway_sim::pinned(&st.record.pcrs);
+    let key =
+        tests::gateway_sim::attested_answer_key(&mut api, &st.root_der, &pinned).await.unwrap();
     let (sha, accounts) = tests::gateway_sim::verified_load(&status, &key).unwrap();
     assert_eq!((sha, accounts), (st.record.share_file_sha256, 4));
     let mut lies = Vec::new();
@@ -286,6 +288,29 @@ async fn gateway_sessions_over_mutual_tls() {
     assert_eq!(lies, [true; 5]);
     let other_key = [9u8; 32];
     assert!(tests::gateway_sim::verified_load(&status, &other_key).is_err());
+
+    // The gateway pins the image: the same node, whose attestation is valid under the
+    // root, is refused by a gateway that expects another image (one PCR differs). Not
+    // pinning has to be asked for by name; pinning nothing is refused.
+    let mut other_image = st.record.pcrs.clone();
+    let pcr0 = other_image.get_mut(&0).unwrap();
+    pcr0[0] ^= 1;
+    let refused = tests::gateway_sim::attested_answer_key(
+        &mut api,
+        &st.root_der,
+        &tests::gateway_sim::PcrPolicy::Pinned(other_image),
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.contains("PCR0"), "{refused}");
+    let nothing = tests::gateway_sim::PcrPolicy::Pinned(BTreeMap::new());
+    let refused = tests::gateway_sim::attested_answer_key(&mut api, &st.root_der, &nothing)
+        .await
+        .unwrap_err();
+    assert!(refused.contains("pins no PCR"), "{refused}");
+    let unpinned = tests::gateway_sim::PcrPolicy::UnpinnedInsecure;
+    let any = tests::gateway_sim::attested_answer_key(&mut api, &st.root_der, &unpinned);
+    assert_eq!(any.await.unwrap(), key);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

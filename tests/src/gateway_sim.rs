@@ -4,6 +4,7 @@
 //! answer key, aggregates, and verifies each signature with an independent verifier under
 //! the account's published group key.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -100,20 +101,21 @@ pub async fn connect(
     Ok(SignServiceClient::new(channel))
 }
 
-/// Asks for a fresh attestation over a random nonce, verifies it against `root_der`, and
-/// returns the enclave's answer key from it.
+/// Asks for a fresh attestation over a random nonce, verifies it against `root_der` and the
+/// pinned `pcrs` (`parent_shim::relying_party`), and returns the enclave's answer key.
 pub async fn attested_answer_key(
     api: &mut SignServiceClient<Channel>,
     root_der: &[u8],
+    pcrs: &PcrPolicy,
 ) -> Result<[u8; 32], String> {
     let trust = parent_shim::attestation_verifier::PinnedRoot(root_der.to_vec());
-    attested_answer_key_with(api, &trust).await
+    attested_answer_key_with(api, &RelyingParty { trust: &trust, pcrs }).await
 }
 
-/// [`attested_answer_key`] with the document authenticated by `trust`.
+/// [`attested_answer_key`] for the relying party `rp`.
 pub async fn attested_answer_key_with(
     api: &mut SignServiceClient<Channel>,
-    trust: &dyn parent_shim::attestation_verifier::DocumentTrust,
+    rp: &RelyingParty<'_>,
 ) -> Result<[u8; 32], String> {
     let nonce: [u8; 32] = rand::random();
     let doc = api
@@ -122,15 +124,13 @@ pub async fn attested_answer_key_with(
         .map_err(|e| e.to_string())?
         .into_inner()
         .document;
-    let expect = parent_shim::attestation_verifier::Expectations {
-        nonce: Some(&nonce),
-        ..Default::default()
-    };
-    let doc = trust.verify(&doc, now_secs(), &expect).map_err(|e| format!("attestation: {e}"))?;
-    doc.user_data
-        .as_deref()
-        .and_then(signed::answer_key_from_user_data)
-        .ok_or_else(|| "the attestation carries no answer key".into())
+    rp.answer_key(&doc, &nonce, now_secs()).map_err(|e| e.to_string())
+}
+
+/// The PCR policy that pins exactly `pcrs`.
+#[must_use]
+pub fn pinned(pcrs: &BTreeMap<u64, Vec<u8>>) -> PcrPolicy {
+    PcrPolicy::Pinned(pcrs.clone())
 }
 
 /// What a relying party learns from `GetStatus` once it has checked the enclave's signed
@@ -162,6 +162,8 @@ pub fn verified_load(
         Err("the Loaded statement is not signed by the attested enclave".into())
     }
 }
+
+pub use parent_shim::relying_party::{PcrPolicy, RelyingParty};
 
 /// A signature the gateway produced and checked.
 #[derive(Debug, Clone)]

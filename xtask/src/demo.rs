@@ -266,12 +266,17 @@ client_ca = "{dir}/tls/ca.pem"
     );
 
     // The gateway.
+    // A relying party pinning the sim CA's root and the image's PCR0.
+    let root = parent_shim::attestation_verifier::PinnedRoot(ca.root_der.clone());
+    let pcr0 = hex::decode(&pcr0).map_err(|e| Failure(e.to_string()))?;
+    let pinned = tests::gateway_sim::PcrPolicy::Pinned([(0, pcr0)].into());
+    let rp = tests::gateway_sim::RelyingParty { trust: &root, pcrs: &pinned };
     let result = runtime.block_on(gateway(
         &tests::gateway::gateway(),
         &format!("https://127.0.0.1:{port}"),
         &gateway_ca.cert_pem(),
         &client,
-        &parent_shim::attestation_verifier::PinnedRoot(ca.root_der.clone()),
+        &rp,
         &shares,
         o.sessions,
     ));
@@ -378,15 +383,14 @@ pub(crate) async fn gateway(
     endpoint: &str,
     server_ca: &str,
     client: &tests::tls_certs::Pem,
-    trust: &dyn parent_shim::attestation_verifier::DocumentTrust,
+    rp: &tests::gateway_sim::RelyingParty<'_>,
     shares: &Path,
     sessions: usize,
 ) -> Result<Stats> {
     use tests::gateway_sim;
     let accounts = gateway_sim::load_accounts(shares).map_err(Failure)?;
     let mut api = gateway_sim::connect(endpoint, server_ca, client).await.map_err(Failure)?;
-    let answer_key =
-        gateway_sim::attested_answer_key_with(&mut api, trust).await.map_err(Failure)?;
+    let answer_key = gateway_sim::attested_answer_key_with(&mut api, rp).await.map_err(Failure)?;
     // What the node loaded, as the enclave signed it (not as the parent says).
     let status = api
         .get_status(parent_shim::grpc_bridge::pb::GetStatusRequest {})

@@ -488,12 +488,15 @@ async fn sign_through_the_bridge(
     let bridge =
         parent_shim::grpc_bridge::Bridge::new(link, Arc::new(record), Duration::from_mins(1));
     tokio::spawn(parent_shim::grpc_bridge::serve(listener, tls, bridge, std::future::pending()));
+    // The gateway pins the image's PCRs from pcrs.json.
+    let pcrs = ::tests::gateway_sim::PcrPolicy::Pinned(cx.trust.pcrs.clone());
+    let rp = ::tests::gateway_sim::RelyingParty { trust: &cx.trust, pcrs: &pcrs };
     crate::demo::gateway(
         &cx.gateway_key,
         &format!("https://127.0.0.1:{port}"),
         &gateway_ca.cert_pem(),
         &gateway_client,
-        &cx.trust,
+        &rp,
         &cx.inputs.shares,
         2,
     )

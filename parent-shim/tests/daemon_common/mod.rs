@@ -34,6 +34,8 @@ pub(crate) struct Case {
     pub(crate) share_strings: Vec<String>,
     /// The CA of the parent's gRPC certificate and of the gateway's client certificates.
     pub(crate) tls: tests::tls_certs::Ca,
+    /// What the gateway pins: the PCR0 the enclave reports.
+    pub(crate) pcrs: tests::gateway_sim::PcrPolicy,
 }
 
 /// Shares, a sim chain, TLS files and a KMS key whose policy wants PCR0 = `policy_pcr0`
@@ -126,7 +128,8 @@ client_ca = "{d}/ca.pem"
             .map(|a| a["shares"][0].as_str().unwrap()[56..96].to_owned())
             .collect()
     };
-    (Case { dir, kms, identity, share_strings: shares_json, tls }, path)
+    let pcrs = tests::gateway_sim::PcrPolicy::Pinned([(0, vec![actual_pcr0; 48])].into());
+    (Case { dir, kms, identity, share_strings: shares_json, tls, pcrs }, path)
 }
 
 pub(crate) struct Parent {
@@ -474,6 +477,7 @@ pub(crate) async fn keep_calling(
     ca_pem: String,
     client: tests::tls_certs::Pem,
     root: Vec<u8>,
+    pcrs: tests::gateway_sim::PcrPolicy,
     accounts: Vec<tests::gateway_sim::Account>,
     stop: Arc<AtomicBool>,
 ) -> Vec<Attempt> {
@@ -499,7 +503,7 @@ pub(crate) async fn keep_calling(
         };
         let key = tokio::time::timeout(
             Duration::from_secs(10),
-            tests::gateway_sim::attested_answer_key(&mut api, &root),
+            tests::gateway_sim::attested_answer_key(&mut api, &root, &pcrs),
         )
         .await;
         let key = match key {

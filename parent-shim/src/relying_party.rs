@@ -1,0 +1,105 @@
+//! What a relying party (the Sign Gateway) checks before it trusts a node, in order:
+//! the attestation document against the pinned root and a fresh nonce, the image's PCRs
+//! against the pinned ones (`pcrs.json`), the answer key in `user_data`, then the node's
+//! signed Loaded statement under that key. Every answer a node signs afterwards is checked
+//! under the same key (`wire::session_signatures`).
+//!
+//! Pinning the PCRs is the default: without it any Nitro enclave, running any image, would
+//! pass. Not pinning has to be asked for by name ([`PcrPolicy::UnpinnedInsecure`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::attestation_verifier::{DocumentTrust, Expectations, VerifyError};
+
+/// Which images the relying party accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PcrPolicy {
+    /// Only an image whose listed PCRs (index -> value, at least one) are these.
+    Pinned(BTreeMap<u64, Vec<u8>>),
+    /// Any image the root vouches for. For tests of other layers only; never in production.
+    UnpinnedInsecure,
+}
+
+/// Why a node is not trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelyingError {
+    /// The document did not verify (chain, signature, nonce, a pinned PCR).
+    Attestation(VerifyError),
+    /// A pinned policy that pins nothing.
+    NothingPinned,
+    /// The document's `user_data` carries no answer key.
+    NoAnswerKey,
+    /// The Loaded statement is not signed by the attested answer key.
+    LoadedNotSigned,
+}
+
+impl fmt::Display for RelyingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Attestation(e) => write!(f, "attestation: {e}"),
+            Self::NothingPinned => f.write_str("the PCR policy pins no PCR"),
+            Self::NoAnswerKey => f.write_str("the attestation carries no answer key"),
+            Self::LoadedNotSigned => {
+                f.write_str("the Loaded statement is not signed by the attested enclave")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RelyingError {}
+
+/// A relying party: whom it trusts to vouch for documents, and which images it accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct RelyingParty<'a> {
+    /// The pinned root (or, for QEMU's unsigned NSM only, its stand-in).
+    pub trust: &'a dyn DocumentTrust,
+    /// The accepted images.
+    pub pcrs: &'a PcrPolicy,
+}
+
+impl RelyingParty<'_> {
+    /// The node's answer key, from a document over `nonce` (fresh, the relying party's
+    /// own) that verifies under the root and, unless unpinned, the PCRs.
+    ///
+    /// # Errors
+    /// [`RelyingError`], naming what failed.
+    pub fn answer_key(
+        &self,
+        document: &[u8],
+        nonce: &[u8],
+        at_unix_secs: u64,
+    ) -> Result<[u8; 32], RelyingError> {
+        let pcrs = match self.pcrs {
+            PcrPolicy::Pinned(p) if p.is_empty() => return Err(RelyingError::NothingPinned),
+            PcrPolicy::Pinned(p) => Some(p),
+            PcrPolicy::UnpinnedInsecure => None,
+        };
+        let expect = Expectations { pcrs, nonce: Some(nonce), public_key: None };
+        let doc = self
+            .trust
+            .verify(document, at_unix_secs, &expect)
+            .map_err(RelyingError::Attestation)?;
+        doc.user_data
+            .as_deref()
+            .and_then(wire::session_signatures::answer_key_from_user_data)
+            .ok_or(RelyingError::NoAnswerKey)
+    }
+
+    /// Checks the node's signed Loaded statement under its attested `answer_key`.
+    ///
+    /// # Errors
+    /// [`RelyingError::LoadedNotSigned`].
+    pub fn check_loaded(
+        &self,
+        answer_key: &[u8; 32],
+        facts: &wire::session_signatures::LoadedFacts<'_>,
+        signature: &[u8],
+    ) -> Result<(), RelyingError> {
+        if crate::enclave_boot::loaded_statement_verifies(answer_key, facts, signature) {
+            Ok(())
+        } else {
+            Err(RelyingError::LoadedNotSigned)
+        }
+    }
+}
