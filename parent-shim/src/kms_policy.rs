@@ -301,7 +301,6 @@ pub fn audit(
 /// The PCR indices whose conditions differ between two maps.
 fn differing(found: &BTreeMap<u64, Vec<u8>>, want: &BTreeMap<u64, Vec<u8>>) -> String {
     let mut indices: Vec<u64> = found.keys().chain(want.keys()).copied().collect();
-    indices.dedup();
     indices.sort_unstable();
     indices.dedup();
     let names: Vec<String> = indices
