@@ -76,21 +76,6 @@ pub struct LoadedStatement {
     pub signature: Vec<u8>,
 }
 
-/// Whether `signature` is `answer_key`'s signature over the Loaded statement of these facts.
-#[must_use]
-pub fn loaded_statement_verifies(
-    answer_key: &[u8; 32],
-    facts: &wire::session_signatures::LoadedFacts<'_>,
-    signature: &[u8],
-) -> bool {
-    let mut statement = [0u8; wire::session_signatures::LOADED_MAX];
-    let Ok(len) = wire::session_signatures::loaded_statement(facts, &mut statement) else {
-        return false;
-    };
-    let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, answer_key);
-    statement.get(..len).is_some_and(|s| key.verify(s, signature).is_ok())
-}
-
 /// Why a boot failed.
 #[derive(Debug)]
 pub enum BootError {
@@ -244,7 +229,7 @@ where
         plaintext_bytes: loaded.plaintext_bytes,
         loaded_at_unix_ms: loaded.loaded_at_unix_ms,
     };
-    if !loaded_statement_verifies(&answer_key, &facts, &loaded.signature) {
+    if crate::relying_party::check_loaded(&answer_key, &facts, &loaded.signature).is_err() {
         return Err(BootError::Protocol(
             "the Loaded statement is not signed by the attested answer key".into(),
         ));

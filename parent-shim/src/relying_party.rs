@@ -85,21 +85,24 @@ impl RelyingParty<'_> {
             .and_then(wire::session_signatures::answer_key_from_user_data)
             .ok_or(RelyingError::NoAnswerKey)
     }
+}
 
-    /// Checks the node's signed Loaded statement under its attested `answer_key`.
-    ///
-    /// # Errors
-    /// [`RelyingError::LoadedNotSigned`].
-    pub fn check_loaded(
-        &self,
-        answer_key: &[u8; 32],
-        facts: &wire::session_signatures::LoadedFacts<'_>,
-        signature: &[u8],
-    ) -> Result<(), RelyingError> {
-        if crate::enclave_boot::loaded_statement_verifies(answer_key, facts, signature) {
-            Ok(())
-        } else {
-            Err(RelyingError::LoadedNotSigned)
-        }
+/// Checks a node's signed Loaded statement of `facts` under its attested `answer_key` (the
+/// parent does too, at boot).
+///
+/// # Errors
+/// [`RelyingError::LoadedNotSigned`].
+pub fn check_loaded(
+    answer_key: &[u8; 32],
+    facts: &wire::session_signatures::LoadedFacts<'_>,
+    signature: &[u8],
+) -> Result<(), RelyingError> {
+    let mut statement = [0u8; wire::session_signatures::LOADED_MAX];
+    let len = wire::session_signatures::loaded_statement(facts, &mut statement)
+        .map_err(|_| RelyingError::LoadedNotSigned)?;
+    let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, answer_key);
+    match statement.get(..len).map(|s| key.verify(s, signature)) {
+        Some(Ok(())) => Ok(()),
+        _ => Err(RelyingError::LoadedNotSigned),
     }
 }

@@ -163,6 +163,17 @@ async fn serve_bridge_allowing(
     ca: &tests::tls_certs::Ca,
     allowed: &[String],
 ) -> u16 {
+    serve_bridge_with(link, record, ca, allowed, grpc_bridge::Limits::default()).await
+}
+
+/// The same, with the listener's `limits`.
+async fn serve_bridge_with(
+    link: Arc<EnclaveLink>,
+    record: Arc<BootRecord>,
+    ca: &tests::tls_certs::Ca,
+    allowed: &[String],
+    limits: grpc_bridge::Limits,
+) -> u16 {
     let server = ca.server().unwrap();
     let tls = grpc_bridge::mtls_config(
         certs(&server.cert),
@@ -174,7 +185,8 @@ async fn serve_bridge_allowing(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let bridge = Bridge::new(link, record, Duration::from_secs(10));
-    tokio::spawn(grpc_bridge::serve(listener, tls, bridge, std::future::pending()));
+    let pending = std::future::pending();
+    tokio::spawn(grpc_bridge::serve_with_limits(listener, tls, bridge, pending, limits));
     port
 }
 
@@ -847,20 +859,9 @@ async fn connections_past_the_limit_wait_until_one_closes() {
     let (ours, _enclave) = tokio::net::UnixStream::pair().unwrap();
     let (client, _unsolicited) = EnclaveClient::new(ours);
     let ca = tests::tls_certs::Ca::new("gateway-ca").unwrap();
-    let server = ca.server().unwrap();
-    let tls = grpc_bridge::mtls_config(
-        certs(&server.cert),
-        rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap(),
-        &certs(&ca.cert_pem()),
-        &[],
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let bridge = Bridge::new(EnclaveLink::new(client), record_template(), Duration::from_secs(10));
     let limits = grpc_bridge::Limits { handshakes: 8, connections: 2 };
-    let pending = std::future::pending();
-    tokio::spawn(grpc_bridge::serve_with_limits(listener, tls, bridge, pending, limits));
+    let port =
+        serve_bridge_with(EnclaveLink::new(client), record_template(), &ca, &[], limits).await;
     let id = ca.client("sign-gateway").unwrap();
     let first = connect(port, &ca.cert_pem(), Some(&id)).await.unwrap();
     let second = connect(port, &ca.cert_pem(), Some(&id)).await.unwrap();

@@ -210,17 +210,7 @@ async fn a_policy_for_the_new_image_refuses_the_old_image() {
     let sealed = tests::kms_emulator::encrypt_with_sdk(&kms.endpoint(), "k2", IDENTITY.as_bytes())
         .await
         .unwrap();
-    let attempt = |pcrs: Vec<(u64, [u8; 48])>| {
-        let (client, sealed, dir) = (client.clone(), sealed.clone(), dir.0.clone());
-        async move {
-            let mut nsm = enclave_rt::sim_nsm::SimNsm::from_dir(&dir, pcrs, clock).unwrap();
-            let key = UnsealKey::generate().unwrap();
-            let doc = nsm.attest(b"n", key.public_key_der(), b"").unwrap();
-            kms_relay::decrypt_for_enclave(&client, Some("k2"), &sealed, &doc)
-                .await
-                .map(|s| *key.unseal(&s.ciphertext_for_recipient).unwrap().public_key())
-        }
-    };
+    let attempt = |pcrs| attested_unseal(&client, "k2", &sealed, &dir.0, pcrs);
     let opened = attempt(new).await.unwrap();
     assert_eq!(&opened, Identity::parse(IDENTITY.as_bytes()).unwrap().public_key());
     let refused = attempt(old).await.unwrap_err();
@@ -255,6 +245,23 @@ fn kms_policy_cli(args: &[&str]) -> (Option<i32>, String) {
 }
 
 type Pcrs = Vec<(u64, [u8; 48])>;
+
+/// A sim enclave reporting `pcrs` (its chain in `dir`) has `client` ask KMS for the identity
+/// sealed in `sealed` under `key_id`, and opens the answer: the identity's public key.
+async fn attested_unseal(
+    client: &aws_sdk_kms::Client,
+    key_id: &str,
+    sealed: &[u8],
+    dir: &std::path::Path,
+    pcrs: Pcrs,
+) -> Result<[u8; 32], KmsRelayError> {
+    let mut nsm = enclave_rt::sim_nsm::SimNsm::from_dir(dir, pcrs, clock).unwrap();
+    let key = UnsealKey::generate().unwrap();
+    let doc = nsm.attest(b"n", key.public_key_der(), b"").unwrap();
+    kms_relay::decrypt_for_enclave(client, Some(key_id), sealed, &doc)
+        .await
+        .map(|s| *key.unseal(&s.ciphertext_for_recipient).unwrap().public_key())
+}
 
 /// Writes `pcrs` as `pcrs.json` into `dir/name`; returns its path.
 fn pcrs_file(dir: &std::path::Path, name: &str, pcrs: &Pcrs) -> String {
@@ -392,17 +399,7 @@ async fn the_whole_policy_is_enforced_on_every_principal() {
     denied(&put(&parent, false).await.unwrap_err());
     // The parent: a plain decrypt is refused, an attested one with the image's PCRs opens.
     denied(&plain(&parent).await.unwrap_err());
-    let attempt = |pcrs: Pcrs| {
-        let (client, sealed, dir) = (parent.clone(), sealed.clone(), dir.0.clone());
-        async move {
-            let mut nsm = enclave_rt::sim_nsm::SimNsm::from_dir(&dir, pcrs, clock).unwrap();
-            let key = UnsealKey::generate().unwrap();
-            let doc = nsm.attest(b"n", key.public_key_der(), b"").unwrap();
-            kms_relay::decrypt_for_enclave(&client, Some("k4"), &sealed, &doc)
-                .await
-                .map(|s| *key.unseal(&s.ciphertext_for_recipient).unwrap().public_key())
-        }
-    };
+    let attempt = |pcrs| attested_unseal(&parent, "k4", &sealed, &dir.0, pcrs);
     let identity = *Identity::parse(IDENTITY.as_bytes()).unwrap().public_key();
     assert_eq!(attempt(old.clone()).await.unwrap(), identity);
     assert!(attempt(new.clone()).await.is_err());

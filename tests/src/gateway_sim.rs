@@ -152,15 +152,9 @@ pub fn verified_load(
         plaintext_bytes: status.plaintext_bytes,
         loaded_at_unix_ms: status.enclave_loaded_at_unix_ms,
     };
-    if parent_shim::enclave_boot::loaded_statement_verifies(
-        answer_key,
-        &facts,
-        &status.loaded_signature,
-    ) {
-        Ok((sha, status.accounts))
-    } else {
-        Err("the Loaded statement is not signed by the attested enclave".into())
-    }
+    parent_shim::relying_party::check_loaded(answer_key, &facts, &status.loaded_signature)
+        .map(|()| (sha, status.accounts))
+        .map_err(|e| e.to_string())
 }
 
 pub use parent_shim::relying_party::{PcrPolicy, RelyingParty};
