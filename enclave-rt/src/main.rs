@@ -23,7 +23,6 @@ use std::process::ExitCode;
 
 use enclave_core::enclave_args::EnclaveArgs;
 use enclave_core::log_ring::{DEFAULT_MAX_BYTES, LogRing};
-use enclave_core::share_loader::LoaderConfig;
 use enclave_rt::budget_allocator::BudgetAllocator;
 use enclave_rt::service::{ServiceConfig, run};
 
@@ -54,17 +53,9 @@ fn parse_args() -> Result<EnclaveArgs, String> {
     EnclaveArgs::parse_file(&text).map_err(|e| format!("{file}: {e}\n{USAGE}"))
 }
 
-fn service_config(args: &EnclaveArgs) -> ServiceConfig {
-    ServiceConfig {
-        control: args.control.clone(),
-        logs: args.logs.clone(),
-        loader: LoaderConfig {
-            allow_empty: args.allow_empty,
-            store_limit_bytes: args.store_limit_mib << 20,
-        },
-        engine: args.engine,
-        events: args.events.clone(),
-    }
+fn service_config(args: &EnclaveArgs) -> Result<ServiceConfig, String> {
+    let serving = args.serving_config().map_err(|e| e.to_string())?;
+    Ok(ServiceConfig { control: args.control.clone(), logs: args.logs.clone(), serving })
 }
 
 /// What only the production flavour refuses: a gateway key whose private half is published
@@ -107,7 +98,16 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let config = service_config(&args);
+    let config = match service_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("enclave-rt: {e}");
+            if pid1 {
+                enclave_rt::pid1::end_enclave();
+            }
+            return ExitCode::from(2);
+        }
+    };
     let result = run(&config, nsm, &|| ALLOC.stats(), &|| ALLOC.take_watermark_alert(), logs);
     match result {
         Ok(exit) => eprintln!("enclave-rt: stopping: {exit:?}"),

@@ -17,9 +17,6 @@ use std::os::fd::AsFd;
 use enclave_core::boot_state_machine::Nsm;
 use enclave_core::log_ring::LogRing;
 use enclave_core::serving::{Clock, MemoryStats, Serving, ServingConfig};
-use enclave_core::session_events::EventsConfig;
-use enclave_core::share_loader::LoaderConfig;
-use enclave_core::signing_engine::EngineConfig;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use wire::LogLevel;
 
@@ -32,12 +29,8 @@ pub struct ServiceConfig {
     pub control: Address,
     /// Where the parent connects to receive logs.
     pub logs: Address,
-    /// Share loading limits.
-    pub loader: LoaderConfig,
-    /// Signing-session limits and the gateway key.
-    pub engine: EngineConfig,
-    /// The gateway's session event stream and where answers go (none: gRPC only).
-    pub events: Option<EventsConfig>,
+    /// What the serving core is told: limits and the measured keys.
+    pub serving: ServingConfig,
 }
 
 /// Why the loop ended.
@@ -126,13 +119,8 @@ pub fn run<N: Nsm>(
     let addresses = [("control", config.control.to_string()), ("logs", config.logs.to_string())];
     let fields = addresses.each_ref().map(|(k, v)| (*k, v.as_str()));
     logs.log(LogLevel::Info, "service", "listening", &fields);
-    let serving_config = ServingConfig {
-        loader: config.loader,
-        engine: config.engine,
-        events: config.events.clone(),
-    };
     let now = std::time::Instant::now();
-    let mut core = Serving::new(&serving_config, nsm, rand_core::OsRng, logs, now);
+    let mut core = Serving::new(&config.serving, nsm, rand_core::OsRng, logs, now);
     let mut control: Option<Stream> = None;
     let mut log_pipe = LogPipe::default();
     loop {

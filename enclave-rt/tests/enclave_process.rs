@@ -59,11 +59,12 @@ fn start(name: &str) -> Enclave {
     tests::sim_ca::write(&ca, &dir.0.join("sim-ca")).unwrap();
     // The arguments come from a file, one per line, as the image ships them.
     let args = format!(
-        "# enclave-rt arguments\n--sim-nsm-dir\n{}\n--control\nunix:{}\n--logs\nunix:{}\n\n--memory-budget-mib\n512\n--gateway-key\n{}\n--session-cap\n4\n--quiet\n",
+        "# enclave-rt arguments\n--sim-nsm-dir\n{}\n--control\nunix:{}\n--logs\nunix:{}\n\n--memory-budget-mib\n512\n--gateway-key\n{}\n--publisher-key\n{}\n--session-cap\n4\n--quiet\n",
         dir.0.join("sim-ca").display(),
         control.display(),
         logs.display(),
         hex::encode(common::signing::gateway().verifying_key().to_bytes()),
+        hex::encode(tests::gateway::publisher().verifying_key().to_bytes()),
     );
     std::fs::write(dir.0.join("args"), args).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_enclave-rt"))
@@ -149,10 +150,13 @@ fn boot_until_attested(e: &mut Enclave, nonce: &[u8]) -> (Vec<u8>, [u8; 32]) {
     (doc.public_key.expect("the document carries the RSA unseal key"), answer_key)
 }
 
+/// Streams `file` behind its manifest, signed by the measured (demo) publisher key.
 fn send_file(e: &mut Enclave, file: &[u8], entries: u64) {
-    let sha: [u8; 32] = digest::digest(&digest::SHA256, file).as_ref().try_into().unwrap();
-    let begin =
-        ShareFileBegin { total_len: file.len() as u64, sha256: sha, expected_entries: entries };
+    let begin = tests::gateway::share_file_begin(&tests::gateway::publisher(), file, entries, 3);
+    send_with(e, file, begin);
+}
+
+fn send_with(e: &mut Enclave, file: &[u8], begin: ShareFileBegin) {
     e.send(&Message::ShareFileBegin(begin), 0);
     let mut offset = 0;
     for piece in file.chunks(32 * 1024) {
@@ -412,10 +416,38 @@ fn a_failed_boot_reports_and_the_process_exits() {
     assert!(logs.contains("boot failed"), "{logs}");
 }
 
+/// A parent that has the identity (or wraps one of its own to the enclave's key) still
+/// cannot load a file the publisher did not sign: the binary refuses the manifest before it
+/// takes a byte of the file, says why, and exits.
+#[test]
+fn a_share_file_not_signed_by_the_publisher_is_refused_and_the_process_exits() {
+    let keys = common::keys();
+    let identity_text = keys.age.to_string().expose_secret().to_owned();
+    let file = common::encrypt(&keys, &common::json(&common::accounts(10, 9)));
+    let mut e = start("unsigned");
+    let (public_key, _) = boot_until_attested(&mut e, b"nonce-unsigned-file");
+    let sealed = common::cms::seal_to(&public_key, &identity_text);
+    e.send(&Message::SealedKey(SealedKey { ciphertext_for_recipient: &sealed }), 0);
+    let stranger = tests::gateway::fresh_publisher();
+    send_with(&mut e, &file, tests::gateway::share_file_begin(&stranger, &file, 10, 3));
+    let (_, kind, payload) = e.recv();
+    let Message::BootFailed(f) = decode(kind, &payload) else { panic!("{kind:#x}") };
+    assert_eq!(f.reason, wire::BootFailReason::MANIFEST_INVALID, "{}", f.detail);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while e.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the enclave did not exit after a failed boot");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let logs = e.drain_logs();
+    assert!(logs.contains("boot failed") && logs.contains("publisher key"), "{logs}");
+}
+
 #[test]
 fn a_bad_configuration_is_refused_before_anything_starts() {
     let run = |gateway_key: Option<&str>| {
+        let publisher = hex::encode(tests::gateway::publisher().verifying_key().to_bytes());
         let mut args = vec!["--control", "unix:/tmp/cfg-c.sock", "--logs", "unix:/tmp/cfg-l.sock"];
+        args.extend(["--publisher-key", &publisher]);
         if let Some(k) = gateway_key {
             args.extend(["--gateway-key", k]);
         }
@@ -424,7 +456,7 @@ fn a_bad_configuration_is_refused_before_anything_starts() {
     };
     let (code, err) = run(None);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("--gateway-key are required"), "{err}");
+    assert!(err.contains("--publisher-key are required"), "{err}");
     let (code, err) = run(Some("abcd"));
     assert_eq!(code, Some(2));
     assert!(err.contains("bad --gateway-key: expected 64 hex digits"), "{err}");

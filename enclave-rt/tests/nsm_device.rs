@@ -28,6 +28,8 @@ fn without_dev_nsm_the_device_and_the_binary_refuse() {
             "unix:/tmp/nsm-test-logs.sock",
             "--gateway-key",
             &fresh_key(),
+            "--publisher-key",
+            &fresh_publisher(),
         ])
         .output()
         .unwrap();
@@ -42,6 +44,8 @@ fn without_dev_nsm_the_device_and_the_binary_refuse() {
             "unix:/tmp/b.sock",
             "--gateway-key",
             &fresh_key(),
+            "--publisher-key",
+            &fresh_publisher(),
             "--sim-nsm-dir",
             "/tmp",
         ])
@@ -51,18 +55,29 @@ fn without_dev_nsm_the_device_and_the_binary_refuse() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("refused by the nsm flavour"));
 }
 
+fn fresh_publisher() -> String {
+    hex::encode(tests::gateway::fresh_publisher().verifying_key().to_bytes())
+}
+
 #[test]
-fn the_production_binary_refuses_a_gateway_key_published_in_the_repository() {
-    // The demo gateway's key: its private half is in `tests::gateway`. Refused before the
-    // NSM is opened, with the key named; a fresh key (above) gets as far as the NSM.
-    let demo = hex::encode(tests::gateway::gateway().verifying_key().to_bytes());
-    let out = Command::new(env!("CARGO_BIN_EXE_enclave-rt"))
-        .args(["--control", "unix:/tmp/a.sock", "--logs", "unix:/tmp/b.sock"])
-        .args(["--gateway-key", &demo])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("published") && stderr.contains(&demo), "{stderr}");
-    assert!(!stderr.contains("/dev/nsm"), "{stderr}");
+fn the_production_binary_refuses_keys_published_in_the_repository() {
+    // The demo gateway's and the demo publisher's keys: their private halves are in
+    // `tests::gateway`. Refused before the NSM is opened, with the key named; fresh keys
+    // (above) get as far as the NSM.
+    let demo_gateway = hex::encode(tests::gateway::gateway().verifying_key().to_bytes());
+    let demo_publisher = hex::encode(tests::gateway::publisher().verifying_key().to_bytes());
+    for (gateway, publisher, named) in [
+        (demo_gateway.clone(), fresh_publisher(), &demo_gateway),
+        (fresh_key(), demo_publisher.clone(), &demo_publisher),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_enclave-rt"))
+            .args(["--control", "unix:/tmp/a.sock", "--logs", "unix:/tmp/b.sock"])
+            .args(["--gateway-key", &gateway, "--publisher-key", &publisher])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("published") && stderr.contains(named.as_str()), "{stderr}");
+        assert!(!stderr.contains("/dev/nsm"), "{stderr}");
+    }
 }

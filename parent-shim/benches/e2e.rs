@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use enclave_core::log_ring::LogRing;
+use enclave_core::serving::ServingConfig;
 use enclave_core::share_loader::LoaderConfig;
 use enclave_core::signing_engine::{AnswerKey, EngineConfig, Now, SigningEngine};
 use enclave_rt::budget_allocator::MemoryStats;
@@ -171,9 +172,21 @@ fn main() {
     }
     let dir = tests::cms_openssl::workdir("bench-e2e");
     let shares = dir.0.join("shares");
-    let deal =
-        GenConfig { accounts: ACCOUNTS, scheme: SchemeChoice::Ed25519, threshold: 2, parties: 2 };
-    tests::share_gen::generate(deal, &shares, &mut rand::rngs::OsRng, &mut |_| {}).unwrap();
+    let deal = GenConfig {
+        accounts: ACCOUNTS,
+        scheme: SchemeChoice::Ed25519,
+        threshold: 2,
+        parties: 2,
+        epoch: 1,
+    };
+    tests::share_gen::generate(
+        deal,
+        &tests::gateway::publisher(),
+        &shares,
+        &mut rand::rngs::OsRng,
+        &mut |_| {},
+    )
+    .unwrap();
     let accounts = tests::gateway_sim::load_accounts(&shares).unwrap();
 
     // The enclave service on its own thread.
@@ -187,9 +200,12 @@ fn main() {
     let config = ServiceConfig {
         control: Address::Unix(control.clone()),
         logs: Address::Unix(dir.0.join("logs.sock")),
-        loader: LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 },
-        engine: engine_config,
-        events: None,
+        serving: ServingConfig {
+            loader: LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 },
+            publisher_key: gw::publisher().verifying_key(),
+            engine: engine_config,
+            events: None,
+        },
     };
     let nsm_dir = dir.0.join("sim-ca");
     std::thread::spawn(move || {
@@ -221,11 +237,13 @@ fn main() {
         let stream = tokio::net::UnixStream::connect(&control).await.unwrap();
         let (client, mut unsolicited) = EnclaveClient::new(stream);
         let share_file = std::fs::read(shares.join(files::SHARES)).unwrap();
+        let manifest = std::fs::read(shares.join(files::MANIFEST)).unwrap();
+        let manifest = parent_shim::share_manifest::SignedManifest::parse(&manifest).unwrap();
         let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap();
         let root = ca.root_der.clone();
         let inputs = BootInputs {
             share_file: &share_file,
-            expected_entries: ACCOUNTS,
+            manifest: &manifest,
             trust: &parent_shim::attestation_verifier::PinnedRoot(ca.root_der.clone()),
             expected_pcrs: None,
             deadline: Duration::from_mins(1),

@@ -140,6 +140,9 @@ pub struct EnclaveConfig {
     /// The gateway's Ed25519 public key, hex (local mode; in nitro mode it is part of the
     /// image's measured configuration, set by `cargo xtask build-eif --gateway-key`).
     pub gateway_key: Option<String>,
+    /// The share publisher's Ed25519 public key, hex (local mode; in nitro mode
+    /// `build-eif --publisher-key`): the enclave loads only a file whose manifest it signed.
+    pub publisher_key: Option<String>,
     /// The gateway's session event stream (`https://`), reached through the relay (local
     /// mode; in nitro mode `build-eif --events-url`). Needs `answers_url`.
     pub events_url: Option<String>,
@@ -178,10 +181,19 @@ pub struct SharesConfig {
     pub share_file: String,
     /// The age identity encrypted by KMS (a `CiphertextBlob`).
     pub sealed_identity: String,
-    /// Accounts in the share file (sizes the enclave's store); 0: the S3 object's
-    /// `accounts` metadata if any, else unknown.
-    #[serde(default)]
-    pub expected_accounts: u64,
+    /// The publisher's signed manifest of the share file; by default the share file's URL
+    /// followed by `.manifest` (`parent_shim::share_manifest`).
+    pub manifest: Option<String>,
+}
+
+impl SharesConfig {
+    /// Where the share file's manifest is.
+    #[must_use]
+    pub fn manifest_url(&self) -> String {
+        self.manifest
+            .clone()
+            .unwrap_or_else(|| format!("{}{}", self.share_file, crate::share_manifest::SUFFIX))
+    }
 }
 
 /// KMS.
@@ -408,9 +420,12 @@ impl Config {
         let dir = e.runtime_dir.clone().unwrap_or_default();
         let key = enclave_args::gateway_key(e.gateway_key.as_deref().unwrap_or_default())
             .map_err(|err| bad("gateway_key", err))?;
+        let publisher = enclave_args::publisher_key(e.publisher_key.as_deref().unwrap_or_default())
+            .map_err(|err| bad("publisher_key", err))?;
         let (control, logs) = (dir.join("control.sock"), dir.join("logs.sock"));
-        let mut args = EnclaveArgs::new(Address::Unix(control), Address::Unix(logs), key)
-            .map_err(|err| bad("gateway_key", err))?;
+        let mut args =
+            EnclaveArgs::new(Address::Unix(control), Address::Unix(logs), key, publisher)
+                .map_err(|err| bad("gateway_key", err))?;
         args.engine.session_cap = usize::try_from(e.session_cap).unwrap_or(usize::MAX);
         args.memory_budget_mib = usize::try_from(e.memory_budget_mib).unwrap_or(usize::MAX);
         args.quiet = true;
@@ -433,10 +448,12 @@ impl Config {
         let e = &self.enclave;
         match e.mode {
             LaunchMode::Local => {
-                let (Some(_), Some(_), Some(_)) = (&e.binary, &e.runtime_dir, &e.gateway_key)
+                let (Some(_), Some(_), Some(_), Some(_)) =
+                    (&e.binary, &e.runtime_dir, &e.gateway_key, &e.publisher_key)
                 else {
                     return Err(ConfigError(
-                        "enclave.mode = \"local\" needs enclave.binary, runtime_dir and gateway_key"
+                        "enclave.mode = \"local\" needs enclave.binary, runtime_dir, gateway_key \
+                         and publisher_key"
                             .into(),
                     ));
                 };
@@ -456,13 +473,15 @@ impl Config {
                 }
                 if e.binary.is_some()
                     || e.gateway_key.is_some()
+                    || e.publisher_key.is_some()
                     || e.events_url.is_some()
                     || e.answers_url.is_some()
                     || !e.sim_pcrs.is_empty()
                     || e.sim_nsm_dir.is_some()
                 {
                     return Err(ConfigError(
-                        "enclave.binary, gateway_key, events_url, answers_url, sim_nsm_dir and \
+                        "enclave.binary, gateway_key, publisher_key, events_url, answers_url, \
+                         sim_nsm_dir and \
                          sim_pcrs are local-mode \
                          settings; in nitro mode the image carries its measured configuration"
                             .into(),
@@ -488,6 +507,7 @@ impl Config {
         for (name, url) in [
             ("shares.share_file", &self.shares.share_file),
             ("shares.sealed_identity", &self.shares.sealed_identity),
+            ("shares.manifest", &self.shares.manifest_url()),
         ] {
             let s3 = url
                 .strip_prefix("s3://")

@@ -168,7 +168,9 @@ async fn fetch_launch_boot_serve(config: &Config, started: Instant) -> Result<()
         "inputs_fetched",
         json!({"share_file_bytes": inputs.share_file.len(),
                "share_file_sha256": hex(share_sha.as_ref()),
-               "expected_accounts": inputs.expected_accounts}),
+               "manifest_accounts": inputs.manifest.manifest.accounts,
+               "manifest_epoch": inputs.manifest.manifest.epoch,
+               "manifest_publisher_key": hex(inputs.manifest.publisher_key)}),
     );
 
     crate::metrics::boot_state("launching");
@@ -217,6 +219,7 @@ async fn boot_and_serve(
             "answer_key": hex(record.answer_key),
             "share_file_sha256": hex(record.share_file_sha256),
             "accounts": record.accounts,
+            "epoch": record.loaded_statement.epoch,
             "kms_request_id": kms_request_id,
             "enclave_load_ms": record.load_micros / 1000,
             "boot_ms": started.elapsed().as_millis(),
@@ -393,7 +396,7 @@ async fn bootstrap(
     };
     let boot_inputs = BootInputs {
         share_file: &inputs.share_file,
-        expected_entries: inputs.expected_accounts,
+        manifest: &inputs.manifest,
         trust: &PinnedRoot(root.to_vec()),
         expected_pcrs: expected_pcrs.as_ref(),
         deadline: deadline.saturating_duration_since(Instant::now()),

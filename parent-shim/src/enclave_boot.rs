@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ring::digest;
 use tokio::sync::mpsc;
-use wire::{
-    BootFailReason, Hello, Message, SealedKey, ShareFileBegin, ShareFileChunk, ShareFileEnd,
-};
+use wire::{BootFailReason, Hello, Message, SealedKey, ShareFileChunk, ShareFileEnd};
+
+use crate::share_manifest::SignedManifest;
 
 use crate::attestation_verifier::{self, Expectations};
 use crate::enclave_client::{EnclaveClient, Reply};
@@ -26,8 +26,8 @@ pub const CHUNK: usize = 48 * 1024;
 pub struct BootInputs<'a> {
     /// The age-encrypted share file.
     pub share_file: &'a [u8],
-    /// Accounts in it (0 if unknown): only sizes the enclave's store.
-    pub expected_entries: u64,
+    /// Its publisher's signed manifest, sent first; the enclave checks both.
+    pub manifest: &'a SignedManifest,
     /// How the enclave's attestation document is authenticated: the pinned root
     /// ([`attestation_verifier::PinnedRoot`]).
     pub trust: &'a dyn attestation_verifier::DocumentTrust,
@@ -68,6 +68,8 @@ pub struct BootRecord {
 pub struct LoadedStatement {
     /// The boot's `Hello` nonce (also in the boot attestation document).
     pub boot_nonce: Vec<u8>,
+    /// The epoch of the publisher's manifest the enclave checked the file against.
+    pub epoch: u64,
     /// Plaintext bytes decrypted.
     pub plaintext_bytes: u64,
     /// When the load completed, Unix milliseconds, by the enclave's clock.
@@ -198,12 +200,9 @@ where
     let sealed = Message::SealedKey(SealedKey { ciphertext_for_recipient: &sealed });
     send(client, &sealed).await?;
 
-    let sha: [u8; 32] = sha256(inputs.share_file);
-    let begin = ShareFileBegin {
-        total_len: inputs.share_file.len() as u64,
-        sha256: sha,
-        expected_entries: inputs.expected_entries,
-    };
+    // The manifest goes as it is: the enclave checks it, and this file against it.
+    let begin = inputs.manifest.begin();
+    let sha = begin.sha256;
     send(client, &Message::ShareFileBegin(begin)).await?;
     let mut offset = 0u64;
     for piece in inputs.share_file.chunks(CHUNK) {
@@ -219,12 +218,15 @@ where
         Ok(Message::Loaded(l)) => l,
         other => return Err(unexpected(other)),
     };
-    if loaded.ciphertext_sha256 != sha {
-        return Err(BootError::Protocol("the enclave loaded a file with another SHA-256".into()));
+    if loaded.ciphertext_sha256 != sha || loaded.epoch != begin.epoch {
+        return Err(BootError::Protocol(
+            "the enclave loaded a file other than the manifest's (SHA-256 or epoch)".into(),
+        ));
     }
     let facts = wire::session_signatures::LoadedFacts {
         boot_nonce: &nonce,
         ciphertext_sha256: loaded.ciphertext_sha256,
+        epoch: loaded.epoch,
         accounts: loaded.accounts,
         plaintext_bytes: loaded.plaintext_bytes,
         loaded_at_unix_ms: loaded.loaded_at_unix_ms,
@@ -236,6 +238,7 @@ where
     }
     let loaded_statement = LoadedStatement {
         boot_nonce: nonce.to_vec(),
+        epoch: loaded.epoch,
         plaintext_bytes: loaded.plaintext_bytes,
         loaded_at_unix_ms: loaded.loaded_at_unix_ms,
         signature: loaded.signature.to_vec(),

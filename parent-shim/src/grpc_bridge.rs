@@ -290,6 +290,7 @@ impl Bridge {
                 plaintext_bytes: boot.loaded_statement.plaintext_bytes,
                 enclave_loaded_at_unix_ms: boot.loaded_statement.loaded_at_unix_ms,
                 loaded_signature: boot.loaded_statement.signature.clone(),
+                epoch: boot.loaded_statement.epoch,
             }),
             _ => None,
         })?;

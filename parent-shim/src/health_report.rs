@@ -72,6 +72,7 @@ pub(crate) fn health_base(
         // accounts and share_file_sha256 above, verifiable under answer_key.
         "loaded_statement": {
             "boot_nonce": hex(&record.loaded_statement.boot_nonce),
+            "epoch": record.loaded_statement.epoch,
             "plaintext_bytes": record.loaded_statement.plaintext_bytes,
             "loaded_at_unix_ms": record.loaded_statement.loaded_at_unix_ms,
             "signature": hex(&record.loaded_statement.signature),

@@ -64,9 +64,17 @@ enum Command {
         check: Option<PathBuf>,
     },
     /// Re-encrypt the share file to a fresh age identity and seal that identity with KMS,
-    /// checking the result with the enclave's own loader. Run offline by an operator;
-    /// writes only ciphertext (and the public recipient) into `--out-dir`.
+    /// checking the result with the enclave's own loader, and sign its manifest with the
+    /// publisher key. Run offline by an operator; writes only ciphertext, the public
+    /// recipient and the signed manifest into `--out-dir`.
     ReencryptShares(Reencrypt),
+    /// Create a share publisher key: the Ed25519 seed into `--out` (owner-only, never over
+    /// an existing file); prints the public key for `build-eif --publisher-key`.
+    NewPublisherKey {
+        /// Where to write the seed.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the version.
     Version,
 }
@@ -160,6 +168,18 @@ fn main() -> ExitCode {
                 eprintln!("parent-shim: kms-policy: {e}");
                 ExitCode::from(2)
             })
+        }
+        Command::NewPublisherKey { out } => {
+            match parent_shim::share_manifest::create_publisher_key(&out) {
+                Ok(public) => {
+                    println!("{}", hex::encode(public));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("parent-shim: new-publisher-key: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::ReencryptShares(job) => match reencrypt_command(&job) {
             Ok(summary) => {
@@ -300,18 +320,61 @@ struct Reencrypt {
     /// Also encrypt the new identity to this age recipient (offline escrow).
     #[arg(long)]
     escrow_recipient: Option<String>,
+    /// The publisher key file (Ed25519 seed, hex, mode 0600) that signs the new file's
+    /// manifest: the key the enclave image measures (`--publisher-key`).
+    #[arg(long)]
+    publisher_key: PathBuf,
+    /// The new manifest's epoch; default: the current manifest's (`--share-file` followed
+    /// by `.manifest`) plus one. Never at or below the current one.
+    #[arg(long)]
+    epoch: Option<u64>,
+}
+
+/// The age identity in `path` (`-`: stdin), in a buffer wiped on drop.
+fn read_identity(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
+    use std::io::Read as _;
+    let mut identity = zeroize::Zeroizing::new(String::new());
+    if path == Path::new("-") {
+        std::io::stdin().read_to_string(&mut identity).map_err(|e| format!("stdin: {e}"))?;
+    } else {
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_to_string(&mut identity))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(identity)
+}
+
+/// The manifest next to `share_file`, if there is one; it must describe `file`.
+fn current_manifest(
+    share_file: &Path,
+    file: &[u8],
+) -> Result<Option<parent_shim::share_manifest::SignedManifest>, String> {
+    use parent_shim::share_manifest::{SUFFIX, SignedManifest};
+    let mut path = share_file.as_os_str().to_owned();
+    path.push(SUFFIX);
+    let path = PathBuf::from(path);
+    match std::fs::read(&path) {
+        Ok(bytes) => SignedManifest::parse(&bytes)
+            .and_then(|m| m.verify().map(|()| m))
+            .and_then(|m| m.check_file(file).map(|()| m))
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
 }
 
 /// The new files, written only once everything checked out; a failure removes what was
 /// written.
 fn reencrypt_command(job: &Reencrypt) -> Result<serde_json::Value, String> {
-    use std::io::Read as _;
+    use parent_shim::share_manifest::{self, SignedManifest};
     use zeroize::Zeroizing;
     let names = [
         "service_key_shares.json.age",
         "age_identity.kms",
         "age_recipient.txt",
         "age_identity.escrow.age",
+        "service_key_shares.json.age.manifest",
     ];
     for name in names {
         if job.out_dir.join(name).exists() {
@@ -327,14 +390,13 @@ fn reencrypt_command(job: &Reencrypt) -> Result<serde_json::Value, String> {
         .map(|r| r.parse().map_err(|e| format!("--escrow-recipient: {e}")))
         .transpose()?;
     let old_file = read(&job.share_file)?;
-    let mut old_identity = Zeroizing::new(String::new());
-    if job.identity_file == Path::new("-") {
-        std::io::stdin().read_to_string(&mut old_identity).map_err(|e| format!("stdin: {e}"))?;
-    } else {
-        std::fs::File::open(&job.identity_file)
-            .and_then(|mut f| f.read_to_string(&mut old_identity))
-            .map_err(|e| format!("{}: {e}", job.identity_file.display()))?;
-    }
+    let seed =
+        share_manifest::read_publisher_seed(&job.publisher_key).map_err(|e| e.to_string())?;
+    let old_manifest = current_manifest(&job.share_file, &old_file)?;
+    let old_epoch = old_manifest.map(|m| m.manifest.epoch);
+    let epoch =
+        share_manifest::next_epoch(old_manifest.as_ref(), job.epoch).map_err(|e| e.to_string())?;
+    let old_identity = read_identity(&job.identity_file)?;
     let done = parent_shim::share_reencrypt::reencrypt(&old_file, &old_identity)
         .map_err(|e| e.to_string())?;
     let new_identity = Zeroizing::new(
@@ -359,11 +421,18 @@ fn reencrypt_command(job: &Reencrypt) -> Result<serde_json::Value, String> {
         .as_ref()
         .map(|r| parent_shim::share_reencrypt::encrypt_to(new_identity.as_bytes(), r))
         .transpose()?;
+    let created_at_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let manifest =
+        SignedManifest::for_file(&done.share_file, done.accounts, epoch, created_at_unix, &seed);
+    let manifest_json = manifest.to_json();
     std::fs::create_dir_all(&job.out_dir).map_err(|e| format!("{}: {e}", job.out_dir.display()))?;
     let mut files: Vec<(&str, &[u8])> = vec![
         (names[0], &done.share_file),
         (names[1], sealed.as_ref()),
         (names[2], done.recipient.as_bytes()),
+        (names[4], manifest_json.as_bytes()),
     ];
     if let Some(e) = &escrowed {
         files.push((names[3], e));
@@ -384,6 +453,9 @@ fn reencrypt_command(job: &Reencrypt) -> Result<serde_json::Value, String> {
         "old_share_file_sha256": hex::encode(done.old_sha256),
         "new_share_file_sha256": hex::encode(done.new_sha256),
         "recipient": done.recipient,
+        "epoch": epoch,
+        "previous_epoch": old_epoch,
+        "publisher_key": hex::encode(manifest.publisher_key),
         "kms_key_id": job.kms_key_id,
         "escrow": escrowed.is_some(),
         "written": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),

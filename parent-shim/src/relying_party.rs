@@ -1,7 +1,8 @@
 //! What a relying party (the Sign Gateway) checks before it trusts a node, in order:
 //! the attestation document against the pinned root and a fresh nonce, the image's PCRs
 //! against the pinned ones (`pcrs.json`), the answer key in `user_data`, then the node's
-//! signed Loaded statement under that key. Every answer a node signs afterwards is checked
+//! signed Loaded statement under that key ([`check_loaded`]), and the share file epoch it
+//! names ([`check_epoch`]). Every answer a node signs afterwards is checked
 //! under the same key (`wire::session_signatures`).
 //!
 //! Pinning the PCRs is the default: without it any Nitro enclave, running any image, would
@@ -32,6 +33,13 @@ pub enum RelyingError {
     NoAnswerKey,
     /// The Loaded statement is not signed by the attested answer key.
     LoadedNotSigned,
+    /// The node serves a share file older than the relying party accepts (a rollback).
+    EpochRolledBack {
+        /// The epoch the node's signed Loaded statement names.
+        node: u64,
+        /// The lowest epoch the relying party accepts.
+        expected: u64,
+    },
 }
 
 impl fmt::Display for RelyingError {
@@ -43,6 +51,11 @@ impl fmt::Display for RelyingError {
             Self::LoadedNotSigned => {
                 f.write_str("the Loaded statement is not signed by the attested enclave")
             }
+            Self::EpochRolledBack { node, expected } => write!(
+                f,
+                "the node serves share file epoch {node}, below the lowest accepted {expected} \
+                 (a rolled-back file)"
+            ),
         }
     }
 }
@@ -85,6 +98,19 @@ impl RelyingParty<'_> {
             .and_then(wire::session_signatures::answer_key_from_user_data)
             .ok_or(RelyingError::NoAnswerKey)
     }
+}
+
+/// Refuses a node whose epoch (from a Loaded statement [`check_loaded`] verified) is below
+/// `min_epoch`: the epoch of the newest manifest the relying party knows was published. A
+/// node loaded with an older (rolled-back) file serves nothing.
+///
+/// # Errors
+/// [`RelyingError::EpochRolledBack`].
+pub fn check_epoch(node: u64, min_epoch: u64) -> Result<(), RelyingError> {
+    if node < min_epoch {
+        return Err(RelyingError::EpochRolledBack { node, expected: min_epoch });
+    }
+    Ok(())
 }
 
 /// Checks a node's signed Loaded statement of `facts` under its attested `answer_key` (the

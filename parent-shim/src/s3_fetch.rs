@@ -4,6 +4,7 @@
 //! and KMS's `CiphertextBlob` of the identity); SSE-KMS on the objects is S3's business.
 
 use crate::config::Config;
+use crate::share_manifest::SignedManifest;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -59,6 +60,8 @@ pub enum FetchError {
     Refused(String),
     /// S3 or the file could not be read.
     Unreachable(String),
+    /// The share file's manifest does not parse: where and why.
+    BadManifest(String),
 }
 
 impl fmt::Display for FetchError {
@@ -70,6 +73,7 @@ impl fmt::Display for FetchError {
             Self::NotFound(u) => write!(f, "{u} does not exist"),
             Self::Refused(e) => write!(f, "S3 refused: {e}"),
             Self::Unreachable(e) => write!(f, "cannot fetch: {e}"),
+            Self::BadManifest(e) => write!(f, "share manifest refused: {e}"),
         }
     }
 }
@@ -129,17 +133,19 @@ pub async fn fetch(client: &Client, url: &str) -> Result<Fetched, FetchError> {
     Ok(Fetched { bytes, metadata })
 }
 
-/// The two encrypted inputs, in memory only.
+/// The encrypted inputs and the share file's manifest, in memory only.
 pub struct Inputs {
     /// The encrypted share file.
     pub share_file: Vec<u8>,
     /// The KMS-encrypted age identity.
     pub sealed_identity: Vec<u8>,
-    /// From the config, else the share object's `accounts` metadata, else 0 (unknown).
-    pub expected_accounts: u64,
+    /// The publisher's signed manifest of the share file (its signature is the enclave's
+    /// to check).
+    pub manifest: SignedManifest,
 }
 
-/// Step 1: both inputs, from S3 or files.
+/// Step 1: the inputs and the manifest, from S3 or files. A share file without a manifest,
+/// or with one that does not parse, is refused here: the enclave would refuse it anyway.
 pub async fn fetch_inputs(config: &Config) -> Result<Inputs, FetchError> {
     let s3 = client(&S3Settings {
         region: config.s3.region.clone(),
@@ -151,23 +157,11 @@ pub async fn fetch_inputs(config: &Config) -> Result<Inputs, FetchError> {
             .zip(config.s3.secret_access_key.clone()),
         force_path_style: config.s3.force_path_style,
     });
+    let manifest_url = config.shares.manifest_url();
+    let manifest = fetch(&s3, &manifest_url).await?;
+    let manifest = SignedManifest::parse(&manifest.bytes)
+        .map_err(|e| FetchError::BadManifest(format!("{manifest_url}: {e}")))?;
     let share_file = fetch(&s3, &config.shares.share_file).await?;
     let sealed_identity = fetch(&s3, &config.shares.sealed_identity).await?;
-    let expected_accounts = if config.shares.expected_accounts > 0 {
-        config.shares.expected_accounts
-    } else {
-        match share_file.metadata.get("accounts") {
-            Some(v) => v.parse().map_err(|_| {
-                FetchError::Refused(format!(
-                    "the share object's accounts metadata {v:?} is not a count"
-                ))
-            })?,
-            None => 0,
-        }
-    };
-    Ok(Inputs {
-        share_file: share_file.bytes,
-        sealed_identity: sealed_identity.bytes,
-        expected_accounts,
-    })
+    Ok(Inputs { share_file: share_file.bytes, sealed_identity: sealed_identity.bytes, manifest })
 }

@@ -16,10 +16,12 @@ async fn fetches_its_inputs_from_s3() {
     let mut p = start(&config);
     let fetched: serde_json::Value =
         serde_json::from_str(&p.wait_for("\"inputs_fetched\"")).unwrap();
-    // The count came from the object's metadata, and it sized the store that loaded.
-    assert_eq!(fetched["expected_accounts"], 20);
+    // The manifest came from next to the object, and the enclave loaded what it names.
+    assert_eq!(fetched["manifest_accounts"], 20);
+    assert_eq!(fetched["manifest_epoch"], 1);
     let record: serde_json::Value = serde_json::from_str(&p.wait_for("\"boot_record\"")).unwrap();
     assert_eq!(record["accounts"], 20);
+    assert_eq!(record["epoch"], 1);
     assert_eq!(record["share_file_sha256"], fetched["share_file_sha256"]);
     p.wait_for("\"serving\"");
     no_secrets(&c, &p);
@@ -33,7 +35,9 @@ async fn a_missing_s3_object_fails_closed_before_any_enclave_starts() {
     let mut p = start(&config);
     let alert = p.wait_for("\"alert\"");
     assert!(alert.contains("fetch_failed"), "{alert}");
-    assert!(alert.contains("s3://signservice-inputs/prod/shares.age does not exist"), "{alert}");
+    // The manifest is fetched first; it is missing with the file.
+    let missing = "s3://signservice-inputs/prod/shares.age.manifest does not exist";
+    assert!(alert.contains(missing), "{alert}");
     assert_eq!(p.exit_code(), Some(1));
     assert!(!p.seen.iter().any(|l| l.contains("enclave_started") || l.contains("\"serving\"")));
     // The test's own Encrypt (sealing the identity) is the only call KMS saw.

@@ -81,8 +81,10 @@ async fn a_corrupt_share_file() {
     let at = bytes.len() - 40;
     bytes[at] ^= 1;
     std::fs::write(&file, bytes).unwrap();
+    // The last chunk's tag is checked when the file ends, where the SHA-256 the publisher
+    // signed is compared first: the bytes are not the file the manifest names.
     let p = start(&config);
-    fails_closed(&c, p, "AGE_PAYLOAD_INVALID");
+    fails_closed(&c, p, "CIPHERTEXT_MISMATCH: SHA-256 of the received file differs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,11 +92,97 @@ async fn a_share_file_for_another_age_key() {
     let (c, config) = case("wrongkey", 7, 7).await;
     // Another generation's file, encrypted to another recipient.
     let other = c.dir.0.join("other");
-    let deal = GenConfig { accounts: 20, scheme: SchemeChoice::Both, threshold: 2, parties: 2 };
-    tests::share_gen::generate(deal, &other, &mut rand::rngs::OsRng, &mut |_| {}).unwrap();
-    std::fs::copy(other.join(files::SHARES), c.dir.0.join("shares").join(files::SHARES)).unwrap();
+    let deal =
+        GenConfig { accounts: 20, scheme: SchemeChoice::Both, threshold: 2, parties: 2, epoch: 1 };
+    tests::share_gen::generate(
+        deal,
+        &tests::gateway::publisher(),
+        &other,
+        &mut rand::rngs::OsRng,
+        &mut |_| {},
+    )
+    .unwrap();
+    // With its own genuine manifest: the publisher signed it, but not for this identity.
+    for name in [files::SHARES, files::MANIFEST] {
+        std::fs::copy(other.join(name), c.dir.0.join("shares").join(name)).unwrap();
+    }
     let p = start(&config);
     fails_closed(&c, p, "AGE_WRONG_IDENTITY");
+}
+
+/// A parent (or an S3 writer) that has the file's identity still cannot make the enclave
+/// load a file the publisher did not sign: a manifest signed by another key, a file with
+/// no manifest, the same shares re-encrypted (another file, same length) behind the
+/// genuine manifest, and the genuine file cut short. Each is refused, named, and nothing
+/// is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_file_the_publisher_signed_is_loaded() {
+    use parent_shim::share_manifest::SignedManifest;
+    use std::io::{Read as _, Write as _};
+
+    // Signed by a key that is not the measured one.
+    let (c, config) = case("manifest-stranger", 7, 7).await;
+    let shares = c.dir.0.join("shares");
+    let file = std::fs::read(shares.join(files::SHARES)).unwrap();
+    let stranger = tests::gateway::fresh_publisher().to_bytes();
+    let forged = SignedManifest::for_file(&file, 20, 9, 1_800_000_000, &stranger);
+    std::fs::write(shares.join(files::MANIFEST), forged.to_json()).unwrap();
+    fails_closed(&c, start(&config), "MANIFEST_INVALID");
+    assert!(c.kms.log().iter().any(|l| l.starts_with("Decrypt ok")), "it got that far");
+
+    // No manifest at all: refused before an enclave starts.
+    let (c, config) = case("manifest-missing", 7, 7).await;
+    std::fs::remove_file(c.dir.0.join("shares").join(files::MANIFEST)).unwrap();
+    let mut p = start(&config);
+    let alert = p.wait_for("\"alert\"");
+    assert!(
+        alert.contains("fetch_failed") && alert.contains(".manifest does not exist"),
+        "{alert}"
+    );
+    assert_eq!(p.exit_code(), Some(1));
+    assert!(!p.seen.iter().any(|l| l.contains("enclave_started")));
+
+    // The same plaintext re-encrypted to the same identity: a file that decrypts and
+    // parses, of the same length, that the publisher never signed.
+    let (c, config) = case("manifest-swapped", 7, 7).await;
+    let shares = c.dir.0.join("shares");
+    let identity: age::x25519::Identity =
+        std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap().trim().parse().unwrap();
+    let original = std::fs::read(shares.join(files::SHARES)).unwrap();
+    let mut plain = Vec::new();
+    age::Decryptor::new(original.as_slice())
+        .unwrap()
+        .decrypt(std::iter::once(&identity as &dyn age::Identity))
+        .unwrap()
+        .read_to_end(&mut plain)
+        .unwrap();
+    let recipient = identity.to_public();
+    let encrypt = || {
+        let encryptor =
+            age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+                .unwrap();
+        let mut out = Vec::new();
+        let mut w = encryptor.wrap_output(&mut out).unwrap();
+        w.write_all(&plain).unwrap();
+        w.finish().unwrap();
+        out
+    };
+    // age adds a random "grease" stanza: encrypt until the length is the manifest's, so
+    // only the SHA-256 tells the files apart.
+    let swapped = (0..20_000)
+        .map(|_| encrypt())
+        .find(|f| f.len() == original.len())
+        .expect("a re-encryption of the same length");
+    assert_ne!(swapped, original);
+    std::fs::write(shares.join(files::SHARES), &swapped).unwrap();
+    fails_closed(&c, start(&config), "SHA-256 of the received file differs from the manifest");
+
+    // The genuine file, cut short, behind its genuine manifest.
+    let (c, config) = case("manifest-truncated", 7, 7).await;
+    let path = c.dir.0.join("shares").join(files::SHARES);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    fails_closed(&c, start(&config), "CIPHERTEXT_MISMATCH");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

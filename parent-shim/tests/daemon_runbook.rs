@@ -24,6 +24,10 @@ async fn reencrypted_shares_boot_and_the_old_identity_no_longer_opens_them() {
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(summary["accounts"], 20);
     assert_ne!(summary["old_share_file_sha256"], summary["new_share_file_sha256"]);
+    // The new file's manifest, signed by the publisher, one epoch above the old one.
+    assert_eq!((summary["previous_epoch"].as_u64(), summary["epoch"].as_u64()), (Some(1), Some(2)));
+    let publisher = hex::encode(tests::gateway::publisher().verifying_key().to_bytes());
+    assert_eq!(summary["publisher_key"], publisher.as_str());
     // The operator's Encrypt went to KMS under the operator's credentials.
     assert!(
         c.kms.log().iter().any(|l| l.starts_with("Encrypt ok") && l.ends_with("by AKIDOPERATOR"))
@@ -55,7 +59,20 @@ async fn reencrypted_shares_boot_and_the_old_identity_no_longer_opens_them() {
     let record: serde_json::Value = serde_json::from_str(&p.wait_for("\"boot_record\"")).unwrap();
     assert_eq!(record["accounts"], 20);
     assert_eq!(record["share_file_sha256"], summary["new_share_file_sha256"]);
+    assert_eq!(record["epoch"], 2);
     drop(p);
+    // A second rotation may not go back to an epoch already published (read as a rollback).
+    let again = reencrypt_with(
+        &c,
+        &new.join(files::SHARES),
+        &c.dir.0.join("shares").join(files::IDENTITY),
+        &c.dir.0.join("again"),
+        &["--epoch", "2"],
+    );
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("--epoch 2 is not above the current manifest's epoch 2"), "{stderr}");
+    assert!(!c.dir.0.join("again").exists(), "nothing written");
     // The old identity (sealed as before) does not open the new file.
     std::fs::write(
         &config,
@@ -121,8 +138,16 @@ async fn blue_green_reload_brings_up_the_new_file_beside_the_old_then_retires_th
 async fn reencryption_with_the_wrong_identity_writes_nothing() {
     let (c, _config) = case("reencrypt-wrong", 7, 7).await;
     let other = c.dir.0.join("other");
-    let deal = GenConfig { accounts: 2, scheme: SchemeChoice::Both, threshold: 2, parties: 2 };
-    tests::share_gen::generate(deal, &other, &mut rand::rngs::OsRng, &mut |_| {}).unwrap();
+    let deal =
+        GenConfig { accounts: 2, scheme: SchemeChoice::Both, threshold: 2, parties: 2, epoch: 1 };
+    tests::share_gen::generate(
+        deal,
+        &tests::gateway::publisher(),
+        &other,
+        &mut rand::rngs::OsRng,
+        &mut |_| {},
+    )
+    .unwrap();
     let new = c.dir.0.join("rotated");
     let out = reencrypt(&c, &other.join(files::IDENTITY), &new);
     assert!(!out.status.success());

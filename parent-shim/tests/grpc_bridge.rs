@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use enclave_core::log_ring::LogRing;
+use enclave_core::serving::ServingConfig;
 use enclave_core::share_loader::LoaderConfig;
 use enclave_core::signing_engine::EngineConfig;
 use enclave_rt::budget_allocator::MemoryStats;
@@ -63,12 +64,15 @@ fn start_enclave_with(
     let config = ServiceConfig {
         control: Address::Unix(control.clone()),
         logs: Address::Unix(dir.join("logs.sock")),
-        loader: LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 },
-        engine: EngineConfig {
-            session_cap,
-            ..EngineConfig::with_gateway_key(gw::gateway().verifying_key().to_bytes())
+        serving: ServingConfig {
+            loader: LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 },
+            publisher_key: gw::publisher().verifying_key(),
+            engine: EngineConfig {
+                session_cap,
+                ..EngineConfig::with_gateway_key(gw::gateway().verifying_key().to_bytes())
+            },
+            events: None,
         },
-        events: None,
     };
     let nsm_dir = dir.join("sim-ca");
     std::thread::spawn(move || {
@@ -100,9 +104,16 @@ fn start_enclave_with(
 /// bridge serving mutual TLS on a loopback port.
 async fn stack(name: &str, session_cap: usize) -> Stack {
     let dir = tests::cms_openssl::workdir(&format!("grpc-{name}"));
-    let config = GenConfig { accounts: 4, scheme: SchemeChoice::Both, threshold: 2, parties: 3 };
-    tests::share_gen::generate(config, &dir.0.join("shares"), &mut rand::rngs::OsRng, &mut |_| {})
-        .unwrap();
+    let config =
+        GenConfig { accounts: 4, scheme: SchemeChoice::Both, threshold: 2, parties: 3, epoch: 1 };
+    tests::share_gen::generate(
+        config,
+        &tests::gateway::publisher(),
+        &dir.0.join("shares"),
+        &mut rand::rngs::OsRng,
+        &mut |_| {},
+    )
+    .unwrap();
     let (control, root_der) = start_enclave(&dir.0, session_cap);
     let (client, record) = boot_enclave(&control, &dir.0.join("shares"), &root_der, 0).await;
     let ca = tests::tls_certs::Ca::new("gateway-ca").unwrap();
@@ -122,11 +133,13 @@ async fn boot_enclave(
     let stream = tokio::net::UnixStream::connect(control).await.unwrap();
     let (client, mut unsolicited) = EnclaveClient::new(stream);
     let share_file = std::fs::read(shares.join(files::SHARES)).unwrap();
+    let manifest = std::fs::read(shares.join(files::MANIFEST)).unwrap();
+    let manifest = parent_shim::share_manifest::SignedManifest::parse(&manifest).unwrap();
     let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap();
     let pcrs: BTreeMap<u64, Vec<u8>> = (0..3).map(|i| (i, vec![pcr; 48])).collect();
     let inputs = BootInputs {
         share_file: &share_file,
-        expected_entries: 4,
+        manifest: &manifest,
         trust: &parent_shim::attestation_verifier::PinnedRoot(root_der.to_vec()),
         expected_pcrs: Some(&pcrs),
         deadline: Duration::from_mins(1),
@@ -283,23 +296,29 @@ async fn gateway_sessions_over_mutual_tls() {
     let pinned = tests::gateway_sim::pinned(&st.record.pcrs);
     let key =
         tests::gateway_sim::attested_answer_key(&mut api, &st.root_der, &pinned).await.unwrap();
-    let (sha, accounts) = tests::gateway_sim::verified_load(&status, &key).unwrap();
+    assert_eq!(status.epoch, 1);
+    let (sha, accounts) = tests::gateway_sim::verified_load(&status, &key, 1).unwrap();
     assert_eq!((sha, accounts), (st.record.share_file_sha256, 4));
     let mut lies = Vec::new();
-    for i in 0..5 {
+    for i in 0..6 {
         let mut forged = status.clone();
         match i {
             0 => forged.share_file_sha256[0] ^= 1,
             1 => forged.accounts += 1,
             2 => forged.boot_nonce[0] ^= 1,
             3 => forged.enclave_loaded_at_unix_ms += 1,
+            4 => forged.epoch += 1,
             _ => forged.loaded_signature[5] ^= 1,
         }
-        lies.push(tests::gateway_sim::verified_load(&forged, &key).is_err());
+        lies.push(tests::gateway_sim::verified_load(&forged, &key, 0).is_err());
     }
-    assert_eq!(lies, [true; 5]);
+    assert_eq!(lies, [true; 6]);
     let other_key = [9u8; 32];
-    assert!(tests::gateway_sim::verified_load(&status, &other_key).is_err());
+    assert!(tests::gateway_sim::verified_load(&status, &other_key, 0).is_err());
+    // A gateway that knows a newer file was published refuses this node: a rolled-back
+    // node serves nothing, however genuine its statement.
+    let e = tests::gateway_sim::verified_load(&status, &key, 2).unwrap_err();
+    assert!(e.contains("epoch 1") && e.contains("rolled-back"), "{e}");
 
     // The gateway pins the image: the same node, whose attestation is valid under the
     // root, is refused by a gateway that expects another image (one PCR differs). Not

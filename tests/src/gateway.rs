@@ -17,7 +17,7 @@ use wire::{CommitRequest, Scheme};
 pub type GatewayKey = ed25519_dalek::SigningKey;
 
 /// The demo gateway key. Its private half is here, so anyone can sign for it: the
-/// production enclave refuses it (`enclave_args::PUBLISHED_GATEWAY_KEYS`).
+/// production enclave refuses it (`enclave_args::PUBLISHED_KEYS`).
 pub fn gateway() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[0x42; 32])
 }
@@ -25,6 +25,50 @@ pub fn gateway() -> ed25519_dalek::SigningKey {
 /// A gateway key nobody else has: for a production image under test.
 pub fn fresh_gateway() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&rand::random())
+}
+
+/// The demo share publisher key: it signs the demo's share manifests. Its private half is
+/// here, so the production enclave refuses it (`enclave_args::PUBLISHED_KEYS`).
+pub fn publisher() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[0x50; 32])
+}
+
+/// A publisher key nobody else has.
+pub fn fresh_publisher() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&rand::random())
+}
+
+/// The publisher's signed manifest of `file` as the parent sends it (`ShareFileBegin`):
+/// its length and SHA-256, `accounts`, `epoch`, signed with `publisher`.
+pub fn share_file_begin(
+    publisher: &ed25519_dalek::SigningKey,
+    file: &[u8],
+    accounts: u64,
+    epoch: u64,
+) -> wire::ShareFileBegin {
+    let manifest = signed::ShareManifest {
+        ciphertext_len: file.len() as u64,
+        ciphertext_sha256: Sha256::digest(file).into(),
+        accounts,
+        epoch,
+        created_at_unix: 1_800_000_000,
+    };
+    begin_for(publisher, &manifest)
+}
+
+/// The `ShareFileBegin` that carries `manifest`, signed with `publisher`.
+pub fn begin_for(
+    publisher: &ed25519_dalek::SigningKey,
+    manifest: &signed::ShareManifest,
+) -> wire::ShareFileBegin {
+    wire::ShareFileBegin {
+        total_len: manifest.ciphertext_len,
+        sha256: manifest.ciphertext_sha256,
+        accounts: manifest.accounts,
+        epoch: manifest.epoch,
+        created_at_unix: manifest.created_at_unix,
+        publisher_signature: publisher.sign(&signed::manifest_statement(manifest)).to_bytes(),
+    }
 }
 
 /// An owned commit request; `.request()` borrows it as the wire struct.

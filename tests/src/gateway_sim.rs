@@ -134,11 +134,13 @@ pub fn pinned(pcrs: &BTreeMap<u64, Vec<u8>>) -> PcrPolicy {
 }
 
 /// What a relying party learns from `GetStatus` once it has checked the enclave's signed
-/// Loaded statement under `answer_key` (from an attestation it verified): the file's
-/// SHA-256 and the account count, as the enclave itself computed them.
+/// Loaded statement under `answer_key` (from an attestation it verified) and that its epoch
+/// is at least `min_epoch`: the file's SHA-256 and the account count, as the enclave itself
+/// computed them.
 pub fn verified_load(
     status: &pb::GetStatusResponse,
     answer_key: &[u8; 32],
+    min_epoch: u64,
 ) -> Result<([u8; 32], u64), String> {
     let sha: [u8; 32] = status
         .share_file_sha256
@@ -148,11 +150,13 @@ pub fn verified_load(
     let facts = signed::LoadedFacts {
         boot_nonce: &status.boot_nonce,
         ciphertext_sha256: sha,
+        epoch: status.epoch,
         accounts: status.accounts,
         plaintext_bytes: status.plaintext_bytes,
         loaded_at_unix_ms: status.enclave_loaded_at_unix_ms,
     };
     parent_shim::relying_party::check_loaded(answer_key, &facts, &status.loaded_signature)
+        .and_then(|()| parent_shim::relying_party::check_epoch(status.epoch, min_epoch))
         .map(|()| (sha, status.accounts))
         .map_err(|e| e.to_string())
 }

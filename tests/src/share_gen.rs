@@ -66,6 +66,8 @@ pub struct GenConfig {
     pub threshold: u16,
     /// Shares made per account (party 1 is the enclave).
     pub parties: u16,
+    /// The epoch the publisher's manifest names (each new file gets a higher one).
+    pub epoch: u64,
 }
 
 /// Why generation failed.
@@ -108,6 +110,8 @@ pub struct GenSummary {
     pub ciphertext_sha256: String,
     /// Size of `service_key_shares.json.age`.
     pub ciphertext_len: u64,
+    /// The signed manifest written next to it.
+    pub manifest: parent_shim::share_manifest::SignedManifest,
 }
 
 /// The file names written into the output directory.
@@ -122,8 +126,10 @@ pub mod files {
     pub const GATEWAY_SHARES: &str = "gateway_shares.json";
     /// Every account's group public key.
     pub const GROUP_KEYS: &str = "group_keys.json";
-    /// Counts and digests (for the S3 object's metadata).
-    pub const MANIFEST: &str = "manifest.json";
+    /// The publisher's signed manifest of [`SHARES`] (`parent_shim::share_manifest`).
+    pub const MANIFEST: &str = "service_key_shares.json.age.manifest";
+    /// The deal's parameters, for people: threshold, parties, recipient.
+    pub const DEAL: &str = "deal.json";
 }
 
 /// One account's generated keys.
@@ -211,9 +217,11 @@ pub fn account_id(i: u64) -> String {
     format!("A{i:07}")
 }
 
-/// Writes every file into `dir`, calling `progress(done)` now and then.
+/// Writes every file into `dir`, the manifest signed with `publisher`, calling
+/// `progress(done)` now and then.
 pub fn generate<R: RngCore + CryptoRng>(
     config: GenConfig,
+    publisher: &ed25519_dalek::SigningKey,
     dir: &Path,
     rng: &mut R,
     progress: &mut dyn FnMut(u64),
@@ -281,22 +289,30 @@ pub fn generate<R: RngCore + CryptoRng>(
     progress(config.accounts);
 
     let ciphertext = std::fs::read(dir.join(files::SHARES))?;
+    let created_at_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let seed = zeroize::Zeroizing::new(publisher.to_bytes());
+    let manifest = parent_shim::share_manifest::SignedManifest::for_file(
+        &ciphertext,
+        config.accounts,
+        config.epoch,
+        created_at_unix,
+        &seed,
+    );
+    std::fs::write(dir.join(files::MANIFEST), manifest.to_json())?;
     let summary = GenSummary {
         accounts: config.accounts,
         recipient: recipient.to_string(),
         ciphertext_sha256: hex(Sha256::digest(&ciphertext)),
         ciphertext_len: ciphertext.len() as u64,
+        manifest,
     };
     std::fs::write(
-        dir.join(files::MANIFEST),
+        dir.join(files::DEAL),
         format!(
-            "{{\"accounts\":{},\"threshold\":{},\"parties\":{},\"recipient\":\"{}\",\"ciphertext_sha256\":\"{}\",\"ciphertext_len\":{}}}\n",
-            summary.accounts,
-            config.threshold,
-            config.parties,
-            summary.recipient,
-            summary.ciphertext_sha256,
-            summary.ciphertext_len
+            "{{\"accounts\":{},\"threshold\":{},\"parties\":{},\"recipient\":\"{}\",\"epoch\":{}}}\n",
+            summary.accounts, config.threshold, config.parties, summary.recipient, config.epoch
         ),
     )?;
     Ok(summary)

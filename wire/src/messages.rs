@@ -136,6 +136,9 @@ wire_code16! {
         TIMEOUT = 14,
         /// An invariant failed inside the enclave.
         INTERNAL = 15,
+        /// The share manifest is not signed by the measured publisher key, or is not
+        /// acceptable (format, an empty file without `--allow-empty`).
+        MANIFEST_INVALID = 16,
     }
 }
 
@@ -364,14 +367,22 @@ messages! {
         /// CMS `EnvelopedData` (BER).
         ciphertext_for_recipient: &'a [u8],
     }
-    /// Announces the encrypted share file that the following chunks carry.
+    /// The publisher's signed manifest of the share file that the following chunks carry
+    /// (`session_signatures::manifest_statement`). The enclave checks the signature under
+    /// its measured publisher key before it accepts a chunk, and the file against it.
     0x0104 ShareFileBegin ["parent → enclave"] {
         /// Exact length of the age file in bytes.
         total_len: u64,
-        /// SHA-256 of the age file, as the parent fingerprinted it.
+        /// SHA-256 of the age file.
         sha256: [u8; 32],
-        /// Number of accounts, if known (0 = unknown); only sizes the store.
-        expected_entries: u64,
+        /// Exact number of accounts in the file (also sizes the store).
+        accounts: u64,
+        /// The manifest's epoch.
+        epoch: u64,
+        /// When the publisher signed the manifest, Unix seconds.
+        created_at_unix: u64,
+        /// The publisher key's Ed25519 signature over the manifest statement.
+        publisher_signature: [u8; 64],
     }
     /// A piece of the encrypted share file, in order.
     0x0105 ShareFileChunk<'a> ["parent → enclave"] {
@@ -390,6 +401,8 @@ messages! {
         plaintext_bytes: u64,
         /// SHA-256 of the ciphertext the enclave received.
         ciphertext_sha256: [u8; 32],
+        /// The epoch of the manifest the file matched.
+        epoch: u64,
         /// Time from the first chunk to the last entry stored, microseconds.
         load_micros: u64,
         /// Bytes allocated now.

@@ -3,6 +3,9 @@
 //!
 //! * the gateway signs an [`authorization`] for each session (Ed25519, with the key whose
 //!   public half is in the enclave's measured configuration);
+//! * the share file's publisher signs a [`manifest_statement`] for each share file (Ed25519,
+//!   with the key in the enclave's measured configuration), which binds the ciphertext's
+//!   length and SHA-256, the account count and an epoch;
 //! * the enclave signs each answer, [`commit_answer`] and [`sign_answer`], with its per-boot
 //!   Ed25519 key, whose public half is in the attestation document's `user_data`
 //!   ([`answer_key_user_data`]).
@@ -20,10 +23,16 @@ pub const AUTHORIZATION_DOMAIN: &[u8] = b"signservice.v2/authorization\n";
 pub const COMMIT_ANSWER_DOMAIN: &[u8] = b"signservice.v1/commitments\n";
 /// Domain label of the enclave's round-2 answer.
 pub const SIGN_ANSWER_DOMAIN: &[u8] = b"signservice.v1/signature-share\n";
-/// Domain label of the enclave's Loaded statement.
-pub const LOADED_DOMAIN: &[u8] = b"signservice.v1/loaded\n";
+/// Domain label of the enclave's Loaded statement (`v2`: it names the manifest's epoch).
+pub const LOADED_DOMAIN: &[u8] = b"signservice.v2/loaded\n";
 /// Longest [`loaded_statement`] string.
-pub const LOADED_MAX: usize = LOADED_DOMAIN.len() + 2 + crate::messages::NONCE_MAX + 32 + 8 * 3;
+pub const LOADED_MAX: usize = LOADED_DOMAIN.len() + 2 + crate::messages::NONCE_MAX + 32 + 8 * 4;
+/// Domain label of the publisher's share manifest.
+pub const MANIFEST_DOMAIN: &[u8] = b"signservice.v1/share-manifest\n";
+/// The manifest format this crate writes and the enclave accepts.
+pub const MANIFEST_FORMAT: u8 = 1;
+/// Length of a [`manifest_statement`] (fixed).
+pub const MANIFEST_LEN: usize = MANIFEST_DOMAIN.len() + 1 + 8 + 32 + 8 + 8 + 8;
 /// Prefix of the attestation document's `user_data`: the enclave's answer key follows.
 pub const ANSWER_KEY_PREFIX: &[u8; 20] = b"signservice.v1/ak25:";
 /// Length of the attestation `user_data` that carries the answer key.
@@ -153,6 +162,45 @@ pub fn sign_answer(
     Ok(w.len)
 }
 
+/// What the publisher of a share file vouches for: the file's exact bytes (length and
+/// SHA-256 of the age ciphertext), how many accounts it holds and its epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareManifest {
+    /// Length of the age file in bytes.
+    pub ciphertext_len: u64,
+    /// SHA-256 of the age file.
+    pub ciphertext_sha256: [u8; 32],
+    /// Accounts in the file.
+    pub accounts: u64,
+    /// Grows with every file the publisher signs; relying parties refuse a node whose
+    /// epoch is below the one they expect (a rolled-back file).
+    pub epoch: u64,
+    /// When the publisher signed, Unix seconds (informational).
+    pub created_at_unix: u64,
+}
+
+/// The bytes the publisher signs:
+/// `MANIFEST_DOMAIN || format (1) = MANIFEST_FORMAT || ciphertext_len (8) ||
+/// ciphertext_sha256 (32) || accounts (8) || epoch (8) || created_at_unix (8)`.
+#[must_use]
+pub fn manifest_statement(m: &ShareManifest) -> [u8; MANIFEST_LEN] {
+    let mut buf = [0u8; MANIFEST_LEN];
+    let parts: [&[u8]; 7] = [
+        MANIFEST_DOMAIN,
+        &[MANIFEST_FORMAT],
+        &m.ciphertext_len.to_be_bytes(),
+        &m.ciphertext_sha256,
+        &m.accounts.to_be_bytes(),
+        &m.epoch.to_be_bytes(),
+        &m.created_at_unix.to_be_bytes(),
+    ];
+    // The parts add up to MANIFEST_LEN exactly (the documented example checks it).
+    for (dst, src) in buf.iter_mut().zip(parts.into_iter().flatten()) {
+        *dst = *src;
+    }
+    buf
+}
+
 /// What the enclave says about its load, which it signs with its answer key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadedFacts<'a> {
@@ -160,6 +208,8 @@ pub struct LoadedFacts<'a> {
     pub boot_nonce: &'a [u8],
     /// SHA-256 of the ciphertext the enclave received and decrypted.
     pub ciphertext_sha256: [u8; 32],
+    /// The epoch of the publisher's manifest the file was checked against.
+    pub epoch: u64,
     /// Accounts in the store.
     pub accounts: u64,
     /// Plaintext bytes decrypted.
@@ -169,13 +219,14 @@ pub struct LoadedFacts<'a> {
 }
 
 /// Writes the Loaded statement:
-/// `LOADED_DOMAIN || len (2, BE) || boot_nonce || ciphertext_sha256 (32) || accounts (8) ||
-/// plaintext_bytes (8) || loaded_at_unix_ms (8)`. Returns the length written.
+/// `LOADED_DOMAIN || len (2, BE) || boot_nonce || ciphertext_sha256 (32) || epoch (8) ||
+/// accounts (8) || plaintext_bytes (8) || loaded_at_unix_ms (8)`. Returns the length written.
 pub fn loaded_statement(facts: &LoadedFacts<'_>, out: &mut [u8]) -> Result<usize, EncodeError> {
     let mut w = Out { buf: out, len: 0 };
     w.put(LOADED_DOMAIN)?;
     w.put_short("boot_nonce", facts.boot_nonce, crate::messages::NONCE_MAX)?;
     w.put(&facts.ciphertext_sha256)?;
+    w.put(&facts.epoch.to_be_bytes())?;
     w.put(&facts.accounts.to_be_bytes())?;
     w.put(&facts.plaintext_bytes.to_be_bytes())?;
     w.put(&facts.loaded_at_unix_ms.to_be_bytes())?;
@@ -262,32 +313,33 @@ mod tests {
         }
     }
 
-    /// The Loaded statement's example in `docs/wire.md` ("Signed statements").
-    #[test]
-    fn the_documented_loaded_statement() {
-        let nonce: [u8; 32] = core::array::from_fn(|i| u8::try_from(i).unwrap());
-        let facts = LoadedFacts {
-            boot_nonce: &nonce,
-            ciphertext_sha256: [
-                0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f,
-                0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b,
-                0x78, 0x52, 0xb8, 0x55,
-            ],
+    fn loaded_example(nonce: &[u8; 32]) -> LoadedFacts<'_> {
+        LoadedFacts {
+            boot_nonce: nonce,
+            ciphertext_sha256: [0xe3; 32],
+            epoch: 7,
             accounts: 10_000,
             plaintext_bytes: 1_020_000,
             loaded_at_unix_ms: 1_800_000_000_000,
-        };
+        }
+    }
+
+    /// The layout, and every field is in the bytes. (The hex example in `docs/wire.md` is
+    /// checked by `tests/spec_doc.rs`.)
+    #[test]
+    fn loaded_statement_layout() {
+        let nonce: [u8; 32] = core::array::from_fn(|i| u8::try_from(i).unwrap());
+        let facts = loaded_example(&nonce);
         let mut buf = [0u8; LOADED_MAX];
         let n = loaded_statement(&facts, &mut buf).unwrap();
-        let doc = "7369676e736572766963652e76312f6c6f616465640a0020000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fe3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855000000000000271000000000000f9060000001a3185c5000";
-        assert_eq!(n * 2, doc.len());
-        for (i, b) in buf[..n].iter().enumerate() {
-            assert_eq!(u8::from_str_radix(&doc[2 * i..2 * i + 2], 16).unwrap(), *b, "byte {i}");
-        }
-        // Every field is in the bytes.
+        let d = LOADED_DOMAIN.len();
+        assert_eq!(n, d + 2 + 32 + 32 + 4 * 8);
+        assert_eq!(&buf[d..d + 2], &[0, 32]);
+        assert_eq!(&buf[d + 66..d + 74], &7u64.to_be_bytes());
         let variants = [
             LoadedFacts { boot_nonce: &nonce[..31], ..facts },
             LoadedFacts { ciphertext_sha256: [0; 32], ..facts },
+            LoadedFacts { epoch: 8, ..facts },
             LoadedFacts { accounts: 10_001, ..facts },
             LoadedFacts { plaintext_bytes: 1, ..facts },
             LoadedFacts { loaded_at_unix_ms: 1, ..facts },
@@ -299,6 +351,40 @@ mod tests {
         }
         let long = [0u8; crate::messages::NONCE_MAX + 1];
         assert!(loaded_statement(&LoadedFacts { boot_nonce: &long, ..facts }, &mut buf).is_err());
+        let longest = [0u8; crate::messages::NONCE_MAX];
+        let m = loaded_statement(&LoadedFacts { boot_nonce: &longest, ..facts }, &mut buf).unwrap();
+        assert_eq!(m, LOADED_MAX);
+    }
+
+    #[test]
+    fn manifest_statement_layout() {
+        let m = ShareManifest {
+            ciphertext_len: 0x0102_0304_0506_0708,
+            ciphertext_sha256: [0xab; 32],
+            accounts: 3,
+            epoch: 4,
+            created_at_unix: 5,
+        };
+        let bytes = manifest_statement(&m);
+        let d = MANIFEST_DOMAIN.len();
+        assert_eq!(&bytes[..d], MANIFEST_DOMAIN);
+        assert_eq!(bytes[d], MANIFEST_FORMAT);
+        assert_eq!(&bytes[d + 1..d + 9], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&bytes[d + 9..d + 41], &[0xab; 32]);
+        assert_eq!(
+            &bytes[d + 41..],
+            &[0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 5]
+        );
+        let variants = [
+            ShareManifest { ciphertext_len: 1, ..m },
+            ShareManifest { ciphertext_sha256: [0; 32], ..m },
+            ShareManifest { accounts: 4, ..m },
+            ShareManifest { epoch: 5, ..m },
+            ShareManifest { created_at_unix: 6, ..m },
+        ];
+        for v in variants {
+            assert_ne!(manifest_statement(&v), bytes, "{v:?}");
+        }
     }
 
     #[test]

@@ -64,3 +64,61 @@ fn the_header_table_states_the_real_constants() {
     assert!(doc.contains("at most `MAX_PAYLOAD_LEN` = 65 536") && wire::MAX_PAYLOAD_LEN == 65_536);
     assert!(doc.contains("`VSOCK_WRITE_CHUNK` = 32 KiB") && wire::VSOCK_WRITE_CHUNK == 32 * 1024);
 }
+
+/// The hex of the `text` example that starts with the domain label `domain`, comments and
+/// spaces removed.
+fn statement_example(doc: &str, domain: &[u8]) -> Vec<u8> {
+    let label = String::from_utf8(domain.to_vec()).unwrap().replace('\n', "\\n");
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "```text" {
+            continue;
+        }
+        let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+        if block.first().is_some_and(|l| l.contains(&format!("# \"{label}\""))) {
+            let hex: String = block
+                .iter()
+                .flat_map(|l| l.split('#').next().unwrap_or("").split_whitespace())
+                .collect();
+            return (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                .collect();
+        }
+    }
+    panic!("docs/wire.md has no example of {label}");
+}
+
+/// The signed statements' examples ("Signed statements") are the bytes the code signs.
+#[test]
+fn the_signed_statement_examples_are_what_the_code_writes() {
+    use wire::session_signatures as signed;
+    let doc = doc();
+    let empty_sha256: [u8; 32] = [
+        0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9,
+        0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52,
+        0xb8, 0x55,
+    ];
+    let nonce: [u8; 32] = std::array::from_fn(|i| u8::try_from(i).unwrap());
+    let facts = signed::LoadedFacts {
+        boot_nonce: &nonce,
+        ciphertext_sha256: empty_sha256,
+        epoch: 7,
+        accounts: 10_000,
+        plaintext_bytes: 1_020_000,
+        loaded_at_unix_ms: 1_800_000_000_000,
+    };
+    let mut buf = [0u8; signed::LOADED_MAX];
+    let n = signed::loaded_statement(&facts, &mut buf).unwrap();
+    assert_eq!(statement_example(&doc, signed::LOADED_DOMAIN), &buf[..n]);
+
+    let manifest = signed::ShareManifest {
+        ciphertext_len: 1_021_000,
+        ciphertext_sha256: empty_sha256,
+        accounts: 10_000,
+        epoch: 7,
+        created_at_unix: 1_800_000_000,
+    };
+    let bytes = signed::manifest_statement(&manifest);
+    assert_eq!(statement_example(&doc, signed::MANIFEST_DOMAIN), bytes.as_slice());
+}

@@ -42,6 +42,11 @@ pub(crate) fn demo_gateway_key() -> String {
     hex(::tests::gateway::gateway().verifying_key().to_bytes())
 }
 
+/// The demo share publisher key (`tests::gateway::publisher`), likewise.
+pub(crate) fn demo_publisher_key() -> String {
+    hex(::tests::gateway::publisher().verifying_key().to_bytes())
+}
+
 /// The kernel and its command line.
 pub(crate) struct Kernel {
     pub(crate) image: Vec<u8>,
@@ -94,6 +99,7 @@ pub(crate) struct Request {
     pub(crate) out: PathBuf,
     pub(crate) kernel_dir: Option<PathBuf>,
     pub(crate) gateway_key: String,
+    pub(crate) publisher_key: String,
     pub(crate) session_cap: u32,
     /// Where `/init` sends the Nitro heartbeat, if not the parent (`vsock:3:9000`).
     pub(crate) heartbeat: Option<String>,
@@ -137,7 +143,9 @@ fn measured_args(req: &Request) -> Result<EnclaveArgs> {
     let bad = |e: ArgsError| Failure(e.0);
     let any = |port| Address::Vsock { cid: u32::MAX, port };
     let key = enclave_args::gateway_key(&req.gateway_key).map_err(bad)?;
-    let mut args = EnclaveArgs::new(any(CONTROL_PORT), any(LOGS_PORT), key).map_err(bad)?;
+    let publisher = enclave_args::publisher_key(&req.publisher_key).map_err(bad)?;
+    let mut args =
+        EnclaveArgs::new(any(CONTROL_PORT), any(LOGS_PORT), key, publisher).map_err(bad)?;
     args.engine.session_cap = usize::try_from(req.session_cap).unwrap_or(usize::MAX);
     if let Some(h) = &req.heartbeat {
         args.heartbeat = h.parse().map_err(|e: enclave_args::AddressError| Failure(e.0))?;
@@ -164,6 +172,7 @@ fn measured_args(req: &Request) -> Result<EnclaveArgs> {
 pub(crate) fn build(root: &Path, target_dir: Option<&Path>, req: &Request) -> Result<Built> {
     let mut args = measured_args(req)?;
     let key = &hex(args.engine.gateway_key);
+    let publisher = &hex(args.publisher_key);
     let kernel = match &req.kernel_dir {
         Some(dir) => kernel_from_dir(dir)?,
         None => enclave_kernel(root)?,
@@ -213,6 +222,7 @@ pub(crate) fn build(root: &Path, target_dir: Option<&Path>, req: &Request) -> Re
         "measured_config": {"args": args.to_lines()},
         "measured_keys": {
             "gateway": {"ed25519": key, "sha256": key_fingerprint(key)},
+            "publisher": {"ed25519": publisher, "sha256": key_fingerprint(publisher)},
         },
     });
     let metadata = eif::eif_image::metadata_json(
@@ -249,7 +259,7 @@ pub(crate) fn build(root: &Path, target_dir: Option<&Path>, req: &Request) -> Re
 fn usage() -> Failure {
     Failure(
         "usage: cargo xtask build-eif [--out DIR] [--flavour nsm|sim] [--kernel-dir DIR] \
-         [--gateway-key HEX] [--session-cap N] [--heartbeat vsock:CID:PORT] \
+         [--gateway-key HEX] [--publisher-key HEX] [--session-cap N] [--heartbeat vsock:CID:PORT] \
          [--memory-budget-mib N --store-limit-mib N] [--events-url URL --answers-url URL]"
             .into(),
     )
@@ -261,6 +271,7 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
         out: PathBuf::new(),
         kernel_dir: None,
         gateway_key: String::new(),
+        publisher_key: String::new(),
         session_cap: DEFAULT_SESSION_CAP,
         heartbeat: None,
         memory: None,
@@ -277,6 +288,7 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
             "--flavour" if *v == "nsm" || *v == "sim" => (*v).clone_into(&mut req.flavour),
             "--kernel-dir" => req.kernel_dir = Some(PathBuf::from(v)),
             "--gateway-key" => (*v).clone_into(&mut req.gateway_key),
+            "--publisher-key" => (*v).clone_into(&mut req.publisher_key),
             "--session-cap" => req.session_cap = v.parse().map_err(|_| usage())?,
             "--heartbeat" => req.heartbeat = Some((*v).to_owned()),
             "--memory-budget-mib" => {
@@ -304,7 +316,8 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
             ));
         }
     };
-    req.gateway_key = gateway_key_for(&req.flavour, &req.gateway_key)?;
+    req.gateway_key = measured_key_for(&req.flavour, GATEWAY, &req.gateway_key)?;
+    req.publisher_key = measured_key_for(&req.flavour, PUBLISHER, &req.publisher_key)?;
     req.out = out.unwrap_or_else(|| crate::run::target_dir(root).join("eif").join(&req.flavour));
     let built = build(root, None, &req)?;
     let size = std::fs::metadata(&built.eif)?.len();
@@ -313,27 +326,41 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
     println!("PCR1 {}", hex(built.pcrs.pcr1));
     println!("PCR2 {}", hex(built.pcrs.pcr2));
     println!("gateway key {}  sha256 {}", req.gateway_key, key_fingerprint(&req.gateway_key));
+    println!("publisher key {}  sha256 {}", req.publisher_key, key_fingerprint(&req.publisher_key));
     println!("{}", req.out.join("pcrs.json").display());
     Ok(())
 }
 
-/// The gateway key an image is built with. A production (`nsm`) image needs one given
+/// A measured key: its flag, whose key it is, and its demo default.
+#[derive(Clone, Copy)]
+struct MeasuredKey {
+    flag: &'static str,
+    whose: &'static str,
+    demo: fn() -> String,
+}
+
+const GATEWAY: MeasuredKey =
+    MeasuredKey { flag: "--gateway-key", whose: "gateway", demo: demo_gateway_key };
+const PUBLISHER: MeasuredKey =
+    MeasuredKey { flag: "--publisher-key", whose: "share publisher", demo: demo_publisher_key };
+
+/// A measured key an image is built with. A production (`nsm`) image needs each given
 /// explicitly: there is no default a production image could fall back to. A `sim` image
 /// takes the demo key (`tests::gateway`, whose private half is in this repository) when
 /// none is given, with a warning.
-fn gateway_key_for(flavour: &str, given: &str) -> Result<String> {
+fn measured_key_for(flavour: &str, key: MeasuredKey, given: &str) -> Result<String> {
+    let MeasuredKey { flag, whose, demo } = key;
     match (flavour, given) {
-        ("nsm", "") => Err(Failure(
-            "an nsm (production) image needs --gateway-key HEX: the gateway's Ed25519 public \
-             key, 64 hex digits; there is no default"
-                .into(),
-        )),
+        ("nsm", "") => Err(Failure(format!(
+            "an nsm (production) image needs {flag} HEX: the {whose}'s Ed25519 public key, \
+             64 hex digits; there is no default"
+        ))),
         (_, "") => {
             eprintln!(
-                "build-eif: WARNING: no --gateway-key: this sim image uses the demo gateway \
-                 key, which anyone can read in this repository"
+                "build-eif: WARNING: no {flag}: this sim image uses the demo {whose} key, \
+                 which anyone can read in this repository"
             );
-            Ok(demo_gateway_key())
+            Ok(demo())
         }
         (_, key) => Ok(key.to_ascii_lowercase()),
     }
@@ -396,13 +423,15 @@ pub(crate) fn check_reproducible(root: &Path) -> Result {
     let copy = scratch.join("elsewhere").join("checkout");
     build_enclave::copy_checkout(root, &copy)?;
     build_kernel::check_reproducible(root, &copy, &scratch)?;
-    // One fresh key for both builds: a production image refuses the demo key.
+    // One fresh key each for both builds: a production image refuses the demo keys.
     let key = hex(::tests::gateway::fresh_gateway().verifying_key().to_bytes());
+    let publisher = hex(::tests::gateway::fresh_publisher().verifying_key().to_bytes());
     let request = |out: PathBuf| Request {
         flavour: "nsm".into(),
         out,
         kernel_dir: None,
         gateway_key: key.clone(),
+        publisher_key: publisher.clone(),
         session_cap: DEFAULT_SESSION_CAP,
         heartbeat: None,
         memory: None,
@@ -440,34 +469,46 @@ fn pcrs_json(pcrs: &eif::eif_image::Pcrs, provenance: &serde_json::Value) -> Res
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_production_image_has_no_default_gateway_key() {
-        let e = super::gateway_key_for("nsm", "").unwrap_err();
+    fn a_production_image_has_no_default_keys() {
+        use super::{GATEWAY, PUBLISHER, measured_key_for};
+        let e = measured_key_for("nsm", GATEWAY, "").unwrap_err();
         assert!(e.0.contains("--gateway-key"), "{}", e.0);
-        let demo = super::demo_gateway_key();
-        assert_eq!(super::gateway_key_for("sim", "").unwrap(), demo);
+        let e = measured_key_for("nsm", PUBLISHER, "").unwrap_err();
+        assert!(e.0.contains("--publisher-key"), "{}", e.0);
+        assert_eq!(measured_key_for("sim", GATEWAY, "").unwrap(), super::demo_gateway_key());
+        assert_eq!(measured_key_for("sim", PUBLISHER, "").unwrap(), super::demo_publisher_key());
         let given = "AB".repeat(32);
-        assert_eq!(super::gateway_key_for("nsm", &given).unwrap(), "ab".repeat(32));
+        assert_eq!(measured_key_for("nsm", GATEWAY, &given).unwrap(), "ab".repeat(32));
     }
 
     #[test]
-    fn a_production_image_refuses_a_published_gateway_key() {
-        let request = |flavour: &str, gateway_key: String| super::Request {
+    fn a_production_image_refuses_a_published_key() {
+        let fresh_publisher =
+            hex::encode(::tests::gateway::fresh_publisher().verifying_key().to_bytes());
+        let with = |flavour: &str, gateway_key: String, publisher_key: String| super::Request {
             flavour: flavour.into(),
             out: std::path::PathBuf::new(),
             kernel_dir: None,
             gateway_key,
+            publisher_key,
             session_cap: super::DEFAULT_SESSION_CAP,
             heartbeat: None,
             memory: None,
             events: None,
         };
+        let request = |flavour: &str, key: String| with(flavour, key, fresh_publisher.clone());
         let demo = super::demo_gateway_key();
         let e = super::measured_args(&request("nsm", demo.clone())).unwrap_err();
         assert!(e.0.contains("published") && e.0.contains(&demo), "{}", e.0);
         // The sim image may use it (it says so), and a production image takes a fresh key.
         super::measured_args(&request("sim", demo)).unwrap();
-        let fresh = ::tests::gateway::fresh_gateway().verifying_key().to_bytes();
-        super::measured_args(&request("nsm", hex::encode(fresh))).unwrap();
+        let fresh = hex::encode(::tests::gateway::fresh_gateway().verifying_key().to_bytes());
+        super::measured_args(&request("nsm", fresh.clone())).unwrap();
+        // The demo publisher key likewise.
+        let demo = super::demo_publisher_key();
+        let e = super::measured_args(&with("nsm", fresh.clone(), demo.clone())).unwrap_err();
+        assert!(e.0.contains("--publisher-key") && e.0.contains(&demo), "{}", e.0);
+        super::measured_args(&with("sim", fresh, demo)).unwrap();
     }
 
     #[test]

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use crate::run::{Failure, Result, cargo, run};
 
 const USAGE: &str = "usage: cargo xtask demo [--accounts N] [--sessions N] [--keep-running]";
+/// The demo's share file epoch, which its gateway also expects as the least.
+const MIN_EPOCH: u64 = 1;
 
 struct Options {
     accounts: u64,
@@ -109,12 +111,19 @@ pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
         scheme: tests::share_gen::SchemeChoice::Both,
         threshold: 2,
         parties: 3,
+        epoch: MIN_EPOCH,
     };
     let t = Instant::now();
     let accounts = o.accounts;
-    let summary = tests::share_gen::generate(deal, &shares, &mut rand::rngs::OsRng, &mut |done| {
-        eprint!("\rdemo: dealing shares {done}/{accounts} ({}%)", done * 100 / accounts);
-    })
+    tests::share_gen::generate(
+        deal,
+        &tests::gateway::publisher(),
+        &shares,
+        &mut rand::rngs::OsRng,
+        &mut |done| {
+            eprint!("\rdemo: dealing shares {done}/{accounts} ({}%)", done * 100 / accounts);
+        },
+    )
     .map_err(|e| Failure(e.to_string()))?;
     eprintln!(" in {:.1} s", t.elapsed().as_secs_f64());
     let ca = tests::sim_ca::generate().map_err(|e| Failure(e.0))?;
@@ -171,14 +180,15 @@ pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
     // S3: both inputs uploaded, the local copies deleted; the parent fetches them.
     let s3 = tests::moto_server::MotoServer::start_with(&moto).map_err(Failure)?;
     let share_file = shares.join(tests::share_gen::files::SHARES);
-    let count = summary.accounts.to_string();
-    for (path, key, metadata) in [
-        (&share_file, "service_key_shares.json.age", vec![("accounts", count.as_str())]),
-        (&shares.join("age_identity.kms"), "age_identity.kms", vec![]),
+    let manifest = shares.join(tests::share_gen::files::MANIFEST);
+    for (path, key) in [
+        (&share_file, "service_key_shares.json.age"),
+        (&manifest, "service_key_shares.json.age.manifest"),
+        (&shares.join("age_identity.kms"), "age_identity.kms"),
     ] {
         let bytes = io("upload", std::fs::read(path))?;
         runtime
-            .block_on(s3.put_object("sign-service-demo", key, bytes, &metadata))
+            .block_on(s3.put_object("sign-service-demo", key, bytes, &[]))
             .map_err(|e| Failure(format!("S3 PutObject {key}: {e}")))?;
         io("upload", std::fs::remove_file(path))?;
     }
@@ -186,7 +196,7 @@ pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
         .block_on(s3.create_log_group("/sign-service/demo"))
         .map_err(|e| Failure(format!("CloudWatch CreateLogGroup: {e}")))?;
     eprintln!(
-        "demo: S3 and CloudWatch Logs (moto) at {}; s3://sign-service-demo holds the share file and the sealed identity",
+        "demo: S3 and CloudWatch Logs (moto) at {}; s3://sign-service-demo holds the share file, its signed manifest and the sealed identity",
         s3.endpoint()
     );
 
@@ -197,6 +207,7 @@ pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
         io("port", l.local_addr())?.port()
     };
     let gateway_key = hex(tests::gateway::gateway().verifying_key().to_bytes());
+    let publisher_key = hex(tests::gateway::publisher().verifying_key().to_bytes());
     let config = format!(
         r#"# Written by cargo xtask demo.
 [enclave]
@@ -206,6 +217,7 @@ runtime_dir = "{dir}/run"
 sim_nsm_dir = "{dir}/sim-ca"
 sim_pcrs = ["0={pcr0}"]
 gateway_key = "{gateway_key}"
+publisher_key = "{publisher_key}"
 session_cap = 256
 memory_budget_mib = 1024
 boot_deadline_secs = 600
@@ -397,11 +409,14 @@ pub(crate) async fn gateway(
         .await
         .map_err(|e| Failure(e.to_string()))?
         .into_inner();
-    let (sha, loaded) = gateway_sim::verified_load(&status, &answer_key).map_err(Failure)?;
+    // The gateway expects the epoch of the newest share file it knows was published.
+    let (sha, loaded) =
+        gateway_sim::verified_load(&status, &answer_key, MIN_EPOCH).map_err(Failure)?;
     println!(
         "gateway: the enclave's signed Loaded statement verifies: {loaded} accounts, \
-         share file sha256 {}",
-        hex::encode(sha)
+         share file sha256 {}, epoch {} (at least {MIN_EPOCH})",
+        hex::encode(sha),
+        status.epoch
     );
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(sessions);

@@ -42,6 +42,7 @@ cargo xtask <task>
                        run one fuzz target, or all in turn (nightly + cargo-fuzz, installed
                        if missing); default 60 s each
   gen-shares --accounts N --scheme ed25519|secp256k1-tr|both --threshold T --parties P
+             --publisher-key FILE --epoch E
              --out DIR
                        trusted-dealer FROST shares for N accounts: the enclave's age-encrypted
                        share file, the other parties' shares, the group keys
@@ -259,9 +260,12 @@ fn bench_sign(rest: &[&str], profile: Option<&str>) -> Result {
 fn gen_shares(rest: &[&str]) -> Result {
     use tests::share_gen::{GenConfig, SchemeChoice, files, generate};
     const USAGE: &str = "usage: cargo xtask gen-shares --accounts N --scheme \
-                         ed25519|secp256k1-tr|both --threshold T --parties P --out DIR";
+                         ed25519|secp256k1-tr|both --threshold T --parties P \
+                         --publisher-key FILE --epoch E --out DIR\n\
+                         (a publisher key: parent-shim new-publisher-key --out FILE)";
     let (mut accounts, mut scheme, mut threshold, mut parties, mut out) =
         (None, None, None, None, None);
+    let (mut publisher, mut epoch) = (None, None);
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| Failure(format!("{flag} needs a value\n{USAGE}")))?;
@@ -271,6 +275,8 @@ fn gen_shares(rest: &[&str]) -> Result {
             "--threshold" => threshold = value.parse::<u16>().ok(),
             "--parties" => parties = value.parse::<u16>().ok(),
             "--out" => out = Some(PathBuf::from(value)),
+            "--publisher-key" => publisher = Some(PathBuf::from(value)),
+            "--epoch" => epoch = value.parse::<u64>().ok(),
             _ => return Err(Failure(format!("unknown option {flag}\n{USAGE}"))),
         }
     }
@@ -279,12 +285,18 @@ fn gen_shares(rest: &[&str]) -> Result {
     else {
         return Err(Failure(format!("every option is required, with a valid value\n{USAGE}")));
     };
-    let config = GenConfig { accounts, scheme, threshold, parties };
+    let (Some(publisher), Some(epoch)) = (publisher, epoch) else {
+        return Err(Failure(format!("every option is required, with a valid value\n{USAGE}")));
+    };
+    let seed = parent_shim::share_manifest::read_publisher_seed(&publisher)
+        .map_err(|e| Failure(e.to_string()))?;
+    let publisher = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let config = GenConfig { accounts, scheme, threshold, parties, epoch };
     let started = std::time::Instant::now();
     let mut progress = |done: u64| {
         eprint!("\r  dealing shares: {done}/{accounts} accounts ({}%)", done * 100 / accounts);
     };
-    let summary = generate(config, &out, &mut rand::rngs::OsRng, &mut progress)
+    let summary = generate(config, &publisher, &out, &mut rand::rngs::OsRng, &mut progress)
         .map_err(|e| Failure(e.to_string()))?;
     eprintln!();
     println!(
@@ -300,6 +312,12 @@ fn gen_shares(rest: &[&str]) -> Result {
         summary.recipient,
         files::GATEWAY_SHARES,
         files::GROUP_KEYS,
+    );
+    println!(
+        "  {}  epoch {}, signed by publisher key {}",
+        files::MANIFEST,
+        epoch,
+        hex::encode(summary.manifest.publisher_key)
     );
     Ok(())
 }
@@ -331,6 +349,7 @@ const FUZZ_TARGETS: &[(&str, &str)] = &[
     ("enclave-rt/core", "sealed_key"),
     ("enclave-rt/core", "signing"),
     ("parent-shim", "attestation_doc"),
+    ("parent-shim", "share_manifest"),
 ];
 
 /// `cargo xtask fuzz [TARGET] [--seconds N]`: one target, or every target in turn.

@@ -223,20 +223,27 @@ fn pump_logs(stream: UnixStream) {
 struct Inputs {
     shares: PathBuf,
     share_file: Vec<u8>,
+    manifest: parent_shim::share_manifest::SignedManifest,
     kms: tests::kms_emulator::KmsEmulator,
     sealed: Vec<u8>,
 }
 
-async fn inputs(dir: &Path, pcrs: &BTreeMap<u64, Vec<u8>>) -> Result<Inputs> {
+async fn inputs(
+    dir: &Path,
+    pcrs: &BTreeMap<u64, Vec<u8>>,
+    publisher: &::tests::gateway::GatewayKey,
+) -> Result<Inputs> {
     let shares = dir.join("shares");
     let deal = tests::share_gen::GenConfig {
         accounts: ACCOUNTS,
         scheme: tests::share_gen::SchemeChoice::Both,
         threshold: 2,
         parties: 3,
+        epoch: 1,
     };
-    tests::share_gen::generate(deal, &shares, &mut rand::rngs::OsRng, &mut |_| {})
-        .map_err(|e| Failure(e.to_string()))?;
+    let summary =
+        tests::share_gen::generate(deal, publisher, &shares, &mut rand::rngs::OsRng, &mut |_| {})
+            .map_err(|e| Failure(e.to_string()))?;
     let kms = tests::kms_emulator::KmsEmulator::start(tests::kms_emulator::KmsConfig {
         keys: vec![tests::kms_emulator::KeySpec {
             key_id: "qemu-key".into(),
@@ -253,7 +260,7 @@ async fn inputs(dir: &Path, pcrs: &BTreeMap<u64, Vec<u8>>) -> Result<Inputs> {
             .await
             .map_err(Failure)?;
     let share_file = io("share file", std::fs::read(shares.join(tests::share_gen::files::SHARES)))?;
-    Ok(Inputs { shares, share_file, kms, sealed })
+    Ok(Inputs { shares, share_file, manifest: summary.manifest, kms, sealed })
 }
 
 /// The parent's boot conversation over the guest's control port.
@@ -284,7 +291,7 @@ async fn boot_guest(
     };
     let boot_inputs = parent_shim::enclave_boot::BootInputs {
         share_file,
-        expected_entries: ACCOUNTS,
+        manifest: &cx.inputs.manifest,
         trust: &cx.trust,
         expected_pcrs: Some(&cx.trust.pcrs),
         deadline: Duration::from_mins(5),
@@ -314,8 +321,10 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
     io("work dir", std::fs::create_dir_all(&work))?;
     let eif_dir = work.join("eif");
     // A production request but for the heartbeat's address (see the module comment), with
-    // a gateway key of its own: the image refuses the demo key, whose private half is public.
+    // a gateway key and a publisher key of its own: the image refuses the demo keys, whose
+    // private halves are public.
     let gateway_key = ::tests::gateway::fresh_gateway();
+    let publisher = ::tests::gateway::fresh_publisher();
     let built = build_eif::build(
         root,
         None,
@@ -324,6 +333,7 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
             out: eif_dir.clone(),
             kernel_dir: None,
             gateway_key: hex::encode(gateway_key.verifying_key().to_bytes()),
+            publisher_key: hex::encode(publisher.verifying_key().to_bytes()),
             session_cap: build_eif::DEFAULT_SESSION_CAP,
             heartbeat: Some(format!("vsock:2:{HEARTBEAT_PORT}")),
             events: None,
@@ -333,7 +343,7 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
     let pcrs = parent_shim::pcrs_file::read(&eif_dir.join("pcrs.json")).map_err(Failure)?;
     eprintln!("qemu-boot: nsm image {} ({})", built.eif.display(), built.pcrs.to_json());
     let runtime = io("tokio", tokio::runtime::Runtime::new())?;
-    let inputs = runtime.block_on(inputs(&work, &pcrs))?;
+    let inputs = runtime.block_on(inputs(&work, &pcrs, &publisher))?;
     let cx = Context {
         work,
         eif: built.eif,

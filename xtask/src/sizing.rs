@@ -175,9 +175,16 @@ mod tests {
                     scheme: choice,
                     threshold: 2,
                     parties: 2,
+                    epoch: 1,
                 };
-                ::tests::share_gen::generate(config, &dir, &mut rand::rngs::OsRng, &mut |_| {})
-                    .unwrap();
+                ::tests::share_gen::generate(
+                    config,
+                    &::tests::gateway::publisher(),
+                    &dir,
+                    &mut rand::rngs::OsRng,
+                    &mut |_| {},
+                )
+                .unwrap();
                 let file = std::fs::read(dir.join(::tests::share_gen::files::SHARES)).unwrap();
                 let real = file.len() as u64;
                 // The store the real loader allocates is the one `compute` announces.

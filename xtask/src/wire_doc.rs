@@ -37,7 +37,10 @@ fn examples() -> Vec<(u32, Message<'static>)> {
             Message::ShareFileBegin(wire::ShareFileBegin {
                 total_len: 1_048_576,
                 sha256: SHA,
-                expected_entries: 10_000,
+                accounts: 10_000,
+                epoch: 7,
+                created_at_unix: 1_800_000_000,
+                publisher_signature: SIG,
             }),
         ),
         (
@@ -54,6 +57,7 @@ fn examples() -> Vec<(u32, Message<'static>)> {
                 accounts: 10_000,
                 plaintext_bytes: 1_020_000,
                 ciphertext_sha256: SHA,
+                epoch: 7,
                 load_micros: 183_000,
                 memory_in_use: 2_400_000,
                 memory_budget: 268_435_456,

@@ -15,6 +15,9 @@
 //! every (state, message) pair against it. One exit is outside the table: the event loop
 //! fails a boot that has just loaded but whose signing engine does not fit the memory
 //! budget ([`BootMachine::fail_after_load`], `OUT_OF_MEMORY` sent instead of `Loaded`).
+//! `ShareFileBegin` is the publisher's signed manifest: it is checked under the measured
+//! publisher key before the first chunk is accepted, and the file against it (length as it
+//! streams, SHA-256 and account count at the end).
 //! Time and memory figures come in through [`Context`] and randomness through the `rng`
 //! the machine is made with; the machine reads no clock and does no I/O. Each state
 //! carries the secrets that exist in it ([`Phase`]) and nothing else: leaving a state drops
@@ -22,9 +25,11 @@
 
 use core::fmt;
 
+use ed25519_dalek::{Signature, VerifyingKey};
 use rand_core::{CryptoRng, RngCore};
 use ring::digest;
-use wire::{BootFailReason, Message};
+use wire::session_signatures::{ShareManifest, manifest_statement};
+use wire::{BootFailReason, Message, ShareFileBegin};
 
 use crate::age_decryptor::AgeError;
 use crate::age_identity::Identity;
@@ -189,7 +194,8 @@ impl Phase {
 struct Loading {
     loader: ShareLoader<Identity>,
     sha256: digest::Context,
-    announced_sha256: [u8; 32],
+    /// The publisher's manifest, its signature checked.
+    manifest: ShareManifest,
     received: u64,
     started_micros: u64,
 }
@@ -202,15 +208,25 @@ pub struct BootMachine<N: Nsm, R> {
     /// key once serving ([`Self::take_answer_key`]).
     rng: Option<R>,
     loader_config: LoaderConfig,
+    /// The share publisher's key (measured): signs the manifest of every file we load.
+    publisher: VerifyingKey,
     /// The `Hello` nonce: the boot's attestation document carries it, and the signed
     /// Loaded statement names it.
     boot_nonce: Vec<u8>,
 }
 
 impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
-    /// A machine in [`BootState::Waiting`], drawing its keys from `rng`.
-    pub fn new(nsm: N, rng: R, loader_config: LoaderConfig) -> Self {
-        Self { phase: Phase::Waiting, nsm, rng: Some(rng), loader_config, boot_nonce: Vec::new() }
+    /// A machine in [`BootState::Waiting`], drawing its keys from `rng`, loading only a
+    /// share file whose manifest `publisher` signed.
+    pub fn new(nsm: N, rng: R, loader_config: LoaderConfig, publisher: VerifyingKey) -> Self {
+        Self {
+            phase: Phase::Waiting,
+            nsm,
+            rng: Some(rng),
+            loader_config,
+            publisher,
+            boot_nonce: Vec::new(),
+        }
     }
 
     /// The current state.
@@ -336,17 +352,18 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
                 Ok((Phase::KeyUnsealed { identity, answer }, None))
             }
             (Phase::KeyUnsealed { identity, answer }, Message::ShareFileBegin(begin)) => {
+                let manifest = self.check_manifest(begin)?;
                 let loader = ShareLoader::new(
                     identity,
-                    begin.total_len,
-                    begin.expected_entries,
+                    manifest.ciphertext_len,
+                    manifest.accounts,
                     self.loader_config,
                 )
                 .map_err(load_failure)?;
                 let loading = Box::new(Loading {
                     loader,
                     sha256: digest::Context::new(&digest::SHA256),
-                    announced_sha256: begin.sha256,
+                    manifest,
                     received: 0,
                     started_micros: ctx.now_micros,
                 });
@@ -378,28 +395,67 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
     }
 }
 
-/// The end of the file: the hash announced, the loader's last checks, the figures, and the
-/// Loaded statement signed with the answer key.
+impl<N: Nsm, R> BootMachine<N, R> {
+    /// The manifest in `begin`, if the publisher key signed it (strict Ed25519) and it is
+    /// acceptable: at least one account unless empty files are allowed.
+    fn check_manifest(&self, begin: &ShareFileBegin) -> Result<ShareManifest, BootFailure> {
+        let manifest = ShareManifest {
+            ciphertext_len: begin.total_len,
+            ciphertext_sha256: begin.sha256,
+            accounts: begin.accounts,
+            epoch: begin.epoch,
+            created_at_unix: begin.created_at_unix,
+        };
+        let signature = Signature::from_bytes(&begin.publisher_signature);
+        self.publisher.verify_strict(&manifest_statement(&manifest), &signature).map_err(|_| {
+            BootFailure::new(
+                BootFailReason::MANIFEST_INVALID,
+                "the share manifest is not signed by the measured publisher key",
+            )
+        })?;
+        if manifest.accounts == 0 && !self.loader_config.allow_empty {
+            return Err(BootFailure::new(
+                BootFailReason::MANIFEST_INVALID,
+                "the share manifest announces no accounts (and empty files are not allowed)",
+            ));
+        }
+        Ok(manifest)
+    }
+}
+
+/// The end of the file: the manifest's hash and count, the loader's last checks, the
+/// figures, and the Loaded statement signed with the answer key.
 fn finish_load(
     loading: Loading,
     ctx: &Context,
     boot_nonce: &[u8],
     answer: &AnswerKey,
 ) -> Result<(ShareStore, wire::Loaded), BootFailure> {
-    let Loading { loader, sha256, announced_sha256, started_micros, .. } = loading;
+    let Loading { loader, sha256, manifest, started_micros, .. } = loading;
     let digest = sha256.finish();
-    if digest.as_ref() != announced_sha256 {
+    if digest.as_ref() != manifest.ciphertext_sha256 {
         return Err(BootFailure::new(
             BootFailReason::CIPHERTEXT_MISMATCH,
-            "SHA-256 of the received file differs from the announced one",
+            "SHA-256 of the received file differs from the manifest's",
         ));
     }
     let (store, stats) = loader.finish().map_err(load_failure)?;
+    if stats.accounts != manifest.accounts {
+        // The loader checks a non-zero count itself; this also covers a manifest of zero.
+        return Err(BootFailure::new(
+            BootFailReason::CIPHERTEXT_MISMATCH,
+            format_args!(
+                "{} accounts in the file, the manifest says {}",
+                stats.accounts, manifest.accounts
+            ),
+        ));
+    }
     let mut ciphertext_sha256 = [0u8; 32];
     ciphertext_sha256.copy_from_slice(digest.as_ref());
     let facts = wire::session_signatures::LoadedFacts {
         boot_nonce,
         ciphertext_sha256,
+        epoch: manifest.epoch,
         accounts: stats.accounts,
         plaintext_bytes: stats.plaintext_bytes,
         loaded_at_unix_ms: ctx.unix_ms,
@@ -411,6 +467,7 @@ fn finish_load(
         accounts: stats.accounts,
         plaintext_bytes: stats.plaintext_bytes,
         ciphertext_sha256,
+        epoch: manifest.epoch,
         load_micros: ctx.now_micros.saturating_sub(started_micros),
         memory_in_use: ctx.memory_in_use,
         memory_budget: ctx.memory_budget,

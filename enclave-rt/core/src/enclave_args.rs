@@ -3,10 +3,11 @@
 //! local launcher writes them into a file beside its enclave, and `enclave-rt` reads them.
 //! [`EnclaveArgs::to_lines`] and [`EnclaveArgs::parse`] are inverse (a test round-trips
 //! them), and every value is checked here, once, at the strength the enclave needs: the
-//! gateway key must be a valid, non-weak Ed25519 point wherever it is written or read.
+//! gateway and publisher keys must be valid, non-weak Ed25519 points wherever they are
+//! written or read.
 //!
 //! ```text
-//! --control ADDR --logs ADDR --gateway-key HEX [--memory-budget-mib N]
+//! --control ADDR --logs ADDR --gateway-key HEX --publisher-key HEX [--memory-budget-mib N]
 //! [--store-limit-mib N] [--allow-empty] [--session-cap N] [--session-ttl-secs N]
 //! [--max-grant-lifetime-secs N] [--replay-window N] [--quiet]
 //! [--sim-nsm-dir DIR] [--sim-pcr INDEX=HEX ...] [--heartbeat ADDR]
@@ -17,7 +18,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::serving::ServingConfig;
 use crate::session_events::EventsConfig;
+use crate::share_loader::LoaderConfig;
 use crate::signing_engine::{EngineConfig, check_gateway_key};
 
 /// A listening or connecting address: vsock in an enclave, a Unix socket in local runs.
@@ -121,6 +124,9 @@ pub struct EnclaveArgs {
     pub allow_empty: bool,
     /// The signing engine's limits and the gateway key (valid and not weak).
     pub engine: EngineConfig,
+    /// The share file publisher's Ed25519 key (valid and not weak): the enclave loads only
+    /// a file whose manifest it signed (`session_signatures::manifest_statement`).
+    pub publisher_key: [u8; 32],
     /// No log lines on stderr (they still go to the parent).
     pub quiet: bool,
     /// The sim NSM's chain (sim flavour only).
@@ -135,10 +141,18 @@ pub struct EnclaveArgs {
 
 impl EnclaveArgs {
     /// The arguments with every option at its default.
-    pub fn new(control: Address, logs: Address, gateway_key: [u8; 32]) -> Result<Self, ArgsError> {
+    pub fn new(
+        control: Address,
+        logs: Address,
+        gateway_key: [u8; 32],
+        publisher_key: [u8; 32],
+    ) -> Result<Self, ArgsError> {
         check_gateway_key(&gateway_key)
             .map_err(|e| ArgsError(format!("bad --gateway-key: {e}")))?;
+        check_gateway_key(&publisher_key)
+            .map_err(|e| ArgsError(format!("bad --publisher-key: {e}")))?;
         Ok(Self {
+            publisher_key,
             control,
             logs,
             memory_budget_mib: DEFAULT_MEMORY_BUDGET_MIB,
@@ -155,23 +169,27 @@ impl EnclaveArgs {
 
     /// Parses arguments as [`Self::to_lines`] writes them (and as a person types them).
     pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Self, ArgsError> {
-        let mut required: [Option<String>; 3] = [None, None, None];
+        const REQUIRED: [&str; 4] = ["--control", "--logs", "--gateway-key", "--publisher-key"];
+        let mut required: [Option<String>; 4] = [None, None, None, None];
         let mut rest = Vec::new();
         let mut it = args.iter().map(AsRef::as_ref);
         while let Some(arg) = it.next() {
-            let slot = ["--control", "--logs", "--gateway-key"].iter().position(|f| *f == arg);
+            let slot = REQUIRED.iter().position(|f| *f == arg);
             match slot.and_then(|i| required.get_mut(i)) {
                 Some(slot) => *slot = Some(value(arg, it.next())?.to_owned()),
                 None => rest.push(arg),
             }
         }
-        let [Some(control), Some(logs), Some(key)] = required else {
-            return Err(ArgsError("--control, --logs and --gateway-key are required".into()));
+        let [Some(control), Some(logs), Some(key), Some(publisher)] = required else {
+            return Err(ArgsError(
+                "--control, --logs, --gateway-key and --publisher-key are required".into(),
+            ));
         };
         let mut args = Self::new(
             address("--control", &control)?,
             address("--logs", &logs)?,
-            gateway_key(&key)?,
+            ed25519_key("--gateway-key", &key)?,
+            ed25519_key("--publisher-key", &publisher)?,
         )?;
         let (mut events_url, mut answers_url) = (None, None);
         let mut it = rest.into_iter();
@@ -224,6 +242,8 @@ impl EnclaveArgs {
             self.logs.to_string(),
             "--gateway-key".to_owned(),
             hex(&self.engine.gateway_key),
+            "--publisher-key".to_owned(),
+            hex(&self.publisher_key),
         ];
         let defaults = EngineConfig::with_gateway_key(self.engine.gateway_key);
         let mut put = |flag: &str, value: String| out.extend([flag.to_owned(), value]);
@@ -269,6 +289,26 @@ impl EnclaveArgs {
         out
     }
 
+    /// What the serving core is told: the loader's limits, the publisher key, the engine's
+    /// limits and gateway key, the event stream.
+    ///
+    /// # Errors
+    /// The publisher key is not a valid, non-weak point (possible only if the field was
+    /// set after [`Self::new`] checked it).
+    pub fn serving_config(&self) -> Result<ServingConfig, ArgsError> {
+        let publisher_key = check_gateway_key(&self.publisher_key)
+            .map_err(|e| ArgsError(format!("bad --publisher-key: {e}")))?;
+        Ok(ServingConfig {
+            loader: LoaderConfig {
+                allow_empty: self.allow_empty,
+                store_limit_bytes: self.store_limit_mib << 20,
+            },
+            publisher_key,
+            engine: self.engine,
+            events: self.events.clone(),
+        })
+    }
+
     /// The arguments file: one argument per line.
     #[must_use]
     pub fn to_file(&self) -> String {
@@ -307,21 +347,31 @@ fn number<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(
 
 /// The gateway's Ed25519 public key: 64 hex digits, a valid and not weak point.
 pub fn gateway_key(text: &str) -> Result<[u8; 32], ArgsError> {
+    ed25519_key("--gateway-key", text)
+}
+
+/// The share publisher's Ed25519 public key: 64 hex digits, a valid and not weak point.
+pub fn publisher_key(text: &str) -> Result<[u8; 32], ArgsError> {
+    ed25519_key("--publisher-key", text)
+}
+
+/// An Ed25519 public key for `flag`: 64 hex digits, a valid and not weak point.
+fn ed25519_key(flag: &str, text: &str) -> Result<[u8; 32], ArgsError> {
     if text.len() != 64 {
-        return Err(ArgsError("bad --gateway-key: expected 64 hex digits".into()));
+        return Err(ArgsError(format!("bad {flag}: expected 64 hex digits")));
     }
-    let key: [u8; 32] =
-        unhex(text).ok_or_else(|| ArgsError("bad --gateway-key: not hex".into()))?;
-    check_gateway_key(&key).map_err(|e| ArgsError(format!("bad --gateway-key: {e}")))?;
+    let key: [u8; 32] = unhex(text).ok_or_else(|| ArgsError(format!("bad {flag}: not hex")))?;
+    check_gateway_key(&key).map_err(|e| ArgsError(format!("bad {flag}: {e}")))?;
     Ok(key)
 }
 
-/// Ed25519 public keys anyone can sign grants for: those whose private halves are in this
-/// repository (the demo gateway key, seed `[0x42; 32]`, and a test's wrong key, seed
-/// `[7; 32]`) and the base point (secret scalar 1). A production enclave refuses them
-/// ([`refuse_published_keys`]). A test derives each from its secret, so the list cannot
-/// drift from the code that uses them.
-pub const PUBLISHED_GATEWAY_KEYS: [[u8; 32]; 3] = [
+/// Ed25519 public keys anyone can sign with: those whose private halves are in this
+/// repository (the demo gateway key, seed `[0x42; 32]`, a test's wrong key, seed `[7; 32]`,
+/// and the demo publisher key, seed `[0x50; 32]`) and the base point (secret scalar 1). A
+/// production enclave refuses them as gateway or publisher key ([`refuse_published_keys`]).
+/// A test derives each from its secret, so the list cannot drift from the code that uses
+/// them.
+pub const PUBLISHED_KEYS: [[u8; 32]; 4] = [
     [
         0x21, 0x52, 0xf8, 0xd1, 0x9b, 0x79, 0x1d, 0x24, 0x45, 0x32, 0x42, 0xe1, 0x5f, 0x2e, 0xab,
         0x6c, 0xb7, 0xcf, 0xfa, 0x7b, 0x6a, 0x5e, 0xd3, 0x00, 0x97, 0x96, 0x0e, 0x06, 0x98, 0x81,
@@ -333,26 +383,36 @@ pub const PUBLISHED_GATEWAY_KEYS: [[u8; 32]; 3] = [
         0xd2, 0x2c,
     ],
     [
+        0x3e, 0xf0, 0x89, 0x59, 0x03, 0x30, 0x28, 0xc8, 0xfc, 0x6f, 0xc6, 0xd4, 0x91, 0xa1, 0x25,
+        0x48, 0xe7, 0x8d, 0xf6, 0xae, 0xfb, 0x2d, 0x7c, 0x2c, 0x19, 0x0c, 0x3f, 0x78, 0xce, 0xf3,
+        0xf5, 0x0b,
+    ],
+    [
         0x58, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
         0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
         0x66, 0x66,
     ],
 ];
 
-/// The production image's check (`nsm` flavour): the gateway key must not be one whose
-/// private half is published ([`PUBLISHED_GATEWAY_KEYS`]). The build refuses such an image
-/// too (`cargo xtask build-eif`); this holds even for an image built some other way.
+/// The production image's check (`nsm` flavour): neither the gateway key nor the publisher
+/// key may be one whose private half is published ([`PUBLISHED_KEYS`]). The build refuses
+/// such an image too (`cargo xtask build-eif`); this holds even for an image built some
+/// other way.
 ///
 /// # Errors
 /// Names the key and why.
 pub fn refuse_published_keys(args: &EnclaveArgs) -> Result<(), ArgsError> {
-    let key = &args.engine.gateway_key;
-    if PUBLISHED_GATEWAY_KEYS.contains(key) {
-        return Err(ArgsError(format!(
-            "refusing --gateway-key {}: its private half is published in the sign-service \
-             repository (a demo or test key); a production image needs the gateway's own key",
-            hex(key)
-        )));
+    for (flag, key, owner) in [
+        ("--gateway-key", &args.engine.gateway_key, "the gateway's"),
+        ("--publisher-key", &args.publisher_key, "the share publisher's"),
+    ] {
+        if PUBLISHED_KEYS.contains(key) {
+            return Err(ArgsError(format!(
+                "refusing {flag} {}: its private half is published in the sign-service \
+                 repository (a demo or test key); a production image needs {owner} own key",
+                hex(key)
+            )));
+        }
     }
     Ok(())
 }

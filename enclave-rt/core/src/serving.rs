@@ -79,6 +79,8 @@ impl Clock {
 pub struct ServingConfig {
     /// Share loading limits.
     pub loader: LoaderConfig,
+    /// The share publisher's key (measured, checked valid and not weak).
+    pub publisher_key: ed25519_dalek::VerifyingKey,
     /// Signing-session limits and the gateway key.
     pub engine: EngineConfig,
     /// The gateway's session event stream and where answers go (none: gRPC only).
@@ -103,7 +105,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
         Self {
             decoder: Box::default(),
             router: Router {
-                machine: BootMachine::new(nsm, rng, config.loader),
+                machine: BootMachine::new(nsm, rng, config.loader, config.publisher_key),
                 engine: None,
                 engine_config: config.engine,
                 events: config.events.clone().map(SessionEvents::new),

@@ -64,9 +64,19 @@ fn fixture(n: usize) -> Fixture {
     Fixture { identity_text: keys.age.to_string().expose_secret().to_owned(), accounts, file }
 }
 
+/// The publisher key the machines under test are measured with.
+fn publisher() -> ed25519_dalek::VerifyingKey {
+    tests::gateway::publisher().verifying_key()
+}
+
 fn machine() -> (BootMachine<RecordingNsm, StdRng>, RecordingNsm) {
     let nsm = RecordingNsm::default();
-    (BootMachine::new(nsm.clone(), StdRng::seed_from_u64(1), CONFIG), nsm)
+    (BootMachine::new(nsm.clone(), StdRng::seed_from_u64(1), CONFIG, publisher()), nsm)
+}
+
+/// The manifest of `file`, signed by the measured publisher key, epoch 7.
+fn manifest(file: &[u8], accounts: u64) -> ShareFileBegin {
+    tests::gateway::share_file_begin(&tests::gateway::publisher(), file, accounts, 7)
 }
 
 fn failed(out: Option<BootOutput>) -> (BootFailReason, String) {
@@ -100,10 +110,16 @@ fn send_file(
     file: &[u8],
     entries: u64,
 ) -> Option<BootOutput> {
-    let sha: [u8; 32] = begin(file).try_into().unwrap();
-    let msg =
-        ShareFileBegin { total_len: file.len() as u64, sha256: sha, expected_entries: entries };
-    if let Some(out) = m.handle(&Message::ShareFileBegin(msg), &CTX) {
+    send_with(m, file, &manifest(file, entries))
+}
+
+/// Streams `file` after the manifest `msg`; returns the last output.
+fn send_with(
+    m: &mut BootMachine<RecordingNsm, StdRng>,
+    file: &[u8],
+    msg: &ShareFileBegin,
+) -> Option<BootOutput> {
+    if let Some(out) = m.handle(&Message::ShareFileBegin(*msg), &CTX) {
         return Some(out);
     }
     let mut offset = 0u64;
@@ -141,6 +157,7 @@ fn a_full_boot_reaches_serving_and_reports_the_load() {
     let facts = wire::session_signatures::LoadedFacts {
         boot_nonce: NONCE,
         ciphertext_sha256: report.ciphertext_sha256,
+        epoch: 7,
         accounts: 500,
         plaintext_bytes: report.plaintext_bytes,
         loaded_at_unix_ms: CTX.unix_ms,
@@ -193,8 +210,7 @@ fn machine_in(state: BootState, fx: &Fixture) -> BootMachine<RecordingNsm, StdRn
     if state == BootState::KeyUnsealed {
         return m;
     }
-    let sha: [u8; 32] = begin(&fx.file).try_into().unwrap();
-    let msg = ShareFileBegin { total_len: fx.file.len() as u64, sha256: sha, expected_entries: 3 };
+    let msg = manifest(&fx.file, 3);
     assert_eq!(m.handle(&Message::ShareFileBegin(msg), &CTX), None);
     if state == BootState::Loading {
         return m;
@@ -218,14 +234,7 @@ fn every_message_outside_the_table_fails_the_boot_and_failed_is_terminal() {
     let inputs: [(BootInput, Message<'_>); 5] = [
         (BootInput::Hello, Message::Hello(Hello { nonce: NONCE, shim_version: "t" })),
         (BootInput::SealedKey, Message::SealedKey(SealedKey { ciphertext_for_recipient: &blob })),
-        (
-            BootInput::ShareFileBegin,
-            Message::ShareFileBegin(ShareFileBegin {
-                total_len: 10,
-                sha256: [0; 32],
-                expected_entries: 1,
-            }),
-        ),
+        (BootInput::ShareFileBegin, Message::ShareFileBegin(manifest(b"0123456789", 1))),
         (
             BootInput::ShareFileChunk,
             Message::ShareFileChunk(ShareFileChunk { offset: 0, data: b"" }),
@@ -283,7 +292,7 @@ fn boot_failures_carry_the_right_reason() {
     let other = fixture(20);
 
     // Attestation refused by the NSM.
-    let mut m = BootMachine::new(FailingNsm, StdRng::seed_from_u64(2), CONFIG);
+    let mut m = BootMachine::new(FailingNsm, StdRng::seed_from_u64(2), CONFIG, publisher());
     let out = m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), &CTX);
     assert_eq!(failed(out).0, BootFailReason::ATTESTATION_FAILED);
 
@@ -333,9 +342,7 @@ fn boot_failures_carry_the_right_reason() {
     // Truncated ciphertext: fewer bytes than announced.
     let (mut m, nsm) = machine();
     unseal(&mut m, &nsm, &fx.identity_text);
-    let sha: [u8; 32] = begin(&fx.file).try_into().unwrap();
-    let announce =
-        ShareFileBegin { total_len: fx.file.len() as u64, sha256: sha, expected_entries: 20 };
+    let announce = manifest(&fx.file, 20);
     assert_eq!(m.handle(&Message::ShareFileBegin(announce), &CTX), None);
     let short = &fx.file[..fx.file.len() - 10];
     assert_eq!(
@@ -355,17 +362,21 @@ fn boot_failures_carry_the_right_reason() {
         m.handle(&Message::ShareFileChunk(ShareFileChunk { offset: 5, data: &fx.file }), &CTX);
     assert_eq!(failed(out).0, BootFailReason::CIPHERTEXT_MISMATCH);
 
-    // The announced SHA-256 does not match what arrived.
+    // The SHA-256 the publisher signed does not match what arrived.
     let (mut m, nsm) = machine();
     unseal(&mut m, &nsm, &fx.identity_text);
-    let wrong = ShareFileBegin { sha256: [7; 32], ..announce };
+    let wrong = wire::session_signatures::ShareManifest {
+        ciphertext_sha256: [7; 32],
+        ..manifest_of(&fx.file, 20)
+    };
+    let wrong = tests::gateway::begin_for(&tests::gateway::publisher(), &wrong);
     assert_eq!(m.handle(&Message::ShareFileBegin(wrong), &CTX), None);
     assert_eq!(failed(send_rest(&mut m, &fx.file)).0, BootFailReason::CIPHERTEXT_MISMATCH);
 
     // Over the memory budget.
     let tight = LoaderConfig { store_limit_bytes: 1_000, ..CONFIG };
     let nsm = RecordingNsm::default();
-    let mut m = BootMachine::new(nsm.clone(), StdRng::seed_from_u64(3), tight);
+    let mut m = BootMachine::new(nsm.clone(), StdRng::seed_from_u64(3), tight, publisher());
     unseal(&mut m, &nsm, &fx.identity_text);
     assert_eq!(failed(send_file(&mut m, &fx.file, 20)).0, BootFailReason::OUT_OF_MEMORY);
 }
@@ -406,11 +417,104 @@ fn the_boot_keys_come_from_the_injected_randomness() {
     // answer key (handed to the engine); another seed makes others.
     let keys = |seed: u64| {
         let nsm = RecordingNsm::default();
-        let mut m = BootMachine::new(nsm.clone(), StdRng::seed_from_u64(seed), CONFIG);
+        let mut m = BootMachine::new(nsm.clone(), StdRng::seed_from_u64(seed), CONFIG, publisher());
         m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), &CTX);
         let (_, public_key) = nsm.0.lock().unwrap().clone().unwrap();
         public_key
     };
     assert_eq!(keys(9), keys(9));
     assert_ne!(keys(9), keys(10));
+}
+
+/// The publisher's manifest is checked before a byte of the file is accepted, and the file
+/// against it after: a manifest signed by another key, edited by the parent or naming no
+/// accounts ends the boot at `ShareFileBegin`; a swapped file or a wrong count ends it at
+/// the end, with the store dropped. Nothing is half-loaded.
+#[test]
+fn the_share_file_must_be_the_one_the_publisher_signed() {
+    use tests::gateway::{begin_for, fresh_publisher};
+    use wire::session_signatures::ShareManifest;
+    let fx = fixture(20);
+    let other = {
+        let keys = common::keys_from(&fx.identity_text);
+        common::encrypt(&keys, &common::json(&common::accounts(20, 78)))
+    };
+    let started = |m: &mut BootMachine<RecordingNsm, StdRng>, msg: ShareFileBegin| {
+        m.handle(&Message::ShareFileBegin(msg), &CTX)
+    };
+    let fresh = || {
+        let (mut m, nsm) = machine();
+        unseal(&mut m, &nsm, &fx.identity_text);
+        m
+    };
+
+    // Signed by a key that is not the measured one (a parent that signs its own).
+    let mut m = fresh();
+    let stranger = tests::gateway::share_file_begin(&fresh_publisher(), &fx.file, 20, 7);
+    let (reason, detail) = failed(started(&mut m, stranger));
+    assert_eq!(reason, BootFailReason::MANIFEST_INVALID, "{detail}");
+    assert!(detail.contains("publisher key"), "{detail}");
+    assert_eq!(m.state(), BootState::Failed);
+    // Nothing more is accepted: the identity went with the state.
+    let chunk = ShareFileChunk { offset: 0, data: &fx.file };
+    assert_eq!(m.handle(&Message::ShareFileChunk(chunk), &CTX), None);
+    assert!(m.store().is_none() && m.take_answer_key().is_none());
+
+    // Each field of a genuine manifest, changed by the parent, breaks its signature.
+    let genuine = manifest(&fx.file, 20);
+    let edits: [fn(&mut ShareFileBegin); 6] = [
+        |b| b.epoch += 1,
+        |b| b.accounts -= 1,
+        |b| b.total_len += 1,
+        |b| b.sha256[0] ^= 1,
+        |b| b.created_at_unix += 1,
+        |b| b.publisher_signature[63] ^= 0x10,
+    ];
+    for edit in edits {
+        let mut m = fresh();
+        let mut edited = genuine;
+        edit(&mut edited);
+        assert_eq!(failed(started(&mut m, edited)).0, BootFailReason::MANIFEST_INVALID);
+    }
+
+    // A signed manifest of no accounts, without --allow-empty.
+    let mut m = fresh();
+    let empty = manifest(&fx.file, 0);
+    let (reason, detail) = failed(started(&mut m, empty));
+    assert_eq!(reason, BootFailReason::MANIFEST_INVALID);
+    assert!(detail.contains("no accounts"), "{detail}");
+
+    // Another file (same identity, same length class) behind a genuine manifest: refused at
+    // the end, when its SHA-256 is known, and the store is gone.
+    let mut m = fresh();
+    let swapped = ShareManifest { ciphertext_len: other.len() as u64, ..manifest_of(&fx.file, 20) };
+    let msg = begin_for(&tests::gateway::publisher(), &swapped);
+    let (reason, detail) = failed(send_with(&mut m, &other, &msg));
+    assert_eq!(reason, BootFailReason::CIPHERTEXT_MISMATCH, "{detail}");
+    assert!(detail.contains("SHA-256"), "{detail}");
+    assert!(m.store().is_none());
+
+    // The right file, but the publisher counted differently: refused, named.
+    let mut m = fresh();
+    let (reason, detail) = failed(send_with(&mut m, &fx.file, &manifest(&fx.file, 19)));
+    assert_eq!(reason, BootFailReason::CIPHERTEXT_MISMATCH, "{detail}");
+    assert!(detail.contains("19"), "{detail}");
+    assert!(m.store().is_none());
+
+    // And the genuine pair loads, naming the manifest's epoch.
+    let mut m = fresh();
+    let out = send_with(&mut m, &fx.file, &genuine);
+    let Some(BootOutput::Loaded(loaded)) = out else { panic!("{out:?}") };
+    assert_eq!(loaded.report().epoch, 7);
+}
+
+fn manifest_of(file: &[u8], accounts: u64) -> wire::session_signatures::ShareManifest {
+    let b = manifest(file, accounts);
+    wire::session_signatures::ShareManifest {
+        ciphertext_len: b.total_len,
+        ciphertext_sha256: b.sha256,
+        accounts: b.accounts,
+        epoch: b.epoch,
+        created_at_unix: b.created_at_unix,
+    }
 }

@@ -4,12 +4,16 @@
 use std::path::PathBuf;
 
 use enclave_core::enclave_args::{
-    Address, EnclaveArgs, NITRO_HEARTBEAT, PUBLISHED_GATEWAY_KEYS, refuse_published_keys,
+    Address, EnclaveArgs, NITRO_HEARTBEAT, PUBLISHED_KEYS, refuse_published_keys,
 };
 use enclave_core::session_events::EventsConfig;
 
 fn demo_key() -> [u8; 32] {
     tests::gateway::gateway().verifying_key().to_bytes()
+}
+
+fn publisher() -> [u8; 32] {
+    tests::gateway::fresh_publisher().verifying_key().to_bytes()
 }
 
 fn vsock(port: u32) -> Address {
@@ -18,7 +22,7 @@ fn vsock(port: u32) -> Address {
 
 #[test]
 fn every_option_survives_the_round_trip() {
-    let mut a = EnclaveArgs::new(vsock(5000), vsock(5001), demo_key()).unwrap();
+    let mut a = EnclaveArgs::new(vsock(5000), vsock(5001), demo_key(), publisher()).unwrap();
     a.memory_budget_mib = 2048;
     a.store_limit_mib = 1500;
     a.allow_empty = true;
@@ -38,6 +42,7 @@ fn every_option_survives_the_round_trip() {
     assert_eq!((b.memory_budget_mib, b.store_limit_mib), (2048, 1500));
     assert!(b.allow_empty && b.quiet);
     assert_eq!(b.engine.gateway_key, demo_key());
+    assert_eq!(b.publisher_key, a.publisher_key);
     assert_eq!((b.engine.session_cap, b.engine.session_ttl_secs), (17, 11),);
     assert_eq!((b.engine.max_grant_lifetime_secs, b.engine.replay_window), (90, 4096));
     assert_eq!(b.sim_nsm_dir, a.sim_nsm_dir);
@@ -47,9 +52,11 @@ fn every_option_survives_the_round_trip() {
 
 #[test]
 fn defaults_are_not_written_and_read_back_as_defaults() {
-    let a = EnclaveArgs::new(Address::Unix("/run/c.sock".into()), vsock(5001), demo_key()).unwrap();
+    let a =
+        EnclaveArgs::new(Address::Unix("/run/c.sock".into()), vsock(5001), demo_key(), publisher())
+            .unwrap();
     let lines = a.to_lines();
-    assert_eq!(lines.len(), 6, "{lines:?}");
+    assert_eq!(lines.len(), 8, "{lines:?}");
     let b = EnclaveArgs::parse(&lines).unwrap();
     assert_eq!(b.heartbeat, NITRO_HEARTBEAT);
     assert_eq!((b.memory_budget_mib, b.store_limit_mib), (1024, 768));
@@ -60,8 +67,10 @@ fn defaults_are_not_written_and_read_back_as_defaults() {
 #[test]
 fn bad_arguments_are_refused_by_name() {
     let key = hex::encode(demo_key());
+    let publisher_hex = hex::encode(publisher());
     let base = |extra: &[&str]| {
-        let mut v = vec!["--control", "unix:/c", "--logs", "vsock:3:5001", "--gateway-key", &key];
+        let mut v = vec!["--control", "unix:/c", "--logs", "vsock:3:5001"];
+        v.extend(["--publisher-key", &publisher_hex, "--gateway-key", &key]);
         v.extend_from_slice(extra);
         v.into_iter().map(str::to_owned).collect::<Vec<_>>()
     };
@@ -85,6 +94,7 @@ fn bad_arguments_are_refused_by_name() {
         v
     };
     refused(without("--gateway-key"), "required");
+    refused(without("--publisher-key"), "required");
     refused(without("--control"), "required");
     let with_key = |k: &str| {
         let mut v = base(&[]);
@@ -98,27 +108,39 @@ fn bad_arguments_are_refused_by_name() {
     let mut identity = [0u8; 32];
     identity[0] = 1;
     refused(with_key(&hex::encode(identity)), "--gateway-key");
-    assert!(EnclaveArgs::new(vsock(1), vsock(2), identity).is_err());
+    let mut v = base(&[]);
+    let at = v.iter().position(|a| a == "--publisher-key").unwrap();
+    v[at + 1] = hex::encode(identity);
+    refused(v, "bad --publisher-key");
+    assert!(EnclaveArgs::new(vsock(1), vsock(2), identity, publisher()).is_err());
+    assert!(EnclaveArgs::new(vsock(1), vsock(2), demo_key(), identity).is_err());
 }
 
 #[test]
 fn keys_whose_private_half_is_in_the_repository_are_refused_for_production() {
-    // Every seed of a gateway signing key written in this repository (the demo gateway,
-    // the fuzz oracle, and a test's wrong key), and the base point (its secret scalar is
-    // 1), derived here: the list cannot drift.
-    let mut published: Vec<[u8; 32]> = [[0x42u8; 32], [7; 32]]
+    // Every seed of a signing key written in this repository (the demo gateway, the fuzz
+    // oracle, a test's wrong key, the demo publisher), and the base point (its secret
+    // scalar is 1), derived here: the list cannot drift.
+    let mut published: Vec<[u8; 32]> = [[0x42u8; 32], [7; 32], [0x50; 32]]
         .iter()
         .map(|seed| ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().to_bytes())
         .collect();
     published.push(curve25519_dalek::constants::ED25519_BASEPOINT_COMPRESSED.to_bytes());
-    assert_eq!(PUBLISHED_GATEWAY_KEYS.to_vec(), published);
+    assert_eq!(PUBLISHED_KEYS.to_vec(), published);
     assert!(published.contains(&demo_key()));
-    for key in published {
-        let args = EnclaveArgs::new(vsock(5000), vsock(5001), key).unwrap();
-        let e = refuse_published_keys(&args).unwrap_err().to_string();
-        assert!(e.contains("published") && e.contains(&hex::encode(key)), "{e}");
-    }
-    // A key made here, whose private half is nowhere else, passes.
+    let demo_publisher = tests::gateway::publisher().verifying_key().to_bytes();
+    assert!(published.contains(&demo_publisher));
     let fresh = tests::gateway::fresh_gateway().verifying_key().to_bytes();
-    refuse_published_keys(&EnclaveArgs::new(vsock(5000), vsock(5001), fresh).unwrap()).unwrap();
+    for key in published {
+        // As the gateway key, and as the publisher key.
+        let args = EnclaveArgs::new(vsock(5000), vsock(5001), key, publisher()).unwrap();
+        let e = refuse_published_keys(&args).unwrap_err().to_string();
+        assert!(e.contains("--gateway-key") && e.contains(&hex::encode(key)), "{e}");
+        let args = EnclaveArgs::new(vsock(5000), vsock(5001), fresh, key).unwrap();
+        let e = refuse_published_keys(&args).unwrap_err().to_string();
+        assert!(e.contains("--publisher-key") && e.contains(&hex::encode(key)), "{e}");
+    }
+    // Keys made here, whose private halves are nowhere else, pass.
+    let args = EnclaveArgs::new(vsock(5000), vsock(5001), fresh, publisher()).unwrap();
+    refuse_published_keys(&args).unwrap();
 }

@@ -19,10 +19,24 @@ const T0: u64 = 1_800_000_000;
 #[test]
 fn generated_files_load_and_sign_under_the_published_keys() {
     let dir = common::cms::workdir("gen-shares");
-    let config = GenConfig { accounts: 6, scheme: SchemeChoice::Both, threshold: 2, parties: 3 };
+    let config =
+        GenConfig { accounts: 6, scheme: SchemeChoice::Both, threshold: 2, parties: 3, epoch: 1 };
     let mut calls = 0;
-    let summary = generate(config, &dir.0, &mut rand::rngs::OsRng, &mut |_| calls += 1).unwrap();
+    let summary =
+        generate(config, &tests::gateway::publisher(), &dir.0, &mut rand::rngs::OsRng, &mut |_| {
+            calls += 1;
+        })
+        .unwrap();
     assert_eq!(summary.accounts, 6);
+    // The manifest next to the file names it, signed by the publisher.
+    let file = std::fs::read(dir.0.join(files::SHARES)).unwrap();
+    let written = std::fs::read_to_string(dir.0.join(files::MANIFEST)).unwrap();
+    assert_eq!(written, summary.manifest.to_json());
+    summary.manifest.verify().unwrap();
+    summary.manifest.check_file(&file).unwrap();
+    assert_eq!((summary.manifest.manifest.accounts, summary.manifest.manifest.epoch), (6, 1));
+    let demo_key = tests::gateway::publisher().verifying_key().to_bytes();
+    assert_eq!(summary.manifest.publisher_key, demo_key);
     assert!(calls >= 2);
     let mode = |f: &str| {
         use std::os::unix::fs::PermissionsExt;

@@ -20,8 +20,8 @@ use rand::rngs::StdRng;
 use wire::session_signatures::answer_key_from_user_data;
 use wire::{
     AbortRequest, AttestRequest, BootFailReason, Flags, Hello, HttpError, Message, Ping,
-    RelayErrorCode, RpcErrorCode, Scheme, SealedKey, ShareFileBegin, ShareFileChunk, ShareFileEnd,
-    SignRequest, SseClose, SseEvent, StatusRequest, WireMessage,
+    RelayErrorCode, RpcErrorCode, Scheme, SealedKey, ShareFileChunk, ShareFileEnd, SignRequest,
+    SseClose, SseEvent, StatusRequest, WireMessage,
 };
 
 /// Records the public key and the user data it was asked to attest; the "document" is the
@@ -66,6 +66,7 @@ impl Harness {
         let nsm = RecordingNsm::default();
         let config = ServingConfig {
             loader: LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 },
+            publisher_key: tests::gateway::publisher().verifying_key(),
             engine: common::signing::config(),
             events,
         };
@@ -131,10 +132,8 @@ impl Harness {
         let blob = common::cms::seal_to(&public_key, identity);
         self.send(2, &SealedKey { ciphertext_for_recipient: &blob });
         assert!(self.take().is_empty());
-        let sha: [u8; 32] =
-            ring::digest::digest(&ring::digest::SHA256, file).as_ref().try_into().unwrap();
         let begin =
-            ShareFileBegin { total_len: file.len() as u64, sha256: sha, expected_entries: entries };
+            tests::gateway::share_file_begin(&tests::gateway::publisher(), file, entries, 1);
         self.send(3, &begin);
         self.send(4, &ShareFileChunk { offset: 0, data: file });
         self.send(5, &ShareFileEnd {});

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -53,8 +53,27 @@ pub(crate) async fn case_with(
 ) -> (Case, PathBuf) {
     let dir = tests::cms_openssl::workdir(&format!("daemon-{name}"));
     let shares = dir.0.join("shares");
-    let config = GenConfig { accounts, scheme: SchemeChoice::Both, threshold: 2, parties: 2 };
-    tests::share_gen::generate(config, &shares, &mut rand::rngs::OsRng, &mut |_| {}).unwrap();
+    let config =
+        GenConfig { accounts, scheme: SchemeChoice::Both, threshold: 2, parties: 2, epoch: 1 };
+    tests::share_gen::generate(
+        config,
+        &tests::gateway::publisher(),
+        &shares,
+        &mut rand::rngs::OsRng,
+        &mut |_| {},
+    )
+    .unwrap();
+    // The demo publisher's seed, as the operator keeps it (owner-only), for the tools.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.0.join("publisher.key"))
+            .unwrap();
+        writeln!(f, "{}", hex::encode(tests::gateway::publisher().to_bytes())).unwrap();
+    }
     let ca = tests::sim_ca::generate().unwrap();
     tests::sim_ca::write(&ca, &dir.0.join("sim-ca")).unwrap();
     let kms = KmsEmulator::start(KmsConfig {
@@ -78,6 +97,7 @@ pub(crate) async fn case_with(
     std::fs::write(dir.0.join("server.pem"), &server.cert).unwrap();
     std::fs::write(dir.0.join("server.key"), &server.key).unwrap();
     let gateway_key = hex::encode(tests::gateway::gateway().verifying_key().to_bytes());
+    let publisher_key = hex::encode(tests::gateway::publisher().verifying_key().to_bytes());
     let d = dir.0.display();
     let config = format!(
         r#"
@@ -88,12 +108,12 @@ runtime_dir = "{d}/run"
 sim_nsm_dir = "{d}/sim-ca"
 sim_pcrs = ["0={pcr0}"]
 gateway_key = "{gateway_key}"
+publisher_key = "{publisher_key}"
 boot_deadline_secs = 60
 
 [shares]
 share_file = "file://{d}/shares/service_key_shares.json.age"
 sealed_identity = "file://{d}/shares/identity.kms"
-expected_accounts = {accounts}
 
 [kms]
 endpoint = "{kms}"
@@ -289,13 +309,15 @@ pub(crate) fn replace_in(config: &Path, from: &str, to: &str) {
     std::fs::write(config, text.replace(from, to)).unwrap();
 }
 
-/// Moves the case's inputs into S3 (moto on loopback) and points the config there, with the
-/// account count left to the share object's `accounts` metadata.
+/// Moves the case's inputs into S3 (moto on loopback) and points the config there; the
+/// manifest goes next to the share file, where the parent looks for it by default.
 pub(crate) async fn via_s3(c: &Case, config: &Path, moto: &MotoServer, upload_share_file: bool) {
     let shares = c.dir.0.join("shares");
     if upload_share_file {
         let bytes = std::fs::read(shares.join(files::SHARES)).unwrap();
-        moto.put_object("signservice-inputs", "prod/shares.age", bytes, &[("accounts", "20")])
+        moto.put_object("signservice-inputs", "prod/shares.age", bytes, &[]).await.unwrap();
+        let manifest = std::fs::read(shares.join(files::MANIFEST)).unwrap();
+        moto.put_object("signservice-inputs", "prod/shares.age.manifest", manifest, &[])
             .await
             .unwrap();
     }
@@ -313,7 +335,6 @@ pub(crate) async fn via_s3(c: &Case, config: &Path, moto: &MotoServer, upload_sh
             format!("file://{d}/shares/identity.kms"),
             "s3://signservice-inputs/prod/identity.kms".into(),
         ),
-        ("expected_accounts = 20\n".into(), String::new()),
     ] {
         assert!(replaced.contains(&from), "{from}");
         replaced = replaced.replace(&from, &to);
@@ -400,13 +421,27 @@ pub(crate) fn nitro_config(c: &Case, config: &Path, nitro_cli: &Path) {
 }
 
 pub(crate) fn reencrypt(c: &Case, identity: &Path, out: &Path) -> std::process::Output {
+    reencrypt_with(c, &c.dir.0.join("shares").join(files::SHARES), identity, out, &[])
+}
+
+/// `reencrypt-shares` of `share_file` with more arguments.
+pub(crate) fn reencrypt_with(
+    c: &Case,
+    share_file: &Path,
+    identity: &Path,
+    out: &Path,
+    more: &[&str],
+) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_parent-shim"))
         .args(["reencrypt-shares", "--share-file"])
-        .arg(c.dir.0.join("shares").join(files::SHARES))
+        .arg(share_file)
+        .args(more)
         .arg("--identity-file")
         .arg(identity)
         .arg("--out-dir")
         .arg(out)
+        .arg("--publisher-key")
+        .arg(c.dir.0.join("publisher.key"))
         .args(["--kms-key-id", "k", "--kms-endpoint", &c.kms.endpoint()])
         .env("AWS_ACCESS_KEY_ID", "AKIDOPERATOR")
         .env("AWS_SECRET_ACCESS_KEY", "operator-secret")
