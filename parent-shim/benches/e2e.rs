@@ -172,16 +172,10 @@ fn main() {
     }
     let dir = tests::cms_openssl::workdir("bench-e2e");
     let shares = dir.0.join("shares");
-    let deal = GenConfig {
-        accounts: ACCOUNTS,
-        scheme: SchemeChoice::Ed25519,
-        threshold: 2,
-        parties: 2,
-        epoch: 1,
-    };
+    let deal = GenConfig::new(ACCOUNTS, SchemeChoice::Ed25519, 2, 2);
     tests::share_gen::generate(
         deal,
-        &tests::gateway::publisher(),
+        &tests::share_gen::Dealer::demo(),
         &shares,
         &mut rand::rngs::OsRng,
         &mut |_| {},

@@ -68,6 +68,26 @@ enum Command {
     /// publisher key. Run offline by an operator; writes only ciphertext, the public
     /// recipient and the signed manifest into `--out-dir`.
     ReencryptShares(Reencrypt),
+    /// Check a node as a relying party (the gateway) would, from its health report: the
+    /// boot attestation against the pinned root and PCRs, the answer key, the signed Loaded
+    /// statement and its share file epoch. Prints what it proves; exits 1 on any failure.
+    CheckNode {
+        /// The node's health report (JSON, as the parent sends it to the gateway).
+        #[arg(long)]
+        report: PathBuf,
+        /// The pinned root: `aws` (or `aws:PATH`), or a certificate file (PEM or DER).
+        #[arg(long, default_value = "aws")]
+        root: String,
+        /// The image's PCRs to pin (`pcrs.json` from `cargo xtask build-eif`).
+        #[arg(long, required_unless_present = "unpinned_insecure")]
+        pcrs: Option<PathBuf>,
+        /// Accept any image the root vouches for. For tests of other layers only.
+        #[arg(long, conflicts_with = "pcrs")]
+        unpinned_insecure: bool,
+        /// The lowest share file epoch accepted: the newest one published.
+        #[arg(long)]
+        min_epoch: u64,
+    },
     /// Create a share publisher key: the Ed25519 seed into `--out` (owner-only, never over
     /// an existing file); prints the public key for `build-eif --publisher-key`.
     NewPublisherKey {
@@ -169,28 +189,16 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             })
         }
-        Command::NewPublisherKey { out } => {
-            match parent_shim::share_manifest::create_publisher_key(&out) {
-                Ok(public) => {
-                    println!("{}", hex::encode(public));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("parent-shim: new-publisher-key: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::CheckNode { report, root, pcrs, unpinned_insecure: _, min_epoch } => {
+            printed("check-node: REFUSED", check_node(&report, &root, pcrs.as_deref(), min_epoch))
         }
-        Command::ReencryptShares(job) => match reencrypt_command(&job) {
-            Ok(summary) => {
-                println!("{summary}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("parent-shim: reencrypt-shares: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::NewPublisherKey { out } => printed(
+            "new-publisher-key",
+            parent_shim::share_manifest::create_publisher_key(&out)
+                .map(|public| hex::encode(public).into())
+                .map_err(|e| e.to_string()),
+        ),
+        Command::ReencryptShares(job) => printed("reencrypt-shares", reencrypt_command(&job)),
         Command::CheckConfig { config } => match parent_shim::config::Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
@@ -240,6 +248,24 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// A command's result: printed on stdout (exit 0), or its error on stderr (exit 1).
+fn printed(what: &str, result: Result<serde_json::Value, String>) -> ExitCode {
+    match result {
+        Ok(serde_json::Value::String(text)) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("parent-shim: {what}: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -328,6 +354,38 @@ struct Reencrypt {
     /// by `.manifest`) plus one. Never at or below the current one.
     #[arg(long)]
     epoch: Option<u64>,
+}
+
+/// `check-node`: the relying party's checks (`parent_shim::relying_party`) on a report.
+fn check_node(
+    report: &Path,
+    root: &str,
+    pcrs: Option<&Path>,
+    min_epoch: u64,
+) -> Result<serde_json::Value, String> {
+    use parent_shim::relying_party::{PcrPolicy, RelyingParty};
+    let report: serde_json::Value =
+        serde_json::from_slice(&read(report)?).map_err(|e| format!("{}: {e}", report.display()))?;
+    let trust = parent_shim::attestation_verifier::PinnedRoot(root_der(root)?);
+    let policy = match pcrs {
+        Some(path) => PcrPolicy::Pinned(nonempty_pcrs(path)?),
+        None => {
+            eprintln!("parent-shim: check-node: WARNING: PCRs not pinned: any image passes");
+            PcrPolicy::UnpinnedInsecure
+        }
+    };
+    let rp = RelyingParty { trust: &trust, pcrs: &policy };
+    let node = rp.check_report(&report, min_epoch).map_err(|e| e.to_string())?;
+    Ok(serde_json::json!({
+        "verified": true,
+        "pcrs_pinned": pcrs.is_some(),
+        "answer_key": hex::encode(node.answer_key),
+        "pcrs": node.pcrs.iter().map(|(i, v)| (format!("PCR{i}"), hex::encode(v))).collect::<BTreeMap<_, _>>(),
+        "share_file_sha256": hex::encode(node.share_file_sha256),
+        "accounts": node.accounts,
+        "epoch": node.epoch,
+        "min_epoch": min_epoch,
+    }))
 }
 
 /// The age identity in `path` (`-`: stdin), in a buffer wiped on drop.

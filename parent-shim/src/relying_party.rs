@@ -33,6 +33,8 @@ pub enum RelyingError {
     NoAnswerKey,
     /// The Loaded statement is not signed by the attested answer key.
     LoadedNotSigned,
+    /// A health report lacks a field, or it is malformed: its JSON pointer.
+    Report(&'static str),
     /// The node serves a share file older than the relying party accepts (a rollback).
     EpochRolledBack {
         /// The epoch the node's signed Loaded statement names.
@@ -51,6 +53,7 @@ impl fmt::Display for RelyingError {
             Self::LoadedNotSigned => {
                 f.write_str("the Loaded statement is not signed by the attested enclave")
             }
+            Self::Report(field) => write!(f, "the health report's {field} is missing or malformed"),
             Self::EpochRolledBack { node, expected } => write!(
                 f,
                 "the node serves share file epoch {node}, below the lowest accepted {expected} \
@@ -83,20 +86,7 @@ impl RelyingParty<'_> {
         nonce: &[u8],
         at_unix_secs: u64,
     ) -> Result<[u8; 32], RelyingError> {
-        let pcrs = match self.pcrs {
-            PcrPolicy::Pinned(p) if p.is_empty() => return Err(RelyingError::NothingPinned),
-            PcrPolicy::Pinned(p) => Some(p),
-            PcrPolicy::UnpinnedInsecure => None,
-        };
-        let expect = Expectations { pcrs, nonce: Some(nonce), public_key: None };
-        let doc = self
-            .trust
-            .verify(document, at_unix_secs, &expect)
-            .map_err(RelyingError::Attestation)?;
-        doc.user_data
-            .as_deref()
-            .and_then(wire::session_signatures::answer_key_from_user_data)
-            .ok_or(RelyingError::NoAnswerKey)
+        self.attested_boot(document, nonce, at_unix_secs).map(|(key, _)| key)
     }
 }
 
@@ -130,5 +120,106 @@ pub fn check_loaded(
     match statement.get(..len).map(|s| key.verify(s, signature)) {
         Some(Ok(())) => Ok(()),
         _ => Err(RelyingError::LoadedNotSigned),
+    }
+}
+
+/// PCR index -> value.
+type Pcrs = BTreeMap<u64, Vec<u8>>;
+
+/// What a node's health report proves once checked ([`RelyingParty::check_report`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeState {
+    /// The boot's answer key (every answer the node signs verifies under it).
+    pub answer_key: [u8; 32],
+    /// The PCRs of the attested image.
+    pub pcrs: BTreeMap<u64, Vec<u8>>,
+    /// SHA-256 of the share file the enclave loaded.
+    pub share_file_sha256: [u8; 32],
+    /// Accounts loaded.
+    pub accounts: u64,
+    /// The epoch of the publisher's manifest the file matched.
+    pub epoch: u64,
+}
+
+/// Why a health report does not check out, besides the relying party's own reasons.
+fn report_field(name: &'static str) -> RelyingError {
+    RelyingError::Report(name)
+}
+
+impl RelyingParty<'_> {
+    /// Checks a node's health report (the JSON the parent sends the gateway) offline:
+    /// the boot attestation document against the root and the pinned PCRs, its nonce
+    /// equal to the Loaded statement's boot nonce, the answer key, the Loaded statement
+    /// under it, and the epoch against `min_epoch`. The document's certificates are checked
+    /// at the signed load time (a boot document is older than its certificates' lifetime
+    /// by the time anyone reads a report).
+    ///
+    /// # Errors
+    /// [`RelyingError`], naming the field or the check.
+    pub fn check_report(
+        &self,
+        report: &serde_json::Value,
+        min_epoch: u64,
+    ) -> Result<NodeState, RelyingError> {
+        use base64::Engine as _;
+        let text = |name: &'static str| report.pointer(name).and_then(|v| v.as_str());
+        let number = |name: &'static str| {
+            report.pointer(name).and_then(serde_json::Value::as_u64).ok_or(report_field(name))
+        };
+        let bytes = |name: &'static str| {
+            text(name).and_then(|t| hex::decode(t).ok()).ok_or(report_field(name))
+        };
+        let document = text("/attestation_document")
+            .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+            .ok_or(report_field("/attestation_document"))?;
+        let boot_nonce = bytes("/loaded_statement/boot_nonce")?;
+        let loaded_at_unix_ms = number("/loaded_statement/loaded_at_unix_ms")?;
+        let share_file_sha256: [u8; 32] = bytes("/share_file_sha256")?
+            .try_into()
+            .map_err(|_| report_field("/share_file_sha256"))?;
+        let (answer_key, pcrs) =
+            self.attested_boot(&document, &boot_nonce, loaded_at_unix_ms / 1000)?;
+        let facts = wire::session_signatures::LoadedFacts {
+            boot_nonce: &boot_nonce,
+            ciphertext_sha256: share_file_sha256,
+            epoch: number("/loaded_statement/epoch")?,
+            accounts: number("/accounts")?,
+            plaintext_bytes: number("/loaded_statement/plaintext_bytes")?,
+            loaded_at_unix_ms,
+        };
+        check_loaded(&answer_key, &facts, &bytes("/loaded_statement/signature")?)?;
+        check_epoch(facts.epoch, min_epoch)?;
+        Ok(NodeState {
+            answer_key,
+            pcrs,
+            share_file_sha256,
+            accounts: facts.accounts,
+            epoch: facts.epoch,
+        })
+    }
+
+    /// [`Self::answer_key`], with the PCRs of the verified document.
+    fn attested_boot(
+        &self,
+        document: &[u8],
+        nonce: &[u8],
+        at_unix_secs: u64,
+    ) -> Result<([u8; 32], Pcrs), RelyingError> {
+        let pcrs = match self.pcrs {
+            PcrPolicy::Pinned(p) if p.is_empty() => return Err(RelyingError::NothingPinned),
+            PcrPolicy::Pinned(p) => Some(p),
+            PcrPolicy::UnpinnedInsecure => None,
+        };
+        let expect = Expectations { pcrs, nonce: Some(nonce), public_key: None };
+        let doc = self
+            .trust
+            .verify(document, at_unix_secs, &expect)
+            .map_err(RelyingError::Attestation)?;
+        let key = doc
+            .user_data
+            .as_deref()
+            .and_then(wire::session_signatures::answer_key_from_user_data)
+            .ok_or(RelyingError::NoAnswerKey)?;
+        Ok((key, doc.pcrs))
     }
 }

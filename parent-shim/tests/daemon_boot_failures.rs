@@ -92,11 +92,10 @@ async fn a_share_file_for_another_age_key() {
     let (c, config) = case("wrongkey", 7, 7).await;
     // Another generation's file, encrypted to another recipient.
     let other = c.dir.0.join("other");
-    let deal =
-        GenConfig { accounts: 20, scheme: SchemeChoice::Both, threshold: 2, parties: 2, epoch: 1 };
+    let deal = GenConfig::new(20, SchemeChoice::Both, 2, 2);
     tests::share_gen::generate(
         deal,
-        &tests::gateway::publisher(),
+        &tests::share_gen::Dealer::demo(),
         &other,
         &mut rand::rngs::OsRng,
         &mut |_| {},

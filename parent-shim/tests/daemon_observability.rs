@@ -113,6 +113,44 @@ async fn the_gateway_receives_the_nodes_health_with_its_attestation() {
     )
     .unwrap();
     assert_eq!(hex::encode(&verified.pcrs[&0]), hex::encode([7u8; 48]));
+    // The relying party's whole check, offline, from the report alone (`check-node`):
+    // pinned root and PCR0, the answer key, the signed Loaded statement, the epoch.
+    let report = c.dir.0.join("report.json");
+    std::fs::write(&report, first.to_string()).unwrap();
+    let pcrs = c.dir.0.join("pinned-pcrs.json");
+    let check = |pcr0: u8, min_epoch: &str, report: &std::path::Path| {
+        std::fs::write(&pcrs, format!("{{\"PCR0\": \"{}\"}}", hex::encode([pcr0; 48]))).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+            .args(["check-node", "--report"])
+            .arg(report)
+            .arg("--root")
+            .arg(c.dir.0.join("sim-ca/root.der"))
+            .arg("--pcrs")
+            .arg(&pcrs)
+            .args(["--min-epoch", min_epoch])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = check(7, "1", &report);
+    assert!(ok, "{text}");
+    let proved: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!((proved["epoch"].as_u64(), proved["accounts"].as_u64()), (Some(1), Some(20)));
+    assert_eq!(proved["answer_key"], record["answer_key"]);
+    // A gateway that knows of epoch 2 refuses the node; so does one pinned to another
+    // image; and a report whose epoch the parent raised does not verify.
+    let (ok, text) = check(7, "2", &report);
+    assert!(!ok && text.contains("rolled-back"), "{text}");
+    let (ok, text) = check(8, "1", &report);
+    assert!(!ok && text.contains("PCR0"), "{text}");
+    let mut forged = first.clone();
+    forged["loaded_statement"]["epoch"] = 2.into();
+    let forged_path = c.dir.0.join("forged.json");
+    std::fs::write(&forged_path, forged.to_string()).unwrap();
+    let (ok, text) = check(7, "2", &forged_path);
+    assert!(!ok && text.contains("not signed by the attested enclave"), "{text}");
     // The enclave dies: a last report says so.
     Command::new("kill").arg("-KILL").arg(p.enclave_pid().to_string()).status().unwrap();
     assert_eq!(p.exit_code(), Some(1));

@@ -138,11 +138,10 @@ async fn blue_green_reload_brings_up_the_new_file_beside_the_old_then_retires_th
 async fn reencryption_with_the_wrong_identity_writes_nothing() {
     let (c, _config) = case("reencrypt-wrong", 7, 7).await;
     let other = c.dir.0.join("other");
-    let deal =
-        GenConfig { accounts: 2, scheme: SchemeChoice::Both, threshold: 2, parties: 2, epoch: 1 };
+    let deal = GenConfig::new(2, SchemeChoice::Both, 2, 2);
     tests::share_gen::generate(
         deal,
-        &tests::gateway::publisher(),
+        &tests::share_gen::Dealer::demo(),
         &other,
         &mut rand::rngs::OsRng,
         &mut |_| {},

@@ -104,11 +104,10 @@ fn start_enclave_with(
 /// bridge serving mutual TLS on a loopback port.
 async fn stack(name: &str, session_cap: usize) -> Stack {
     let dir = tests::cms_openssl::workdir(&format!("grpc-{name}"));
-    let config =
-        GenConfig { accounts: 4, scheme: SchemeChoice::Both, threshold: 2, parties: 3, epoch: 1 };
+    let config = GenConfig::new(4, SchemeChoice::Both, 2, 3);
     tests::share_gen::generate(
         config,
-        &tests::gateway::publisher(),
+        &tests::share_gen::Dealer::demo(),
         &dir.0.join("shares"),
         &mut rand::rngs::OsRng,
         &mut |_| {},

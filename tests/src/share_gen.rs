@@ -4,8 +4,13 @@
 //!
 //! For each account a dealer splits a fresh key into `parties` FROST shares with threshold
 //! `threshold`. Party 1's share goes to the enclave (`service_key_shares.json.age`, age
-//! encrypted to a fresh X25519 recipient); parties 2..=P go to the gateway simulator
-//! (`gateway_shares.json`); every account's group key is public (`group_keys.json`).
+//! encrypted to a fresh X25519 recipient); the next `gateway_parties` go to the gateway's
+//! co-signer (`gateway_shares.json`); the rest go to an offline escrow
+//! (`escrow_shares.json.age`, age encrypted to the escrow's recipient), never used online.
+//! Every account's group key is public (`group_keys.json`). No online party may hold a
+//! quorum alone: the gateway's parties must be fewer than the threshold unless the caller
+//! says otherwise by name ([`GenConfig::allow_online_quorum`]). The default 2-of-3 layout:
+//! enclave 1, gateway 2, escrow 3.
 //!
 //! Taproot accounts (secp256k1-tr) are tweaked here, once, as BIP-341 prescribes for a
 //! key-path-only output (no script tree): every share and the group key are the tweaked
@@ -66,15 +71,102 @@ pub struct GenConfig {
     pub threshold: u16,
     /// Shares made per account (party 1 is the enclave).
     pub parties: u16,
+    /// Parties 2..=1+N go to the gateway's co-signer; the rest to the escrow.
+    pub gateway_parties: u16,
+    /// Whether the gateway may hold `threshold` shares or more, and so sign alone. Off by
+    /// default: that layout defeats keeping a share in an enclave.
+    pub allow_online_quorum: bool,
     /// The epoch the publisher's manifest names (each new file gets a higher one).
     pub epoch: u64,
+}
+
+impl GenConfig {
+    /// `threshold`-of-`parties` with the default layout: the gateway gets `threshold - 1`
+    /// parties (with the enclave's, exactly a quorum), the escrow the rest; epoch 1.
+    #[must_use]
+    pub fn new(accounts: u64, scheme: SchemeChoice, threshold: u16, parties: u16) -> Self {
+        Self {
+            accounts,
+            scheme,
+            threshold,
+            parties,
+            gateway_parties: threshold.saturating_sub(1),
+            allow_online_quorum: false,
+            epoch: 1,
+        }
+    }
+
+    /// Parties that go to the escrow.
+    #[must_use]
+    pub fn escrow_parties(&self) -> u16 {
+        self.parties.saturating_sub(1).saturating_sub(self.gateway_parties)
+    }
+
+    /// Refuses a layout that does not add up, or that gives one online party a quorum.
+    ///
+    /// # Errors
+    /// [`GenError::Config`], naming the rule.
+    pub fn check(&self) -> Result<(), GenError> {
+        if self.threshold < 2 {
+            return Err(GenError::Config("the threshold must be at least 2".into()));
+        }
+        if self.parties < self.threshold {
+            return Err(GenError::Config("parties must be at least the threshold".into()));
+        }
+        if self.accounts == 0 {
+            return Err(GenError::Config("at least one account".into()));
+        }
+        if self.gateway_parties == 0
+            || 1 + u32::from(self.gateway_parties) > u32::from(self.parties)
+        {
+            return Err(GenError::Config(format!(
+                "the gateway needs from 1 to {} parties of {}",
+                self.parties - 1,
+                self.parties
+            )));
+        }
+        if self.gateway_parties >= self.threshold && !self.allow_online_quorum {
+            return Err(GenError::Config(format!(
+                "the gateway would hold {} shares of a {}-of-{} key and could sign without \
+                 the enclave; give it at most {} (the rest go to the offline escrow), or \
+                 allow an online quorum explicitly (gen-shares --allow-online-quorum)",
+                self.gateway_parties,
+                self.threshold,
+                self.parties,
+                self.threshold - 1
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Who signs for the deal and who keeps the offline shares: the publisher key signs the
+/// share file's manifest; the escrow recipient receives the parties neither the enclave
+/// nor the gateway holds.
+pub struct Dealer {
+    /// Signs the manifest.
+    pub publisher: ed25519_dalek::SigningKey,
+    /// The offline escrow's age recipient.
+    pub escrow: age::x25519::Recipient,
+}
+
+impl Dealer {
+    /// The demo publisher key and a fresh escrow recipient whose identity is dropped (for
+    /// tests and the demo, which never use the escrow share).
+    #[must_use]
+    pub fn demo() -> Self {
+        Self {
+            publisher: crate::gateway::publisher(),
+            escrow: age::x25519::Identity::generate().to_public(),
+        }
+    }
 }
 
 /// Why generation failed.
 #[derive(Debug)]
 pub enum GenError {
-    /// Threshold or party count out of range.
-    Config(&'static str),
+    /// Threshold, party count or layout refused: why.
+    Config(String),
     /// Writing a file failed.
     Io(io::Error),
     /// The frost crates refused (should not happen with a valid config).
@@ -122,8 +214,10 @@ pub mod files {
     pub const IDENTITY: &str = "age_identity.txt";
     /// The age recipient [`SHARES`] is encrypted to.
     pub const RECIPIENT: &str = "age_recipient.txt";
-    /// The other parties' shares, for the gateway simulator.
+    /// The gateway co-signer's shares.
     pub const GATEWAY_SHARES: &str = "gateway_shares.json";
+    /// The offline escrow's shares, age-encrypted to the escrow recipient.
+    pub const ESCROW_SHARES: &str = "escrow_shares.json.age";
     /// Every account's group public key.
     pub const GROUP_KEYS: &str = "group_keys.json";
     /// The publisher's signed manifest of [`SHARES`] (`parent_shim::share_manifest`).
@@ -217,24 +311,16 @@ pub fn account_id(i: u64) -> String {
     format!("A{i:07}")
 }
 
-/// Writes every file into `dir`, the manifest signed with `publisher`, calling
-/// `progress(done)` now and then.
+/// Writes every file into `dir`, the manifest signed with the dealer's publisher key and
+/// the escrow's shares encrypted to its recipient, calling `progress(done)` now and then.
 pub fn generate<R: RngCore + CryptoRng>(
     config: GenConfig,
-    publisher: &ed25519_dalek::SigningKey,
+    dealer: &Dealer,
     dir: &Path,
     rng: &mut R,
     progress: &mut dyn FnMut(u64),
 ) -> Result<GenSummary, GenError> {
-    if config.threshold < 2 {
-        return Err(GenError::Config("the threshold must be at least 2"));
-    }
-    if config.parties < config.threshold {
-        return Err(GenError::Config("parties must be at least the threshold"));
-    }
-    if config.accounts == 0 {
-        return Err(GenError::Config("at least one account"));
-    }
+    config.check()?;
     std::fs::create_dir_all(dir)?;
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public();
@@ -247,9 +333,13 @@ pub fn generate<R: RngCore + CryptoRng>(
     let shares_file = BufWriter::new(File::create(dir.join(files::SHARES))?);
     let mut enclave = encryptor.wrap_output(shares_file)?;
     let mut gateway = BufWriter::new(create_secret_file(&dir.join(files::GATEWAY_SHARES))?);
+    let mut escrow = escrow_writer(config, dealer, dir)?;
     let mut keys = BufWriter::new(File::create(dir.join(files::GROUP_KEYS))?);
     enclave.write_all(b"[")?;
     gateway.write_all(b"[")?;
+    if let Some(e) = escrow.as_mut() {
+        e.write_all(b"[")?;
+    }
     keys.write_all(b"[")?;
     for i in 0..config.accounts {
         let sep = if i == 0 { "" } else { ",\n" };
@@ -259,16 +349,12 @@ pub fn generate<R: RngCore + CryptoRng>(
         let mut ours = envelope_b64(scheme, &account.key_packages[0]);
         write!(enclave, r#"{sep}{{"account_id":"{id}","share":"{ours}"}}"#)?;
         zeroize::Zeroize::zeroize(&mut ours);
-        let others: Vec<String> = account.key_packages[1..]
-            .iter()
-            .map(|kp| format!("\"{}\"", envelope_b64(scheme, kp)))
-            .collect();
-        write!(
-            gateway,
-            r#"{sep}{{"account_id":"{id}","scheme":"{}","shares":[{}]}}"#,
-            scheme_name(scheme),
-            others.join(",")
-        )?;
+        let split = 1 + usize::from(config.gateway_parties);
+        let (gateway_parties, escrow_parties) = account.key_packages.split_at(split);
+        write_shares(&mut gateway, sep, &id, scheme, gateway_parties.get(1..).unwrap_or(&[]))?;
+        if let Some(e) = escrow.as_mut() {
+            write_shares(e, sep, &id, scheme, escrow_parties)?;
+        }
         write!(
             keys,
             r#"{sep}{{"account_id":"{id}","scheme":"{}","group_key":"{}","public_key_package":"{}"}}"#,
@@ -285,6 +371,10 @@ pub fn generate<R: RngCore + CryptoRng>(
     keys.write_all(b"]\n")?;
     enclave.finish()?.flush()?;
     gateway.flush()?;
+    if let Some(mut e) = escrow {
+        e.write_all(b"]\n")?;
+        e.finish()?.flush()?;
+    }
     keys.flush()?;
     progress(config.accounts);
 
@@ -292,7 +382,7 @@ pub fn generate<R: RngCore + CryptoRng>(
     let created_at_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let seed = zeroize::Zeroizing::new(publisher.to_bytes());
+    let seed = zeroize::Zeroizing::new(dealer.publisher.to_bytes());
     let manifest = parent_shim::share_manifest::SignedManifest::for_file(
         &ciphertext,
         config.accounts,
@@ -311,11 +401,54 @@ pub fn generate<R: RngCore + CryptoRng>(
     std::fs::write(
         dir.join(files::DEAL),
         format!(
-            "{{\"accounts\":{},\"threshold\":{},\"parties\":{},\"recipient\":\"{}\",\"epoch\":{}}}\n",
-            summary.accounts, config.threshold, config.parties, summary.recipient, config.epoch
+            "{{\"accounts\":{},\"threshold\":{},\"parties\":{},\"enclave_party\":1,\"gateway_parties\":{},\"escrow_parties\":{},\"escrow_recipient\":\"{}\",\"recipient\":\"{}\",\"epoch\":{}}}\n",
+            summary.accounts,
+            config.threshold,
+            config.parties,
+            config.gateway_parties,
+            config.escrow_parties(),
+            dealer.escrow,
+            summary.recipient,
+            config.epoch
         ),
     )?;
     Ok(summary)
+}
+
+/// The escrow's file, age-encrypted to its recipient, if this layout gives it parties.
+fn escrow_writer(
+    config: GenConfig,
+    dealer: &Dealer,
+    dir: &Path,
+) -> Result<Option<age::stream::StreamWriter<BufWriter<File>>>, GenError> {
+    if config.escrow_parties() == 0 {
+        return Ok(None);
+    }
+    let to_escrow =
+        age::Encryptor::with_recipients(std::iter::once(&dealer.escrow as &dyn age::Recipient))
+            .map_err(|e| GenError::Frost(e.to_string()))?;
+    let file = BufWriter::new(create_secret_file(&dir.join(files::ESCROW_SHARES))?);
+    Ok(Some(to_escrow.wrap_output(file)?))
+}
+
+/// One account's shares for a holder (gateway or escrow): `{"account_id", "scheme",
+/// "shares": [envelope, ...]}`, each share's text wiped once written.
+fn write_shares(
+    out: &mut dyn Write,
+    sep: &str,
+    id: &str,
+    scheme: wire::Scheme,
+    key_packages: &[Vec<u8>],
+) -> io::Result<()> {
+    write!(out, r#"{sep}{{"account_id":"{id}","scheme":"{}","shares":["#, scheme_name(scheme))?;
+    for (i, kp) in key_packages.iter().enumerate() {
+        let mut share = envelope_b64(scheme, kp);
+        let comma = if i == 0 { "" } else { "," };
+        let written = write!(out, "{comma}\"{share}\"");
+        zeroize::Zeroize::zeroize(&mut share);
+        written?;
+    }
+    out.write_all(b"]}")
 }
 
 /// Owner-only, created fresh (never through an existing file or link).

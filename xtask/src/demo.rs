@@ -106,18 +106,16 @@ pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
 
     // Shares, the sim NSM chain, TLS material.
     let shares = dir.join("shares");
-    let deal = tests::share_gen::GenConfig {
-        accounts: o.accounts,
-        scheme: tests::share_gen::SchemeChoice::Both,
-        threshold: 2,
-        parties: 3,
-        epoch: MIN_EPOCH,
-    };
+    // 2-of-3: the enclave, the gateway's co-signer, an offline escrow (neither online
+    // party can sign alone).
+    let mut deal =
+        tests::share_gen::GenConfig::new(o.accounts, tests::share_gen::SchemeChoice::Both, 2, 3);
+    deal.epoch = MIN_EPOCH;
     let t = Instant::now();
     let accounts = o.accounts;
     tests::share_gen::generate(
         deal,
-        &tests::gateway::publisher(),
+        &tests::share_gen::Dealer::demo(),
         &shares,
         &mut rand::rngs::OsRng,
         &mut |done| {

@@ -258,16 +258,23 @@ fn bench_sign(rest: &[&str], profile: Option<&str>) -> Result {
 }
 
 fn gen_shares(rest: &[&str]) -> Result {
-    use tests::share_gen::{GenConfig, SchemeChoice, files, generate};
+    use tests::share_gen::{Dealer, GenConfig, SchemeChoice, generate};
     const USAGE: &str = "usage: cargo xtask gen-shares --accounts N --scheme \
                          ed25519|secp256k1-tr|both --threshold T --parties P \
-                         --publisher-key FILE --epoch E --out DIR\n\
+                         --publisher-key FILE --epoch E --out DIR \
+                         [--escrow-recipient age1...] [--gateway-parties G] \
+                         [--allow-online-quorum]\n\
                          (a publisher key: parent-shim new-publisher-key --out FILE)";
     let (mut accounts, mut scheme, mut threshold, mut parties, mut out) =
         (None, None, None, None, None);
-    let (mut publisher, mut epoch) = (None, None);
+    let (mut publisher, mut epoch, mut escrow, mut gateway_parties) = (None, None, None, None);
+    let mut allow_online_quorum = false;
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
+        if *flag == "--allow-online-quorum" {
+            allow_online_quorum = true;
+            continue;
+        }
         let value = it.next().ok_or_else(|| Failure(format!("{flag} needs a value\n{USAGE}")))?;
         match *flag {
             "--accounts" => accounts = value.parse::<u64>().ok().filter(|n| *n > 0),
@@ -277,6 +284,17 @@ fn gen_shares(rest: &[&str]) -> Result {
             "--out" => out = Some(PathBuf::from(value)),
             "--publisher-key" => publisher = Some(PathBuf::from(value)),
             "--epoch" => epoch = value.parse::<u64>().ok(),
+            "--escrow-recipient" => {
+                escrow = Some(
+                    value
+                        .parse::<age::x25519::Recipient>()
+                        .map_err(|e| Failure(format!("--escrow-recipient: {e}")))?,
+                );
+            }
+            "--gateway-parties" => {
+                gateway_parties =
+                    Some(value.parse::<u16>().map_err(|_| Failure(USAGE.to_owned()))?);
+            }
             _ => return Err(Failure(format!("unknown option {flag}\n{USAGE}"))),
         }
     }
@@ -288,21 +306,52 @@ fn gen_shares(rest: &[&str]) -> Result {
     let (Some(publisher), Some(epoch)) = (publisher, epoch) else {
         return Err(Failure(format!("every option is required, with a valid value\n{USAGE}")));
     };
+    let mut config = GenConfig::new(accounts, scheme, threshold, parties);
+    config.epoch = epoch;
+    config.allow_online_quorum = allow_online_quorum;
+    if let Some(g) = gateway_parties {
+        config.gateway_parties = g;
+    }
+    config.check().map_err(|e| Failure(e.to_string()))?;
+    let escrow = match (escrow, config.escrow_parties()) {
+        (Some(r), _) => r,
+        // No escrow share in this layout: the recipient is never used.
+        (None, 0) => age::x25519::Identity::generate().to_public(),
+        (None, n) => {
+            return Err(Failure(format!(
+                "{n} of the {parties} parties go to the offline escrow: give \
+                 --escrow-recipient age1... (its identity stays offline)"
+            )));
+        }
+    };
     let seed = parent_shim::share_manifest::read_publisher_seed(&publisher)
         .map_err(|e| Failure(e.to_string()))?;
-    let publisher = ed25519_dalek::SigningKey::from_bytes(&seed);
-    let config = GenConfig { accounts, scheme, threshold, parties, epoch };
+    let dealer = Dealer { publisher: ed25519_dalek::SigningKey::from_bytes(&seed), escrow };
     let started = std::time::Instant::now();
     let mut progress = |done: u64| {
         eprint!("\r  dealing shares: {done}/{accounts} accounts ({}%)", done * 100 / accounts);
     };
-    let summary = generate(config, &publisher, &out, &mut rand::rngs::OsRng, &mut progress)
+    let summary = generate(config, &dealer, &out, &mut rand::rngs::OsRng, &mut progress)
         .map_err(|e| Failure(e.to_string()))?;
     eprintln!();
+    print_deal(&summary, config, &dealer, &out, started.elapsed());
+    Ok(())
+}
+
+/// What `gen-shares` wrote, for the operator.
+fn print_deal(
+    summary: &tests::share_gen::GenSummary,
+    config: tests::share_gen::GenConfig,
+    dealer: &tests::share_gen::Dealer,
+    out: &std::path::Path,
+    took: std::time::Duration,
+) {
+    use tests::share_gen::files;
+    let epoch = config.epoch;
     println!(
-        "{} accounts in {:.1} s -> {}\n  {}  {} bytes, sha256 {}\n  {}  the age identity: seal it with KMS, then delete it\n  {}  {}\n  {}  the other parties' shares (secret)\n  {}  group public keys",
+        "{} accounts in {:.1} s -> {}\n  {}  {} bytes, sha256 {}\n  {}  the age identity: seal it with KMS, then delete it\n  {}  {}\n  {}  the gateway co-signer's shares (secret)\n  {}  group public keys",
         summary.accounts,
-        started.elapsed().as_secs_f64(),
+        took.as_secs_f64(),
         out.display(),
         files::SHARES,
         summary.ciphertext_len,
@@ -313,13 +362,20 @@ fn gen_shares(rest: &[&str]) -> Result {
         files::GATEWAY_SHARES,
         files::GROUP_KEYS,
     );
+    if config.escrow_parties() > 0 {
+        println!(
+            "  {}  {} offline escrow part(ies) per account, age-encrypted to {}",
+            files::ESCROW_SHARES,
+            config.escrow_parties(),
+            dealer.escrow
+        );
+    }
     println!(
         "  {}  epoch {}, signed by publisher key {}",
         files::MANIFEST,
         epoch,
         hex::encode(summary.manifest.publisher_key)
     );
-    Ok(())
 }
 
 fn bench_e2e(rest: &[&str], profile: Option<&str>) -> Result {

@@ -233,16 +233,15 @@ async fn inputs(
     pcrs: &BTreeMap<u64, Vec<u8>>,
     publisher: &::tests::gateway::GatewayKey,
 ) -> Result<Inputs> {
-    let shares = dir.join("shares");
-    let deal = tests::share_gen::GenConfig {
-        accounts: ACCOUNTS,
-        scheme: tests::share_gen::SchemeChoice::Both,
-        threshold: 2,
-        parties: 3,
-        epoch: 1,
+    let dealer = tests::share_gen::Dealer {
+        publisher: publisher.clone(),
+        escrow: age::x25519::Identity::generate().to_public(),
     };
+    let shares = dir.join("shares");
+    let deal =
+        tests::share_gen::GenConfig::new(ACCOUNTS, tests::share_gen::SchemeChoice::Both, 2, 3);
     let summary =
-        tests::share_gen::generate(deal, publisher, &shares, &mut rand::rngs::OsRng, &mut |_| {})
+        tests::share_gen::generate(deal, &dealer, &shares, &mut rand::rngs::OsRng, &mut |_| {})
             .map_err(|e| Failure(e.to_string()))?;
     let kms = tests::kms_emulator::KmsEmulator::start(tests::kms_emulator::KmsConfig {
         keys: vec![tests::kms_emulator::KeySpec {

@@ -170,16 +170,10 @@ mod tests {
             for accounts in [1, 7] {
                 let dir = std::env::temp_dir()
                     .join(format!("xtask-size-{}-{scheme}-{accounts}", std::process::id()));
-                let config = ::tests::share_gen::GenConfig {
-                    accounts,
-                    scheme: choice,
-                    threshold: 2,
-                    parties: 2,
-                    epoch: 1,
-                };
+                let config = ::tests::share_gen::GenConfig::new(accounts, choice, 2, 2);
                 ::tests::share_gen::generate(
                     config,
-                    &::tests::gateway::publisher(),
+                    &::tests::share_gen::Dealer::demo(),
                     &dir,
                     &mut rand::rngs::OsRng,
                     &mut |_| {},

@@ -11,7 +11,7 @@ use enclave_core::age_identity::Identity;
 use enclave_core::share_loader::ShareLoader;
 use enclave_core::signing_engine::Now;
 use frost_core::Ciphersuite;
-use tests::share_gen::{GenConfig, SchemeChoice, files, generate};
+use tests::share_gen::{Dealer, GenConfig, SchemeChoice, files, generate};
 use wire::{Scheme, SignRequest};
 
 const T0: u64 = 1_800_000_000;
@@ -19,14 +19,14 @@ const T0: u64 = 1_800_000_000;
 #[test]
 fn generated_files_load_and_sign_under_the_published_keys() {
     let dir = common::cms::workdir("gen-shares");
-    let config =
-        GenConfig { accounts: 6, scheme: SchemeChoice::Both, threshold: 2, parties: 3, epoch: 1 };
+    // The default 2-of-3 layout: enclave 1, gateway 2, offline escrow 3.
+    let config = GenConfig::new(6, SchemeChoice::Both, 2, 3);
+    let escrow_identity = age::x25519::Identity::generate();
+    let dealer =
+        Dealer { publisher: tests::gateway::publisher(), escrow: escrow_identity.to_public() };
     let mut calls = 0;
     let summary =
-        generate(config, &tests::gateway::publisher(), &dir.0, &mut rand::rngs::OsRng, &mut |_| {
-            calls += 1;
-        })
-        .unwrap();
+        generate(config, &dealer, &dir.0, &mut rand::rngs::OsRng, &mut |_| calls += 1).unwrap();
     assert_eq!(summary.accounts, 6);
     // The manifest next to the file names it, signed by the publisher.
     let file = std::fs::read(dir.0.join(files::SHARES)).unwrap();
@@ -44,6 +44,19 @@ fn generated_files_load_and_sign_under_the_published_keys() {
     };
     assert_eq!(mode(files::IDENTITY), 0o600);
     assert_eq!(mode(files::GATEWAY_SHARES), 0o600);
+    assert_eq!(mode(files::ESCROW_SHARES), 0o600);
+    let escrow: serde_json::Value = {
+        use std::io::Read as _;
+        let file = std::fs::read(dir.0.join(files::ESCROW_SHARES)).unwrap();
+        let mut plain = Vec::new();
+        age::Decryptor::new(file.as_slice())
+            .unwrap()
+            .decrypt(std::iter::once(&escrow_identity as &dyn age::Identity))
+            .unwrap()
+            .read_to_end(&mut plain)
+            .unwrap();
+        serde_json::from_slice(&plain).unwrap()
+    };
 
     // The enclave side: the real loader, the written identity.
     let identity_text = std::fs::read_to_string(dir.0.join(files::IDENTITY)).unwrap();
@@ -59,8 +72,9 @@ fn generated_files_load_and_sign_under_the_published_keys() {
     let keys: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.0.join(files::GROUP_KEYS)).unwrap()).unwrap();
     let mut engine = signing::engine(1, signing::config());
-    for (i, (g, k)) in gateway.as_array().unwrap().iter().zip(keys.as_array().unwrap()).enumerate()
-    {
+    let holders = gateway.as_array().unwrap().iter().zip(escrow.as_array().unwrap());
+    for (i, ((g, e), k)) in holders.zip(keys.as_array().unwrap()).enumerate() {
+        assert_eq!(e["account_id"], g["account_id"]);
         let account = g["account_id"].as_str().unwrap();
         assert_eq!(account, k["account_id"].as_str().unwrap());
         let scheme = match g["scheme"].as_str().unwrap() {
@@ -70,10 +84,17 @@ fn generated_files_load_and_sign_under_the_published_keys() {
         };
         assert_eq!(scheme, if i % 2 == 0 { Scheme::Ed25519 } else { Scheme::Secp256k1Tr });
         let shares = g["shares"].as_array().unwrap();
-        assert_eq!(shares.len(), 2, "parties 2 and 3");
-        // Party 3's share, without its envelope (version, scheme).
-        let theirs = Base64::decode_vec(shares[1].as_str().unwrap()).unwrap();
+        assert_eq!(shares.len(), 1, "the gateway holds party 2 only");
+        let escrowed = e["shares"].as_array().unwrap();
+        assert_eq!(escrowed.len(), 1, "the escrow holds party 3");
+        // The gateway's share (party 2), or for odd sessions the escrow's (party 3: the
+        // recovery path when the gateway's share is lost), without its envelope.
+        let holder = if i % 3 == 2 { &escrowed[0] } else { &shares[0] };
+        let theirs = Base64::decode_vec(holder.as_str().unwrap()).unwrap();
         assert_eq!(theirs[..2], [1, scheme as u8]);
+        // Alone, the gateway cannot sign: FROST refuses a package of one signer.
+        let gateway_share = Base64::decode_vec(shares[0].as_str().unwrap()).unwrap();
+        assert!(signs_alone(scheme, &gateway_share[2..]).is_err(), "{account}");
         let pkp = Base64::decode_vec(k["public_key_package"].as_str().unwrap()).unwrap();
         let group_key = hex::decode(k["group_key"].as_str().unwrap()).unwrap();
         let message = format!("message for {account}").into_bytes();
@@ -107,7 +128,50 @@ fn generated_files_load_and_sign_under_the_published_keys() {
     }
 }
 
-/// A whole session: the engine as party 1, `theirs` as party 3; the aggregated signature
+/// A signature share from one party alone: the holder of `key_package` (the gateway) tries
+/// to sign with no other signer. FROST refuses it (fewer commitments than the threshold).
+fn signs_alone(scheme: Scheme, key_package: &[u8]) -> Result<(), String> {
+    fn alone<C: Ciphersuite>(key_package: &[u8]) -> Result<(), String> {
+        let (nonces, commitments, kp) = party::round1::<C>(key_package, 99);
+        let package = party::package::<C>(
+            &[(*kp.identifier(), commitments.serialize().map_err(|e| e.to_string())?)],
+            b"the gateway alone",
+        );
+        let parsed =
+            frost_core::SigningPackage::<C>::deserialize(&package).map_err(|e| e.to_string())?;
+        frost_core::round2::sign(&parsed, &nonces, &kp).map(|_| ()).map_err(|e| e.to_string())
+    }
+    match scheme {
+        Scheme::Ed25519 => alone::<frost_ed25519::Ed25519Sha512>(key_package),
+        Scheme::Secp256k1Tr => alone::<frost_secp256k1_tr::Secp256K1Sha256TR>(key_package),
+    }
+}
+
+/// `gen-shares` refuses a layout that gives the gateway a quorum, unless told by name, and
+/// writes nothing then.
+#[test]
+fn a_layout_where_the_gateway_signs_alone_is_refused() {
+    let mut config = GenConfig::new(1, SchemeChoice::Ed25519, 2, 3);
+    assert_eq!((config.gateway_parties, config.escrow_parties()), (1, 1));
+    config.gateway_parties = 2;
+    let e = config.check().unwrap_err().to_string();
+    assert!(e.contains("could sign without the enclave"), "{e}");
+    let dir = common::cms::workdir("gen-shares-quorum");
+    let out = dir.0.join("out");
+    let refused = generate(config, &Dealer::demo(), &out, &mut rand::rngs::OsRng, &mut |_| {});
+    assert!(refused.is_err());
+    assert!(!out.exists(), "nothing written");
+    config.allow_online_quorum = true;
+    config.check().unwrap();
+    // 3-of-5: the gateway gets 2 by default, never 3.
+    let five = GenConfig::new(1, SchemeChoice::Ed25519, 3, 5);
+    assert_eq!((five.gateway_parties, five.escrow_parties()), (2, 2));
+    five.check().unwrap();
+    let zero = GenConfig { gateway_parties: 0, ..five };
+    assert!(zero.check().is_err());
+}
+
+/// A whole session: the engine as party 1, `theirs` as party 2 or 3; the aggregated signature
 /// and the group key (SEC1 / RFC 8032 bytes) from the public key package.
 #[allow(clippy::too_many_arguments)]
 fn full<C: Ciphersuite>(

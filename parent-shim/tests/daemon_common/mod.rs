@@ -53,11 +53,10 @@ pub(crate) async fn case_with(
 ) -> (Case, PathBuf) {
     let dir = tests::cms_openssl::workdir(&format!("daemon-{name}"));
     let shares = dir.0.join("shares");
-    let config =
-        GenConfig { accounts, scheme: SchemeChoice::Both, threshold: 2, parties: 2, epoch: 1 };
+    let config = GenConfig::new(accounts, SchemeChoice::Both, 2, 2);
     tests::share_gen::generate(
         config,
-        &tests::gateway::publisher(),
+        &tests::share_gen::Dealer::demo(),
         &shares,
         &mut rand::rngs::OsRng,
         &mut |_| {},
