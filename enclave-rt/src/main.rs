@@ -203,6 +203,10 @@ impl enclave_core::boot_state_machine::Nsm for NoNsm {
     ) -> Result<Vec<u8>, enclave_core::boot_state_machine::NsmError> {
         match *self {}
     }
+
+    fn time_ms(&mut self) -> Result<u64, enclave_core::boot_state_machine::NsmError> {
+        match *self {}
+    }
 }
 
 #[cfg(not(any(feature = "sim", feature = "nsm")))]

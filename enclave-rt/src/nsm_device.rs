@@ -1,7 +1,8 @@
 //! The production NSM: `/dev/nsm` through `aws-nitro-enclaves-nsm-api` (the `nsm`
-//! flavour). Only the attestation request is used.
+//! flavour). Only the attestation request is used: for documents, and for the NSM's clock
+//! (the timestamp of a fresh document, [`timestamp_of`]).
 
-use aws_nitro_enclaves_nsm_api::api::{Request, Response};
+use aws_nitro_enclaves_nsm_api::api::{AttestationDoc, Request, Response};
 use aws_nitro_enclaves_nsm_api::driver::{nsm_exit, nsm_init, nsm_process_request};
 use serde_bytes::ByteBuf;
 
@@ -52,4 +53,36 @@ impl Nsm for NsmDevice {
             _ => Err(NsmError("the NSM answered with an unexpected response".into())),
         }
     }
+
+    fn time_ms(&mut self) -> Result<u64, NsmError> {
+        self.now_ms()
+    }
+}
+
+impl NsmDevice {
+    /// The NSM's clock: the timestamp of a fresh attestation document (no nonce, key or
+    /// user data).
+    fn now_ms(&mut self) -> Result<u64, NsmError> {
+        let document = Nsm::attest(self, &[], &[], &[])?;
+        timestamp_of(&document)
+    }
+}
+
+/// The `timestamp` (Unix ms) of an attestation document from our own NSM: the payload of
+/// its `COSE_Sign1` array, decoded as the NSM API defines it. The signature is not checked:
+/// the document comes straight from the device.
+///
+/// # Errors
+/// The bytes are not a `COSE_Sign1` array of an attestation document.
+pub fn timestamp_of(document: &[u8]) -> Result<u64, NsmError> {
+    let (_protected, _unprotected, payload, _signature): (
+        ByteBuf,
+        serde_cbor::Value,
+        ByteBuf,
+        ByteBuf,
+    ) = serde_cbor::from_slice(document)
+        .map_err(|e| NsmError(format!("the NSM's document is not COSE_Sign1: {e}")))?;
+    AttestationDoc::from_binary(&payload)
+        .map(|doc| doc.timestamp)
+        .map_err(|e| NsmError(format!("the NSM's document payload: {e:?}")))
 }

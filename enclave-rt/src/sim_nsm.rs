@@ -77,6 +77,10 @@ impl SimNsm {
 }
 
 impl Nsm for SimNsm {
+    fn time_ms(&mut self) -> Result<u64, NsmError> {
+        Ok((self.clock_ms)())
+    }
+
     fn attest(
         &mut self,
         nonce: &[u8],

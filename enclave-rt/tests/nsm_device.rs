@@ -81,3 +81,37 @@ fn the_production_binary_refuses_keys_published_in_the_repository() {
         assert!(!stderr.contains("/dev/nsm"), "{stderr}");
     }
 }
+
+/// The NSM's clock is the timestamp of a fresh document: read from a `COSE_Sign1` as the
+/// device returns it (built here with the NSM API's own encoder), and refused by name when
+/// the bytes are something else.
+#[test]
+fn the_nsm_clock_is_the_timestamp_of_its_document() {
+    use aws_nitro_enclaves_nsm_api::api::{AttestationDoc, Digest};
+    use serde_bytes::ByteBuf;
+    let payload = AttestationDoc::new(
+        "i-0123-enc0123".into(),
+        Digest::SHA384,
+        1_800_000_123_456,
+        std::collections::BTreeMap::from([(0, vec![0; 48])]),
+        vec![1, 2, 3],
+        vec![vec![4, 5]],
+        None,
+        None,
+        None,
+    )
+    .to_binary();
+    let unprotected = std::collections::BTreeMap::<String, String>::new();
+    let cose = serde_cbor::to_vec(&(
+        ByteBuf::from(vec![0xa1, 0x01, 0x38, 0x22]),
+        unprotected,
+        ByteBuf::from(payload),
+        ByteBuf::from(vec![0u8; 96]),
+    ))
+    .unwrap();
+    assert_eq!(enclave_rt::nsm_device::timestamp_of(&cose).unwrap(), 1_800_000_123_456);
+    for bad in [&b""[..], b"\x80", &cose[..cose.len() - 1]] {
+        let e = enclave_rt::nsm_device::timestamp_of(bad).unwrap_err();
+        assert!(e.0.contains("NSM's document"), "{}", e.0);
+    }
+}

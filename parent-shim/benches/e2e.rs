@@ -12,7 +12,13 @@
 //! The parent and the client share a one-worker tokio runtime; the enclave has its thread.
 //!
 //! Latency: one client, sessions one after another. Throughput: `--clients` concurrent
-//! clients. Added latency per round trip = (e2e p50 - engine p50) / 2. Last line JSON.
+//! clients. Added latency per round trip = (e2e p50 - engine p50) / 2.
+//!
+//! `--overload`: the enclave's session cap is [`OVERLOAD_CAP`], and after the phases above
+//! four times as many clients as the cap start sessions at once: the p50/p99 of the
+//! sessions served (commit + sign) against the unloaded p50, the time to a
+//! `RESOURCE_EXHAUSTED` refusal, hangs (a call with no answer in 10 s: must be 0) and the
+//! sessions still open afterwards (must be 0). Last line JSON.
 #![allow(
     missing_docs,
     clippy::cast_precision_loss,
@@ -22,6 +28,7 @@
     clippy::too_many_lines
 )]
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,12 +50,63 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use wire::Scheme;
 
 const ACCOUNTS: u64 = 64;
+/// The session cap in `--overload` runs (the default run uses 1024).
+const OVERLOAD_CAP: usize = 16;
+
+/// What the overload phase saw.
+#[derive(Default)]
+struct Overload {
+    served_us: Vec<f64>,
+    refused_us: Vec<f64>,
+    other_errors: usize,
+    hangs: usize,
+}
+
+/// One client of the overload phase: each prepared session once; a refusal is counted
+/// and the next session tried (its id is spent).
+async fn overload_client(api: &mut SignServiceClient<Channel>, prepared: &[Prepared]) -> Overload {
+    let mut seen = Overload::default();
+    let wait = Duration::from_secs(10);
+    for p in prepared {
+        let t = Instant::now();
+        let request = tests::gateway_sim::commit_request(&p.grant);
+        let commit = match tokio::time::timeout(wait, api.commit(request)).await {
+            Err(_) => {
+                seen.hangs += 1;
+                continue;
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::ResourceExhausted => {
+                seen.refused_us.push(t.elapsed().as_secs_f64() * 1e6);
+                continue;
+            }
+            Ok(Err(_)) => {
+                seen.other_errors += 1;
+                continue;
+            }
+            Ok(Ok(c)) => c.into_inner(),
+        };
+        let request = pb::SignRequest {
+            session_id: p.grant.session_id.to_vec(),
+            signing_package: p.package(&commit.commitments),
+        };
+        match tokio::time::timeout(wait, api.sign(request)).await {
+            Err(_) => seen.hangs += 1,
+            Ok(Ok(_)) => seen.served_us.push(t.elapsed().as_secs_f64() * 1e6),
+            Ok(Err(_)) => seen.other_errors += 1,
+        }
+    }
+    seen
+}
 
 fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
+/// The `p` quantile of `v` (0 when empty: a phase that saw nothing says so by its count).
 fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
     v.sort_by(f64::total_cmp);
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -161,11 +219,13 @@ async fn check_splice(
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mut sessions, mut clients) = (1000usize, 4usize);
+    let mut overload = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--sessions" => sessions = it.next().and_then(|v| v.parse().ok()).unwrap(),
             "--clients" => clients = it.next().and_then(|v| v.parse().ok()).unwrap(),
+            "--overload" => overload = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -188,7 +248,7 @@ fn main() {
     tests::sim_ca::write(&ca, &dir.0.join("sim-ca")).unwrap();
     let control = dir.0.join("control.sock");
     let engine_config = EngineConfig {
-        session_cap: 1024,
+        session_cap: if overload { OVERLOAD_CAP } else { 1024 },
         ..EngineConfig::with_gateway_key(gw::gateway().verifying_key().to_bytes())
     };
     let config = ServiceConfig {
@@ -199,6 +259,7 @@ fn main() {
             publisher_key: gw::publisher().verifying_key(),
             engine: engine_config,
             events: None,
+            max_clock_skew_ms: enclave_core::trusted_time::DEFAULT_MAX_SKEW_MS,
         },
     };
     let nsm_dir = dir.0.join("sim-ca");
@@ -413,6 +474,40 @@ fn main() {
     });
     let e2e_per_s = (per_client * clients) as f64 / started.elapsed().as_secs_f64();
 
+    // Overload: 4x the cap of concurrent clients over a few shared connections.
+    let over = overload.then(|| {
+        let n_clients = 4 * OVERLOAD_CAP;
+        let per = (sessions / n_clients).max(2);
+        let channels: Vec<_> = (0..4).map(|_| runtime.block_on(connect())).collect();
+        let loads: Vec<_> = (0..n_clients)
+            .map(|c| {
+                let prepared: Vec<Prepared> = (0..per)
+                    .map(|n| prepare(enclave_node, &accounts, 1_000_000 + c * per + n, 0xd0))
+                    .collect();
+                (channels[c % channels.len()].clone(), prepared)
+            })
+            .collect();
+        let mut api = channels[0].clone();
+        runtime.block_on(async move {
+            let tasks: Vec<_> = loads
+                .into_iter()
+                .map(|(mut api, prepared)| {
+                    tokio::spawn(async move { overload_client(&mut api, &prepared).await })
+                })
+                .collect();
+            let mut all = Overload::default();
+            for t in tasks {
+                let seen = t.await.unwrap();
+                all.served_us.extend(seen.served_us);
+                all.refused_us.extend(seen.refused_us);
+                all.other_errors += seen.other_errors;
+                all.hangs += seen.hangs;
+            }
+            let status = api.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
+            (all, n_clients, status.sessions_in_use)
+        })
+    });
+
     let (e50, e99) = (pct(&mut e2e_lat, 0.5), pct(&mut e2e_lat, 0.99));
     let (g50, g99) = (pct(&mut engine_lat, 0.5), pct(&mut engine_lat, 0.99));
     let added = (e50 - g50) / 2.0;
@@ -432,7 +527,31 @@ fn main() {
     println!(
         "  ping p50: {grpc_ping_p50:.0} us through gRPC/TLS/bridge/wire, {wire_ping_p50:.0} us on the wire connection alone"
     );
-    println!(
-        r#"{{"bench":"e2e","e2e_sessions_per_s":{e2e_per_s:.0},"engine_sessions_per_s":{engine_per_s:.0},"e2e_p50_us":{e50:.0},"e2e_p99_us":{e99:.0},"engine_p50_us":{g50:.0},"added_us_per_round_trip":{added:.0},"grpc_ping_p50_us":{grpc_ping_p50:.0},"wire_ping_p50_us":{wire_ping_p50:.0}}}"#
+    let mut json = format!(
+        r#"{{"bench":"e2e","e2e_sessions_per_s":{e2e_per_s:.0},"engine_sessions_per_s":{engine_per_s:.0},"e2e_p50_us":{e50:.0},"e2e_p99_us":{e99:.0},"engine_p50_us":{g50:.0},"added_us_per_round_trip":{added:.0},"grpc_ping_p50_us":{grpc_ping_p50:.0},"wire_ping_p50_us":{wire_ping_p50:.0}"#
     );
+    if let Some((mut o, n_clients, open_after)) = over {
+        let (s50, s99) = (pct(&mut o.served_us, 0.5), pct(&mut o.served_us, 0.99));
+        let (r50, r99) = (pct(&mut o.refused_us, 0.5), pct(&mut o.refused_us, 0.99));
+        println!(
+            "  overload: {n_clients} clients, session cap {OVERLOAD_CAP}: {} served (p50 {s50:.0} us, p99 {s99:.0} us = {:.2}x the unloaded p50, goal <= 2), {} refused RESOURCE_EXHAUSTED (p50 {r50:.0} us, p99 {r99:.0} us, goal <= 1000), {} other errors, {} hangs, {open_after} sessions open after",
+            o.served_us.len(),
+            s99 / e50,
+            o.refused_us.len(),
+            o.other_errors,
+            o.hangs
+        );
+        assert_eq!(o.hangs, 0, "a call under overload got no answer");
+        assert_eq!(open_after, 0, "sessions leaked under overload");
+        assert!(!o.served_us.is_empty(), "nothing served under overload");
+        let _ = write!(
+            json,
+            r#","overload_clients":{n_clients},"overload_cap":{OVERLOAD_CAP},"overload_served":{},"overload_served_p50_us":{s50:.0},"overload_served_p99_us":{s99:.0},"overload_p99_over_unloaded_p50":{:.2},"overload_refused":{},"overload_refusal_p50_us":{r50:.0},"overload_refusal_p99_us":{r99:.0},"overload_hangs":{},"overload_open_after":{open_after}"#,
+            o.served_us.len(),
+            s99 / e50,
+            o.refused_us.len(),
+            o.hangs
+        );
+    }
+    println!("{json}}}");
 }

@@ -72,6 +72,7 @@ fn start_enclave_with(
                 ..EngineConfig::with_gateway_key(gw::gateway().verifying_key().to_bytes())
             },
             events: None,
+            max_clock_skew_ms: enclave_core::trusted_time::DEFAULT_MAX_SKEW_MS,
         },
     };
     let nsm_dir = dir.join("sim-ca");

@@ -200,7 +200,7 @@ fn test(root: &Path) -> Result {
         "2000",
     ]))?;
     bench_sign(&["--sessions", "20"], Some("dev"))?;
-    bench_e2e(&["--sessions", "20", "--clients", "2"], Some("dev"))?;
+    bench_e2e(&["--sessions", "20", "--clients", "2", "--overload"], Some("dev"))?;
     // The demo path end to end on a small share set: real processes, KMS emulator, mTLS.
     demo::task(root, &["--accounts", "200", "--sessions", "4"])?;
     // The kernel rebuilt in another directory, and the image (with the enclave binary in
@@ -381,11 +381,12 @@ fn print_deal(
 fn bench_e2e(rest: &[&str], profile: Option<&str>) -> Result {
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
-        let ok = matches!(*flag, "--sessions" | "--clients")
-            && it.next().is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n > 0));
+        let ok = *flag == "--overload"
+            || (matches!(*flag, "--sessions" | "--clients")
+                && it.next().is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n > 0)));
         if !ok {
             return Err(Failure(
-                "usage: cargo xtask bench e2e [--sessions N] [--clients N]".into(),
+                "usage: cargo xtask bench e2e [--sessions N] [--clients N] [--overload]".into(),
             ));
         }
     }

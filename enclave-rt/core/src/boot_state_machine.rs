@@ -98,6 +98,10 @@ pub trait Nsm {
         public_key: &[u8],
         user_data: &[u8],
     ) -> Result<Vec<u8>, NsmError>;
+
+    /// The NSM's clock, Unix ms: the timestamp of a fresh attestation document, a clock
+    /// the parent cannot move ([`crate::trusted_time`]).
+    fn time_ms(&mut self) -> Result<u64, NsmError>;
 }
 
 /// The NSM failed; carries a non-secret description.
@@ -256,6 +260,11 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
             return Err(NsmError("not serving".into()));
         }
         self.nsm.attest(nonce, &[], user_data)
+    }
+
+    /// The NSM's clock ([`Nsm::time_ms`]), for the serving core's clock check.
+    pub fn nsm_time_ms(&mut self) -> Result<u64, NsmError> {
+        self.nsm.time_ms()
     }
 
     /// Handles one message from the parent. Returns what to send back, if anything. A

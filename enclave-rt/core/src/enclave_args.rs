@@ -9,7 +9,7 @@
 //! ```text
 //! --control ADDR --logs ADDR --gateway-key HEX --publisher-key HEX [--memory-budget-mib N]
 //! [--store-limit-mib N] [--allow-empty] [--session-cap N] [--session-ttl-secs N]
-//! [--max-grant-lifetime-secs N] [--replay-window N] [--quiet]
+//! [--max-grant-lifetime-secs N] [--replay-window N] [--max-clock-skew-ms N] [--quiet]
 //! [--sim-nsm-dir DIR] [--sim-pcr INDEX=HEX ...] [--heartbeat ADDR]
 //! [--events-url URL --answers-url URL]
 //! ADDR: vsock:CID:PORT | unix:PATH
@@ -22,6 +22,7 @@ use crate::serving::ServingConfig;
 use crate::session_events::EventsConfig;
 use crate::share_loader::LoaderConfig;
 use crate::signing_engine::{EngineConfig, check_gateway_key};
+use crate::trusted_time::DEFAULT_MAX_SKEW_MS;
 
 /// A listening or connecting address: vsock in an enclave, a Unix socket in local runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +86,8 @@ pub const DEFAULT_MEMORY_BUDGET_MIB: usize = 1024;
 pub const DEFAULT_STORE_LIMIT_MIB: u64 = 768;
 
 /// The options that take a value, besides the required ones and the event URLs.
-const WITH_VALUE: [&str; 9] = [
+const WITH_VALUE: [&str; 10] = [
+    "--max-clock-skew-ms",
     "--memory-budget-mib",
     "--store-limit-mib",
     "--session-cap",
@@ -135,6 +137,8 @@ pub struct EnclaveArgs {
     pub sim_pcrs: Vec<(u64, [u8; 48])>,
     /// Where PID 1 sends the Nitro heartbeat.
     pub heartbeat: Address,
+    /// How far the wall clock may be from the NSM's before new sessions are refused, ms.
+    pub max_clock_skew_ms: u64,
     /// The gateway's session events, if the enclave subscribes to them.
     pub events: Option<EventsConfig>,
 }
@@ -163,6 +167,7 @@ impl EnclaveArgs {
             sim_nsm_dir: None,
             sim_pcrs: Vec::new(),
             heartbeat: NITRO_HEARTBEAT,
+            max_clock_skew_ms: DEFAULT_MAX_SKEW_MS,
             events: None,
         })
     }
@@ -226,6 +231,7 @@ impl EnclaveArgs {
             "--sim-nsm-dir" => self.sim_nsm_dir = Some(PathBuf::from(v)),
             "--sim-pcr" => self.sim_pcrs.push(sim_pcr(v)?),
             "--heartbeat" => self.heartbeat = address(arg, v)?,
+            "--max-clock-skew-ms" => self.max_clock_skew_ms = number(arg, v, 1, 3_600_000)?,
             _ => return Err(ArgsError(format!("unknown argument `{arg}`"))),
         }
         Ok(())
@@ -262,6 +268,7 @@ impl EnclaveArgs {
                 defaults.max_grant_lifetime_secs,
             ),
             ("--replay-window", self.engine.replay_window as u64, defaults.replay_window as u64),
+            ("--max-clock-skew-ms", self.max_clock_skew_ms, DEFAULT_MAX_SKEW_MS),
         ];
         for (flag, value, default) in numbers {
             if value != default {
@@ -306,6 +313,7 @@ impl EnclaveArgs {
             publisher_key,
             engine: self.engine,
             events: self.events.clone(),
+            max_clock_skew_ms: self.max_clock_skew_ms,
         })
     }
 

@@ -50,6 +50,7 @@ pub mod share_json;
 pub mod share_loader;
 pub mod share_store;
 pub mod signing_engine;
+pub mod trusted_time;
 
 /// Whether this build carries the fuzz oracles; the `nsm` flavour of `enclave-rt` asserts
 /// at compile time that it does not.

@@ -34,6 +34,7 @@ use crate::share_store::ShareStore;
 use crate::signing_engine::{
     CommitAnswer, EngineConfig, EngineError, Now, SignAnswer, SigningEngine,
 };
+use crate::trusted_time::{Change, ClockCheck};
 
 /// Bytes of answers waiting for the parent above which the core stops taking frames: a
 /// parent that stops reading cannot make the enclave's memory grow. Frames already read
@@ -85,6 +86,8 @@ pub struct ServingConfig {
     pub engine: EngineConfig,
     /// The gateway's session event stream and where answers go (none: gRPC only).
     pub events: Option<EventsConfig>,
+    /// How far our wall clock may be from the NSM's before new sessions are refused, ms.
+    pub max_clock_skew_ms: u64,
 }
 
 /// The parent sent bytes that are not a frame: the shell drops the connection.
@@ -109,6 +112,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
                 engine: None,
                 engine_config: config.engine,
                 events: config.events.clone().map(SessionEvents::new),
+                clock: ClockCheck::new(config.max_clock_skew_ms),
                 started: now,
                 parent: false,
                 paused: false,
@@ -219,6 +223,10 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
         if let Some(due) = r.events.as_ref().and_then(|ev| ev.wake_in(now)) {
             wake = Some(wake.map_or(due, |w| w.min(due)));
         }
+        if r.engine.is_some() {
+            let due = r.clock.wake_in(now);
+            wake = Some(wake.map_or(due, |w| w.min(due)));
+        }
         wake
     }
 
@@ -226,6 +234,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
     /// Cheap when there is nothing to do; the shell calls it on every turn.
     pub fn handle_timeout(&mut self, clock: Clock) {
         self.router.subscribe_if_due(clock.instant);
+        self.router.check_clock(clock);
         if let Some(e) = &mut self.router.engine {
             let wiped = e.expire(clock.unix);
             if wiped > 0 {
@@ -265,6 +274,8 @@ struct Router<N: Nsm, R> {
     engine: Option<SigningEngine<R>>,
     engine_config: EngineConfig,
     events: Option<SessionEvents>,
+    /// Our wall clock against the NSM's ([`crate::trusted_time`]).
+    clock: ClockCheck,
     started: Instant,
     parent: bool,
     /// Input is paused ([`OUTGOING_LIMIT`]); logged once per pause.
@@ -329,6 +340,12 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
                 self.relay(message, clock);
                 Reply::None
             }
+            Message::CommitRequest(_) if self.engine.is_some() && !self.clock_trusted(clock) => {
+                Reply::Rpc(
+                    RpcErrorCode::FAILED_PRECONDITION,
+                    "the enclave's clock is not trusted (skew against the NSM beyond the bound)",
+                )
+            }
             m => match (&mut self.engine, self.machine.store()) {
                 (Some(engine), Some(store)) => serve(engine, store, m, clock.unix, &mut self.logs),
                 _ => Reply::Rpc(RpcErrorCode::FAILED_PRECONDITION, "not serving: boot incomplete"),
@@ -386,6 +403,42 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
                 )),
             },
             Some(output) => Reply::Boot(output),
+        }
+    }
+
+    /// Whether grants may be checked against our clock: measured now if due.
+    fn clock_trusted(&mut self, clock: Clock) -> bool {
+        self.check_clock(clock);
+        self.clock.trusted()
+    }
+
+    /// Serving: measures our clock against the NSM's when due; a change is logged, and
+    /// losing trust is an alert (`clock_skew`).
+    fn check_clock(&mut self, clock: Clock) {
+        if self.engine.is_none() || !self.clock.due(clock.instant) {
+            return;
+        }
+        let ours_ms = clock.unix.unix_micros / 1000;
+        let nsm = self.machine.nsm_time_ms();
+        let bound = self.clock.max_skew_ms().to_string();
+        match self.clock.record(clock.instant, ours_ms, nsm) {
+            Change::Same => {}
+            Change::Trusted(skew) => {
+                let skew = skew.to_string();
+                let fields = [("skew_ms", skew.as_str()), ("max_skew_ms", bound.as_str())];
+                self.logs.log(LogLevel::Info, "clock", "clock trusted", &fields);
+            }
+            Change::Untrusted(skew) => {
+                let skew =
+                    skew.map_or_else(|| "unknown (no NSM time)".to_owned(), |s| s.to_string());
+                let fields = [
+                    ("reason", "clock_skew"),
+                    ("skew_ms", skew.as_str()),
+                    ("max_skew_ms", bound.as_str()),
+                ];
+                let message = "clock not trusted: new sessions refused";
+                self.logs.log(LogLevel::Error, ALERT_TARGET, message, &fields);
+            }
         }
     }
 

@@ -32,11 +32,19 @@ impl Nsm for RecordingNsm {
         doc.extend_from_slice(nonce);
         Ok(doc)
     }
+
+    fn time_ms(&mut self) -> Result<u64, NsmError> {
+        Ok(CTX.unix_ms)
+    }
 }
 
 struct FailingNsm;
 impl Nsm for FailingNsm {
     fn attest(&mut self, _: &[u8], _: &[u8], _: &[u8]) -> Result<Vec<u8>, NsmError> {
+        Err(NsmError("device unavailable".into()))
+    }
+
+    fn time_ms(&mut self) -> Result<u64, NsmError> {
         Err(NsmError("device unavailable".into()))
     }
 }

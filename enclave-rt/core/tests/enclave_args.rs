@@ -30,6 +30,7 @@ fn every_option_survives_the_round_trip() {
     a.engine.session_ttl_secs = 11;
     a.engine.max_grant_lifetime_secs = 90;
     a.engine.replay_window = 4096;
+    a.max_clock_skew_ms = 2_500;
     a.quiet = true;
     a.sim_nsm_dir = Some(PathBuf::from("/etc/enclave-rt/sim-nsm"));
     a.sim_pcrs = vec![(0, [0xab; 48]), (2, [0x01; 48])];
@@ -38,6 +39,7 @@ fn every_option_survives_the_round_trip() {
     let file = a.to_file();
     let b = EnclaveArgs::parse_file(&format!("# measured\n\n{file}")).unwrap();
     assert_eq!(b.to_lines(), a.to_lines());
+    assert_eq!(b.serving_config().unwrap().max_clock_skew_ms, 2_500);
     assert_eq!((b.control, b.logs, b.heartbeat), (a.control, a.logs, a.heartbeat));
     assert_eq!((b.memory_budget_mib, b.store_limit_mib), (2048, 1500));
     assert!(b.allow_empty && b.quiet);
@@ -45,6 +47,7 @@ fn every_option_survives_the_round_trip() {
     assert_eq!(b.publisher_key, a.publisher_key);
     assert_eq!((b.engine.session_cap, b.engine.session_ttl_secs), (17, 11),);
     assert_eq!((b.engine.max_grant_lifetime_secs, b.engine.replay_window), (90, 4096));
+    assert_eq!(b.max_clock_skew_ms, 2_500);
     assert_eq!(b.sim_nsm_dir, a.sim_nsm_dir);
     assert_eq!(b.sim_pcrs, a.sim_pcrs);
     assert_eq!(b.events, a.events);
@@ -80,6 +83,7 @@ fn bad_arguments_are_refused_by_name() {
         assert!(e.0.contains(needle), "`{}` does not name `{needle}`", e.0);
     };
     refused(base(&["--session-cap", "0"]), "--session-cap");
+    refused(base(&["--max-clock-skew-ms", "0"]), "--max-clock-skew-ms");
     refused(base(&["--session-cap"]), "--session-cap needs a value");
     refused(base(&["--memory-budget-mib", "lots"]), "--memory-budget-mib");
     refused(base(&["--sim-pcr", "0=abcd"]), "--sim-pcr");

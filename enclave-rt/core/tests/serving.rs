@@ -25,9 +25,9 @@ use wire::{
 };
 
 /// Records the public key and the user data it was asked to attest; the "document" is the
-/// nonce.
+/// nonce. Its clock is what the harness sets (`None`: the NSM gives no time).
 #[derive(Clone, Default)]
-struct RecordingNsm(Arc<Mutex<Option<Vec<u8>>>>, Arc<Mutex<Vec<u8>>>);
+struct RecordingNsm(Arc<Mutex<Option<Vec<u8>>>>, Arc<Mutex<Vec<u8>>>, Arc<Mutex<Option<u64>>>);
 
 impl Nsm for RecordingNsm {
     fn attest(
@@ -40,6 +40,10 @@ impl Nsm for RecordingNsm {
         *self.1.lock().unwrap() = user_data.to_vec();
         Ok(nonce.to_vec())
     }
+
+    fn time_ms(&mut self) -> Result<u64, NsmError> {
+        self.2.lock().unwrap().ok_or_else(|| NsmError("no time".into()))
+    }
 }
 
 const MEMORY: MemoryStats =
@@ -50,8 +54,13 @@ struct Harness {
     core: Serving<RecordingNsm, StdRng>,
     nsm: RecordingNsm,
     start: Instant,
-    /// Seconds since `start` (monotonic) and since `NOW_UNIX` (wall clock) of the next step.
+    /// Seconds since `start` (monotonic) and since `NOW_UNIX` (the NSM's clock) of the next
+    /// step.
     at: u64,
+    /// How far the enclave's wall clock is ahead of the NSM's, ms (a parent moving it).
+    ahead_ms: i64,
+    /// The NSM gives no time.
+    nsm_clock_down: bool,
 }
 
 impl Harness {
@@ -69,18 +78,24 @@ impl Harness {
             publisher_key: tests::gateway::publisher().verifying_key(),
             engine: common::signing::config(),
             events,
+            max_clock_skew_ms: 5_000,
         };
         let start = Instant::now();
         let logs = LogRing::new(1 << 20, false);
         let mut core = Serving::new(&config, nsm.clone(), StdRng::seed_from_u64(seed), logs, start);
         core.parent_connected();
-        Self { core, nsm, start, at: 0 }
+        Self { core, nsm, start, at: 0, ahead_ms: 0, nsm_clock_down: false }
     }
 
+    /// The time of the next step: the NSM's clock is `NOW_UNIX + at`; ours is `ahead_ms`
+    /// ahead of it.
     fn clock(&self) -> Clock {
+        let nsm_ms = (NOW_UNIX + self.at) * 1000;
+        *self.nsm.2.lock().unwrap() = (!self.nsm_clock_down).then_some(nsm_ms);
+        let ours_ms = nsm_ms.checked_add_signed(self.ahead_ms).unwrap();
         Clock {
             instant: self.start + Duration::from_secs(self.at),
-            unix: Now { unix_micros: (NOW_UNIX + self.at) * 1_000_000 },
+            unix: Now { unix_micros: ours_ms * 1000 },
         }
     }
 
@@ -333,7 +348,58 @@ fn expired_sessions_are_wiped_by_the_timer_with_the_time_passed_in() {
     h.core.handle_timeout(h.clock());
     h.send(32, &StatusRequest {});
     assert!(matches!(h.one().1, OwnedAnswer::Status { sessions: 0, .. }));
-    assert_eq!(h.core.poll_timeout(h.clock().instant), None);
+    // No session left: the next wake is the clock check, due 60 s after the first.
+    assert_eq!(h.core.poll_timeout(h.clock().instant), Some(Duration::from_secs(29)));
+}
+
+/// Grants are checked against our wall clock, which the test moves away from the NSM's:
+/// beyond the bound new sessions are refused and an alert is logged; back within it, they
+/// are served again. A silent NSM leaves the clock untrusted too (fail closed).
+#[test]
+fn a_clock_moved_away_from_the_nsms_refuses_new_sessions_until_it_is_back() {
+    let (mut h, account) = serving_harness(None);
+    let grant = |h: &Harness, session: u8| {
+        let node = answer_key_from_user_data(&h.nsm.1.lock().unwrap()).unwrap();
+        let expires = NOW_UNIX + h.at + 60;
+        Grant::new(node, Scheme::Ed25519, &account, session, b"pay 1 to bob", expires)
+    };
+    // Measured at the first request: in step, served.
+    h.send(40, &grant(&h, 1).request());
+    assert_eq!(h.one(), (40, OwnedAnswer::Commit([1; 16])));
+    assert!(log_text(&mut h.core).contains("clock trusted"));
+    // Our clock moves 10 minutes ahead; within the check interval nothing is measured yet.
+    h.ahead_ms = 600_000;
+    h.at = 30;
+    h.core.handle_timeout(h.clock());
+    assert!(!log_text(&mut h.core).contains("clock not trusted"));
+    // At the next check: refused, named, and an alert with the skew.
+    h.at = 61;
+    h.core.handle_timeout(h.clock());
+    let text = log_text(&mut h.core);
+    assert!(text.contains("clock not trusted") && text.contains("clock_skew"), "{text}");
+    assert!(
+        text.contains(enclave_core::serving::ALERT_TARGET) && text.contains("600000"),
+        "{text}"
+    );
+    h.send(41, &grant(&h, 2).request());
+    let (stream, answer) = h.one();
+    assert_eq!(stream, 41);
+    let OwnedAnswer::Rpc(RpcErrorCode::FAILED_PRECONDITION, detail) = answer else {
+        panic!("{answer:?}")
+    };
+    assert!(detail.contains("clock"), "{detail}");
+    // Back in step (within 5 s): served again once measured.
+    h.ahead_ms = -4_000;
+    h.at = 122;
+    h.send(42, &grant(&h, 3).request());
+    assert_eq!(h.one(), (42, OwnedAnswer::Commit([3; 16])));
+    assert!(log_text(&mut h.core).contains("clock trusted"));
+    // The NSM gives no time: untrusted at the next check.
+    h.nsm_clock_down = true;
+    h.at = 183;
+    h.send(43, &grant(&h, 4).request());
+    assert!(matches!(h.one(), (43, OwnedAnswer::Rpc(RpcErrorCode::FAILED_PRECONDITION, _))));
+    assert!(log_text(&mut h.core).contains("no NSM time"));
 }
 
 #[test]
