@@ -102,13 +102,11 @@ impl SignedManifest {
     /// Signs `manifest` with the publisher's Ed25519 `seed`.
     #[must_use]
     pub fn sign(manifest: ShareManifest, seed: &[u8; 32]) -> Self {
-        let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(seed)
-            .unwrap_or_else(|_| unreachable!("any 32 bytes are an Ed25519 seed"));
-        let mut signature = [0u8; 64];
-        signature.copy_from_slice(pair.sign(&manifest_statement(&manifest)).as_ref());
-        let mut publisher_key = [0u8; 32];
-        publisher_key.copy_from_slice(ring::signature::KeyPair::public_key(&pair).as_ref());
-        Self { manifest, publisher_key, signature }
+        use ed25519_dalek::Signer as _;
+        // The same Ed25519 implementation the enclave verifies with (`verify_strict`).
+        let key = ed25519_dalek::SigningKey::from_bytes(seed);
+        let signature = key.sign(&manifest_statement(&manifest)).to_bytes();
+        Self { manifest, publisher_key: key.verifying_key().to_bytes(), signature }
     }
 
     /// The manifest of `ciphertext` (its length and SHA-256), signed.
@@ -174,15 +172,17 @@ impl SignedManifest {
             + "\n"
     }
 
-    /// Whether the signature verifies under the manifest's own publisher key (the tools'
-    /// self-check; the enclave verifies under its measured key).
+    /// Whether the signature verifies (strictly, as the enclave checks it) under the
+    /// manifest's own publisher key (the tools' self-check; the enclave verifies under its
+    /// measured key).
     ///
     /// # Errors
     /// [`ManifestError::Signature`].
     pub fn verify(&self) -> Result<(), ManifestError> {
-        let key =
-            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, self.publisher_key);
-        key.verify(&manifest_statement(&self.manifest), &self.signature)
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.publisher_key)
+            .map_err(|_| ManifestError::Signature)?;
+        let signature = ed25519_dalek::Signature::from_bytes(&self.signature);
+        key.verify_strict(&manifest_statement(&self.manifest), &signature)
             .map_err(|_| ManifestError::Signature)
     }
 
@@ -296,11 +296,7 @@ pub fn create_publisher_key(path: &Path) -> Result<[u8; 32], ManifestError> {
 /// The Ed25519 public key of `seed`.
 #[must_use]
 pub fn public_key(seed: &[u8; 32]) -> [u8; 32] {
-    let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(seed)
-        .unwrap_or_else(|_| unreachable!("any 32 bytes are an Ed25519 seed"));
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ring::signature::KeyPair::public_key(&pair).as_ref());
-    out
+    ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().to_bytes()
 }
 
 /// Fuzz oracle (`parent-shim/fuzz`, and the unit tests): any bytes give a typed result,
