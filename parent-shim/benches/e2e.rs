@@ -233,14 +233,7 @@ fn main() {
     let dir = tests::cms_openssl::workdir("bench-e2e");
     let shares = dir.0.join("shares");
     let deal = GenConfig::new(ACCOUNTS, SchemeChoice::Ed25519, 2, 2);
-    tests::share_gen::generate(
-        deal,
-        &tests::share_gen::Dealer::demo(),
-        &shares,
-        &mut rand::rngs::OsRng,
-        &mut |_| {},
-    )
-    .unwrap();
+    tests::share_gen::generate_for_tests(deal, &shares);
     let accounts = tests::gateway_sim::load_accounts(&shares).unwrap();
 
     // The enclave service on its own thread.

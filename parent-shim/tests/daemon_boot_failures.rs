@@ -93,14 +93,7 @@ async fn a_share_file_for_another_age_key() {
     // Another generation's file, encrypted to another recipient.
     let other = c.dir.0.join("other");
     let deal = GenConfig::new(20, SchemeChoice::Both, 2, 2);
-    tests::share_gen::generate(
-        deal,
-        &tests::share_gen::Dealer::demo(),
-        &other,
-        &mut rand::rngs::OsRng,
-        &mut |_| {},
-    )
-    .unwrap();
+    tests::share_gen::generate_for_tests(deal, &other);
     // With its own genuine manifest: the publisher signed it, but not for this identity.
     for name in [files::SHARES, files::MANIFEST] {
         std::fs::copy(other.join(name), c.dir.0.join("shares").join(name)).unwrap();

@@ -139,14 +139,7 @@ async fn reencryption_with_the_wrong_identity_writes_nothing() {
     let (c, _config) = case("reencrypt-wrong", 7, 7).await;
     let other = c.dir.0.join("other");
     let deal = GenConfig::new(2, SchemeChoice::Both, 2, 2);
-    tests::share_gen::generate(
-        deal,
-        &tests::share_gen::Dealer::demo(),
-        &other,
-        &mut rand::rngs::OsRng,
-        &mut |_| {},
-    )
-    .unwrap();
+    tests::share_gen::generate_for_tests(deal, &other);
     let new = c.dir.0.join("rotated");
     let out = reencrypt(&c, &other.join(files::IDENTITY), &new);
     assert!(!out.status.success());

@@ -106,14 +106,7 @@ fn start_enclave_with(
 async fn stack(name: &str, session_cap: usize) -> Stack {
     let dir = tests::cms_openssl::workdir(&format!("grpc-{name}"));
     let config = GenConfig::new(4, SchemeChoice::Both, 2, 3);
-    tests::share_gen::generate(
-        config,
-        &tests::share_gen::Dealer::demo(),
-        &dir.0.join("shares"),
-        &mut rand::rngs::OsRng,
-        &mut |_| {},
-    )
-    .unwrap();
+    tests::share_gen::generate_for_tests(config, &dir.0.join("shares"));
     let (control, root_der) = start_enclave(&dir.0, session_cap);
     let (client, record) = boot_enclave(&control, &dir.0.join("shares"), &root_der, 0).await;
     let ca = tests::tls_certs::Ca::new("gateway-ca").unwrap();

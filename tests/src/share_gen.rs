@@ -415,6 +415,16 @@ pub fn generate<R: RngCore + CryptoRng>(
     Ok(summary)
 }
 
+/// [`generate`] for tests and benchmarks: the demo dealer ([`Dealer::demo`]), the OS RNG,
+/// no progress.
+///
+/// # Panics
+/// If generation fails (a test setup error).
+pub fn generate_for_tests(config: GenConfig, dir: &Path) -> GenSummary {
+    generate(config, &Dealer::demo(), dir, &mut rand::rngs::OsRng, &mut |_| {})
+        .unwrap_or_else(|e| panic!("generating shares in {}: {e}", dir.display()))
+}
+
 /// The escrow's file, age-encrypted to its recipient, if this layout gives it parties.
 fn escrow_writer(
     config: GenConfig,

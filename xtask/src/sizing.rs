@@ -171,14 +171,7 @@ mod tests {
                 let dir = std::env::temp_dir()
                     .join(format!("xtask-size-{}-{scheme}-{accounts}", std::process::id()));
                 let config = ::tests::share_gen::GenConfig::new(accounts, choice, 2, 2);
-                ::tests::share_gen::generate(
-                    config,
-                    &::tests::share_gen::Dealer::demo(),
-                    &dir,
-                    &mut rand::rngs::OsRng,
-                    &mut |_| {},
-                )
-                .unwrap();
+                ::tests::share_gen::generate_for_tests(config, &dir);
                 let file = std::fs::read(dir.join(::tests::share_gen::files::SHARES)).unwrap();
                 let real = file.len() as u64;
                 // The store the real loader allocates is the one `compute` announces.

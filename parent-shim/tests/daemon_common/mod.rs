@@ -54,14 +54,7 @@ pub(crate) async fn case_with(
     let dir = tests::cms_openssl::workdir(&format!("daemon-{name}"));
     let shares = dir.0.join("shares");
     let config = GenConfig::new(accounts, SchemeChoice::Both, 2, 2);
-    tests::share_gen::generate(
-        config,
-        &tests::share_gen::Dealer::demo(),
-        &shares,
-        &mut rand::rngs::OsRng,
-        &mut |_| {},
-    )
-    .unwrap();
+    tests::share_gen::generate_for_tests(config, &shares);
     // The demo publisher's seed, as the operator keeps it (owner-only), for the tools.
     {
         use std::os::unix::fs::OpenOptionsExt;
