@@ -21,6 +21,7 @@ use wire::{Message, RpcErrorCode};
 use crate::enclave_boot::BootRecord;
 use crate::enclave_client::{ClientError, EnclaveClient, Reply};
 use crate::enclave_link::EnclaveLink;
+use crate::session_gate::{Admission, Admit, SessionGate};
 
 /// The generated protobuf and gRPC code.
 #[allow(missing_docs, clippy::pedantic, unreachable_pub)]
@@ -84,6 +85,11 @@ pub struct Bridge {
     link: Arc<EnclaveLink>,
     boot: Arc<BootRecord>,
     timeout: Duration,
+    /// The count of open sessions in front of the enclave's cap (`session_gate`), set up
+    /// from the enclave's status after the first commit; `None` inside if it has no engine.
+    gate: Arc<std::sync::OnceLock<Option<SessionGate>>>,
+    /// The status request that sets up `gate` is on its way.
+    gate_asked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Bridge {
@@ -91,7 +97,51 @@ impl Bridge {
     /// every call (a client's shorter `grpc-timeout` wins).
     #[must_use]
     pub fn new(link: Arc<EnclaveLink>, boot: Arc<BootRecord>, timeout: Duration) -> Self {
-        Self { link, boot, timeout }
+        let bridge = Self { link, boot, timeout, gate: Arc::default(), gate_asked: Arc::default() };
+        // Ask for the enclave's cap now, so the first sessions are counted too.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = bridge.gate();
+        }
+        bridge
+    }
+
+    /// The admission count, from the enclave's cap and session TTL. Until the enclave's
+    /// status has answered (asked for once, in the background, at the first commit; again
+    /// if that failed), and if the enclave has no signing engine, `None`: forward uncounted.
+    fn gate(&self) -> Option<&SessionGate> {
+        use std::sync::atomic::Ordering;
+        if let Some(gate) = self.gate.get() {
+            return gate.as_ref();
+        }
+        if self.gate_asked.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let (cell, asked) = (Arc::clone(&self.gate), Arc::clone(&self.gate_asked));
+        let Ok(client) = self.client() else {
+            asked.store(false, Ordering::Release);
+            return None;
+        };
+        let timeout = self.timeout;
+        tokio::spawn(async move {
+            let status = Message::StatusRequest(wire::StatusRequest {});
+            let reply = client.call(&status, timeout).await;
+            match reply.as_ref().map(Reply::message) {
+                Ok(Ok(Message::Status(s))) => {
+                    let cap = usize::try_from(s.session_cap).unwrap_or(usize::MAX);
+                    let ttl = Duration::from_secs(u64::from(s.session_ttl_secs));
+                    let _ = cell.set((cap > 0).then(|| SessionGate::new(cap, ttl)));
+                }
+                _ => asked.store(false, Ordering::Release),
+            }
+        });
+        None
+    }
+
+    /// The session is over: its slot in the count is free.
+    fn release(&self, session_id: &[u8; 16]) {
+        if let Some(gate) = self.gate.get().and_then(Option::as_ref) {
+            gate.release(session_id);
+        }
     }
 
     fn client(&self) -> Result<Arc<EnclaveClient>, Status> {
@@ -119,6 +169,11 @@ impl Bridge {
         guard.armed = reply.is_err();
         reply.map_err(|e| client_status(&e))
     }
+}
+
+/// Unix seconds now, by the parent's clock (only to size the admission count's entries).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn fixed<const N: usize>(field: &str, bytes: &[u8]) -> Result<[u8; N], Status> {
@@ -209,6 +264,19 @@ impl Bridge {
             _ => return Err(Status::invalid_argument("scheme must be ED25519 or SECP256K1_TR")),
         };
         let session_id = fixed::<16>("session_id", &r.session_id)?;
+        // Refused at once at the enclave's cap, without queueing behind other requests.
+        let gate = self.gate();
+        let grant_left = Duration::from_secs(r.expires_at_unix.saturating_sub(unix_now()));
+        let admission = match gate.map(|g| (g, g.admit(session_id, grant_left, Instant::now()))) {
+            Some((g, Admit::Full)) => {
+                return Err(Status::resource_exhausted(format!(
+                    "session table full ({} sessions open, the enclave's cap)",
+                    g.cap()
+                )));
+            }
+            Some((g, Admit::Admitted)) => Some(Admission::new(g, session_id)),
+            Some((_, Admit::Duplicate)) | None => None,
+        };
         let request = wire::CommitRequest {
             scheme,
             account_id: &r.account_id,
@@ -227,6 +295,9 @@ impl Bridge {
             }),
             _ => None,
         })?;
+        if let Some(a) = admission {
+            a.keep();
+        }
         Ok(Response::new(answer))
     }
 
@@ -238,7 +309,10 @@ impl Bridge {
         let r = request.into_inner();
         let session_id = fixed::<16>("session_id", &r.session_id)?;
         let request = wire::SignRequest { session_id, signing_package: &r.signing_package };
-        let reply = self.session_call(&Message::SignRequest(request), session_id, deadline).await?;
+        let reply = self.session_call(&Message::SignRequest(request), session_id, deadline).await;
+        // Round 2 ends the session in the enclave whatever its outcome.
+        self.release(&session_id);
+        let reply = reply?;
         let answer = expect(&reply, |m| match m {
             Message::SignResponse(s) => Some(pb::SignResponse {
                 session_id: s.session_id.to_vec(),
@@ -255,7 +329,9 @@ impl Bridge {
         request: Request<pb::AbortRequest>,
     ) -> Result<Response<pb::AbortResponse>, Status> {
         let session_id = fixed::<16>("session_id", &request.into_inner().session_id)?;
-        let reply = self.call(&Message::AbortRequest(wire::AbortRequest { session_id })).await?;
+        let reply = self.call(&Message::AbortRequest(wire::AbortRequest { session_id })).await;
+        self.release(&session_id);
+        let reply = reply?;
         let session_id = expect(&reply, |m| match m {
             Message::AbortResponse(a) => Some(a.session_id.to_vec()),
             _ => None,

@@ -48,6 +48,7 @@ pub mod metrics;
 pub mod pcrs_file;
 pub mod relying_party;
 pub mod s3_fetch;
+pub mod session_gate;
 pub mod share_manifest;
 pub mod share_reencrypt;
 pub mod systemd_notify;

@@ -595,6 +595,9 @@ messages! {
         session_cap: u32,
         /// Milliseconds since the enclave started.
         uptime_ms: u64,
+        /// Seconds after which an open session is wiped (with its grant's expiry, whichever
+        /// is first): the parent's admission count frees slots no later than the enclave.
+        session_ttl_secs: u32,
     }
     /// Ask a serving enclave for a fresh attestation document over `nonce` (answered with
     /// [`Attestation`]; its `user_data` carries the answer key, it has no `public_key`).

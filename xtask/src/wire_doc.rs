@@ -172,6 +172,7 @@ fn examples() -> Vec<(u32, Message<'static>)> {
                 sessions_in_use: 3,
                 session_cap: 256,
                 uptime_ms: 60_000,
+                session_ttl_secs: 30,
             }),
         ),
         (9, Message::AttestRequest(wire::AttestRequest { nonce: &NONCE })),

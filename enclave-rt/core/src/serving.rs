@@ -367,6 +367,8 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             session_cap: u32::try_from(cap).unwrap_or(u32::MAX),
             uptime_ms: u64::try_from(now.saturating_duration_since(self.started).as_millis())
                 .unwrap_or(u64::MAX),
+            session_ttl_secs: u32::try_from(self.engine_config.session_ttl_secs)
+                .unwrap_or(u32::MAX),
         }
     }
 
