@@ -58,8 +58,9 @@ fn service_config(args: &EnclaveArgs) -> Result<ServiceConfig, String> {
     Ok(ServiceConfig { control: args.control.clone(), logs: args.logs.clone(), serving })
 }
 
-/// What only the production flavour refuses: a gateway key whose private half is published
-/// (the build refuses to make such an image; this holds for an image made any other way).
+/// What only the production flavour refuses: a gateway or publisher key whose private half
+/// is published (the build refuses to make such an image; this holds for an image made any
+/// other way).
 fn production_checks(args: EnclaveArgs) -> Result<EnclaveArgs, String> {
     if cfg!(feature = "nsm") {
         enclave_core::enclave_args::refuse_published_keys(&args).map_err(|e| e.to_string())?;
@@ -69,8 +70,12 @@ fn production_checks(args: EnclaveArgs) -> Result<EnclaveArgs, String> {
 
 fn main() -> ExitCode {
     let pid1 = enclave_rt::pid1::is_pid1();
-    let args = match parse_args().and_then(production_checks) {
-        Ok(a) => a,
+    // Everything about the arguments is checked here, before PID 1's work starts.
+    let checked = parse_args()
+        .and_then(production_checks)
+        .and_then(|args| service_config(&args).map(|config| (args, config)));
+    let (args, config) = match checked {
+        Ok(checked) => checked,
         Err(e) => {
             eprintln!("enclave-rt: {e}");
             if pid1 {
@@ -97,16 +102,6 @@ fn main() -> ExitCode {
             "enclave-rt: no NSM (see above, or built without a flavour: --features sim or nsm)"
         );
         return ExitCode::from(2);
-    };
-    let config = match service_config(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("enclave-rt: {e}");
-            if pid1 {
-                enclave_rt::pid1::end_enclave();
-            }
-            return ExitCode::from(2);
-        }
     };
     let result = run(&config, nsm, &|| ALLOC.stats(), &|| ALLOC.take_watermark_alert(), logs);
     match result {
