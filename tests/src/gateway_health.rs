@@ -42,6 +42,9 @@ struct FeedState {
     resumed_after: Vec<String>,
     /// `(event id, body)` of every answer posted.
     answers: Vec<(String, Vec<u8>)>,
+    /// The endpoint is "down": connections are closed as they arrive and live event
+    /// streams end (the feed and the answers are kept for when it comes back).
+    down: bool,
 }
 
 impl Feed {
@@ -80,6 +83,10 @@ impl HealthEndpoint {
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
+                if events.with(|f| f.down) {
+                    drop(tcp);
+                    continue;
+                }
                 let (acceptor, reports) = (acceptor.clone(), Arc::clone(&shared));
                 let (seen, events) = (Arc::clone(&seen), Arc::clone(&events));
                 tokio::spawn(async move {
@@ -105,6 +112,13 @@ impl HealthEndpoint {
         });
         self.feed.changed.notify_waiters();
         id
+    }
+
+    /// Takes the endpoint down (`true`: every connection refused, live event streams
+    /// ended) or brings it back, on the same port and with the same feed.
+    pub fn set_down(&self, down: bool) {
+        self.feed.with(|f| f.down = down);
+        self.feed.changed.notify_waiters();
     }
 
     /// The next subscription connection ends after sending `n` events (once).
@@ -226,6 +240,9 @@ fn event_stream(feed: Arc<Feed>, after: &str) -> Body {
         let mut sent = 0;
         loop {
             let changed = feed.changed.notified();
+            if feed.with(|f| f.down) {
+                return;
+            }
             let pending: Vec<(String, String)> =
                 feed.with(|f| f.events[next.min(f.events.len())..].to_vec());
             for (event, data) in pending {

@@ -38,6 +38,11 @@ cargo xtask <task>
   bench e2e [--sessions N] [--clients N]
                        sessions through gRPC/mTLS -> parent -> wire -> enclave and back,
                        against the enclave engine alone; default 1000 sessions, 4 clients
+  soak [--minutes M] [--fault-every S] [--faults K,K,...]
+                       the real parent and enclave (sim) under mixed load with faults
+                       injected in turn (enclave_killed, relay_down, parent_killed,
+                       slow_client, connection_flood); prints sessions, refusals by code,
+                       hangs, orphans, memory and descriptors; default 10 min, 30 s
   fuzz [TARGET] [--seconds N]
                        run one fuzz target, or all in turn (nightly + cargo-fuzz, installed
                        if missing); default 60 s each
@@ -98,6 +103,7 @@ fn dispatch(args: &[&str]) -> Result {
             run(cargo().args(["bench", "--locked", "-p", "wire", "--bench", "throughput"]))
         }
         ["bench", "boot", rest @ ..] => bench_boot(rest),
+        ["soak", rest @ ..] => soak(rest),
         ["bench", "sign", rest @ ..] => bench_sign(rest, None),
         ["bench", "e2e", rest @ ..] => bench_e2e(rest, None),
         ["build-enclave", rest @ ..] => build_enclave::task(&root, rest),
@@ -201,6 +207,9 @@ fn test(root: &Path) -> Result {
     ]))?;
     bench_sign(&["--sessions", "20"], Some("dev"))?;
     bench_e2e(&["--sessions", "20", "--clients", "2", "--overload"], Some("dev"))?;
+    // The soak for one minute: each fault once, under load; it fails on a hang, a wrong
+    // answer, an orphaned enclave, a leaked secret or a session left open.
+    soak(&["--minutes", "1", "--fault-every", "8"])?;
     // The demo path end to end on a small share set: real processes, KMS emulator, mTLS.
     demo::task(root, &["--accounts", "200", "--sessions", "4"])?;
     // The kernel rebuilt in another directory, and the image (with the enclave binary in
@@ -376,6 +385,40 @@ fn print_deal(
         epoch,
         hex::encode(summary.manifest.publisher_key)
     );
+}
+
+/// The soak runs the debug build: it looks for hangs, leaks and wrong answers, not speed,
+/// and the parent's tests launch the same `target/debug/enclave-rt`.
+fn soak(rest: &[&str]) -> Result {
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let ok = match *flag {
+            "--minutes" | "--fault-every" => {
+                it.next().is_some_and(|n| n.parse::<f64>().is_ok_and(|n| n > 0.0))
+            }
+            "--faults" => it.next().is_some(),
+            _ => false,
+        };
+        if !ok {
+            return Err(Failure(
+                "usage: cargo xtask soak [--minutes M] [--fault-every S] [--faults K,K,...]".into(),
+            ));
+        }
+    }
+    run::build_sim_enclave()?;
+    run(cargo()
+        .args([
+            "bench",
+            "--locked",
+            "--profile",
+            "dev",
+            "-p",
+            "parent-shim",
+            "--bench",
+            "soak",
+            "--",
+        ])
+        .args(rest))
 }
 
 fn bench_e2e(rest: &[&str], profile: Option<&str>) -> Result {

@@ -473,9 +473,37 @@ pub struct SigningEngine<R> {
     ids: Box<[[u8; 16]]>,
     slots: Box<[Option<Session>]>,
     in_use: usize,
-    /// Every session id granted, until its grant expires (unix seconds).
-    granted: HashMap<[u8; 16], u64>,
+    /// Every session id granted, until its grant expires.
+    granted: HashMap<[u8; 16], Spent>,
     last_purge_secs: u64,
+}
+
+/// A granted session id's record: its grant's expiry (unix seconds, the low 63 bits) and
+/// whether the session timed out unfinished (the top bit). One word, as the replay window
+/// holds one per grant (`cargo xtask size` counts 56 bytes an entry).
+#[derive(Clone, Copy)]
+struct Spent(u64);
+
+impl Spent {
+    const TIMED_OUT: u64 = 1 << 63;
+
+    /// Grant lifetimes are bounded at commit, so an expiry never reaches the top bit; a
+    /// larger one is clamped rather than trusted.
+    fn new(grant_expires: u64) -> Self {
+        Self(grant_expires.min(Self::TIMED_OUT - 1))
+    }
+
+    fn grant_expires(self) -> u64 {
+        self.0 & !Self::TIMED_OUT
+    }
+
+    fn timed_out(self) -> bool {
+        self.0 & Self::TIMED_OUT != 0
+    }
+
+    fn mark_timed_out(&mut self) {
+        self.0 |= Self::TIMED_OUT;
+    }
 }
 
 /// The gateway key as the engine will use it: a valid Ed25519 point, not of small order
@@ -599,7 +627,7 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         if self.find(&grant.session_id).is_some() {
             return Err(EngineError::SessionExists);
         }
-        if self.granted.get(&grant.session_id).is_some_and(|&exp| exp > now_secs) {
+        if self.granted.get(&grant.session_id).is_some_and(|s| s.grant_expires() > now_secs) {
             return Err(EngineError::Replayed);
         }
         let free = self.slots.iter().position(Option::is_none).ok_or(EngineError::TableFull)?;
@@ -624,14 +652,24 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         });
         self.ids[free] = grant.session_id;
         self.in_use += 1;
-        self.granted.insert(grant.session_id, grant.expires_at_unix);
+        self.granted.insert(grant.session_id, Spent::new(grant.expires_at_unix));
         Ok(CommitAnswer { session_id: grant.session_id, commitments, enclave_signature })
     }
 
     /// Round 2: signs the package with the session's nonces. The session is consumed
     /// whatever the outcome.
     pub fn sign(&mut self, now: Now, request: &SignRequest<'_>) -> Result<SignAnswer, EngineError> {
-        let slot = self.find(&request.session_id).ok_or(EngineError::UnknownSession)?;
+        let Some(slot) = self.find(&request.session_id) else {
+            // Gone: say why if the reason is its time (the API promises DEADLINE_EXCEEDED
+            // for an expired session, whether or not the sweep ran first).
+            let spent = self.granted.get(&request.session_id);
+            let expired = spent.is_some_and(|s| s.timed_out() || s.grant_expires() <= now.secs());
+            return Err(if expired {
+                EngineError::SessionExpired
+            } else {
+                EngineError::UnknownSession
+            });
+        };
         let result = match &self.slots[slot] {
             Some(session) if session.deadline_micros <= now.unix_micros => {
                 Err(EngineError::SessionExpired)
@@ -673,6 +711,9 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         let mut wiped = 0;
         for i in 0..self.slots.len() {
             if self.slots[i].as_ref().is_some_and(|s| s.deadline_micros <= now.unix_micros) {
+                if let Some(spent) = self.granted.get_mut(&self.ids[i]) {
+                    spent.mark_timed_out();
+                }
                 self.wipe(i);
                 wiped += 1;
             }
@@ -714,7 +755,7 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         }
         if now_secs != self.last_purge_secs {
             self.last_purge_secs = now_secs;
-            self.granted.retain(|_, &mut expires| expires > now_secs);
+            self.granted.retain(|_, spent| spent.grant_expires() > now_secs);
         }
         if self.granted.len() < self.config.replay_window {
             Ok(())

@@ -407,6 +407,39 @@ fn ttl_expiry_wipes_sessions() {
 }
 
 #[test]
+fn round_two_after_the_sweep_still_says_the_session_expired() {
+    // Found by `cargo xtask soak`: once the timer had wiped an expired session, round 2
+    // answered NOT_FOUND, where the API promises DEADLINE_EXCEEDED.
+    let fx = fixture();
+    let config = EngineConfig { session_ttl_secs: 10, ..signing::config() };
+    let mut engine = signing::engine(4, config);
+    // The session's TTL passes while its grant is still valid...
+    let (grant, ours) = open(&mut engine, &fx, "ED-2of2", 1).unwrap();
+    assert!(grant.expires_at_unix > T0 + 10);
+    assert_eq!(engine.expire(at(T0 + 10)), 1);
+    let package = ed_package(&fx, &ours, b"m");
+    let req = SignRequest { session_id: grant.session_id, signing_package: &package };
+    let e = engine.sign(at(T0 + 10), &req).unwrap_err();
+    assert_eq!((e, code(e)), (EngineError::SessionExpired, RpcErrorCode::DEADLINE_EXCEEDED));
+    // ... or its grant expires first.
+    let scheme = Scheme::Ed25519;
+    let grant = Grant::new(engine.answer_public_key(), scheme, "ED-2of2", 2, b"m", T0 + 5);
+    engine.commit(at(T0), &grant.request(), &fx.store).unwrap();
+    assert_eq!(engine.expire(at(T0 + 5)), 1);
+    let req = SignRequest { session_id: grant.session_id, signing_package: &package };
+    assert_eq!(engine.sign(at(T0 + 6), &req).unwrap_err(), EngineError::SessionExpired);
+    // A finished session is not an expired one, nor an id never granted.
+    let (grant, ours) = open(&mut engine, &fx, "ED-2of2", 3).unwrap();
+    let package = ed_package(&fx, &ours, b"m");
+    let req = SignRequest { session_id: grant.session_id, signing_package: &package };
+    engine.sign(at(T0 + 1), &req).unwrap();
+    assert_eq!(engine.sign(at(T0 + 1), &req).unwrap_err(), EngineError::UnknownSession);
+    let req = SignRequest { session_id: [0x99; 16], signing_package: &package };
+    assert_eq!(engine.sign(at(T0 + 1), &req).unwrap_err(), EngineError::UnknownSession);
+    assert_eq!(engine.sessions_in_use(), 0);
+}
+
+#[test]
 fn abort_wipes_and_the_id_stays_spent() {
     let fx = fixture();
     let mut engine = signing::engine(5, signing::config());
