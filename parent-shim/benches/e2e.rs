@@ -289,8 +289,8 @@ fn main() {
         let manifest = parent_shim::share_manifest::SignedManifest::parse(&manifest).unwrap();
         let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap();
         let root = ca.root_der.clone();
+        let mut stream = parent_shim::share_stream::ShareStream::from_bytes(share_file);
         let inputs = BootInputs {
-            share_file: &share_file,
             manifest: &manifest,
             trust: &parent_shim::attestation_verifier::PinnedRoot(ca.root_der.clone()),
             expected_pcrs: None,
@@ -310,7 +310,8 @@ fn main() {
                 identity.trim().as_bytes(),
             )
         };
-        let record = Arc::new(boot(&client, &mut unsolicited, &inputs, unseal).await.unwrap());
+        let record =
+            Arc::new(boot(&client, &mut unsolicited, &inputs, &mut stream, unseal).await.unwrap());
         let enclave_node = record.answer_key;
         let tls_ca = tests::tls_certs::Ca::new("bench-ca").unwrap();
         let server = tls_ca.server().unwrap();

@@ -155,19 +155,22 @@ impl Drop for TaskGuard {
 
 async fn fetch_launch_boot_serve(config: &Config, started: Instant) -> Result<(), DaemonError> {
     let root = read_root(&config.attestation.root)?;
-    let inputs = match s3_fetch::fetch_inputs(config).await {
+    let mut inputs = match s3_fetch::fetch_inputs(config).await {
         Ok(i) => i,
         Err(e) => {
             emit("error", "alert", json!({"reason": "fetch_failed", "error": e.to_string()}));
             return Err(DaemonError::Fetch(e));
         }
     };
-    let share_sha = ring::digest::digest(&ring::digest::SHA256, &inputs.share_file);
+    // The share file is still arriving: its length and SHA-256 are the manifest's, which
+    // the enclave checks the bytes against.
+    let manifest = &inputs.manifest.manifest;
     emit(
         "info",
         "inputs_fetched",
-        json!({"share_file_bytes": inputs.share_file.len(),
-               "share_file_sha256": hex(share_sha.as_ref()),
+        json!({"share_file_bytes": manifest.ciphertext_len,
+               "share_file_sha256": hex(manifest.ciphertext_sha256),
+               "share_file": "streaming",
                "manifest_accounts": inputs.manifest.manifest.accounts,
                "manifest_epoch": inputs.manifest.manifest.epoch,
                "manifest_publisher_key": hex(inputs.manifest.publisher_key)}),
@@ -187,7 +190,7 @@ async fn fetch_launch_boot_serve(config: &Config, started: Instant) -> Result<()
     crate::metrics::boot_state("booting");
     // From here on, every way out destroys the enclave.
     let outcome =
-        boot_and_serve(config, enclave.as_mut(), &launched, &inputs, &root, started).await;
+        boot_and_serve(config, enclave.as_mut(), &launched, &mut inputs, &root, started).await;
     enclave.terminate().await;
     emit("info", "stopped", json!({"ok": outcome.is_ok()}));
     outcome
@@ -198,7 +201,7 @@ async fn boot_and_serve(
     config: &Config,
     enclave: &mut dyn EnclaveLauncher,
     launched: &Launched,
-    inputs: &s3_fetch::Inputs,
+    inputs: &mut s3_fetch::Inputs,
     root: &[u8],
     started: Instant,
 ) -> Result<(), DaemonError> {
@@ -336,6 +339,35 @@ async fn poll_status(link: Arc<EnclaveLink>, every: Duration, timeout: Duration)
     }
 }
 
+/// Every [`PROGRESS_EVERY`] while the share file streams: bytes fetched and sent to the
+/// enclave, and the accounts that many bytes hold in proportion (the enclave's own count
+/// comes with `Loaded`), as a log line and as metrics.
+async fn report_progress(progress: Arc<crate::share_stream::Progress>, total: u64, accounts: u64) {
+    use std::sync::atomic::Ordering;
+    loop {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        let fetched = progress.fetched.load(Ordering::Relaxed);
+        let sent = progress.sent.load(Ordering::Relaxed);
+        // In proportion, in integers: per mille of the bytes, and the accounts they hold.
+        let part = |of: u64| {
+            u64::try_from(u128::from(of) * u128::from(sent) / u128::from(total.max(1)))
+                .unwrap_or(of)
+        };
+        let (per_mille, estimated) = (part(1000), part(accounts));
+        crate::metrics::load_progress(fetched, sent, total);
+        emit(
+            "info",
+            "load_progress",
+            json!({"bytes_fetched": fetched, "bytes_sent": sent, "bytes_total": total,
+                   "percent": f64::from(u32::try_from(per_mille).unwrap_or(1000)) / 10.0,
+                   "accounts_estimated": estimated}),
+        );
+    }
+}
+
+/// How often a long load reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 /// Connects to the enclave, retrying while it starts listening, until `deadline`.
 async fn connect(
     endpoint: &Endpoint,
@@ -359,7 +391,7 @@ type Booted = (
 async fn bootstrap(
     config: &Config,
     enclave: &Launched,
-    inputs: &s3_fetch::Inputs,
+    inputs: &mut s3_fetch::Inputs,
     root: &[u8],
 ) -> Result<Booted, DaemonError> {
     let expected_pcrs = config.expected_pcrs()?;
@@ -380,31 +412,48 @@ async fn bootstrap(
     let request_id = Arc::new(std::sync::Mutex::new(None));
     let rid = Arc::clone(&request_id);
     let key_id = config.kms.key_id.clone();
+    let s3_fetch::Inputs { share_file, sealed_identity, manifest } = inputs;
+    let sealed_identity = &*sealed_identity;
     let unseal = |document: Vec<u8>| async move {
-        let sealed = kms_relay::decrypt_for_enclave(
-            &kms,
-            key_id.as_deref(),
-            &inputs.sealed_identity,
-            &document,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let sealed =
+            kms_relay::decrypt_for_enclave(&kms, key_id.as_deref(), sealed_identity, &document)
+                .await
+                .map_err(|e| e.to_string())?;
         if let Ok(mut r) = rid.lock() {
             r.clone_from(&sealed.request_id);
         }
         Ok(sealed.ciphertext_for_recipient)
     };
     let boot_inputs = BootInputs {
-        share_file: &inputs.share_file,
-        manifest: &inputs.manifest,
+        manifest,
         trust: &PinnedRoot(root.to_vec()),
         expected_pcrs: expected_pcrs.as_ref(),
         deadline: deadline.saturating_duration_since(Instant::now()),
         shim_version: concat!("parent-shim ", env!("CARGO_PKG_VERSION")),
     };
-    let record = enclave_boot::boot(&client, &mut unsolicited, &boot_inputs, unseal)
+    let (progress, total) = (share_file.progress(), share_file.total_len());
+    let ticker = TaskGuard(tokio::spawn(report_progress(
+        Arc::clone(&progress),
+        total,
+        manifest.manifest.accounts,
+    )));
+    let record = enclave_boot::boot(&client, &mut unsolicited, &boot_inputs, share_file, unseal)
         .await
         .map_err(DaemonError::Boot)?;
+    drop(ticker);
+    // The last progress line: the whole file sent, and the enclave's own count.
+    let sent = progress.sent.load(std::sync::atomic::Ordering::Relaxed);
+    crate::metrics::load_progress(
+        progress.fetched.load(std::sync::atomic::Ordering::Relaxed),
+        sent,
+        total,
+    );
+    emit(
+        "info",
+        "load_progress",
+        json!({"bytes_sent": sent, "bytes_total": total, "percent": 100.0,
+               "accounts": record.accounts}),
+    );
     let kms_request_id = request_id.lock().ok().and_then(|r| r.clone());
     Ok((client, record, kms_request_id, unsolicited))
 }

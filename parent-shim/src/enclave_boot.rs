@@ -18,15 +18,14 @@ use crate::share_manifest::SignedManifest;
 
 use crate::attestation_verifier::{self, Expectations};
 use crate::enclave_client::{EnclaveClient, Reply};
+use crate::share_stream::ShareStream;
 
 /// Share-file bytes per `ShareFileChunk` frame.
 pub const CHUNK: usize = 48 * 1024;
 
-/// What the boot needs besides the connection.
+/// What the boot needs besides the connection and the share file's stream.
 pub struct BootInputs<'a> {
-    /// The age-encrypted share file.
-    pub share_file: &'a [u8],
-    /// Its publisher's signed manifest, sent first; the enclave checks both.
+    /// The share file's publisher's signed manifest, sent first; the enclave checks both.
     pub manifest: &'a SignedManifest,
     /// How the enclave's attestation document is authenticated: the pinned root
     /// ([`attestation_verifier::PinnedRoot`]).
@@ -96,6 +95,8 @@ pub enum BootError {
     },
     /// The enclave said something the protocol does not allow here.
     Protocol(String),
+    /// The share file could not be read to the end, or was not the manifest's length.
+    ShareFile(crate::s3_fetch::FetchError),
     /// The connection dropped.
     Disconnected,
     /// The deadline passed.
@@ -108,6 +109,7 @@ impl fmt::Display for BootError {
             Self::Attestation(e) => write!(f, "attestation refused: {e}"),
             Self::AttestationIncomplete(what) => write!(f, "attestation document lacks {what}"),
             Self::Unseal(e) => write!(f, "sealing the identity failed: {e}"),
+            Self::ShareFile(e) => write!(f, "share file: {e}"),
             Self::BootFailed { reason, detail } => {
                 write!(f, "enclave boot failed: {reason}: {detail}")
             }
@@ -127,18 +129,21 @@ fn now_unix_ms() -> u64 {
 }
 
 /// Runs the boot conversation on a fresh connection. `unseal` gets the verified
-/// attestation document and returns KMS's `CiphertextForRecipient`, untouched.
+/// attestation document and returns KMS's `CiphertextForRecipient`, untouched; the share
+/// file's pieces go to the enclave as they arrive.
 pub async fn boot<U, F>(
     client: &EnclaveClient,
     unsolicited: &mut mpsc::UnboundedReceiver<Reply>,
     inputs: &BootInputs<'_>,
+    share_file: &mut ShareStream,
     unseal: U,
 ) -> Result<BootRecord, BootError>
 where
     U: FnOnce(Vec<u8>) -> F,
     F: Future<Output = Result<Vec<u8>, String>>,
 {
-    match tokio::time::timeout(inputs.deadline, run(client, unsolicited, inputs, unseal)).await {
+    let conversation = run(client, unsolicited, inputs, share_file, unseal);
+    match tokio::time::timeout(inputs.deadline, conversation).await {
         Ok(Err(BootError::Disconnected)) => Err(reason_for_disconnect(unsolicited).await),
         Ok(r) => r,
         Err(_) => Err(BootError::Timeout),
@@ -169,6 +174,7 @@ async fn run<U, F>(
     client: &EnclaveClient,
     unsolicited: &mut mpsc::UnboundedReceiver<Reply>,
     inputs: &BootInputs<'_>,
+    share_file: &mut ShareStream,
     unseal: U,
 ) -> Result<BootRecord, BootError>
 where
@@ -205,12 +211,13 @@ where
     let sha = begin.sha256;
     send(client, &Message::ShareFileBegin(begin)).await?;
     let mut offset = 0u64;
-    for piece in inputs.share_file.chunks(CHUNK) {
+    while let Some(piece) = share_file.next().await {
+        let piece = piece.map_err(BootError::ShareFile)?;
         // A failure reported mid-file arrives unsolicited: stop sending at once.
         if let Ok(r) = unsolicited.try_recv() {
             return Err(unexpected(r.message()));
         }
-        send(client, &Message::ShareFileChunk(ShareFileChunk { offset, data: piece })).await?;
+        send(client, &Message::ShareFileChunk(ShareFileChunk { offset, data: &piece })).await?;
         offset += piece.len() as u64;
     }
     let reply = call(client, unsolicited, &Message::ShareFileEnd(ShareFileEnd {})).await?;

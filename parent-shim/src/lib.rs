@@ -9,7 +9,8 @@
 //! * [`grpc_bridge`], the gateway's gRPC API over mutual TLS, translated to `wire`;
 //! * [`kms_relay`], KMS `Decrypt` with `Recipient` through `aws-sdk-kms`;
 //! * [`kms_policy`], key policies that pin the image's PCRs, read from [`pcrs_file`];
-//! * [`s3_fetch`], the encrypted inputs from S3 through `aws-sdk-s3` (or `file://`);
+//! * [`s3_fetch`], the encrypted inputs from S3 through `aws-sdk-s3` (or `file://`), and
+//!   [`share_stream`], the share file streamed through a bounded window as it arrives;
 //! * [`cloudwatch_logs`], every log line shipped to `CloudWatch` Logs (alerts as metrics);
 //! * [`share_reencrypt`], the operator's offline share re-encryption (`reencrypt-shares`);
 //! * [`health_report`], the node's health reported to the gateway over HTTPS;
@@ -51,5 +52,6 @@ pub mod s3_fetch;
 pub mod session_gate;
 pub mod share_manifest;
 pub mod share_reencrypt;
+pub mod share_stream;
 pub mod systemd_notify;
 pub mod tls_files;

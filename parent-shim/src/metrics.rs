@@ -49,6 +49,11 @@ struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Stage {
+    stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Memory {
     kind: String,
 }
@@ -60,6 +65,7 @@ struct Metrics {
     registry: Registry,
     boot_state: Family<State, Gauge>,
     load_seconds: FloatGauge,
+    load_bytes: Family<Stage, Gauge>,
     accounts: Gauge,
     memory: Family<Memory, Gauge>,
     watermark: Gauge,
@@ -86,6 +92,7 @@ fn metrics() -> &'static Metrics {
             registry: Registry::default(),
             boot_state: Family::default(),
             load_seconds: FloatGauge::default(),
+            load_bytes: Family::default(),
             accounts: Gauge::default(),
             memory: Family::default(),
             watermark: Gauge::default(),
@@ -105,6 +112,11 @@ fn metrics() -> &'static Metrics {
         );
         registry.register("load_seconds", "Share load time in the enclave", m.load_seconds.clone());
         registry.register("accounts_loaded", "Accounts in the enclave's store", m.accounts.clone());
+        registry.register(
+            "share_file_bytes",
+            "Share file bytes while it streams: fetched, sent (to the enclave), total",
+            m.load_bytes.clone(),
+        );
         registry.register(
             "enclave_memory_bytes",
             "Enclave allocator: in_use, peak (watermark) and budget",
@@ -148,6 +160,15 @@ pub fn loaded(accounts: u64, load: Duration) {
     let m = metrics();
     m.accounts.set(i64::try_from(accounts).unwrap_or(i64::MAX));
     m.load_seconds.set(load.as_secs_f64());
+}
+
+/// The share file's progress while it streams.
+pub fn load_progress(fetched: u64, sent: u64, total: u64) {
+    let m = metrics();
+    for (stage, v) in [("fetched", fetched), ("sent", sent), ("total", total)] {
+        let v = i64::try_from(v).unwrap_or(i64::MAX);
+        m.load_bytes.get_or_create(&Stage { stage: stage.to_owned() }).set(v);
+    }
 }
 
 /// What a `Status` said.

@@ -106,22 +106,9 @@ pub async fn fetch(client: &Client, url: &str) -> Result<Fetched, FetchError> {
             Err(e) => Err(FetchError::Unreachable(format!("{url}: {e}"))),
         };
     }
-    let (bucket, key) = url
-        .strip_prefix("s3://")
-        .and_then(|rest| rest.split_once('/'))
-        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
-        .ok_or_else(|| FetchError::BadUrl(url.to_owned()))?;
-    let out = client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
-        match e.as_service_error() {
-            Some(s) if s.is_no_such_key() => FetchError::NotFound(url.to_owned()),
-            Some(s) => FetchError::Refused(format!(
-                "{}: {}",
-                s.code().unwrap_or("Unknown"),
-                s.message().unwrap_or_default()
-            )),
-            None => FetchError::Unreachable(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()),
-        }
-    })?;
+    let (bucket, key) = bucket_and_key(url)?;
+    let out =
+        client.get_object().bucket(bucket).key(key).send().await.map_err(|e| get_error(url, &e))?;
     let metadata = out.metadata().cloned().unwrap_or_default();
     let bytes = out
         .body
@@ -133,10 +120,35 @@ pub async fn fetch(client: &Client, url: &str) -> Result<Fetched, FetchError> {
     Ok(Fetched { bytes, metadata })
 }
 
+/// `s3://bucket/key` split.
+pub(crate) fn bucket_and_key(url: &str) -> Result<(&str, &str), FetchError> {
+    url.strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+        .ok_or_else(|| FetchError::BadUrl(url.to_owned()))
+}
+
+/// A failed `GetObject` of `url`, typed.
+pub(crate) fn get_error<R: fmt::Debug>(
+    url: &str,
+    e: &aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError, R>,
+) -> FetchError {
+    match e.as_service_error() {
+        Some(s) if s.is_no_such_key() => FetchError::NotFound(url.to_owned()),
+        Some(s) => FetchError::Refused(format!(
+            "{}: {}",
+            s.code().unwrap_or("Unknown"),
+            s.message().unwrap_or_default()
+        )),
+        None => FetchError::Unreachable(aws_sdk_s3::error::DisplayErrorContext(e).to_string()),
+    }
+}
+
 /// The encrypted inputs and the share file's manifest, in memory only.
 pub struct Inputs {
-    /// The encrypted share file.
-    pub share_file: Vec<u8>,
+    /// The encrypted share file, arriving (the request is made; the bytes come as the
+    /// boot takes them).
+    pub share_file: crate::share_stream::ShareStream,
     /// The KMS-encrypted age identity.
     pub sealed_identity: Vec<u8>,
     /// The publisher's signed manifest of the share file (its signature is the enclave's
@@ -144,7 +156,8 @@ pub struct Inputs {
     pub manifest: SignedManifest,
 }
 
-/// Step 1: the inputs and the manifest, from S3 or files. A share file without a manifest,
+/// Step 1: the manifest and the sealed identity, from S3 or files, and the share file's
+/// stream opened (its length checked against the manifest). A share file without a manifest,
 /// or with one that does not parse, is refused here: the enclave would refuse it anyway.
 pub async fn fetch_inputs(config: &Config) -> Result<Inputs, FetchError> {
     let s3 = client(&S3Settings {
@@ -161,7 +174,10 @@ pub async fn fetch_inputs(config: &Config) -> Result<Inputs, FetchError> {
     let manifest = fetch(&s3, &manifest_url).await?;
     let manifest = SignedManifest::parse(&manifest.bytes)
         .map_err(|e| FetchError::BadManifest(format!("{manifest_url}: {e}")))?;
-    let share_file = fetch(&s3, &config.shares.share_file).await?;
     let sealed_identity = fetch(&s3, &config.shares.sealed_identity).await?;
-    Ok(Inputs { share_file: share_file.bytes, sealed_identity: sealed_identity.bytes, manifest })
+    let expected_len = manifest.manifest.ciphertext_len;
+    let share_file =
+        crate::share_stream::ShareStream::open(&s3, &config.shares.share_file, expected_len)
+            .await?;
+    Ok(Inputs { share_file, sealed_identity: sealed_identity.bytes, manifest })
 }

@@ -7,6 +7,7 @@ mod daemon_common;
 #[allow(clippy::wildcard_imports)]
 use daemon_common::*;
 use tests::moto_server::MotoServer;
+use tests::share_gen::files;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetches_its_inputs_from_s3() {
@@ -23,6 +24,12 @@ async fn fetches_its_inputs_from_s3() {
     assert_eq!(record["accounts"], 20);
     assert_eq!(record["epoch"], 1);
     assert_eq!(record["share_file_sha256"], fetched["share_file_sha256"]);
+    // The file streamed from S3 into the enclave: all of it sent, the enclave's count.
+    let progress: serde_json::Value =
+        serde_json::from_str(&p.seen_or_wait_for("\"load_progress\"")).unwrap();
+    let len = std::fs::metadata(c.dir.0.join("shares").join(files::SHARES)).unwrap().len();
+    assert_eq!((&progress["bytes_sent"], &progress["bytes_total"]), (&len.into(), &len.into()));
+    assert_eq!(progress["accounts"], 20);
     p.wait_for("\"serving\"");
     no_secrets(&c, &p);
 }
@@ -32,16 +39,29 @@ async fn a_missing_s3_object_fails_closed_before_any_enclave_starts() {
     let moto = MotoServer::start().unwrap();
     let (c, config) = case("s3-missing", 7, 7).await;
     via_s3(&c, &config, &moto, false).await;
-    let mut p = start(&config);
-    let alert = p.wait_for("\"alert\"");
-    assert!(alert.contains("fetch_failed"), "{alert}");
     // The manifest is fetched first; it is missing with the file.
     let missing = "s3://signservice-inputs/prod/shares.age.manifest does not exist";
-    assert!(alert.contains(missing), "{alert}");
-    assert_eq!(p.exit_code(), Some(1));
-    assert!(!p.seen.iter().any(|l| l.contains("enclave_started") || l.contains("\"serving\"")));
-    // The test's own Encrypt (sealing the identity) is the only call KMS saw.
-    assert!(!c.kms.log().iter().any(|l| l.starts_with("Decrypt")), "{:?}", c.kms.log());
+    refused_before_launch(&c, start(&config), missing);
+
+    // The manifest there, the object not: its GetObject is made before the enclave starts.
+    let (c, config) = case("s3-missing-object", 7, 7).await;
+    via_s3(&c, &config, &moto, true).await;
+    moto.delete_object("signservice-inputs", "prod/shares.age").await.unwrap();
+    let missing = "s3://signservice-inputs/prod/shares.age does not exist";
+    refused_before_launch(&c, start(&config), missing);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_object_of_another_length_than_its_manifest_is_refused_before_any_enclave_starts() {
+    let moto = MotoServer::start().unwrap();
+    let (c, config) = case("s3-length", 7, 7).await;
+    via_s3(&c, &config, &moto, true).await;
+    let bytes = std::fs::read(c.dir.0.join("shares").join(files::SHARES)).unwrap();
+    let longer = [bytes.as_slice(), b"appended"].concat();
+    moto.put_object("signservice-inputs", "prod/shares.age", longer, &[]).await.unwrap();
+    // S3's Content-Length, before a byte is streamed.
+    let why = format!("{} bytes where the manifest says {}", bytes.len() + 8, bytes.len());
+    refused_before_launch(&c, start(&config), &why);
 }
 
 /// No keys in the configuration: the parent signs its KMS calls with the instance role's

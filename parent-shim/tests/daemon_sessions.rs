@@ -109,6 +109,8 @@ async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay(
         signing_package: b"x".to_vec(),
     });
     assert_eq!(e.await.unwrap_err().code(), tonic::Code::NotFound);
+    let share_file = c.dir.0.join("shares").join(tests::share_gen::files::SHARES);
+    let share_len = std::fs::metadata(share_file).unwrap().len();
     let listening: serde_json::Value =
         serde_json::from_str(&p.seen_or_wait_for("\"metrics_listening\"")).unwrap();
     let address = listening["listen"].as_str().unwrap().to_owned();
@@ -132,6 +134,8 @@ async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay(
         "signservice_boot_state{state=\"serving\"} 1",
         "signservice_boot_state{state=\"booting\"} 0",
         "signservice_accounts_loaded 20",
+        &format!("signservice_share_file_bytes{{stage=\"sent\"}} {share_len}"),
+        &format!("signservice_share_file_bytes{{stage=\"total\"}} {share_len}"),
         "signservice_session_cap 256",
         "signservice_sessions_in_use 0",
         "signservice_enclave_link_up 1",

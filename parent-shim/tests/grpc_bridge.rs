@@ -130,8 +130,8 @@ async fn boot_enclave(
     let manifest = parent_shim::share_manifest::SignedManifest::parse(&manifest).unwrap();
     let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap();
     let pcrs: BTreeMap<u64, Vec<u8>> = (0..3).map(|i| (i, vec![pcr; 48])).collect();
+    let mut stream = parent_shim::share_stream::ShareStream::from_bytes(share_file);
     let inputs = BootInputs {
-        share_file: &share_file,
         manifest: &manifest,
         trust: &parent_shim::attestation_verifier::PinnedRoot(root_der.to_vec()),
         expected_pcrs: Some(&pcrs),
@@ -147,7 +147,8 @@ async fn boot_enclave(
         let key = doc.public_key.ok_or("no public key")?;
         Ok(tests::cms_openssl::seal_to(&key, identity.trim()))
     };
-    let record = Arc::new(boot(&client, &mut unsolicited, &inputs, unseal).await.unwrap());
+    let record =
+        Arc::new(boot(&client, &mut unsolicited, &inputs, &mut stream, unseal).await.unwrap());
     assert_eq!(record.accounts, 4);
     (client, record)
 }

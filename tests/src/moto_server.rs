@@ -123,6 +123,18 @@ impl MotoServer {
         put.send().await.map_err(|e| aws_sdk_s3::error::DisplayErrorContext(&e).to_string())?;
         Ok(())
     }
+
+    /// Deletes `key` from `bucket`.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), String> {
+        let s3 = parent_shim::s3_fetch::client(&self.s3_settings());
+        s3.delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(&e).to_string())?;
+        Ok(())
+    }
 }
 
 impl MotoServer {

@@ -78,6 +78,10 @@ pub struct GenConfig {
     pub allow_online_quorum: bool,
     /// The epoch the publisher's manifest names (each new file gets a higher one).
     pub epoch: u64,
+    /// Deal at most this many keys per scheme and give them to the accounts in turn
+    /// (benchmarks at a million accounts; every account still loads and signs). `None`:
+    /// a key of its own for each account, as a real deal.
+    pub distinct_keys: Option<u64>,
 }
 
 impl GenConfig {
@@ -93,6 +97,7 @@ impl GenConfig {
             gateway_parties: threshold.saturating_sub(1),
             allow_online_quorum: false,
             epoch: 1,
+            distinct_keys: None,
         }
     }
 
@@ -227,6 +232,7 @@ pub mod files {
 }
 
 /// One account's generated keys.
+#[derive(Clone)]
 struct Account {
     scheme: wire::Scheme,
     /// Serialized key packages, party 1 first.
@@ -287,6 +293,31 @@ fn deal<R: RngCore + CryptoRng>(
     }
 }
 
+/// Keys dealt per account, or from a pool reused in turn ([`GenConfig::distinct_keys`]).
+struct Dealing {
+    /// Even, so a reused account keeps its scheme (both schemes alternate by parity).
+    pool: Option<u64>,
+    dealt: Vec<Account>,
+}
+
+impl Dealing {
+    fn account<R: RngCore + CryptoRng>(
+        &mut self,
+        i: u64,
+        config: GenConfig,
+        rng: &mut R,
+    ) -> Result<Account, GenError> {
+        if let Some(p) = self.pool.filter(|p| i >= *p) {
+            return Ok(self.dealt[usize::try_from(i % p).unwrap_or(0)].clone());
+        }
+        let a = deal(config.scheme.for_account(i), config.threshold, config.parties, rng)?;
+        if self.pool.is_some() {
+            self.dealt.push(a.clone());
+        }
+        Ok(a)
+    }
+}
+
 /// The enclave's share string: base64 of version 1 || scheme || key package.
 fn envelope_b64(scheme: wire::Scheme, key_package: &[u8]) -> String {
     let mut v = Vec::with_capacity(2 + key_package.len());
@@ -341,9 +372,11 @@ pub fn generate<R: RngCore + CryptoRng>(
         e.write_all(b"[")?;
     }
     keys.write_all(b"[")?;
+    let mut dealing =
+        Dealing { pool: config.distinct_keys.map(|n| n.max(1) * 2), dealt: Vec::new() };
     for i in 0..config.accounts {
         let sep = if i == 0 { "" } else { ",\n" };
-        let account = deal(config.scheme.for_account(i), config.threshold, config.parties, rng)?;
+        let account = dealing.account(i, config, rng)?;
         let id = account_id(i);
         let scheme = account.scheme;
         let mut ours = envelope_b64(scheme, &account.key_packages[0]);

@@ -35,6 +35,10 @@ cargo xtask <task>
   bench sign [--sessions N] [--scheme ed25519|secp256k1-tr]
                        signing sessions (round 1 + 2) through the engine against the raw
                        frost crate calls; default 2000 sessions, both schemes
+  bench boot-e2e [--accounts N]
+                       the real parent and enclave (release) from start to serving, the
+                       share file streamed from S3 (moto) through KMS (emulator), against
+                       its floor measured alone; peak memory of both; default 1M accounts
   bench e2e [--sessions N] [--clients N]
                        sessions through gRPC/mTLS -> parent -> wire -> enclave and back,
                        against the enclave engine alone; default 1000 sessions, 4 clients
@@ -103,6 +107,7 @@ fn dispatch(args: &[&str]) -> Result {
             run(cargo().args(["bench", "--locked", "-p", "wire", "--bench", "throughput"]))
         }
         ["bench", "boot", rest @ ..] => bench_boot(rest),
+        ["bench", "boot-e2e", rest @ ..] => bench_boot_e2e(rest, None),
         ["soak", rest @ ..] => soak(rest),
         ["bench", "sign", rest @ ..] => bench_sign(rest, None),
         ["bench", "e2e", rest @ ..] => bench_e2e(rest, None),
@@ -207,6 +212,7 @@ fn test(root: &Path) -> Result {
     ]))?;
     bench_sign(&["--sessions", "20"], Some("dev"))?;
     bench_e2e(&["--sessions", "20", "--clients", "2", "--overload"], Some("dev"))?;
+    bench_boot_e2e(&["--accounts", "2000"], Some("dev"))?;
     // The soak for one minute: each fault once, under load; it fails on a hang, a wrong
     // answer, an orphaned enclave, a leaked secret or a session left open.
     soak(&["--minutes", "1", "--fault-every", "8"])?;
@@ -385,6 +391,45 @@ fn print_deal(
         epoch,
         hex::encode(summary.manifest.publisher_key)
     );
+}
+
+/// The enclave binary is built in the benchmark's profile (release, or `profile`), where
+/// the benchmark looks for it beside the parent.
+fn bench_boot_e2e(rest: &[&str], profile: Option<&str>) -> Result {
+    let ok = match rest {
+        [] => true,
+        ["--accounts", n] => n.parse::<u64>().is_ok_and(|n| n > 0),
+        _ => false,
+    };
+    if !ok {
+        return Err(Failure("usage: cargo xtask bench boot-e2e [--accounts N]".into()));
+    }
+    let moto = setup::moto()?;
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--locked",
+        "-p",
+        "enclave-rt",
+        "--features",
+        "sim",
+        "--bin",
+        "enclave-rt",
+    ]);
+    match profile {
+        Some(p) => build.args(["--profile", p]),
+        None => build.arg("--release"),
+    };
+    run(&mut build)?;
+    let mut cmd = cargo();
+    cmd.args(["bench", "--locked"]);
+    if let Some(p) = profile {
+        cmd.args(["--profile", p]);
+    }
+    run(cmd
+        .args(["-p", "parent-shim", "--bench", "boot_e2e", "--"])
+        .args(rest)
+        .env("MOTO_SERVER", &moto))
 }
 
 /// The soak runs the debug build: it looks for hangs, leaks and wrong answers, not speed,

@@ -288,17 +288,23 @@ async fn boot_guest(
             .map(|s| s.ciphertext_for_recipient)
             .map_err(|e| e.to_string())
     };
+    let mut stream = parent_shim::share_stream::ShareStream::from_bytes(share_file.to_vec());
     let boot_inputs = parent_shim::enclave_boot::BootInputs {
-        share_file,
         manifest: &cx.inputs.manifest,
         trust: &cx.trust,
         expected_pcrs: Some(&cx.trust.pcrs),
         deadline: Duration::from_mins(5),
         shim_version: "xtask qemu-boot",
     };
-    let record = parent_shim::enclave_boot::boot(&client, &mut unsolicited, &boot_inputs, unseal)
-        .await
-        .map_err(|e| e.to_string());
+    let record = parent_shim::enclave_boot::boot(
+        &client,
+        &mut unsolicited,
+        &boot_inputs,
+        &mut stream,
+        unseal,
+    )
+    .await
+    .map_err(|e| e.to_string());
     (client, record)
 }
 

@@ -268,7 +268,9 @@ pub(crate) fn no_secrets(c: &Case, p: &Parent) {
     for s in &c.share_strings {
         assert!(!out.contains(s.as_str()), "a share reached the output");
     }
-    for entry in std::fs::read_dir(c.dir.0.join("run")).unwrap() {
+    // No run directory: no enclave was ever launched.
+    let written = std::fs::read_dir(c.dir.0.join("run")).into_iter().flatten();
+    for entry in written {
         let path = entry.unwrap().path();
         if let Ok(bytes) = std::fs::read(&path) {
             let text = String::from_utf8_lossy(&bytes);
@@ -286,6 +288,17 @@ pub(crate) fn fails_closed(c: &Case, mut p: Parent, reason_text: &str) {
     assert_eq!(p.exit_code(), Some(1), "{}", p.seen.join("\n"));
     assert!(!p.seen.iter().any(|l| l.contains("\"serving\"")));
     wait_gone(p.enclave_pid());
+    no_secrets(c, &p);
+}
+
+/// Runs a case that the parent must refuse before it starts any enclave: a `fetch_failed`
+/// alert naming `why`, exit 1, no enclave, and KMS never asked to decrypt.
+pub(crate) fn refused_before_launch(c: &Case, mut p: Parent, why: &str) {
+    let alert = p.wait_for("\"alert\"");
+    assert!(alert.contains("fetch_failed") && alert.contains(why), "{alert}");
+    assert_eq!(p.exit_code(), Some(1));
+    assert!(!p.seen.iter().any(|l| l.contains("enclave_started") || l.contains("\"serving\"")));
+    assert!(!c.kms.log().iter().any(|l| l.starts_with("Decrypt")), "{:?}", c.kms.log());
     no_secrets(c, &p);
 }
 
