@@ -91,6 +91,17 @@ pub async fn pump_enclave_logs(mut stream: impl tokio::io::AsyncRead + Unpin) {
                         emit("error", "alert", json!({"reason": reason, "message": l.message}));
                     }
                 }
+                // The audit chain: the exact payload, for `parent-shim audit verify`.
+                Ok(wire::Message::AuditEntry(e)) => {
+                    let fields = json!({"seq": e.seq, "kind": format!("{:?}", e.kind),
+                        "session_id": hex::encode(e.session_id), "payload": hex::encode(frame.payload)});
+                    emit("info", "audit_entry", fields);
+                }
+                Ok(wire::Message::AuditCheckpoint(c)) => {
+                    let fields = json!({"seq": c.seq, "head": hex::encode(c.head),
+                        "payload": hex::encode(frame.payload)});
+                    emit("info", "audit_checkpoint", fields);
+                }
                 Ok(wire::Message::LogsDropped(d)) => {
                     emit("warn", "enclave_logs_dropped", json!({"count": d.count}));
                 }

@@ -29,6 +29,7 @@
 pub mod accept_backoff;
 pub mod alert_webhook;
 pub mod attestation_verifier;
+pub mod audit_trail;
 pub mod aws_credentials;
 pub mod cloudwatch_logs;
 pub mod config;

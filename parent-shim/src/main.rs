@@ -88,6 +88,32 @@ enum Command {
         #[arg(long)]
         min_epoch: u64,
     },
+    /// Verify a node's session audit chain offline: the node checked as `check-node` does
+    /// (from its health report), then its `audit_entry` / `audit_checkpoint` lines (the
+    /// journal's or a `CloudWatch` export's JSON lines): complete up to which checkpoint,
+    /// every entry missing, altered, reordered or duplicated, the unsigned tail, and for each
+    /// message SHA-256 in `--messages`, whether this boot signed it and under which grant.
+    /// Exits 1 on any problem.
+    AuditVerify {
+        /// The node's health report (its boot attestation starts the chain).
+        #[arg(long)]
+        report: PathBuf,
+        /// The pinned root: `aws` (or `aws:PATH`), or a certificate file (PEM or DER).
+        #[arg(long, default_value = "aws")]
+        root: String,
+        /// The image's PCRs to pin.
+        #[arg(long)]
+        pcrs: PathBuf,
+        /// The lowest share file epoch accepted.
+        #[arg(long, default_value_t = 0)]
+        min_epoch: u64,
+        /// The log lines holding the chain (JSON lines; others are skipped).
+        #[arg(long)]
+        entries: PathBuf,
+        /// Message SHA-256s (hex, one a line) to look up.
+        #[arg(long)]
+        messages: Option<PathBuf>,
+    },
     /// Create a share publisher key: the Ed25519 seed into `--out` (owner-only, never over
     /// an existing file); prints the public key for `build-eif --publisher-key`.
     NewPublisherKey {
@@ -192,6 +218,10 @@ fn main() -> ExitCode {
         Command::CheckNode { report, root, pcrs, unpinned_insecure: _, min_epoch } => {
             printed("check-node: REFUSED", check_node(&report, &root, pcrs.as_deref(), min_epoch))
         }
+        Command::AuditVerify { report, root, pcrs, min_epoch, entries, messages } => printed(
+            "audit verify: REFUSED",
+            audit_verify(&report, &root, &pcrs, min_epoch, &entries, messages.as_deref()),
+        ),
         Command::NewPublisherKey { out } => printed(
             "new-publisher-key",
             parent_shim::share_manifest::create_publisher_key(&out)
@@ -386,6 +416,60 @@ fn check_node(
         "epoch": node.epoch,
         "min_epoch": min_epoch,
     }))
+}
+
+/// `audit verify`: the node as `check-node` checks it, then its chain.
+fn audit_verify(
+    report: &Path,
+    root: &str,
+    pcrs: &Path,
+    min_epoch: u64,
+    entries: &Path,
+    messages: Option<&Path>,
+) -> Result<serde_json::Value, String> {
+    use parent_shim::relying_party::{PcrPolicy, RelyingParty};
+    let report: serde_json::Value =
+        serde_json::from_slice(&read(report)?).map_err(|e| format!("{}: {e}", report.display()))?;
+    let trust = parent_shim::attestation_verifier::PinnedRoot(root_der(root)?);
+    let policy = PcrPolicy::Pinned(nonempty_pcrs(pcrs)?);
+    let rp = RelyingParty { trust: &trust, pcrs: &policy };
+    let node = rp.check_report(&report, min_epoch).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&read(entries)?).into_owned();
+    let chain =
+        parent_shim::audit_trail::verify(node.attestation_sha256, &node.answer_key, text.lines());
+    let mut looked_up = Vec::new();
+    if let Some(path) = messages {
+        for line in String::from_utf8_lossy(&read(path)?).lines().filter(|l| !l.trim().is_empty()) {
+            let sha: [u8; 32] = hex::decode(line.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("{}: not a SHA-256 in hex: {line}", path.display()))?;
+            let grants: Vec<serde_json::Value> =
+                parent_shim::audit_trail::signed_here(&chain, &sha)
+                    .into_iter()
+                    .map(|(session, grant, seq)| {
+                        serde_json::json!({"session_id": hex::encode(session),
+                        "grant_sha256": hex::encode(grant), "entry": seq})
+                    })
+                    .collect();
+            looked_up.push(serde_json::json!({"message_sha256": line.trim(),
+                "signed_here": !grants.is_empty(), "grants": grants}));
+        }
+    }
+    let summary = serde_json::json!({
+        "entries": chain.entries,
+        "last_seq": chain.last_seq,
+        "complete_through": chain.complete_through,
+        "unsigned_tail": chain.unsigned_tail,
+        "problems": chain.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "messages": looked_up,
+    });
+    // A tail no checkpoint covers cannot be told from a cut one: not proven.
+    if chain.problems.is_empty() && chain.unsigned_tail == 0 {
+        Ok(summary)
+    } else {
+        Err(summary.to_string())
+    }
 }
 
 /// The age identity in `path` (`-`: stdin), in a buffer wiped on drop.

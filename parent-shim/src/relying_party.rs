@@ -139,6 +139,8 @@ pub struct NodeState {
     pub accounts: u64,
     /// The epoch of the publisher's manifest the file matched.
     pub epoch: u64,
+    /// SHA-256 of the boot's attestation document (the genesis of its audit chain).
+    pub attestation_sha256: [u8; 32],
 }
 
 /// Why a health report does not check out, besides the relying party's own reasons.
@@ -189,12 +191,16 @@ impl RelyingParty<'_> {
         };
         check_loaded(&answer_key, &facts, &bytes("/loaded_statement/signature")?)?;
         check_epoch(facts.epoch, min_epoch)?;
+        let mut attestation_sha256 = [0u8; 32];
+        attestation_sha256
+            .copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &document).as_ref());
         Ok(NodeState {
             answer_key,
             pcrs,
             share_file_sha256,
             accounts: facts.accounts,
             epoch: facts.epoch,
+            attestation_sha256,
         })
     }
 

@@ -86,6 +86,22 @@ wire_enum8! {
 }
 
 wire_enum8! {
+    /// What an [`AuditEntry`] records.
+    pub enum AuditKind {
+        /// A grant accepted and round 1 answered (the session opened).
+        Commit = 1,
+        /// Round 2 answered (a signature share given).
+        Sign = 2,
+        /// The session aborted at the gateway's request.
+        Abort = 3,
+        /// The session expired before round 2 and was wiped.
+        Expired = 4,
+        /// A signing request refused, with its code.
+        Refused = 5,
+    }
+}
+
+wire_enum8! {
     /// The enclave's boot state, as reported in [`Status`].
     pub enum BootState {
         /// Waiting for the parent's hello.
@@ -559,6 +575,50 @@ messages! {
     0x0502 LogsDropped ["enclave → parent"] {
         /// Lines dropped since the previous report.
         count: u64,
+    }
+
+    /// One entry of the session audit chain. Its hash is SHA-256 of
+    /// `AUDIT_ENTRY_DOMAIN || this payload`; the next entry's `prev` is that hash. Fields a
+    /// kind does not use are zero or empty.
+    0x0503 AuditEntry<'a> ["enclave → parent"] {
+        /// Position in the chain, from 1.
+        seq: u64,
+        /// The previous entry's hash; entry 1's is the SHA-256 of the boot's attestation
+        /// document, so a chain belongs to one boot.
+        prev: [u8; 32],
+        /// What happened.
+        kind: AuditKind,
+        /// The session.
+        session_id: [u8; 16],
+        /// `Commit`: the account.
+        account_id: &'a str = max ACCOUNT_ID_MAX,
+        /// `Commit`: SHA-256 of the gateway's signed authorization statement (the grant).
+        grant_sha256: [u8; 32],
+        /// `Commit`: the message the grant allows.
+        message_sha256: [u8; 32],
+        /// `Commit`: the grant's expiry.
+        expires_at_unix: u64,
+        /// `Sign`: SHA-256 of the signing package signed.
+        package_sha256: [u8; 32],
+        /// `Sign`: SHA-256 of the signature share given.
+        share_sha256: [u8; 32],
+        /// `Refused`: the `RpcErrorCode`; and the request's message kind.
+        code: u16,
+        /// `Refused`: the refused request's kind (`0x0201` commit, `0x0203` sign, ...).
+        request_kind: u16,
+    }
+    /// The enclave's signed word on its audit chain: entries 1..=`seq` end in `head`.
+    0x0504 AuditCheckpoint ["enclave → parent"] {
+        /// Entries covered (0: none yet, `head` is the genesis).
+        seq: u64,
+        /// The hash of entry `seq`.
+        head: [u8; 32],
+        /// SHA-256 of the boot's attestation document (the chain's genesis).
+        attestation_sha256: [u8; 32],
+        /// When, Unix milliseconds, by the enclave's clock.
+        unix_ms: u64,
+        /// Answer key's signature over `audit_checkpoint_statement`.
+        signature: [u8; 64],
     }
 
     // ---- Health (0x06) ----------------------------------------------------------------------

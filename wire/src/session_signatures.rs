@@ -33,6 +33,12 @@ pub const MANIFEST_DOMAIN: &[u8] = b"signservice.v1/share-manifest\n";
 pub const MANIFEST_FORMAT: u8 = 1;
 /// Length of a [`manifest_statement`] (fixed).
 pub const MANIFEST_LEN: usize = MANIFEST_DOMAIN.len() + 1 + 8 + 32 + 8 + 8 + 8;
+/// Domain label of an audit entry's hash (`SHA-256(domain || AuditEntry payload)`).
+pub const AUDIT_ENTRY_DOMAIN: &[u8] = b"signservice.v1/audit-entry\n";
+/// Domain label of the enclave's audit checkpoint.
+pub const AUDIT_CHECKPOINT_DOMAIN: &[u8] = b"signservice.v1/audit-checkpoint\n";
+/// Length of an [`audit_checkpoint_statement`] (fixed).
+pub const AUDIT_CHECKPOINT_LEN: usize = AUDIT_CHECKPOINT_DOMAIN.len() + 32 + 8 + 32 + 8;
 /// Prefix of the attestation document's `user_data`: the enclave's answer key follows.
 pub const ANSWER_KEY_PREFIX: &[u8; 20] = b"signservice.v1/ak25:";
 /// Length of the attestation `user_data` that carries the answer key.
@@ -231,6 +237,30 @@ pub fn loaded_statement(facts: &LoadedFacts<'_>, out: &mut [u8]) -> Result<usize
     w.put(&facts.plaintext_bytes.to_be_bytes())?;
     w.put(&facts.loaded_at_unix_ms.to_be_bytes())?;
     Ok(w.len)
+}
+
+/// The bytes the enclave signs for an audit checkpoint:
+/// `AUDIT_CHECKPOINT_DOMAIN || attestation_sha256 (32) || seq (8) || head (32) ||
+/// unix_ms (8)`.
+#[must_use]
+pub fn audit_checkpoint_statement(
+    attestation_sha256: &[u8; 32],
+    seq: u64,
+    head: &[u8; 32],
+    unix_ms: u64,
+) -> [u8; AUDIT_CHECKPOINT_LEN] {
+    let mut buf = [0u8; AUDIT_CHECKPOINT_LEN];
+    let parts: [&[u8]; 5] = [
+        AUDIT_CHECKPOINT_DOMAIN,
+        attestation_sha256,
+        &seq.to_be_bytes(),
+        head,
+        &unix_ms.to_be_bytes(),
+    ];
+    for (dst, src) in buf.iter_mut().zip(parts.into_iter().flatten()) {
+        *dst = *src;
+    }
+    buf
 }
 
 /// The attestation `user_data` that publishes the enclave's answer key:

@@ -121,4 +121,8 @@ fn the_signed_statement_examples_are_what_the_code_writes() {
     };
     let bytes = signed::manifest_statement(&manifest);
     assert_eq!(statement_example(&doc, signed::MANIFEST_DOMAIN), bytes.as_slice());
+
+    let bytes =
+        signed::audit_checkpoint_statement(&empty_sha256, 9, &[0x11; 32], 1_800_000_000_000);
+    assert_eq!(statement_example(&doc, signed::AUDIT_CHECKPOINT_DOMAIN), bytes.as_slice());
 }

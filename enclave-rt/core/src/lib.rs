@@ -33,6 +33,7 @@
 pub mod age_decryptor;
 pub mod age_header;
 pub mod age_identity;
+pub mod audit_chain;
 pub mod ber;
 pub mod boot_state_machine;
 pub mod enclave_args;

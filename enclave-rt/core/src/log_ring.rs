@@ -48,6 +48,12 @@ impl LogRing {
             echo(level, target, message, fields);
         }
         let line = Log { level, target, message, fields: LogFields::new(fields) };
+        self.push(&line);
+    }
+
+    /// Adds any enclave → parent message of the log channel (audit entries and
+    /// checkpoints), under the same bound: the oldest frames go first when it is full.
+    pub fn push<'a, M: WireMessage<'a>>(&mut self, line: &M) {
         // Fallible allocations: a line logged when the memory budget is spent (a boot that
         // is failing for that very reason) is counted as dropped, never an abort.
         let len = (HEADER_LEN + line.payload_len()).min(MAX_FRAME_LEN);
@@ -57,7 +63,7 @@ impl LogRing {
             return;
         }
         buf.resize(len, 0);
-        let Ok(n) = wire::encode(&line, 0, Flags::NONE, &mut buf) else {
+        let Ok(n) = wire::encode(line, 0, Flags::NONE, &mut buf) else {
             self.dropped += 1; // over-long line: counted, never truncated mid-field
             return;
         };

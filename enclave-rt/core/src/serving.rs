@@ -26,6 +26,7 @@ use wire::{
     HttpPost, LogLevel, Message, MessageError, Pong, RpcError, RpcErrorCode, SignResponse, Status,
 };
 
+use crate::audit_chain::AuditChain;
 use crate::boot_state_machine::{BootMachine, BootOutput, BootState, Context, Nsm, boot_input};
 use crate::log_ring::LogRing;
 use crate::session_events::{self, EventsConfig, SessionEvents};
@@ -35,6 +36,8 @@ use crate::signing_engine::{
     CommitAnswer, EngineConfig, EngineError, Now, SignAnswer, SigningEngine,
 };
 use crate::trusted_time::{Change, ClockCheck};
+use sha2::{Digest as _, Sha256};
+use wire::{AuditEntry, AuditKind};
 
 /// Bytes of answers waiting for the parent above which the core stops taking frames: a
 /// parent that stops reading cannot make the enclave's memory grow. Frames already read
@@ -120,6 +123,8 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
                 frame_buf: vec![0u8; wire::MAX_FRAME_LEN],
                 event_buf: Vec::new(),
                 logs,
+                boot_attestation_sha256: None,
+                audit: None,
             },
         }
     }
@@ -212,7 +217,8 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
     }
 
     /// How long the shell may sleep before [`Self::handle_timeout`] has work: a second
-    /// while sessions are open (to wipe the expired ones), the subscription's back-off.
+    /// while sessions are open (to wipe the expired ones), the subscription's back-off, the
+    /// clock check, the audit checkpoint.
     #[must_use]
     pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let r = &self.router;
@@ -227,16 +233,36 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
             let due = r.clock.wake_in(now);
             wake = Some(wake.map_or(due, |w| w.min(due)));
         }
+        // Entries not yet checkpointed: the tail is signed within the interval.
+        if let Some(at) = r.audit.as_ref().and_then(AuditChain::next_checkpoint) {
+            let due = at.saturating_duration_since(now);
+            wake = Some(wake.map_or(due, |w| w.min(due)));
+        }
         wake
     }
 
-    /// Timed work: (re-)subscribe to the session events when due, wipe expired sessions.
+    /// Timed work: (re-)subscribe to the session events when due, wipe expired sessions
+    /// (each an audit entry), sign an audit checkpoint when due.
     /// Cheap when there is nothing to do; the shell calls it on every turn.
     pub fn handle_timeout(&mut self, clock: Clock) {
         self.router.subscribe_if_due(clock.instant);
         self.router.check_clock(clock);
         if let Some(e) = &mut self.router.engine {
-            let wiped = e.expire(clock.unix);
+            let (audit, logs) = (&mut self.router.audit, &mut self.router.logs);
+            let wiped = e.expire_each(clock.unix, &mut |session_id| {
+                if let Some(chain) = audit.as_mut() {
+                    let entry =
+                        chain.append(audit_event(AuditKind::Expired, session_id), clock.instant);
+                    logs.push(&entry);
+                }
+            });
+            if let Some(chain) = audit.as_mut()
+                && chain.checkpoint_due(clock.instant)
+            {
+                let unix_ms = clock.unix.unix_micros / 1000;
+                let c = chain.checkpoint(clock.instant, unix_ms, |st| e.sign_audit_checkpoint(st));
+                logs.push(&c);
+            }
             if wiped > 0 {
                 let count = wiped.to_string();
                 self.router.logs.log(
@@ -284,6 +310,10 @@ struct Router<N: Nsm, R> {
     frame_buf: Vec<u8>,
     event_buf: Vec<u8>,
     logs: LogRing,
+    /// SHA-256 of the boot's attestation document: the audit chain's genesis.
+    boot_attestation_sha256: Option<[u8; 32]>,
+    /// The session audit chain, once serving ([`crate::audit_chain`]).
+    audit: Option<AuditChain>,
 }
 
 impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
@@ -347,7 +377,9 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
                 )
             }
             m => match (&mut self.engine, self.machine.store()) {
-                (Some(engine), Some(store)) => serve(engine, store, m, clock.unix, &mut self.logs),
+                (Some(engine), Some(store)) => {
+                    serve(engine, store, m, clock, &mut self.logs, self.audit.as_mut())
+                }
                 _ => Reply::Rpc(RpcErrorCode::FAILED_PRECONDITION, "not serving: boot incomplete"),
             },
         }
@@ -395,6 +427,8 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             None => Reply::None,
             Some(BootOutput::Loaded(loaded)) => match self.start_engine() {
                 Ok(engine) => {
+                    self.audit =
+                        engine.as_ref().and(self.boot_attestation_sha256).map(AuditChain::new);
                     self.engine = engine;
                     Reply::Boot(BootOutput::Loaded(loaded))
                 }
@@ -404,6 +438,11 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
                     e,
                 )),
             },
+            Some(BootOutput::Attestation(document)) => {
+                // The boot's own document (`Hello`'s answer): the audit chain starts here.
+                self.boot_attestation_sha256 = Some(Sha256::digest(&document).into());
+                Reply::Boot(BootOutput::Attestation(document))
+            }
             Some(output) => Reply::Boot(output),
         }
     }
@@ -541,7 +580,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
                 return;
             }
         };
-        let reply = serve(engine, store, &request, clock.unix, logs);
+        let reply = serve(engine, store, &request, clock, logs, self.audit.as_mut());
         let mut body = vec![0u8; 2048];
         let n = reply.encode(0, &mut body, logs);
         if n == 0 {
@@ -568,8 +607,86 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
     }
 }
 
-/// One signing request.
+/// An audit entry of `kind` for `session_id`, every other field empty.
+fn audit_event(kind: AuditKind, session_id: [u8; 16]) -> AuditEntry<'static> {
+    AuditEntry {
+        seq: 0,
+        prev: [0; 32],
+        kind,
+        session_id,
+        account_id: "",
+        grant_sha256: [0; 32],
+        message_sha256: [0; 32],
+        expires_at_unix: 0,
+        package_sha256: [0; 32],
+        share_sha256: [0; 32],
+        code: 0,
+        request_kind: 0,
+    }
+}
+
+/// What a signing request and its answer put in the audit chain.
+fn audit_entry<'a>(message: &Message<'a>, reply: &Reply) -> Option<AuditEntry<'a>> {
+    let sha = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+    let session_id = match message {
+        Message::CommitRequest(r) => r.session_id,
+        Message::SignRequest(r) => r.session_id,
+        Message::AbortRequest(r) => r.session_id,
+        _ => return None,
+    };
+    Some(match (message, reply) {
+        (Message::CommitRequest(r), Reply::Commit(_)) => AuditEntry {
+            account_id: r.account_id,
+            grant_sha256: sha(&r.authorization),
+            message_sha256: r.message_sha256,
+            expires_at_unix: r.expires_at_unix,
+            ..audit_event(AuditKind::Commit, session_id)
+        },
+        (Message::SignRequest(r), Reply::Sign(a)) => AuditEntry {
+            package_sha256: sha(r.signing_package),
+            share_sha256: sha(&a.signature_share),
+            ..audit_event(AuditKind::Sign, session_id)
+        },
+        (Message::AbortRequest(_), Reply::Aborted(_)) => audit_event(AuditKind::Abort, session_id),
+        (m, r) => {
+            let code = match r {
+                Reply::Refused(e) => e.code(),
+                Reply::Rpc(code, _) => *code,
+                _ => RpcErrorCode::INTERNAL,
+            };
+            AuditEntry {
+                code: code.0,
+                request_kind: m.kind(),
+                ..audit_event(AuditKind::Refused, session_id)
+            }
+        }
+    })
+}
+
+/// One signing request; its outcome goes into the audit chain (and a checkpoint when due).
 fn serve<R: RngCore + CryptoRng>(
+    engine: &mut SigningEngine<R>,
+    store: &ShareStore,
+    message: &Message<'_>,
+    clock: Clock,
+    logs: &mut LogRing,
+    audit: Option<&mut AuditChain>,
+) -> Reply {
+    let reply = answer(engine, store, message, clock.unix, logs);
+    if let (Some(chain), Some(entry)) = (audit, audit_entry(message, &reply)) {
+        let entry = chain.append(entry, clock.instant);
+        logs.push(&entry);
+        if chain.checkpoint_due(clock.instant) {
+            let unix_ms = clock.unix.unix_micros / 1000;
+            let c = chain.checkpoint(clock.instant, unix_ms, |st| engine.sign_audit_checkpoint(st));
+            logs.push(&c);
+        }
+    }
+    reply
+}
+
+/// The engine's answer to one signing request.
+fn answer<R: RngCore + CryptoRng>(
     engine: &mut SigningEngine<R>,
     store: &ShareStore,
     message: &Message<'_>,

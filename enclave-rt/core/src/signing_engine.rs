@@ -584,6 +584,16 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         self.answer_key.public_key()
     }
 
+    /// The answer key's signature over an audit checkpoint (the only statement besides the
+    /// answers and the Loaded statement this key signs; each has its own domain label).
+    #[must_use]
+    pub fn sign_audit_checkpoint(
+        &self,
+        statement: &[u8; signed::AUDIT_CHECKPOINT_LEN],
+    ) -> [u8; 64] {
+        self.answer_key.sign(statement)
+    }
+
     /// The attestation `user_data` that publishes the answer key.
     #[must_use]
     pub fn answer_user_data(&self) -> [u8; signed::ANSWER_KEY_USER_DATA_LEN] {
@@ -708,9 +718,15 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
 
     /// Wipes every session whose deadline has passed; returns how many.
     pub fn expire(&mut self, now: Now) -> usize {
+        self.expire_each(now, &mut |_| {})
+    }
+
+    /// [`Self::expire`], telling `wiped` each session's id (for the audit chain).
+    pub fn expire_each(&mut self, now: Now, wiped_id: &mut dyn FnMut([u8; 16])) -> usize {
         let mut wiped = 0;
         for i in 0..self.slots.len() {
             if self.slots[i].as_ref().is_some_and(|s| s.deadline_micros <= now.unix_micros) {
+                wiped_id(self.ids[i]);
                 if let Some(spent) = self.granted.get_mut(&self.ids[i]) {
                     spent.mark_timed_out();
                 }

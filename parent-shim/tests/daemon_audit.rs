@@ -1,0 +1,202 @@
+//! The session audit chain end to end: the real enclave appends every session event to its
+//! chain and signs checkpoints; the real parent prints them; `parent-shim audit verify`
+//! checks them offline against the node's health report, and finds every edit a hostile
+//! parent or log pipeline could make.
+
+mod daemon_common;
+
+#[allow(clippy::wildcard_imports)]
+use daemon_common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().try_into().unwrap()
+}
+
+/// Runs `audit verify` on `lines`; (exit success, stdout + stderr).
+fn audit_verify(
+    c: &Case,
+    report: &std::path::Path,
+    lines: &[String],
+    messages: &[[u8; 32]],
+) -> (bool, String) {
+    let entries = c.dir.0.join("entries.jsonl");
+    std::fs::write(&entries, lines.join("\n")).unwrap();
+    let wanted = c.dir.0.join("messages.txt");
+    std::fs::write(&wanted, messages.iter().map(hex::encode).collect::<Vec<_>>().join("\n"))
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+        .args(["audit-verify", "--report"])
+        .arg(report)
+        .arg("--root")
+        .arg(c.dir.0.join("sim-ca/root.der"))
+        .arg("--pcrs")
+        .arg(c.dir.0.join("pinned-pcrs.json"))
+        .arg("--entries")
+        .arg(&entries)
+        .arg("--messages")
+        .arg(&wanted)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// A node that ran three signatures, an abort and a refused grant, and checkpointed them.
+struct Run {
+    c: Case,
+    p: Parent,
+    /// Its health report, written to a file.
+    report: std::path::PathBuf,
+    /// Its audit lines, entries and checkpoints, in order.
+    lines: Vec<String>,
+    /// The positions of the entries among `lines`.
+    entries: Vec<usize>,
+    /// The SHA-256 of each message signed.
+    signed: Vec<[u8; 32]>,
+}
+
+async fn audited_run() -> Run {
+    use parent_shim::grpc_bridge::pb;
+    let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
+    let endpoint = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
+    let (c, config) = case("audit", 7, 7).await;
+    std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
+    append(
+        &config,
+        &format!(
+            "\n[gateway]\nhealth_url = \"{}\"\nca = \"{}\"\ninterval_secs = 1\n",
+            endpoint.url(),
+            c.dir.0.join("gateway-ca.pem").display()
+        ),
+    );
+    std::fs::write(
+        c.dir.0.join("pinned-pcrs.json"),
+        format!("{{\"PCR0\": \"{}\"}}", hex::encode([7u8; 48])),
+    )
+    .unwrap();
+    let mut p = start(&config);
+    let grpc = grpc_endpoint(&p.wait_for("\"serving\""));
+    let client = c.tls.client("gateway").unwrap();
+    let mut api = tests::gateway_sim::connect(&grpc, &c.tls.cert_pem(), &client).await.unwrap();
+    let root = std::fs::read(c.dir.0.join("sim-ca/root.der")).unwrap();
+    let key = tests::gateway_sim::attested_answer_key(&mut api, &root, &c.pcrs).await.unwrap();
+    let accounts = tests::gateway_sim::load_accounts(&c.dir.0.join("shares")).unwrap();
+
+    // Three signatures (both schemes), an abort, a refused grant: 2 + 2 + 2 + 2 + 1 entries.
+    let mut signed = Vec::new();
+    for i in 0..3u8 {
+        let message = format!("audited {i}").into_bytes();
+        let s = tests::gateway_sim::sign(
+            &mut api,
+            &key,
+            &accounts[usize::from(i)],
+            [0xa0 + i; 16],
+            &message,
+        )
+        .await
+        .unwrap();
+        assert!(s.verified);
+        signed.push(sha256(&message));
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let a = &accounts[0];
+    let grant =
+        tests::gateway::Grant::new(key, a.scheme, &a.account_id, 0xb0, b"aborted", now + 60);
+    api.commit(tests::gateway_sim::commit_request(&grant)).await.unwrap();
+    api.abort(pb::AbortRequest { session_id: grant.session_id.to_vec() }).await.unwrap();
+    let mut forged =
+        tests::gateway::Grant::new(key, a.scheme, &a.account_id, 0xc0, b"forged", now + 60);
+    forged.sign_with(&ed25519_dalek::SigningKey::from_bytes(&[0x77; 32]));
+    let refused = api.commit(tests::gateway_sim::commit_request(&forged)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+    // The checkpoint comes within its interval (10 s) of the last entry.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let checkpoint = loop {
+        let line = p.wait_for("\"audit_checkpoint\"");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["seq"] == 9 || Instant::now() > deadline {
+            break v;
+        }
+    };
+    assert_eq!(checkpoint["seq"], 9, "{checkpoint}");
+    let reports = endpoint.reports();
+    let report = c.dir.0.join("report.json");
+    std::fs::write(&report, reports.last().unwrap().to_string()).unwrap();
+    let lines: Vec<String> = p.seen.iter().filter(|l| l.contains("\"audit_")).cloned().collect();
+    let entries: Vec<usize> =
+        (0..lines.len()).filter(|&i| lines[i].contains("\"audit_entry\"")).collect();
+    assert_eq!(entries.len(), 9, "{lines:#?}");
+    Run { c, p, report, lines, entries, signed }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_chain_verifies_whole_and_every_edit_is_found_where_it_was_made() {
+    let Run { c, p, report, lines, entries, signed } = audited_run().await;
+
+    // Whole: complete through 9, each signed message found under its grant, a message
+    // signed by another node not.
+    let elsewhere = sha256(b"signed by another node");
+    let mut asked = signed.clone();
+    asked.push(elsewhere);
+    let (ok, text) = audit_verify(&c, &report, &lines, &asked);
+    assert!(ok, "{text}");
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(
+        (v["complete_through"].as_u64(), v["unsigned_tail"].as_u64()),
+        (Some(9), Some(0)),
+        "{v}"
+    );
+    let found: Vec<bool> = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["signed_here"].as_bool().unwrap())
+        .collect();
+    assert_eq!(found, [true, true, true, false], "{v}");
+
+    // Each edit, found where it was made.
+    let refused_by = |edited: Vec<String>, expected: &str| {
+        let (ok, text) = audit_verify(&c, &report, &edited, &[]);
+        assert!(!ok && text.contains(expected), "expected {expected:?}, got {text}");
+    };
+    let mut deleted = lines.clone();
+    deleted.remove(entries[3]);
+    refused_by(deleted, "entry 4 is missing");
+    let mut altered = lines.clone();
+    let v4: serde_json::Value = serde_json::from_str(&altered[entries[4]]).unwrap();
+    let payload = v4["payload"].as_str().unwrap();
+    // The last byte is the refused request's kind: flip it.
+    let flipped = format!(
+        "{}{}",
+        &payload[..payload.len() - 2],
+        if payload.ends_with("00") { "01" } else { "00" }
+    );
+    altered[entries[4]] = altered[entries[4]].replace(payload, &flipped);
+    refused_by(altered, "entry 5 was altered");
+    let mut swapped = lines.clone();
+    swapped.swap(entries[1], entries[2]);
+    refused_by(swapped, "entry 2 is out of order");
+    // The tail cut, the checkpoint kept: it vouches for entries 8 and 9.
+    let cut: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != entries[7] && *i != entries[8])
+        .map(|(_, l)| l.clone())
+        .collect();
+    refused_by(cut, "entry 8 is missing");
+    // The tail cut with the checkpoint: nothing signed covers what is left.
+    refused_by(lines[..entries[7]].to_vec(), "\"unsigned_tail\":7");
+    // Frames the parent never printed (dropped): the same as deleted, at their place.
+    let dropped: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != entries[0] && *i != entries[1])
+        .map(|(_, l)| l.clone())
+        .collect();
+    refused_by(dropped, "entry 1 is missing");
+    no_secrets(&c, &p);
+}
