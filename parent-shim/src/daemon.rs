@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::attestation_verifier::PinnedRoot;
+use crate::boot_inputs;
 use crate::cloudwatch_logs::{self, CloudWatchSettings};
 use crate::config::{Config, ConfigError};
 use crate::enclave_boot::{self, BootError, BootInputs};
@@ -32,7 +33,7 @@ use crate::health_report::{self, health_base, report_health, with_state};
 use crate::https_client;
 use crate::https_relay;
 use crate::kms_relay::{self, KmsSettings};
-use crate::s3_fetch::{self, FetchError};
+use crate::s3_fetch::FetchError;
 use crate::systemd_notify::sd_notify;
 use crate::tls_files::{
     grpc_server_tls, health_target, read_pem_certs, read_root, relay_policy, system_roots,
@@ -155,7 +156,7 @@ impl Drop for TaskGuard {
 
 async fn fetch_launch_boot_serve(config: &Config, started: Instant) -> Result<(), DaemonError> {
     let root = read_root(&config.attestation.root)?;
-    let mut inputs = match s3_fetch::fetch_inputs(config).await {
+    let mut inputs = match boot_inputs::fetch_inputs(config).await {
         Ok(i) => i,
         Err(e) => {
             emit("error", "alert", json!({"reason": "fetch_failed", "error": e.to_string()}));
@@ -201,7 +202,7 @@ async fn boot_and_serve(
     config: &Config,
     enclave: &mut dyn EnclaveLauncher,
     launched: &Launched,
-    inputs: &mut s3_fetch::Inputs,
+    inputs: &mut boot_inputs::Inputs,
     root: &[u8],
     started: Instant,
 ) -> Result<(), DaemonError> {
@@ -391,7 +392,7 @@ type Booted = (
 async fn bootstrap(
     config: &Config,
     enclave: &Launched,
-    inputs: &mut s3_fetch::Inputs,
+    inputs: &mut boot_inputs::Inputs,
     root: &[u8],
 ) -> Result<Booted, DaemonError> {
     let expected_pcrs = config.expected_pcrs()?;
@@ -412,7 +413,7 @@ async fn bootstrap(
     let request_id = Arc::new(std::sync::Mutex::new(None));
     let rid = Arc::clone(&request_id);
     let key_id = config.kms.key_id.clone();
-    let s3_fetch::Inputs { share_file, sealed_identity, manifest } = inputs;
+    let boot_inputs::Inputs { share_file, sealed_identity, manifest } = inputs;
     let sealed_identity = &*sealed_identity;
     let unseal = |document: Vec<u8>| async move {
         let sealed =

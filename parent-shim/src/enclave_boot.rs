@@ -21,7 +21,7 @@ use crate::enclave_client::{EnclaveClient, Reply};
 use crate::share_stream::ShareStream;
 
 /// Share-file bytes per `ShareFileChunk` frame.
-pub const CHUNK: usize = 48 * 1024;
+pub use crate::share_stream::CHUNK;
 
 /// What the boot needs besides the connection and the share file's stream.
 pub struct BootInputs<'a> {

@@ -9,7 +9,8 @@
 //! * [`grpc_bridge`], the gateway's gRPC API over mutual TLS, translated to `wire`;
 //! * [`kms_relay`], KMS `Decrypt` with `Recipient` through `aws-sdk-kms`;
 //! * [`kms_policy`], key policies that pin the image's PCRs, read from [`pcrs_file`];
-//! * [`s3_fetch`], the encrypted inputs from S3 through `aws-sdk-s3` (or `file://`), and
+//! * [`s3_fetch`], objects from S3 through `aws-sdk-s3` (or `file://`); [`boot_inputs`], a
+//!   boot's inputs read with it; and
 //!   [`share_stream`], the share file streamed through a bounded window as it arrives;
 //! * [`cloudwatch_logs`], every log line shipped to `CloudWatch` Logs (alerts as metrics);
 //! * [`share_reencrypt`], the operator's offline share re-encryption (`reencrypt-shares`);
@@ -31,6 +32,7 @@ pub mod alert_webhook;
 pub mod attestation_verifier;
 pub mod audit_trail;
 pub mod aws_credentials;
+pub mod boot_inputs;
 pub mod cloudwatch_logs;
 pub mod config;
 pub mod counted_conn;

@@ -16,8 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_sdk_s3::Client;
 use tokio::sync::mpsc;
 
-use crate::enclave_boot::CHUNK;
 use crate::s3_fetch::FetchError;
+
+/// Bytes per piece: one `ShareFileChunk` frame's worth.
+pub const CHUNK: usize = 48 * 1024;
 
 /// The most of the share file the parent holds at once, between S3 and the enclave.
 pub const WINDOW_BYTES: usize = 4 << 20;
