@@ -20,8 +20,8 @@ use wire::{AuditCheckpoint, AuditEntry, AuditKind, Message, WireMessage as _};
 /// What was wrong with the chain, at which sequence number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
-    /// No entry with this sequence number (removed, or never shipped).
-    Missing(u64),
+    /// No entries with these sequence numbers, first to last (removed, or never shipped).
+    Missing(u64, u64),
     /// Two different entries claim this number, or the entry after it does not commit to
     /// it: this entry (or the link to it) was edited.
     Altered(u64),
@@ -46,7 +46,8 @@ pub enum Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Missing(s) => write!(f, "entry {s} is missing"),
+            Self::Missing(a, b) if a == b => write!(f, "entry {a} is missing"),
+            Self::Missing(a, b) => write!(f, "entries {a} to {b} are missing"),
             Self::Altered(s) => {
                 write!(f, "entry {s} was altered (its successor does not commit to it)")
             }
@@ -121,6 +122,27 @@ fn audit_line(line: &str) -> Option<(String, Vec<u8>)> {
     Some((event.to_owned(), payload))
 }
 
+/// Each checkpoint, and whether this boot's answer key signed it for this chain.
+fn signed_checkpoints(
+    checkpoints: &[AuditCheckpoint],
+    genesis: [u8; 32],
+    answer_key: &[u8; 32],
+) -> Vec<(AuditCheckpoint, bool)> {
+    let key = VerifyingKey::from_bytes(answer_key).ok();
+    checkpoints
+        .iter()
+        .map(|c| {
+            let statement =
+                audit_checkpoint_statement(&c.attestation_sha256, c.seq, &c.head, c.unix_ms);
+            let ok = c.attestation_sha256 == genesis
+                && key.is_some_and(|k| {
+                    k.verify_strict(&statement, &Signature::from_bytes(&c.signature)).is_ok()
+                });
+            (*c, ok)
+        })
+        .collect()
+}
+
 /// Checks the audit lines in `lines` (JSON lines, others ignored) for the boot whose
 /// attestation document hashes to `genesis` and whose answer key is `answer_key`.
 #[must_use]
@@ -159,32 +181,27 @@ pub fn verify<'a>(
     }
     // A checkpoint the boot's key signed vouches that its entries existed: any of them
     // absent is missing, even past the last entry read (a cut tail).
-    let key = VerifyingKey::from_bytes(answer_key).ok();
-    let signed: Vec<(AuditCheckpoint, bool)> = checkpoints
-        .iter()
-        .map(|c| {
-            let statement =
-                audit_checkpoint_statement(&c.attestation_sha256, c.seq, &c.head, c.unix_ms);
-            let ok = c.attestation_sha256 == genesis
-                && key.is_some_and(|k| {
-                    k.verify_strict(&statement, &Signature::from_bytes(&c.signature)).is_ok()
-                });
-            (*c, ok)
-        })
-        .collect();
+    let signed = signed_checkpoints(&checkpoints, genesis, answer_key);
     highest = signed.iter().filter(|(_, ok)| *ok).map(|(c, _)| c.seq).fold(highest, u64::max);
     report.last_seq = highest;
     // Walk the chain from the genesis: each number once, each linked to the one before.
     let mut prev = Some(genesis);
     let mut linked_through = 0u64;
-    for seq in 1..=highest {
-        let here = by_seq.remove(&seq).unwrap_or_default();
+    // Only the numbers present are visited (a forged number near u64::MAX costs nothing);
+    // the gaps between them are reported as ranges.
+    let mut expected = 1u64;
+    for (seq, here) in std::mem::take(&mut by_seq) {
+        if seq == 0 {
+            report.problems.extend(here.iter().map(|e| Problem::Undecodable(e.position)));
+            continue;
+        }
+        if seq > expected {
+            report.problems.push(Problem::Missing(expected, seq - 1));
+            prev = None;
+        }
+        expected = seq.saturating_add(1);
         let entry = match here.as_slice() {
-            [] => {
-                report.problems.push(Problem::Missing(seq));
-                prev = None;
-                continue;
-            }
+            [] => continue,
             [one] => one.clone(),
             [first, rest @ ..] => {
                 if rest.iter().all(|e| e.hash == first.hash) {
@@ -212,6 +229,9 @@ pub fn verify<'a>(
         }
         prev = Some(entry.hash);
     }
+    if highest >= expected {
+        report.problems.push(Problem::Missing(expected, highest));
+    }
     // Checkpoints: signed by the boot's key, over the chain's head at their number.
     for (c, signed) in &signed {
         let head =
@@ -225,7 +245,7 @@ pub fn verify<'a>(
     }
     report.unsigned_tail = highest - report.complete_through;
     report.problems.sort_by_key(|p| match p {
-        Problem::Missing(s)
+        Problem::Missing(s, _)
         | Problem::Altered(s)
         | Problem::Duplicated(s)
         | Problem::BadCheckpoint(s)
@@ -252,6 +272,20 @@ pub fn signed_here(report: &Report, message_sha256: &[u8; 32]) -> Vec<([u8; 16],
         .filter(|e| e.kind == AuditKind::Sign)
         .filter_map(|e| commits.get(&e.session_id).map(|c| (e.session_id, c.grant_sha256, e.seq)))
         .collect()
+}
+
+/// The fuzz target `audit_lines`: any bytes as the lines of an export. Never a panic, and
+/// the report holds together: nothing is complete beyond the last number seen, and the
+/// unsigned tail is the rest.
+///
+/// # Panics
+/// If the report contradicts itself (a bug the fuzzer is looking for).
+pub fn fuzz_verify(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let report = verify([9; 32], &[7; 32], text.lines());
+    assert!(report.complete_through <= report.last_seq);
+    assert_eq!(report.unsigned_tail, report.last_seq - report.complete_through);
+    assert!(report.verified.keys().all(|s| *s >= 1 && *s <= report.last_seq));
 }
 
 #[cfg(test)]
@@ -312,5 +346,29 @@ mod tests {
         assert_eq!((r.problems, r.unsigned_tail), (vec![Problem::BadCheckpoint(3)], 3));
         let r = verify([8; 32], &public, good.iter().map(String::as_str));
         assert!(r.problems.contains(&Problem::OtherBoot), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn the_fuzz_oracle_holds_on_cut_and_garbled_exports() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let text = lines(4, &key).join("\n");
+        for cut in (0..text.len()).step_by(37) {
+            fuzz_verify(&text.as_bytes()[..cut]);
+        }
+        fuzz_verify(b"{\"event\":\"audit_entry\",\"payload\":\"zz\"}\n\xff\xfe");
+        let big_seq = r#"{"event":"audit_checkpoint","payload":"ffffffffffffffff"}"#;
+        fuzz_verify(big_seq.as_bytes());
+        // An entry numbered near the end of u64: reported as a gap, in no time.
+        let last = lines(1, &key)[0].clone();
+        let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+        let payload = v["payload"].as_str().unwrap();
+        let forged = last.replace(payload, &format!("fffffffffffffffe{}", &payload[16..]));
+        let r = verify([9; 32], &key.verifying_key().to_bytes(), [forged.as_str()]);
+        assert!(
+            matches!(r.problems.as_slice(), [Problem::Missing(1, n)] if *n > u64::MAX / 2),
+            "{:?}",
+            r.problems
+        );
+        fuzz_verify(forged.as_bytes());
     }
 }

@@ -372,10 +372,32 @@ impl Bridge {
         })?;
         Ok(Response::new(status))
     }
+
+    async fn get_audit_head_call(&self) -> Result<Response<pb::GetAuditHeadResponse>, Status> {
+        let reply = self.call(&Message::AuditHeadRequest(wire::AuditHeadRequest {})).await?;
+        let head = expect(&reply, |m| match m {
+            Message::AuditCheckpoint(c) => Some(pb::GetAuditHeadResponse {
+                seq: c.seq,
+                head: c.head.to_vec(),
+                attestation_sha256: c.attestation_sha256.to_vec(),
+                unix_ms: c.unix_ms,
+                signature: c.signature.to_vec(),
+            }),
+            _ => None,
+        })?;
+        Ok(Response::new(head))
+    }
 }
 
 #[tonic::async_trait]
 impl SignService for Bridge {
+    async fn get_audit_head(
+        &self,
+        _: Request<pb::GetAuditHeadRequest>,
+    ) -> Result<Response<pb::GetAuditHeadResponse>, Status> {
+        observed("GetAuditHead", Instant::now(), self.get_audit_head_call().await)
+    }
+
     async fn ping(
         &self,
         request: Request<pb::PingRequest>,

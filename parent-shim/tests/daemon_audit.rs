@@ -123,6 +123,23 @@ async fn audited_run() -> Run {
         }
     };
     assert_eq!(checkpoint["seq"], 9, "{checkpoint}");
+    // The gateway's own anchor: a fresh head through the API, signed by the attested key.
+    let head = api.get_audit_head(pb::GetAuditHeadRequest {}).await.unwrap().into_inner();
+    assert_eq!(
+        (head.seq, hex::encode(&head.head)),
+        (9, checkpoint["head"].as_str().unwrap().to_owned())
+    );
+    let statement = wire::session_signatures::audit_checkpoint_statement(
+        &head.attestation_sha256.clone().try_into().unwrap(),
+        head.seq,
+        &head.head.clone().try_into().unwrap(),
+        head.unix_ms,
+    );
+    let signature = ed25519_dalek::Signature::from_slice(&head.signature).unwrap();
+    ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .unwrap()
+        .verify_strict(&statement, &signature)
+        .unwrap();
     let reports = endpoint.reports();
     let report = c.dir.0.join("report.json");
     std::fs::write(&report, reports.last().unwrap().to_string()).unwrap();
@@ -187,7 +204,7 @@ async fn the_audit_chain_verifies_whole_and_every_edit_is_found_where_it_was_mad
         .filter(|(i, _)| *i != entries[7] && *i != entries[8])
         .map(|(_, l)| l.clone())
         .collect();
-    refused_by(cut, "entry 8 is missing");
+    refused_by(cut, "entries 8 to 9 are missing");
     // The tail cut with the checkpoint: nothing signed covers what is left.
     refused_by(lines[..entries[7]].to_vec(), "\"unsigned_tail\":7");
     // Frames the parent never printed (dropped): the same as deleted, at their place.
@@ -197,6 +214,6 @@ async fn the_audit_chain_verifies_whole_and_every_edit_is_found_where_it_was_mad
         .filter(|(i, _)| *i != entries[0] && *i != entries[1])
         .map(|(_, l)| l.clone())
         .collect();
-    refused_by(dropped, "entry 1 is missing");
+    refused_by(dropped, "entries 1 to 2 are missing");
     no_secrets(&c, &p);
 }

@@ -665,4 +665,7 @@ messages! {
         /// Fresh random bytes the document must carry.
         nonce: &'a [u8] = max NONCE_MAX,
     }
+    /// Ask a serving enclave for a fresh signed checkpoint of its audit chain (answered
+    /// with [`AuditCheckpoint`] on the same stream).
+    0x0606 AuditHeadRequest ["parent → enclave"] {}
 }

@@ -495,6 +495,7 @@ const FUZZ_TARGETS: &[(&str, &str)] = &[
     ("enclave-rt/core", "signing"),
     ("parent-shim", "attestation_doc"),
     ("parent-shim", "share_manifest"),
+    ("parent-shim", "audit_lines"),
 ];
 
 /// `cargo xtask fuzz [TARGET] [--seconds N]`: one target, or every target in turn.

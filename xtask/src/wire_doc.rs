@@ -203,6 +203,7 @@ fn examples() -> Vec<(u32, Message<'static>)> {
             }),
         ),
         (9, Message::AttestRequest(wire::AttestRequest { nonce: &NONCE })),
+        (9, Message::AuditHeadRequest(wire::AuditHeadRequest {})),
     ]
 }
 

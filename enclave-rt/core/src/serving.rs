@@ -37,7 +37,7 @@ use crate::signing_engine::{
 };
 use crate::trusted_time::{Change, ClockCheck};
 use sha2::{Digest as _, Sha256};
-use wire::{AuditEntry, AuditKind};
+use wire::{AuditCheckpoint, AuditEntry, AuditKind};
 
 /// Bytes of answers waiting for the parent above which the core stops taking frames: a
 /// parent that stops reading cannot make the enclave's memory grow. Frames already read
@@ -354,6 +354,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             Message::Ping(p) => Reply::Pong(p.nonce),
             Message::StatusRequest(_) => Reply::Status(self.status(clock.instant, memory)),
             Message::AttestRequest(r) => self.attest(r.nonce),
+            Message::AuditHeadRequest(_) => self.audit_head(clock),
             m if boot_input(m).is_some() => {
                 let ctx = Context {
                     now_micros: micros_since(self.started, clock.instant),
@@ -402,6 +403,18 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             session_ttl_secs: u32::try_from(self.engine_config.session_ttl_secs)
                 .unwrap_or(u32::MAX),
         }
+    }
+
+    /// A fresh checkpoint of the audit chain, signed now (the gateway anchors it).
+    fn audit_head(&mut self, clock: Clock) -> Reply {
+        let (Some(chain), Some(engine)) = (&mut self.audit, &self.engine) else {
+            return Reply::Rpc(RpcErrorCode::FAILED_PRECONDITION, "not serving: boot incomplete");
+        };
+        let unix_ms = clock.unix.unix_micros / 1000;
+        let c = chain.checkpoint(clock.instant, unix_ms, |st| engine.sign_audit_checkpoint(st));
+        // The log channel gets it too, so the shipped chain carries every signed head.
+        self.logs.push(&c);
+        Reply::AuditHead(c)
     }
 
     /// A fresh attestation while serving, binding the answer key (the boot's own
@@ -750,6 +763,7 @@ enum Reply {
     Commit(CommitAnswer),
     Sign(SignAnswer),
     Aborted([u8; 16]),
+    AuditHead(AuditCheckpoint),
 }
 
 impl Reply {
@@ -786,6 +800,7 @@ impl Reply {
             Self::Aborted(session_id) => {
                 wire::encode(&AbortResponse { session_id }, stream, f, buf)
             }
+            Self::AuditHead(checkpoint) => wire::encode(&checkpoint, stream, f, buf),
         };
         result.unwrap_or_else(|e| {
             let error = e.to_string();
