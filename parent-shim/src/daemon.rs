@@ -125,6 +125,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
 async fn run_until_stopped(config: &Config) -> Result<(), DaemonError> {
     let started = Instant::now();
+    // First: from here SIGTERM no longer kills the process outright (its default action),
+    // so a stop at any stage still destroys the enclave.
+    let stop = stop_signal()?;
     let _metrics = match &config.metrics {
         Some(m) => {
             let listener = tokio::net::TcpListener::bind(&m.listen).await.map_err(|error| {
@@ -140,9 +143,34 @@ async fn run_until_stopped(config: &Config) -> Result<(), DaemonError> {
         None => None,
     };
     crate::metrics::boot_state("fetching");
-    let outcome = fetch_launch_boot_serve(config, started).await;
+    let outcome = fetch_launch_boot_serve(config, started, &stop).await;
     crate::metrics::boot_state(if outcome.is_ok() { "stopped" } else { "failed" });
     outcome
+}
+
+/// SIGTERM or SIGINT: `true` once either arrived. The handler is installed when this
+/// returns.
+fn stop_signal() -> Result<tokio::sync::watch::Receiver<bool>, DaemonError> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|error| DaemonError::Serve { what: "SIGTERM handler".into(), error })?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+/// Resolves once a stop was asked for.
+async fn stopped(stop: &tokio::sync::watch::Receiver<bool>) {
+    let mut stop = stop.clone();
+    if stop.wait_for(|s| *s).await.is_err() {
+        // The watcher never ends without saying so; if it did, never stop on that.
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Ends a background task with the scope that owns it.
@@ -154,9 +182,20 @@ impl Drop for TaskGuard {
     }
 }
 
-async fn fetch_launch_boot_serve(config: &Config, started: Instant) -> Result<(), DaemonError> {
+async fn fetch_launch_boot_serve(
+    config: &Config,
+    started: Instant,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
     let root = read_root(&config.attestation.root)?;
-    let mut inputs = match boot_inputs::fetch_inputs(config).await {
+    let fetched = tokio::select! {
+        r = boot_inputs::fetch_inputs(config) => r,
+        () = stopped(stop) => {
+            emit("info", "stopped", json!({"ok": true, "during": "fetching"}));
+            return Ok(());
+        }
+    };
+    let mut inputs = match fetched {
         Ok(i) => i,
         Err(e) => {
             emit("error", "alert", json!({"reason": "fetch_failed", "error": e.to_string()}));
@@ -191,7 +230,8 @@ async fn fetch_launch_boot_serve(config: &Config, started: Instant) -> Result<()
     crate::metrics::boot_state("booting");
     // From here on, every way out destroys the enclave.
     let outcome =
-        boot_and_serve(config, enclave.as_mut(), &launched, &mut inputs, &root, started).await;
+        boot_and_serve(config, enclave.as_mut(), &launched, &mut inputs, &root, started, stop)
+            .await;
     enclave.terminate().await;
     emit("info", "stopped", json!({"ok": outcome.is_ok()}));
     outcome
@@ -205,8 +245,13 @@ async fn boot_and_serve(
     inputs: &mut boot_inputs::Inputs,
     root: &[u8],
     started: Instant,
+    stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    let result = bootstrap(config, launched, inputs, root).await;
+    let result = tokio::select! {
+        r = bootstrap(config, launched, inputs, root) => r,
+        // Stopped mid-boot: the caller destroys the enclave.
+        () = stopped(stop) => return Ok(()),
+    };
     let (client, record, kms_request_id, relay_requests) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -279,8 +324,6 @@ async fn boot_and_serve(
     crate::metrics::boot_state("serving");
     let bridge = Bridge::new(link, record, call_timeout);
     let (server, stop_tx) = spawn_server(listener, tls, bridge, config.grpc.max_connections);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|error| DaemonError::Serve { what: "SIGTERM handler".into(), error })?;
     let outcome = tokio::select! {
         why = supervisor => {
             emit("error", "alert", json!({"reason": "reattestation_failed", "error": why.to_string()}));
@@ -290,8 +333,7 @@ async fn boot_and_serve(
             emit("error", "alert", json!({"reason": "enclave_exited", "status": why}));
             Err(DaemonError::EnclaveExited(why))
         }
-        _ = sigterm.recv() => Ok(()),
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        () = stopped(stop) => Ok(()),
     };
     sd_notify("STOPPING=1");
     let _ = stop_tx.send(());

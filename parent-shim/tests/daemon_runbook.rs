@@ -192,3 +192,25 @@ fn check_config_refuses_unknown_keys_and_bad_values() {
     assert_eq!(code, Some(2));
     assert!(err.contains("relay.networks"), "{err}");
 }
+
+/// systemd stops the unit while the enclave is still booting (here: waiting on a KMS that
+/// never answers): the parent destroys the enclave and exits 0. Before, SIGTERM's default
+/// action killed the parent until it served, and the enclave ran on as an orphan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_the_boot_destroys_the_enclave() {
+    let (c, config) = case("stop-booting", 7, 7).await;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let kms = c.kms.endpoint();
+    replace_in(&config, &kms, &format!("http://{}", silent.local_addr().unwrap()));
+    let mut p = start(&config);
+    p.wait_for("enclave_started");
+    let enclave = p.enclave_pid();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(alive(enclave));
+    Command::new("kill").arg("-TERM").arg(p.child.id().to_string()).status().unwrap();
+    assert_eq!(p.exit_code(), Some(0), "{}", p.seen.join("\n"));
+    wait_gone(enclave);
+    assert!(p.seen.iter().any(|l| l.contains("\"stopped\"")));
+    assert!(!p.seen.iter().any(|l| l.contains("\"serving\"")));
+    no_secrets(&c, &p);
+}
