@@ -186,21 +186,30 @@ async fn connect_and_attest(ctx: &Ctx) -> Result<(SignServiceClient<Channel>, [u
     Ok((api, key))
 }
 
+/// A connection and the attested answer key; on failure, counted (a fault's or wrong)
+/// and a short wait before the caller tries again.
+async fn attested_or_wait(
+    ctx: &Ctx,
+    t: &mut Tally,
+) -> Option<(SignServiceClient<Channel>, [u8; 32])> {
+    let from = Instant::now();
+    match connect_and_attest(ctx).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            t.failed(ctx, from, &e);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            None
+        }
+    }
+}
+
 /// One gRPC client: sessions of every kind in turn, reconnecting after a failure.
 async fn grpc_client(ctx: Arc<Ctx>, n: u8) -> Tally {
     let mut t = Tally::default();
     let mut i: u64 = 0;
     let stranger = ed25519_dalek::SigningKey::from_bytes(&[0x77; 32]);
     while !ctx.stop.load(Ordering::Relaxed) {
-        let from = Instant::now();
-        let (mut api, key) = match connect_and_attest(&ctx).await {
-            Ok(c) => c,
-            Err(e) => {
-                t.failed(&ctx, from, &e);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
+        let Some((mut api, key)) = attested_or_wait(&ctx, &mut t).await else { continue };
         while !ctx.stop.load(Ordering::Relaxed) {
             i += 1;
             let account = &ctx.accounts[usize::try_from(i).unwrap() % ctx.accounts.len()];
@@ -368,15 +377,7 @@ async fn events_client(ctx: Arc<Ctx>) -> Tally {
     let mut t = Tally::default();
     let mut i: u64 = 0;
     while !ctx.stop.load(Ordering::Relaxed) {
-        let from = Instant::now();
-        let key = match connect_and_attest(&ctx).await {
-            Ok((_, key)) => key,
-            Err(e) => {
-                t.failed(&ctx, from, &e);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
+        let Some((_, key)) = attested_or_wait(&ctx, &mut t).await else { continue };
         while !ctx.stop.load(Ordering::Relaxed) {
             i += 1;
             let account = &ctx.accounts[usize::try_from(i).unwrap() % ctx.accounts.len()];

@@ -301,20 +301,7 @@ mod tests {
         let mut chain = AuditChain::new([9; 32]);
         let mut out = Vec::new();
         for i in 1..=n {
-            let entry = AuditEntry {
-                seq: 0,
-                prev: [0; 32],
-                kind: AuditKind::Abort,
-                session_id: [i; 16],
-                account_id: "",
-                grant_sha256: [0; 32],
-                message_sha256: [0; 32],
-                expires_at_unix: 0,
-                package_sha256: [0; 32],
-                share_sha256: [0; 32],
-                code: 0,
-                request_kind: 0,
-            };
+            let entry = enclave_core::audit_chain::blank(AuditKind::Abort, [i; 16]);
             let e = chain.append(entry, t);
             let mut payload = vec![0u8; 512];
             let len = e.encode_payload(&mut payload).unwrap();

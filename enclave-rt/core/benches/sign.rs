@@ -176,18 +176,13 @@ fn audit_per_session() -> f64 {
     let mut chain = AuditChain::new([9; 32]);
     let mut logs = LogRing::new(1 << 20, false);
     let entry = |kind, i: u32| wire::AuditEntry {
-        seq: 0,
-        prev: [0; 32],
-        kind,
-        session_id: [u8::try_from(i % 251).unwrap(); 16],
         account_id: "A0000001",
         grant_sha256: [1; 32],
         message_sha256: [2; 32],
         expires_at_unix: 1_800_000_000,
         package_sha256: [3; 32],
         share_sha256: [4; 32],
-        code: 0,
-        request_kind: 0,
+        ..enclave_core::audit_chain::blank(kind, [u8::try_from(i % 251).unwrap(); 16])
     };
     let t = Instant::now();
     for i in 0..N {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 use wire::session_signatures::{AUDIT_CHECKPOINT_LEN, AUDIT_ENTRY_DOMAIN};
-use wire::{AuditCheckpoint, AuditEntry, WireMessage as _};
+use wire::{AuditCheckpoint, AuditEntry, AuditKind, WireMessage as _};
 
 /// Entries between checkpoints at most.
 pub const CHECKPOINT_EVERY: u64 = 64;
@@ -42,6 +42,26 @@ pub fn entry_hash(entry: &AuditEntry<'_>) -> [u8; 32] {
     h.update(AUDIT_ENTRY_DOMAIN);
     h.update(payload.get(..n).unwrap_or_default());
     h.finalize().into()
+}
+
+/// An entry of `kind` for `session_id`, every other field empty (the chain numbers it);
+/// fill the kind's fields with struct update syntax.
+#[must_use]
+pub fn blank(kind: AuditKind, session_id: [u8; 16]) -> AuditEntry<'static> {
+    AuditEntry {
+        seq: 0,
+        prev: [0; 32],
+        kind,
+        session_id,
+        account_id: "",
+        grant_sha256: [0; 32],
+        message_sha256: [0; 32],
+        expires_at_unix: 0,
+        package_sha256: [0; 32],
+        share_sha256: [0; 32],
+        code: 0,
+        request_kind: 0,
+    }
 }
 
 /// The longest entry payload.
@@ -132,22 +152,14 @@ impl AuditChain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wire::AuditKind;
 
     fn event(kind: AuditKind, id: u8) -> AuditEntry<'static> {
         AuditEntry {
-            seq: 0,
-            prev: [0; 32],
-            kind,
-            session_id: [id; 16],
             account_id: "A0000001",
             grant_sha256: [1; 32],
             message_sha256: [2; 32],
             expires_at_unix: 1_800_000_000,
-            package_sha256: [0; 32],
-            share_sha256: [0; 32],
-            code: 0,
-            request_kind: 0,
+            ..blank(kind, [id; 16])
         }
     }
 

@@ -26,7 +26,7 @@ use wire::{
     HttpPost, LogLevel, Message, MessageError, Pong, RpcError, RpcErrorCode, SignResponse, Status,
 };
 
-use crate::audit_chain::AuditChain;
+use crate::audit_chain::{AuditChain, blank};
 use crate::boot_state_machine::{BootMachine, BootOutput, BootState, Context, Nsm, boot_input};
 use crate::log_ring::LogRing;
 use crate::session_events::{self, EventsConfig, SessionEvents};
@@ -251,8 +251,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
             let (audit, logs) = (&mut self.router.audit, &mut self.router.logs);
             let wiped = e.expire_each(clock.unix, &mut |session_id| {
                 if let Some(chain) = audit.as_mut() {
-                    let entry =
-                        chain.append(audit_event(AuditKind::Expired, session_id), clock.instant);
+                    let entry = chain.append(blank(AuditKind::Expired, session_id), clock.instant);
                     logs.push(&entry);
                 }
             });
@@ -620,24 +619,6 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
     }
 }
 
-/// An audit entry of `kind` for `session_id`, every other field empty.
-fn audit_event(kind: AuditKind, session_id: [u8; 16]) -> AuditEntry<'static> {
-    AuditEntry {
-        seq: 0,
-        prev: [0; 32],
-        kind,
-        session_id,
-        account_id: "",
-        grant_sha256: [0; 32],
-        message_sha256: [0; 32],
-        expires_at_unix: 0,
-        package_sha256: [0; 32],
-        share_sha256: [0; 32],
-        code: 0,
-        request_kind: 0,
-    }
-}
-
 /// What a signing request and its answer put in the audit chain.
 fn audit_entry<'a>(message: &Message<'a>, reply: &Reply) -> Option<AuditEntry<'a>> {
     let sha = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
@@ -653,14 +634,14 @@ fn audit_entry<'a>(message: &Message<'a>, reply: &Reply) -> Option<AuditEntry<'a
             grant_sha256: sha(&r.authorization),
             message_sha256: r.message_sha256,
             expires_at_unix: r.expires_at_unix,
-            ..audit_event(AuditKind::Commit, session_id)
+            ..blank(AuditKind::Commit, session_id)
         },
         (Message::SignRequest(r), Reply::Sign(a)) => AuditEntry {
             package_sha256: sha(r.signing_package),
             share_sha256: sha(&a.signature_share),
-            ..audit_event(AuditKind::Sign, session_id)
+            ..blank(AuditKind::Sign, session_id)
         },
-        (Message::AbortRequest(_), Reply::Aborted(_)) => audit_event(AuditKind::Abort, session_id),
+        (Message::AbortRequest(_), Reply::Aborted(_)) => blank(AuditKind::Abort, session_id),
         (m, r) => {
             let code = match r {
                 Reply::Refused(e) => e.code(),
@@ -670,7 +651,7 @@ fn audit_entry<'a>(message: &Message<'a>, reply: &Reply) -> Option<AuditEntry<'a
             AuditEntry {
                 code: code.0,
                 request_kind: m.kind(),
-                ..audit_event(AuditKind::Refused, session_id)
+                ..blank(AuditKind::Refused, session_id)
             }
         }
     })
