@@ -439,6 +439,8 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             None => Reply::None,
             Some(BootOutput::Loaded(loaded)) => match self.start_engine() {
                 Ok(engine) => {
+                    // `Loaded` comes only after the boot's `Attestation` (the boot machine's
+                    // order), so with an engine the genesis is always known here.
                     self.audit =
                         engine.as_ref().and(self.boot_attestation_sha256).map(AuditChain::new);
                     self.engine = engine;
