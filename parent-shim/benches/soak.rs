@@ -269,6 +269,21 @@ fn scheme_name(s: wire::Scheme) -> &'static str {
     }
 }
 
+/// A grant for session `id` on `account`, expiring at `expires`, signed by `signer`.
+fn grant_for(
+    key: [u8; 32],
+    account: &Account,
+    id: [u8; 16],
+    expires: u64,
+    signer: &ed25519_dalek::SigningKey,
+) -> tests::gateway::Grant {
+    let mut grant =
+        tests::gateway::Grant::new(key, account.scheme, &account.account_id, 0, b"soak", expires);
+    grant.session_id = id;
+    grant.sign_with(signer);
+    grant
+}
+
 /// Round 1, then Abort: the session's slot comes back.
 async fn abort_case(
     api: &mut SignServiceClient<Channel>,
@@ -279,11 +294,7 @@ async fn abort_case(
     id: [u8; 16],
     from: Instant,
 ) -> bool {
-    let mut grant =
-        tests::gateway::Grant::new(key, account.scheme, &account.account_id, 0, b"abort", 0);
-    grant.session_id = id;
-    grant.expires_at_unix = now_secs() + 60;
-    grant.sign_with(&tests::gateway::gateway());
+    let grant = grant_for(key, account, id, now_secs() + 60, &tests::gateway::gateway());
     let commit = tokio::time::timeout(HANG, api.commit(tests::gateway_sim::commit_request(&grant)));
     match commit.await {
         Err(_) => {
@@ -326,11 +337,8 @@ async fn refused_case(
     stranger: Option<&ed25519_dalek::SigningKey>,
     from: Instant,
 ) -> bool {
-    let mut grant =
-        tests::gateway::Grant::new(key, account.scheme, &account.account_id, 0, b"refused", 0);
-    grant.session_id = id;
-    grant.expires_at_unix = now_secs() + 2;
-    grant.sign_with(stranger.unwrap_or(&tests::gateway::gateway()));
+    let signer = stranger.cloned().unwrap_or_else(tests::gateway::gateway);
+    let grant = grant_for(key, account, id, now_secs() + 2, &signer);
     let commit = tokio::time::timeout(HANG, api.commit(tests::gateway_sim::commit_request(&grant)));
     let (expected, result) = match (commit.await, stranger) {
         (Err(_), _) => {

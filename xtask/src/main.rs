@@ -405,22 +405,7 @@ fn bench_boot_e2e(rest: &[&str], profile: Option<&str>) -> Result {
         return Err(Failure("usage: cargo xtask bench boot-e2e [--accounts N]".into()));
     }
     let moto = setup::moto()?;
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--locked",
-        "-p",
-        "enclave-rt",
-        "--features",
-        "sim",
-        "--bin",
-        "enclave-rt",
-    ]);
-    match profile {
-        Some(p) => build.args(["--profile", p]),
-        None => build.arg("--release"),
-    };
-    run(&mut build)?;
+    run::build_sim_enclave_in(profile.unwrap_or("release"))?;
     let mut cmd = cargo();
     cmd.args(["bench", "--locked"]);
     if let Some(p) = profile {

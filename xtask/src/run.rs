@@ -21,6 +21,11 @@ pub(crate) fn cargo() -> Command {
 /// Builds the `sim` flavour of `enclave-rt` into `target/debug`, which the parent's tests,
 /// the demo and the daemon's local launcher run.
 pub(crate) fn build_sim_enclave() -> Result {
+    build_sim_enclave_in("dev")
+}
+
+/// The same in cargo profile `profile` (its target directory: `debug` for `dev`).
+pub(crate) fn build_sim_enclave_in(profile: &str) -> Result {
     run(cargo().args([
         "build",
         "--locked",
@@ -30,6 +35,8 @@ pub(crate) fn build_sim_enclave() -> Result {
         "sim",
         "--bin",
         "enclave-rt",
+        "--profile",
+        profile,
     ]))
 }
 
