@@ -216,7 +216,7 @@ fn control_turn<N: Nsm>(
     }
     match conn.read(core.read_buf()) {
         Ok(0) | Err(_) => {
-            core.parent_disconnected();
+            core.parent_disconnected(Clock::system());
             false
         }
         Ok(n) => core.received(n, Clock::system(), memory()).is_ok(),

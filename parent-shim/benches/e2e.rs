@@ -18,7 +18,11 @@
 //! four times as many clients as the cap start sessions at once: the p50/p99 of the
 //! sessions served (commit + sign) against the unloaded p50, the time to a
 //! `RESOURCE_EXHAUSTED` refusal, hangs (a call with no answer in 10 s: must be 0) and the
-//! sessions still open afterwards (must be 0). Last line JSON.
+//! sessions still open afterwards (must be 0).
+//!
+//! The log channel is read as the daemon reads it (each audit chain frame made into its
+//! JSON line), and the chain's cost per session (enclave side and parent side, each
+//! measured alone in the same run) is reported as a share of the e2e p50. Last line JSON.
 #![allow(
     missing_docs,
     clippy::cast_precision_loss,
@@ -240,13 +244,14 @@ fn main() {
     let ca = tests::sim_ca::generate().unwrap();
     tests::sim_ca::write(&ca, &dir.0.join("sim-ca")).unwrap();
     let control = dir.0.join("control.sock");
+    let log_socket = dir.0.join("logs.sock");
     let engine_config = EngineConfig {
         session_cap: if overload { OVERLOAD_CAP } else { 1024 },
         ..EngineConfig::with_gateway_key(gw::gateway().verifying_key().to_bytes())
     };
     let config = ServiceConfig {
         control: Address::Unix(control.clone()),
-        logs: Address::Unix(dir.0.join("logs.sock")),
+        logs: Address::Unix(log_socket.clone()),
         serving: ServingConfig {
             loader: LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 },
             publisher_key: gw::publisher().verifying_key(),
@@ -272,9 +277,10 @@ fn main() {
         let logs = LogRing::new(1 << 16, false);
         let _ = enclave_rt::service::run(&config, nsm, &memory, &|| false, logs);
     });
-    while !control.exists() {
+    while !control.exists() || !log_socket.exists() {
         std::thread::sleep(Duration::from_millis(5));
     }
+    let drained = drain_logs(&log_socket);
 
     // One worker for the parent and the gateway client, the enclave thread beside it: on
     // two cores this is the deployment's split (Nitro gives the enclave its own vCPUs), and
@@ -547,5 +553,51 @@ fn main() {
             o.hangs
         );
     }
+    // The audit chain's share: its work on both sides, measured alone in this run, against
+    // the session it rides on.
+    let (enclave_us, parent_us) = (
+        tests::audit_cost::enclave_per_session() * 1e6,
+        tests::audit_cost::parent_per_session() * 1e6,
+    );
+    let audit_pct = (enclave_us + parent_us) / e50 * 100.0;
+    let chain_lines = drained.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "  audit  : {enclave_us:.1} us in the enclave + {parent_us:.1} us in the parent per session = {audit_pct:.2}% of the e2e p50 (goal <= 2%); {chain_lines} chain lines written from the log channel in this run"
+    );
+    assert!(chain_lines > 0, "no audit chain frame came through the log channel");
+    let _ = write!(
+        json,
+        r#","audit_enclave_us":{enclave_us:.2},"audit_parent_us":{parent_us:.2},"audit_pct_of_e2e_p50":{audit_pct:.2},"audit_lines":{chain_lines}"#
+    );
     println!("{json}}}");
+}
+
+/// The parent's side of the log channel, as the daemon runs it: every frame read, and
+/// each audit chain frame turned into its JSON line (written to nowhere: the bench's
+/// output is the figures). Counts the chain lines.
+fn drain_logs(socket: &std::path::Path) -> Arc<std::sync::atomic::AtomicU64> {
+    use std::io::Read as _;
+    let lines = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Arc::clone(&lines);
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    std::thread::spawn(move || {
+        let mut decoder: Box<wire::DefaultDecoder> = Box::default();
+        let mut sink = std::io::sink();
+        loop {
+            let n = match stream.read(decoder.read_buf()) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            decoder.commit(n);
+            while let Ok(Some(frame)) = decoder.next_frame() {
+                if let Ok(m) = frame.message()
+                    && let Some((line, _)) = parent_shim::event_log::audit_line(&m, frame.payload)
+                {
+                    let _ = std::io::Write::write_all(&mut sink, line.as_bytes());
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    lines
 }

@@ -6,12 +6,16 @@
 //! a full queue drops the line and counts it, and the count is shipped as a
 //! `cloudwatch_dropped` event. stdout (journald) keeps every line either way.
 //!
+//! The enclave's audit chain (`audit_entry`, `audit_checkpoint`) goes to a stream of its
+//! own, through a queue of its own, so a flood of other lines never pushes a chain line out
+//! and an auditor exports the chain alone.
+//!
 //! The log group is provisioned with the instance (the role needs `logs:CreateLogStream`
 //! and `logs:PutLogEvents` only); the daemon creates its stream. Alerts carry an Embedded
 //! Metric Format block, so `CloudWatch` turns each into an `Alerts` metric by reason.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::Client;
@@ -34,6 +38,8 @@ pub struct CloudWatchSettings {
     pub log_group: String,
     /// The log stream (created if missing).
     pub log_stream: String,
+    /// The audit chain's stream (created if missing).
+    pub audit_log_stream: String,
     /// Lines held while `CloudWatch` is slow or away; beyond this they are dropped and counted.
     pub queue_capacity: usize,
     /// How often a partial batch is sent.
@@ -52,8 +58,40 @@ enum Msg {
     Flush(oneshot::Sender<()>),
 }
 
-static SINK: OnceLock<mpsc::Sender<Msg>> = OnceLock::new();
-static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// One stream's queue, and the lines it had to drop since the last batch said so.
+struct Sink {
+    tx: mpsc::Sender<Msg>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Sink {
+    fn spawn(client: Client, settings: CloudWatchSettings, stream: String) -> Self {
+        let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let st = Shipper {
+            client,
+            settings,
+            stream,
+            batch: Batch { events: Vec::new(), bytes: 0 },
+            stream_ready: false,
+            failing: false,
+            dropped: Arc::clone(&dropped),
+        };
+        tokio::spawn(shipper(st, rx));
+        Self { tx, dropped }
+    }
+
+    fn ship(&self, line: &str) {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let ts = i64::try_from(now).unwrap_or(i64::MAX);
+        if self.tx.try_send(Msg::Line(ts, line.to_owned())).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The daemon's lines, and the audit chain's.
+static SINKS: OnceLock<[Sink; 2]> = OnceLock::new();
 
 /// A client over rustls (ring).
 #[must_use]
@@ -66,33 +104,42 @@ pub fn client(settings: &CloudWatchSettings) -> Client {
 }
 
 /// Starts shipping (once per process; later calls are ignored). Must run inside a tokio
-/// runtime. The stream is created on the first flush, and again after a failure.
+/// runtime. Each stream is created on its first flush, and again after a failure.
 pub fn start(settings: &CloudWatchSettings) {
-    let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
-    if SINK.set(tx).is_ok() {
-        tokio::spawn(shipper(client(settings), settings.clone(), rx));
+    if SINKS.get().is_some() {
+        return;
     }
+    let client = client(settings);
+    let sinks = [settings.log_stream.clone(), settings.audit_log_stream.clone()]
+        .map(|stream| Sink::spawn(client.clone(), settings.clone(), stream));
+    let _ = SINKS.set(sinks);
 }
 
 /// Queues one line if shipping is on. Never blocks.
 pub fn ship(line: &str) {
-    if let Some(tx) = SINK.get() {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-        let ts = i64::try_from(now).unwrap_or(i64::MAX);
-        if tx.try_send(Msg::Line(ts, line.to_owned())).is_err() {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
-        }
+    if let Some([main, _]) = SINKS.get() {
+        main.ship(line);
     }
 }
 
-/// Sends what is queued, waiting at most `timeout`; used before the daemon exits so its
-/// last events (the alert that explains the exit) reach `CloudWatch`.
+/// Queues one audit chain line for its own stream if shipping is on. Never blocks.
+pub fn ship_audit(line: &str) {
+    if let Some([_, audit]) = SINKS.get() {
+        audit.ship(line);
+    }
+}
+
+/// Sends what is queued on both streams, waiting at most `timeout`; used before the
+/// daemon exits so its last events (the alert that explains the exit, the chain's last
+/// checkpoint) reach `CloudWatch`.
 pub async fn flush(timeout: Duration) {
-    let Some(tx) = SINK.get() else { return };
-    let (done, wait) = oneshot::channel();
+    let Some(sinks) = SINKS.get() else { return };
     let _ = tokio::time::timeout(timeout, async {
-        if tx.send(Msg::Flush(done)).await.is_ok() {
-            let _ = wait.await;
+        for sink in sinks {
+            let (done, wait) = oneshot::channel();
+            if sink.tx.send(Msg::Flush(done)).await.is_ok() {
+                let _ = wait.await;
+            }
         }
     })
     .await;
@@ -130,14 +177,7 @@ impl Batch {
     }
 }
 
-async fn shipper(client: Client, settings: CloudWatchSettings, mut rx: mpsc::Receiver<Msg>) {
-    let mut st = Shipper {
-        client,
-        settings,
-        batch: Batch { events: Vec::new(), bytes: 0 },
-        stream_ready: false,
-        failing: false,
-    };
+async fn shipper(mut st: Shipper, mut rx: mpsc::Receiver<Msg>) {
     let mut tick = tokio::time::interval(st.settings.flush_interval);
     loop {
         tokio::select! {
@@ -165,16 +205,19 @@ async fn shipper(client: Client, settings: CloudWatchSettings, mut rx: mpsc::Rec
 struct Shipper {
     client: Client,
     settings: CloudWatchSettings,
+    /// This shipper's stream.
+    stream: String,
     batch: Batch,
     stream_ready: bool,
     /// Whether the last attempt failed (warn once per outage, not once per second).
     failing: bool,
+    /// Lines dropped and not yet reported in the stream.
+    dropped: Arc<AtomicU64>,
 }
 
 impl Shipper {
     async fn send(&mut self) {
-        match try_send(&self.client, &self.settings, &mut self.batch, &mut self.stream_ready).await
-        {
+        match self.try_send().await {
             Ok(()) => {
                 if self.failing {
                     warn("cloudwatch_recovered", "");
@@ -186,89 +229,90 @@ impl Shipper {
                     warn("cloudwatch_unavailable", &why);
                 }
                 self.failing = true;
-                keep_bounded(&mut self.batch, self.settings.queue_capacity);
+                let excess = keep_bounded(&mut self.batch, self.settings.queue_capacity);
+                self.dropped.fetch_add(excess, Ordering::Relaxed);
             }
         }
     }
 }
 
-/// Sends the batch; on failure it stays for the next attempt.
-async fn try_send(
-    client: &Client,
-    s: &CloudWatchSettings,
-    batch: &mut Batch,
-    stream_ready: &mut bool,
-) -> Result<(), String> {
-    let dropped = DROPPED.swap(0, Ordering::Relaxed);
-    if dropped > 0 {
-        let now = batch.events.last().map_or(0, |(ts, _)| *ts);
-        let line = serde_json::json!({"source": "parent-shim", "level": "warn",
+impl Shipper {
+    /// Sends the batch; on failure it stays for the next attempt.
+    async fn try_send(&mut self) -> Result<(), String> {
+        let Self { client, settings: s, stream, batch, stream_ready, dropped, .. } = self;
+        let dropped = dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let now = batch.events.last().map_or(0, |(ts, _)| *ts);
+            let line = serde_json::json!({"source": "parent-shim", "level": "warn",
             "event": "cloudwatch_dropped", "count": dropped});
-        batch.push(now, line.to_string());
-    }
-    if batch.events.is_empty() {
-        return Ok(());
-    }
-    if !*stream_ready {
+            batch.push(now, line.to_string());
+        }
+        if batch.events.is_empty() {
+            return Ok(());
+        }
+        if !*stream_ready {
+            match client
+                .create_log_stream()
+                .log_group_name(&s.log_group)
+                .log_stream_name(stream.as_str())
+                .send()
+                .await
+            {
+                Ok(_) => *stream_ready = true,
+                Err(e)
+                    if e.as_service_error().is_some_and(
+                        CreateLogStreamError::is_resource_already_exists_exception,
+                    ) =>
+                {
+                    *stream_ready = true;
+                }
+                Err(e) => {
+                    let why = e.as_service_error().map_or_else(
+                        || DisplayErrorContext(&e).to_string(),
+                        |se| {
+                            format!(
+                                "{}: {}",
+                                se.code().unwrap_or("Unknown"),
+                                se.message().unwrap_or_default()
+                            )
+                        },
+                    );
+                    return Err(format!("log group {}: {why}", s.log_group));
+                }
+            }
+        }
+        let events: Vec<InputLogEvent> = batch
+            .events
+            .iter()
+            .filter_map(|(ts, m)| InputLogEvent::builder().timestamp(*ts).message(m).build().ok())
+            .collect();
         match client
-            .create_log_stream()
+            .put_log_events()
             .log_group_name(&s.log_group)
-            .log_stream_name(&s.log_stream)
+            .log_stream_name(stream.as_str())
+            .set_log_events(Some(events))
             .send()
             .await
         {
-            Ok(_) => *stream_ready = true,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(CreateLogStreamError::is_resource_already_exists_exception) =>
-            {
-                *stream_ready = true;
+            Ok(_) => {
+                batch.events.clear();
+                batch.bytes = 0;
+                Ok(())
             }
             Err(e) => {
-                let why = e.as_service_error().map_or_else(
-                    || DisplayErrorContext(&e).to_string(),
-                    |se| {
-                        format!(
-                            "{}: {}",
-                            se.code().unwrap_or("Unknown"),
-                            se.message().unwrap_or_default()
-                        )
-                    },
-                );
-                return Err(format!("log group {}: {why}", s.log_group));
+                if e.as_service_error()
+                    .is_some_and(PutLogEventsError::is_resource_not_found_exception)
+                {
+                    *stream_ready = false;
+                }
+                Err(DisplayErrorContext(&e).to_string())
             }
-        }
-    }
-    let events: Vec<InputLogEvent> = batch
-        .events
-        .iter()
-        .filter_map(|(ts, m)| InputLogEvent::builder().timestamp(*ts).message(m).build().ok())
-        .collect();
-    match client
-        .put_log_events()
-        .log_group_name(&s.log_group)
-        .log_stream_name(&s.log_stream)
-        .set_log_events(Some(events))
-        .send()
-        .await
-    {
-        Ok(_) => {
-            batch.events.clear();
-            batch.bytes = 0;
-            Ok(())
-        }
-        Err(e) => {
-            if e.as_service_error().is_some_and(PutLogEventsError::is_resource_not_found_exception)
-            {
-                *stream_ready = false;
-            }
-            Err(DisplayErrorContext(&e).to_string())
         }
     }
 }
 
-/// Drops the oldest lines (counted) until the batch fits one call and the capacity.
-fn keep_bounded(batch: &mut Batch, capacity: usize) {
+/// Drops the oldest lines until the batch fits one call and the capacity; how many.
+fn keep_bounded(batch: &mut Batch, capacity: usize) -> u64 {
     let capacity = capacity.min(MAX_BATCH_EVENTS);
     let (mut excess, mut bytes) = (0, batch.bytes);
     for (_, m) in &batch.events {
@@ -282,5 +326,5 @@ fn keep_bounded(batch: &mut Batch, capacity: usize) {
     }
     batch.events.drain(..excess);
     batch.bytes = bytes;
-    DROPPED.fetch_add(excess as u64, Ordering::Relaxed);
+    excess as u64
 }

@@ -36,6 +36,18 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// Where alerts are also sent; absent: logs and metrics only.
     pub alerts: Option<AlertsConfig>,
+    /// Where the enclave's audit chain is also kept; absent: stdout and `CloudWatch` only.
+    pub audit: Option<AuditConfig>,
+}
+
+/// The session audit chain's local copy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// A file the `audit_entry` and `audit_checkpoint` lines are appended to, one JSON line
+    /// each (what `parent-shim audit-verify --entries` reads). Opened, or created with mode
+    /// 0640, at start: a file that cannot be opened stops the daemon.
+    pub file: PathBuf,
 }
 
 /// The alert webhook.
@@ -279,6 +291,18 @@ pub struct CloudWatchConfig {
     /// How often a partial batch is sent, in milliseconds.
     #[serde(default = "default_flush_ms")]
     pub flush_interval_ms: u64,
+    /// The stream the audit chain goes to, apart from the other lines (its own queue of
+    /// `queue_capacity` too, so a flood of log lines cannot push it out). Default:
+    /// `<log_stream>/audit`.
+    pub audit_log_stream: Option<String>,
+}
+
+impl CloudWatchConfig {
+    /// The audit chain's stream.
+    #[must_use]
+    pub fn audit_stream(&self) -> String {
+        self.audit_log_stream.clone().unwrap_or_else(|| format!("{}/audit", self.log_stream))
+    }
 }
 
 impl fmt::Debug for CloudWatchConfig {
@@ -286,6 +310,7 @@ impl fmt::Debug for CloudWatchConfig {
         f.debug_struct("CloudWatchConfig")
             .field("log_group", &self.log_group)
             .field("log_stream", &self.log_stream)
+            .field("audit_log_stream", &self.audit_log_stream)
             .field("region", &self.region)
             .field("endpoint", &self.endpoint)
             .field("access_key_id", &self.access_key_id)
@@ -527,6 +552,18 @@ impl Config {
                 return Err(ConfigError(
                     "cloudwatch.log_group and log_stream must not be empty".into(),
                 ));
+            }
+            // Stream names: 1 to 512 characters, no ':' or '*' (CloudWatch Logs' rule).
+            let audit = cw.audit_stream();
+            if cw.audit_log_stream.as_deref().is_some_and(str::is_empty)
+                || audit == cw.log_stream
+                || audit.len() > 512
+                || audit.contains([':', '*'])
+            {
+                return Err(ConfigError(format!(
+                    "cloudwatch.audit_log_stream {audit:?} must be a stream name (no ':' or \
+                     '*', at most 512 bytes) other than log_stream"
+                )));
             }
             if cw.access_key_id.is_some() != cw.secret_access_key.is_some() {
                 return Err(ConfigError(

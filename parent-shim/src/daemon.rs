@@ -105,9 +105,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             static_credentials: cw.access_key_id.clone().zip(cw.secret_access_key.clone()),
             log_group: cw.log_group.clone(),
             log_stream: cw.log_stream.clone(),
+            audit_log_stream: cw.audit_stream(),
             queue_capacity: cw.queue_capacity,
             flush_interval: Duration::from_millis(cw.flush_interval_ms),
         });
+    }
+    if let Some(a) = &config.audit {
+        crate::audit_file::open(&a.file)
+            .map_err(|e| ConfigError(format!("audit.file {}: {e}", a.file.display())))?;
     }
     if let Some(a) = &config.alerts {
         let ca = match &a.ca {
@@ -259,21 +264,7 @@ async fn boot_and_serve(
             return Err(e);
         }
     };
-    emit(
-        "info",
-        "boot_record",
-        json!({
-            "attestation_sha256": hex(record.attestation_sha256),
-            "pcrs": record.pcrs.iter().map(|(i, v)| (format!("PCR{i}"), hex(v))).collect::<std::collections::BTreeMap<_, _>>(),
-            "answer_key": hex(record.answer_key),
-            "share_file_sha256": hex(record.share_file_sha256),
-            "accounts": record.accounts,
-            "epoch": record.loaded_statement.epoch,
-            "kms_request_id": kms_request_id,
-            "enclave_load_ms": record.load_micros / 1000,
-            "boot_ms": started.elapsed().as_millis(),
-        }),
-    );
+    log_boot_record(&record, kms_request_id.as_deref(), started);
 
     crate::metrics::loaded(record.accounts, Duration::from_micros(record.load_micros));
     let tls = grpc_server_tls(config)?;
@@ -322,6 +313,7 @@ async fn boot_and_serve(
         TaskGuard(tokio::spawn(poll_status(Arc::clone(&link), every, call_timeout)))
     });
     crate::metrics::boot_state("serving");
+    let audit_link = Arc::clone(&link);
     let bridge = Bridge::new(link, record, call_timeout);
     let (server, stop_tx) = spawn_server(listener, tls, bridge, config.grpc.max_connections);
     let outcome = tokio::select! {
@@ -346,7 +338,65 @@ async fn boot_and_serve(
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if outcome.is_ok() {
+        close_audit_chain(&audit_link, call_timeout).await;
+    }
     outcome
+}
+
+/// The boot's record, once: what an auditor matches against the gateway's health reports.
+fn log_boot_record(
+    record: &crate::enclave_boot::BootRecord,
+    kms_request_id: Option<&str>,
+    started: Instant,
+) {
+    emit(
+        "info",
+        "boot_record",
+        json!({
+            "attestation_sha256": hex(record.attestation_sha256),
+            "pcrs": record.pcrs.iter().map(|(i, v)| (format!("PCR{i}"), hex(v))).collect::<std::collections::BTreeMap<_, _>>(),
+            "answer_key": hex(record.answer_key),
+            "share_file_sha256": hex(record.share_file_sha256),
+            "accounts": record.accounts,
+            "epoch": record.loaded_statement.epoch,
+            "kms_request_id": kms_request_id,
+            "enclave_load_ms": record.load_micros / 1000,
+            "boot_ms": started.elapsed().as_millis(),
+        }),
+    );
+}
+
+/// An orderly stop, after the last call: the chain's head signed once more and written
+/// out before the enclave is destroyed, so the boot's chain ends with no unsigned tail.
+async fn close_audit_chain(link: &EnclaveLink, timeout: Duration) {
+    let request = wire::Message::AuditHeadRequest(wire::AuditHeadRequest {});
+    let answer = match link.client() {
+        Some(client) => client.call(&request, timeout).await.map_err(|e| e.to_string()),
+        None => Err("no enclave connection".into()),
+    };
+    let seq = answer.and_then(|reply| match reply.message() {
+        Ok(wire::Message::AuditCheckpoint(c)) => Ok(c.seq),
+        other => Err(format!("unexpected answer: {other:?}")),
+    });
+    let seq = match seq {
+        Ok(seq) => seq,
+        Err(error) => {
+            emit("warn", "audit_chain_not_closed", json!({"error": error}));
+            return;
+        }
+    };
+    // The same checkpoint comes on the log channel; it must be written out first.
+    let deadline = Instant::now() + timeout;
+    while !crate::event_log::checkpoint_written(seq) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let written = crate::event_log::checkpoint_written(seq);
+    emit(
+        if written { "info" } else { "warn" },
+        "audit_chain_closed",
+        json!({"seq": seq, "written": written}),
+    );
 }
 
 /// Feeds the metrics with the enclave's `Status` (memory, sessions) and the link's state.

@@ -8,6 +8,7 @@
 //! from here by name.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde_json::json;
 
@@ -45,6 +46,70 @@ pub fn emit(level: &str, event: &str, fields: serde_json::Value) {
         hook(&line);
     }
     output(&line.to_string());
+}
+
+/// An audit chain line: printed, appended to the audit file if there is one, and shipped
+/// to the audit stream. The first failure to write the file is an alert (the journal and
+/// `CloudWatch` still hold the line; the verifier finds any gap in the file), and again
+/// after the file worked in between.
+fn output_audit(line: &str, checkpoint_seq: Option<u64>) {
+    {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    }
+    match crate::audit_file::append(line, checkpoint_seq.is_some()) {
+        Ok(()) => AUDIT_FILE_FAILED.store(false, Ordering::Relaxed),
+        Err(e) => {
+            // Once per outage, not once per line.
+            if !AUDIT_FILE_FAILED.swap(true, Ordering::Relaxed) {
+                emit(
+                    "error",
+                    "alert",
+                    json!({"reason": "audit_file_failed", "error": e.to_string()}),
+                );
+            }
+        }
+    }
+    crate::cloudwatch_logs::ship_audit(line);
+    if let Some(seq) = checkpoint_seq {
+        CHECKPOINTS_OUT.fetch_max(seq + 1, Ordering::Relaxed);
+    }
+}
+
+/// An audit chain frame as the JSON line the parent writes, with the exact payload in hex
+/// for `parent-shim audit-verify`, and the checkpoint's sequence number if it is one.
+/// `None` for any other message.
+#[must_use]
+pub fn audit_line(message: &wire::Message<'_>, payload: &[u8]) -> Option<(String, Option<u64>)> {
+    let (event, fields, checkpoint_seq) = match message {
+        wire::Message::AuditEntry(e) => (
+            "audit_entry",
+            json!({"seq": e.seq, "kind": format!("{:?}", e.kind),
+                   "session_id": hex::encode(e.session_id)}),
+            None,
+        ),
+        wire::Message::AuditCheckpoint(c) => {
+            ("audit_checkpoint", json!({"seq": c.seq, "head": hex::encode(c.head)}), Some(c.seq))
+        }
+        _ => return None,
+    };
+    let mut line = json!({"source": "parent-shim", "level": "info", "event": event,
+                          "payload": hex::encode(payload)});
+    if let (Some(obj), serde_json::Value::Object(extra)) = (line.as_object_mut(), fields) {
+        obj.extend(extra);
+    }
+    Some((line.to_string(), checkpoint_seq))
+}
+
+static AUDIT_FILE_FAILED: AtomicBool = AtomicBool::new(false);
+/// One more than the highest checkpoint's sequence number written out; 0: none yet.
+static CHECKPOINTS_OUT: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a checkpoint at `seq` or later has been written out (stdout, the audit file,
+/// the audit stream's queue).
+#[must_use]
+pub fn checkpoint_written(seq: u64) -> bool {
+    CHECKPOINTS_OUT.load(Ordering::Relaxed) > seq
 }
 
 /// Prints a log line and ships it.
@@ -91,16 +156,10 @@ pub async fn pump_enclave_logs(mut stream: impl tokio::io::AsyncRead + Unpin) {
                         emit("error", "alert", json!({"reason": reason, "message": l.message}));
                     }
                 }
-                // The audit chain: the exact payload, for `parent-shim audit verify`.
-                Ok(wire::Message::AuditEntry(e)) => {
-                    let fields = json!({"seq": e.seq, "kind": format!("{:?}", e.kind),
-                        "session_id": hex::encode(e.session_id), "payload": hex::encode(frame.payload)});
-                    emit("info", "audit_entry", fields);
-                }
-                Ok(wire::Message::AuditCheckpoint(c)) => {
-                    let fields = json!({"seq": c.seq, "head": hex::encode(c.head),
-                        "payload": hex::encode(frame.payload)});
-                    emit("info", "audit_checkpoint", fields);
+                Ok(m @ (wire::Message::AuditEntry(_) | wire::Message::AuditCheckpoint(_))) => {
+                    if let Some((line, checkpoint_seq)) = audit_line(&m, frame.payload) {
+                        output_audit(&line, checkpoint_seq);
+                    }
                 }
                 Ok(wire::Message::LogsDropped(d)) => {
                     emit("warn", "enclave_logs_dropped", json!({"count": d.count}));

@@ -12,7 +12,9 @@
 //! * [`s3_fetch`], objects from S3 through `aws-sdk-s3` (or `file://`); [`boot_inputs`], a
 //!   boot's inputs read with it; and
 //!   [`share_stream`], the share file streamed through a bounded window as it arrives;
-//! * [`cloudwatch_logs`], every log line shipped to `CloudWatch` Logs (alerts as metrics);
+//! * [`cloudwatch_logs`], every log line shipped to `CloudWatch` Logs (alerts as metrics,
+//!   the audit chain in its own stream); [`audit_file`], the chain's local copy;
+//!   [`audit_trail`], the chain checked offline (`audit-verify`);
 //! * [`share_reencrypt`], the operator's offline share re-encryption (`reencrypt-shares`);
 //! * [`health_report`], the node's health reported to the gateway over HTTPS;
 //! * [`https_relay`], the enclave's HTTPS/SSE relay to allowlisted URLs, both over
@@ -30,6 +32,7 @@
 pub mod accept_backoff;
 pub mod alert_webhook;
 pub mod attestation_verifier;
+pub mod audit_file;
 pub mod audit_trail;
 pub mod aws_credentials;
 pub mod boot_inputs;

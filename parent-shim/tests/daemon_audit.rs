@@ -56,13 +56,30 @@ struct Run {
     entries: Vec<usize>,
     /// The SHA-256 of each message signed.
     signed: Vec<[u8; 32]>,
+    /// `CloudWatch` Logs (the audit stream is `node-1/audit`).
+    moto: tests::moto_server::MotoServer,
+    /// The local copy (`[audit] file`).
+    audit_file: std::path::PathBuf,
+    /// The gateway's connection, still open.
+    api: parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient<
+        tonic::transport::Channel,
+    >,
+    /// The node's answer key.
+    key: [u8; 32],
 }
 
-async fn audited_run() -> Run {
+const GROUP: &str = "/sign-service/audit";
+
+async fn audited_run(name: &str) -> Run {
     use parent_shim::grpc_bridge::pb;
     let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
     let endpoint = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
-    let (c, config) = case("audit", 7, 7).await;
+    let (c, config) = case(name, 7, 7).await;
+    let moto = tests::moto_server::MotoServer::start().unwrap();
+    moto.create_log_group(GROUP).await.unwrap();
+    with_cloudwatch(&config, &moto, GROUP);
+    let audit_file = c.dir.0.join("audit.jsonl");
+    append(&config, &format!("\n[audit]\nfile = \"{}\"\n", audit_file.display()));
     std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
     append(
         &config,
@@ -147,12 +164,12 @@ async fn audited_run() -> Run {
     let entries: Vec<usize> =
         (0..lines.len()).filter(|&i| lines[i].contains("\"audit_entry\"")).collect();
     assert_eq!(entries.len(), 9, "{lines:#?}");
-    Run { c, p, report, lines, entries, signed }
+    Run { c, p, report, lines, entries, signed, moto, audit_file, api, key }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_chain_verifies_whole_and_every_edit_is_found_where_it_was_made() {
-    let Run { c, p, report, lines, entries, signed } = audited_run().await;
+    let Run { c, p, report, lines, entries, signed, .. } = audited_run("audit-edits").await;
 
     // Whole: complete through 9, each signed message found under its grant, a message
     // signed by another node not.
@@ -216,4 +233,52 @@ async fn the_audit_chain_verifies_whole_and_every_edit_is_found_where_it_was_mad
         .collect();
     refused_by(dropped, "entries 1 to 2 are missing");
     no_secrets(&c, &p);
+}
+
+/// An orderly stop signs the chain's tail before the enclave goes; the chain is in its own
+/// `CloudWatch` stream (and nowhere else there) and in the local file, the same lines as
+/// the journal, and the file verifies complete with nothing unsigned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_closes_the_chain_and_it_is_in_its_own_stream_and_in_the_file() {
+    let Run { c, mut p, report, moto, audit_file, mut api, key, .. } =
+        audited_run("audit-stop").await;
+    // Entries 10 and 11, inside the checkpoint interval: unsigned until the stop.
+    let accounts = tests::gateway_sim::load_accounts(&c.dir.0.join("shares")).unwrap();
+    let s = tests::gateway_sim::sign(&mut api, &key, &accounts[3], [0xd0; 16], b"last one")
+        .await
+        .unwrap();
+    assert!(s.verified);
+    let enclave = p.enclave_pid();
+    Command::new("kill").arg("-TERM").arg(p.child.id().to_string()).status().unwrap();
+    assert_eq!(p.exit_code(), Some(0), "{}", p.seen.join("\n"));
+    wait_gone(enclave);
+    let closed = p.seen.iter().find(|l| l.contains("\"audit_chain_closed\"")).unwrap();
+    let closed: serde_json::Value = serde_json::from_str(closed).unwrap();
+    assert_eq!((closed["seq"].as_u64(), closed["written"].as_bool()), (Some(11), Some(true)));
+
+    let chain_line =
+        |l: &&String| l.contains("\"audit_entry\"") || l.contains("\"audit_checkpoint\"");
+    let printed: Vec<String> = p.seen.iter().filter(chain_line).cloned().collect();
+    let in_file: Vec<String> =
+        std::fs::read_to_string(&audit_file).unwrap().lines().map(str::to_owned).collect();
+    assert_eq!(in_file, printed);
+    let (ok, text) = audit_verify(&c, &report, &in_file, &[sha256(b"last one")]);
+    assert!(ok, "{text}");
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(
+        (v["complete_through"].as_u64(), v["unsigned_tail"].as_u64()),
+        (Some(11), Some(0)),
+        "{v}"
+    );
+    assert_eq!(v["messages"][0]["signed_here"], true, "{v}");
+
+    let stream = moto.log_messages(GROUP, "node-1/audit").await.unwrap();
+    assert_eq!(stream, printed);
+    let main = moto.log_messages(GROUP, "node-1").await.unwrap();
+    assert!(main.iter().any(|l| l.contains("\"boot_record\"")), "{main:#?}");
+    assert!(!main.iter().any(|l| chain_line(&l)), "{main:#?}");
+    assert!(main.iter().any(|l| l.contains("\"audit_chain_closed\"")), "{main:#?}");
+    no_secrets(&c, &p);
+    let file_text = std::fs::read_to_string(&audit_file).unwrap();
+    assert!(!file_text.contains(&c.identity["AGE-SECRET-KEY-1".len()..]));
 }

@@ -188,6 +188,15 @@ fn check_config_refuses_unknown_keys_and_bad_values() {
     assert_eq!(run(&format!("{good}{relay}networks = [\"10.0.0.0/8\"]\n")).0, Some(0));
     let system_roots = "\n[relay]\nallow = [\"https://gw.internal/v1/\"]\n";
     assert_eq!(run(&format!("{good}{system_roots}")).0, Some(0), "relay.ca is optional");
+    let cw = "\n[cloudwatch]\nlog_group = \"/g\"\nlog_stream = \"n1\"\n";
+    assert_eq!(run(&format!("{good}{cw}audit_log_stream = \"n1-audit\"\n")).0, Some(0));
+    for bad in ["n1", "", "a:b"] {
+        let (code, err) = run(&format!("{good}{cw}audit_log_stream = \"{bad}\"\n"));
+        assert_eq!(code, Some(2), "audit_log_stream {bad:?}");
+        assert!(err.contains("cloudwatch.audit_log_stream"), "{err}");
+    }
+    let audit = "\n[audit]\nfile = \"/var/log/sign-service/audit.jsonl\"\n";
+    assert_eq!(run(&format!("{good}{audit}")).0, Some(0));
     let (code, err) = run(&format!("{good}{relay}networks = [\"10.0.0.0/33\"]\n"));
     assert_eq!(code, Some(2));
     assert!(err.contains("relay.networks"), "{err}");

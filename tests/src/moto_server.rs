@@ -151,6 +151,7 @@ impl MotoServer {
             static_credentials: Some(("AKIDLOCAL".into(), "local-secret".into())),
             log_group: log_group.into(),
             log_stream: log_stream.into(),
+            audit_log_stream: format!("{log_stream}/audit"),
             queue_capacity: 1000,
             flush_interval: std::time::Duration::from_secs(1),
         }

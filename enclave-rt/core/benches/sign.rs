@@ -165,40 +165,6 @@ fn stages<C: enclave_core::signing_engine::BaseMul>(scheme: Scheme) {
     );
 }
 
-/// Seconds of audit-chain work per session, as the serving core does it: a Commit and a
-/// Sign entry appended (hashed) and queued on the log ring, and a checkpoint (signed with
-/// an Ed25519 key) every 64 entries.
-fn audit_per_session() -> f64 {
-    use enclave_core::audit_chain::AuditChain;
-    use enclave_core::log_ring::LogRing;
-    const N: u32 = 4000;
-    let key = signing::gateway();
-    let mut chain = AuditChain::new([9; 32]);
-    let mut logs = LogRing::new(1 << 20, false);
-    let entry = |kind, i: u32| wire::AuditEntry {
-        account_id: "A0000001",
-        grant_sha256: [1; 32],
-        message_sha256: [2; 32],
-        expires_at_unix: 1_800_000_000,
-        package_sha256: [3; 32],
-        share_sha256: [4; 32],
-        ..enclave_core::audit_chain::blank(kind, [u8::try_from(i % 251).unwrap(); 16])
-    };
-    let t = Instant::now();
-    for i in 0..N {
-        for kind in [wire::AuditKind::Commit, wire::AuditKind::Sign] {
-            let e = chain.append(entry(kind, i), t);
-            logs.push(&e);
-        }
-        if chain.checkpoint_due(t) {
-            let c = chain.checkpoint(t, 1, |s| key.sign(s).to_bytes());
-            logs.push(&c);
-        }
-        while logs.pop_frame().is_some() {}
-    }
-    t.elapsed().as_secs_f64() / f64::from(N)
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut sessions = 2000usize;
@@ -235,7 +201,7 @@ fn main() {
             pct(&f.raw, 0.99),
             e / r
         );
-        let audit = audit_per_session();
+        let audit = tests::audit_cost::enclave_per_session();
         println!(
             "  audit  {:>13}: {:.2} us per session (2 entries + 1/32 of a checkpoint) = {:.2}% of the engine's p50 (goal <= 2%)",
             scheme.as_str(),

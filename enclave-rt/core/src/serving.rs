@@ -210,10 +210,20 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
         self.router.logs.log(LogLevel::Info, "service", what, &[]);
     }
 
-    /// The parent's connection closed or broke.
-    pub fn parent_disconnected(&mut self) {
+    /// The parent's connection closed or broke. Entries not yet checkpointed are signed
+    /// now: a parent that stops its enclave closes this connection first, so the chain's
+    /// last entries leave signed on the log channel if it is still open.
+    pub fn parent_disconnected(&mut self, clock: Clock) {
         self.router.logs.log(LogLevel::Warn, "service", "parent disconnected", &[]);
         self.router.parent_lost();
+        let r = &mut self.router;
+        if let (Some(chain), Some(engine)) = (&mut r.audit, &r.engine)
+            && chain.next_checkpoint().is_some()
+        {
+            let unix_ms = clock.unix.unix_micros / 1000;
+            let c = chain.checkpoint(clock.instant, unix_ms, |st| engine.sign_audit_checkpoint(st));
+            r.logs.push(&c);
+        }
     }
 
     /// How long the shell may sleep before [`Self::handle_timeout`] has work: a second

@@ -458,7 +458,7 @@ fn session_events_subscribe_answer_by_post_and_back_off_after_a_close() {
     assert_eq!(h.one(), (SUBSCRIPTION, reopen));
     // Without a parent there is nobody to relay through: no subscription is opened.
     h.send(SUBSCRIPTION, &SseClose { code: RelayErrorCode::TIMEOUT, detail: "idle" });
-    h.core.parent_disconnected();
+    h.core.parent_disconnected(h.clock());
     h.at = 10;
     h.core.handle_timeout(h.clock());
     assert!(h.take().is_empty());
@@ -498,6 +498,37 @@ fn a_reconnecting_parent_drops_what_was_owed_to_the_old_connection() {
     h.core.parent_connected();
     h.send(3, &Ping { nonce: 3 });
     assert_eq!(h.one(), (3, OwnedAnswer::Pong(3)));
+}
+
+/// The audit frames on the log channel: (kind, sequence number).
+fn audit_frames(core: &mut Serving<RecordingNsm, StdRng>) -> Vec<(u16, u64)> {
+    let mut out = Vec::new();
+    while let Some(frame) = core.logs().pop_frame() {
+        let (f, _) = wire::decode(&frame).unwrap().unwrap();
+        match f.message().unwrap() {
+            Message::AuditEntry(e) => out.push((f.header.kind, e.seq)),
+            Message::AuditCheckpoint(c) => out.push((f.header.kind, c.seq)),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn entries_not_yet_checkpointed_are_signed_when_the_parent_disconnects() {
+    let (mut h, account) = serving_harness(None);
+    audit_frames(&mut h.core);
+    h.send(30, &h.grant(&account, 1).request());
+    h.take();
+    let (entry, checkpoint) = (wire::AuditEntry::KIND, wire::AuditCheckpoint::KIND);
+    // One entry, inside the checkpoint interval: not signed yet.
+    assert_eq!(audit_frames(&mut h.core), [(entry, 1)]);
+    h.core.parent_disconnected(h.clock());
+    assert_eq!(audit_frames(&mut h.core), [(checkpoint, 1)]);
+    // Nothing new since: a second disconnect signs nothing again.
+    h.core.parent_connected();
+    h.core.parent_disconnected(h.clock());
+    assert_eq!(audit_frames(&mut h.core), []);
 }
 
 /// The log lines the core wrote, as text.
