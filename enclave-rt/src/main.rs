@@ -163,7 +163,7 @@ fn nsm(args: &EnclaveArgs) -> Option<enclave_rt::sim_nsm::SimNsm> {
     match enclave_rt::sim_nsm::SimNsm::from_dir(dir, pcrs, now_ms) {
         Ok(n) => Some(n),
         Err(e) => {
-            eprintln!("enclave-rt: {}", e.0);
+            eprintln!("enclave-rt: {e}");
             None
         }
     }
@@ -178,7 +178,7 @@ fn nsm(args: &EnclaveArgs) -> Option<enclave_rt::nsm_device::NsmDevice> {
     match enclave_rt::nsm_device::NsmDevice::open() {
         Ok(n) => Some(n),
         Err(e) => {
-            eprintln!("enclave-rt: {}", e.0);
+            eprintln!("enclave-rt: {e}");
             None
         }
     }

@@ -2,7 +2,7 @@
 //! flavour). Only the attestation request is used: for documents, and for the NSM's clock
 //! (the timestamp of a fresh document, [`timestamp_of`]).
 
-use aws_nitro_enclaves_nsm_api::api::{AttestationDoc, Request, Response};
+use aws_nitro_enclaves_nsm_api::api::{AttestationDoc, ErrorCode, Request, Response};
 use aws_nitro_enclaves_nsm_api::driver::{nsm_exit, nsm_init, nsm_process_request};
 use serde_bytes::ByteBuf;
 
@@ -18,9 +18,7 @@ impl NsmDevice {
     pub fn open() -> Result<Self, NsmError> {
         let fd = nsm_init();
         if fd < 0 {
-            return Err(NsmError(
-                "cannot open /dev/nsm (not inside a Nitro Enclave, or nsm.ko not loaded)".into(),
-            ));
+            return Err(NsmError::Unavailable);
         }
         Ok(Self { fd })
     }
@@ -47,10 +45,8 @@ impl Nsm for NsmDevice {
         };
         match nsm_process_request(self.fd, request) {
             Response::Attestation { document } => Ok(document),
-            Response::Error(code) => {
-                Err(NsmError(format!("the NSM refused the attestation: {code:?}")))
-            }
-            _ => Err(NsmError("the NSM answered with an unexpected response".into())),
+            Response::Error(code) => Err(NsmError::Refused(code_name(&code))),
+            _ => Err(NsmError::UnexpectedResponse),
         }
     }
 
@@ -80,9 +76,23 @@ pub fn timestamp_of(document: &[u8]) -> Result<u64, NsmError> {
         serde_cbor::Value,
         ByteBuf,
         ByteBuf,
-    ) = serde_cbor::from_slice(document)
-        .map_err(|e| NsmError(format!("the NSM's document is not COSE_Sign1: {e}")))?;
+    ) = serde_cbor::from_slice(document).map_err(|_| NsmError::MalformedDocument("COSE_Sign1"))?;
     AttestationDoc::from_binary(&payload)
         .map(|doc| doc.timestamp)
-        .map_err(|e| NsmError(format!("the NSM's document payload: {e:?}")))
+        .map_err(|_| NsmError::MalformedDocument("payload"))
+}
+
+/// The NSM API's error code by name.
+fn code_name(code: &ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::Success => "Success",
+        ErrorCode::InvalidArgument => "InvalidArgument",
+        ErrorCode::InvalidIndex => "InvalidIndex",
+        ErrorCode::InvalidResponse => "InvalidResponse",
+        ErrorCode::ReadOnlyIndex => "ReadOnlyIndex",
+        ErrorCode::InvalidOperation => "InvalidOperation",
+        ErrorCode::BufferTooSmall => "BufferTooSmall",
+        ErrorCode::InputTooLarge => "InputTooLarge",
+        ErrorCode::InternalError => "InternalError",
+    }
 }

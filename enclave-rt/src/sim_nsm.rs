@@ -24,6 +24,26 @@ pub struct SimNsmConfig {
     pub pcrs: Vec<(u64, [u8; 48])>,
 }
 
+/// Why a sim NSM could not be set up.
+#[derive(Debug)]
+pub enum SimNsmError {
+    /// A file of the chain could not be read.
+    Read(std::path::PathBuf, std::io::Error),
+    /// The leaf key is not a P-384 PKCS#8 key.
+    LeafKey,
+}
+
+impl std::fmt::Display for SimNsmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Read(path, e) => write!(f, "cannot read {}: {e}", path.display()),
+            Self::LeafKey => f.write_str("the sim leaf key is not a P-384 PKCS#8 key"),
+        }
+    }
+}
+
+impl std::error::Error for SimNsmError {}
+
 /// The software NSM.
 pub struct SimNsm {
     key: EcdsaKeyPair,
@@ -34,11 +54,11 @@ pub struct SimNsm {
 
 impl SimNsm {
     /// A sim NSM signing with `config`'s leaf key, timestamps from `clock_ms`.
-    pub fn new(config: SimNsmConfig, clock_ms: fn() -> u64) -> Result<Self, NsmError> {
+    pub fn new(config: SimNsmConfig, clock_ms: fn() -> u64) -> Result<Self, SimNsmError> {
         let rng = SystemRandom::new();
         let key =
             EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &config.leaf_pkcs8, &rng)
-                .map_err(|_| NsmError("the sim leaf key is not a P-384 PKCS#8 key".into()))?;
+                .map_err(|_| SimNsmError::LeafKey)?;
         Ok(Self { key, rng, config, clock_ms })
     }
 
@@ -48,12 +68,11 @@ impl SimNsm {
         dir: &std::path::Path,
         pcrs: Vec<(u64, [u8; 48])>,
         clock_ms: fn() -> u64,
-    ) -> Result<Self, NsmError> {
-        let read = |p: std::path::PathBuf| {
-            std::fs::read(&p).map_err(|e| NsmError(format!("cannot read {}: {e}", p.display())))
-        };
-        let mut bundle: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("cabundle"))
-            .map_err(|e| NsmError(format!("cannot list {}/cabundle: {e}", dir.display())))?
+    ) -> Result<Self, SimNsmError> {
+        let read = |p: std::path::PathBuf| std::fs::read(&p).map_err(|e| SimNsmError::Read(p, e));
+        let cabundle_dir = dir.join("cabundle");
+        let mut bundle: Vec<std::path::PathBuf> = std::fs::read_dir(&cabundle_dir)
+            .map_err(|e| SimNsmError::Read(cabundle_dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "der"))
             .collect();
@@ -126,10 +145,8 @@ impl Nsm for SimNsm {
         cbor::bytes(&mut to_sign, &protected);
         cbor::bytes(&mut to_sign, &[]);
         cbor::bytes(&mut to_sign, &payload);
-        let signature = self
-            .key
-            .sign(&self.rng, &to_sign)
-            .map_err(|_| NsmError("sim signing failed".into()))?;
+        let signature =
+            self.key.sign(&self.rng, &to_sign).map_err(|_| NsmError::Refused("InternalError"))?;
         let mut doc = Vec::new();
         cbor::head(&mut doc, cbor::ARRAY, 4);
         cbor::bytes(&mut doc, &protected);

@@ -1,99 +1,47 @@
 //! `parent-shim run`: the bootstrap in order, then serving, failing closed throughout.
 //!
-//! 1. Read the share file and the KMS-encrypted identity into memory (never written out);
-//!    fingerprint the share file.
+//! 1. Fetch the signed manifest and the KMS-encrypted identity, and open the share file's
+//!    stream (its length checked against the manifest before any enclave starts).
 //! 2. Start the enclave (local: `enclave-rt` as a child on Unix sockets) and pump its log
 //!    frames to stdout as JSON lines (redacted by field name).
 //! 3. Boot it ([`crate::enclave_boot`]): fresh nonce, attestation verified against the pinned
 //!    root and expected PCRs, KMS `Decrypt` with `Recipient`, the share file streamed,
 //!    `Loaded` within the deadline.
 //! 4. Only then serve the gRPC API. If the enclave exits, stop serving and exit non-zero;
-//!    on SIGTERM/SIGINT stop serving, stop the enclave and exit zero.
+//!    on SIGTERM/SIGINT (at any stage) stop serving, close the audit chain, stop the
+//!    enclave and exit zero.
 //!
 //! Any failure before serving terminates the enclave, emits an `alert` line, writes no
 //! boot record and exits non-zero; systemd restarts the unit.
+//!
+//! This file is the order of things; the steps live beside it: [`crate::boot_inputs`]
+//! (step 1), [`crate::enclave_launcher`] and [`crate::enclave_bootstrap`] (steps 2-3),
+//! [`crate::grpc_bridge`] and [`crate::enclave_link`] (step 4), [`crate::orderly_stop`]
+//! (signals, the audit chain's last head), [`crate::daemon_error`] (why it stopped).
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::attestation_verifier::PinnedRoot;
 use crate::boot_inputs;
 use crate::cloudwatch_logs::{self, CloudWatchSettings};
 use crate::config::{Config, ConfigError};
-use crate::enclave_boot::{self, BootError, BootInputs};
-use crate::enclave_client::EnclaveClient;
-use crate::enclave_launcher::{self, EnclaveLauncher, Endpoint, LaunchError, Launched};
-use crate::enclave_link::{self, EnclaveLink, LinkError};
-use crate::event_log::{emit, pump_enclave_logs};
+use crate::enclave_bootstrap::bootstrap;
+use crate::enclave_launcher::{self, EnclaveLauncher, Launched};
+use crate::enclave_link::{self, EnclaveLink};
+use crate::event_log::emit;
 use crate::grpc_bridge::{self, Bridge};
-use crate::health_report::{self, health_base, report_health, with_state};
+use crate::health_report::{self, health_base, log_boot_record, report_health, with_state};
 use crate::https_client;
 use crate::https_relay;
-use crate::kms_relay::{self, KmsSettings};
-use crate::s3_fetch::FetchError;
+use crate::orderly_stop::{TaskGuard, close_audit_chain, stop_signal, stopped};
 use crate::systemd_notify::sd_notify;
 use crate::tls_files::{
     grpc_server_tls, health_target, read_pem_certs, read_root, relay_policy, system_roots,
 };
 
-/// Why the daemon stopped.
-#[derive(Debug)]
-pub enum DaemonError {
-    /// The configuration or an input file is unusable.
-    Config(ConfigError),
-    /// An input could not be fetched (S3 or file).
-    Fetch(FetchError),
-    /// The enclave could not be started.
-    Launch(LaunchError),
-    /// The enclave did not accept a connection before the boot deadline.
-    Connect {
-        /// Where it should have been listening.
-        endpoint: String,
-        /// The last connection error.
-        error: std::io::Error,
-    },
-    /// The boot failed (attestation, KMS, load...).
-    Boot(BootError),
-    /// The enclave's replacement connection did not re-attest as the same instance.
-    Reattestation(LinkError),
-    /// The enclave exited while serving (its exit status, as the launcher reports it).
-    EnclaveExited(String),
-    /// A listener or signal handler could not be set up.
-    Serve {
-        /// What (`metrics.listen 127.0.0.1:9100`, `grpc.listen ...`, `SIGTERM handler`).
-        what: String,
-        /// Why.
-        error: std::io::Error,
-    },
-}
-
-impl fmt::Display for DaemonError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Config(e) => write!(f, "configuration: {e}"),
-            Self::Fetch(e) => write!(f, "fetch: {e}"),
-            Self::Launch(e) => write!(f, "enclave launch: {e}"),
-            Self::Connect { endpoint, error } => write!(f, "enclave launch: {endpoint}: {error}"),
-            Self::Boot(e) => write!(f, "boot: {e}"),
-            Self::Reattestation(e) => write!(f, "boot: {e}"),
-            Self::EnclaveExited(e) => write!(f, "the enclave exited while serving: {e}"),
-            Self::Serve { what, error } => write!(f, "gRPC server: {what}: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for DaemonError {}
-
-impl From<ConfigError> for DaemonError {
-    fn from(e: ConfigError) -> Self {
-        Self::Config(e)
-    }
-}
-
-use hex::encode as hex;
+pub use crate::daemon_error::DaemonError;
 
 /// Runs the daemon until a signal or a failure; the last lines reach `CloudWatch` before
 /// it returns.
@@ -153,40 +101,6 @@ async fn run_until_stopped(config: &Config) -> Result<(), DaemonError> {
     outcome
 }
 
-/// SIGTERM or SIGINT: `true` once either arrived. The handler is installed when this
-/// returns.
-fn stop_signal() -> Result<tokio::sync::watch::Receiver<bool>, DaemonError> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|error| DaemonError::Serve { what: "SIGTERM handler".into(), error })?;
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        let _ = tx.send(true);
-    });
-    Ok(rx)
-}
-
-/// Resolves once a stop was asked for.
-async fn stopped(stop: &tokio::sync::watch::Receiver<bool>) {
-    let mut stop = stop.clone();
-    if stop.wait_for(|s| *s).await.is_err() {
-        // The watcher never ends without saying so; if it did, never stop on that.
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Ends a background task with the scope that owns it.
-struct TaskGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 async fn fetch_launch_boot_serve(
     config: &Config,
     started: Instant,
@@ -214,11 +128,11 @@ async fn fetch_launch_boot_serve(
         "info",
         "inputs_fetched",
         json!({"share_file_bytes": manifest.ciphertext_len,
-               "share_file_sha256": hex(manifest.ciphertext_sha256),
+               "share_file_sha256": hex::encode(manifest.ciphertext_sha256),
                "share_file": "streaming",
                "manifest_accounts": inputs.manifest.manifest.accounts,
                "manifest_epoch": inputs.manifest.manifest.epoch,
-               "manifest_publisher_key": hex(inputs.manifest.publisher_key)}),
+               "manifest_publisher_key": hex::encode(inputs.manifest.publisher_key)}),
     );
 
     crate::metrics::boot_state("launching");
@@ -344,62 +258,6 @@ async fn boot_and_serve(
     outcome
 }
 
-/// The boot's record, once: what an auditor matches against the gateway's health reports.
-fn log_boot_record(
-    record: &crate::enclave_boot::BootRecord,
-    kms_request_id: Option<&str>,
-    started: Instant,
-) {
-    emit(
-        "info",
-        "boot_record",
-        json!({
-            "attestation_sha256": hex(record.attestation_sha256),
-            "pcrs": record.pcrs.iter().map(|(i, v)| (format!("PCR{i}"), hex(v))).collect::<std::collections::BTreeMap<_, _>>(),
-            "answer_key": hex(record.answer_key),
-            "share_file_sha256": hex(record.share_file_sha256),
-            "accounts": record.accounts,
-            "epoch": record.loaded_statement.epoch,
-            "kms_request_id": kms_request_id,
-            "enclave_load_ms": record.load_micros / 1000,
-            "boot_ms": started.elapsed().as_millis(),
-        }),
-    );
-}
-
-/// An orderly stop, after the last call: the chain's head signed once more and written
-/// out before the enclave is destroyed, so the boot's chain ends with no unsigned tail.
-async fn close_audit_chain(link: &EnclaveLink, timeout: Duration) {
-    let request = wire::Message::AuditHeadRequest(wire::AuditHeadRequest {});
-    let answer = match link.client() {
-        Some(client) => client.call(&request, timeout).await.map_err(|e| e.to_string()),
-        None => Err("no enclave connection".into()),
-    };
-    let seq = answer.and_then(|reply| match reply.message() {
-        Ok(wire::Message::AuditCheckpoint(c)) => Ok(c.seq),
-        other => Err(format!("unexpected answer: {other:?}")),
-    });
-    let seq = match seq {
-        Ok(seq) => seq,
-        Err(error) => {
-            emit("warn", "audit_chain_not_closed", json!({"error": error}));
-            return;
-        }
-    };
-    // The same checkpoint comes on the log channel; it must be written out first.
-    let deadline = Instant::now() + timeout;
-    while !crate::event_log::checkpoint_written(seq) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let written = crate::event_log::checkpoint_written(seq);
-    emit(
-        if written { "info" } else { "warn" },
-        "audit_chain_closed",
-        json!({"seq": seq, "written": written}),
-    );
-}
-
-/// Feeds the metrics with the enclave's `Status` (memory, sessions) and the link's state.
 /// The gRPC server in its own task, and what stops it.
 fn spawn_server(
     listener: tokio::net::TcpListener,
@@ -417,6 +275,7 @@ fn spawn_server(
     (tokio::spawn(grpc_bridge::serve_with_limits(listener, tls, bridge, stop, limits)), stop_tx)
 }
 
+/// Feeds the metrics with the enclave's `Status` (memory, sessions) and the link's state.
 async fn poll_status(link: Arc<EnclaveLink>, every: Duration, timeout: Duration) {
     loop {
         crate::metrics::link_up(link.is_up());
@@ -430,123 +289,4 @@ async fn poll_status(link: Arc<EnclaveLink>, every: Duration, timeout: Duration)
         }
         tokio::time::sleep(every).await;
     }
-}
-
-/// Every [`PROGRESS_EVERY`] while the share file streams: bytes fetched and sent to the
-/// enclave, and the accounts that many bytes hold in proportion (the enclave's own count
-/// comes with `Loaded`), as a log line and as metrics.
-async fn report_progress(progress: Arc<crate::share_stream::Progress>, total: u64, accounts: u64) {
-    use std::sync::atomic::Ordering;
-    loop {
-        tokio::time::sleep(PROGRESS_EVERY).await;
-        let fetched = progress.fetched.load(Ordering::Relaxed);
-        let sent = progress.sent.load(Ordering::Relaxed);
-        // In proportion, in integers: per mille of the bytes, and the accounts they hold.
-        let part = |of: u64| {
-            u64::try_from(u128::from(of) * u128::from(sent) / u128::from(total.max(1)))
-                .unwrap_or(of)
-        };
-        let (per_mille, estimated) = (part(1000), part(accounts));
-        crate::metrics::load_progress(fetched, sent, total);
-        emit(
-            "info",
-            "load_progress",
-            json!({"bytes_fetched": fetched, "bytes_sent": sent, "bytes_total": total,
-                   "percent": f64::from(u32::try_from(per_mille).unwrap_or(1000)) / 10.0,
-                   "accounts_estimated": estimated}),
-        );
-    }
-}
-
-/// How often a long load reports its progress.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
-/// Connects to the enclave, retrying while it starts listening, until `deadline`.
-async fn connect(
-    endpoint: &Endpoint,
-    deadline: Instant,
-) -> Result<Box<dyn enclave_launcher::EnclaveIo>, DaemonError> {
-    enclave_launcher::connect_until(endpoint, deadline)
-        .await
-        .map_err(|error| DaemonError::Connect { endpoint: endpoint.to_string(), error })
-}
-
-/// A booted enclave: its client, the boot record, the KMS request id, and the frames it
-/// sends unasked (relay requests).
-type Booted = (
-    Arc<EnclaveClient>,
-    crate::enclave_boot::BootRecord,
-    Option<String>,
-    tokio::sync::mpsc::UnboundedReceiver<crate::enclave_client::Reply>,
-);
-
-/// Steps 2-3 of the module documentation: connect, pump logs, boot with KMS sealing.
-async fn bootstrap(
-    config: &Config,
-    enclave: &Launched,
-    inputs: &mut boot_inputs::Inputs,
-    root: &[u8],
-) -> Result<Booted, DaemonError> {
-    let expected_pcrs = config.expected_pcrs()?;
-    let deadline = Instant::now() + Duration::from_secs(config.enclave.boot_deadline_secs);
-    let control = connect(&enclave.control, deadline).await?;
-    let logs = connect(&enclave.logs, deadline).await?;
-    tokio::spawn(pump_enclave_logs(logs));
-    let (client, mut unsolicited) = EnclaveClient::new(control);
-    let kms = kms_relay::client(&KmsSettings {
-        region: config.kms.region.clone(),
-        endpoint: config.kms.endpoint.clone(),
-        static_credentials: config
-            .kms
-            .access_key_id
-            .clone()
-            .zip(config.kms.secret_access_key.clone()),
-    });
-    let request_id = Arc::new(std::sync::Mutex::new(None));
-    let rid = Arc::clone(&request_id);
-    let key_id = config.kms.key_id.clone();
-    let boot_inputs::Inputs { share_file, sealed_identity, manifest } = inputs;
-    let sealed_identity = &*sealed_identity;
-    let unseal = |document: Vec<u8>| async move {
-        let sealed =
-            kms_relay::decrypt_for_enclave(&kms, key_id.as_deref(), sealed_identity, &document)
-                .await
-                .map_err(|e| e.to_string())?;
-        if let Ok(mut r) = rid.lock() {
-            r.clone_from(&sealed.request_id);
-        }
-        Ok(sealed.ciphertext_for_recipient)
-    };
-    let boot_inputs = BootInputs {
-        manifest,
-        trust: &PinnedRoot(root.to_vec()),
-        expected_pcrs: expected_pcrs.as_ref(),
-        deadline: deadline.saturating_duration_since(Instant::now()),
-        shim_version: concat!("parent-shim ", env!("CARGO_PKG_VERSION")),
-    };
-    let (progress, total) = (share_file.progress(), share_file.total_len());
-    let ticker = TaskGuard(tokio::spawn(report_progress(
-        Arc::clone(&progress),
-        total,
-        manifest.manifest.accounts,
-    )));
-    let record = enclave_boot::boot(&client, &mut unsolicited, &boot_inputs, share_file, unseal)
-        .await
-        .map_err(DaemonError::Boot)?;
-    drop(ticker);
-    // The last progress line: the whole file sent, and the enclave's own count.
-    let sent = progress.sent.load(std::sync::atomic::Ordering::Relaxed);
-    crate::metrics::load_progress(
-        progress.fetched.load(std::sync::atomic::Ordering::Relaxed),
-        sent,
-        total,
-    );
-    emit(
-        "info",
-        "load_progress",
-        json!({"bytes_sent": sent, "bytes_total": total, "percent": 100.0,
-               "accounts": record.accounts}),
-    );
-    let kms_request_id = request_id.lock().ok().and_then(|r| r.clone());
-    Ok((client, record, kms_request_id, unsolicited))
 }

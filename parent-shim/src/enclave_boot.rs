@@ -84,8 +84,9 @@ pub enum BootError {
     Attestation(attestation_verifier::VerifyError),
     /// The document lacks the unseal key or the answer key.
     AttestationIncomplete(&'static str),
-    /// Sealing the identity to the enclave failed (KMS refused, unreachable...).
-    Unseal(String),
+    /// Sealing the identity to the enclave failed (KMS refused, unreachable...): the
+    /// unseal step's own error.
+    Unseal(Box<dyn std::error::Error + Send + Sync>),
     /// The enclave reported a failed boot.
     BootFailed {
         /// Its reason code.
@@ -94,7 +95,9 @@ pub enum BootError {
         detail: String,
     },
     /// The enclave said something the protocol does not allow here.
-    Protocol(String),
+    Protocol(ProtocolViolation),
+    /// This machine gave no randomness for the boot nonce.
+    NoRandomness,
     /// The share file could not be read to the end, or was not the manifest's length.
     ShareFile(crate::s3_fetch::FetchError),
     /// The connection dropped.
@@ -114,6 +117,7 @@ impl fmt::Display for BootError {
                 write!(f, "enclave boot failed: {reason}: {detail}")
             }
             Self::Protocol(e) => write!(f, "protocol violation by the enclave: {e}"),
+            Self::NoRandomness => f.write_str("no randomness for the boot nonce"),
             Self::Disconnected => f.write_str("the enclave connection closed during boot"),
             Self::Timeout => f.write_str("the boot took longer than its deadline"),
         }
@@ -121,6 +125,34 @@ impl fmt::Display for BootError {
 }
 
 impl std::error::Error for BootError {}
+
+/// What the enclave did that the boot conversation does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolViolation {
+    /// A message of this kind, where the boot expected another.
+    Unexpected(&'static str),
+    /// A frame whose payload does not decode.
+    Undecodable(wire::MessageError),
+    /// `Loaded` names another file (SHA-256) or epoch than the manifest's.
+    OtherFile,
+    /// `Loaded`'s statement is not signed by the attested answer key.
+    UnsignedLoaded,
+}
+
+impl fmt::Display for ProtocolViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unexpected(name) => write!(f, "unexpected {name}"),
+            Self::Undecodable(e) => write!(f, "undecodable message: {e}"),
+            Self::OtherFile => f.write_str(
+                "the enclave loaded a file other than the manifest's (SHA-256 or epoch)",
+            ),
+            Self::UnsignedLoaded => {
+                f.write_str("the Loaded statement is not signed by the attested answer key")
+            }
+        }
+    }
+}
 
 fn now_unix_ms() -> u64 {
     SystemTime::now()
@@ -131,7 +163,7 @@ fn now_unix_ms() -> u64 {
 /// Runs the boot conversation on a fresh connection. `unseal` gets the verified
 /// attestation document and returns KMS's `CiphertextForRecipient`, untouched; the share
 /// file's pieces go to the enclave as they arrive.
-pub async fn boot<U, F>(
+pub async fn boot<U, F, E>(
     client: &EnclaveClient,
     unsolicited: &mut mpsc::UnboundedReceiver<Reply>,
     inputs: &BootInputs<'_>,
@@ -140,7 +172,8 @@ pub async fn boot<U, F>(
 ) -> Result<BootRecord, BootError>
 where
     U: FnOnce(Vec<u8>) -> F,
-    F: Future<Output = Result<Vec<u8>, String>>,
+    F: Future<Output = Result<Vec<u8>, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let conversation = run(client, unsolicited, inputs, share_file, unseal);
     match tokio::time::timeout(inputs.deadline, conversation).await {
@@ -170,7 +203,7 @@ async fn reason_for_disconnect(unsolicited: &mut mpsc::UnboundedReceiver<Reply>)
         .unwrap_or(BootError::Disconnected)
 }
 
-async fn run<U, F>(
+async fn run<U, F, E>(
     client: &EnclaveClient,
     unsolicited: &mut mpsc::UnboundedReceiver<Reply>,
     inputs: &BootInputs<'_>,
@@ -179,10 +212,11 @@ async fn run<U, F>(
 ) -> Result<BootRecord, BootError>
 where
     U: FnOnce(Vec<u8>) -> F,
-    F: Future<Output = Result<Vec<u8>, String>>,
+    F: Future<Output = Result<Vec<u8>, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let nonce = ring::rand::generate::<[u8; 32]>(&ring::rand::SystemRandom::new())
-        .map_err(|_| BootError::Protocol("no randomness for the nonce".into()))?
+        .map_err(|_| BootError::NoRandomness)?
         .expose();
     let hello = Message::Hello(Hello { nonce: &nonce, shim_version: inputs.shim_version });
     let reply = call(client, unsolicited, &hello).await?;
@@ -202,7 +236,7 @@ where
         .and_then(wire::session_signatures::answer_key_from_user_data)
         .ok_or(BootError::AttestationIncomplete("the answer key in user_data"))?;
 
-    let sealed = unseal(document.clone()).await.map_err(BootError::Unseal)?;
+    let sealed = unseal(document.clone()).await.map_err(|e| BootError::Unseal(e.into()))?;
     let sealed = Message::SealedKey(SealedKey { ciphertext_for_recipient: &sealed });
     send(client, &sealed).await?;
 
@@ -226,9 +260,7 @@ where
         other => return Err(unexpected(other)),
     };
     if loaded.ciphertext_sha256 != sha || loaded.epoch != begin.epoch {
-        return Err(BootError::Protocol(
-            "the enclave loaded a file other than the manifest's (SHA-256 or epoch)".into(),
-        ));
+        return Err(BootError::Protocol(ProtocolViolation::OtherFile));
     }
     let facts = wire::session_signatures::LoadedFacts {
         boot_nonce: &nonce,
@@ -239,9 +271,7 @@ where
         loaded_at_unix_ms: loaded.loaded_at_unix_ms,
     };
     if crate::relying_party::check_loaded(&answer_key, &facts, &loaded.signature).is_err() {
-        return Err(BootError::Protocol(
-            "the Loaded statement is not signed by the attested answer key".into(),
-        ));
+        return Err(BootError::Protocol(ProtocolViolation::UnsignedLoaded));
     }
     let loaded_statement = LoadedStatement {
         boot_nonce: nonce.to_vec(),
@@ -298,7 +328,7 @@ fn unexpected(m: Result<Message<'_>, wire::MessageError>) -> BootError {
         Ok(Message::BootFailed(f)) => {
             BootError::BootFailed { reason: f.reason, detail: f.detail.to_owned() }
         }
-        Ok(other) => BootError::Protocol(format!("unexpected {}", other.name())),
-        Err(e) => BootError::Protocol(format!("undecodable message: {e}")),
+        Ok(other) => BootError::Protocol(ProtocolViolation::Unexpected(other.name())),
+        Err(e) => BootError::Protocol(ProtocolViolation::Undecodable(e)),
     }
 }

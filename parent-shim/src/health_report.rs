@@ -7,7 +7,7 @@
 //! and never stops signing; the gateway treats a node it has not heard from as down.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
@@ -120,4 +120,27 @@ pub(crate) async fn report_health(target: HealthTarget, base: serde_json::Value,
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// The boot's record, once: what an auditor matches against the gateway's health reports.
+pub(crate) fn log_boot_record(
+    record: &crate::enclave_boot::BootRecord,
+    kms_request_id: Option<&str>,
+    started: Instant,
+) {
+    emit(
+        "info",
+        "boot_record",
+        json!({
+            "attestation_sha256": hex(record.attestation_sha256),
+            "pcrs": record.pcrs.iter().map(|(i, v)| (format!("PCR{i}"), hex(v))).collect::<std::collections::BTreeMap<_, _>>(),
+            "answer_key": hex(record.answer_key),
+            "share_file_sha256": hex(record.share_file_sha256),
+            "accounts": record.accounts,
+            "epoch": record.loaded_statement.epoch,
+            "kms_request_id": kms_request_id,
+            "enclave_load_ms": record.load_micros / 1000,
+            "boot_ms": started.elapsed().as_millis(),
+        }),
+    );
 }

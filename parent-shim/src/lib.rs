@@ -1,6 +1,7 @@
 //! `parent-shim`: the untrusted parent daemon. So far:
-//! * [`daemon`], `parent-shim run`: the bootstrap in order, then serving (local mode), with
-//!   its [`config`] file;
+//! * [`daemon`], `parent-shim run`: the bootstrap in order, then serving, with its
+//!   [`config`] file; [`enclave_bootstrap`], a launched enclave connected and booted;
+//!   [`orderly_stop`], signals and the audit chain's last head; [`daemon_error`];
 //! * [`attestation_verifier`], shared by the parent, the tests and the auditors' CLI;
 //! * [`enclave_client`], the control connection with request/answer matching;
 //! * [`enclave_link`], the attested connection in use, replaced after a loss only by one
@@ -40,7 +41,9 @@ pub mod cloudwatch_logs;
 pub mod config;
 pub mod counted_conn;
 pub mod daemon;
+pub mod daemon_error;
 pub mod enclave_boot;
+pub mod enclave_bootstrap;
 pub mod enclave_client;
 pub mod enclave_launcher;
 pub mod enclave_link;
@@ -52,6 +55,7 @@ pub mod https_relay;
 pub mod kms_policy;
 pub mod kms_relay;
 pub mod metrics;
+pub mod orderly_stop;
 pub mod pcrs_file;
 pub mod relying_party;
 pub mod s3_fetch;

@@ -145,7 +145,7 @@ async fn boot_enclave(
         let doc = parent_shim::attestation_verifier::verify(&document, &root, now_secs(), &expect)
             .map_err(|e| e.to_string())?;
         let key = doc.public_key.ok_or("no public key")?;
-        Ok(tests::cms_openssl::seal_to(&key, identity.trim()))
+        Ok::<_, String>(tests::cms_openssl::seal_to(&key, identity.trim()))
     };
     let record =
         Arc::new(boot(&client, &mut unsolicited, &inputs, &mut stream, unseal).await.unwrap());

@@ -2,8 +2,9 @@
 //! it (no ACPI, devices named on the kernel command line, a virtio NSM that measures the
 //! EIF it loads). Debian's QEMU binaries lack the machine (it needs libcbor and gnutls at
 //! build time), so this builds Debian's own source package, `x86_64` only, with only the
-//! devices that machine selects, and caches the binary outside the checkout under a key
-//! made of every input.
+//! devices that machine selects, with one patch of ours (virtio-nsm's request/response
+//! race, [`NSM_PATCH_PATH`]), and caches the binary outside the checkout under a key made of
+//! every input.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,13 +64,18 @@ const PACKAGES: &[&str] = &[
 ];
 /// Where `qemu-system-data` puts the firmware (`-L`).
 pub(crate) const FIRMWARE_DIR: &str = "/usr/share/qemu";
+/// Our one patch, applied after Debian's: virtio-nsm waits for the response buffer
+/// instead of failing the device when a request arrives alone (the patch's header says
+/// why).
+pub(crate) const NSM_PATCH_PATH: &str = "eif/qemu/virtio-nsm-wait-for-response-buffer.patch";
+const NSM_PATCH: &str = include_str!("../../eif/qemu/virtio-nsm-wait-for-response-buffer.patch");
 /// Bumped when the recipe changes in a way the inputs above do not show.
-const RECIPE: &str = "orig+debian-patches+nitro.mak/1";
+const RECIPE: &str = "orig+debian-patches+nsm-patch+nitro.mak/2";
 
 fn key() -> String {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    for part in [ORIG.1, DEBIAN.1, MESON, DEVICES, &CONFIGURE.join(" "), RECIPE] {
+    for part in [ORIG.1, DEBIAN.1, MESON, DEVICES, &CONFIGURE.join(" "), NSM_PATCH, RECIPE] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
@@ -108,6 +114,9 @@ pub(crate) fn qemu_nitro() -> Result<PathBuf> {
                 .arg(Path::new("debian/patches").join(patch)),
         )?;
     }
+    let ours = work.join("virtio-nsm.patch");
+    std::fs::write(&ours, NSM_PATCH)?;
+    step(Command::new("patch").args(["-p1", "--forward", "--quiet", "-i"]).arg(&ours))?;
     std::fs::write(src.join("configs/devices/x86_64-softmmu/nitro.mak"), DEVICES)?;
     let venv = work.join("venv");
     step(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;

@@ -359,35 +359,30 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
         inputs,
         gateway_key,
     };
-    let document = match boot_and_sign(&cx) {
-        Err(e) if qemu_nsm_race(&cx, "boot-ok") => {
-            eprintln!(
-                "qemu-boot: QEMU's virtio-nsm dropped a request (\"{QEMU_NSM_RACE}\" in \
-                 qemu.log: QEMU's race, not the image's); booting again, once. The first \
-                 attempt: {}",
-                e.0
-            );
-            boot_and_sign(&cx)?
-        }
-        other => other?,
-    };
+    let document = boot_and_sign(&cx).map_err(|e| race_named(&cx, "boot-ok", e))?;
     release_parent_refuses(root, &cx.work, &document)?;
-    boot_refusing_a_corrupt_file(&cx)
+    corrupt_file_boot(&cx).map_err(|e| race_named(&cx, "boot-corrupt", e))
 }
 
-/// QEMU 10.0's virtio-nsm takes a request and its response buffer as two virtqueue
-/// elements and fails the device when the second is not there yet. Linux's `nsm` driver adds
-/// them one after the other before it kicks, so a notification QEMU handles late (the
-/// kernel's `khwrngd` keeps reading `nsm-hwrng` through the same queue) can fall between
-/// the two: the guest then sees `InternalError` (seen once, in a CI run on 2026-12-02). It is
-/// the emulator's race, not the image's, so boot 1 is tried again, once, and says so; it
-/// must then pass whole.
+/// What unpatched QEMU 10.0 logged when its virtio-nsm handled a notification between the
+/// request and its response buffer (the guest then saw `InternalError`; seen in CI on
+/// 2026-12-02). `eif/qemu/virtio-nsm-wait-for-response-buffer.patch` closes the race, so
+/// the boots are not retried: a failure with this line names the binary as the suspect.
 const QEMU_NSM_RACE: &str = "Expected response buffer after request buffer in virtqueue";
 
-/// Whether the guest in `work/name` failed on [`QEMU_NSM_RACE`].
-fn qemu_nsm_race(cx: &Context, name: &str) -> bool {
-    std::fs::read_to_string(cx.work.join(name).join("qemu.log"))
-        .is_ok_and(|log| log.contains(QEMU_NSM_RACE))
+/// `e`, and if the guest in `work/name` logged [`QEMU_NSM_RACE`], that too.
+fn race_named(cx: &Context, name: &str, e: Failure) -> Failure {
+    let log = std::fs::read_to_string(cx.work.join(name).join("qemu.log")).unwrap_or_default();
+    if log.contains(QEMU_NSM_RACE) {
+        return Failure(format!(
+            "{}; qemu.log has \"{QEMU_NSM_RACE}\": QEMU's virtio-nsm race, which \
+             {} closes; is {} the patched build?",
+            e.0,
+            crate::build_qemu::NSM_PATCH_PATH,
+            cx.qemu_bin.display()
+        ));
+    }
+    e
 }
 
 struct Context {
@@ -558,22 +553,6 @@ fn release_parent_refuses(root: &Path, work: &Path, document: &[u8]) -> Result {
     }
     eprintln!("qemu-boot: the release parent-shim refuses QEMU's document: {}", stderr.trim());
     Ok(())
-}
-
-/// Boot 2, tried again once on QEMU's virtio-nsm race, as boot 1 is.
-fn boot_refusing_a_corrupt_file(cx: &Context) -> Result {
-    match corrupt_file_boot(cx) {
-        Err(e) if qemu_nsm_race(cx, "boot-corrupt") => {
-            eprintln!(
-                "qemu-boot: QEMU's virtio-nsm dropped a request (\"{QEMU_NSM_RACE}\" in \
-                 qemu.log: QEMU's race, not the image's); booting again, once. The first \
-                 attempt: {}",
-                e.0
-            );
-            corrupt_file_boot(cx)
-        }
-        other => other,
-    }
 }
 
 /// Boot 2: a corrupt share file; the enclave must refuse it, for that reason (the SHA-256

@@ -104,9 +104,35 @@ pub trait Nsm {
     fn time_ms(&mut self) -> Result<u64, NsmError>;
 }
 
-/// The NSM failed; carries a non-secret description.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NsmError(pub String);
+/// Why the NSM gave no document. Nothing in it is secret (what the NSM is asked to sign
+/// is public: nonces, public keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NsmError {
+    /// There is no NSM here (`/dev/nsm` did not open: not inside a Nitro Enclave).
+    Unavailable,
+    /// The NSM answered with this error code (the NSM API's `ErrorCode`, by name).
+    Refused(&'static str),
+    /// The NSM answered with a response of another kind than the request's.
+    UnexpectedResponse,
+    /// The NSM's document could not be read at this layer (`COSE_Sign1`, payload).
+    MalformedDocument(&'static str),
+    /// A document was asked for outside `Serving`.
+    NotServing,
+}
+
+impl fmt::Display for NsmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unavailable => f.write_str(
+                "cannot open /dev/nsm (not inside a Nitro Enclave, or nsm.ko not loaded)",
+            ),
+            Self::Refused(code) => write!(f, "the NSM refused the request: {code}"),
+            Self::UnexpectedResponse => f.write_str("the NSM answered with an unexpected response"),
+            Self::MalformedDocument(layer) => write!(f, "the NSM's document: bad {layer}"),
+            Self::NotServing => f.write_str("not serving"),
+        }
+    }
+}
 
 /// What the event loop tells the machine about the outside world.
 #[derive(Debug, Clone, Copy)]
@@ -257,7 +283,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
     /// `nonce`, with `user_data` (the answer key) and no public key (the unseal key is gone).
     pub fn attest_serving(&mut self, nonce: &[u8], user_data: &[u8]) -> Result<Vec<u8>, NsmError> {
         if self.state() != BootState::Serving {
-            return Err(NsmError("not serving".into()));
+            return Err(NsmError::NotServing);
         }
         self.nsm.attest(nonce, &[], user_data)
     }
@@ -343,7 +369,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
                 let document = self
                     .nsm
                     .attest(hello.nonce, unseal.public_key_der(), &answer.user_data())
-                    .map_err(|e| BootFailure::new(BootFailReason::ATTESTATION_FAILED, e.0))?;
+                    .map_err(|e| BootFailure::new(BootFailReason::ATTESTATION_FAILED, e))?;
                 self.boot_nonce = hello.nonce.to_vec();
                 let phase = Phase::Attested { unseal: Box::new(unseal), answer };
                 Ok((phase, Some(BootOutput::Attestation(document))))

@@ -435,7 +435,12 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
         match self.machine.attest_serving(nonce, &engine.answer_user_data()) {
             Ok(document) => Reply::Boot(BootOutput::Attestation(document)),
             Err(err) => {
-                self.logs.log(LogLevel::Error, "rpc", "attestation failed", &[("error", &err.0)]);
+                self.logs.log(
+                    LogLevel::Error,
+                    "rpc",
+                    "attestation failed",
+                    &[("error", &err.to_string())],
+                );
                 Reply::Rpc(RpcErrorCode::INTERNAL, "attestation failed")
             }
         }

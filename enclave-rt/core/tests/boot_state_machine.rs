@@ -41,11 +41,11 @@ impl Nsm for RecordingNsm {
 struct FailingNsm;
 impl Nsm for FailingNsm {
     fn attest(&mut self, _: &[u8], _: &[u8], _: &[u8]) -> Result<Vec<u8>, NsmError> {
-        Err(NsmError("device unavailable".into()))
+        Err(NsmError::Unavailable)
     }
 
     fn time_ms(&mut self) -> Result<u64, NsmError> {
-        Err(NsmError("device unavailable".into()))
+        Err(NsmError::Unavailable)
     }
 }
 

@@ -42,7 +42,7 @@ impl Nsm for RecordingNsm {
     }
 
     fn time_ms(&mut self) -> Result<u64, NsmError> {
-        self.2.lock().unwrap().ok_or_else(|| NsmError("no time".into()))
+        self.2.lock().unwrap().ok_or(NsmError::Unavailable)
     }
 }
 
