@@ -11,9 +11,6 @@
 //! Every check the spec makes is made here, so that a stanza reaching the unwrap code is
 //! well-formed and the bytes under the MAC are exactly what was parsed.
 
-// Indexes byte buffers after checking their bounds (fuzzed); not yet moved to `.get()`.
-#![allow(clippy::indexing_slicing)]
-
 use core::fmt;
 
 use base64ct::{Base64Unpadded, Encoding};
@@ -93,7 +90,7 @@ impl fmt::Display for HeaderError {
 pub fn check_prefix(prefix: &[u8]) -> Result<(), HeaderError> {
     let consistent_with = |expected: &[u8]| {
         let n = prefix.len().min(expected.len());
-        prefix[..n] == expected[..n]
+        prefix.get(..n) == expected.get(..n)
     };
     if prefix.len() >= ARMOR_BEGIN.len() && prefix.starts_with(ARMOR_BEGIN) {
         return Err(HeaderError::ArmorNotSupported);
@@ -152,7 +149,9 @@ impl<'h> Header<'h> {
     /// The bytes the header MAC covers: everything up to and including `---`.
     #[must_use]
     pub fn mac_input(&self) -> &'h [u8] {
-        &self.bytes[..self.mac_input_end]
+        // `parse` set `mac_input_end` inside the header; were it not, the MAC over an
+        // empty input would not verify (fails closed).
+        self.bytes.get(..self.mac_input_end).unwrap_or_default()
     }
 
     /// The MAC from the `---` line.
@@ -164,7 +163,9 @@ impl<'h> Header<'h> {
     /// The stanzas in file order.
     pub fn stanzas(&self) -> impl Iterator<Item = Stanza<'h>> + 'h {
         StanzaIter {
-            lines: Lines::new(&self.bytes[VERSION_LINE.len()..self.mac_input_end]),
+            lines: Lines::new(
+                self.bytes.get(VERSION_LINE.len()..self.mac_input_end).unwrap_or_default(),
+            ),
             line: 1,
         }
     }
@@ -175,9 +176,10 @@ impl<'h> Header<'h> {
 #[must_use]
 pub fn find_end(buf: &[u8], from: usize) -> (Option<usize>, usize) {
     let mut start = from;
-    while let Some(nl) = buf.get(start..).and_then(|rest| rest.iter().position(|&b| b == b'\n')) {
-        let line = &buf[start..start + nl];
-        if line.starts_with(b"---") {
+    while let Some(rest) = buf.get(start..)
+        && let Some(nl) = rest.iter().position(|&b| b == b'\n')
+    {
+        if rest.starts_with(b"---") {
             return (Some(start + nl + 1), start);
         }
         start += nl + 1;
@@ -196,7 +198,7 @@ pub fn parse(bytes: &[u8]) -> Result<Header<'_>, HeaderError> {
             HeaderError::NotAgeV1
         });
     }
-    let mut lines = Lines::new(&bytes[VERSION_LINE.len()..]);
+    let mut lines = Lines::new(bytes.get(VERSION_LINE.len()..).unwrap_or_default());
     let mut line_no = 1;
     let mut stanzas = 0usize;
     loop {
@@ -289,7 +291,7 @@ impl<'a> Iterator for Lines<'a> {
         let nl = rest.iter().position(|&b| b == b'\n')?;
         let start = self.pos;
         self.pos += nl + 1;
-        Some((start, &rest[..nl]))
+        Some((start, rest.get(..nl)?))
     }
 }
 
@@ -314,7 +316,7 @@ impl<'h> Iterator for StanzaIter<'h> {
                 break;
             }
         }
-        let body = &self.lines.bytes[body_start..self.lines.pos];
+        let body = self.lines.bytes.get(body_start..self.lines.pos)?;
         Some(Stanza { line, args, body })
     }
 }

@@ -24,9 +24,6 @@
 //! secp256k1 with BIP-340 signatures through one generic implementation. A threshold ECDSA
 //! scheme would be another implementation and another [`SessionState`] variant.
 
-// Indexes byte buffers after checking their bounds (fuzzed); not yet moved to `.get()`.
-#![allow(clippy::indexing_slicing)]
-
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -623,8 +620,9 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         let len = signed::authorization(&grant, &mut statement)
             .map_err(|_| EngineError::BadAuthorization)?;
         let signature = ed25519_dalek::Signature::from_bytes(&request.authorization);
+        let statement = statement.get(..len).ok_or(EngineError::BadAuthorization)?;
         self.gateway_key
-            .verify_strict(&statement[..len], &signature)
+            .verify_strict(statement, &signature)
             .map_err(|_| EngineError::BadAuthorization)?;
         let now_secs = now.secs();
         if grant.expires_at_unix <= now_secs {
@@ -650,17 +648,21 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         let mut answer = [0u8; signed::COMMIT_ANSWER_MAX];
         let len = signed::commit_answer(&grant, &commitments, &mut answer)
             .map_err(|_| EngineError::AnswerTooLarge)?;
-        let enclave_signature = self.answer_key.sign(&answer[..len]);
+        let enclave_signature =
+            self.answer_key.sign(answer.get(..len).ok_or(EngineError::AnswerTooLarge)?);
 
         let ttl_deadline =
             now.unix_micros.saturating_add(self.config.session_ttl_secs.saturating_mul(1_000_000));
         let grant_deadline = grant.expires_at_unix.saturating_mul(1_000_000);
-        self.slots[free] = Some(Session {
+        let (Some(slot), Some(id)) = (self.slots.get_mut(free), self.ids.get_mut(free)) else {
+            return Err(EngineError::TableFull);
+        };
+        *slot = Some(Session {
             message_sha256: grant.message_sha256,
             deadline_micros: ttl_deadline.min(grant_deadline),
             state,
         });
-        self.ids[free] = grant.session_id;
+        *id = grant.session_id;
         self.in_use += 1;
         self.granted.insert(grant.session_id, Spent::new(grant.expires_at_unix));
         Ok(CommitAnswer { session_id: grant.session_id, commitments, enclave_signature })
@@ -680,7 +682,7 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
                 EngineError::UnknownSession
             });
         };
-        let result = match &self.slots[slot] {
+        let result = match self.slots.get(slot).and_then(Option::as_ref) {
             Some(session) if session.deadline_micros <= now.unix_micros => {
                 Err(EngineError::SessionExpired)
             }
@@ -705,7 +707,8 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
             &mut answer,
         )
         .map_err(|_| EngineError::AnswerTooLarge)?;
-        let enclave_signature = self.answer_key.sign(&answer[..len]);
+        let enclave_signature =
+            self.answer_key.sign(answer.get(..len).ok_or(EngineError::AnswerTooLarge)?);
         Ok(SignAnswer { session_id: request.session_id, signature_share, enclave_signature })
     }
 
@@ -725,9 +728,12 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
     pub fn expire_each(&mut self, now: Now, wiped_id: &mut dyn FnMut([u8; 16])) -> usize {
         let mut wiped = 0;
         for i in 0..self.slots.len() {
-            if self.slots[i].as_ref().is_some_and(|s| s.deadline_micros <= now.unix_micros) {
-                wiped_id(self.ids[i]);
-                if let Some(spent) = self.granted.get_mut(&self.ids[i]) {
+            let due = self.slots.get(i).and_then(Option::as_ref);
+            if due.is_some_and(|s| s.deadline_micros <= now.unix_micros)
+                && let Some(&id) = self.ids.get(i)
+            {
+                wiped_id(id);
+                if let Some(spent) = self.granted.get_mut(&id) {
                     spent.mark_timed_out();
                 }
                 self.wipe(i);
@@ -740,9 +746,7 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
     /// Wipes every session (shutdown, or the parent went away).
     pub fn abort_all(&mut self) {
         for i in 0..self.slots.len() {
-            if self.slots[i].is_some() {
-                self.wipe(i);
-            }
+            self.wipe(i);
         }
     }
 
@@ -756,9 +760,11 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
     /// Drops the session in place: the nonces and key package wipe themselves where they
     /// are, so no copy of them is left in the table.
     fn wipe(&mut self, slot: usize) {
-        if self.slots[slot].is_some() {
-            self.slots[slot] = None;
-            self.ids[slot] = [0u8; 16];
+        if let (Some(session), Some(id)) = (self.slots.get_mut(slot), self.ids.get_mut(slot))
+            && session.is_some()
+        {
+            *session = None;
+            *id = [0u8; 16];
             self.in_use -= 1;
         }
     }
