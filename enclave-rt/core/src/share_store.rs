@@ -16,9 +16,6 @@
 //! Everything is zeroized on drop; a builder that is dropped after an error (half-loaded)
 //! is zeroized the same way.
 
-// Indexes byte buffers after checking their bounds (fuzzed); not yet moved to `.get()`.
-#![allow(clippy::indexing_slicing)]
-
 use core::fmt;
 use std::hash::{BuildHasher, RandomState};
 
@@ -169,7 +166,7 @@ impl ShareStore {
         let tag = tag_of(hash);
         let mut i = start_slot(hash, n);
         for _ in 0..n {
-            let slot = self.slots[i];
+            let slot = *self.slots.get(i)?;
             if slot == 0 {
                 return None;
             }
@@ -270,15 +267,17 @@ impl ShareStoreBuilder {
         if self.inserted >= self.capacity || offset + record_len > store.data.len() {
             return Err(StoreError::Full);
         }
-        let record = &mut store.data[offset..offset + record_len];
-        record[0] = id_len;
-        record[1] = share_len;
-        record[2..2 + id.len()].copy_from_slice(id);
-        record[2 + id.len()..].copy_from_slice(share);
+        // The checks above make every `None` below impossible; each would be `Full`.
+        let record = store.data.get_mut(offset..offset + record_len).ok_or(StoreError::Full)?;
+        let (lengths, rest) = record.split_at_mut_checked(2).ok_or(StoreError::Full)?;
+        let (id_part, share_part) = rest.split_at_mut_checked(id.len()).ok_or(StoreError::Full)?;
+        lengths.copy_from_slice(&[id_len, share_len]);
+        id_part.copy_from_slice(id);
+        share_part.copy_from_slice(share);
+        let pending = self.pending.get_mut(self.pending_len).ok_or(StoreError::Full)?;
+        *pending = Pending { hash: store.hasher.hash_one(id), offset, entry, plaintext_offset };
         store.data_len += record_len;
         self.inserted += 1;
-        self.pending[self.pending_len] =
-            Pending { hash: store.hasher.hash_one(id), offset, entry, plaintext_offset };
         self.pending_len += 1;
         if self.pending_len == BATCH {
             self.index_pending()?;
@@ -294,12 +293,12 @@ impl ShareStoreBuilder {
         let n = store.slots.len();
         // Touch every start slot first: independent loads, so their misses overlap.
         let mut warm = 0u64;
-        for p in &self.pending[..batch] {
-            warm ^= store.slots[start_slot(p.hash, n)];
+        let pending = self.pending.get(..batch).unwrap_or_default();
+        for p in pending {
+            warm ^= store.slots.get(start_slot(p.hash, n)).copied().unwrap_or_default();
         }
         core::hint::black_box(warm);
-        for k in 0..batch {
-            let p = self.pending[k];
+        for &p in pending {
             let id = store.record(p.offset).map(|(id, _)| id).unwrap_or_default();
             if let Some(first) = store.find(id, p.hash) {
                 return Err(StoreError::Duplicate {
@@ -308,11 +307,13 @@ impl ShareStoreBuilder {
                     offset: p.plaintext_offset,
                 });
             }
+            // The table has a free slot (capacity is below its size): the probe ends.
             let mut i = start_slot(p.hash, n);
-            while store.slots[i] != 0 {
+            while store.slots.get(i).is_some_and(|&slot| slot != 0) {
                 i = if i + 1 == n { 0 } else { i + 1 };
             }
-            store.slots[i] = (tag_of(p.hash) << 32) | (p.offset as u64 + 1);
+            let free = store.slots.get_mut(i).ok_or(StoreError::Full)?;
+            *free = (tag_of(p.hash) << 32) | (p.offset as u64 + 1);
             store.len += 1;
         }
         Ok(())
