@@ -576,27 +576,16 @@ fn main() {
 /// each audit chain frame turned into its JSON line (written to nowhere: the bench's
 /// output is the figures). Counts the chain lines.
 fn drain_logs(socket: &std::path::Path) -> Arc<std::sync::atomic::AtomicU64> {
-    use std::io::Read as _;
     let lines = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counted = Arc::clone(&lines);
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
-    std::thread::spawn(move || {
-        let mut decoder: Box<wire::DefaultDecoder> = Box::default();
-        let mut sink = std::io::sink();
-        loop {
-            let n = match stream.read(decoder.read_buf()) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            decoder.commit(n);
-            while let Ok(Some(frame)) = decoder.next_frame() {
-                if let Ok(m) = frame.message()
-                    && let Some((line, _)) = parent_shim::event_log::audit_line(&m, frame.payload)
-                {
-                    let _ = std::io::Write::write_all(&mut sink, line.as_bytes());
-                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
+    let stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    let mut sink = std::io::sink();
+    tests::frame_reader::spawn_reader(stream, move |frame| {
+        if let Ok(m) = frame.message()
+            && let Some((line, _)) = parent_shim::event_log::audit_line(&m, frame.payload)
+        {
+            let _ = std::io::Write::write_all(&mut sink, line.as_bytes());
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     });
     lines

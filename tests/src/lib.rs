@@ -4,10 +4,11 @@
 //! S3 and `CloudWatch` Logs through `moto`; [`gateway`] and [`gateway_sim`], the Sign Gateway's
 //! side of a session over gRPC and mutual TLS ([`tls_certs`]); [`tool_cache`], where the
 //! tasks keep the tools they build; [`audit_cost`], the audit chain's cost per session as
-//! the benchmarks measure it.
+//! the benchmarks measure it; [`frame_reader`], an enclave's log channel read on a thread.
 
 pub mod audit_cost;
 pub mod cms_openssl;
+pub mod frame_reader;
 pub mod gateway;
 pub mod gateway_health;
 pub mod gateway_sim;

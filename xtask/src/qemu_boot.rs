@@ -201,20 +201,9 @@ fn console_text(guest: &Guest) -> String {
 
 /// Prints the enclave's log frames as they come.
 fn pump_logs(stream: UnixStream) {
-    std::thread::spawn(move || {
-        let mut stream = stream;
-        let mut decoder: Box<wire::DefaultDecoder> = Box::default();
-        loop {
-            let n = match stream.read(decoder.read_buf()) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            decoder.commit(n);
-            while let Ok(Some(frame)) = decoder.next_frame() {
-                if let Ok(wire::Message::Log(l)) = frame.message() {
-                    eprintln!("qemu-boot: enclave log [{}] {}", l.target, l.message);
-                }
-            }
+    ::tests::frame_reader::spawn_reader(stream, |frame| {
+        if let Ok(wire::Message::Log(l)) = frame.message() {
+            eprintln!("qemu-boot: enclave log [{}] {}", l.target, l.message);
         }
     });
 }
