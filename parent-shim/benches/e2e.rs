@@ -555,10 +555,8 @@ fn main() {
     }
     // The audit chain's share: its work on both sides, measured alone in this run, against
     // the session it rides on.
-    let (enclave_us, parent_us) = (
-        tests::audit_cost::enclave_per_session() * 1e6,
-        tests::audit_cost::parent_per_session() * 1e6,
-    );
+    let cost = tests::audit_cost::per_session();
+    let (enclave_us, parent_us) = (cost.enclave_s * 1e6, cost.parent_s * 1e6);
     let audit_pct = (enclave_us + parent_us) / e50 * 100.0;
     let chain_lines = drained.load(std::sync::atomic::Ordering::Relaxed);
     println!(

@@ -47,17 +47,20 @@ fn enclave_side() -> (Vec<Vec<u8>>, f64) {
     (frames, t.elapsed().as_secs_f64() / f64::from(N))
 }
 
-/// Seconds of enclave-side chain work per session.
-#[must_use]
-pub fn enclave_per_session() -> f64 {
-    enclave_side().1
+/// Seconds per session on each side.
+#[derive(Debug, Clone, Copy)]
+pub struct Cost {
+    /// The enclave's: entries hashed and queued, checkpoints signed.
+    pub enclave_s: f64,
+    /// The parent's: each frame decoded and turned into the JSON line it prints, ships and
+    /// appends (the writes themselves not counted).
+    pub parent_s: f64,
 }
 
-/// Seconds of parent-side work per session: each frame decoded and turned into the JSON
-/// line the parent prints, ships and appends (the writes themselves not counted).
+/// Both sides, over the same [`N`] sessions' frames.
 #[must_use]
-pub fn parent_per_session() -> f64 {
-    let (frames, _) = enclave_side();
+pub fn per_session() -> Cost {
+    let (frames, enclave_s) = enclave_side();
     let mut bytes = 0usize;
     let t = Instant::now();
     for frame in &frames {
@@ -68,7 +71,7 @@ pub fn parent_per_session() -> f64 {
             bytes += line.len();
         }
     }
-    let elapsed = t.elapsed().as_secs_f64();
+    let parent_s = t.elapsed().as_secs_f64() / f64::from(N);
     std::hint::black_box(bytes);
-    elapsed / f64::from(N)
+    Cost { enclave_s, parent_s }
 }

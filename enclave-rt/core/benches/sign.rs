@@ -201,7 +201,7 @@ fn main() {
             pct(&f.raw, 0.99),
             e / r
         );
-        let audit = tests::audit_cost::enclave_per_session();
+        let audit = tests::audit_cost::per_session().enclave_s;
         println!(
             "  audit  {:>13}: {:.2} us per session (2 entries + 1/32 of a checkpoint) = {:.2}% of the engine's p50 (goal <= 2%)",
             scheme.as_str(),

@@ -220,9 +220,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
         if let (Some(chain), Some(engine)) = (&mut r.audit, &r.engine)
             && chain.next_checkpoint().is_some()
         {
-            let unix_ms = clock.unix.unix_micros / 1000;
-            let c = chain.checkpoint(clock.instant, unix_ms, |st| engine.sign_audit_checkpoint(st));
-            r.logs.push(&c);
+            checkpoint_now(chain, engine, clock, &mut r.logs);
         }
     }
 
@@ -268,9 +266,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
             if let Some(chain) = audit.as_mut()
                 && chain.checkpoint_due(clock.instant)
             {
-                let unix_ms = clock.unix.unix_micros / 1000;
-                let c = chain.checkpoint(clock.instant, unix_ms, |st| e.sign_audit_checkpoint(st));
-                logs.push(&c);
+                checkpoint_now(chain, e, clock, logs);
             }
             if wiped > 0 {
                 let count = wiped.to_string();
@@ -419,11 +415,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
         let (Some(chain), Some(engine)) = (&mut self.audit, &self.engine) else {
             return Reply::Rpc(RpcErrorCode::FAILED_PRECONDITION, "not serving: boot incomplete");
         };
-        let unix_ms = clock.unix.unix_micros / 1000;
-        let c = chain.checkpoint(clock.instant, unix_ms, |st| engine.sign_audit_checkpoint(st));
-        // The log channel gets it too, so the shipped chain carries every signed head.
-        self.logs.push(&c);
-        Reply::AuditHead(c)
+        Reply::AuditHead(checkpoint_now(chain, engine, clock, &mut self.logs))
     }
 
     /// A fresh attestation while serving, binding the answer key (the boot's own
@@ -674,6 +666,20 @@ fn audit_entry<'a>(message: &Message<'a>, reply: &Reply) -> Option<AuditEntry<'a
     })
 }
 
+/// A checkpoint of `chain` signed now with the answer key, queued on the log channel too
+/// (the shipped chain carries every signed head, whatever asked for it).
+fn checkpoint_now<R: RngCore + CryptoRng>(
+    chain: &mut AuditChain,
+    engine: &SigningEngine<R>,
+    clock: Clock,
+    logs: &mut LogRing,
+) -> AuditCheckpoint {
+    let unix_ms = clock.unix.unix_micros / 1000;
+    let c = chain.checkpoint(clock.instant, unix_ms, |st| engine.sign_audit_checkpoint(st));
+    logs.push(&c);
+    c
+}
+
 /// One signing request; its outcome goes into the audit chain (and a checkpoint when due).
 fn serve<R: RngCore + CryptoRng>(
     engine: &mut SigningEngine<R>,
@@ -688,9 +694,7 @@ fn serve<R: RngCore + CryptoRng>(
         let entry = chain.append(entry, clock.instant);
         logs.push(&entry);
         if chain.checkpoint_due(clock.instant) {
-            let unix_ms = clock.unix.unix_micros / 1000;
-            let c = chain.checkpoint(clock.instant, unix_ms, |st| engine.sign_audit_checkpoint(st));
-            logs.push(&c);
+            checkpoint_now(chain, engine, clock, logs);
         }
     }
     reply
