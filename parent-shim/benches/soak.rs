@@ -25,20 +25,17 @@
     clippy::expect_used
 )]
 
-#[path = "../tests/daemon_common/mod.rs"]
-mod daemon_common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use daemon_common::{Parent, alive, append, replace_in, start};
 use parent_shim::grpc_bridge::pb;
 use parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient;
 use tests::gateway_health::HealthEndpoint;
 use tests::gateway_sim::{Account, Via};
+use tests::node::{Parent, alive, append, replace_in, start};
 use tonic::transport::Channel;
 
 /// A call with no answer in this long is a hang.
@@ -703,7 +700,7 @@ struct Plan {
 
 async fn soak(plan: Plan) -> bool {
     let (length, every) = (plan.length, plan.every);
-    let (c, config) = daemon_common::case_with("soak", 7, 7, 64).await;
+    let (c, config) = tests::node::case_with("soak", 7, 7, 64).await;
     // A fixed port, as in production: the gateway calls the same address throughout.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     replace_in(&config, "listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
@@ -746,7 +743,7 @@ async fn soak(plan: Plan) -> bool {
         "soak: {:.1} min, a fault every {} s, parent and enclave from {}",
         length.as_secs_f64() / 60.0,
         every.as_secs(),
-        daemon_common::enclave_binary().parent().unwrap().display()
+        tests::node::enclave_binary().parent().unwrap().display()
     );
     let until = Instant::now() + length;
     let supervisor = {
@@ -781,7 +778,7 @@ async fn soak(plan: Plan) -> bool {
         let code = node.parent.exit_code();
         drain(&mut node, &mut watch, &secrets);
         if let Some(pid) = node.enclave {
-            daemon_common::wait_gone(pid);
+            tests::node::wait_gone(pid);
         }
         (code, watch)
     });
@@ -796,7 +793,7 @@ fn report(
     length: Duration,
     open: &str,
     stop_code: Option<i32>,
-    c: &daemon_common::Case,
+    c: &tests::node::Case,
 ) -> bool {
     // Files the parent wrote: no secret in them either.
     let mut leaked = w.leaked.clone();

@@ -1,10 +1,13 @@
-//! `tests`: end-to-end tests across real processes, and the local stand-ins they start.
+//! `tests`: the end-to-end suites (`tests/tests/`, one file per topic) across real
+//! processes, and the local stand-ins they start.
 //! [`sim_ca`], the sim NSM's test certificate chain; [`share_gen`], trusted-dealer share
 //! generation; [`kms_emulator`], KMS with attestation-checked `Recipient`; [`moto_server`],
 //! S3 and `CloudWatch` Logs through `moto`; [`gateway`] and [`gateway_sim`], the Sign Gateway's
 //! side of a session over gRPC and mutual TLS ([`tls_certs`]); [`tool_cache`], where the
 //! tasks keep the tools they build; [`audit_cost`], the audit chain's cost per session as
-//! the benchmarks measure it; [`frame_reader`], an enclave's log channel read on a thread.
+//! the benchmarks measure it; [`frame_reader`], an enclave's log channel read on a thread;
+//! [`node`], a node (the parent and the enclave as real processes) for the suites in
+//! `tests/tests/` and the soak.
 
 pub mod audit_cost;
 pub mod cms_openssl;
@@ -15,6 +18,7 @@ pub mod gateway_sim;
 pub mod imds_emulator;
 pub mod kms_emulator;
 pub mod moto_server;
+pub mod node;
 pub mod share_gen;
 pub mod sim_ca;
 pub mod tls_certs;

@@ -1,60 +1,100 @@
-//! What the daemon suites share: a case (shares, sim chain, TLS files, KMS emulator), the
-//! parent as a real process with its output lines, and the checks every suite makes (no
-//! secret in any output). Each suite uses part of it.
+//! A sign-service node for the end-to-end suites in `tests/tests/` and the soak: a case
+//! (shares, sim chain, TLS files, KMS emulator), the parent as a real process with its
+//! output lines, and the checks every suite makes (no secret in any output). Each suite
+//! uses part of it.
 
-#![allow(dead_code)]
+#![allow(missing_docs, clippy::missing_panics_doc, clippy::must_use_candidate)]
 
+use crate::kms_emulator::{KeySpec, KmsConfig, KmsEmulator};
+use crate::moto_server::MotoServer;
+use crate::share_gen::{GenConfig, SchemeChoice, files};
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-use tests::kms_emulator::{KeySpec, KmsConfig, KmsEmulator};
-use tests::moto_server::MotoServer;
-use tests::share_gen::{GenConfig, SchemeChoice, files};
+use std::time::{Duration, Instant, SystemTime};
 
-/// The `enclave-rt` binary the workspace test run built (sim flavour).
-pub(crate) fn enclave_binary() -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let dir = deps.parent().unwrap().parent().unwrap();
-    let bin = dir.join("enclave-rt");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p enclave-rt --features sim` (cargo xtask test does)",
-        bin.display()
-    );
+/// The `enclave-rt` binary this test run's cargo built (sim flavour), beside the test's own
+/// executable: `<target dir>/<profile>/enclave-rt`, whatever `CARGO_TARGET_DIR` is.
+pub fn enclave_binary() -> PathBuf {
+    built_binary(
+        "enclave-rt",
+        &["enclave-rt/src", "enclave-rt/core/src", "wire/src"],
+        "cargo build -p enclave-rt --features sim",
+    )
+}
+
+/// The `parent-shim` binary, found the same way. Outside its own package a test has no
+/// `CARGO_BIN_EXE_parent-shim`, and `cargo test -p tests` alone does not rebuild it: a
+/// binary older than its sources is refused rather than run.
+pub fn parent_binary() -> PathBuf {
+    built_binary(
+        "parent-shim",
+        &["parent-shim/src", "parent-shim/build.rs", "proto", "wire/src"],
+        "cargo build -p parent-shim",
+    )
+}
+
+fn built_binary(name: &str, sources: &[&str], command: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    // `<target>/<profile>/deps/<test>` -> `<target>/<profile>/<name>`.
+    let bin = exe.parent().and_then(Path::parent).expect("a test runs from deps/").join(name);
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).unwrap_or_else(|e| {
+        panic!("{} is missing ({e}): run `{command}` (cargo xtask test does)", bin.display())
+    });
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let newest = sources.iter().filter_map(|s| newest_change(&root.join(s))).max();
+    if let Some((changed, path)) = newest {
+        assert!(
+            changed <= built,
+            "{} is older than {}: run `{command}` (cargo xtask test does)",
+            bin.display(),
+            path.display()
+        );
+    }
     bin
 }
 
-pub(crate) struct Case {
-    pub(crate) dir: tests::cms_openssl::Workdir,
-    pub(crate) kms: KmsEmulator,
-    pub(crate) identity: String,
-    pub(crate) share_strings: Vec<String>,
+/// The newest modification time of a Rust or protobuf source under `path` (a file or a
+/// directory), with its file: the files cargo rebuilds the binary for.
+fn newest_change(path: &Path) -> Option<(SystemTime, PathBuf)> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.is_file() {
+        let source = path.extension().is_some_and(|e| e == "rs" || e == "proto");
+        return source.then_some((meta.modified().ok()?, path.to_owned()));
+    }
+    std::fs::read_dir(path).ok()?.flatten().filter_map(|e| newest_change(&e.path())).max()
+}
+
+pub struct Case {
+    pub dir: crate::cms_openssl::Workdir,
+    pub kms: KmsEmulator,
+    pub identity: String,
+    pub share_strings: Vec<String>,
     /// The CA of the parent's gRPC certificate and of the gateway's client certificates.
-    pub(crate) tls: tests::tls_certs::Ca,
+    pub tls: crate::tls_certs::Ca,
     /// What the gateway pins: the PCR0 the enclave reports.
-    pub(crate) pcrs: tests::gateway_sim::PcrPolicy,
+    pub pcrs: crate::gateway_sim::PcrPolicy,
 }
 
 /// Shares, a sim chain, TLS files and a KMS key whose policy wants PCR0 = `policy_pcr0`
 /// while the enclave reports `actual_pcr0`; the identity sealed under it.
-pub(crate) async fn case(name: &str, policy_pcr0: u8, actual_pcr0: u8) -> (Case, PathBuf) {
+pub async fn case(name: &str, policy_pcr0: u8, actual_pcr0: u8) -> (Case, PathBuf) {
     case_with(name, policy_pcr0, actual_pcr0, 20).await
 }
 
 /// The same with `accounts` accounts.
-pub(crate) async fn case_with(
+pub async fn case_with(
     name: &str,
     policy_pcr0: u8,
     actual_pcr0: u8,
     accounts: u64,
 ) -> (Case, PathBuf) {
-    let dir = tests::cms_openssl::workdir(&format!("daemon-{name}"));
+    let dir = crate::cms_openssl::workdir(&format!("daemon-{name}"));
     let shares = dir.0.join("shares");
     let config = GenConfig::new(accounts, SchemeChoice::Both, 2, 2);
-    tests::share_gen::generate_for_tests(config, &shares);
+    crate::share_gen::generate_for_tests(config, &shares);
     // The demo publisher's seed, as the operator keeps it (owner-only), for the tools.
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -64,32 +104,32 @@ pub(crate) async fn case_with(
             .mode(0o600)
             .open(dir.0.join("publisher.key"))
             .unwrap();
-        writeln!(f, "{}", hex::encode(tests::gateway::publisher().to_bytes())).unwrap();
+        writeln!(f, "{}", hex::encode(crate::gateway::publisher().to_bytes())).unwrap();
     }
-    let ca = tests::sim_ca::generate().unwrap();
-    tests::sim_ca::write(&ca, &dir.0.join("sim-ca")).unwrap();
+    let ca = crate::sim_ca::generate().unwrap();
+    crate::sim_ca::write(&ca, &dir.0.join("sim-ca")).unwrap();
     let kms = KmsEmulator::start(KmsConfig {
         keys: vec![KeySpec {
             key_id: "k".into(),
             recipient_pcrs: [(0, vec![policy_pcr0; 48])].into(),
             policy: None,
         }],
-        attestation: tests::kms_emulator::pinned_root(ca.root_der.clone()),
+        attestation: crate::kms_emulator::pinned_root(ca.root_der.clone()),
     })
     .await
     .unwrap();
     let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap().trim().to_owned();
-    let sealed = tests::kms_emulator::encrypt_with_sdk(&kms.endpoint(), "k", identity.as_bytes())
+    let sealed = crate::kms_emulator::encrypt_with_sdk(&kms.endpoint(), "k", identity.as_bytes())
         .await
         .unwrap();
     std::fs::write(shares.join("identity.kms"), sealed).unwrap();
-    let tls = tests::tls_certs::Ca::new("ca").unwrap();
+    let tls = crate::tls_certs::Ca::new("ca").unwrap();
     let server = tls.server().unwrap();
     std::fs::write(dir.0.join("ca.pem"), tls.cert_pem()).unwrap();
     std::fs::write(dir.0.join("server.pem"), &server.cert).unwrap();
     std::fs::write(dir.0.join("server.key"), &server.key).unwrap();
-    let gateway_key = hex::encode(tests::gateway::gateway().verifying_key().to_bytes());
-    let publisher_key = hex::encode(tests::gateway::publisher().verifying_key().to_bytes());
+    let gateway_key = hex::encode(crate::gateway::gateway().verifying_key().to_bytes());
+    let publisher_key = hex::encode(crate::gateway::publisher().verifying_key().to_bytes());
     let d = dir.0.display();
     let config = format!(
         r#"
@@ -140,28 +180,28 @@ client_ca = "{d}/ca.pem"
             .map(|a| a["shares"][0].as_str().unwrap()[56..96].to_owned())
             .collect()
     };
-    let pcrs = tests::gateway_sim::PcrPolicy::Pinned([(0, vec![actual_pcr0; 48])].into());
+    let pcrs = crate::gateway_sim::PcrPolicy::Pinned([(0, vec![actual_pcr0; 48])].into());
     (Case { dir, kms, identity, share_strings: shares_json, tls, pcrs }, path)
 }
 
-pub(crate) struct Parent {
-    pub(crate) child: Child,
-    pub(crate) lines: std::sync::mpsc::Receiver<String>,
-    pub(crate) seen: Vec<String>,
+pub struct Parent {
+    pub child: Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
 }
 
-pub(crate) fn start(config: &Path) -> Parent {
+pub fn start(config: &Path) -> Parent {
     start_with(config, None)
 }
 
-pub(crate) fn start_with(config: &Path, notify_socket: Option<&Path>) -> Parent {
+pub fn start_with(config: &Path, notify_socket: Option<&Path>) -> Parent {
     let env: Vec<(&str, String)> =
         notify_socket.map(|s| ("NOTIFY_SOCKET", s.display().to_string())).into_iter().collect();
     start_with_env(config, &env)
 }
 
-pub(crate) fn start_with_env(config: &Path, env: &[(&str, String)]) -> Parent {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_parent-shim"));
+pub fn start_with_env(config: &Path, env: &[(&str, String)]) -> Parent {
+    let mut command = Command::new(parent_binary());
     // Credentials come from the configuration or from what a test sets, never from the
     // machine running the tests.
     for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"] {
@@ -197,7 +237,7 @@ pub(crate) fn start_with_env(config: &Path, env: &[(&str, String)]) -> Parent {
 
 impl Parent {
     /// Waits for a line containing `needle`; panics with everything seen on timeout.
-    pub(crate) fn wait_for(&mut self, needle: &str) -> String {
+    pub fn wait_for(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(90);
         while Instant::now() < deadline {
             if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(100)) {
@@ -211,14 +251,14 @@ impl Parent {
     }
 
     /// Like `wait_for`, but a line already seen counts: for events whose order is not fixed.
-    pub(crate) fn seen_or_wait_for(&mut self, needle: &str) -> String {
+    pub fn seen_or_wait_for(&mut self, needle: &str) -> String {
         match self.seen.iter().find(|l| l.contains(needle)) {
             Some(l) => l.clone(),
             None => self.wait_for(needle),
         }
     }
 
-    pub(crate) fn exit_code(&mut self) -> Option<i32> {
+    pub fn exit_code(&mut self) -> Option<i32> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -232,7 +272,7 @@ impl Parent {
         panic!("the parent did not exit");
     }
 
-    pub(crate) fn enclave_pid(&self) -> u32 {
+    pub fn enclave_pid(&self) -> u32 {
         let line = self.seen.iter().find(|l| l.contains("enclave_started")).unwrap();
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         u32::try_from(v["pid"].as_u64().unwrap()).unwrap()
@@ -246,13 +286,13 @@ impl Drop for Parent {
     }
 }
 
-pub(crate) fn alive(pid: u32) -> bool {
+pub fn alive(pid: u32) -> bool {
     // A zombie (exited, not yet reaped by a dead parent) counts as gone.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|s| s.split(' ').nth(2).is_none_or(|state| state != "Z"))
 }
 
-pub(crate) fn wait_gone(pid: u32) {
+pub fn wait_gone(pid: u32) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while alive(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -261,7 +301,7 @@ pub(crate) fn wait_gone(pid: u32) {
 }
 
 /// Nothing secret in what the parent printed or in the files it wrote.
-pub(crate) fn no_secrets(c: &Case, p: &Parent) {
+pub fn no_secrets(c: &Case, p: &Parent) {
     let out = p.seen.join("\n");
     let key_body = &c.identity["AGE-SECRET-KEY-1".len()..];
     assert!(!out.contains(key_body), "the age identity reached the output");
@@ -282,7 +322,7 @@ pub(crate) fn no_secrets(c: &Case, p: &Parent) {
 
 /// Runs a case that must fail at boot: an alert naming `reason_text`, exit 1, the enclave
 /// gone, no `serving` line.
-pub(crate) fn fails_closed(c: &Case, mut p: Parent, reason_text: &str) {
+pub fn fails_closed(c: &Case, mut p: Parent, reason_text: &str) {
     let alert = p.wait_for("\"alert\"");
     assert!(alert.contains(reason_text), "{alert}");
     assert_eq!(p.exit_code(), Some(1), "{}", p.seen.join("\n"));
@@ -293,7 +333,7 @@ pub(crate) fn fails_closed(c: &Case, mut p: Parent, reason_text: &str) {
 
 /// Runs a case that the parent must refuse before it starts any enclave: a `fetch_failed`
 /// alert naming `why`, exit 1, no enclave, and KMS never asked to decrypt.
-pub(crate) fn refused_before_launch(c: &Case, mut p: Parent, why: &str) {
+pub fn refused_before_launch(c: &Case, mut p: Parent, why: &str) {
     let alert = p.wait_for("\"alert\"");
     assert!(alert.contains("fetch_failed") && alert.contains(why), "{alert}");
     assert_eq!(p.exit_code(), Some(1));
@@ -303,20 +343,20 @@ pub(crate) fn refused_before_launch(c: &Case, mut p: Parent, why: &str) {
 }
 
 /// Adds a section to a case's configuration.
-pub(crate) fn append(config: &Path, section: &str) {
+pub fn append(config: &Path, section: &str) {
     let text = std::fs::read_to_string(config).unwrap();
     std::fs::write(config, text + section).unwrap();
 }
 
 /// Edits the config file in place: every `from` becomes `to`.
-pub(crate) fn replace_in(config: &Path, from: &str, to: &str) {
+pub fn replace_in(config: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(config).unwrap();
     std::fs::write(config, text.replace(from, to)).unwrap();
 }
 
 /// Moves the case's inputs into S3 (moto on loopback) and points the config there; the
 /// manifest goes next to the share file, where the parent looks for it by default.
-pub(crate) async fn via_s3(c: &Case, config: &Path, moto: &MotoServer, upload_share_file: bool) {
+pub async fn via_s3(c: &Case, config: &Path, moto: &MotoServer, upload_share_file: bool) {
     let shares = c.dir.0.join("shares");
     if upload_share_file {
         let bytes = std::fs::read(shares.join(files::SHARES)).unwrap();
@@ -353,7 +393,7 @@ pub(crate) async fn via_s3(c: &Case, config: &Path, moto: &MotoServer, upload_sh
     append(config, &s3);
 }
 
-pub(crate) fn with_cloudwatch(config: &Path, moto: &MotoServer, group: &str) {
+pub fn with_cloudwatch(config: &Path, moto: &MotoServer, group: &str) {
     let cw = format!(
         "\n[cloudwatch]\nlog_group = \"{group}\"\nlog_stream = \"node-1\"\nendpoint = \"{}\"\n\
          access_key_id = \"AKIDLOCAL\"\nsecret_access_key = \"local-secret\"\nflush_interval_ms = 200\n",
@@ -365,16 +405,11 @@ pub(crate) fn with_cloudwatch(config: &Path, moto: &MotoServer, group: &str) {
 /// A stand-in `nitro-cli`: records its arguments and answers as the real one does.
 /// `run_exit` 0 prints an enclave description; anything else prints `stderr` and fails.
 /// Before `run-enclave`, `describe-enclaves` lists `before` (JSON array elements).
-pub(crate) fn stub_nitro_cli(dir: &Path, run_exit: i32, stderr: &str) -> PathBuf {
+pub fn stub_nitro_cli(dir: &Path, run_exit: i32, stderr: &str) -> PathBuf {
     stub_nitro_cli_with(dir, run_exit, stderr, "")
 }
 
-pub(crate) fn stub_nitro_cli_with(
-    dir: &Path,
-    run_exit: i32,
-    stderr: &str,
-    before: &str,
-) -> PathBuf {
+pub fn stub_nitro_cli_with(dir: &Path, run_exit: i32, stderr: &str, before: &str) -> PathBuf {
     let script = format!(
         r#"#!/bin/sh
 echo "$@" >> "{log}"
@@ -404,7 +439,7 @@ esac
 }
 
 /// The case's configuration switched to nitro mode with the stub.
-pub(crate) fn nitro_config(c: &Case, config: &Path, nitro_cli: &Path) {
+pub fn nitro_config(c: &Case, config: &Path, nitro_cli: &Path) {
     let text = std::fs::read_to_string(config).unwrap();
     let start = text.find("[enclave]").unwrap();
     let end = text.find("[shares]").unwrap();
@@ -425,19 +460,19 @@ pub(crate) fn nitro_config(c: &Case, config: &Path, nitro_cli: &Path) {
     std::fs::write(config, text).unwrap();
 }
 
-pub(crate) fn reencrypt(c: &Case, identity: &Path, out: &Path) -> std::process::Output {
+pub fn reencrypt(c: &Case, identity: &Path, out: &Path) -> std::process::Output {
     reencrypt_with(c, &c.dir.0.join("shares").join(files::SHARES), identity, out, &[])
 }
 
 /// `reencrypt-shares` of `share_file` with more arguments.
-pub(crate) fn reencrypt_with(
+pub fn reencrypt_with(
     c: &Case,
     share_file: &Path,
     identity: &Path,
     out: &Path,
     more: &[&str],
 ) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+    Command::new(parent_binary())
         .args(["reencrypt-shares", "--share-file"])
         .arg(share_file)
         .args(more)
@@ -457,12 +492,12 @@ pub(crate) fn reencrypt_with(
 /// A case whose enclave subscribes to the session events of a gateway endpoint (its
 /// `/v1/events`, answers to `/v1/answers`), with a relay allowing that endpoint's
 /// `allowed_path` prefix on loopback.
-pub(crate) async fn with_session_events(
+pub async fn with_session_events(
     name: &str,
     allowed_path: &str,
-) -> (tests::gateway_health::HealthEndpoint, Case, PathBuf) {
-    let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
-    let gw = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
+) -> (crate::gateway_health::HealthEndpoint, Case, PathBuf) {
+    let gateway_ca = crate::tls_certs::Ca::new("gateway server CA").unwrap();
+    let gw = crate::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
     let (c, config) = case(name, 7, 7).await;
     std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
     let base = gw.base();
@@ -484,13 +519,13 @@ pub(crate) async fn with_session_events(
 }
 
 /// The gRPC endpoint a `serving` line announces.
-pub(crate) fn grpc_endpoint(serving: &str) -> String {
+pub fn grpc_endpoint(serving: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(serving).unwrap();
     format!("https://{}", v["listen"].as_str().unwrap())
 }
 
 /// `GET /metrics` over plain HTTP/1.0.
-pub(crate) fn scrape(address: &str) -> String {
+pub fn scrape(address: &str) -> String {
     use std::io::{Read, Write};
     let mut tcp = std::net::TcpStream::connect(address).unwrap();
     tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
@@ -502,7 +537,7 @@ pub(crate) fn scrape(address: &str) -> String {
 
 /// What one gateway attempt ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Attempt {
+pub enum Attempt {
     /// A signature, verified independently, with answers under the attested key.
     Signed,
     /// A clean refusal while the node was away (no connection, UNAVAILABLE, cut off).
@@ -512,13 +547,13 @@ pub(crate) enum Attempt {
 }
 
 /// The gateway's loop: connect, attest, sign; on any failure reconnect and re-attest.
-pub(crate) async fn keep_calling(
+pub async fn keep_calling(
     endpoint: String,
     ca_pem: String,
-    client: tests::tls_certs::Pem,
+    client: crate::tls_certs::Pem,
     root: Vec<u8>,
-    pcrs: tests::gateway_sim::PcrPolicy,
-    accounts: Vec<tests::gateway_sim::Account>,
+    pcrs: crate::gateway_sim::PcrPolicy,
+    accounts: Vec<crate::gateway_sim::Account>,
     stop: Arc<AtomicBool>,
 ) -> Vec<Attempt> {
     let mut attempts = Vec::new();
@@ -533,7 +568,7 @@ pub(crate) async fn keep_calling(
     while !stop.load(Ordering::Relaxed) {
         let connected = tokio::time::timeout(
             Duration::from_secs(10),
-            tests::gateway_sim::connect(&endpoint, &ca_pem, &client),
+            crate::gateway_sim::connect(&endpoint, &ca_pem, &client),
         )
         .await;
         let Ok(Ok(mut api)) = connected else {
@@ -543,7 +578,7 @@ pub(crate) async fn keep_calling(
         };
         let key = tokio::time::timeout(
             Duration::from_secs(10),
-            tests::gateway_sim::attested_answer_key(&mut api, &root, &pcrs),
+            crate::gateway_sim::attested_answer_key(&mut api, &root, &pcrs),
         )
         .await;
         let key = match key {
@@ -564,7 +599,7 @@ pub(crate) async fn keep_calling(
             let id = session.to_be_bytes();
             let signed = tokio::time::timeout(
                 Duration::from_secs(20),
-                tests::gateway_sim::sign(&mut api, &key, account, id, b"keep calling"),
+                crate::gateway_sim::sign(&mut api, &key, account, id, b"keep calling"),
             )
             .await;
             match signed {

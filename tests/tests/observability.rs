@@ -2,13 +2,11 @@
 //! the stand-ins on loopback. What operators see: every line in `CloudWatch` Logs, the
 //! health report to the gateway, the alert webhook.
 
-mod daemon_common;
-
-#[allow(clippy::wildcard_imports)]
-use daemon_common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tests::moto_server::MotoServer;
+#[allow(clippy::wildcard_imports)]
+use tests::node::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ships_every_line_to_cloudwatch_up_to_the_alert_that_ends_it() {
@@ -121,7 +119,7 @@ async fn the_gateway_receives_the_nodes_health_with_its_attestation() {
     let pcrs = c.dir.0.join("pinned-pcrs.json");
     let check = |pcr0: u8, min_epoch: &str, report: &std::path::Path| {
         std::fs::write(&pcrs, format!("{{\"PCR0\": \"{}\"}}", hex::encode([pcr0; 48]))).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+        let out = Command::new(parent_binary())
             .args(["check-node", "--report"])
             .arg(report)
             .arg("--root")

@@ -3,12 +3,10 @@
 //! the enclave terminated, exit status 1, nothing served; and the normal boot that serves
 //! until the enclave dies.
 
-mod daemon_common;
-
-#[allow(clippy::wildcard_imports)]
-use daemon_common::*;
 use std::process::Command;
 use std::time::Duration;
+#[allow(clippy::wildcard_imports)]
+use tests::node::*;
 use tests::share_gen::{GenConfig, SchemeChoice, files};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,9 @@
 //! the stand-ins on loopback. The inputs from S3 and the credentials the AWS SDK clients
 //! use: real SDK clients against moto and the KMS emulator on loopback.
 
-mod daemon_common;
-
-#[allow(clippy::wildcard_imports)]
-use daemon_common::*;
 use tests::moto_server::MotoServer;
+#[allow(clippy::wildcard_imports)]
+use tests::node::*;
 use tests::share_gen::files;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,12 +3,10 @@
 //! checks them offline against the node's health report, and finds every edit a hostile
 //! parent or log pipeline could make.
 
-mod daemon_common;
-
-#[allow(clippy::wildcard_imports)]
-use daemon_common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
+#[allow(clippy::wildcard_imports)]
+use tests::node::*;
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().try_into().unwrap()
@@ -26,7 +24,7 @@ fn audit_verify(
     let wanted = c.dir.0.join("messages.txt");
     std::fs::write(&wanted, messages.iter().map(hex::encode).collect::<Vec<_>>().join("\n"))
         .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+    let out = Command::new(parent_binary())
         .args(["audit-verify", "--report"])
         .arg(report)
         .arg("--root")

@@ -2,10 +2,8 @@
 //! the stand-ins on loopback. Nitro mode through a stub `nitro-cli`: run, describe,
 //! terminate, and an orphan left on our CID.
 
-mod daemon_common;
-
 #[allow(clippy::wildcard_imports)]
-use daemon_common::*;
+use tests::node::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nitro_mode_runs_the_image_through_nitro_cli_and_terminates_it_on_failure() {

@@ -2,12 +2,10 @@
 //! the stand-ins on loopback. The runbook's procedures, run as written: re-encrypting the
 //! shares, the blue/green reload, `check-config`.
 
-mod daemon_common;
-
-#[allow(clippy::wildcard_imports)]
-use daemon_common::*;
 use std::path::Path;
 use std::process::Command;
+#[allow(clippy::wildcard_imports)]
+use tests::node::*;
 use tests::share_gen::{GenConfig, SchemeChoice, files};
 
 /// The runbook's share re-encryption: the operator's tool re-encrypts the file to a fresh
@@ -154,13 +152,13 @@ async fn reencryption_with_the_wrong_identity_writes_nothing() {
 fn check_config_refuses_unknown_keys_and_bad_values() {
     let dir = tests::cms_openssl::workdir("daemon-config");
     let good = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("parent-shim.example.toml"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../parent-shim/parent-shim.example.toml"),
     )
     .unwrap();
     let run = |text: &str| {
         let path = dir.0.join("c.toml");
         std::fs::write(&path, text).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+        let out = Command::new(parent_binary())
             .args(["check-config", "--config"])
             .arg(&path)
             .output()

@@ -3,14 +3,12 @@
 //! the gateway's event stream, under load, across a parent restart and an enclave killed
 //! mid-session.
 
-mod daemon_common;
-
-#[allow(clippy::wildcard_imports)]
-use daemon_common::*;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+#[allow(clippy::wildcard_imports)]
+use tests::node::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::too_many_lines)] // one node's life, read top to bottom
