@@ -15,10 +15,10 @@
 compile_error!("choose one NSM flavour: `sim` or `nsm`, not both");
 #[cfg(all(feature = "fuzzing", feature = "nsm"))]
 compile_error!("the fuzz oracles are never built into the `nsm` (production) flavour");
-// Feature unification could switch the core's oracles on without this crate's `fuzzing`.
+// Feature unification could switch the oracles on without this crate's `fuzzing`.
 #[cfg(feature = "nsm")]
 const _: () = assert!(
-    !enclave_core::FUZZ_ORACLES,
+    !enclave_core::FUZZ_ORACLES && !wire::FUZZ_ORACLES,
     "the fuzz oracles are never built into the `nsm` (production) flavour"
 );
 

@@ -1,5 +1,5 @@
 //! The fuzzing oracle, shared by `wire/fuzz` and the test suite's smoke run. Not part of the
-//! protocol; compiled out of any binary that does not call it. Its asserts are the point.
+//! protocol; only in builds with the `fuzzing` feature. Its asserts are the point.
 #![allow(clippy::indexing_slicing, clippy::panic)]
 
 use crate::{FrameDecoder, Message, decode};

@@ -23,6 +23,7 @@ mod codec;
 mod decoder;
 mod error;
 mod frame;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod log_fields;
@@ -36,6 +37,11 @@ pub use frame::{
     Flags, Frame, HEADER_LEN, Header, MAGIC, MAX_FRAME_LEN, MAX_PAYLOAD_LEN, VERSION,
     VSOCK_WRITE_CHUNK, decode, encode,
 };
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use fuzzing::fuzz_decode;
+
+/// Whether this build carries the fuzzing oracle; the `nsm` flavour of `enclave-rt`
+/// asserts at compile time that it does not.
+pub const FUZZ_ORACLES: bool = cfg!(feature = "fuzzing");
 pub use messages::*;

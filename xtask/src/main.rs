@@ -146,7 +146,7 @@ fn test(root: &Path) -> Result {
         "--workspace",
         "--all-targets",
         "--features",
-        "enclave-rt/sim,enclave-core/fuzzing",
+        "enclave-rt/sim,enclave-core/fuzzing,wire/fuzzing",
         "--",
         "-D",
         "warnings",
@@ -162,7 +162,7 @@ fn test(root: &Path) -> Result {
             "--locked",
             "--workspace",
             "--features",
-            "enclave-rt/sim,enclave-core/fuzzing",
+            "enclave-rt/sim,enclave-core/fuzzing,wire/fuzzing",
         ])
         .env("MOTO_SERVER", &moto))?;
     run(cargo().args([
