@@ -33,9 +33,6 @@
 //! of the file's verifying share's SHA-256) lets that session check the file's verifying
 //! share matches its secret without keeping the point.
 
-// Indexes byte buffers after checking their bounds (fuzzed); not yet moved to `.get()`.
-#![allow(clippy::indexing_slicing)]
-
 use core::fmt;
 
 use wire::Scheme;
@@ -119,7 +116,7 @@ pub fn check_account_id(id: &str) -> Result<(), FieldError> {
 /// Decodes and checks a `share` string into `out`; returns the decoded length.
 pub fn decode_share(b64: &[u8], out: &mut [u8; DECODE_BUF]) -> Result<usize, FieldError> {
     let len = decode_share_base64(b64, out)?;
-    parse_envelope(&out[..len])?;
+    parse_envelope(out.get(..len).ok_or(FieldError::ShareBadBase64)?)?;
     Ok(len)
 }
 
@@ -131,7 +128,8 @@ pub fn decode_share_stored(
     out: &mut [u8; STORED_MAX],
 ) -> Result<usize, FieldError> {
     let len = decode_share_base64(b64, scratch)?;
-    Ok(write_stored(parse_envelope(&scratch[..len])?, out))
+    let envelope = scratch.get(..len).ok_or(FieldError::ShareBadBase64)?;
+    write_stored(parse_envelope(envelope)?, out).ok_or(FieldError::ShareBadKeyPackage)
 }
 
 fn decode_share_base64(b64: &[u8], out: &mut [u8; DECODE_BUF]) -> Result<usize, FieldError> {
@@ -154,11 +152,11 @@ pub fn decode_base64_ct(src: &[u8], out: &mut [u8; DECODE_BUF]) -> Option<usize>
     }
     // Padding sits at the end; its length is implied by the decoded length, which is public.
     let pad = src.iter().rev().take(2).take_while(|&&c| c == b'=').count();
-    let body = &src[..src.len() - pad];
+    let body = src.get(..src.len() - pad)?;
     // Fixed-length buffers (filled past the end with 'A', which decodes to zero bits) let
     // the compiler turn the mapping loop into vector code.
     let mut chars = [b'A'; SEXTET_BUF];
-    chars[..body.len()].copy_from_slice(body);
+    chars.get_mut(..body.len())?.copy_from_slice(body);
     let mut sextets = [0u8; SEXTET_BUF];
     let mut invalid = 0u8;
     for (v, &c) in sextets.iter_mut().zip(chars.iter()) {
@@ -179,7 +177,14 @@ pub fn decode_base64_ct(src: &[u8], out: &mut [u8; DECODE_BUF]) -> Option<usize>
     }
     let out_len = src.len() / 4 * 3 - pad;
     // Canonical: the bits of the last character that padding cuts off must be zero.
-    let last = sextets[body.len() - 1];
+    // `body` holds at least two characters: `src` has four or more, and two at most are `=`.
+    let last = match sextets.get(body.len().wrapping_sub(1)) {
+        Some(&last) => last,
+        None => {
+            invalid = 1;
+            0
+        }
+    };
     let spill = match pad {
         1 => last & 0b11,
         2 => last & 0b1111,
@@ -197,9 +202,14 @@ pub fn decode_base64_ct(src: &[u8], out: &mut [u8; DECODE_BUF]) -> Option<usize>
         let quads =
             ((pairs & 0x0000_ffff_0000_ffff) << 12) | ((pairs >> 16) & 0x0000_ffff_0000_ffff);
         let word = (((quads & 0xff_ffff) << 40) | ((quads >> 32) << 16)).to_be_bytes();
-        match out.get_mut(6 * k..6 * k + 8) {
-            Some(dst) => dst.copy_from_slice(&word),
-            None => out[6 * k..6 * k + 6].copy_from_slice(&word[..6]),
+        if let Some(dst) = out.get_mut(6 * k..6 * k + 8) {
+            dst.copy_from_slice(&word);
+        } else if let (Some(dst), [w0, w1, w2, w3, w4, w5, ..]) =
+            (out.get_mut(6 * k..6 * k + 6), word)
+        {
+            dst.copy_from_slice(&[w0, w1, w2, w3, w4, w5]);
+        } else {
+            invalid = 1; // `out` has room for every word: cannot happen
         }
     }
     wipe(&mut chars);
@@ -245,16 +255,16 @@ pub fn parse_stored(stored: &[u8]) -> Option<StoredShare<'_>> {
     if stored.len() != 1 + 32 + 32 + point_len + 2 + VERIFYING_SHARE_TAG {
         return None;
     }
-    let (identifier, rest) = stored[1..].split_at(32);
-    let (signing_share, rest) = rest.split_at(32);
-    let (verifying_key, rest) = rest.split_at(point_len);
-    let (min_signers, verifying_share_tag) = rest.split_at(2);
+    let (identifier, rest) = stored.get(1..)?.split_at_checked(32)?;
+    let (signing_share, rest) = rest.split_at_checked(32)?;
+    let (verifying_key, rest) = rest.split_at_checked(point_len)?;
+    let (min_signers, verifying_share_tag) = rest.split_first_chunk::<2>()?;
     Some(StoredShare {
         scheme,
         identifier,
         signing_share,
         verifying_key,
-        min_signers: u16::from_le_bytes([min_signers[0], min_signers[1]]),
+        min_signers: u16::from_le_bytes(*min_signers),
         verifying_share_tag,
     })
 }
@@ -262,26 +272,29 @@ pub fn parse_stored(stored: &[u8]) -> Option<StoredShare<'_>> {
 /// Writes the stored form of a decoded share that [`decode_share`] accepted into `out`;
 /// returns its length, or `None` if `envelope` is not a checked envelope.
 pub fn stored_form(envelope: &[u8], out: &mut [u8; STORED_MAX]) -> Option<usize> {
-    parse_envelope(envelope).ok().map(|parsed| write_stored(parsed, out))
+    write_stored(parse_envelope(envelope).ok()?, out)
 }
 
 /// The stored form of a parsed envelope; [`parse_envelope`] checked that the key package
-/// is longer than its fixed fields, so every range below is inside it.
+/// is longer than its fixed fields, so `None` cannot happen.
 fn write_stored(
     (scheme, package, min_signers): (Scheme, &[u8], u16),
     out: &mut [u8; STORED_MAX],
-) -> usize {
+) -> Option<usize> {
     let (header, point_len) = ciphersuite_header(scheme);
     // Key package after its header: identifier, signing share, verifying share, key.
-    let body = &package[header.len()..];
-    let key_end = 65 + point_len;
-    out[0] = scheme as u8;
-    out[1..65].copy_from_slice(&body[..64]);
-    out[65..key_end].copy_from_slice(&body[64 + point_len..64 + 2 * point_len]);
-    out[key_end..key_end + 2].copy_from_slice(&min_signers.to_le_bytes());
-    let tag = verifying_share_tag(&body[64..64 + point_len]);
-    out[key_end + 2..key_end + 2 + VERIFYING_SHARE_TAG].copy_from_slice(&tag);
-    key_end + 2 + VERIFYING_SHARE_TAG
+    let (scalars, rest) = package.get(header.len()..)?.split_at_checked(64)?;
+    let (verifying_share, rest) = rest.split_at_checked(point_len)?;
+    let verifying_key = rest.get(..point_len)?;
+    let tag = verifying_share_tag(verifying_share);
+    let fields: [&[u8]; 5] =
+        [&[scheme as u8], scalars, verifying_key, &min_signers.to_le_bytes(), &tag];
+    let mut at = 0;
+    for field in fields {
+        out.get_mut(at..at + field.len())?.copy_from_slice(field);
+        at += field.len();
+    }
+    Some(at)
 }
 
 /// The stored form's tag of a serialized verifying share: the first
@@ -290,10 +303,8 @@ fn write_stored(
 #[must_use]
 pub fn verifying_share_tag(point: &[u8]) -> [u8; VERIFYING_SHARE_TAG] {
     use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(point);
-    let mut tag = [0u8; VERIFYING_SHARE_TAG];
-    tag.copy_from_slice(&digest[..VERIFYING_SHARE_TAG]);
-    tag
+    let [t0, t1, t2, t3, t4, t5, t6, t7, ..]: [u8; 32] = sha2::Sha256::digest(point).into();
+    [t0, t1, t2, t3, t4, t5, t6, t7]
 }
 
 /// Each scheme's group order, in the byte order its scalars are serialized in.
@@ -317,12 +328,17 @@ pub fn scalar_in_range(scheme: Scheme, scalar: &[u8; 32]) -> bool {
     };
     let mut borrow = 0u16;
     let mut any = 0u8;
-    for i in 0..32 {
-        // From the least significant byte up.
-        let j = if big_endian { 31 - i } else { i };
-        let diff = u16::from(scalar[j]).wrapping_sub(u16::from(order[j])).wrapping_sub(borrow);
+    let mut step = |(&s, &o): (&u8, &u8)| {
+        let diff = u16::from(s).wrapping_sub(u16::from(o)).wrapping_sub(borrow);
         borrow = (diff >> 8) & 1;
-        any |= scalar[j];
+        any |= s;
+    };
+    // From the least significant byte up (the order is public, so is this branch).
+    let bytes = scalar.iter().zip(order);
+    if big_endian {
+        bytes.rev().for_each(&mut step);
+    } else {
+        bytes.for_each(&mut step);
     }
     core::hint::black_box(borrow) == 1 && core::hint::black_box(any) != 0
 }
@@ -349,21 +365,20 @@ fn parse_envelope(share: &[u8]) -> Result<(Scheme, &[u8], u16), FieldError> {
     if package.len() <= fixed || !package.starts_with(&header) {
         return Err(FieldError::ShareBadKeyPackage);
     }
-    let min_signers = decode_leb128_u16(&package[fixed..]).ok_or(FieldError::ShareBadKeyPackage)?;
+    let (body, varint) = package.split_at_checked(fixed).ok_or(FieldError::ShareBadKeyPackage)?;
+    let min_signers = decode_leb128_u16(varint).ok_or(FieldError::ShareBadKeyPackage)?;
     if min_signers < 2 {
         return Err(FieldError::ShareBadKeyPackage);
     }
-    let body = &package[header.len()..fixed];
-    let (scalars, points) = body.split_at(64);
+    let bad = FieldError::ShareBadKeyPackage;
+    let (identifier, rest) = body.get(header.len()..).ok_or(bad)?.split_first_chunk().ok_or(bad)?;
+    let (secret, points) = rest.split_first_chunk().ok_or(bad)?;
     // A compressed SEC1 point starts with 2 or 3 (checked here because it is free; the
     // point itself is decoded by the session that uses it).
-    if scheme == Scheme::Secp256k1Tr
-        && !(matches!(points[0], 2 | 3) && matches!(points[point_len], 2 | 3))
-    {
+    let sec1 = |i: usize| matches!(points.get(i), Some(2 | 3));
+    if scheme == Scheme::Secp256k1Tr && !(sec1(0) && sec1(point_len)) {
         return Err(FieldError::ShareBadKeyPackage);
     }
-    let identifier: &[u8; 32] = scalars[..32].try_into().map_err(|_| FieldError::ShareBadScalar)?;
-    let secret: &[u8; 32] = scalars[32..].try_into().map_err(|_| FieldError::ShareBadScalar)?;
     // Both are checked before either result is looked at, so the time does not say which.
     let (id_ok, secret_ok) = (scalar_in_range(scheme, identifier), scalar_in_range(scheme, secret));
     if !(id_ok & secret_ok) {
