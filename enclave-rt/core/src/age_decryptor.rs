@@ -14,9 +14,6 @@
 //! payload key live in `Zeroizing` buffers and are wiped when dropped; the chunk buffer is
 //! wiped on drop.
 
-// Indexes byte buffers after checking their bounds (fuzzed); not yet moved to `.get()`.
-#![allow(clippy::indexing_slicing)]
-
 use core::borrow::Borrow;
 use core::fmt;
 
@@ -74,7 +71,8 @@ pub enum AgeError {
         /// 0-based chunk index.
         chunk: u64,
     },
-    /// `feed` after an error or after `finish`.
+    /// `feed` after an error or after `finish` (or a buffer position out of place, which the
+    /// state machine rules out: reported as an internal error, never skipped).
     Poisoned,
 }
 
@@ -256,17 +254,19 @@ impl<I: Borrow<Identity>> AgeDecryptor<I> {
     ) -> Result<(), StreamError<E>> {
         while !input.is_empty() {
             match self.state {
-                State::Header { len, scanned } => {
-                    let room = HEADER_MAX - len;
-                    let take = input.len().min(room);
-                    self.header[len..len + take].copy_from_slice(&input[..take]);
-                    let len = len + take;
-                    age_header::check_prefix(&self.header[..len]).map_err(AgeError::from)?;
-                    match age_header::find_end(&self.header[..len], scanned) {
+                State::Header { len: old, scanned } => {
+                    let (take, rest) = fill(&mut self.header, old, input)?;
+                    let len = old + take;
+                    let header = self.header.get(..len).ok_or(AgeError::Poisoned)?;
+                    age_header::check_prefix(header).map_err(AgeError::from)?;
+                    match age_header::find_end(header, scanned) {
                         (Some(end), _) => {
-                            // Bytes after the MAC line belong to the payload.
-                            let extra = len - end;
-                            input = &input[take - extra..];
+                            // Bytes after the MAC line belong to the payload. The MAC line
+                            // ends in the new bytes: the old ones held no complete line of it.
+                            input = end
+                                .checked_sub(old)
+                                .and_then(|n| input.get(n..))
+                                .ok_or(AgeError::Poisoned)?;
                             self.open_header(end)?;
                             self.state = State::Nonce { have: 0 };
                         }
@@ -278,14 +278,14 @@ impl<I: Borrow<Identity>> AgeDecryptor<I> {
                                 .into());
                             }
                             self.state = State::Header { len, scanned };
-                            input = &input[take..];
+                            input = rest;
                         }
                     }
                 }
                 State::Nonce { have } => {
-                    let take = input.len().min(NONCE_LEN - have);
-                    self.header[have..have + take].copy_from_slice(&input[..take]);
-                    input = &input[take..];
+                    let nonce = self.header.get_mut(..NONCE_LEN).ok_or(AgeError::Poisoned)?;
+                    let (take, rest) = fill(nonce, have, input)?;
+                    input = rest;
                     if have + take == NONCE_LEN {
                         self.derive_payload_key()?;
                         self.state = State::Payload { counter: 0, len: 0 };
@@ -302,9 +302,8 @@ impl<I: Borrow<Identity>> AgeDecryptor<I> {
                         self.state = State::Payload { counter: next, len: 0 };
                         continue;
                     }
-                    let take = input.len().min(SEALED_CHUNK_LEN - len);
-                    self.chunk[len..len + take].copy_from_slice(&input[..take]);
-                    input = &input[take..];
+                    let (take, rest) = fill(&mut self.chunk, len, input)?;
+                    input = rest;
                     self.state = State::Payload { counter, len: len + take };
                 }
                 State::Done | State::Failed => return Err(AgeError::Poisoned.into()),
@@ -319,7 +318,8 @@ impl<I: Borrow<Identity>> AgeDecryptor<I> {
     ) -> Result<(), StreamError<E>> {
         match self.state {
             State::Header { len, .. } => {
-                age_header::check_prefix(&self.header[..len]).map_err(AgeError::from)?;
+                let header = self.header.get(..len).ok_or(AgeError::Poisoned)?;
+                age_header::check_prefix(header).map_err(AgeError::from)?;
                 Err(AgeError::Header(HeaderError::Truncated).into())
             }
             State::Nonce { .. } => Err(AgeError::MissingNonce.into()),
@@ -331,7 +331,7 @@ impl<I: Borrow<Identity>> AgeDecryptor<I> {
 
     /// Parses the header, unwraps the file key and checks the header MAC.
     fn open_header(&mut self, end: usize) -> Result<(), AgeError> {
-        let header = age_header::parse(&self.header[..end])?;
+        let header = age_header::parse(self.header.get(..end).ok_or(AgeError::Poisoned)?)?;
         let mut found = false;
         for stanza in header.stanzas() {
             match stanza.kind() {
@@ -362,7 +362,7 @@ impl<I: Borrow<Identity>> AgeDecryptor<I> {
     }
 
     fn derive_payload_key(&mut self) -> Result<(), AgeError> {
-        let nonce = &self.header[..NONCE_LEN];
+        let nonce = self.header.get(..NONCE_LEN).ok_or(AgeError::Poisoned)?;
         let key = hkdf_expand::<32>(nonce, &self.file_key[..], b"payload");
         self.file_key.zeroize();
         let unbound = aead::UnboundKey::new(&aead::CHACHA20_POLY1305, &key[..])
@@ -389,7 +389,7 @@ impl<I: Borrow<Identity>> AgeDecryptor<I> {
             .open_in_place(
                 aead::Nonce::assume_unique_for_key(nonce),
                 aead::Aad::empty(),
-                &mut self.chunk[..len],
+                self.chunk.get_mut(..len).ok_or(AgeError::Poisoned)?,
             )
             .map_err(|_| AgeError::ChunkAuth { chunk: counter })?;
         if last && plain.is_empty() && counter > 0 {
@@ -401,6 +401,16 @@ impl<I: Borrow<Identity>> AgeDecryptor<I> {
         // byte by byte per chunk cost 15% of the load.
         sink(plain).map_err(StreamError::Sink)
     }
+}
+
+/// Copies what fits of `input` into `buf` from `at` on; returns the bytes taken and the rest
+/// of `input`. `at` past the end of `buf` cannot happen (each state checks it first).
+fn fill<'a>(buf: &mut [u8], at: usize, input: &'a [u8]) -> Result<(usize, &'a [u8]), AgeError> {
+    let room = buf.get_mut(at..).ok_or(AgeError::Poisoned)?;
+    let take = room.len().min(input.len());
+    let (head, rest) = input.split_at(take);
+    room.get_mut(..take).ok_or(AgeError::Poisoned)?.copy_from_slice(head);
+    Ok((take, rest))
 }
 
 /// Unwraps one X25519 stanza: `Ok(None)` if it is not for this identity.
