@@ -234,7 +234,11 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
             Some(e) if e.sessions_in_use() > 0 => Some(Duration::from_secs(1)),
             _ => None,
         };
-        if let Some(due) = r.events.as_ref().and_then(|ev| ev.wake_in(now)) {
+        // A subscription is only opened through a parent: without one, its overdue re-open
+        // would wake the loop at once, over and over (it spun at 1 kHz).
+        if r.parent
+            && let Some(due) = r.events.as_ref().and_then(|ev| ev.wake_in(now))
+        {
             wake = Some(wake.map_or(due, |w| w.min(due)));
         }
         if r.engine.is_some() {

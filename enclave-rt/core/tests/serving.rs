@@ -462,6 +462,9 @@ fn session_events_subscribe_answer_by_post_and_back_off_after_a_close() {
     h.at = 10;
     h.core.handle_timeout(h.clock());
     assert!(h.take().is_empty());
+    // Nor does the overdue re-open wake the loop: it sleeps until real work is due.
+    let wake = h.core.poll_timeout(h.clock().instant);
+    assert!(wake.is_none_or(|w| w >= Duration::from_secs(1)), "woken at once: {wake:?}");
 }
 
 #[test]
