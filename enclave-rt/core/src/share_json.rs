@@ -14,9 +14,6 @@
 //! tokens, no nesting inside an entry, no escape sequences anywhere (no field may contain a
 //! backslash), UTF-8 only, nothing after the closing bracket but whitespace.
 
-// Indexes byte buffers after checking their bounds (fuzzed); not yet moved to `.get()`.
-#![allow(clippy::indexing_slicing)]
-
 use core::cell::Cell;
 use core::fmt;
 
@@ -246,53 +243,9 @@ impl ShareScanner {
         while i < piece.len() {
             let at = base + i as u64;
             match self.state {
-                State::Object { .. } => {
-                    // An object of the common shape wholly in this piece (its `{` at i - 1)
-                    // is matched in one pass; anything else is scanned, then parsed.
-                    if self.buf_len == 0
-                        && let Some(next) = self.common_shape(piece, i - 1, on_entry)?
-                    {
-                        i = next;
-                        continue;
-                    }
-                    // Find the end of the object in this piece.
-                    let start = i;
-                    let (end, in_string) = self.scan_object(piece, i, base)?;
-                    match end {
-                        Some(close) => {
-                            let index = self.entries;
-                            let object_start = self.object_start;
-                            if self.buf_len == 0 {
-                                // The whole object, `{` included (at `start - 1`), is in this
-                                // piece: parse it in place.
-                                let object = &piece[start - 1..=close];
-                                let entry = parse_entry(object, object_start, index)?;
-                                on_entry(EntryPos { index, offset: object_start }, entry)?;
-                            } else {
-                                self.append(&piece[start..=close], object_start)?;
-                                let object = &self.buf[..self.buf_len];
-                                let entry = parse_entry(object, object_start, index)?;
-                                on_entry(EntryPos { index, offset: object_start }, entry)?;
-                                self.buf[..self.buf_len].zeroize();
-                                self.buf_len = 0;
-                            }
-                            self.entries += 1;
-                            self.state = State::CommaOrEnd;
-                            i = close + 1;
-                        }
-                        None => {
-                            // The object continues in the next piece: keep what we have.
-                            if self.buf_len == 0 {
-                                self.append(b"{", self.object_start)?;
-                            }
-                            self.append(&piece[start..], self.object_start)?;
-                            self.state = State::Object { in_string };
-                            i = piece.len();
-                        }
-                    }
-                }
+                State::Object { .. } => i = self.object(piece, i, base, on_entry)?,
                 state => {
-                    let b = piece[i];
+                    let Some(&b) = piece.get(i) else { break };
                     i += 1;
                     if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
                         continue;
@@ -343,6 +296,71 @@ impl ShareScanner {
         Ok(())
     }
 
+    /// Goes on with the object whose body starts at `piece[i]` (its `{` is at `i - 1`, or
+    /// in the buffer); returns where to go on after it.
+    fn object<E: From<JsonError>>(
+        &mut self,
+        piece: &[u8],
+        i: usize,
+        base: u64,
+        on_entry: &mut impl FnMut(EntryPos, Entry<'_>) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let at = base + i as u64;
+        // An object of the common shape wholly in this piece (its `{` at i - 1) is matched in
+        // one pass; anything else is scanned, then parsed.
+        if self.buf_len == 0
+            && let Some(open) = i.checked_sub(1)
+            && let Some(next) = self.common_shape(piece, open, on_entry)?
+        {
+            return Ok(next);
+        }
+        // Find the end of the object in this piece.
+        let (end, in_string) = self.scan_object(piece, i, base)?;
+        // The object's bytes are where the scan found them; a range outside the piece or the
+        // buffer cannot happen and is refused, never skipped.
+        let entry = Some(self.entries);
+        let misplaced =
+            move || JsonError { kind: JsonErrorKind::MalformedEntry, offset: at, entry };
+        match end {
+            Some(close) => {
+                let index = self.entries;
+                let object_start = self.object_start;
+                if self.buf_len == 0 {
+                    // The whole object, `{` included (at `i - 1`), is in this piece: parse it
+                    // in place.
+                    let object = i
+                        .checked_sub(1)
+                        .and_then(|open| piece.get(open..=close))
+                        .ok_or_else(misplaced)?;
+                    let entry = parse_entry(object, object_start, index)?;
+                    on_entry(EntryPos { index, offset: object_start }, entry)?;
+                } else {
+                    let rest = piece.get(i..=close).ok_or_else(misplaced)?;
+                    self.append(rest, object_start)?;
+                    let object = self.buf.get(..self.buf_len).ok_or_else(misplaced)?;
+                    let entry = parse_entry(object, object_start, index)?;
+                    on_entry(EntryPos { index, offset: object_start }, entry)?;
+                    // Rare (an entry across two pieces): the whole buffer.
+                    self.buf.zeroize();
+                    self.buf_len = 0;
+                }
+                self.entries += 1;
+                self.state = State::CommaOrEnd;
+                Ok(close + 1)
+            }
+            None => {
+                // The object continues in the next piece: keep what we have.
+                if self.buf_len == 0 {
+                    self.append(b"{", self.object_start)?;
+                }
+                let rest = piece.get(i..).ok_or_else(misplaced)?;
+                self.append(rest, self.object_start)?;
+                self.state = State::Object { in_string };
+                Ok(piece.len())
+            }
+        }
+    }
+
     /// Emits the object starting at `piece[open]` if it has the common shape and lies wholly
     /// in `piece`; returns the index after it, or `None` to scan it the general way.
     fn common_shape<E: From<JsonError>>(
@@ -351,7 +369,9 @@ impl ShareScanner {
         open: usize,
         on_entry: &mut impl FnMut(EntryPos, Entry<'_>) -> Result<(), E>,
     ) -> Result<Option<usize>, E> {
-        let Some((entry, len)) = canonical_prefix(&piece[open..]) else { return Ok(None) };
+        let Some((entry, len)) = piece.get(open..).and_then(canonical_prefix) else {
+            return Ok(None);
+        };
         let (index, offset) = (self.entries, self.object_start);
         share_format::check_account_id(entry.account_id).map_err(|e| JsonError {
             kind: JsonErrorKind::Field(e),
@@ -381,22 +401,22 @@ impl ShareScanner {
         while i < piece.len() {
             if in_string {
                 // Fast path: jump to the next quote, backslash or control byte.
-                match string_stop(&piece[i..]) {
+                match piece.get(i..).and_then(string_stop) {
                     None => return Ok((None, true)),
                     Some(n) => {
                         i += n;
-                        match piece[i] {
-                            b'"' => in_string = false,
-                            b'\\' => return Err(err(JsonErrorKind::EscapeNotAllowed, i)),
+                        match piece.get(i) {
+                            Some(b'"') => in_string = false,
+                            Some(b'\\') => return Err(err(JsonErrorKind::EscapeNotAllowed, i)),
                             _ => return Err(err(JsonErrorKind::ControlCharacter, i)),
                         }
                     }
                 }
             } else {
-                match piece[i] {
-                    b'"' => in_string = true,
-                    b'}' => return Ok((Some(i), false)),
-                    b'{' | b'[' => return Err(err(JsonErrorKind::Nested, i)),
+                match piece.get(i) {
+                    Some(b'"') => in_string = true,
+                    Some(b'}') => return Ok((Some(i), false)),
+                    Some(b'{' | b'[') => return Err(err(JsonErrorKind::Nested, i)),
                     _ => {}
                 }
             }
@@ -452,7 +472,7 @@ fn first_stop(bytes: &[u8], stop: impl Fn(u8) -> bool) -> Option<usize> {
         }
         at += BLOCK;
     }
-    bytes[at..].iter().position(|&b| stop(b)).map(|n| at + n)
+    bytes.get(at..)?.iter().position(|&b| stop(b)).map(|n| at + n)
 }
 
 /// Parses one object (`{` to `}`) into an [`Entry`].
@@ -511,11 +531,11 @@ fn canonical_prefix(object: &[u8]) -> Option<(Entry<'_>, usize)> {
         let start = *at + 1;
         // Stops at the closing quote of a plain ASCII string, anywhere else otherwise.
         let len = first_stop(object.get(start..)?, is_ascii_string_stop)?;
-        if object[start + len] != b'"' {
+        if object.get(start + len) != Some(&b'"') {
             return None;
         }
         *at = start + len + 1;
-        Some(&object[start..start + len])
+        object.get(start..start + len)
     };
     if !token(&mut at, b"\"account_id\"") || !token(&mut at, b":") {
         return None;
@@ -590,6 +610,7 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)] // tests index known data
 mod tests {
     use super::*;
     use proptest::prelude::*;
