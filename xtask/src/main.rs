@@ -165,6 +165,7 @@ fn test(root: &Path) -> Result {
             "enclave-rt/sim,enclave-core/fuzzing,wire/fuzzing",
         ])
         .env("MOTO_SERVER", &moto))?;
+    run::no_enclave_left(&run::target_dir(root))?;
     run(cargo().args([
         "clippy",
         "--locked",
@@ -218,6 +219,7 @@ fn test(root: &Path) -> Result {
     soak(&["--minutes", "1", "--fault-every", "8"])?;
     // The demo path end to end on a small share set: real processes, KMS emulator, mTLS.
     demo::task(root, &["--accounts", "200", "--sessions", "4"])?;
+    run::no_enclave_left(&run::target_dir(root))?;
     // The kernel rebuilt in another directory, and the image (with the enclave binary in
     // it) from two checkout paths, byte for byte; then our EIF writer against AWS's on the
     // same inputs.

@@ -1,5 +1,6 @@
 //! Running child commands: echo them, stream their output, fail with their exit status.
 
+use std::os::unix::ffi::OsStrExt as _;
 use std::process::{Command, ExitStatus};
 
 /// An xtask failure, printed once by `main`.
@@ -49,6 +50,37 @@ pub(crate) fn build_sim_enclave_in(profile: &str) -> Result {
 /// cargo itself takes it), else `root/target`.
 pub(crate) fn target_dir(root: &std::path::Path) -> std::path::PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into)
+}
+
+/// Fails if an `enclave-rt` built in `target` is still running (zombies aside) a few
+/// seconds after the suites ended: every test must end the enclaves it starts. A leftover
+/// keeps its sockets and memory, and the events-configured ones spun a core's 3%.
+pub(crate) fn no_enclave_left(target: &std::path::Path) -> Result {
+    let target = std::fs::canonicalize(target)?;
+    let ours = |argv0: &[u8]| {
+        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(argv0));
+        path.starts_with(&target) && path.file_name().is_some_and(|n| n == "enclave-rt")
+    };
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left.clear();
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let name = entry.file_name();
+            let Ok(pid) = name.to_string_lossy().parse::<u32>() else { continue };
+            // A zombie's command line is empty.
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if cmdline.split(|b| *b == 0).next().is_some_and(ours) {
+                left.push(pid);
+            }
+        }
+        if left.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err(Failure(format!(
+        "the tests left enclaves running: pids {left:?} (see /proc/<pid>/cmdline for the test)"
+    )))
 }
 
 /// Lower-case hex (the `hex` crate, as everywhere in the workspace).
