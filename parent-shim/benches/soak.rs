@@ -35,7 +35,7 @@ use parent_shim::grpc_bridge::pb;
 use parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient;
 use tests::gateway_health::HealthEndpoint;
 use tests::gateway_sim::{Account, Via};
-use tests::node::{Parent, alive, append, replace_in, start};
+use tests::node::{Parent, alive, replace_in, start};
 use tonic::transport::Channel;
 
 /// A call with no answer in this long is a hang.
@@ -705,24 +705,7 @@ async fn soak(plan: Plan) -> bool {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     replace_in(&config, "listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
     // The gateway's event stream, reached through the relay.
-    let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
-    let events = HealthEndpoint::start(&gateway_ca).await.unwrap();
-    std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
-    let base = events.base();
-    replace_in(
-        &config,
-        "[enclave]\n",
-        &format!(
-            "[enclave]\nevents_url = \"{base}/v1/events\"\nanswers_url = \"{base}/v1/answers\"\n"
-        ),
-    );
-    append(
-        &config,
-        &format!(
-            "\n[relay]\nallow = [\"{base}/v1/\"]\nnetworks = [\"127.0.0.0/8\"]\nca = \"{}\"\n",
-            c.dir.0.join("gateway-ca.pem").display()
-        ),
-    );
+    let events = tests::node::add_session_events(&c, &config, "/v1/").await;
     let ctx = Arc::new(Ctx {
         started: Instant::now(),
         stop: AtomicBool::new(false),

@@ -514,26 +514,37 @@ pub async fn with_session_events(
     name: &str,
     allowed_path: &str,
 ) -> (crate::gateway_health::HealthEndpoint, Case, PathBuf) {
+    let (c, config) = case(name, 7, 7).await;
+    let gw = add_session_events(&c, &config, allowed_path).await;
+    (gw, c, config)
+}
+
+/// Starts a gateway endpoint and points `config`'s enclave at its session events, with a
+/// relay allowing its `allowed_path` prefix on loopback.
+pub async fn add_session_events(
+    c: &Case,
+    config: &Path,
+    allowed_path: &str,
+) -> crate::gateway_health::HealthEndpoint {
     let gateway_ca = crate::tls_certs::Ca::new("gateway server CA").unwrap();
     let gw = crate::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
-    let (c, config) = case(name, 7, 7).await;
     std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
     let base = gw.base();
     replace_in(
-        &config,
+        config,
         "[enclave]\n",
         &format!(
             "[enclave]\nevents_url = \"{base}/v1/events\"\nanswers_url = \"{base}/v1/answers\"\n"
         ),
     );
     append(
-        &config,
+        config,
         &format!(
             "\n[relay]\nallow = [\"{base}{allowed_path}\"]\nnetworks = [\"127.0.0.0/8\", \"::1/128\"]\nca = \"{}\"\n",
             c.dir.0.join("gateway-ca.pem").display()
         ),
     );
-    (gw, c, config)
+    gw
 }
 
 /// The gRPC endpoint a `serving` line announces.
