@@ -272,10 +272,18 @@ impl Parent {
         panic!("the parent did not exit");
     }
 
+    /// The pid of the first enclave this parent started (as seen so far).
     pub fn enclave_pid(&self) -> u32 {
-        let line = self.seen.iter().find(|l| l.contains("enclave_started")).unwrap();
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        u32::try_from(v["pid"].as_u64().unwrap()).unwrap()
+        self.enclave_pids().next().expect("an enclave_started line with a pid")
+    }
+
+    /// The pids of the enclaves this parent said it started, from its `enclave_started`
+    /// lines seen so far.
+    fn enclave_pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.seen.iter().filter(|l| l.contains("\"enclave_started\"")).filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            u32::try_from(v["pid"].as_u64()?).ok()
+        })
     }
 }
 
@@ -289,19 +297,22 @@ impl Drop for Parent {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.seen.extend(self.lines.try_iter());
-        for line in self.seen.iter().filter(|l| l.contains("\"enclave_started\"")) {
-            let pid = serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v["pid"].as_u64());
-            let Some(pid) = pid else { continue };
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if alive(u32::try_from(pid).unwrap_or(0))
-                && cmdline.split(|b| *b == 0).next().is_some_and(|b| b.ends_with(b"enclave-rt"))
-            {
+        for pid in self.enclave_pids() {
+            // Still that enclave (not a zombie, not a reused pid).
+            if program_of(pid).is_some_and(|p| p.ends_with("enclave-rt")) {
                 let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
             }
         }
     }
+}
+
+/// The program a running process was started as (its `argv[0]`); `None` for a zombie or
+/// a pid that is gone.
+pub fn program_of(pid: u32) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let argv0 = cmdline.split(|b| *b == 0).next().filter(|a| !a.is_empty())?;
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(argv0)))
 }
 
 pub fn alive(pid: u32) -> bool {

@@ -1,6 +1,5 @@
 //! Running child commands: echo them, stream their output, fail with their exit status.
 
-use std::os::unix::ffi::OsStrExt as _;
 use std::process::{Command, ExitStatus};
 
 /// An xtask failure, printed once by `main`.
@@ -57,19 +56,13 @@ pub(crate) fn target_dir(root: &std::path::Path) -> std::path::PathBuf {
 /// keeps its sockets and memory, and the events-configured ones spun a core's 3%.
 pub(crate) fn no_enclave_left(target: &std::path::Path) -> Result {
     let target = std::fs::canonicalize(target)?;
-    let ours = |argv0: &[u8]| {
-        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(argv0));
-        path.starts_with(&target) && path.file_name().is_some_and(|n| n == "enclave-rt")
-    };
+    let ours = |p: &std::path::Path| p.starts_with(&target) && p.ends_with("enclave-rt");
     let mut left = Vec::new();
     for _ in 0..50 {
         left.clear();
         for entry in std::fs::read_dir("/proc")?.flatten() {
-            let name = entry.file_name();
-            let Ok(pid) = name.to_string_lossy().parse::<u32>() else { continue };
-            // A zombie's command line is empty.
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if cmdline.split(|b| *b == 0).next().is_some_and(ours) {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            if tests::node::program_of(pid).is_some_and(|p| ours(&p)) {
                 left.push(pid);
             }
         }

@@ -234,9 +234,9 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
             Some(e) if e.sessions_in_use() > 0 => Some(Duration::from_secs(1)),
             _ => None,
         };
-        // A subscription is only opened through a parent: without one, its overdue re-open
-        // would wake the loop at once, over and over (it spun at 1 kHz).
-        if r.parent
+        // Only a re-open `subscribe_if_due` could send wakes the loop: without a parent an
+        // overdue one would wake it at once, over and over (it spun at 1 kHz).
+        if r.can_subscribe()
             && let Some(due) = r.events.as_ref().and_then(|ev| ev.wake_in(now))
         {
             wake = Some(wake.map_or(due, |w| w.min(due)));
@@ -540,10 +540,17 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
     }
 
     /// Serving, with a parent to relay through: (re-)subscribe to the events when due.
+    /// Whether the session events can be subscribed to now: they become signing requests
+    /// (an engine) and travel through the parent's relay (a parent).
+    fn can_subscribe(&self) -> bool {
+        self.engine.is_some() && self.parent
+    }
+
     fn subscribe_if_due(&mut self, now: Instant) {
-        let (Some(ev), Some(_), true) = (&mut self.events, &self.engine, self.parent) else {
+        if !self.can_subscribe() {
             return;
-        };
+        }
+        let Some(ev) = &mut self.events else { return };
         let Some(open) = ev.open_due(now) else { return };
         match wire::encode(&open, session_events::SUBSCRIPTION, Flags::NONE, &mut self.frame_buf) {
             Ok(n) => {
