@@ -29,7 +29,7 @@ cargo xtask <task>
                        the whole system locally: shares, KMS emulator, parent-shim, the
                        enclave (sim, Unix sockets), gateway sessions with verified signatures
   bench wire           wire encode/decode throughput against memcpy
-  bench boot [--accounts N]
+  bench boot [--stages] [--accounts N]
                        share loading (decrypt + parse + store) against the age crate +
                        serde_json + HashMap and against ChaCha20-Poly1305 alone; default 1M
   bench sign [--sessions N] [--scheme ed25519|secp256k1-tr]
@@ -239,14 +239,26 @@ fn test(root: &Path) -> Result {
 }
 
 fn bench_boot(rest: &[&str]) -> Result {
+    // `--stages`: the load split into cumulative stages, with the file's SHA-256 alone.
+    let (stages, rest) = match rest {
+        ["--stages", rest @ ..] => (true, rest),
+        _ => (false, rest),
+    };
     let accounts = match rest {
         [] => "1000000",
         ["--accounts", n] if n.parse::<u64>().is_ok_and(|n| n > 0) => n,
-        _ => return Err(Failure("usage: cargo xtask bench boot [--accounts N]".into())),
+        _ => {
+            return Err(Failure("usage: cargo xtask bench boot [--stages] [--accounts N]".into()));
+        }
     };
-    run(cargo()
+    let mut command = cargo();
+    command
         .args(["bench", "--locked", "-p", "enclave-core", "--bench", "boot", "--", "--accounts"])
-        .arg(accounts))
+        .arg(accounts);
+    if stages {
+        command.arg("--stages");
+    }
+    run(&mut command)
 }
 
 fn bench_sign(rest: &[&str], profile: Option<&str>) -> Result {
