@@ -90,15 +90,28 @@ fn start_enclave_with(
         let nsm = enclave_rt::sim_nsm::SimNsm::from_dir(&nsm_dir, pcrs, clock).unwrap();
         let memory = || MemoryStats { live: 1 << 20, peak: 1 << 20, budget: 1 << 30, refused: 0 };
         let logs = LogRing::new(1 << 20, false);
-        let _ = enclave_rt::service::run(&config, nsm, &memory, &|| false, logs);
+        // It runs until the test process ends; an early end is printed for the failure report.
+        let ended = enclave_rt::service::run(&config, nsm, &memory, &|| false, logs);
+        eprintln!("enclave at {} ended: {ended:?}", config.control);
     });
-    for _ in 0..500 {
-        if control.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
     (control, root_der)
+}
+
+/// Connects to the enclave's control socket once it listens. The path appears at `bind`,
+/// before `listen`: a connect in between is refused (seen once in CI), so wait for it the
+/// way the parent's supervisor does, up to a deadline.
+async fn connect_control(control: &std::path::Path) -> tokio::net::UnixStream {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match tokio::net::UnixStream::connect(control).await {
+            Ok(stream) => return stream,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("cannot connect to {}: {e}", control.display()),
+        }
+    }
 }
 
 /// Shares for 4 accounts (alternating schemes, 2-of-3), an enclave booted with them, the
@@ -123,8 +136,7 @@ async fn boot_enclave(
     root_der: &[u8],
     pcr: u8,
 ) -> (Arc<EnclaveClient>, Arc<BootRecord>) {
-    let stream = tokio::net::UnixStream::connect(control).await.unwrap();
-    let (client, mut unsolicited) = EnclaveClient::new(stream);
+    let (client, mut unsolicited) = EnclaveClient::new(connect_control(control).await);
     let share_file = std::fs::read(shares.join(files::SHARES)).unwrap();
     let manifest = std::fs::read(shares.join(files::MANIFEST)).unwrap();
     let manifest = parent_shim::share_manifest::SignedManifest::parse(&manifest).unwrap();
@@ -451,8 +463,7 @@ async fn mutual_tls_refuses_clients_without_a_certificate_from_the_gateway_ca() 
 async fn a_closed_enclave_connection_is_unavailable_and_an_unbooted_one_a_failed_precondition() {
     let dir = tests::cms_openssl::workdir("grpc-unbooted");
     let (control, _) = start_enclave(&dir.0, 2);
-    let stream = tokio::net::UnixStream::connect(&control).await.unwrap();
-    let (client, _unsolicited) = EnclaveClient::new(stream);
+    let (client, _unsolicited) = EnclaveClient::new(connect_control(&control).await);
     let ca = tests::tls_certs::Ca::new("gateway-ca").unwrap();
     let port = serve_bridge(EnclaveLink::new(client), record_template(), &ca).await;
     let id = ca.client("sign-gateway").unwrap();
