@@ -6,7 +6,7 @@
 //! - [`service`]: the `poll` event loop over the control and log sockets;
 //!   [`transport`]: vsock or Unix addresses.
 //! - `nsm_device` (feature `nsm`): `/dev/nsm`; `sim_nsm` (feature `sim`): the software NSM
-//!   of local runs and tests.
+//!   of local runs and tests; `no_flavour` (neither): no NSM, so the binary refuses to start.
 //! - [`budget_allocator`]: the global allocator with a hard budget (the only `unsafe`).
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -23,6 +23,8 @@ const _: () = assert!(
 );
 
 pub mod budget_allocator;
+#[cfg(not(any(feature = "sim", feature = "nsm")))]
+pub mod no_flavour;
 #[cfg(feature = "nsm")]
 pub mod nsm_device;
 pub mod pid1;

@@ -26,6 +26,14 @@ use enclave_core::log_ring::{DEFAULT_MAX_BYTES, LogRing};
 use enclave_rt::budget_allocator::BudgetAllocator;
 use enclave_rt::service::{ServiceConfig, run};
 
+// The flavour's NSM, chosen at compile time: nothing in an `nsm` build reaches the sim.
+#[cfg(not(any(feature = "sim", feature = "nsm")))]
+use enclave_rt::no_flavour::NoNsm as Flavour;
+#[cfg(feature = "nsm")]
+use enclave_rt::nsm_device::NsmDevice as Flavour;
+#[cfg(feature = "sim")]
+use enclave_rt::sim_nsm::SimNsm as Flavour;
+
 /// Every allocation of the enclave goes through the budget and is wiped when freed.
 #[global_allocator]
 static ALLOC: BudgetAllocator = BudgetAllocator::new();
@@ -97,11 +105,12 @@ fn main() -> ExitCode {
         eprintln!("enclave-rt: init failed: {e}; ending the enclave");
         enclave_rt::pid1::end_enclave();
     }
-    let Some(nsm) = nsm(&args) else {
-        eprintln!(
-            "enclave-rt: no NSM (see above, or built without a flavour: --features sim or nsm)"
-        );
-        return ExitCode::from(2);
+    let nsm = match Flavour::from_args(&args) {
+        Ok(nsm) => nsm,
+        Err(e) => {
+            eprintln!("enclave-rt: no NSM: {e}");
+            return ExitCode::from(2);
+        }
     };
     let result = run(&config, nsm, &|| ALLOC.stats(), &|| ALLOC.take_watermark_alert(), logs);
     match result {
@@ -138,74 +147,4 @@ fn init_enclave(
         pid1::check_rng(std::path::Path::new(pid1::RNG_CURRENT))?;
     }
     Ok(())
-}
-
-#[cfg(feature = "sim")]
-fn nsm(args: &EnclaveArgs) -> Option<enclave_rt::sim_nsm::SimNsm> {
-    fn now_ms() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-    let Some(dir) = &args.sim_nsm_dir else {
-        eprintln!(
-            "enclave-rt: the sim flavour needs --sim-nsm-dir (cargo xtask sim-ca writes one)"
-        );
-        return None;
-    };
-    let mut pcrs = args.sim_pcrs.clone();
-    for i in 0..3 {
-        if !pcrs.iter().any(|(j, _)| *j == i) {
-            pcrs.push((i, [0u8; 48]));
-        }
-    }
-    pcrs.sort_by_key(|(i, _)| *i);
-    match enclave_rt::sim_nsm::SimNsm::from_dir(dir, pcrs, now_ms) {
-        Ok(n) => Some(n),
-        Err(e) => {
-            eprintln!("enclave-rt: {e}");
-            None
-        }
-    }
-}
-
-#[cfg(feature = "nsm")]
-fn nsm(args: &EnclaveArgs) -> Option<enclave_rt::nsm_device::NsmDevice> {
-    if args.sim_nsm_dir.is_some() || !args.sim_pcrs.is_empty() {
-        eprintln!("enclave-rt: --sim-* options are refused by the nsm flavour");
-        return None;
-    }
-    match enclave_rt::nsm_device::NsmDevice::open() {
-        Ok(n) => Some(n),
-        Err(e) => {
-            eprintln!("enclave-rt: {e}");
-            None
-        }
-    }
-}
-
-/// Built without a flavour: no NSM at all, so the binary refuses to start.
-#[cfg(not(any(feature = "sim", feature = "nsm")))]
-enum NoNsm {}
-
-#[cfg(not(any(feature = "sim", feature = "nsm")))]
-impl enclave_core::boot_state_machine::Nsm for NoNsm {
-    fn attest(
-        &mut self,
-        _nonce: &[u8],
-        _public_key: &[u8],
-        _user_data: &[u8],
-    ) -> Result<Vec<u8>, enclave_core::boot_state_machine::NsmError> {
-        match *self {}
-    }
-
-    fn time_ms(&mut self) -> Result<u64, enclave_core::boot_state_machine::NsmError> {
-        match *self {}
-    }
-}
-
-#[cfg(not(any(feature = "sim", feature = "nsm")))]
-fn nsm(args: &EnclaveArgs) -> Option<NoNsm> {
-    let _ = (&args.sim_nsm_dir, &args.sim_pcrs);
-    None
 }

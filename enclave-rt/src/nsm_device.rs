@@ -7,6 +7,7 @@ use aws_nitro_enclaves_nsm_api::driver::{nsm_exit, nsm_init, nsm_process_request
 use serde_bytes::ByteBuf;
 
 use enclave_core::boot_state_machine::{Nsm, NsmError};
+use enclave_core::enclave_args::EnclaveArgs;
 
 /// An open `/dev/nsm`.
 pub struct NsmDevice {
@@ -21,6 +22,17 @@ impl NsmDevice {
             return Err(NsmError::Unavailable);
         }
         Ok(Self { fd })
+    }
+
+    /// The NSM of an `nsm` enclave-rt: `/dev/nsm`. A `--sim-*` argument is refused.
+    ///
+    /// # Errors
+    /// A `--sim-*` argument, or no `/dev/nsm`.
+    pub fn from_args(args: &EnclaveArgs) -> Result<Self, String> {
+        if args.sim_nsm_dir.is_some() || !args.sim_pcrs.is_empty() {
+            return Err("--sim-* options are refused by the nsm flavour".into());
+        }
+        Self::open().map_err(|e| e.to_string())
     }
 }
 

@@ -11,6 +11,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
 
 use enclave_core::boot_state_machine::{Nsm, NsmError};
+use enclave_core::enclave_args::EnclaveArgs;
 
 /// What the sim NSM signs with and reports.
 pub struct SimNsmConfig {
@@ -85,6 +86,32 @@ impl SimNsm {
             pcrs,
         };
         Self::new(config, clock_ms)
+    }
+
+    /// The NSM of a `sim` enclave-rt: the chain in `--sim-nsm-dir` (required) and the
+    /// `--sim-pcr` values (PCR0..2 zero unless given), timestamps from the system clock.
+    ///
+    /// # Errors
+    /// No `--sim-nsm-dir`, or its chain cannot be read.
+    pub fn from_args(args: &EnclaveArgs) -> Result<Self, String> {
+        fn now_ms() -> u64 {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        }
+        let Some(dir) = &args.sim_nsm_dir else {
+            return Err(
+                "the sim flavour needs --sim-nsm-dir (cargo xtask sim-ca writes one)".into()
+            );
+        };
+        let mut pcrs = args.sim_pcrs.clone();
+        for i in 0..3 {
+            if !pcrs.iter().any(|(j, _)| *j == i) {
+                pcrs.push((i, [0u8; 48]));
+            }
+        }
+        pcrs.sort_by_key(|(i, _)| *i);
+        Self::from_dir(dir, pcrs, now_ms).map_err(|e| e.to_string())
     }
 
     /// The public key documents are signed with (uncompressed SEC1 point).

@@ -468,4 +468,10 @@ fn a_bad_configuration_is_refused_before_anything_starts() {
     let (code, err) = run(Some(&"zz".repeat(32)));
     assert_eq!(code, Some(2));
     assert!(err.contains("not hex"), "{err}");
+    // Valid keys, but the sim flavour without its chain: no NSM, nothing listens.
+    let gateway = hex::encode(tests::gateway::gateway().verifying_key().to_bytes());
+    let (code, err) = run(Some(&gateway));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no NSM: the sim flavour needs --sim-nsm-dir"), "{err}");
+    assert!(!Path::new("/tmp/cfg-c.sock").exists(), "it listened");
 }

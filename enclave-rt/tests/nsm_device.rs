@@ -12,7 +12,6 @@ fn fresh_key() -> String {
 }
 
 #[test]
-
 fn without_dev_nsm_the_device_and_the_binary_refuse() {
     assert!(
         !std::path::Path::new("/dev/nsm").exists(),

@@ -13,8 +13,51 @@ use crate::run::{Failure, Result};
 const IN_NSM_IMAGE: &[(&str, &[&str])] = &[
     ("wire/src", &["fuzzing.rs"]),
     ("enclave-rt/core/src", &["fuzzing.rs"]),
-    ("enclave-rt/src", &["sim_nsm.rs"]),
+    ("enclave-rt/src", &["sim_nsm.rs", "no_flavour.rs"]),
 ];
+
+/// The `cfg`s under which the `nsm` build compiles nothing: `enclave-rt` refuses `nsm`
+/// together with `sim` or `fuzzing` (at compile time, for the core's and `wire`'s oracles
+/// too).
+const NOT_IN_NSM: [&str; 3] = [
+    r#"#[cfg(feature = "fuzzing")]"#,
+    r#"#[cfg(feature = "sim")]"#,
+    r#"#[cfg(not(any(feature = "sim", feature = "nsm")))]"#,
+];
+
+/// Checks that each file left out of the count is a module its crate's `lib.rs` declares
+/// once, behind one of [`NOT_IN_NSM`]: the count cannot leave out what the image compiles.
+fn check_left_out(root: &Path) -> Result {
+    for (krate, skip) in IN_NSM_IMAGE {
+        let lib = std::fs::read_to_string(root.join(krate).join("lib.rs"))?;
+        let lines: Vec<&str> = lib.lines().map(str::trim).collect();
+        for file in *skip {
+            let module = file.trim_end_matches(".rs");
+            let declared = |l: &&str| {
+                l.strip_prefix("pub ").unwrap_or(l).strip_prefix("mod ")
+                    == Some(&format!("{module};"))
+            };
+            let at: Vec<usize> =
+                lines.iter().enumerate().filter(|(_, l)| declared(l)).map(|(i, _)| i).collect();
+            let gated = match at.as_slice() {
+                [i] => lines[..*i]
+                    .iter()
+                    .rev()
+                    .take_while(|l| l.starts_with("#["))
+                    .any(|l| NOT_IN_NSM.contains(l)),
+                _ => false,
+            };
+            if !gated {
+                return Err(Failure(format!(
+                    "{krate}/{file} is left out of the count, but {krate}/lib.rs does not \
+                     declare it once behind a cfg the nsm build leaves off ({})",
+                    NOT_IN_NSM.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Non-blank, non-comment lines of `text` before its test module.
 fn code_lines(text: &str) -> usize {
@@ -40,6 +83,7 @@ fn count_dir(dir: &Path, skip: &[&str]) -> Result<Vec<(String, usize)>> {
 }
 
 pub(crate) fn task(root: &Path) -> Result {
+    check_left_out(root)?;
     let mut total = 0;
     for (krate, skip) in IN_NSM_IMAGE {
         let files = count_dir(&root.join(krate), skip)?;
@@ -54,6 +98,30 @@ pub(crate) fn task(root: &Path) -> Result {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_file_left_out_is_one_the_nsm_build_does_not_compile() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        super::check_left_out(&root).unwrap();
+        // A module declared without such a cfg is refused.
+        let dir = std::env::temp_dir().join(format!("tcb-left-out-{}", std::process::id()));
+        for krate in ["wire/src", "enclave-rt/core/src", "enclave-rt/src"] {
+            std::fs::create_dir_all(dir.join(krate)).unwrap();
+            let lib = std::fs::read_to_string(root.join(krate).join("lib.rs")).unwrap();
+            std::fs::write(dir.join(krate).join("lib.rs"), lib).unwrap();
+        }
+        super::check_left_out(&dir).unwrap();
+        let shell = dir.join("enclave-rt/src/lib.rs");
+        let lib = std::fs::read_to_string(&shell).unwrap();
+        std::fs::write(
+            &shell,
+            lib.replace("#[cfg(feature = \"sim\")]\npub mod sim_nsm;", "pub mod sim_nsm;"),
+        )
+        .unwrap();
+        let e = super::check_left_out(&dir).unwrap_err();
+        assert!(e.0.contains("enclave-rt/src/sim_nsm.rs"), "{}", e.0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn counts_code_not_comments_blanks_or_tests() {
         let text = "//! doc\n\nfn a() {}\n    // note\n    let x = 1; // trailing\n/// doc\n#[cfg(test)]\nmod tests { fn t() {} }\n";
