@@ -103,6 +103,16 @@ struct Guest {
     console: PathBuf,
 }
 
+/// Whether a Unix socket listens at `path`: a line of `/proc/net/unix` with that path and
+/// the accepting flag (`__SO_ACCEPTCON`, 0x10000).
+fn listening(path: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    table.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(3) == Some(&"00010000") && fields.get(7) == Some(&&*path.to_string_lossy())
+    })
+}
+
 fn start_guest(dir: &Path, cx: &Context) -> Result<Guest> {
     let vhost_socket = dir.join("vhost.sock");
     let uds = dir.join("vsock.sock");
@@ -117,9 +127,11 @@ fn start_guest(dir: &Path, cx: &Context) -> Result<Guest> {
             .spawn(),
     )?);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !vhost_socket.exists() {
+    // Listening, not just there: the path exists from bind(), before listen(), and QEMU
+    // gives up on a refused connection. (A probe connection would end the daemon.)
+    while !listening(&vhost_socket) {
         if Instant::now() > deadline {
-            return Err(Failure("vhost-device-vsock did not create its socket".into()));
+            return Err(Failure("vhost-device-vsock did not listen on its socket".into()));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -588,4 +600,23 @@ fn corrupt_file_boot(cx: &Context) -> Result {
     );
     drop(guest);
     Ok(())
+}
+
+#[cfg(test)]
+mod unit {
+    #[test]
+    fn a_socket_listens_only_once_it_accepts() {
+        let dir = std::env::temp_dir().join(format!("listening-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        assert!(!super::listening(&path), "nothing there");
+        // Bound, there, but not accepting (a datagram socket never does).
+        let bound = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        assert!(path.exists() && !super::listening(&path));
+        drop(bound);
+        std::fs::remove_file(&path).unwrap();
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(super::listening(&path));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
