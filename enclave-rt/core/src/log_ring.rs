@@ -51,6 +51,12 @@ impl LogRing {
         self.push(&line);
     }
 
+    /// Adds an `Error` line whose one field, `error`, is `error`'s text (an error type's
+    /// message: never a secret, which has no `Display`).
+    pub fn error(&mut self, target: &str, message: &str, error: &dyn std::fmt::Display) {
+        self.log(LogLevel::Error, target, message, &[("error", &error.to_string())]);
+    }
+
     /// Adds any enclave → parent message of the log channel (audit entries and
     /// checkpoints), under the same bound: the oldest frames go first when it is full.
     pub fn push<'a, M: WireMessage<'a>>(&mut self, line: &M) {

@@ -161,12 +161,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
                 }
                 Ok(None) => return Ok(()),
                 Err(e) => {
-                    self.router.logs.log(
-                        LogLevel::Error,
-                        "service",
-                        "malformed frame from the parent",
-                        &[("error", &e.to_string())],
-                    );
+                    self.router.logs.error("service", "malformed frame from the parent", &e);
                     self.router.parent_lost();
                     return Err(MalformedFrame(e));
                 }
@@ -343,13 +338,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
     ) {
         let reply = match message {
             Err(e) => {
-                let error = e.to_string();
-                self.logs.log(
-                    LogLevel::Error,
-                    "service",
-                    "undecodable message",
-                    &[("error", &error)],
-                );
+                self.logs.error("service", "undecodable message", &e);
                 Reply::Rpc(RpcErrorCode::INVALID_ARGUMENT, "undecodable message")
             }
             Ok(m) => self.route(&m, clock, memory),
@@ -431,12 +420,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
         match self.machine.attest_serving(nonce, &engine.answer_user_data()) {
             Ok(document) => Reply::Boot(BootOutput::Attestation(document)),
             Err(err) => {
-                self.logs.log(
-                    LogLevel::Error,
-                    "rpc",
-                    "attestation failed",
-                    &[("error", &err.to_string())],
-                );
+                self.logs.error("rpc", "attestation failed", &err);
                 Reply::Rpc(RpcErrorCode::INTERNAL, "attestation failed")
             }
         }
@@ -527,25 +511,19 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             }
             Err(e @ EngineError::TablesOutOfMemory) => Err(e),
             Err(e) => {
-                let error = e.to_string();
-                self.logs.log(
-                    LogLevel::Error,
-                    "rpc",
-                    "signing engine refused",
-                    &[("error", &error)],
-                );
+                self.logs.error("rpc", "signing engine refused", &e);
                 Ok(None)
             }
         }
     }
 
-    /// Serving, with a parent to relay through: (re-)subscribe to the events when due.
     /// Whether the session events can be subscribed to now: they become signing requests
     /// (an engine) and travel through the parent's relay (a parent).
     fn can_subscribe(&self) -> bool {
         self.engine.is_some() && self.parent
     }
 
+    /// Serving, with a parent to relay through: (re-)subscribe to the events when due.
     fn subscribe_if_due(&mut self, now: Instant) {
         if !self.can_subscribe() {
             return;
@@ -558,15 +536,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
                 let after = open.last_event_id.to_owned();
                 self.logs.log(LogLevel::Info, "events", "subscribing", &[("after", &after)]);
             }
-            Err(e) => {
-                let error = e.to_string();
-                self.logs.log(
-                    LogLevel::Error,
-                    "events",
-                    "cannot encode the subscription",
-                    &[("error", &error)],
-                );
-            }
+            Err(e) => self.logs.error("events", "cannot encode the subscription", &e),
         }
     }
 
@@ -626,15 +596,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             Ok(n) => {
                 queue(&mut self.out, &self.frame_buf, n);
             }
-            Err(e) => {
-                let error = e.to_string();
-                logs.log(
-                    LogLevel::Error,
-                    "events",
-                    "cannot encode an answer",
-                    &[("error", &error)],
-                );
-            }
+            Err(e) => logs.error("events", "cannot encode an answer", &e),
         }
     }
 }
@@ -816,8 +778,7 @@ impl Reply {
             Self::AuditHead(checkpoint) => wire::encode(&checkpoint, stream, f, buf),
         };
         result.unwrap_or_else(|e| {
-            let error = e.to_string();
-            logs.log(LogLevel::Error, "service", "cannot encode a reply", &[("error", &error)]);
+            logs.error("service", "cannot encode a reply", &e);
             0
         })
     }
