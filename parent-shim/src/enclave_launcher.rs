@@ -10,6 +10,7 @@
 //! The daemon only sees [`EnclaveLauncher`]: launch, wait for the enclave to be gone,
 //! terminate. Whatever goes wrong, the daemon calls `terminate` before it stops.
 
+use crate::enclave_args_file::WriteArgs as _;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -22,7 +22,8 @@
 //!   [`https_client`].
 //!
 //! * [`enclave_launcher`], starting and destroying the enclave: a local child process, or
-//!   `nitro-cli` in production.
+//!   `nitro-cli` in production; [`enclave_args_file`], the enclave's arguments written
+//!   (the image build writes them with it too).
 //!
 //! * [`event_log`], the structured log every module writes through, and the enclave's log
 //!   frames pumped into it (a leaf); [`tls_files`], the PEM files and roots the
@@ -42,6 +43,7 @@ pub mod config;
 pub mod counted_conn;
 pub mod daemon;
 pub mod daemon_error;
+pub mod enclave_args_file;
 pub mod enclave_boot;
 pub mod enclave_bootstrap;
 pub mod enclave_client;

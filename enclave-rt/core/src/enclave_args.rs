@@ -1,10 +1,11 @@
 //! The enclave's arguments, one typed definition for every side: `cargo xtask build-eif`
 //! writes them into the image (`/etc/enclave-rt/args`, measured into PCR2), the parent's
 //! local launcher writes them into a file beside its enclave, and `enclave-rt` reads them.
-//! [`EnclaveArgs::to_lines`] and [`EnclaveArgs::parse`] are inverse (a test round-trips
-//! them), and every value is checked here, once, at the strength the enclave needs: the
-//! gateway and publisher keys must be valid, non-weak Ed25519 points wherever they are
-//! written or read.
+//! The writing half is the parent's (`parent_shim::enclave_args_file`, which the image
+//! build uses too), so the image carries only the reading half; the two are inverse (a
+//! test there round-trips every option). Every value is checked here, once, at the
+//! strength the enclave needs: the gateway and publisher keys must be valid, non-weak
+//! Ed25519 points wherever they are written or read.
 //!
 //! ```text
 //! --control ADDR --logs ADDR --gateway-key HEX --publisher-key HEX [--memory-budget-mib N]
@@ -172,7 +173,8 @@ impl EnclaveArgs {
         })
     }
 
-    /// Parses arguments as [`Self::to_lines`] writes them (and as a person types them).
+    /// Parses arguments as `parent_shim::enclave_args_file` writes them (and as a person
+    /// types them).
     pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Self, ArgsError> {
         const REQUIRED: [&str; 4] = ["--control", "--logs", "--gateway-key", "--publisher-key"];
         let mut required: [Option<String>; 4] = [None, None, None, None];
@@ -237,65 +239,6 @@ impl EnclaveArgs {
         Ok(())
     }
 
-    /// The arguments, one per line's worth: the required ones, then every option that
-    /// differs from its default.
-    #[must_use]
-    pub fn to_lines(&self) -> Vec<String> {
-        let mut out = vec![
-            "--control".to_owned(),
-            self.control.to_string(),
-            "--logs".to_owned(),
-            self.logs.to_string(),
-            "--gateway-key".to_owned(),
-            hex(&self.engine.gateway_key),
-            "--publisher-key".to_owned(),
-            hex(&self.publisher_key),
-        ];
-        let defaults = EngineConfig::with_gateway_key(self.engine.gateway_key);
-        let mut put = |flag: &str, value: String| out.extend([flag.to_owned(), value]);
-        let numbers = [
-            (
-                "--memory-budget-mib",
-                self.memory_budget_mib as u64,
-                DEFAULT_MEMORY_BUDGET_MIB as u64,
-            ),
-            ("--store-limit-mib", self.store_limit_mib, DEFAULT_STORE_LIMIT_MIB),
-            ("--session-cap", self.engine.session_cap as u64, defaults.session_cap as u64),
-            ("--session-ttl-secs", self.engine.session_ttl_secs, defaults.session_ttl_secs),
-            (
-                "--max-grant-lifetime-secs",
-                self.engine.max_grant_lifetime_secs,
-                defaults.max_grant_lifetime_secs,
-            ),
-            ("--replay-window", self.engine.replay_window as u64, defaults.replay_window as u64),
-            ("--max-clock-skew-ms", self.max_clock_skew_ms, DEFAULT_MAX_SKEW_MS),
-        ];
-        for (flag, value, default) in numbers {
-            if value != default {
-                put(flag, value.to_string());
-            }
-        }
-        if self.heartbeat != NITRO_HEARTBEAT {
-            put("--heartbeat", self.heartbeat.to_string());
-        }
-        if let Some(dir) = &self.sim_nsm_dir {
-            put("--sim-nsm-dir", dir.display().to_string());
-        }
-        for (index, value) in &self.sim_pcrs {
-            put("--sim-pcr", format!("{index}={}", hex(value)));
-        }
-        if let Some(events) = &self.events {
-            put("--events-url", events.events_url.clone());
-            put("--answers-url", events.answers_url.clone());
-        }
-        for (flag, on) in [("--allow-empty", self.allow_empty), ("--quiet", self.quiet)] {
-            if on {
-                out.push(flag.to_owned());
-            }
-        }
-        out
-    }
-
     /// What the serving core is told: the loader's limits, the publisher key, the engine's
     /// limits and gateway key, the event stream.
     ///
@@ -317,14 +260,9 @@ impl EnclaveArgs {
         })
     }
 
-    /// The arguments file: one argument per line.
-    #[must_use]
-    pub fn to_file(&self) -> String {
-        self.to_lines().join("\n") + "\n"
-    }
-
-    /// The arguments in a file as [`Self::to_file`] writes it: one per line, `#` starts a
-    /// comment line, blank lines ignored.
+    /// The arguments in a file as the image build and the parent write it
+    /// (`parent_shim::enclave_args_file`): one per line, `#` starts a comment line, blank
+    /// lines ignored.
     pub fn parse_file(text: &str) -> Result<Self, ArgsError> {
         let lines: Vec<&str> =
             text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
