@@ -7,14 +7,7 @@ use std::path::PathBuf;
 use enclave_core::enclave_args::{Address, EnclaveArgs, NITRO_HEARTBEAT};
 use enclave_core::session_events::EventsConfig;
 use parent_shim::enclave_args_file::WriteArgs as _;
-
-fn demo_key() -> [u8; 32] {
-    tests::gateway::gateway().verifying_key().to_bytes()
-}
-
-fn publisher() -> [u8; 32] {
-    tests::gateway::fresh_publisher().verifying_key().to_bytes()
-}
+use tests::gateway::{fresh_publisher_key, gateway_key};
 
 fn vsock(port: u32) -> Address {
     Address::Vsock { cid: u32::MAX, port }
@@ -22,7 +15,8 @@ fn vsock(port: u32) -> Address {
 
 #[test]
 fn every_option_survives_the_round_trip() {
-    let mut a = EnclaveArgs::new(vsock(5000), vsock(5001), demo_key(), publisher()).unwrap();
+    let mut a =
+        EnclaveArgs::new(vsock(5000), vsock(5001), gateway_key(), fresh_publisher_key()).unwrap();
     a.memory_budget_mib = 2048;
     a.store_limit_mib = 1500;
     a.allow_empty = true;
@@ -43,7 +37,7 @@ fn every_option_survives_the_round_trip() {
     assert_eq!((b.control, b.logs, b.heartbeat), (a.control, a.logs, a.heartbeat));
     assert_eq!((b.memory_budget_mib, b.store_limit_mib), (2048, 1500));
     assert!(b.allow_empty && b.quiet);
-    assert_eq!(b.engine.gateway_key, demo_key());
+    assert_eq!(b.engine.gateway_key, gateway_key());
     assert_eq!(b.publisher_key, a.publisher_key);
     assert_eq!((b.engine.session_cap, b.engine.session_ttl_secs), (17, 11),);
     assert_eq!((b.engine.max_grant_lifetime_secs, b.engine.replay_window), (90, 4096));
@@ -55,9 +49,13 @@ fn every_option_survives_the_round_trip() {
 
 #[test]
 fn defaults_are_not_written_and_read_back_as_defaults() {
-    let a =
-        EnclaveArgs::new(Address::Unix("/run/c.sock".into()), vsock(5001), demo_key(), publisher())
-            .unwrap();
+    let a = EnclaveArgs::new(
+        Address::Unix("/run/c.sock".into()),
+        vsock(5001),
+        gateway_key(),
+        fresh_publisher_key(),
+    )
+    .unwrap();
     let lines = a.to_lines();
     assert_eq!(lines.len(), 8, "{lines:?}");
     let b = EnclaveArgs::parse(&lines).unwrap();

@@ -38,6 +38,16 @@ pub fn fresh_publisher() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&rand::random())
 }
 
+/// The demo gateway's public key, as arguments and configuration carry it.
+pub fn gateway_key() -> [u8; 32] {
+    gateway().verifying_key().to_bytes()
+}
+
+/// The public key of a fresh publisher key (another one at each call).
+pub fn fresh_publisher_key() -> [u8; 32] {
+    fresh_publisher().verifying_key().to_bytes()
+}
+
 /// The publisher's signed manifest of `file` as the parent sends it (`ShareFileBegin`):
 /// its length and SHA-256, `accounts`, `epoch`, signed with `publisher`.
 pub fn share_file_begin(

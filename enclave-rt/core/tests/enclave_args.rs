@@ -3,14 +3,7 @@
 //! that half lives: `parent-shim/tests/enclave_args_file.rs`.)
 
 use enclave_core::enclave_args::{Address, EnclaveArgs, PUBLISHED_KEYS, refuse_published_keys};
-
-fn demo_key() -> [u8; 32] {
-    tests::gateway::gateway().verifying_key().to_bytes()
-}
-
-fn publisher() -> [u8; 32] {
-    tests::gateway::fresh_publisher().verifying_key().to_bytes()
-}
+use tests::gateway::{fresh_publisher_key, gateway_key};
 
 fn vsock(port: u32) -> Address {
     Address::Vsock { cid: u32::MAX, port }
@@ -18,8 +11,8 @@ fn vsock(port: u32) -> Address {
 
 #[test]
 fn bad_arguments_are_refused_by_name() {
-    let key = hex::encode(demo_key());
-    let publisher_hex = hex::encode(publisher());
+    let key = hex::encode(gateway_key());
+    let publisher_hex = hex::encode(fresh_publisher_key());
     let base = |extra: &[&str]| {
         let mut v = vec!["--control", "unix:/c", "--logs", "vsock:3:5001"];
         v.extend(["--publisher-key", &publisher_hex, "--gateway-key", &key]);
@@ -65,8 +58,8 @@ fn bad_arguments_are_refused_by_name() {
     let at = v.iter().position(|a| a == "--publisher-key").unwrap();
     v[at + 1] = hex::encode(identity);
     refused(v, "bad --publisher-key");
-    assert!(EnclaveArgs::new(vsock(1), vsock(2), identity, publisher()).is_err());
-    assert!(EnclaveArgs::new(vsock(1), vsock(2), demo_key(), identity).is_err());
+    assert!(EnclaveArgs::new(vsock(1), vsock(2), identity, fresh_publisher_key()).is_err());
+    assert!(EnclaveArgs::new(vsock(1), vsock(2), gateway_key(), identity).is_err());
 }
 
 #[test]
@@ -80,13 +73,13 @@ fn keys_whose_private_half_is_in_the_repository_are_refused_for_production() {
         .collect();
     published.push(curve25519_dalek::constants::ED25519_BASEPOINT_COMPRESSED.to_bytes());
     assert_eq!(PUBLISHED_KEYS.to_vec(), published);
-    assert!(published.contains(&demo_key()));
+    assert!(published.contains(&gateway_key()));
     let demo_publisher = tests::gateway::publisher().verifying_key().to_bytes();
     assert!(published.contains(&demo_publisher));
     let fresh = tests::gateway::fresh_gateway().verifying_key().to_bytes();
     for key in published {
         // As the gateway key, and as the publisher key.
-        let args = EnclaveArgs::new(vsock(5000), vsock(5001), key, publisher()).unwrap();
+        let args = EnclaveArgs::new(vsock(5000), vsock(5001), key, fresh_publisher_key()).unwrap();
         let e = refuse_published_keys(&args).unwrap_err().to_string();
         assert!(e.contains("--gateway-key") && e.contains(&hex::encode(key)), "{e}");
         let args = EnclaveArgs::new(vsock(5000), vsock(5001), fresh, key).unwrap();
@@ -94,6 +87,6 @@ fn keys_whose_private_half_is_in_the_repository_are_refused_for_production() {
         assert!(e.contains("--publisher-key") && e.contains(&hex::encode(key)), "{e}");
     }
     // Keys made here, whose private halves are nowhere else, pass.
-    let args = EnclaveArgs::new(vsock(5000), vsock(5001), fresh, publisher()).unwrap();
+    let args = EnclaveArgs::new(vsock(5000), vsock(5001), fresh, fresh_publisher_key()).unwrap();
     refuse_published_keys(&args).unwrap();
 }
