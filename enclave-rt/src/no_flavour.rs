@@ -12,8 +12,18 @@ impl NoNsm {
     ///
     /// # Errors
     /// Always.
-    pub fn from_args(_args: &EnclaveArgs) -> Result<Self, String> {
-        Err("built without a flavour: --features sim or nsm".into())
+    pub fn from_args(_args: &EnclaveArgs) -> Result<Self, NoFlavour> {
+        Err(NoFlavour)
+    }
+}
+
+/// The binary was built without `--features sim` or `nsm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoFlavour;
+
+impl std::fmt::Display for NoFlavour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("built without a flavour: --features sim or nsm")
     }
 }
 

@@ -28,11 +28,29 @@ impl NsmDevice {
     ///
     /// # Errors
     /// A `--sim-*` argument, or no `/dev/nsm`.
-    pub fn from_args(args: &EnclaveArgs) -> Result<Self, String> {
+    pub fn from_args(args: &EnclaveArgs) -> Result<Self, StartError> {
         if args.sim_nsm_dir.is_some() || !args.sim_pcrs.is_empty() {
-            return Err("--sim-* options are refused by the nsm flavour".into());
+            return Err(StartError::SimArguments);
         }
-        Self::open().map_err(|e| e.to_string())
+        Self::open().map_err(StartError::Device)
+    }
+}
+
+/// Why the `nsm` flavour has no NSM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartError {
+    /// `--sim-*` arguments: the production flavour has no sim.
+    SimArguments,
+    /// `/dev/nsm` did not open.
+    Device(NsmError),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SimArguments => f.write_str("--sim-* options are refused by the nsm flavour"),
+            Self::Device(e) => e.fmt(f),
+        }
     }
 }
 

@@ -32,6 +32,8 @@ pub enum SimNsmError {
     Read(std::path::PathBuf, std::io::Error),
     /// The leaf key is not a P-384 PKCS#8 key.
     LeafKey,
+    /// No `--sim-nsm-dir` was given.
+    NoChainDir,
 }
 
 impl std::fmt::Display for SimNsmError {
@@ -39,6 +41,9 @@ impl std::fmt::Display for SimNsmError {
         match self {
             Self::Read(path, e) => write!(f, "cannot read {}: {e}", path.display()),
             Self::LeafKey => f.write_str("the sim leaf key is not a P-384 PKCS#8 key"),
+            Self::NoChainDir => {
+                f.write_str("the sim flavour needs --sim-nsm-dir (cargo xtask sim-ca writes one)")
+            }
         }
     }
 }
@@ -93,17 +98,13 @@ impl SimNsm {
     ///
     /// # Errors
     /// No `--sim-nsm-dir`, or its chain cannot be read.
-    pub fn from_args(args: &EnclaveArgs) -> Result<Self, String> {
+    pub fn from_args(args: &EnclaveArgs) -> Result<Self, SimNsmError> {
         fn now_ms() -> u64 {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         }
-        let Some(dir) = &args.sim_nsm_dir else {
-            return Err(
-                "the sim flavour needs --sim-nsm-dir (cargo xtask sim-ca writes one)".into()
-            );
-        };
+        let Some(dir) = &args.sim_nsm_dir else { return Err(SimNsmError::NoChainDir) };
         let mut pcrs = args.sim_pcrs.clone();
         for i in 0..3 {
             if !pcrs.iter().any(|(j, _)| *j == i) {
@@ -111,7 +112,7 @@ impl SimNsm {
             }
         }
         pcrs.sort_by_key(|(i, _)| *i);
-        Self::from_dir(dir, pcrs, now_ms).map_err(|e| e.to_string())
+        Self::from_dir(dir, pcrs, now_ms)
     }
 
     /// The public key documents are signed with (uncompressed SEC1 point).

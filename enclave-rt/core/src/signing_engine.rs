@@ -743,7 +743,8 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         wiped
     }
 
-    /// Wipes every session (shutdown, or the parent went away).
+    /// Wipes every session. (No serving path calls it: a lost parent leaves its sessions
+    /// to their TTL, and the engine's `Drop` clears the slots itself.)
     pub fn abort_all(&mut self) {
         for i in 0..self.slots.len() {
             self.wipe(i);
