@@ -100,9 +100,7 @@ impl SimNsm {
     /// No `--sim-nsm-dir`, or its chain cannot be read.
     pub fn from_args(args: &EnclaveArgs) -> Result<Self, SimNsmError> {
         fn now_ms() -> u64 {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            enclave_core::signing_engine::Now::system().unix_micros / 1000
         }
         let Some(dir) = &args.sim_nsm_dir else { return Err(SimNsmError::NoChainDir) };
         let mut pcrs = args.sim_pcrs.clone();

@@ -18,6 +18,7 @@ use enclave_rt::service::ServiceConfig;
 use enclave_rt::transport::Address;
 use parent_shim::enclave_boot::{BootInputs, BootRecord, boot};
 use parent_shim::enclave_client::EnclaveClient;
+use parent_shim::enclave_launcher::{self, EnclaveIo, Endpoint};
 use parent_shim::enclave_link::{self, EnclaveLink, LinkError};
 use parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient;
 use parent_shim::grpc_bridge::{self, Bridge, pb};
@@ -98,19 +99,14 @@ fn start_enclave_with(
 }
 
 /// Connects to the enclave's control socket once it listens. The path appears at `bind`,
-/// before `listen`: a connect in between is refused (seen once in CI), so wait for it the
-/// way the parent's supervisor does, up to a deadline.
-async fn connect_control(control: &std::path::Path) -> tokio::net::UnixStream {
+/// before `listen`: a connect in between is refused (seen once in CI), so this waits the
+/// way the parent does (`enclave_launcher::connect_until`), up to a deadline.
+async fn connect_control(control: &std::path::Path) -> Box<dyn EnclaveIo> {
+    let endpoint = Endpoint::Unix(control.to_path_buf());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match tokio::net::UnixStream::connect(control).await {
-            Ok(stream) => return stream,
-            Err(e) if std::time::Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(e) => panic!("cannot connect to {}: {e}", control.display()),
-        }
+    match enclave_launcher::connect_until(&endpoint, deadline).await {
+        Ok(stream) => stream,
+        Err(e) => panic!("cannot connect to {}: {e}", control.display()),
     }
 }
 
