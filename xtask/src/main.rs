@@ -5,6 +5,7 @@ mod build_enclave;
 mod build_kernel;
 mod build_qemu;
 mod demo;
+mod generated_section;
 // A test over the workspace's sources, no task.
 #[cfg(test)]
 mod module_cycles;
@@ -73,7 +74,9 @@ cargo xtask <task>
   size --accounts N [--scheme S] [--share-file FILE] [--session-cap C]
                        the enclave memory to allocate for N accounts (share store as the
                        loader reserves it, budget, image), and the flags to build it with
-  tcb-lines            lines of our own code in the production (nsm) image, per file
+  tcb-lines [--write|--check]
+                       lines of our own code in the production (nsm) image, per file;
+                       --write puts them into docs/tcb.md, --check verifies it has them
   eif-info FILE        check an EIF (CRC, layout) and print its sections, files and PCRs
   sim-ca --out DIR      the sim NSM's test certificate chain (deterministic keys), for
                        enclave-rt --sim-nsm-dir and parent-shim attestation verify --root
@@ -116,7 +119,9 @@ fn dispatch(args: &[&str]) -> Result {
         ["eif-info", file] => build_eif::info(Path::new(file)),
         ["qemu-boot", rest @ ..] => qemu_boot::task(&root, rest),
         ["size", rest @ ..] => sizing::task(rest),
-        ["tcb-lines"] => tcb_lines::task(&root),
+        ["tcb-lines"] => tcb_lines::task(&root, tcb_lines::Doc::Leave),
+        ["tcb-lines", "--write"] => tcb_lines::task(&root, tcb_lines::Doc::Write),
+        ["tcb-lines", "--check"] => tcb_lines::task(&root, tcb_lines::Doc::Check),
         ["gen-shares", rest @ ..] => gen_shares(rest),
         ["sim-ca", "--out", dir] => {
             let ca = tests::sim_ca::generate().map_err(|e| Failure(e.0))?;
@@ -154,6 +159,7 @@ fn test(root: &Path) -> Result {
     // `wire` must build for a target that has no `std` at all.
     run(cargo().args(["check", "--locked", "-p", "wire", "--target", "thumbv7em-none-eabihf"]))?;
     wire_doc::run(root, true)?;
+    tcb_lines::task(root, tcb_lines::Doc::Check)?;
     // The enclave's process tests need the software NSM flavour; the production flavour is
     // linted and tested on its own (the two cannot be built together).
     run(cargo()

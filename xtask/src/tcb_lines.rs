@@ -4,9 +4,14 @@
 //! `fuzzing.rs` of `wire` and of the core, and the shell's `sim_nsm.rs`, behind the
 //! `fuzzing`/`sim` features),
 //! without blank lines, comment lines and the `#[cfg(test)]` module a file ends with.
+//! `--write` puts the count, file by file with each module's first sentence, into
+//! `docs/tcb.md`; `--check` (in `cargo xtask test`) refuses a `docs/tcb.md` whose count is
+//! not the code's.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::generated_section;
 use crate::run::{Failure, Result};
 
 /// (source directory, files in it the `nsm` build does not compile).
@@ -68,32 +73,116 @@ fn code_lines(text: &str) -> usize {
         .count()
 }
 
-/// (file name, code lines) for each `.rs` file directly in `dir`, sorted by name.
-fn count_dir(dir: &Path, skip: &[&str]) -> Result<Vec<(String, usize)>> {
+/// One counted file: its name, its code lines, the first sentence of its module doc.
+struct Counted {
+    name: String,
+    lines: usize,
+    about: String,
+}
+
+/// Each `.rs` file directly in `dir` but `skip`, sorted by name.
+fn count_dir(dir: &Path, skip: &[&str]) -> Result<Vec<Counted>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Failure(format!("{}: {e}", dir.display())))? {
         let path = entry?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if path.extension().is_some_and(|e| e == "rs") && !skip.contains(&name.as_str()) {
-            out.push((name, code_lines(&std::fs::read_to_string(&path)?)));
+            let text = std::fs::read_to_string(&path)?;
+            out.push(Counted { name, lines: code_lines(&text), about: first_sentence(&text) });
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
-pub(crate) fn task(root: &Path) -> Result {
+/// The first sentence of a file's `//!` documentation, on one line, safe in a table cell.
+fn first_sentence(text: &str) -> String {
+    let paragraph: Vec<&str> = text
+        .lines()
+        .map_while(|l| l.strip_prefix("//!"))
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let paragraph = paragraph.join(" ");
+    let paragraph = paragraph.trim_start_matches("# ");
+    let end = paragraph.find(". ").map_or(paragraph.len(), |i| i + 1);
+    // Rustdoc's intra-doc links ([`Name`]) read as plain code in the document.
+    paragraph[..end].replace("[`", "`").replace("`]", "`").replace('|', "\\|")
+}
+
+/// `n` with thousands separators, as the documents write counts.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The section of `docs/tcb.md`: every counted file, each crate's sum, the total, and the
+/// files left out.
+fn render(counts: &[(&str, Vec<Counted>)]) -> String {
+    let mut out =
+        String::from("| file | code lines | what it is (its module doc) |\n|---|---:|---|\n");
+    let mut sums = Vec::new();
+    for (krate, files) in counts {
+        let name = krate.trim_end_matches("/src").replace("enclave-rt/core", "enclave-core");
+        for f in files {
+            let _ =
+                writeln!(out, "| `{krate}/{}` | {} | {} |", f.name, thousands(f.lines), f.about);
+        }
+        let sum = files.iter().map(|f| f.lines).sum::<usize>();
+        let _ = writeln!(out, "| **`{name}`** | **{}** | |", thousands(sum));
+        sums.push(format!("`{name}` {}", thousands(sum)));
+    }
+    let total = counts.iter().flat_map(|(_, f)| f).map(|f| f.lines).sum::<usize>();
+    let left_out: Vec<String> = IN_NSM_IMAGE
+        .iter()
+        .flat_map(|(krate, skip)| skip.iter().map(move |f| format!("`{krate}/{f}`")))
+        .collect();
+    let _ = write!(
+        out,
+        "\n**Our code in the `nsm` image: {} lines** ({}). Not compiled into it, so not \
+         counted: {}.\n",
+        thousands(total),
+        sums.join(", "),
+        left_out.join(", ")
+    );
+    out
+}
+
+/// What the task does besides printing the count.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Doc {
+    /// Only print.
+    Leave,
+    /// Rewrite the count in `docs/tcb.md`.
+    Write,
+    /// Fail if `docs/tcb.md` does not have the code's count.
+    Check,
+}
+
+pub(crate) fn task(root: &Path, doc: Doc) -> Result {
     check_left_out(root)?;
-    let mut total = 0;
+    let mut counts = Vec::new();
     for (krate, skip) in IN_NSM_IMAGE {
         let files = count_dir(&root.join(krate), skip)?;
-        let sum: usize = files.iter().map(|(_, n)| n).sum();
-        let list: Vec<String> = files.iter().map(|(f, n)| format!("{f} {n}")).collect();
+        let sum: usize = files.iter().map(|f| f.lines).sum();
+        let list: Vec<String> = files.iter().map(|f| format!("{} {}", f.name, f.lines)).collect();
         println!("{krate}: {sum} lines ({})", list.join(", "));
-        total += sum;
+        counts.push((*krate, files));
     }
+    let total = counts.iter().flat_map(|(_, f)| f).map(|f| f.lines).sum::<usize>();
     println!("our code in the nsm image: {total} non-blank, non-comment lines");
-    Ok(())
+    if doc == Doc::Leave {
+        return Ok(());
+    }
+    let command = "cargo xtask tcb-lines --write";
+    generated_section::update(root, "docs/tcb.md", command, &render(&counts), doc == Doc::Check)
 }
 
 #[cfg(test)]
@@ -126,5 +215,17 @@ mod tests {
     fn counts_code_not_comments_blanks_or_tests() {
         let text = "//! doc\n\nfn a() {}\n    // note\n    let x = 1; // trailing\n/// doc\n#[cfg(test)]\nmod tests { fn t() {} }\n";
         assert_eq!(super::code_lines(text), 2);
+    }
+
+    #[test]
+    fn a_module_is_described_by_its_first_sentence() {
+        let text = "//! The [`Store`]: `a | b`, sized once. Then more\n//! text.\n//!\n//! Next.\n";
+        assert_eq!(super::first_sentence(text), "The `Store`: `a \\| b`, sized once.");
+        assert_eq!(super::first_sentence("//! # `wire`: the protocol\n"), "`wire`: the protocol");
+        assert_eq!(super::first_sentence("//! One\n//! line\n"), "One line");
+        assert_eq!(super::first_sentence("use x;\n"), "");
+        assert_eq!(super::thousands(6884), "6,884");
+        assert_eq!(super::thousands(1_000_000), "1,000,000");
+        assert_eq!(super::thousands(999), "999");
     }
 }
