@@ -29,7 +29,7 @@ use crate::cloudwatch_logs::{self, CloudWatchSettings};
 use crate::config::{Config, ConfigError};
 use crate::enclave_bootstrap::bootstrap;
 use crate::enclave_launcher::{self, EnclaveLauncher, Launched};
-use crate::enclave_link::{self, EnclaveLink};
+use crate::enclave_link::{self, EnclaveLink, LinkError};
 use crate::event_log::emit;
 use crate::grpc_bridge::{self, Bridge};
 use crate::health_report::{self, health_base, log_boot_record, report_health, with_state};
@@ -231,14 +231,8 @@ async fn boot_and_serve(
     let bridge = Bridge::new(link, record, call_timeout);
     let (server, stop_tx) = spawn_server(listener, tls, bridge, config.grpc.max_connections);
     let outcome = tokio::select! {
-        why = supervisor => {
-            emit("error", "alert", json!({"reason": "reattestation_failed", "error": why.to_string()}));
-            Err(DaemonError::Reattestation(why))
-        }
-        why = enclave.exited() => {
-            emit("error", "alert", json!({"reason": "enclave_exited", "status": why}));
-            Err(DaemonError::EnclaveExited(why))
-        }
+        why = supervisor => link_lost(enclave, why).await,
+        why = enclave.exited() => enclave_exited(why),
         () = stopped(stop) => Ok(()),
     };
     sd_notify("STOPPING=1");
@@ -275,6 +269,31 @@ fn spawn_server(
     (tokio::spawn(grpc_bridge::serve_with_limits(listener, tls, bridge, stop, limits)), stop_tx)
 }
 
+/// How long a lost link waits for the enclave's exit before it blames the link.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// The link's supervisor gave up. An enclave that dies closes its connections before it is
+/// reaped, so the supervisor can see that first (a reconnection refused, or accepted by the
+/// dying listener and closed): if the enclave has exited by then, its exit is the cause.
+async fn link_lost(enclave: &mut dyn EnclaveLauncher, why: LinkError) -> Result<(), DaemonError> {
+    match tokio::time::timeout(EXIT_GRACE, enclave.exited()).await {
+        Ok(status) => enclave_exited(status),
+        Err(_) => {
+            emit(
+                "error",
+                "alert",
+                json!({"reason": "reattestation_failed", "error": why.to_string()}),
+            );
+            Err(DaemonError::Reattestation(why))
+        }
+    }
+}
+
+fn enclave_exited(status: String) -> Result<(), DaemonError> {
+    emit("error", "alert", json!({"reason": "enclave_exited", "status": status}));
+    Err(DaemonError::EnclaveExited(status))
+}
+
 /// Feeds the metrics with the enclave's `Status` (memory, sessions) and the link's state.
 async fn poll_status(link: Arc<EnclaveLink>, every: Duration, timeout: Duration) {
     loop {
@@ -288,5 +307,52 @@ async fn poll_status(link: Arc<EnclaveLink>, every: Duration, timeout: Duration)
             }
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{DaemonError, EnclaveLauncher, LinkError, link_lost};
+    use crate::enclave_launcher::{LaunchError, Launched};
+
+    /// An enclave that exits `after` the call, or never.
+    struct Exits(Option<Duration>);
+
+    impl EnclaveLauncher for Exits {
+        fn launch(
+            &mut self,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<Launched, LaunchError>> + Send + '_>>
+        {
+            Box::pin(async { Err(LaunchError("not in this test".into())) })
+        }
+        fn exited(&mut self) -> std::pin::Pin<Box<dyn Future<Output = String> + Send + '_>> {
+            let after = self.0;
+            Box::pin(async move {
+                match after {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+                "signal: 9 (SIGKILL)".to_owned()
+            })
+        }
+        fn terminate(&mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn a_link_lost_to_a_dying_enclave_reports_the_exit_and_otherwise_the_link() {
+        let closed = || LinkError::NoAttestation("the enclave connection is closed".into());
+        // Killed: the closed connection is seen before the process is reaped.
+        let r = link_lost(&mut Exits(Some(Duration::from_millis(50))), closed()).await;
+        assert!(
+            matches!(r, Err(DaemonError::EnclaveExited(ref s)) if s.contains("SIGKILL")),
+            "{r:?}"
+        );
+        // Alive: the link is the cause.
+        let r = link_lost(&mut Exits(None), closed()).await;
+        assert!(matches!(r, Err(DaemonError::Reattestation(LinkError::NoAttestation(_)))), "{r:?}");
     }
 }
