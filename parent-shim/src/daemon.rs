@@ -315,19 +315,16 @@ mod tests {
     use std::time::Duration;
 
     use super::{DaemonError, EnclaveLauncher, LinkError, link_lost};
-    use crate::enclave_launcher::{LaunchError, Launched};
+    use crate::enclave_launcher::{BoxFuture, LaunchError, Launched};
 
     /// An enclave that exits `after` the call, or never.
     struct Exits(Option<Duration>);
 
     impl EnclaveLauncher for Exits {
-        fn launch(
-            &mut self,
-        ) -> std::pin::Pin<Box<dyn Future<Output = Result<Launched, LaunchError>> + Send + '_>>
-        {
+        fn launch(&mut self) -> BoxFuture<'_, Result<Launched, LaunchError>> {
             Box::pin(async { Err(LaunchError("not in this test".into())) })
         }
-        fn exited(&mut self) -> std::pin::Pin<Box<dyn Future<Output = String> + Send + '_>> {
+        fn exited(&mut self) -> BoxFuture<'_, String> {
             let after = self.0;
             Box::pin(async move {
                 match after {
@@ -337,7 +334,7 @@ mod tests {
                 "signal: 9 (SIGKILL)".to_owned()
             })
         }
-        fn terminate(&mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        fn terminate(&mut self) -> BoxFuture<'_, ()> {
             Box::pin(async {})
         }
     }

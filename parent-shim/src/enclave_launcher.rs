@@ -84,7 +84,8 @@ impl fmt::Display for LaunchError {
 
 impl std::error::Error for LaunchError {}
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// What the launcher's methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Starts, watches and destroys one enclave.
 pub trait EnclaveLauncher: Send {

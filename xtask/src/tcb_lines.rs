@@ -14,11 +14,11 @@ use std::path::Path;
 use crate::generated_section;
 use crate::run::{Failure, Result};
 
-/// (source directory, files in it the `nsm` build does not compile).
-const IN_NSM_IMAGE: &[(&str, &[&str])] = &[
-    ("wire/src", &["fuzzing.rs"]),
-    ("enclave-rt/core/src", &["fuzzing.rs"]),
-    ("enclave-rt/src", &["sim_nsm.rs", "no_flavour.rs"]),
+/// (crate, its source directory, files in it the `nsm` build does not compile).
+const IN_NSM_IMAGE: &[(&str, &str, &[&str])] = &[
+    ("wire", "wire/src", &["fuzzing.rs"]),
+    ("enclave-core", "enclave-rt/core/src", &["fuzzing.rs"]),
+    ("enclave-rt", "enclave-rt/src", &["sim_nsm.rs", "no_flavour.rs"]),
 ];
 
 /// The `cfg`s under which the `nsm` build compiles nothing: `enclave-rt` refuses `nsm`
@@ -33,7 +33,7 @@ const NOT_IN_NSM: [&str; 3] = [
 /// Checks that each file left out of the count is a module its crate's `lib.rs` declares
 /// once, behind one of [`NOT_IN_NSM`]: the count cannot leave out what the image compiles.
 fn check_left_out(root: &Path) -> Result {
-    for (krate, skip) in IN_NSM_IMAGE {
+    for (_, krate, skip) in IN_NSM_IMAGE {
         let lib = std::fs::read_to_string(root.join(krate).join("lib.rs"))?;
         let lines: Vec<&str> = lib.lines().map(str::trim).collect();
         for file in *skip {
@@ -95,6 +95,11 @@ fn count_dir(dir: &Path, skip: &[&str]) -> Result<Vec<Counted>> {
     Ok(out)
 }
 
+/// The code lines of `files` together.
+fn lines<'a>(files: impl IntoIterator<Item = &'a Counted>) -> usize {
+    files.into_iter().map(|f| f.lines).sum()
+}
+
 /// The first sentence of a file's `//!` documentation, on one line, safe in a table cell.
 fn first_sentence(text: &str) -> String {
     let paragraph: Vec<&str> = text
@@ -125,24 +130,22 @@ fn thousands(n: usize) -> String {
 
 /// The section of `docs/tcb.md`: every counted file, each crate's sum, the total, and the
 /// files left out.
-fn render(counts: &[(&str, Vec<Counted>)]) -> String {
+fn render(counts: &[(&str, &str, Vec<Counted>)]) -> String {
     let mut out =
         String::from("| file | code lines | what it is (its module doc) |\n|---|---:|---|\n");
     let mut sums = Vec::new();
-    for (krate, files) in counts {
-        let name = krate.trim_end_matches("/src").replace("enclave-rt/core", "enclave-core");
+    for (name, krate, files) in counts {
         for f in files {
             let _ =
                 writeln!(out, "| `{krate}/{}` | {} | {} |", f.name, thousands(f.lines), f.about);
         }
-        let sum = files.iter().map(|f| f.lines).sum::<usize>();
-        let _ = writeln!(out, "| **`{name}`** | **{}** | |", thousands(sum));
-        sums.push(format!("`{name}` {}", thousands(sum)));
+        let _ = writeln!(out, "| **`{name}`** | **{}** | |", thousands(lines(files)));
+        sums.push(format!("`{name}` {}", thousands(lines(files))));
     }
-    let total = counts.iter().flat_map(|(_, f)| f).map(|f| f.lines).sum::<usize>();
+    let total = lines(counts.iter().flat_map(|(_, _, f)| f));
     let left_out: Vec<String> = IN_NSM_IMAGE
         .iter()
-        .flat_map(|(krate, skip)| skip.iter().map(move |f| format!("`{krate}/{f}`")))
+        .flat_map(|(_, krate, skip)| skip.iter().map(move |f| format!("`{krate}/{f}`")))
         .collect();
     let _ = write!(
         out,
@@ -169,14 +172,13 @@ pub(crate) enum Doc {
 pub(crate) fn task(root: &Path, doc: Doc) -> Result {
     check_left_out(root)?;
     let mut counts = Vec::new();
-    for (krate, skip) in IN_NSM_IMAGE {
+    for (name, krate, skip) in IN_NSM_IMAGE {
         let files = count_dir(&root.join(krate), skip)?;
-        let sum: usize = files.iter().map(|f| f.lines).sum();
         let list: Vec<String> = files.iter().map(|f| format!("{} {}", f.name, f.lines)).collect();
-        println!("{krate}: {sum} lines ({})", list.join(", "));
-        counts.push((*krate, files));
+        println!("{krate}: {} lines ({})", lines(&files), list.join(", "));
+        counts.push((*name, *krate, files));
     }
-    let total = counts.iter().flat_map(|(_, f)| f).map(|f| f.lines).sum::<usize>();
+    let total = lines(counts.iter().flat_map(|(_, _, f)| f));
     println!("our code in the nsm image: {total} non-blank, non-comment lines");
     if doc == Doc::Leave {
         return Ok(());
