@@ -39,22 +39,9 @@ use crate::share_loader::{LoadError, LoaderConfig, ShareLoader};
 use crate::share_store::{ShareStore, StoreError};
 use crate::signing_engine::AnswerKey;
 
-/// The states of a boot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BootState {
-    /// Waiting for the parent's `Hello`.
-    Waiting,
-    /// The attestation document (with our RSA public key) has been sent.
-    Attested,
-    /// The age identity has been unsealed; the RSA key is gone.
-    KeyUnsealed,
-    /// Share file chunks are being decrypted into the store.
-    Loading,
-    /// Shares are loaded; boot messages are no longer accepted.
-    Serving,
-    /// Terminal: secrets wiped, nothing served.
-    Failed,
-}
+/// The states of a boot: the protocol's own (`wire::BootState`, as `Status` reports them),
+/// so the machine and the wire cannot disagree on what a state is.
+pub use wire::BootState;
 
 /// The boot messages, by kind, for the transition table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -388,7 +388,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
         let (in_use, cap) =
             self.engine.as_ref().map_or((0, 0), |e| (e.sessions_in_use(), e.session_cap()));
         Status {
-            state: wire_state(self.machine.state()),
+            state: self.machine.state(),
             accounts: self.machine.store().map_or(0, ShareStore::len),
             memory_in_use: mem.live as u64,
             memory_peak: mem.peak as u64,
@@ -811,16 +811,5 @@ fn encode_boot(
             let failed = BootFailed { reason: f.reason, detail: &f.detail };
             wire::encode(&failed, stream, Flags::NONE, buf)
         }
-    }
-}
-
-fn wire_state(s: BootState) -> wire::BootState {
-    match s {
-        BootState::Waiting => wire::BootState::Waiting,
-        BootState::Attested => wire::BootState::Attested,
-        BootState::KeyUnsealed => wire::BootState::KeyUnsealed,
-        BootState::Loading => wire::BootState::Loading,
-        BootState::Serving => wire::BootState::Serving,
-        BootState::Failed => wire::BootState::Failed,
     }
 }

@@ -743,14 +743,6 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         wiped
     }
 
-    /// Wipes every session. (No serving path calls it: a lost parent leaves its sessions
-    /// to their TTL, and the engine's `Drop` clears the slots itself.)
-    pub fn abort_all(&mut self) {
-        for i in 0..self.slots.len() {
-            self.wipe(i);
-        }
-    }
-
     fn find(&self, session_id: &[u8; 16]) -> Option<usize> {
         self.ids
             .iter()

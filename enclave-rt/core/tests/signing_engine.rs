@@ -451,10 +451,12 @@ fn abort_wipes_and_the_id_stays_spent() {
     assert_eq!(engine.sign(at(T0 + 1), &req).unwrap_err(), EngineError::UnknownSession);
     let e = engine.commit(at(T0 + 1), &grant.request(), &fx.store).unwrap_err();
     assert_eq!((e, code(e)), (EngineError::Replayed, RpcErrorCode::PERMISSION_DENIED));
-    // abort_all empties the table.
-    open(&mut engine, &fx, "TR-2of3", 2).unwrap();
-    open(&mut engine, &fx, "ED-2of3", 3).unwrap();
-    engine.abort_all();
+    // Aborting each open session empties the table.
+    let (second, _) = open(&mut engine, &fx, "TR-2of3", 2).unwrap();
+    let (third, _) = open(&mut engine, &fx, "ED-2of3", 3).unwrap();
+    assert_eq!(engine.sessions_in_use(), 2);
+    engine.abort(&second.session_id).unwrap();
+    engine.abort(&third.session_id).unwrap();
     assert_eq!(engine.sessions_in_use(), 0);
 }
 
