@@ -139,8 +139,9 @@ fn render(counts: &[(&str, &str, Vec<Counted>)]) -> String {
             let _ =
                 writeln!(out, "| `{krate}/{}` | {} | {} |", f.name, thousands(f.lines), f.about);
         }
-        let _ = writeln!(out, "| **`{name}`** | **{}** | |", thousands(lines(files)));
-        sums.push(format!("`{name}` {}", thousands(lines(files))));
+        let sum = thousands(lines(files));
+        let _ = writeln!(out, "| **`{name}`** | **{sum}** | |");
+        sums.push(format!("`{name}` {sum}"));
     }
     let total = lines(counts.iter().flat_map(|(_, _, f)| f));
     let left_out: Vec<String> = IN_NSM_IMAGE
