@@ -475,3 +475,64 @@ fn a_bad_configuration_is_refused_before_anything_starts() {
     assert!(err.contains("no NSM: the sim flavour needs --sim-nsm-dir"), "{err}");
     assert!(!Path::new("/tmp/cfg-c.sock").exists(), "it listened");
 }
+
+/// A probe's name, its `BootFailed` (kind and payload), the log lines after its
+/// `SealedKey`, and the exit code.
+type Outcome = (String, (u16, Vec<u8>), String, Option<i32>);
+
+/// The unseal is no oracle (`docs/threat-model.md`, "No oracles"): a parent that tampers
+/// with the CBC layer of the sealed key, cuts it at each block boundary, or wraps a
+/// malformed identity in valid padding gets, from the real binary, the same `BootFailed`
+/// frame, the same log lines after the `SealedKey`, and the same exit, whatever was done.
+#[test]
+fn every_tampered_sealed_key_gives_the_same_bytes_and_log_lines() {
+    let keys = common::keys();
+    let identity_text = keys.age.to_string().expose_secret().to_owned();
+    let count = {
+        let spki = enclave_core::kms_unseal::UnsealKey::generate().unwrap();
+        tests::unseal_oracle::probes(spki.public_key_der(), &identity_text).len()
+    };
+    let mut seen: Option<Outcome> = None;
+    for i in 0..count {
+        let mut e = start(&format!("oracle-{i}"));
+        let (public_key, _) = boot_until_attested(&mut e, b"nonce-oracle-probe");
+        let before = e.drain_logs();
+        assert!(before.contains("attestation document sent"), "{before}");
+        let probe = tests::unseal_oracle::probes(&public_key, &identity_text).swap_remove(i);
+        e.send(&Message::SealedKey(SealedKey { ciphertext_for_recipient: &probe.blob }), 0);
+        let (_, kind, payload) = e.recv();
+        let Message::BootFailed(f) = decode(kind, &payload) else {
+            panic!("{}: {:?}", probe.name, decode(kind, &payload))
+        };
+        assert_eq!(f.reason, wire::BootFailReason::SEALED_KEY_UNDECRYPTABLE, "{}", probe.name);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = e.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "{}: the enclave did not exit", probe.name);
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let after = e.drain_logs();
+        assert!(after.contains("boot failed"), "{}: {after}", probe.name);
+        let this = (probe.name, (kind, payload), after, status.code());
+        match &seen {
+            None => seen = Some(this),
+            Some(first) => {
+                assert_eq!(this.1, first.1, "BootFailed of {} and {} differ", this.0, first.0);
+                assert_eq!(this.2, first.2, "log lines of {} and {} differ", this.0, first.0);
+                assert_eq!(this.3, first.3, "exit of {} and {} differ", this.0, first.0);
+            }
+        }
+    }
+    // And the genuine blob opens through the same binary (the probes failed for what was
+    // done to them, not for a harness fault).
+    let mut e = start("oracle-genuine");
+    let (public_key, _) = boot_until_attested(&mut e, b"nonce-oracle-probe");
+    let blob = tests::unseal_oracle::genuine_with_newline(&public_key, &identity_text);
+    e.send(&Message::SealedKey(SealedKey { ciphertext_for_recipient: &blob }), 0);
+    let file = common::encrypt(&keys, &common::json(&common::accounts(3, 33)));
+    send_file(&mut e, &file, 3);
+    let (_, kind, payload) = e.recv();
+    assert!(matches!(decode(kind, &payload), Message::Loaded(l) if l.accounts == 3));
+}

@@ -517,21 +517,33 @@ const OID_AES256_CBC: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 
 /// `CiphertextForRecipient`.
 pub fn seal_for_recipient(spki_der: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, String> {
     use aes::cipher::{BlockEncryptMut, KeyIvInit, block_padding::Pkcs7};
-    use rsa::pkcs8::DecodePublicKey;
-    let public = rsa::RsaPublicKey::from_public_key_der(spki_der)
-        .map_err(|e| format!("the attestation public key is not RSA: {e}"))?;
     let rng = SystemRandom::new();
     let mut cek = [0u8; 32];
     let mut iv = [0u8; 16];
     rng.fill(&mut cek).map_err(|_| "no randomness")?;
     rng.fill(&mut iv).map_err(|_| "no randomness")?;
-    let encrypted_key = public
-        .encrypt(&mut rand::rngs::OsRng, rsa::Oaep::new::<sha2::Sha256>(), &cek)
-        .map_err(|e| format!("RSA-OAEP: {e}"))?;
     let content = cbc::Encryptor::<aes::Aes256>::new(&cek.into(), &iv.into())
         .encrypt_padded_vec_mut::<Pkcs7>(plaintext);
+    let blob = seal_parts(spki_der, &cek, &iv, &content);
     zeroize::Zeroize::zeroize(&mut cek);
+    blob
+}
 
+/// KMS's CMS layout around parts the caller chooses: `cek` encrypted to `spki_der` with
+/// RSAES-OAEP-SHA-256, and `content` (already AES-256-CBC ciphertext under `iv`) as is.
+/// A hostile parent's tool: it can put anything in the unauthenticated CBC layer.
+pub fn seal_parts(
+    spki_der: &[u8],
+    cek: &[u8],
+    iv: &[u8; 16],
+    content: &[u8],
+) -> Result<Vec<u8>, String> {
+    use rsa::pkcs8::DecodePublicKey;
+    let public = rsa::RsaPublicKey::from_public_key_der(spki_der)
+        .map_err(|e| format!("the attestation public key is not RSA: {e}"))?;
+    let encrypted_key = public
+        .encrypt(&mut rand::rngs::OsRng, rsa::Oaep::new::<sha2::Sha256>(), cek)
+        .map_err(|e| format!("RSA-OAEP: {e}"))?;
     let sha256 = seq(&[&der(0x06, OID_SHA256)]);
     let oaep_params =
         seq(&[&der(0xa0, &sha256), &der(0xa1, &seq(&[&der(0x06, OID_MGF1), &sha256]))]);
@@ -545,8 +557,8 @@ pub fn seal_for_recipient(spki_der: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, 
     ]);
     let content_info = seq(&[
         &der(0x06, OID_DATA),
-        &seq(&[&der(0x06, OID_AES256_CBC), &der(0x04, &iv)]),
-        &der(0x80, &content), // [0] IMPLICIT encryptedContent
+        &seq(&[&der(0x06, OID_AES256_CBC), &der(0x04, iv)]),
+        &der(0x80, content), // [0] IMPLICIT encryptedContent
     ]);
     let enveloped = seq(&[&der(0x02, &[2]), &der(0x31, &recipient), &content_info]);
     Ok(seq(&[&der(0x06, OID_ENVELOPED_DATA), &der(0xa0, &enveloped)]))

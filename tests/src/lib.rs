@@ -7,7 +7,8 @@
 //! tasks keep the tools they build; [`audit_cost`], the audit chain's cost per session as
 //! the benchmarks measure it; [`frame_reader`], an enclave's log channel read on a thread;
 //! [`node`], a node (the parent and the enclave as real processes) for the suites in
-//! `tests/tests/` and the soak.
+//! `tests/tests/` and the soak; [`unseal_oracle`], the sealed keys a hostile parent probes
+//! the unseal with.
 
 pub mod audit_cost;
 pub mod cms_openssl;
@@ -23,3 +24,4 @@ pub mod share_gen;
 pub mod sim_ca;
 pub mod tls_certs;
 pub mod tool_cache;
+pub mod unseal_oracle;

@@ -128,7 +128,10 @@ wire_code16! {
         ATTESTATION_FAILED = 2,
         /// The sealed key is not well-formed CMS.
         SEALED_KEY_MALFORMED = 3,
-        /// The sealed key is not for this enclave's key, or does not decrypt.
+        /// The sealed key does not open to an age identity with this boot's key. One
+        /// answer, with one detail, for every cause past the CMS structure (RSA-OAEP, the
+        /// content key, the CBC padding, the identity's text): which one failed depends on
+        /// secret bytes the parent can tamper with.
         SEALED_KEY_UNDECRYPTABLE = 4,
         /// A second sealed key arrived.
         SEALED_KEY_REPEATED = 5,

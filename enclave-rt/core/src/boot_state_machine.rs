@@ -367,7 +367,9 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
                         UnsealError::Malformed(_) | UnsealError::Unsupported(_) => {
                             BootFailReason::SEALED_KEY_MALFORMED
                         }
-                        _ => BootFailReason::SEALED_KEY_UNDECRYPTABLE,
+                        UnsealError::Sealed | UnsealError::KeyGeneration => {
+                            BootFailReason::SEALED_KEY_UNDECRYPTABLE
+                        }
                     };
                     BootFailure::new(reason, e)
                 })?;

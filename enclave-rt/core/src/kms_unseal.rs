@@ -14,17 +14,21 @@
 //!
 //! in BER, possibly with indefinite lengths and a chunked `encryptedContent`. Exactly one
 //! key-transport recipient is accepted, with exactly those algorithms; anything else is an
-//! `UnsealError` naming what and where, never any decrypted byte. [`UnsealKey::unseal`]
+//! `UnsealError` naming what and where. What lies past the structure (the content key, the
+//! padding, the identity) is checked in constant time and any failure there is the one
+//! `UnsealError::Sealed`: the CBC layer is malleable and KMS seals the same identity at
+//! every boot, so a detailed answer would be a padding oracle (docs/threat-model.md). [`UnsealKey::unseal`]
 //! consumes the key, so it is used once and then zeroized (`rsa` wipes private keys on drop).
 
 use core::fmt;
 
-use aes::cipher::{BlockDecryptMut, KeyIvInit, block_padding::Pkcs7};
+use aes::cipher::{BlockDecryptMut, KeyIvInit, block_padding::NoPadding};
 use rsa::pkcs8::EncodePublicKey;
 use rsa::{Oaep, RsaPrivateKey};
+use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroizing;
 
-use crate::age_identity::{Identity, IdentityError};
+use crate::age_identity::{IDENTITY_LEN, Identity};
 use crate::ber::{BerError, Element, Reader, tag};
 
 /// RSA modulus size KMS expects for `RSAES_OAEP_SHA_256` recipients.
@@ -39,7 +43,8 @@ const OID_MGF1: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08];
 const OID_SHA256: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
 const OID_AES256_CBC: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2a];
 
-/// Why the sealed key could not be opened. No variant carries decrypted bytes.
+/// Why the sealed key could not be opened. No variant carries decrypted bytes, and
+/// everything after the CMS structure is one variant ([`UnsealError::Sealed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnsealError {
     /// The RSA key could not be generated.
@@ -48,12 +53,11 @@ pub enum UnsealError {
     Malformed(BerError),
     /// A well-formed blob uses an algorithm or layout we do not accept.
     Unsupported(&'static str),
-    /// The RSA-OAEP layer does not open with our key (another recipient, or corrupted).
-    KeyTransport,
-    /// The AES-256-CBC layer does not decrypt (bad padding or wrong key size).
-    Content,
-    /// The plaintext is not an age X25519 identity.
-    Identity(IdentityError),
+    /// The blob does not open to an age identity with this boot's key: RSA-OAEP, the
+    /// content key's size, the AES-256-CBC padding and the identity's text, all checked
+    /// in constant time and reported as one. Which of them failed depends on secret bytes
+    /// the parent can tamper with (the CBC layer is unauthenticated), so it is not said.
+    Sealed,
 }
 
 impl fmt::Display for UnsealError {
@@ -62,14 +66,13 @@ impl fmt::Display for UnsealError {
             Self::KeyGeneration => f.write_str("cannot generate the RSA unseal key"),
             Self::Malformed(e) => write!(f, "sealed key is not valid CMS: {e}"),
             Self::Unsupported(what) => write!(f, "sealed key uses an unsupported {what}"),
-            Self::KeyTransport => {
-                f.write_str("sealed key was not encrypted to this enclave (RSA-OAEP failed)")
-            }
-            Self::Content => f.write_str("sealed key content does not decrypt (AES-256-CBC)"),
-            Self::Identity(e) => write!(f, "sealed key does not hold an age identity: {e}"),
+            Self::Sealed => f.write_str(SEALED_DETAIL),
         }
     }
 }
+
+/// The one text of every failure past the CMS structure.
+pub const SEALED_DETAIL: &str = "sealed key does not open to an age identity with this boot's key";
 
 impl From<BerError> for UnsealError {
     fn from(e: BerError) -> Self {
@@ -116,23 +119,65 @@ impl UnsealKey {
     }
 
     /// Opens KMS's `CiphertextForRecipient`. Consumes the key: it opens exactly one blob.
+    ///
+    /// The CMS structure is public and its errors are detailed. Past it, every byte is
+    /// secret or malleable by the parent, so the same work is done whatever fails (the
+    /// content key of a failed OAEP is zeros, the whole content is decrypted, the fixed
+    /// window is checked in full) and every failure is [`UnsealError::Sealed`].
     pub fn unseal(self, blob: &[u8]) -> Result<Identity, UnsealError> {
         let sealed = parse_enveloped_data(blob)?;
-        let cek = Zeroizing::new(
-            self.key
-                .decrypt(Oaep::new::<sha2::Sha256>(), &sealed.encrypted_key)
-                .map_err(|_| UnsealError::KeyTransport)?,
-        );
+        let opened = self.key.decrypt(Oaep::new::<sha2::Sha256>(), &sealed.encrypted_key);
         drop(self); // the RSA key is zeroized here, before anything else is done
-        let key: &[u8; 32] =
-            cek.as_slice().try_into().map_err(|_| UnsealError::Unsupported("content key size"))?;
+        let mut cek = Zeroizing::new([0u8; 32]);
+        let mut valid = Choice::from(0);
+        if let Ok(opened) = opened.map(Zeroizing::new) {
+            valid = opened.len().ct_eq(&cek.len());
+            for (d, s) in cek.iter_mut().zip(opened.iter()) {
+                *d = *s;
+            }
+        }
         let mut content = Zeroizing::new(sealed.encrypted_content);
-        let decryptor = cbc::Decryptor::<aes::Aes256>::new(key.into(), (&sealed.iv).into());
-        let plain = decryptor
-            .decrypt_padded_mut::<Pkcs7>(&mut content)
-            .map_err(|_| UnsealError::Content)?;
-        Identity::parse(plain).map_err(UnsealError::Identity)
+        let decryptor = cbc::Decryptor::<aes::Aes256>::new((&*cek).into(), (&sealed.iv).into());
+        if decryptor.decrypt_padded_mut::<NoPadding>(&mut content).is_err() {
+            // Whole blocks were checked with the structure; nothing secret decides this.
+            return Err(UnsealError::Malformed(BerError {
+                what: "content is not whole blocks",
+                offset: 0,
+            }));
+        }
+        let mut window = Zeroizing::new([0u8; SEALED_LEN]);
+        for (d, s) in window.iter_mut().zip(content.iter()) {
+            *d = *s;
+        }
+        valid &= content.len().ct_eq(&SEALED_LEN);
+        let (text_valid, key) = open_window(&window);
+        if bool::from(valid & text_valid) {
+            Ok(Identity::from_key(&key))
+        } else {
+            Err(UnsealError::Sealed)
+        }
     }
+}
+
+/// The plaintext KMS seals: the identity's [`IDENTITY_LEN`] characters, optionally one
+/// `\n`, then PKCS#7 padding: always five AES blocks.
+const SEALED_LEN: usize = 80;
+
+/// Checks the decrypted window in constant time: PKCS#7 padding around exactly the
+/// identity (pad 6) or the identity and a newline (pad 5), and the identity itself.
+fn open_window(window: &[u8; SEALED_LEN]) -> (Choice, Zeroizing<[u8; 32]>) {
+    let (chars, tail) = window.split_at(IDENTITY_LEN);
+    let all_equal =
+        |bytes: &[u8], b: u8| bytes.iter().fold(Choice::from(1), |ok, x| ok & x.ct_eq(&b));
+    let bare = all_equal(tail, 6);
+    let newline = tail.first().map_or(Choice::from(0), |c| c.ct_eq(&b'\n'))
+        & all_equal(tail.get(1..).unwrap_or_default(), 5);
+    let mut text = Zeroizing::new([0u8; IDENTITY_LEN]);
+    for (d, s) in text.iter_mut().zip(chars) {
+        *d = *s;
+    }
+    let (identity_valid, key) = Identity::decode(&text);
+    (identity_valid & (bare | newline), key)
 }
 
 /// Checks a blob's CMS structure without a key: everything [`UnsealKey::unseal`] checks
@@ -308,7 +353,9 @@ fn parse_eci(eci: &Element<'_>) -> Result<([u8; 16], Vec<u8>), UnsealError> {
     content.octets_into(&mut out, CONTENT_MAX)?;
     r.finish("bytes after encryptedContent")?;
     if out.is_empty() || out.len() % 16 != 0 {
-        return Err(UnsealError::Content);
+        return Err(UnsealError::Malformed(
+            content.error("encryptedContent is not whole AES blocks"),
+        ));
     }
     Ok((iv, out))
 }

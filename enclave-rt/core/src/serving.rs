@@ -253,7 +253,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
     /// Cheap when there is nothing to do; the shell calls it on every turn.
     pub fn handle_timeout(&mut self, clock: Clock) {
         self.router.subscribe_if_due(clock.instant);
-        self.router.check_clock(clock);
+        let (clock, _) = self.router.session_clock(clock);
         if let Some(e) = &mut self.router.engine {
             let (audit, logs) = (&mut self.router.audit, &mut self.router.logs);
             let wiped = e.expire_each(clock.unix, &mut |session_id| {
@@ -352,7 +352,10 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             Message::Ping(p) => Reply::Pong(p.nonce),
             Message::StatusRequest(_) => Reply::Status(self.status(clock.instant, memory)),
             Message::AttestRequest(r) => self.attest(r.nonce),
-            Message::AuditHeadRequest(_) => self.audit_head(clock),
+            Message::AuditHeadRequest(_) => {
+                let (clock, _) = self.session_clock(clock);
+                self.audit_head(clock)
+            }
             m if boot_input(m).is_some() => {
                 let ctx = Context {
                     now_micros: micros_since(self.started, clock.instant),
@@ -369,18 +372,19 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
                 self.relay(message, clock);
                 Reply::None
             }
-            Message::CommitRequest(_) if self.engine.is_some() && !self.clock_trusted(clock) => {
-                Reply::Rpc(
-                    RpcErrorCode::FAILED_PRECONDITION,
-                    "the enclave's clock is not trusted (skew against the NSM beyond the bound)",
-                )
-            }
-            m => match (&mut self.engine, self.machine.store()) {
-                (Some(engine), Some(store)) => {
-                    serve(engine, store, m, clock, &mut self.logs, self.audit.as_mut())
+            m => {
+                let (clock, trusted) = self.session_clock(clock);
+                match (&mut self.engine, self.machine.store()) {
+                    (Some(engine), Some(store)) => {
+                        let (logs, audit) = (&mut self.logs, self.audit.as_mut());
+                        serve(engine, store, m, clock, trusted, logs, audit)
+                    }
+                    _ => Reply::Rpc(
+                        RpcErrorCode::FAILED_PRECONDITION,
+                        "not serving: boot incomplete",
+                    ),
                 }
-                _ => Reply::Rpc(RpcErrorCode::FAILED_PRECONDITION, "not serving: boot incomplete"),
-            },
+            }
         }
     }
 
@@ -456,10 +460,12 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
         }
     }
 
-    /// Whether grants may be checked against our clock: measured now if due.
-    fn clock_trusted(&mut self, clock: Clock) -> bool {
+    /// The time sessions are judged by (the NSM's clock, [`ClockCheck::now`]) and whether
+    /// new sessions may open (the clock is trusted), measured first if due.
+    fn session_clock(&mut self, clock: Clock) -> (Clock, bool) {
         self.check_clock(clock);
-        self.clock.trusted()
+        let unix = self.clock.now(clock.instant, clock.unix);
+        (Clock { instant: clock.instant, unix }, self.clock.trusted())
     }
 
     /// Serving: measures our clock against the NSM's when due; a change is logged, and
@@ -543,6 +549,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
     /// A frame of the relay channels: an event becomes a request for the engine, whose
     /// answer is posted to the gateway; closes and post outcomes are logged.
     fn relay(&mut self, message: &Message<'_>, clock: Clock) {
+        let (clock, trusted) = self.session_clock(clock);
         let (Some(events), Some(engine), Some(store)) =
             (&mut self.events, &mut self.engine, self.machine.store())
         else {
@@ -582,7 +589,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
                 return;
             }
         };
-        let reply = serve(engine, store, &request, clock, logs, self.audit.as_mut());
+        let reply = serve(engine, store, &request, clock, trusted, logs, self.audit.as_mut());
         let mut body = vec![0u8; 2048];
         let n = reply.encode(0, &mut body, logs);
         if n == 0 {
@@ -653,16 +660,20 @@ fn checkpoint_now<R: RngCore + CryptoRng>(
     c
 }
 
-/// One signing request; its outcome goes into the audit chain (and a checkpoint when due).
+/// One signing request, however it came in (gRPC or a session event): the one place
+/// sessions are opened, so the clock gate is here. `clock` is the session clock
+/// ([`Router::session_clock`]); `trusted` whether new sessions may open. The outcome goes
+/// into the audit chain (and a checkpoint when due).
 fn serve<R: RngCore + CryptoRng>(
     engine: &mut SigningEngine<R>,
     store: &ShareStore,
     message: &Message<'_>,
     clock: Clock,
+    trusted: bool,
     logs: &mut LogRing,
     audit: Option<&mut AuditChain>,
 ) -> Reply {
-    let reply = answer(engine, store, message, clock.unix, logs);
+    let reply = answer(engine, store, message, clock.unix, trusted, logs);
     if let (Some(chain), Some(entry)) = (audit, audit_entry(message, &reply)) {
         let entry = chain.append(entry, clock.instant);
         logs.push(&entry);
@@ -679,9 +690,11 @@ fn answer<R: RngCore + CryptoRng>(
     store: &ShareStore,
     message: &Message<'_>,
     now: Now,
+    trusted: bool,
     logs: &mut LogRing,
 ) -> Reply {
     let result = match message {
+        Message::CommitRequest(_) if !trusted => Err(EngineError::ClockUntrusted),
         Message::CommitRequest(r) => engine.commit(now, r, store).map(Reply::Commit),
         Message::SignRequest(r) => engine.sign(now, r).map(Reply::Sign),
         Message::AbortRequest(r) => {

@@ -139,6 +139,9 @@ pub enum EngineError {
     SchemeFailure,
     /// An answer could not be built (a limit of the wire format).
     AnswerTooLarge,
+    /// The enclave's clock is not trusted (no NSM time, or the guest clock beyond the
+    /// bound): no session is opened, whatever way the request came in.
+    ClockUntrusted,
 }
 
 impl EngineError {
@@ -150,6 +153,7 @@ impl EngineError {
                 RpcErrorCode::PERMISSION_DENIED
             }
             Self::GrantExpired | Self::SessionExpired => RpcErrorCode::DEADLINE_EXCEEDED,
+            Self::ClockUntrusted => RpcErrorCode::FAILED_PRECONDITION,
             Self::SessionExists => RpcErrorCode::ALREADY_EXISTS,
             Self::TableFull | Self::ReplayWindowFull => RpcErrorCode::RESOURCE_EXHAUSTED,
             Self::UnknownAccount | Self::UnknownSession => RpcErrorCode::NOT_FOUND,
@@ -202,6 +206,9 @@ impl fmt::Display for EngineError {
             Self::CommitmentMismatch => "the signing package alters our commitment",
             Self::SchemeFailure => "the scheme refused the signing package",
             Self::AnswerTooLarge => "the answer exceeds a wire limit",
+            Self::ClockUntrusted => {
+                "the enclave's clock is not trusted (no NSM time, or skew against the NSM beyond the bound)"
+            }
         })
     }
 }
@@ -510,7 +517,7 @@ pub fn check_gateway_key(key: &[u8; 32]) -> Result<VerifyingKey, EngineError> {
 }
 
 /// The current time as the engine sees it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Now {
     /// Microseconds since the Unix epoch.
     pub unix_micros: u64,

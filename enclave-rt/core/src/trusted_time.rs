@@ -2,14 +2,18 @@
 //! (the timestamp the Nitro hypervisor puts in a fresh attestation document,
 //! [`crate::boot_state_machine::Nsm::time_ms`]).
 //!
-//! Grant expiry and session lifetimes use the guest's wall clock, which nothing inside the
-//! enclave keeps in step. So the serving core measures the skew once serving starts and then
-//! every [`CHECK_INTERVAL`]; while a measurement fails or the skew exceeds the configured
-//! bound, the clock is untrusted and new sessions are refused (`FAILED_PRECONDITION`), and
-//! the change is logged as an alert. Until the first good measurement the clock is
-//! untrusted: fail closed. Sans-IO: the caller passes both readings and the monotonic time.
+//! The time grants and sessions are judged by ([`ClockCheck::now`]) is the NSM's last
+//! reading plus the monotonic time elapsed since: moving the guest's wall clock between
+//! two readings changes nothing. The guest clock is still compared with the NSM's once
+//! serving starts and then every [`CHECK_INTERVAL`]; while a reading fails or the skew
+//! exceeds the configured bound, the clock is untrusted, new sessions are refused
+//! (`FAILED_PRECONDITION`, however the request arrived) and the change is logged as an
+//! alert. Until the first good reading the clock is untrusted: fail closed. Sans-IO: the
+//! caller passes both readings and the monotonic time.
 
 use std::time::{Duration, Instant};
+
+use crate::signing_engine::Now;
 
 /// How often the skew is measured while serving (each measurement is one NSM request).
 pub const CHECK_INTERVAL: Duration = Duration::from_mins(1);
@@ -37,13 +41,37 @@ pub struct ClockCheck {
     trusted: bool,
     /// Whether a measurement ever happened (the first untrusted one is a change too).
     measured: bool,
+    /// The last time the NSM gave: when (monotonic) and what (Unix ms).
+    anchor: Option<(Instant, u64)>,
 }
 
 impl ClockCheck {
     /// An unmeasured (so untrusted) clock, allowed `max_skew_ms` either way.
     #[must_use]
     pub fn new(max_skew_ms: u64) -> Self {
-        Self { max_skew_ms, next_due: None, skew_ms: None, trusted: false, measured: false }
+        Self {
+            max_skew_ms,
+            next_due: None,
+            skew_ms: None,
+            trusted: false,
+            measured: false,
+            anchor: None,
+        }
+    }
+
+    /// The time at `instant` by the NSM's clock: its last reading plus the monotonic time
+    /// since. Before any reading (when no session can be open: they need a trusted
+    /// clock), `wall`.
+    #[must_use]
+    pub fn now(&self, instant: Instant, wall: Now) -> Now {
+        match self.anchor {
+            Some((at, nsm_ms)) => {
+                let elapsed = instant.saturating_duration_since(at).as_micros();
+                let elapsed = u64::try_from(elapsed).unwrap_or(u64::MAX);
+                Now { unix_micros: nsm_ms.saturating_mul(1000).saturating_add(elapsed) }
+            }
+            None => wall,
+        }
     }
 
     /// Whether grants may be checked against our clock now.
@@ -82,6 +110,9 @@ impl ClockCheck {
         self.next_due = Some(now + CHECK_INTERVAL);
         let first = !self.measured;
         self.measured = true;
+        if let Ok(theirs) = nsm_ms.as_ref() {
+            self.anchor = Some((now, *theirs));
+        }
         let skew = nsm_ms.ok().map(|theirs| {
             let d = i128::from(ours_ms) - i128::from(theirs);
             i64::try_from(d).unwrap_or(if d < 0 { i64::MIN } else { i64::MAX })
@@ -123,6 +154,21 @@ mod tests {
         // Extremes do not overflow.
         assert_eq!(c.record::<()>(t1, u64::MAX, Ok(0)), Change::Same);
         assert_eq!(c.skew_ms(), Some(i64::MAX));
+    }
+
+    #[test]
+    fn now_is_the_nsms_last_reading_plus_monotonic_time() {
+        let t0 = Instant::now();
+        let wall = Now { unix_micros: 42 };
+        let mut c = ClockCheck::new(5_000);
+        assert_eq!(c.now(t0, wall), wall, "no reading yet: the wall clock");
+        c.record::<()>(t0, 1_000_000, Ok(999_000));
+        let later = t0 + Duration::from_millis(1_500);
+        assert_eq!(c.now(later, wall), Now { unix_micros: 1_000_500_000 });
+        // A failed reading keeps the last anchor (and leaves the clock untrusted).
+        c.record(later, 1_000_000, Err("silent"));
+        assert_eq!(c.now(later, wall), Now { unix_micros: 1_000_500_000 });
+        assert!(!c.trusted());
     }
 
     #[test]

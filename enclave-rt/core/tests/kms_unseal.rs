@@ -6,7 +6,6 @@
 mod common;
 
 use common::cms::{KMS_LIKE, cert_for, seal, workdir};
-use enclave_core::age_identity::IdentityError;
 use enclave_core::kms_unseal::{UnsealError, UnsealKey, check_structure};
 
 const IDENTITY: &str = "AGE-SECRET-KEY-1EGTZVFFV20835NWYV6270LXYVK2VKNX2MMDKWYKLMGR48UAWX40Q2P2LM0";
@@ -89,16 +88,13 @@ fn a_blob_for_another_key_or_with_other_content_fails_cleanly() {
     let theirs = UnsealKey::generate().unwrap();
     let cert = cert_for(&dir.0, theirs.public_key_der(), "theirs");
     let blob = seal(&dir.0, IDENTITY.as_bytes(), &[&cert], KMS_LIKE);
-    assert_eq!(ours.unseal(&blob).unwrap_err(), UnsealError::KeyTransport);
+    assert_eq!(ours.unseal(&blob).unwrap_err(), UnsealError::Sealed);
 
     let key = UnsealKey::generate().unwrap();
     let cert = cert_for(&dir.0, key.public_key_der(), "enclave");
     let blob = seal(&dir.0, b"not an identity", &[&cert], KMS_LIKE);
     let err = key.unseal(&blob).unwrap_err();
-    assert!(
-        matches!(err, UnsealError::Identity(IdentityError::WrongPrefix | IdentityError::BadLength)),
-        "{err:?}"
-    );
+    assert_eq!(err, UnsealError::Sealed);
     assert!(!err.to_string().contains("not an identity"), "the error echoes plaintext: {err}");
 }
 
@@ -115,10 +111,7 @@ fn truncated_and_corrupted_blobs_are_typed_errors() {
         check_structure(blob).unwrap();
         for cut in 0..blob.len() {
             let err = check_structure(&blob[..cut]).unwrap_err();
-            assert!(
-                matches!(err, UnsealError::Malformed(_) | UnsealError::Content),
-                "cut {cut}: {err:?}"
-            );
+            assert!(matches!(err, UnsealError::Malformed(_)), "cut {cut}: {err:?}");
         }
         let mut extended = (*blob).clone();
         extended.push(0);
@@ -128,7 +121,7 @@ fn truncated_and_corrupted_blobs_are_typed_errors() {
     let mut flipped = definite.clone();
     let at = flipped.len() - 40;
     flipped[at] ^= 0x55;
-    assert!(matches!(key.unseal(&flipped), Err(UnsealError::Content | UnsealError::Identity(_))));
+    assert_eq!(key.unseal(&flipped).unwrap_err(), UnsealError::Sealed);
     // The fuzz oracle on every truncation and on single-byte flips of both encodings.
     #[cfg(feature = "fuzzing")]
     for blob in [&definite, &indefinite] {
@@ -148,4 +141,39 @@ fn truncated_and_corrupted_blobs_are_typed_errors() {
         check_structure(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]),
         Err(UnsealError::Malformed(_))
     ));
+}
+
+/// A hostile parent tampers with the CBC layer KMS leaves unauthenticated (KMS seals the
+/// same identity at every boot, so any difference between failures is a padding oracle):
+/// every probe fails with the one `Sealed` error and the same text, and the genuine blob,
+/// with or without a trailing newline, opens.
+#[test]
+fn every_tampered_or_malformed_sealed_key_fails_the_same_way() {
+    let identity = IDENTITY;
+    let expected = enclave_core::age_identity::Identity::parse(identity.as_bytes()).unwrap();
+    for genuine in [tests::unseal_oracle::genuine, tests::unseal_oracle::genuine_with_newline] {
+        let key = UnsealKey::generate().unwrap();
+        let blob = genuine(key.public_key_der(), identity);
+        assert_eq!(key.unseal(&blob).unwrap().public_key(), expected.public_key());
+    }
+    // A key per probe, as each boot has its own; each probe made for that key.
+    let count = tests::unseal_oracle::probes(expected_spki(), identity).len();
+    assert!(count >= 20, "{count}");
+    for i in 0..count {
+        let key = UnsealKey::generate().unwrap();
+        let probe = tests::unseal_oracle::probes(key.public_key_der(), identity).swap_remove(i);
+        let err = key.unseal(&probe.blob).unwrap_err();
+        assert_eq!(err, UnsealError::Sealed, "{}", probe.name);
+        assert_eq!(
+            err.to_string(),
+            "sealed key does not open to an age identity with this boot's key",
+            "{}",
+            probe.name
+        );
+    }
+}
+
+fn expected_spki() -> &'static [u8] {
+    static SPKI: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    SPKI.get_or_init(|| UnsealKey::generate().unwrap().public_key_der().to_vec())
 }

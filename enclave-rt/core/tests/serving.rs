@@ -402,6 +402,93 @@ fn a_clock_moved_away_from_the_nsms_refuses_new_sessions_until_it_is_back() {
     assert!(log_text(&mut h.core).contains("no NSM time"));
 }
 
+/// The clock gate is where sessions open, so a commit delivered as a session event (which
+/// the parent can inject with no subscription open) is refused like a gRPC one: with the
+/// NSM silent, and with the guest clock moved past the bound. Back in step, it is served.
+#[test]
+fn session_events_are_refused_while_the_clock_is_untrusted() {
+    let events =
+        EventsConfig::new("https://gw.example/events", "https://gw.example/answers").unwrap();
+    let (mut h, account) = serving_harness(Some(events));
+    let event = |h: &mut Harness, session: u8| {
+        let node = answer_key_from_user_data(&h.nsm.1.lock().unwrap()).unwrap();
+        let expires = NOW_UNIX + h.at + 60;
+        let g = Grant::new(node, Scheme::Ed25519, &account, session, b"pay 1 to bob", expires);
+        let request = g.request();
+        let mut payload = vec![0u8; request.payload_len()];
+        let n = Message::CommitRequest(request).encode_payload(&mut payload).unwrap();
+        let data = hex::encode(&payload[..n]);
+        let id = format!("ev-{session}");
+        h.send(SUBSCRIPTION, &SseEvent { id: &id, event: "commit", data: &data });
+        let (_, answer) = h.one();
+        let OwnedAnswer::HttpPost { answer_kind, .. } = answer else { panic!("{answer:?}") };
+        answer_kind
+    };
+    // The NSM gives no time at the first check: refused, and the refusal is audited.
+    h.nsm_clock_down = true;
+    assert_eq!(event(&mut h, 1), wire::RpcError::KIND);
+    let (mut text, mut entries) = (String::new(), 0);
+    while let Some(frame) = h.core.logs().pop_frame() {
+        let (f, _) = wire::decode(&frame).unwrap().unwrap();
+        entries += usize::from(f.header.kind == wire::AuditEntry::KIND);
+        text.push_str(&String::from_utf8_lossy(&frame));
+    }
+    assert!(text.contains("no NSM time") && text.contains("clock is not trusted"), "{text}");
+    assert_eq!(entries, 1, "the refusal is in the audit chain");
+    // The NSM answers, but the guest clock is ten minutes ahead: refused.
+    h.nsm_clock_down = false;
+    h.ahead_ms = 600_000;
+    h.at = 61;
+    assert_eq!(event(&mut h, 2), wire::RpcError::KIND);
+    // In step again at the next check: the same kind of event opens a session.
+    h.ahead_ms = 0;
+    h.at = 122;
+    assert_eq!(event(&mut h, 3), wire::CommitResponse::KIND);
+    let refusals = audit_frames(&mut h.core)
+        .iter()
+        .filter(|(kind, _)| *kind == wire::AuditEntry::KIND)
+        .count();
+    assert_eq!(refusals, 2, "since the log was read: a refusal and the commit, each an entry");
+}
+
+/// Grant expiry is judged by the NSM's last reading plus monotonic time, not by the guest
+/// wall clock: moving the guest clock between two checks neither revives an expired grant,
+/// nor expires a valid grant or an open session.
+#[test]
+fn moving_the_guest_clock_between_checks_changes_nothing() {
+    let (mut h, account) = serving_harness(None);
+    let grant = |h: &Harness, session: u8, expires: u64| {
+        let node = answer_key_from_user_data(&h.nsm.1.lock().unwrap()).unwrap();
+        Grant::new(node, Scheme::Ed25519, &account, session, b"pay 1 to bob", expires)
+    };
+    // The first check at t=0, in step.
+    h.send(1, &grant(&h, 1, NOW_UNIX + 60).request());
+    assert_eq!(h.one(), (1, OwnedAnswer::Commit([1; 16])));
+    // Within the check interval the guest clock goes back an hour: a grant that expired
+    // by the NSM's clock stays expired.
+    h.at = 20;
+    h.ahead_ms = -3_600_000;
+    h.send(2, &grant(&h, 2, NOW_UNIX + 10).request());
+    assert!(
+        matches!(h.one(), (2, OwnedAnswer::Rpc(RpcErrorCode::DEADLINE_EXCEEDED, _))),
+        "an expired grant was revived by the guest clock"
+    );
+    // And forward an hour: a grant valid for 40 s more is served, and the open session is
+    // not expired by the timer.
+    h.at = 25;
+    h.ahead_ms = 3_600_000;
+    h.send(3, &grant(&h, 3, NOW_UNIX + 65).request());
+    assert_eq!(h.one(), (3, OwnedAnswer::Commit([3; 16])));
+    h.core.handle_timeout(h.clock());
+    h.send(4, &StatusRequest {});
+    assert!(matches!(h.one().1, OwnedAnswer::Status { sessions: 2, .. }));
+    // By the NSM's clock, 31 s after session 1 opened, the TTL wipes it.
+    h.at = 31;
+    h.core.handle_timeout(h.clock());
+    h.send(5, &StatusRequest {});
+    assert!(matches!(h.one().1, OwnedAnswer::Status { sessions: 1, .. }));
+}
+
 #[test]
 fn the_signing_randomness_is_injected() {
     // Two cores with the same seed commit to the same nonces for the same grant; another
