@@ -5,7 +5,9 @@
 //! 18) with an ES384 protected header; the payload's fields and types in the AWS layout;
 //! the certificate chain from the pinned root (the first `cabundle` entry must be exactly
 //! the pinned root) through the bundle to the leaf, every signature ECDSA P-384/SHA-384 and
-//! every certificate valid at the given time; the document's ES384 signature by the leaf;
+//! every certificate valid at the given time and in its role (RFC 5280: issuers are CAs
+//! allowed to sign certificates within their path length, the leaf is not a CA); the
+//! document's ES384 signature by the leaf;
 //! then the caller's expectations: PCRs, nonce and public key.
 
 use std::collections::BTreeMap;
@@ -69,6 +71,16 @@ pub enum VerifyError {
         /// Position in the chain (0 = root).
         position: usize,
     },
+    /// A certificate is used in a role its extensions forbid (RFC 5280 section 4.2.1.3 and
+    /// 4.2.1.9, AWS's verification steps): an issuer that is not a CA, may not sign
+    /// certificates, or has more CAs below it than its path length allows; a leaf that is a
+    /// CA or may not sign.
+    CertificateRole {
+        /// Position in the chain (0 = root, last = leaf).
+        position: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
     /// A certificate is not valid at the given time.
     NotValidAt {
         /// Position in the chain (0 = root, last = leaf).
@@ -98,6 +110,9 @@ impl fmt::Display for VerifyError {
             }
             Self::ChainSignature { position } => {
                 write!(f, "certificate {position} is not signed by its issuer")
+            }
+            Self::CertificateRole { position, what } => {
+                write!(f, "certificate {position} {what}")
             }
             Self::NotValidAt { position } => {
                 write!(f, "certificate {position} is not valid at the given time")
@@ -360,9 +375,52 @@ fn verify_chain(doc: &AttestationDoc, root_der: &[u8], at: u64) -> Result<Vec<u8
         if at < from || at > to {
             return Err(VerifyError::NotValidAt { position });
         }
+        // CAs below this one (the bundle after it, not the leaf).
+        let below = certs.len().saturating_sub(position + 2);
+        check_role(cert, position, position + 1 == certs.len(), below)?;
     }
     let leaf = certs.last().ok_or(VerifyError::Payload("certificate"))?;
     Ok(public_key(leaf).to_vec())
+}
+
+/// RFC 5280's role checks: every issuer a CA (basicConstraints cA, critical or not) that
+/// may sign certificates (keyUsage, when present, has keyCertSign) with at most its
+/// pathLenConstraint of CAs below it; the leaf not a CA, and allowed to sign (keyUsage,
+/// when present, has digitalSignature).
+fn check_role(
+    cert: &Certificate,
+    position: usize,
+    is_leaf: bool,
+    cas_below: usize,
+) -> Result<(), VerifyError> {
+    use x509_cert::ext::pkix::{BasicConstraints, KeyUsage};
+    let role = |what| VerifyError::CertificateRole { position, what };
+    let tbs = &cert.tbs_certificate;
+    let basic = tbs
+        .get::<BasicConstraints>()
+        .map_err(|_| role("has a malformed basicConstraints"))?
+        .map(|(_, b)| b);
+    let usage =
+        tbs.get::<KeyUsage>().map_err(|_| role("has a malformed keyUsage"))?.map(|(_, k)| k);
+    if is_leaf {
+        if basic.is_some_and(|b| b.ca) {
+            return Err(role("is a CA certificate used as the signing leaf"));
+        }
+        if usage.is_some_and(|k| !k.digital_signature()) {
+            return Err(role("may not sign (keyUsage without digitalSignature)"));
+        }
+        return Ok(());
+    }
+    let Some(basic) = basic.filter(|b| b.ca) else {
+        return Err(role("issues a certificate but is not a CA (basicConstraints)"));
+    };
+    if usage.is_some_and(|k| !k.key_cert_sign()) {
+        return Err(role("issues a certificate but may not (keyUsage without keyCertSign)"));
+    }
+    if basic.path_len_constraint.is_some_and(|n| cas_below > usize::from(n)) {
+        return Err(role("has more CAs below it than its pathLenConstraint allows"));
+    }
+    Ok(())
 }
 
 fn public_key(cert: &Certificate) -> &[u8] {

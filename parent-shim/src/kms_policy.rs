@@ -273,6 +273,9 @@ pub fn audit(
                 (None, _) => find(format!(
                     "lets {who} kms:Decrypt without kms:RecipientAttestation PCR conditions"
                 )),
+                (Some(found), _) if !found.contains_key(&0) => find(format!(
+                    "lets {who} kms:Decrypt with PCR conditions that do not pin PCR0 (the image)"
+                )),
                 (Some(found), Some(want)) if &found != want => find(format!(
                     "lets {who} kms:Decrypt for PCRs other than the image's ({})",
                     differing(&found, want)
@@ -533,6 +536,24 @@ mod tests {
         assert!(f[0].contains("PCR0"), "{f:?}");
         // Without a named break-glass principal, any PutKeyPolicy is reported.
         assert_eq!(audit(&good, None, None).len(), 1);
+        // Conditions on other registers only (PCR4: the instance; PCR1+2 are shared by
+        // images that differ in PCR0) pin no image, with or without --pcrs.
+        for keys in [&[4u64][..], &[1, 2]] {
+            let mut weak = good.clone();
+            let conditions: serde_json::Map<String, Value> = keys
+                .iter()
+                .map(|i| (format!("kms:RecipientAttestation:PCR{i}"), json!(hex::encode([1; 48]))))
+                .collect();
+            weak["Statement"][2]["Condition"] = json!({ "StringEqualsIgnoreCase": conditions });
+            for pcrs in [None, Some(&pcrs)] {
+                let f: Vec<String> =
+                    audit(&weak, Some(GLASS), pcrs).iter().map(ToString::to_string).collect();
+                assert!(
+                    f.len() == 1 && f[0].contains("do not pin PCR0"),
+                    "{keys:?} {pcrs:?}: {f:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -104,8 +104,9 @@ enum Command {
         /// The image's PCRs to pin.
         #[arg(long)]
         pcrs: PathBuf,
-        /// The lowest share file epoch accepted.
-        #[arg(long, default_value_t = 0)]
+        /// The lowest share file epoch accepted: the newest one published (required: a
+        /// default would accept a node rolled back to any older file).
+        #[arg(long)]
         min_epoch: u64,
         /// The log lines holding the chain (JSON lines; others are skipped).
         #[arg(long)]
@@ -349,7 +350,21 @@ fn verify_command(
     println!("public_key   {}", show(&d.public_key));
     println!("user_data    {}", show(&d.user_data));
     println!("nonce        {}", show(&d.nonce));
-    println!("OK: signature, chain to the pinned root, validity at {at}, expectations");
+    let pinned = pcrs.as_ref().map_or_else(String::new, |p| {
+        p.keys().map(|i| format!("PCR{i}")).collect::<Vec<_>>().join(", ")
+    });
+    if pinned.is_empty() {
+        println!("OK: signature, chain to the pinned root, validity at {at}");
+        println!(
+            "WARNING: no PCR was checked (no --expect-pcrs): any enclave image the root vouches \
+             for passes, another team's included; pin the image with --expect-pcrs pcrs.json"
+        );
+    } else {
+        println!("OK: signature, chain to the pinned root, validity at {at}, {pinned} as expected");
+    }
+    if nonce.is_none() {
+        println!("NOTE: no nonce was checked (no --expect-nonce): the document may be a replay");
+    }
     Ok(())
 }
 

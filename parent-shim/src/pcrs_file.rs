@@ -17,6 +17,10 @@ pub enum PcrsFileError {
     BadValue(String),
     /// No PCR at all.
     Empty,
+    /// PCR0 (the image) is not among them. PCR1 and PCR2 (kernel, application) alone are
+    /// shared by images that differ elsewhere, and a set of other registers alone pins
+    /// nothing about the code: every pin starts with PCR0.
+    NoPcr0,
 }
 
 impl fmt::Display for PcrsFileError {
@@ -26,6 +30,9 @@ impl fmt::Display for PcrsFileError {
             Self::BadKey(k) => write!(f, "bad key `{k}` (PCR0..PCR31 or provenance)"),
             Self::BadValue(k) => write!(f, "{k} is not 96 hex digits (SHA-384)"),
             Self::Empty => f.write_str("no PCR in it"),
+            Self::NoPcr0 => f.write_str(
+                "PCR0 (the image) is not in it: other registers alone do not pin the image",
+            ),
         }
     }
 }
@@ -59,6 +66,9 @@ pub fn parse(text: &str) -> Result<BTreeMap<u64, Vec<u8>>, PcrsFileError> {
     }
     if pcrs.is_empty() {
         return Err(PcrsFileError::Empty);
+    }
+    if !pcrs.contains_key(&0) {
+        return Err(PcrsFileError::NoPcr0);
     }
     Ok(pcrs)
 }
@@ -98,8 +108,14 @@ mod tests {
         }
         assert_eq!(parse("{\"provenance\": 1}"), Err(PcrsFileError::BadKey("provenance".into())));
         for value in ["\"ab\"", "\"zz\"", "1", &format!("\"{A}aa\"")] {
-            let text = format!("{{\"PCR1\": {value}}}");
+            let text = format!("{{\"PCR0\": \"{A}\", \"PCR1\": {value}}}");
             assert_eq!(parse(&text), Err(PcrsFileError::BadValue("PCR1".into())), "{value}");
+        }
+        // Registers that do not pin the image: refused, whatever else they pin.
+        for keys in [&["PCR4"][..], &["PCR1", "PCR2"], &["PCR8"]] {
+            let fields: Vec<String> = keys.iter().map(|k| format!("\"{k}\": \"{A}\"")).collect();
+            let text = format!("{{{}}}", fields.join(", "));
+            assert_eq!(parse(&text), Err(PcrsFileError::NoPcr0), "{keys:?}");
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::attestation_verifier::{DocumentTrust, Expectations, VerifyError};
 /// Which images the relying party accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PcrPolicy {
-    /// Only an image whose listed PCRs (index -> value, at least one) are these.
+    /// Only an image whose listed PCRs (index -> value, PCR0 among them) are these.
     Pinned(BTreeMap<u64, Vec<u8>>),
     /// Any image the root vouches for. For tests of other layers only; never in production.
     UnpinnedInsecure,
@@ -27,7 +27,7 @@ pub enum PcrPolicy {
 pub enum RelyingError {
     /// The document did not verify (chain, signature, nonce, a pinned PCR).
     Attestation(VerifyError),
-    /// A pinned policy that pins nothing.
+    /// A pinned policy that pins nothing, or not PCR0 (the image).
     NothingPinned,
     /// The document's `user_data` carries no answer key.
     NoAnswerKey,
@@ -48,7 +48,7 @@ impl fmt::Display for RelyingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Attestation(e) => write!(f, "attestation: {e}"),
-            Self::NothingPinned => f.write_str("the PCR policy pins no PCR"),
+            Self::NothingPinned => f.write_str("the PCR policy does not pin PCR0 (the image)"),
             Self::NoAnswerKey => f.write_str("the attestation carries no answer key"),
             Self::LoadedNotSigned => {
                 f.write_str("the Loaded statement is not signed by the attested enclave")
@@ -212,7 +212,9 @@ impl RelyingParty<'_> {
         at_unix_secs: u64,
     ) -> Result<([u8; 32], Pcrs), RelyingError> {
         let pcrs = match self.pcrs {
-            PcrPolicy::Pinned(p) if p.is_empty() => return Err(RelyingError::NothingPinned),
+            PcrPolicy::Pinned(p) if !p.contains_key(&0) => {
+                return Err(RelyingError::NothingPinned);
+            }
             PcrPolicy::Pinned(p) => Some(p),
             PcrPolicy::UnpinnedInsecure => None,
         };
@@ -227,5 +229,26 @@ impl RelyingParty<'_> {
             .and_then(wire::session_signatures::answer_key_from_user_data)
             .ok_or(RelyingError::NoAnswerKey)?;
         Ok((key, doc.pcrs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attestation_verifier::PinnedRoot;
+
+    #[test]
+    fn a_policy_that_does_not_pin_pcr0_is_refused_before_any_document_is_read() {
+        let trust = PinnedRoot(Vec::new());
+        for pinned in [BTreeMap::new(), BTreeMap::from([(4, vec![0; 48])]), {
+            BTreeMap::from([(1, vec![0; 48]), (2, vec![0; 48])])
+        }] {
+            let policy = PcrPolicy::Pinned(pinned);
+            let rp = RelyingParty { trust: &trust, pcrs: &policy };
+            assert_eq!(rp.answer_key(b"", b"nonce", 0), Err(RelyingError::NothingPinned));
+        }
+        let policy = PcrPolicy::Pinned(BTreeMap::from([(0, vec![0; 48])]));
+        let rp = RelyingParty { trust: &trust, pcrs: &policy };
+        assert!(matches!(rp.answer_key(b"", b"nonce", 0), Err(RelyingError::Attestation(_))));
     }
 }

@@ -163,6 +163,15 @@ fn the_auditors_cli_verifies_and_fails_loudly() {
         stdout.contains("module_id    i-sim-enc-sim") && stdout.contains(&hex::encode(PCR0)),
         "{stdout}"
     );
+    assert!(!stdout.contains("WARNING"), "{stdout}");
+    // Without --expect-pcrs it still verifies, and says plainly that no image was pinned.
+    let unpinned = run(&[]);
+    let stdout = String::from_utf8_lossy(&unpinned.stdout);
+    assert!(unpinned.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("WARNING: no PCR was checked") && stdout.contains("no nonce was checked"),
+        "{stdout}"
+    );
     let bad = run(&["--expect-pcrs", "wrong.json"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("PCR0 differs"));
@@ -254,4 +263,46 @@ fn the_root_is_read_one_way_from_pem_der_or_aws() {
     // `aws:PATH` with a certificate that is not AWS's is refused by its fingerprint.
     let err = load_root(&format!("aws:{}", der_path.display())).unwrap_err();
     assert!(err.contains("is not the AWS Nitro root G1"), "{err}");
+}
+
+/// RFC 5280's role rules (AWS's verification steps check them too): a leaf certificate
+/// used as an intermediate, a CA that may not sign certificates, a path length exceeded,
+/// and a CA certificate as the signing leaf are each refused, naming the certificate; the
+/// same chain with the roles right verifies.
+#[test]
+fn certificates_in_the_wrong_role_are_refused() {
+    use tests::sim_ca::Misuse;
+    let cases = [
+        (Misuse::LeafAsIntermediate, 1, "is not a CA"),
+        (Misuse::IntermediateWithoutCertSign, 1, "keyCertSign"),
+        (Misuse::PathLengthExceeded, 0, "pathLenConstraint"),
+        (Misuse::CaAsLeaf, 2, "CA certificate used as the signing leaf"),
+    ];
+    for (misuse, at, what) in cases {
+        let ca = tests::sim_ca::generate_with(misuse).unwrap();
+        let doc = nsm(&ca).attest(b"nonce-1", b"", b"").unwrap();
+        let err = verify(&doc, &ca.root_der, NOW, &Expectations::default()).unwrap_err();
+        let VerifyError::CertificateRole { position, .. } = err else {
+            panic!("{misuse:?}: {err:?}")
+        };
+        assert_eq!(position, at, "{misuse:?}: {err}");
+        assert!(err.to_string().contains(what), "{misuse:?}: {err}");
+    }
+    let ca = tests::sim_ca::generate_with(Misuse::None).unwrap();
+    let doc = nsm(&ca).attest(b"nonce-1", b"", b"").unwrap();
+    verify(&doc, &ca.root_der, NOW, &Expectations::default()).unwrap();
+}
+
+/// `audit-verify` has no default for `--min-epoch`: a default of 0 accepted a node rolled
+/// back to any older share file. Without it the command is refused before it reads anything.
+#[test]
+fn audit_verify_requires_the_lowest_accepted_epoch() {
+    let out = Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+        .args(["audit-verify", "--report", "/nonexistent/health.json", "--root", "aws"])
+        .args(["--pcrs", "/nonexistent/pcrs.json", "--entries", "/nonexistent/lines.jsonl"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--min-epoch"), "{stderr}");
 }

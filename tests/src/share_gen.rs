@@ -153,6 +153,9 @@ pub struct Dealer {
     pub publisher: ed25519_dalek::SigningKey,
     /// The offline escrow's age recipient.
     pub escrow: age::x25519::Recipient,
+    /// The gateway co-signer's age recipient: with one, its shares are written
+    /// age-encrypted ([`files::GATEWAY_SHARES_AGE`]) and never in plaintext.
+    pub gateway: Option<age::x25519::Recipient>,
 }
 
 impl Dealer {
@@ -163,6 +166,7 @@ impl Dealer {
         Self {
             publisher: crate::gateway::publisher(),
             escrow: age::x25519::Identity::generate().to_public(),
+            gateway: None,
         }
     }
 }
@@ -219,8 +223,10 @@ pub mod files {
     pub const IDENTITY: &str = "age_identity.txt";
     /// The age recipient [`SHARES`] is encrypted to.
     pub const RECIPIENT: &str = "age_recipient.txt";
-    /// The gateway co-signer's shares.
+    /// The gateway co-signer's shares (0600), when no gateway recipient is given.
     pub const GATEWAY_SHARES: &str = "gateway_shares.json";
+    /// The gateway co-signer's shares, age-encrypted to its recipient (0600).
+    pub const GATEWAY_SHARES_AGE: &str = "gateway_shares.json.age";
     /// The offline escrow's shares, age-encrypted to the escrow recipient.
     pub const ESCROW_SHARES: &str = "escrow_shares.json.age";
     /// Every account's group public key.
@@ -363,7 +369,7 @@ pub fn generate<R: RngCore + CryptoRng>(
             .map_err(|e| GenError::Frost(e.to_string()))?;
     let shares_file = BufWriter::new(File::create(dir.join(files::SHARES))?);
     let mut enclave = encryptor.wrap_output(shares_file)?;
-    let mut gateway = BufWriter::new(create_secret_file(&dir.join(files::GATEWAY_SHARES))?);
+    let mut gateway = gateway_writer(dealer, dir)?;
     let mut escrow = escrow_writer(config, dealer, dir)?;
     let mut keys = BufWriter::new(File::create(dir.join(files::GROUP_KEYS))?);
     enclave.write_all(b"[")?;
@@ -403,7 +409,7 @@ pub fn generate<R: RngCore + CryptoRng>(
     gateway.write_all(b"]\n")?;
     keys.write_all(b"]\n")?;
     enclave.finish()?.flush()?;
-    gateway.flush()?;
+    gateway.finish()?;
     if let Some(mut e) = escrow {
         e.write_all(b"]\n")?;
         e.finish()?.flush()?;
@@ -459,6 +465,49 @@ pub fn generate_for_tests(config: GenConfig, dir: &Path) -> GenSummary {
 }
 
 /// The escrow's file, age-encrypted to its recipient, if this layout gives it parties.
+/// Where the gateway's shares go: plaintext (0600), or age-encrypted to its recipient.
+enum GatewayOut {
+    Plain(BufWriter<File>),
+    Sealed(age::stream::StreamWriter<BufWriter<File>>),
+}
+
+impl Write for GatewayOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(w) => w.write(buf),
+            Self::Sealed(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(w) => w.flush(),
+            Self::Sealed(w) => w.flush(),
+        }
+    }
+}
+
+impl GatewayOut {
+    fn finish(self) -> io::Result<()> {
+        match self {
+            Self::Plain(mut w) => w.flush(),
+            Self::Sealed(w) => w.finish()?.flush(),
+        }
+    }
+}
+
+fn gateway_writer(dealer: &Dealer, dir: &Path) -> Result<GatewayOut, GenError> {
+    let Some(recipient) = &dealer.gateway else {
+        let file = create_secret_file(&dir.join(files::GATEWAY_SHARES))?;
+        return Ok(GatewayOut::Plain(BufWriter::new(file)));
+    };
+    let to_gateway =
+        age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
+            .map_err(|e| GenError::Frost(e.to_string()))?;
+    let file = BufWriter::new(create_secret_file(&dir.join(files::GATEWAY_SHARES_AGE))?);
+    Ok(GatewayOut::Sealed(to_gateway.wrap_output(file)?))
+}
+
 fn escrow_writer(
     config: GenConfig,
     dealer: &Dealer,

@@ -50,30 +50,77 @@ fn key(label: &str) -> Result<(KeyPair, Vec<u8>), SimCaError> {
     Err(SimCaError(format!("no valid scalar for {label}")))
 }
 
-fn params(cn: &str, serial: u64, ca: bool) -> Result<CertificateParams, SimCaError> {
+/// A certificate's role in the chain: a CA (with a path length, or none) that may sign
+/// certificates, or an end entity that may sign documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Ca(Option<u8>),
+    EndEntity,
+    /// A CA whose keyUsage lacks keyCertSign.
+    CaWithoutCertSign,
+}
+
+fn params(cn: &str, serial: u64, role: Role) -> Result<CertificateParams, SimCaError> {
     let mut p = CertificateParams::new(Vec::<String>::new())?;
     p.distinguished_name.push(DnType::OrganizationName, "Sign Service test CA (not AWS)");
     p.distinguished_name.push(DnType::CommonName, cn);
     p.serial_number = Some(SerialNumber::from(serial));
     p.not_before = date_time_ymd(2024, 1, 1);
     p.not_after = date_time_ymd(2049, 12, 31);
-    if ca {
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    } else {
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    match role {
+        Role::Ca(path_len) => {
+            p.is_ca = IsCa::Ca(
+                path_len.map_or(BasicConstraints::Unconstrained, BasicConstraints::Constrained),
+            );
+            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        }
+        Role::CaWithoutCertSign => {
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        }
+        Role::EndEntity => p.key_usages = vec![KeyUsagePurpose::DigitalSignature],
     }
     Ok(p)
 }
 
+/// A chain that breaks RFC 5280's role rules in one way, for the verifier's tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misuse {
+    /// The chain as the sim NSM uses it: nothing wrong.
+    None,
+    /// The intermediate is an end-entity (leaf) certificate.
+    LeafAsIntermediate,
+    /// The intermediate is a CA whose keyUsage does not allow signing certificates.
+    IntermediateWithoutCertSign,
+    /// The root allows no CA below it (pathLenConstraint 0), and the intermediate is one.
+    PathLengthExceeded,
+    /// The leaf is a CA certificate.
+    CaAsLeaf,
+}
+
 /// Generates the chain.
 pub fn generate() -> Result<SimCa, SimCaError> {
+    generate_with(Misuse::None)
+}
+
+/// Generates the chain with `misuse` (same keys and names as [`generate`]).
+pub fn generate_with(misuse: Misuse) -> Result<SimCa, SimCaError> {
     let (root_key, _) = key("sign-service sim nsm root")?;
     let (inter_key, _) = key("sign-service sim nsm intermediate")?;
     let (leaf_key, leaf_pkcs8) = key("sign-service sim nsm leaf")?;
-    let root = params("sim-nsm-root", 1, true)?.self_signed(&root_key)?;
-    let inter = params("sim-nsm-intermediate", 2, true)?.signed_by(&inter_key, &root, &root_key)?;
-    let leaf = params("i-sim-enc-sim", 3, false)?.signed_by(&leaf_key, &inter, &inter_key)?;
+    let (root_role, inter_role, leaf_role) = match misuse {
+        Misuse::None => (Role::Ca(None), Role::Ca(None), Role::EndEntity),
+        Misuse::LeafAsIntermediate => (Role::Ca(None), Role::EndEntity, Role::EndEntity),
+        Misuse::IntermediateWithoutCertSign => {
+            (Role::Ca(None), Role::CaWithoutCertSign, Role::EndEntity)
+        }
+        Misuse::PathLengthExceeded => (Role::Ca(Some(0)), Role::Ca(None), Role::EndEntity),
+        Misuse::CaAsLeaf => (Role::Ca(None), Role::Ca(None), Role::Ca(None)),
+    };
+    let root = params("sim-nsm-root", 1, root_role)?.self_signed(&root_key)?;
+    let inter =
+        params("sim-nsm-intermediate", 2, inter_role)?.signed_by(&inter_key, &root, &root_key)?;
+    let leaf = params("i-sim-enc-sim", 3, leaf_role)?.signed_by(&leaf_key, &inter, &inter_key)?;
     Ok(SimCa {
         root_der: root.der().to_vec(),
         intermediate_der: inter.der().to_vec(),

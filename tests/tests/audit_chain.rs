@@ -12,6 +12,13 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().try_into().unwrap()
 }
 
+/// The epoch the node's report names (what a gateway knows as the newest published).
+fn min_epoch(report: &std::path::Path) -> u64 {
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+    report.pointer("/loaded_statement/epoch").and_then(serde_json::Value::as_u64).unwrap()
+}
+
 /// Runs `audit verify` on `lines`; (exit success, stdout + stderr).
 fn audit_verify(
     c: &Case,
@@ -31,6 +38,8 @@ fn audit_verify(
         .arg(c.dir.0.join("sim-ca/root.der"))
         .arg("--pcrs")
         .arg(c.dir.0.join("pinned-pcrs.json"))
+        .arg("--min-epoch")
+        .arg(min_epoch(report).to_string())
         .arg("--entries")
         .arg(&entries)
         .arg("--messages")

@@ -53,7 +53,7 @@ cargo xtask <task>
                        if missing); default 60 s each
   gen-shares --accounts N --scheme ed25519|secp256k1-tr|both --threshold T --parties P
              --publisher-key FILE --epoch E
-             --out DIR
+             --out DIR [--gateway-recipient age1...] [--escrow-recipient age1...]
                        trusted-dealer FROST shares for N accounts: the enclave's age-encrypted
                        share file, the other parties' shares, the group keys
   build-enclave [--flavour sim|nsm] [--out DIR]
@@ -297,12 +297,14 @@ fn gen_shares(rest: &[&str]) -> Result {
     const USAGE: &str = "usage: cargo xtask gen-shares --accounts N --scheme \
                          ed25519|secp256k1-tr|both --threshold T --parties P \
                          --publisher-key FILE --epoch E --out DIR \
-                         [--escrow-recipient age1...] [--gateway-parties G] \
+                         [--escrow-recipient age1...] [--gateway-recipient age1...] \
+                         [--gateway-parties G] \
                          [--allow-online-quorum]\n\
                          (a publisher key: parent-shim new-publisher-key --out FILE)";
     let (mut accounts, mut scheme, mut threshold, mut parties, mut out) =
         (None, None, None, None, None);
     let (mut publisher, mut epoch, mut escrow, mut gateway_parties) = (None, None, None, None);
+    let mut gateway = None;
     let mut allow_online_quorum = false;
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
@@ -319,6 +321,13 @@ fn gen_shares(rest: &[&str]) -> Result {
             "--out" => out = Some(PathBuf::from(value)),
             "--publisher-key" => publisher = Some(PathBuf::from(value)),
             "--epoch" => epoch = value.parse::<u64>().ok(),
+            "--gateway-recipient" => {
+                gateway = Some(
+                    value
+                        .parse::<age::x25519::Recipient>()
+                        .map_err(|e| Failure(format!("--gateway-recipient: {e}")))?,
+                );
+            }
             "--escrow-recipient" => {
                 escrow = Some(
                     value
@@ -361,7 +370,8 @@ fn gen_shares(rest: &[&str]) -> Result {
     };
     let seed = parent_shim::share_manifest::read_publisher_seed(&publisher)
         .map_err(|e| Failure(e.to_string()))?;
-    let dealer = Dealer { publisher: ed25519_dalek::SigningKey::from_bytes(&seed), escrow };
+    let dealer =
+        Dealer { publisher: ed25519_dalek::SigningKey::from_bytes(&seed), escrow, gateway };
     let started = std::time::Instant::now();
     let mut progress = |done: u64| {
         eprint!("\r  dealing shares: {done}/{accounts} accounts ({}%)", done * 100 / accounts);
@@ -394,7 +404,7 @@ fn print_deal(
         files::IDENTITY,
         files::RECIPIENT,
         summary.recipient,
-        files::GATEWAY_SHARES,
+        if dealer.gateway.is_some() { files::GATEWAY_SHARES_AGE } else { files::GATEWAY_SHARES },
         files::GROUP_KEYS,
     );
     if config.escrow_parties() > 0 {

@@ -237,6 +237,7 @@ async fn inputs(
     let dealer = tests::share_gen::Dealer {
         publisher: publisher.clone(),
         escrow: age::x25519::Identity::generate().to_public(),
+        gateway: None,
     };
     let shares = dir.join("shares");
     let deal =

@@ -92,10 +92,8 @@ impl Identity {
     /// The identity of a decoded key.
     #[must_use]
     pub fn from_key(key: &Zeroizing<[u8; 32]>) -> Self {
-        // `StaticSecret` takes its bytes by value: the copy made for the call is wiped after.
         let mut bytes: [u8; 32] = **key;
-        let secret = StaticSecret::from(bytes);
-        bytes.zeroize();
+        let secret = static_secret_wiping(&mut bytes);
         let public = PublicKey::from(&secret);
         Self { secret, public }
     }
@@ -109,6 +107,13 @@ impl Identity {
     pub(crate) fn secret(&self) -> &StaticSecret {
         &self.secret
     }
+}
+
+/// `StaticSecret` takes its bytes by value: the caller's copy is wiped once it is made.
+fn static_secret_wiping(bytes: &mut [u8; 32]) -> StaticSecret {
+    let secret = StaticSecret::from(*bytes);
+    bytes.zeroize();
+    secret
 }
 
 /// Whether `lo <= c <= hi`, without a branch.
@@ -169,4 +174,17 @@ fn regroup_5_to_8(groups: &[u8], out: &mut [u8; 32]) -> Choice {
     let padding_ok = acc.ct_eq(&0) & Choice::from(u8::from(bits < 5));
     acc.zeroize();
     complete & Choice::from(u8::from(bytes.next().is_none())) & padding_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_copy_the_secret_is_made_from_is_wiped() {
+        let mut bytes = [7u8; 32];
+        let secret = static_secret_wiping(&mut bytes);
+        assert_eq!(bytes, [0u8; 32]);
+        assert_eq!(secret.to_bytes(), StaticSecret::from([7u8; 32]).to_bytes());
+    }
 }

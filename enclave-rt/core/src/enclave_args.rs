@@ -156,6 +156,15 @@ impl EnclaveArgs {
             .map_err(|e| ArgsError(format!("bad --gateway-key: {e}")))?;
         check_gateway_key(&publisher_key)
             .map_err(|e| ArgsError(format!("bad --publisher-key: {e}")))?;
+        if gateway_key == publisher_key {
+            // One key for both roles would let the online gateway sign share manifests
+            // (and the offline publisher sign grants): the two trust roots must differ.
+            return Err(ArgsError(
+                "--gateway-key and --publisher-key are the same key: the gateway (online) \
+                 and the share publisher (offline) need keys of their own"
+                    .into(),
+            ));
+        }
         Ok(Self {
             publisher_key,
             control,

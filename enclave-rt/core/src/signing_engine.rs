@@ -34,6 +34,7 @@ use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use wire::session_signatures::{self as signed, SessionGrant};
 use wire::{CommitRequest, RpcErrorCode, Scheme, SignRequest};
+use zeroize::Zeroize;
 
 use crate::share_format;
 use crate::share_store::ShareStore;
@@ -262,20 +263,25 @@ impl<C: Ciphersuite> zeroize::ZeroizeOnDrop for FrostState<C> {}
 /// precomputed tables. frost-core's own `VerifyingShare::from(SigningShare)` multiplies
 /// the generator as if it were any point, about 3x slower (`bench sign` shows both).
 pub trait BaseMul: Ciphersuite {
-    /// `scalar` times the group's generator.
-    fn mul_base(scalar: &frost_core::Scalar<Self>) -> frost_core::Element<Self>;
+    /// `scalar` times the group's generator; `scalar` (a copy of a secret share, as
+    /// `SigningShare::to_scalar` returns one by value) is wiped afterwards.
+    fn mul_base_wiping(scalar: &mut frost_core::Scalar<Self>) -> frost_core::Element<Self>;
 }
 
 impl BaseMul for frost_ed25519::Ed25519Sha512 {
-    fn mul_base(scalar: &curve25519_dalek::Scalar) -> curve25519_dalek::EdwardsPoint {
-        curve25519_dalek::EdwardsPoint::mul_base(scalar)
+    fn mul_base_wiping(scalar: &mut curve25519_dalek::Scalar) -> curve25519_dalek::EdwardsPoint {
+        let point = curve25519_dalek::EdwardsPoint::mul_base(scalar);
+        scalar.zeroize();
+        point
     }
 }
 
 impl BaseMul for frost_secp256k1_tr::Secp256K1Sha256TR {
-    fn mul_base(scalar: &k256::Scalar) -> k256::ProjectivePoint {
+    fn mul_base_wiping(scalar: &mut k256::Scalar) -> k256::ProjectivePoint {
         use k256::elliptic_curve::ops::MulByGenerator;
-        k256::ProjectivePoint::mul_by_generator(scalar)
+        let point = k256::ProjectivePoint::mul_by_generator(scalar);
+        scalar.zeroize();
+        point
     }
 }
 
@@ -298,7 +304,7 @@ pub fn decode_stored_share<C: BaseMul>(
     let signing_share = SigningShare::<C>::deserialize(parts.signing_share).map_err(unusable)?;
     let verifying_key =
         frost_core::VerifyingKey::<C>::deserialize(parts.verifying_key).map_err(unusable)?;
-    let verifying_share = VerifyingShare::new(C::mul_base(&signing_share.to_scalar()));
+    let verifying_share = VerifyingShare::new(C::mul_base_wiping(&mut signing_share.to_scalar()));
     let derived = verifying_share.serialize().map_err(unusable)?;
     if share_format::verifying_share_tag(&derived)[..] != *parts.verifying_share_tag {
         return Err(EngineError::ShareInconsistent);
@@ -793,5 +799,26 @@ impl<R> Drop for SigningEngine<R> {
         for slot in &mut self.slots {
             *slot = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BaseMul;
+
+    /// The copy of the secret share the verifying share is derived from is wiped, in both
+    /// suites, and the point is the generator times the scalar it held.
+    #[test]
+    fn the_base_multiplication_wipes_its_scalar() {
+        let mut scalar = curve25519_dalek::Scalar::from(7u64);
+        let point = frost_ed25519::Ed25519Sha512::mul_base_wiping(&mut scalar);
+        assert_eq!(scalar, curve25519_dalek::Scalar::ZERO);
+        let seven = curve25519_dalek::Scalar::from(7u64);
+        assert_eq!(point, curve25519_dalek::constants::ED25519_BASEPOINT_POINT * seven);
+
+        let mut scalar = k256::Scalar::from(7u64);
+        let point = frost_secp256k1_tr::Secp256K1Sha256TR::mul_base_wiping(&mut scalar);
+        assert_eq!(scalar, k256::Scalar::ZERO);
+        assert_eq!(point, k256::ProjectivePoint::GENERATOR * k256::Scalar::from(7u64));
     }
 }

@@ -60,6 +60,10 @@ fn bad_arguments_are_refused_by_name() {
     refused(v, "bad --publisher-key");
     assert!(EnclaveArgs::new(vsock(1), vsock(2), identity, fresh_publisher_key()).is_err());
     assert!(EnclaveArgs::new(vsock(1), vsock(2), gateway_key(), identity).is_err());
+    // One key for both roles: the online gateway could then sign share manifests.
+    refused(with_key(&publisher_hex), "are the same key");
+    let same = EnclaveArgs::new(vsock(1), vsock(2), gateway_key(), gateway_key()).unwrap_err();
+    assert!(same.0.contains("--gateway-key and --publisher-key are the same key"), "{}", same.0);
 }
 
 #[test]

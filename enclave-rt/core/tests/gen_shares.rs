@@ -16,14 +16,18 @@ use wire::{Scheme, SignRequest};
 
 const T0: u64 = 1_800_000_000;
 
+/// The demo publisher, the escrow's recipient and, if given, the gateway co-signer's.
+fn dealer(escrow: age::x25519::Recipient, gateway: Option<age::x25519::Recipient>) -> Dealer {
+    Dealer { publisher: tests::gateway::publisher(), escrow, gateway }
+}
+
 #[test]
 fn generated_files_load_and_sign_under_the_published_keys() {
     let dir = common::cms::workdir("gen-shares");
     // The default 2-of-3 layout: enclave 1, gateway 2, offline escrow 3.
     let config = GenConfig::new(6, SchemeChoice::Both, 2, 3);
     let escrow_identity = age::x25519::Identity::generate();
-    let dealer =
-        Dealer { publisher: tests::gateway::publisher(), escrow: escrow_identity.to_public() };
+    let dealer = dealer(escrow_identity.to_public(), None);
     let mut calls = 0;
     let summary =
         generate(config, &dealer, &dir.0, &mut rand::rngs::OsRng, &mut |_| calls += 1).unwrap();
@@ -207,4 +211,35 @@ fn full<C: Ciphersuite>(
         public_key_package,
     )
     .unwrap()
+}
+
+/// Given the gateway co-signer's recipient, its shares are written only age-encrypted to it
+/// (0600), never in plaintext, and decrypt to the same layout.
+#[test]
+fn the_gateway_shares_are_sealed_to_its_recipient_when_one_is_given() {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::cms::workdir("gen-shares-sealed");
+    let config = GenConfig::new(3, SchemeChoice::Ed25519, 2, 3);
+    let gateway_identity = age::x25519::Identity::generate();
+    let escrow = age::x25519::Identity::generate().to_public();
+    let dealer = dealer(escrow, Some(gateway_identity.to_public()));
+    generate(config, &dealer, &dir.0, &mut rand::rngs::OsRng, &mut |_| {}).unwrap();
+    assert!(!dir.0.join(files::GATEWAY_SHARES).exists(), "plaintext gateway shares written");
+    let sealed = dir.0.join(files::GATEWAY_SHARES_AGE);
+    assert_eq!(std::fs::metadata(&sealed).unwrap().permissions().mode() & 0o777, 0o600);
+    let file = std::fs::read(&sealed).unwrap();
+    assert!(!file.windows(12).any(|w| w == b"\"account_id\""), "not encrypted");
+    let mut plain = Vec::new();
+    age::Decryptor::new(file.as_slice())
+        .unwrap()
+        .decrypt(std::iter::once(&gateway_identity as &dyn age::Identity))
+        .unwrap()
+        .read_to_end(&mut plain)
+        .unwrap();
+    let shares: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    let shares = shares.as_array().unwrap();
+    assert_eq!(shares.len(), 3);
+    assert_eq!(shares[0]["account_id"], "A0000000");
+    assert_eq!(shares[0]["shares"].as_array().unwrap().len(), 1);
 }
