@@ -283,6 +283,7 @@ impl Bridge {
             session_id,
             message_sha256: fixed::<32>("message_sha256", &r.message_sha256)?,
             expires_at_unix: r.expires_at_unix,
+            min_epoch: r.min_epoch,
             authorization: fixed::<64>("authorization", &r.authorization)?,
         };
         let reply =

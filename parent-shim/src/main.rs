@@ -70,7 +70,10 @@ enum Command {
     ReencryptShares(Reencrypt),
     /// Check a node as a relying party (the gateway) would, from its health report: the
     /// boot attestation against the pinned root and PCRs, the answer key, the signed Loaded
-    /// statement and its share file epoch. Prints what it proves; exits 1 on any failure.
+    /// statement and its share file epoch. A report alone proves a past boot; with `--live`
+    /// the running node is asked for a document over a fresh nonce of ours, which must
+    /// carry the report's answer key and be signed within `--max-age-secs` of now. Prints
+    /// what it proves; exits 1 on any failure.
     CheckNode {
         /// The node's health report (JSON, as the parent sends it to the gateway).
         #[arg(long)]
@@ -87,6 +90,8 @@ enum Command {
         /// The lowest share file epoch accepted: the newest one published.
         #[arg(long)]
         min_epoch: u64,
+        #[command(flatten)]
+        live: LiveNode,
     },
     /// Verify a node's session audit chain offline: the node checked as `check-node` does
     /// (from its health report), then its `audit_entry` / `audit_checkpoint` lines (the
@@ -216,8 +221,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             })
         }
-        Command::CheckNode { report, root, pcrs, unpinned_insecure: _, min_epoch } => {
-            printed("check-node: REFUSED", check_node(&report, &root, pcrs.as_deref(), min_epoch))
+        Command::CheckNode { report, root, pcrs, unpinned_insecure: _, min_epoch, live } => {
+            let checked = check_node(&report, &root, pcrs.as_deref(), min_epoch, &live);
+            printed("check-node: REFUSED", checked)
         }
         Command::AuditVerify { report, root, pcrs, min_epoch, entries, messages } => printed(
             "audit verify: REFUSED",
@@ -401,12 +407,69 @@ struct Reencrypt {
     epoch: Option<u64>,
 }
 
-/// `check-node`: the relying party's checks (`parent_shim::relying_party`) on a report.
+/// `check-node --live`: where the running node answers, and the gateway's client identity.
+#[derive(clap::Args)]
+struct LiveNode {
+    /// The node's gRPC endpoint (`https://host:50051`): check the running node too.
+    #[arg(long, requires_all = ["ca", "client_cert", "client_key"])]
+    live: Option<String>,
+    /// The CA (PEM) of the node's server certificate.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The gateway's client certificate (PEM), for mutual TLS.
+    #[arg(long)]
+    client_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long)]
+    client_key: Option<PathBuf>,
+    /// The name the node's certificate is for (default: the endpoint's host).
+    #[arg(long)]
+    tls_name: Option<String>,
+    /// How far the live document's own timestamp may be from now.
+    #[arg(long, default_value_t = 300)]
+    max_age_secs: u64,
+}
+
+/// The node's answer to `GetAttestation` over `nonce`, through its gRPC API.
+fn fetch_live_document(live: &LiveNode, url: &str, nonce: &[u8]) -> Result<Vec<u8>, String> {
+    use parent_shim::grpc_bridge::pb;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+    let pem = |p: &Option<PathBuf>| p.as_deref().ok_or("missing".to_owned()).and_then(read);
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(pem(&live.ca)?))
+        .identity(Identity::from_pem(pem(&live.client_cert)?, pem(&live.client_key)?));
+    if let Some(name) = &live.tls_name {
+        tls = tls.domain_name(name);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("no async runtime: {e}"))?;
+    runtime.block_on(async {
+        let channel = Channel::from_shared(url.to_owned())
+            .map_err(|e| format!("--live {url}: {e}"))?
+            .tls_config(tls)
+            .map_err(|e| format!("--live: {e}"))?
+            .connect()
+            .await
+            .map_err(|e| format!("--live {url}: {e}"))?;
+        let mut api = pb::sign_service_client::SignServiceClient::new(channel);
+        let answer = api
+            .get_attestation(pb::GetAttestationRequest { nonce: nonce.to_vec() })
+            .await
+            .map_err(|e| format!("GetAttestation: {e}"))?;
+        Ok(answer.into_inner().document)
+    })
+}
+
+/// `check-node`: the relying party's checks (`parent_shim::relying_party`) on a report,
+/// and with `--live` on the running node.
 fn check_node(
     report: &Path,
     root: &str,
     pcrs: Option<&Path>,
     min_epoch: u64,
+    live: &LiveNode,
 ) -> Result<serde_json::Value, String> {
     use parent_shim::relying_party::{PcrPolicy, RelyingParty};
     let report: serde_json::Value =
@@ -421,8 +484,36 @@ fn check_node(
     };
     let rp = RelyingParty { trust: &trust, pcrs: &policy };
     let node = rp.check_report(&report, min_epoch).map_err(|e| e.to_string())?;
+    let (live_fields, proves) = match &live.live {
+        None => (
+            serde_json::json!({"live": false}),
+            "a past boot of this image loaded this file (the report's document, nonce and \
+             load time); not that the node runs it now: add --live to ask the node",
+        ),
+        Some(url) => {
+            let mut nonce = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+                .map_err(|_| "no randomness for the nonce".to_owned())?;
+            let document = fetch_live_document(live, url, &nonce)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|e| e.to_string())?
+                .as_secs();
+            let at_ms = rp
+                .check_live(&node, &document, &nonce, now, live.max_age_secs)
+                .map_err(|e| format!("live: {e}"))?;
+            (
+                serde_json::json!({"live": true, "live_nonce": hex::encode(nonce),
+                    "live_document_unix_ms": at_ms, "max_age_secs": live.max_age_secs}),
+                "the node answering now runs this boot of this image with this file: its \
+                 document over our fresh nonce carries the report's answer key",
+            )
+        }
+    };
     Ok(serde_json::json!({
         "verified": true,
+        "proves": proves,
+        "check": live_fields,
         "pcrs_pinned": pcrs.is_some(),
         "answer_key": hex::encode(node.answer_key),
         "pcrs": node.pcrs.iter().map(|(i, v)| (format!("PCR{i}"), hex::encode(v))).collect::<BTreeMap<_, _>>(),

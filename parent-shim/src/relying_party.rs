@@ -35,6 +35,19 @@ pub enum RelyingError {
     LoadedNotSigned,
     /// A health report lacks a field, or it is malformed: its JSON pointer.
     Report(&'static str),
+    /// A live document's own timestamp is further from now than the bound: not a
+    /// document of the node as it runs now.
+    NotFresh {
+        /// The document's timestamp, Unix seconds (the NSM's clock).
+        document_unix_secs: u64,
+        /// The checker's clock, Unix seconds.
+        now_unix_secs: u64,
+        /// The bound, seconds.
+        max_age_secs: u64,
+    },
+    /// The live document carries another answer key than the report: the node booted
+    /// again since (or the report is of another node), so the report says nothing of it.
+    OtherBoot,
     /// The node serves a share file older than the relying party accepts (a rollback).
     EpochRolledBack {
         /// The epoch the node's signed Loaded statement names.
@@ -54,6 +67,15 @@ impl fmt::Display for RelyingError {
                 f.write_str("the Loaded statement is not signed by the attested enclave")
             }
             Self::Report(field) => write!(f, "the health report's {field} is missing or malformed"),
+            Self::NotFresh { document_unix_secs, now_unix_secs, max_age_secs } => write!(
+                f,
+                "the live document was signed at {document_unix_secs}, more than \
+                 {max_age_secs} s from now ({now_unix_secs}): not the node as it runs now"
+            ),
+            Self::OtherBoot => f.write_str(
+                "the live document's answer key is not the report's: the node is not running \
+                 the boot the report describes",
+            ),
             Self::EpochRolledBack { node, expected } => write!(
                 f,
                 "the node serves share file epoch {node}, below the lowest accepted {expected} \
@@ -202,6 +224,41 @@ impl RelyingParty<'_> {
             epoch: facts.epoch,
             attestation_sha256,
         })
+    }
+
+    /// Checks that the node a report described ([`Self::check_report`]) is the node running
+    /// now: `document` is its answer to `GetAttestation` over `nonce`, fresh random bytes of
+    /// the caller's. The document is verified against the root and the pinned PCRs with
+    /// its certificates valid at the document's own timestamp, that timestamp must be
+    /// within `max_age_secs` of `now_unix_secs`, and its answer key must be the report's.
+    /// Returns the document's timestamp, Unix ms.
+    ///
+    /// # Errors
+    /// [`RelyingError`]: the document's own check, [`RelyingError::NotFresh`],
+    /// [`RelyingError::OtherBoot`].
+    pub fn check_live(
+        &self,
+        node: &NodeState,
+        document: &[u8],
+        nonce: &[u8],
+        now_unix_secs: u64,
+        max_age_secs: u64,
+    ) -> Result<u64, RelyingError> {
+        // The timestamp is read first to choose the time the chain is checked at; the
+        // verification below authenticates it (or refuses the document).
+        let claimed = crate::attestation_verifier::decode_unauthenticated(document)
+            .map_err(RelyingError::Attestation)?
+            .doc
+            .timestamp_ms;
+        let document_unix_secs = claimed / 1000;
+        let (answer_key, _) = self.attested_boot(document, nonce, document_unix_secs)?;
+        if now_unix_secs.abs_diff(document_unix_secs) > max_age_secs {
+            return Err(RelyingError::NotFresh { document_unix_secs, now_unix_secs, max_age_secs });
+        }
+        if answer_key != node.answer_key {
+            return Err(RelyingError::OtherBoot);
+        }
+        Ok(claimed)
     }
 
     /// [`Self::answer_key`], with the PCRs of the verified document.

@@ -321,10 +321,19 @@ async fn gateway_sessions_over_mutual_tls() {
     // node serves nothing, however genuine its statement.
     let e = tests::gateway_sim::verified_load(&status, &key, 2).unwrap_err();
     assert!(e.contains("epoch 1") && e.contains("rolled-back"), "{e}");
+    // And should a gateway skip that check, its grants still carry the epoch it knows
+    // (the reference gateway takes it from the published manifest): the node refuses them.
+    let accounts = tests::gateway_sim::load_accounts(&st.dir.0.join("shares")).unwrap();
+    assert!(accounts.iter().all(|a| a.min_epoch == 1), "the manifest's epoch");
+    let newer = tests::gateway_sim::Account { min_epoch: 2, ..accounts[0].clone() };
+    let e = tests::gateway_sim::sign(&mut api, &key, &newer, [0x77; 16], b"rolled back")
+        .await
+        .unwrap_err();
+    assert!(e.contains("EPOCH_TOO_OLD") && e.contains("not in a state required"), "{e}");
 
     // The gateway pins the image: the same node, whose attestation is valid under the
     // root, is refused by a gateway that expects another image (one PCR differs). Not
-    // pinning has to be asked for by name; pinning nothing is refused.
+    // pinning has to be asked for by name; pinning nothing, or not PCR0, is refused.
     let mut other_image = st.record.pcrs.clone();
     let pcr0 = other_image.get_mut(&0).unwrap();
     pcr0[0] ^= 1;
@@ -336,11 +345,14 @@ async fn gateway_sessions_over_mutual_tls() {
     .await
     .unwrap_err();
     assert!(refused.contains("PCR0"), "{refused}");
-    let nothing = tests::gateway_sim::PcrPolicy::Pinned(BTreeMap::new());
-    let refused = tests::gateway_sim::attested_answer_key(&mut api, &st.root_der, &nothing)
-        .await
-        .unwrap_err();
-    assert!(refused.contains("pins no PCR"), "{refused}");
+    let only_pcr4 = BTreeMap::from([(4, st.record.pcrs.get(&0).unwrap().clone())]);
+    for weak in [BTreeMap::new(), only_pcr4] {
+        let policy = tests::gateway_sim::PcrPolicy::Pinned(weak);
+        let refused = tests::gateway_sim::attested_answer_key(&mut api, &st.root_der, &policy)
+            .await
+            .unwrap_err();
+        assert!(refused.contains("does not pin PCR0"), "{refused}");
+    }
     let unpinned = tests::gateway_sim::PcrPolicy::UnpinnedInsecure;
     let any = tests::gateway_sim::attested_answer_key(&mut api, &st.root_der, &unpinned);
     assert_eq!(any.await.unwrap(), key);

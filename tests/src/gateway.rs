@@ -91,6 +91,7 @@ pub struct Grant {
     pub session_id: [u8; 16],
     pub message_sha256: [u8; 32],
     pub expires_at_unix: u64,
+    pub min_epoch: u64,
     pub authorization: [u8; 64],
 }
 
@@ -111,10 +112,20 @@ impl Grant {
             session_id: [session; 16],
             message_sha256: Sha256::digest(message).into(),
             expires_at_unix,
+            min_epoch: 0,
             authorization: [0; 64],
         };
         g.sign_with(&gateway());
         g
+    }
+
+    /// The same grant for nodes with share file epoch `min_epoch` or later, signed again
+    /// with the demo key.
+    #[must_use]
+    pub fn with_min_epoch(mut self, min_epoch: u64) -> Self {
+        self.min_epoch = min_epoch;
+        self.sign_with(&gateway());
+        self
     }
 
     pub fn sign_with(&mut self, key: &ed25519_dalek::SigningKey) {
@@ -131,6 +142,7 @@ impl Grant {
             session_id: self.session_id,
             message_sha256: self.message_sha256,
             expires_at_unix: self.expires_at_unix,
+            min_epoch: self.min_epoch,
         }
     }
 
@@ -141,6 +153,7 @@ impl Grant {
             session_id: self.session_id,
             message_sha256: self.message_sha256,
             expires_at_unix: self.expires_at_unix,
+            min_epoch: self.min_epoch,
             authorization: self.authorization,
         }
     }

@@ -32,6 +32,9 @@ pub struct Account {
     pub public_key_package: Vec<u8>,
     /// The published group key (RFC 8032 / BIP-340 x-only).
     pub group_key: Vec<u8>,
+    /// The newest share file epoch the gateway knows was published for it (the deal's):
+    /// every grant carries it as the lowest epoch accepted.
+    pub min_epoch: u64,
 }
 
 /// Reads `gateway_shares.json` and `group_keys.json` from a `gen-shares` directory.
@@ -41,6 +44,7 @@ pub fn load_accounts(dir: &Path) -> Result<Vec<Account>, String> {
         serde_json::from_slice(&bytes).map_err(|e| format!("{f}: {e}"))
     };
     let (shares, keys) = (read(files::GATEWAY_SHARES)?, read(files::GROUP_KEYS)?);
+    let min_epoch = read(files::MANIFEST)?["epoch"].as_u64().ok_or("the manifest has no epoch")?;
     let (Some(shares), Some(keys)) = (shares.as_array(), keys.as_array()) else {
         return Err("expected JSON arrays".into());
     };
@@ -65,6 +69,7 @@ pub fn load_accounts(dir: &Path) -> Result<Vec<Account>, String> {
                 public_key_package: Base64::decode_vec(&text(k, "public_key_package")?)
                     .map_err(|e| e.to_string())?,
                 group_key: hex_decode(&text(k, "group_key")?)?,
+                min_epoch,
             })
         })
         .collect()
@@ -205,6 +210,7 @@ pub fn commit_request(grant: &Grant) -> pb::CommitRequest {
         message_sha256: grant.message_sha256.to_vec(),
         expires_at_unix: grant.expires_at_unix,
         authorization: grant.authorization.to_vec(),
+        min_epoch: grant.min_epoch,
     }
 }
 
@@ -279,6 +285,7 @@ impl Via<'_> {
             session_id: fixed(&r.session_id)?,
             message_sha256: fixed(&r.message_sha256)?,
             expires_at_unix: r.expires_at_unix,
+            min_epoch: r.min_epoch,
             authorization: fixed(&r.authorization)?,
         };
         match event_round(events, "commit", &wire::Message::CommitRequest(request)).await? {
@@ -384,6 +391,7 @@ async fn sign_with<C: Ciphersuite>(
     let mut grant =
         Grant::new(*answer_key, account.scheme, &account.account_id, 0, message, now_secs() + 60);
     grant.session_id = session_id;
+    grant.min_epoch = account.min_epoch;
     grant.sign_with(gateway);
     let request = commit_request(&grant);
     let c = api.commit(request).await?;

@@ -186,3 +186,100 @@ async fn the_alert_that_ends_a_run_reaches_the_webhook() {
         !serde_json::to_string(&alerts).unwrap().contains(&c.identity["AGE-SECRET-KEY-1".len()..])
     );
 }
+
+/// A report proves a past boot; `check-node --live` proves the running node: a document
+/// over a fresh nonce of the checker's, signed just now, with the report's answer key. The
+/// library refuses a document of another boot, a stale one, and one over another nonce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_node_proves_the_running_node_only_when_asked_live() {
+    use parent_shim::relying_party::{RelyingError, RelyingParty};
+    let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
+    let endpoint = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
+    let (c, config) = case("live", 7, 7).await;
+    std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
+    let section = format!(
+        "\n[gateway]\nhealth_url = \"{}\"\nca = \"{}\"\ninterval_secs = 1\n",
+        endpoint.url(),
+        c.dir.0.join("gateway-ca.pem").display()
+    );
+    append(&config, &section);
+    let mut p = start(&config);
+    let grpc = grpc_endpoint(&p.wait_for("\"serving\""));
+    p.wait_for("\"health_reported\"");
+    let report_json = endpoint.reports().pop().unwrap();
+    let report = c.dir.0.join("report.json");
+    std::fs::write(&report, report_json.to_string()).unwrap();
+    let pcrs = c.dir.0.join("pinned-pcrs.json");
+    std::fs::write(&pcrs, format!("{{\"PCR0\": \"{}\"}}", hex::encode([7u8; 48]))).unwrap();
+    let client = c.tls.client("gateway").unwrap();
+    let (ca, cert, key) =
+        (c.dir.0.join("node-ca.pem"), c.dir.0.join("gw.pem"), c.dir.0.join("gw.key"));
+    std::fs::write(&ca, c.tls.cert_pem()).unwrap();
+    std::fs::write(&cert, &client.cert).unwrap();
+    std::fs::write(&key, &client.key).unwrap();
+    let check = |extra: &[&str]| {
+        let out = Command::new(parent_binary())
+            .args(["check-node", "--report"])
+            .arg(&report)
+            .arg("--root")
+            .arg(c.dir.0.join("sim-ca/root.der"))
+            .arg("--pcrs")
+            .arg(&pcrs)
+            .args(["--min-epoch", "1"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str::<serde_json::Value>(text.trim()).unwrap()
+    };
+    // The report alone: verified, and it says what it does not prove.
+    let past = check(&[]);
+    assert_eq!(past["check"]["live"], false);
+    assert!(past["proves"].as_str().unwrap().contains("not that the node runs it now"));
+    // Live: the node answers over mutual TLS with a document over our nonce.
+    let live_args = ["--live", &grpc, "--tls-name", "localhost", "--ca"];
+    let files = [ca.to_str().unwrap(), "--client-cert", cert.to_str().unwrap()];
+    let live =
+        check(&[&live_args[..], &files[..], &["--client-key", key.to_str().unwrap()]].concat());
+    assert_eq!(live["check"]["live"], true, "{live}");
+    assert_eq!(live["answer_key"], past["answer_key"]);
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(),
+    )
+    .unwrap();
+    let at_ms = live["check"]["live_document_unix_ms"].as_u64().unwrap();
+    assert!(now_ms.abs_diff(at_ms) < 300_000, "{at_ms} vs {now_ms}");
+
+    // The library's checks one by one, on a live document fetched here.
+    let root = std::fs::read(c.dir.0.join("sim-ca/root.der")).unwrap();
+    let trust = parent_shim::attestation_verifier::PinnedRoot(root);
+    let policy = tests::gateway_sim::pinned(&std::collections::BTreeMap::from([(0, vec![7; 48])]));
+    let rp = RelyingParty { trust: &trust, pcrs: &policy };
+    let node = rp.check_report(&report_json, 1).unwrap();
+    let mut api = tests::gateway_sim::connect(&grpc, &c.tls.cert_pem(), &client).await.unwrap();
+    let nonce = [0x5au8; 32];
+    let document = api
+        .get_attestation(parent_shim::grpc_bridge::pb::GetAttestationRequest {
+            nonce: nonce.to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .document;
+    let now = now_ms / 1000;
+    assert!(rp.check_live(&node, &document, &nonce, now, 300).is_ok());
+    assert!(matches!(
+        rp.check_live(&node, &document, &[0u8; 32], now, 300),
+        Err(RelyingError::Attestation(_))
+    ));
+    assert!(matches!(
+        rp.check_live(&node, &document, &nonce, now + 3_600, 300),
+        Err(RelyingError::NotFresh { .. })
+    ));
+    let other_boot = parent_shim::relying_party::NodeState { answer_key: [1; 32], ..node };
+    assert_eq!(
+        rp.check_live(&other_boot, &document, &nonce, now, 300),
+        Err(RelyingError::OtherBoot)
+    );
+}

@@ -17,8 +17,9 @@
 use crate::error::EncodeError;
 use crate::messages::{ACCOUNT_ID_MAX, Scheme};
 
-/// Domain label of the gateway's authorisation (`v2`: bound to one enclave boot).
-pub const AUTHORIZATION_DOMAIN: &[u8] = b"signservice.v2/authorization\n";
+/// Domain label of the gateway's authorisation (`v3`: bound to one enclave boot and to the
+/// lowest share file epoch the gateway accepts).
+pub const AUTHORIZATION_DOMAIN: &[u8] = b"signservice.v3/authorization\n";
 /// Domain label of the enclave's round-1 answer.
 pub const COMMIT_ANSWER_DOMAIN: &[u8] = b"signservice.v1/commitments\n";
 /// Domain label of the enclave's round-2 answer.
@@ -46,7 +47,7 @@ pub const ANSWER_KEY_USER_DATA_LEN: usize = ANSWER_KEY_PREFIX.len() + 32;
 
 /// Longest [`authorization`] string.
 pub const AUTHORIZATION_MAX: usize =
-    AUTHORIZATION_DOMAIN.len() + 32 + 1 + 1 + ACCOUNT_ID_MAX + 16 + 32 + 8;
+    AUTHORIZATION_DOMAIN.len() + 32 + 1 + 1 + ACCOUNT_ID_MAX + 16 + 32 + 8 + 8;
 /// Longest commitments a [`commit_answer`] covers (the wire limit of `CommitResponse`).
 pub const COMMITMENTS_MAX: usize = 1024;
 /// Longest [`commit_answer`] string.
@@ -75,6 +76,9 @@ pub struct SessionGrant<'a> {
     pub message_sha256: [u8; 32],
     /// Unix time (seconds) after which the grant is void.
     pub expires_at_unix: u64,
+    /// The lowest share file epoch the gateway accepts (the newest it knows was
+    /// published): a node whose loaded file is older refuses the grant (`EPOCH_TOO_OLD`).
+    pub min_epoch: u64,
 }
 
 /// A writer that refuses to run past the end of its buffer.
@@ -118,8 +122,8 @@ impl Out<'_> {
 
 /// Writes what the gateway signs to authorise a session:
 /// `AUTHORIZATION_DOMAIN || node (32) || scheme (1) || len (1) || account_id ||
-/// session_id (16) || message_sha256 (32) || expires_at_unix (8, BE)`. Returns the length
-/// written.
+/// session_id (16) || message_sha256 (32) || expires_at_unix (8, BE) || min_epoch (8, BE)`.
+/// Returns the length written.
 pub fn authorization(grant: &SessionGrant<'_>, out: &mut [u8]) -> Result<usize, EncodeError> {
     let mut w = Out { buf: out, len: 0 };
     w.put(AUTHORIZATION_DOMAIN)?;
@@ -129,6 +133,7 @@ pub fn authorization(grant: &SessionGrant<'_>, out: &mut [u8]) -> Result<usize, 
     w.put(&grant.session_id)?;
     w.put(&grant.message_sha256)?;
     w.put(&grant.expires_at_unix.to_be_bytes())?;
+    w.put(&grant.min_epoch.to_be_bytes())?;
     Ok(w.len)
 }
 
@@ -297,6 +302,7 @@ mod tests {
             session_id: [7; 16],
             message_sha256: [9; 32],
             expires_at_unix: 0x0102_0304_0506_0708,
+            min_epoch: 0x1112_1314_1516_1718,
         }
     }
 
@@ -305,11 +311,13 @@ mod tests {
         let mut buf = [0u8; AUTHORIZATION_MAX];
         let n = authorization(&grant("A1"), &mut buf).unwrap();
         let d = AUTHORIZATION_DOMAIN.len();
-        assert_eq!(n, d + 32 + 1 + 1 + 2 + 16 + 32 + 8);
+        assert_eq!(n, d + 32 + 1 + 1 + 2 + 16 + 32 + 8 + 8);
         assert_eq!(&buf[..d], AUTHORIZATION_DOMAIN);
         assert_eq!(&buf[d..d + 32], &[5; 32]);
         assert_eq!(&buf[d + 32..d + 36], b"\x01\x02A1");
-        assert_eq!(&buf[n - 8..n], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&buf[n - 16..n - 8], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&buf[n - 8..n], &[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18]);
+        assert_eq!(n, AUTHORIZATION_MAX - (ACCOUNT_ID_MAX - 2));
     }
 
     /// The example in `docs/wire.md` ("Signed statements").
@@ -333,10 +341,11 @@ mod tests {
                 0x78, 0x52, 0xb8, 0x55,
             ],
             expires_at_unix: 1_800_000_000,
+            min_epoch: 7,
         };
         let mut buf = [0u8; AUTHORIZATION_MAX];
         let n = authorization(&grant, &mut buf).unwrap();
-        let doc = "7369676e736572766963652e76322f617574686f72697a6174696f6e0ad75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a010841303030303030313a5c01779e2044b18d06fe126c43a90be3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855000000006b49d200";
+        let doc = "7369676e736572766963652e76332f617574686f72697a6174696f6e0ad75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a010841303030303030313a5c01779e2044b18d06fe126c43a90be3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855000000006b49d2000000000000000007";
         assert_eq!(n * 2, doc.len());
         for (i, b) in buf[..n].iter().enumerate() {
             assert_eq!(u8::from_str_radix(&doc[2 * i..2 * i + 2], 16).unwrap(), *b, "byte {i}");
@@ -429,6 +438,7 @@ mod tests {
             SessionGrant { session_id: [8; 16], ..grant("A1") },
             SessionGrant { message_sha256: [8; 32], ..grant("A1") },
             SessionGrant { expires_at_unix: 1, ..grant("A1") },
+            SessionGrant { min_epoch: 1, ..grant("A1") },
         ];
         for v in variants {
             let mut b = [0u8; AUTHORIZATION_MAX];

@@ -203,6 +203,7 @@ fn encoder_refuses_what_the_decoder_would_refuse() {
         session_id: [0; 16],
         message_sha256: [0; 32],
         expires_at_unix: 0,
+        min_epoch: 0,
         authorization: [0; 64],
     };
     let mut big = [0u8; 512];

@@ -78,6 +78,7 @@ fn examples() -> Vec<(u32, Message<'static>)> {
                 session_id: SESSION,
                 message_sha256: SHA,
                 expires_at_unix: 1_795_000_000,
+                min_epoch: 7,
                 authorization: SIG,
             }),
         ),

@@ -212,6 +212,7 @@ pub fn fuzz_signing(data: &[u8]) {
         session_id: [7; 16],
         message_sha256: [0; 32],
         expires_at_unix: 1_900_000_060,
+        min_epoch: 0,
     };
     let mut statement = [0u8; wire::session_signatures::AUTHORIZATION_MAX];
     let Ok(n) = wire::session_signatures::authorization(&grant, &mut statement) else {
@@ -223,6 +224,7 @@ pub fn fuzz_signing(data: &[u8]) {
         session_id: grant.session_id,
         message_sha256: grant.message_sha256,
         expires_at_unix: grant.expires_at_unix,
+        min_epoch: grant.min_epoch,
         authorization: gateway.sign(statement.get(..n).unwrap_or_default()).to_bytes(),
     };
     let now = Now { unix_micros: 1_900_000_000_000_000 };

@@ -436,7 +436,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
     fn boot(&mut self, message: &Message<'_>, ctx: &Context) -> Reply {
         match self.machine.handle(message, ctx) {
             None => Reply::None,
-            Some(BootOutput::Loaded(loaded)) => match self.start_engine() {
+            Some(BootOutput::Loaded(loaded)) => match self.start_engine(loaded.report().epoch) {
                 Ok(engine) => {
                     // `Loaded` comes only after the boot's `Attestation` (the boot machine's
                     // order), so with an engine the genesis is always known here.
@@ -500,11 +500,12 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
 
     /// Builds the signing engine once the shares are loaded. Without one (a bad gateway
     /// key) the enclave stays up but refuses every signing request, and says why in the log.
-    fn start_engine(&mut self) -> Result<Option<SigningEngine<R>>, EngineError> {
+    fn start_engine(&mut self, loaded_epoch: u64) -> Result<Option<SigningEngine<R>>, EngineError> {
         let Some((key, rng)) = self.machine.take_answer_key() else {
             return Ok(None);
         };
-        match SigningEngine::new(self.engine_config, key, rng) {
+        let config = EngineConfig { loaded_epoch, ..self.engine_config };
+        match SigningEngine::new(config, key, rng) {
             Ok(engine) => {
                 let cap = engine.session_cap().to_string();
                 self.logs.log(

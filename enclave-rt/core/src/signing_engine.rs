@@ -56,6 +56,10 @@ pub struct EngineConfig {
     pub max_signers: usize,
     /// The gateway's Ed25519 public key, which signs every grant.
     pub gateway_key: [u8; 32],
+    /// The epoch of the share file this boot loaded (its manifest's, as the signed Loaded
+    /// statement names it): grants whose `min_epoch` is above it are refused. The serving
+    /// core sets it from the load; 0 (the default) accepts only grants with `min_epoch` 0.
+    pub loaded_epoch: u64,
 }
 
 impl EngineConfig {
@@ -70,6 +74,7 @@ impl EngineConfig {
             max_message_len: 16 * 1024,
             max_signers: 16,
             gateway_key,
+            loaded_epoch: 0,
         }
     }
 }
@@ -83,6 +88,7 @@ impl fmt::Debug for EngineConfig {
             .field("replay_window", &self.replay_window)
             .field("max_message_len", &self.max_message_len)
             .field("max_signers", &self.max_signers)
+            .field("loaded_epoch", &self.loaded_epoch)
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +149,9 @@ pub enum EngineError {
     /// The enclave's clock is not trusted (no NSM time, or the guest clock beyond the
     /// bound): no session is opened, whatever way the request came in.
     ClockUntrusted,
+    /// The grant's `min_epoch` is above the epoch of the share file this boot loaded: the
+    /// node was rolled back to an older file than the gateway knows was published.
+    EpochTooOld,
 }
 
 impl EngineError {
@@ -154,7 +163,7 @@ impl EngineError {
                 RpcErrorCode::PERMISSION_DENIED
             }
             Self::GrantExpired | Self::SessionExpired => RpcErrorCode::DEADLINE_EXCEEDED,
-            Self::ClockUntrusted => RpcErrorCode::FAILED_PRECONDITION,
+            Self::ClockUntrusted | Self::EpochTooOld => RpcErrorCode::FAILED_PRECONDITION,
             Self::SessionExists => RpcErrorCode::ALREADY_EXISTS,
             Self::TableFull | Self::ReplayWindowFull => RpcErrorCode::RESOURCE_EXHAUSTED,
             Self::UnknownAccount | Self::UnknownSession => RpcErrorCode::NOT_FOUND,
@@ -207,6 +216,9 @@ impl fmt::Display for EngineError {
             Self::CommitmentMismatch => "the signing package alters our commitment",
             Self::SchemeFailure => "the scheme refused the signing package",
             Self::AnswerTooLarge => "the answer exceeds a wire limit",
+            Self::EpochTooOld => {
+                "EPOCH_TOO_OLD: the share file this node loaded is older than the grant's lowest accepted epoch"
+            }
             Self::ClockUntrusted => {
                 "the enclave's clock is not trusted (no NSM time, or skew against the NSM beyond the bound)"
             }
@@ -626,6 +638,7 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
             session_id: request.session_id,
             message_sha256: request.message_sha256,
             expires_at_unix: request.expires_at_unix,
+            min_epoch: request.min_epoch,
         };
         // The signature first: an unauthorised caller learns nothing, not even whether the
         // account exists.
@@ -643,6 +656,9 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         }
         if grant.expires_at_unix - now_secs > self.config.max_grant_lifetime_secs {
             return Err(EngineError::GrantTooLong);
+        }
+        if grant.min_epoch > self.config.loaded_epoch {
+            return Err(EngineError::EpochTooOld);
         }
         self.expire(now);
         if self.find(&grant.session_id).is_some() {

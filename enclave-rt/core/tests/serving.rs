@@ -489,6 +489,34 @@ fn moving_the_guest_clock_between_checks_changes_nothing() {
     assert!(matches!(h.one().1, OwnedAnswer::Status { sessions: 1, .. }));
 }
 
+/// The serving core gives the engine the epoch it loaded (the harness's manifest says 1):
+/// a grant for a newer epoch is refused as `EPOCH_TOO_OLD` and audited; one for epoch 1
+/// opens a session.
+#[test]
+fn grants_for_a_newer_epoch_than_the_loaded_file_are_refused_and_audited() {
+    let (mut h, account) = serving_harness(None);
+    h.send(1, &h.grant(&account, 1).with_min_epoch(2).request());
+    let (_, answer) = h.one();
+    let OwnedAnswer::Rpc(RpcErrorCode::FAILED_PRECONDITION, detail) = answer else {
+        panic!("{answer:?}")
+    };
+    assert!(detail.starts_with("EPOCH_TOO_OLD"), "{detail}");
+    let mut refused = None;
+    while let Some(frame) = h.core.logs().pop_frame() {
+        let (f, _) = wire::decode(&frame).unwrap().unwrap();
+        if let Ok(Message::AuditEntry(e)) = f.message() {
+            refused = Some((e.kind, e.code));
+        }
+    }
+    assert_eq!(
+        refused,
+        Some((wire::AuditKind::Refused, RpcErrorCode::FAILED_PRECONDITION.0)),
+        "the refusal is in the audit chain"
+    );
+    h.send(2, &h.grant(&account, 2).with_min_epoch(1).request());
+    assert_eq!(h.one(), (2, OwnedAnswer::Commit([2; 16])));
+}
+
 #[test]
 fn the_signing_randomness_is_injected() {
     // Two cores with the same seed commit to the same nonces for the same grant; another

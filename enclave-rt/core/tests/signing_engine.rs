@@ -538,6 +538,9 @@ fn a_tampering_parent_is_caught() {
     g.expires_at_unix += 1;
     tampered.push(g);
     let mut g = valid.clone();
+    g.min_epoch ^= 1; // lowered or raised: the parent cannot move the gateway's epoch
+    tampered.push(g);
+    let mut g = valid.clone();
     g.account_id = "ED-2of3".into(); // swap the account
     tampered.push(g);
     let mut g = valid.clone();
@@ -774,4 +777,36 @@ fn a_grant_is_valid_on_one_boot_of_one_node_only() {
         a.commit(at(T0), &g.request(), &fx.store).unwrap_err(),
         EngineError::BadAuthorization
     );
+}
+
+/// A grant carries the lowest share file epoch the gateway accepts; a node that loaded an
+/// older file (rolled back by its parent or an S3 writer) refuses it by name, opens no
+/// session and does not spend the id, even when the gateway forgot its own epoch check.
+#[test]
+fn a_node_rolled_back_to_an_older_file_refuses_grants_for_a_newer_epoch() {
+    let fx = fixture();
+    let config = EngineConfig { loaded_epoch: 3, ..signing::config() };
+    let mut engine = signing::engine(8, config);
+    let node = engine.answer_public_key();
+    let newer = Grant::new(node, Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 60).with_min_epoch(4);
+    let e = engine.commit(at(T0), &newer.request(), &fx.store).unwrap_err();
+    assert_eq!((e, e.code()), (EngineError::EpochTooOld, RpcErrorCode::FAILED_PRECONDITION));
+    assert!(e.to_string().starts_with("EPOCH_TOO_OLD"), "{e}");
+    assert_eq!(engine.sessions_in_use(), 0);
+    // The node's own epoch and any older one are accepted (the same session id: the
+    // refusal spent nothing).
+    for min_epoch in [3, 0] {
+        let g = Grant::new(
+            node,
+            Scheme::Ed25519,
+            "ED-2of2",
+            10 + u8::try_from(min_epoch).unwrap(),
+            b"m",
+            T0 + 60,
+        )
+        .with_min_epoch(min_epoch);
+        engine.commit(at(T0), &g.request(), &fx.store).unwrap();
+    }
+    let again = Grant::new(node, Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 60).with_min_epoch(3);
+    engine.commit(at(T0), &again.request(), &fx.store).unwrap();
 }
