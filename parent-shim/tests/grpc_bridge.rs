@@ -229,6 +229,23 @@ async fn connect(
     Ok(SignServiceClient::new(channel))
 }
 
+/// Should a gateway skip its epoch check, its grants still carry the epoch it knows (the
+/// reference gateway takes it from the published manifest): a node whose file is older
+/// refuses them.
+async fn grants_carry_the_epoch_and_an_older_node_refuses_them(
+    api: &mut pb::sign_service_client::SignServiceClient<tonic::transport::Channel>,
+    key: &[u8; 32],
+    dir: &std::path::Path,
+) {
+    let accounts = tests::gateway_sim::load_accounts(&dir.join("shares")).unwrap();
+    assert!(accounts.iter().all(|a| a.min_epoch == 1), "the manifest's epoch");
+    let newer = tests::gateway_sim::Account { min_epoch: 2, ..accounts[0].clone() };
+    let e = tests::gateway_sim::sign(api, key, &newer, [0x77; 16], b"rolled back")
+        .await
+        .unwrap_err();
+    assert!(e.contains("EPOCH_TOO_OLD") && e.contains("not in a state required"), "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_sessions_over_mutual_tls() {
     let st = stack("sessions", 8).await;
@@ -321,15 +338,7 @@ async fn gateway_sessions_over_mutual_tls() {
     // node serves nothing, however genuine its statement.
     let e = tests::gateway_sim::verified_load(&status, &key, 2).unwrap_err();
     assert!(e.contains("epoch 1") && e.contains("rolled-back"), "{e}");
-    // And should a gateway skip that check, its grants still carry the epoch it knows
-    // (the reference gateway takes it from the published manifest): the node refuses them.
-    let accounts = tests::gateway_sim::load_accounts(&st.dir.0.join("shares")).unwrap();
-    assert!(accounts.iter().all(|a| a.min_epoch == 1), "the manifest's epoch");
-    let newer = tests::gateway_sim::Account { min_epoch: 2, ..accounts[0].clone() };
-    let e = tests::gateway_sim::sign(&mut api, &key, &newer, [0x77; 16], b"rolled back")
-        .await
-        .unwrap_err();
-    assert!(e.contains("EPOCH_TOO_OLD") && e.contains("not in a state required"), "{e}");
+    grants_carry_the_epoch_and_an_older_node_refuses_them(&mut api, &key, &st.dir.0).await;
 
     // The gateway pins the image: the same node, whose attestation is valid under the
     // root, is refused by a gateway that expects another image (one PCR differs). Not

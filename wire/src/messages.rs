@@ -456,8 +456,7 @@ messages! {
         message_sha256: [u8; 32],
         /// Unix time (seconds) after which the authorisation is void.
         expires_at_unix: u64,
-        /// The lowest share file epoch the gateway accepts; a node serving an older file
-        /// refuses the request.
+        /// The lowest share file epoch the gateway accepts (an older node refuses it).
         min_epoch: u64,
         /// Gateway's Ed25519 signature over the request's canonical bytes.
         authorization: [u8; 64],
