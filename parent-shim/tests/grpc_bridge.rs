@@ -240,9 +240,8 @@ async fn grants_carry_the_epoch_and_an_older_node_refuses_them(
     let accounts = tests::gateway_sim::load_accounts(&dir.join("shares")).unwrap();
     assert!(accounts.iter().all(|a| a.min_epoch == 1), "the manifest's epoch");
     let newer = tests::gateway_sim::Account { min_epoch: 2, ..accounts[0].clone() };
-    let e = tests::gateway_sim::sign(api, key, &newer, [0x77; 16], b"rolled back")
-        .await
-        .unwrap_err();
+    let e =
+        tests::gateway_sim::sign(api, key, &newer, [0x77; 16], b"rolled back").await.unwrap_err();
     assert!(e.contains("EPOCH_TOO_OLD") && e.contains("not in a state required"), "{e}");
 }
 
