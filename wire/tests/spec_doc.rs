@@ -125,4 +125,26 @@ fn the_signed_statement_examples_are_what_the_code_writes() {
     let bytes =
         signed::audit_checkpoint_statement(&empty_sha256, 9, &[0x11; 32], 1_800_000_000_000);
     assert_eq!(statement_example(&doc, signed::AUDIT_CHECKPOINT_DOMAIN), bytes.as_slice());
+
+    // The grant (v3: with the lowest accepted epoch), for RFC 8032's first test public key.
+    let grant = signed::SessionGrant {
+        node: [
+            0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64,
+            0x07, 0x3a, 0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68,
+            0xf7, 0x07, 0x51, 0x1a,
+        ],
+        scheme: wire::Scheme::Ed25519,
+        account_id: "A0000001",
+        session_id: [
+            0x3a, 0x5c, 0x01, 0x77, 0x9e, 0x20, 0x44, 0xb1, 0x8d, 0x06, 0xfe, 0x12, 0x6c, 0x43,
+            0xa9, 0x0b,
+        ],
+        message_sha256: empty_sha256,
+        expires_at_unix: 1_800_000_000,
+        min_epoch: 7,
+    };
+    let mut buf = [0u8; signed::AUTHORIZATION_MAX];
+    let n = signed::authorization(&grant, &mut buf).unwrap();
+    assert_eq!(n, 135, "the length the example states");
+    assert_eq!(statement_example(&doc, signed::AUTHORIZATION_DOMAIN), &buf[..n]);
 }
