@@ -36,6 +36,9 @@ cargo xtask <task>
   bench sign [--sessions N] [--scheme ed25519|secp256k1-tr]
                        signing sessions (round 1 + 2) through the engine against the raw
                        frost crate calls; default 2000 sessions, both schemes
+  bench unseal [--rounds N]
+                       the unseal's constant-time identity check per failure cause against
+                       the age crate's parser, and the whole unseal against RSA-OAEP alone
   bench boot-e2e [--accounts N]
                        the real parent and enclave (release) from start to serving, the
                        share file streamed from S3 (moto) through KMS (emulator), against
@@ -113,6 +116,7 @@ fn dispatch(args: &[&str]) -> Result {
         ["bench", "boot-e2e", rest @ ..] => bench_boot_e2e(rest, None),
         ["soak", rest @ ..] => soak(rest),
         ["bench", "sign", rest @ ..] => bench_sign(rest, None),
+        ["bench", "unseal", rest @ ..] => bench_unseal(rest, None),
         ["bench", "e2e", rest @ ..] => bench_e2e(rest, None),
         ["build-enclave", rest @ ..] => build_enclave::task(&root, rest),
         ["build-eif", rest @ ..] => build_eif::task(&root, rest),
@@ -218,6 +222,7 @@ fn test(root: &Path) -> Result {
         "2000",
     ]))?;
     bench_sign(&["--sessions", "20"], Some("dev"))?;
+    bench_unseal(&["--rounds", "200"], Some("dev"))?;
     bench_e2e(&["--sessions", "20", "--clients", "2", "--overload"], Some("dev"))?;
     bench_boot_e2e(&["--accounts", "2000"], Some("dev"))?;
     // The soak for one minute: each fault once, under load; it fails on a hang, a wrong
@@ -265,6 +270,23 @@ fn bench_boot(rest: &[&str]) -> Result {
         command.arg("--stages");
     }
     run(&mut command)
+}
+
+fn bench_unseal(rest: &[&str], profile: Option<&str>) -> Result {
+    let ok = match rest {
+        [] => true,
+        ["--rounds", n] => n.parse::<u64>().is_ok_and(|n| n > 0),
+        _ => false,
+    };
+    if !ok {
+        return Err(Failure("usage: cargo xtask bench unseal [--rounds N]".into()));
+    }
+    let mut cmd = cargo();
+    cmd.args(["bench", "--locked"]);
+    if let Some(p) = profile {
+        cmd.args(["--profile", p]);
+    }
+    run(cmd.args(["-p", "enclave-core", "--bench", "unseal", "--"]).args(rest))
 }
 
 fn bench_sign(rest: &[&str], profile: Option<&str>) -> Result {
