@@ -353,7 +353,8 @@ fn session_over_wire<C: frost_core::Ciphersuite>(
         panic!("{:?}", decode(kind, &payload))
     };
     let mut buf = [0u8; signed::COMMIT_ANSWER_MAX];
-    let n = signed::commit_answer(&grant.grant(), c.commitments, &mut buf).unwrap();
+    let anchor = signed::AuditAnchor { seq: c.audit_seq, head: c.audit_head };
+    let n = signed::commit_answer(&grant.grant(), &anchor, c.commitments, &mut buf).unwrap();
     verify(&buf[..n], &c.enclave_signature);
     let (nonces, theirs, kp) = party::round1::<C>(&set.key_packages[other], 3);
     let package = party::package::<C>(
@@ -375,7 +376,9 @@ fn session_over_wire<C: frost_core::Ciphersuite>(
         panic!("{:?}", decode(kind, &payload))
     };
     let digest: [u8; 32] = digest::digest(&digest::SHA256, &package).as_ref().try_into().unwrap();
-    let n = signed::sign_answer(&grant.session_id, &digest, s.signature_share, &mut buf).unwrap();
+    let anchor = signed::AuditAnchor { seq: s.audit_seq, head: s.audit_head };
+    let n = signed::sign_answer(&grant.session_id, &digest, &anchor, s.signature_share, &mut buf)
+        .unwrap();
     verify(&buf[..n], &s.enclave_signature);
     let parsed = frost_core::SigningPackage::<C>::deserialize(&package).unwrap();
     let their_share = frost_core::round2::sign(&parsed, &nonces, &kp).unwrap();

@@ -400,7 +400,9 @@ fn main() {
                 let p = prepare(engine_node, &latency_accounts, n, 0xe9);
                 let now = Now { unix_micros: now_secs() * 1_000_000 };
                 let t = Instant::now();
-                let c = engine.commit(now, &p.grant.request(), &store).unwrap();
+                let c = engine
+                    .commit(now, &p.grant.request(), &store, &mut tests::gateway::unaudited)
+                    .unwrap();
                 let mut spent = t.elapsed();
                 let package = party::package::<frost_ed25519::Ed25519Sha512>(
                     &[(ours(), c.commitments), p.their_commitments.clone()],
@@ -409,7 +411,9 @@ fn main() {
                 let req =
                     wire::SignRequest { session_id: p.grant.session_id, signing_package: &package };
                 let t = Instant::now();
-                std::hint::black_box(engine.sign(now, &req).unwrap());
+                std::hint::black_box(
+                    engine.sign(now, &req, &mut tests::gateway::unaudited).unwrap(),
+                );
                 spent += t.elapsed();
                 engine_lat.push(spent.as_secs_f64() * 1e6);
             }

@@ -7,7 +7,16 @@
 //! attestation document, each entry to the one before; a checkpoint counts only if the
 //! boot's attested answer key signed it and its head is the chain's. It reports, by
 //! sequence number and by position in the input, every entry missing, altered, reordered
-//! or duplicated, how far the chain is complete and signed, and the unsigned tail.
+//! or duplicated, how far the chain is complete and signed, the unsigned tail, and whether
+//! it ends in the enclave's closing checkpoint (an orderly stop).
+//!
+//! What the export alone cannot show is what the parent left out after the last
+//! checkpoint it kept. The gateway's own records can: every answer it received carries the
+//! enclave's signature over the chain's anchor after that answer's entry, and every fresh
+//! head it asked for over its nonce. [`check_anchors`] requires the chain to reach each of
+//! them, entry for entry. Lines carry the boot they belong to (`boot`: the chain's
+//! genesis), so one export can hold several boots; [`boots_in`] finds each boot that
+//! signed a checkpoint in it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -41,6 +50,28 @@ pub enum Problem {
     Undecodable(usize),
     /// Entry 1 does not start from this boot's attestation: another boot's chain.
     OtherBoot,
+    /// The gateway holds the enclave's signed anchor at this number, and the chain here
+    /// does not reach it with that head: entries withheld, or altered.
+    AnchorUnmatched(u64),
+    /// Entries follow a closing checkpoint (the enclave signs none after it).
+    AfterClosing(u64),
+}
+
+impl Problem {
+    /// Where the problem is, for listing them in chain order.
+    fn order(&self) -> u64 {
+        match self {
+            Self::Missing(s, _)
+            | Self::Altered(s)
+            | Self::Duplicated(s)
+            | Self::BadCheckpoint(s)
+            | Self::AnchorUnmatched(s)
+            | Self::AfterClosing(s)
+            | Self::Reordered { seq: s, .. } => *s,
+            Self::Undecodable(p) => *p as u64,
+            Self::OtherBoot => 0,
+        }
+    }
 }
 
 impl fmt::Display for Problem {
@@ -58,6 +89,12 @@ impl fmt::Display for Problem {
             Self::BadCheckpoint(s) => write!(f, "the checkpoint at {s} does not verify"),
             Self::Undecodable(p) => write!(f, "audit line {p} does not decode"),
             Self::OtherBoot => f.write_str("entry 1 does not start from this boot's attestation"),
+            Self::AnchorUnmatched(s) => write!(
+                f,
+                "the gateway holds the enclave's signed answer at entry {s}, which this export \
+                 does not reach with the same head (entries withheld or altered)"
+            ),
+            Self::AfterClosing(s) => write!(f, "entry {s} follows the closing checkpoint"),
         }
     }
 }
@@ -94,6 +131,14 @@ pub struct Report {
     pub complete_through: u64,
     /// Entries after the last verified checkpoint (not yet signed).
     pub unsigned_tail: u64,
+    /// Entries 1..=this are present and linked (whether or not a checkpoint covers them).
+    pub linked_through: u64,
+    /// Entries 1..=this match the gateway's anchors ([`check_anchors`]): the highest
+    /// anchor, when every anchor matched.
+    pub anchored_through: u64,
+    /// The chain ends in a verified closing checkpoint at its last entry: the enclave said
+    /// it ended (an orderly stop).
+    pub closed: bool,
     /// Every problem, in sequence order.
     pub problems: Vec<Problem>,
     /// The entries that verified (linked from the genesis), by sequence number.
@@ -132,8 +177,7 @@ fn signed_checkpoints(
     checkpoints
         .iter()
         .map(|c| {
-            let statement =
-                audit_checkpoint_statement(&c.attestation_sha256, c.seq, &c.head, c.unix_ms);
+            let statement = audit_checkpoint_statement(&c.facts());
             let ok = c.attestation_sha256 == genesis
                 && key.is_some_and(|k| {
                     k.verify_strict(&statement, &Signature::from_bytes(&c.signature)).is_ok()
@@ -232,28 +276,161 @@ pub fn verify<'a>(
     if highest >= expected {
         report.problems.push(Problem::Missing(expected, highest));
     }
-    // Checkpoints: signed by the boot's key, over the chain's head at their number.
-    for (c, signed) in &signed {
-        let head =
-            if c.seq == 0 { Some(genesis) } else { report.verified.get(&c.seq).map(|e| e.hash) };
-        let ok = *signed && head == Some(c.head);
-        if !ok {
-            report.problems.push(Problem::BadCheckpoint(c.seq));
-        } else if c.seq <= linked_through {
-            report.complete_through = report.complete_through.max(c.seq);
+    check_checkpoints(&mut report, &signed, genesis, highest, linked_through);
+    report.problems.sort_by_key(Problem::order);
+    report
+}
+
+/// One of the gateway's anchors: an answer (or fresh head) of the boot whose answer key is
+/// `answer_key` said the chain held `seq` entries ending in `head`, under its signature
+/// (which the gateway checked when it received it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    /// The boot's answer key.
+    pub answer_key: [u8; 32],
+    /// The entry's number.
+    pub seq: u64,
+    /// The chain's head after it.
+    pub head: [u8; 32],
+}
+
+impl Anchor {
+    /// The JSON line the reference gateway writes: `{"answer_key", "seq", "head"}`.
+    #[must_use]
+    pub fn to_line(&self) -> String {
+        serde_json::json!({"answer_key": hex::encode(self.answer_key), "seq": self.seq,
+            "head": hex::encode(self.head)})
+        .to_string()
+    }
+
+    /// Reads a line [`Self::to_line`] wrote.
+    ///
+    /// # Errors
+    /// The line is not that JSON.
+    pub fn from_line(line: &str) -> Result<Self, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+        let bytes = |name: &str| -> Result<[u8; 32], String> {
+            v[name]
+                .as_str()
+                .and_then(|t| hex::decode(t).ok())
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("{name} is not 32 bytes of hex"))
+        };
+        Ok(Self {
+            answer_key: bytes("answer_key")?,
+            seq: v["seq"].as_u64().ok_or("seq is not a number")?,
+            head: bytes("head")?,
+        })
+    }
+}
+
+/// Holds `report` (of the boot whose answer key is `answer_key`) to the gateway's anchors
+/// of that boot: the chain must reach every anchor, its entry there hashing to the
+/// anchor's head. A parent that withheld entries after its last kept checkpoint, or edited
+/// one, is caught here. Sets [`Report::anchored_through`]; the unsigned tail shrinks to
+/// what neither a checkpoint nor an anchor covers.
+pub fn check_anchors(report: &mut Report, answer_key: &[u8; 32], anchors: &[Anchor]) {
+    let mut all_matched = true;
+    let mut highest = 0;
+    for a in anchors.iter().filter(|a| &a.answer_key == answer_key) {
+        highest = highest.max(a.seq);
+        let here = report.verified.get(&a.seq).map(|e| e.hash);
+        if a.seq > report.linked_through || here != Some(a.head) {
+            all_matched = false;
+            if !report.problems.contains(&Problem::AnchorUnmatched(a.seq)) {
+                report.problems.push(Problem::AnchorUnmatched(a.seq));
+            }
         }
     }
+    if all_matched {
+        report.anchored_through = highest;
+    }
+    report.last_seq = report.last_seq.max(highest);
+    let covered = report.complete_through.max(report.anchored_through);
+    report.unsigned_tail = report.last_seq.saturating_sub(covered);
+    report.problems.sort_by_key(Problem::order);
+}
+
+/// The boots that signed a checkpoint in `lines`, by answer key: for each key of `keys`,
+/// the genesis (attestation SHA-256) of a checkpoint it signed, if any. A key the gateway
+/// granted to with no checkpoint here is a boot whose chain the export leaves out.
+#[must_use]
+pub fn boots_in<'a>(
+    keys: &[[u8; 32]],
+    lines: impl IntoIterator<Item = &'a str>,
+) -> BTreeMap<[u8; 32], [u8; 32]> {
+    let checkpoints: Vec<AuditCheckpoint> = lines
+        .into_iter()
+        .filter_map(audit_line)
+        .filter(|(event, _)| event == "audit_checkpoint")
+        .filter_map(|(_, payload)| match Message::decode(AuditCheckpoint::KIND, &payload) {
+            Ok(Message::AuditCheckpoint(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let mut found = BTreeMap::new();
+    for key in keys {
+        let Ok(k) = VerifyingKey::from_bytes(key) else { continue };
+        if let Some(c) = checkpoints.iter().find(|c| {
+            let statement = audit_checkpoint_statement(&c.facts());
+            k.verify_strict(&statement, &Signature::from_bytes(&c.signature)).is_ok()
+        }) {
+            found.insert(*key, c.attestation_sha256);
+        }
+    }
+    found
+}
+
+/// The lines of the boot whose chain starts at `genesis`: those the parent tagged with it
+/// (`"boot"`), and those with no tag (an export of one boot). A parent that tags a line
+/// with the wrong boot only makes that boot's chain incomplete.
+#[must_use]
+pub fn lines_of_boot<'a>(genesis: &[u8; 32], lines: &[&'a str]) -> Vec<&'a str> {
+    let tag = hex::encode(genesis);
+    lines
+        .iter()
+        .copied()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .is_none_or(|v| v["boot"].as_str().is_none_or(|b| b == tag))
+        })
+        .collect()
+}
+
+/// Checkpoints: each signed by the boot's key over the chain's head at its number; how far
+/// they cover the linked chain, and whether a closing one ends it.
+fn check_checkpoints(
+    report: &mut Report,
+    signed: &[(AuditCheckpoint, bool)],
+    genesis: [u8; 32],
+    highest: u64,
+    linked_through: u64,
+) {
+    let mut closing_at: Option<u64> = None;
+    for (c, signed) in signed {
+        let head =
+            if c.seq == 0 { Some(genesis) } else { report.verified.get(&c.seq).map(|e| e.hash) };
+        if !*signed || head != Some(c.head) {
+            report.problems.push(Problem::BadCheckpoint(c.seq));
+            continue;
+        }
+        if c.seq <= linked_through {
+            report.complete_through = report.complete_through.max(c.seq);
+        }
+        if c.closing {
+            closing_at = Some(closing_at.map_or(c.seq, |s| s.min(c.seq)));
+        }
+    }
+    if let Some(at) = closing_at {
+        if highest > at {
+            report.problems.push(Problem::AfterClosing(at + 1));
+        }
+        report.closed = at == highest && at <= linked_through;
+    }
+    report.linked_through = linked_through;
     report.unsigned_tail = highest - report.complete_through;
-    report.problems.sort_by_key(|p| match p {
-        Problem::Missing(s, _)
-        | Problem::Altered(s)
-        | Problem::Duplicated(s)
-        | Problem::BadCheckpoint(s)
-        | Problem::Reordered { seq: s, .. } => *s,
-        Problem::Undecodable(p) => *p as u64,
-        Problem::OtherBoot => 0,
-    });
-    report
 }
 
 /// Whether this boot gave a signature share for `message_sha256`, and under which grants:
@@ -302,13 +479,13 @@ mod tests {
         let mut out = Vec::new();
         for i in 1..=n {
             let entry = enclave_core::audit_chain::blank(AuditKind::Abort, [i; 16]);
-            let e = chain.append(entry, t);
+            let e = chain.append(entry, t).unwrap();
             let mut payload = vec![0u8; 512];
             let len = e.encode_payload(&mut payload).unwrap();
             let payload = hex::encode(&payload[..len]);
             out.push(format!(r#"{{"event":"audit_entry","payload":"{payload}"}}"#));
         }
-        let c = chain.checkpoint(t, 1, |s| key.sign(s).to_bytes());
+        let c = chain.checkpoint(t, 1, [0; 32], false, |s| key.sign(s).to_bytes());
         let mut payload = vec![0u8; 512];
         let len = c.encode_payload(&mut payload).unwrap();
         let payload = hex::encode(&payload[..len]);
@@ -333,6 +510,52 @@ mod tests {
         assert_eq!((r.problems, r.unsigned_tail), (vec![Problem::BadCheckpoint(3)], 3));
         let r = verify([8; 32], &public, good.iter().map(String::as_str));
         assert!(r.problems.contains(&Problem::OtherBoot), "{:?}", r.problems);
+    }
+
+    /// Entries of the longest account ids (64 bytes, valid in the share file) chain and
+    /// verify; one such entry altered is found (it was hashed over nothing before).
+    #[test]
+    fn entries_of_64_byte_account_ids_chain_and_verify() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let now = Instant::now();
+        let mut chain = AuditChain::new([9; 32]);
+        let long = "x".repeat(wire::ACCOUNT_ID_MAX);
+        let mut out = Vec::new();
+        for i in 1..=3u8 {
+            let entry = wire::AuditEntry {
+                account_id: &long,
+                ..enclave_core::audit_chain::blank(AuditKind::Commit, [i; 16])
+            };
+            let appended = chain.append(entry, now).unwrap();
+            let mut payload = vec![0u8; enclave_core::audit_chain::AUDIT_ENTRY_MAX];
+            let len = appended.encode_payload(&mut payload).unwrap();
+            assert_eq!(len, enclave_core::audit_chain::AUDIT_ENTRY_MAX);
+            let payload = hex::encode(&payload[..len]);
+            out.push(format!(r#"{{"event":"audit_entry","payload":"{payload}"}}"#));
+        }
+        let checkpoint = chain.checkpoint(now, 1, [0; 32], false, |s| key.sign(s).to_bytes());
+        let mut payload = vec![0u8; 512];
+        let len = checkpoint.encode_payload(&mut payload).unwrap();
+        out.push(format!(
+            r#"{{"event":"audit_checkpoint","payload":"{}"}}"#,
+            hex::encode(&payload[..len])
+        ));
+        let public = key.verifying_key().to_bytes();
+        let report = verify([9; 32], &public, out.iter().map(String::as_str));
+        assert_eq!(
+            (report.problems.clone(), report.complete_through),
+            (vec![], 3),
+            "{:?}",
+            report.problems
+        );
+        // The account id's last byte changed in entry 2: found.
+        let v: serde_json::Value = serde_json::from_str(&out[1]).unwrap();
+        let hex_payload = v["payload"].as_str().unwrap().to_owned();
+        let at = 2 * (8 + 32 + 1 + 16 + 4 + wire::ACCOUNT_ID_MAX - 1);
+        let edited = format!("{}{}{}", &hex_payload[..at], "79", &hex_payload[at + 2..]);
+        out[1] = out[1].replace(&hex_payload, &edited);
+        let report = verify([9; 32], &public, out.iter().map(String::as_str));
+        assert!(report.problems.contains(&Problem::Altered(2)), "{:?}", report.problems);
     }
 
     #[test]

@@ -77,28 +77,44 @@ fn output_audit(line: &str, checkpoint_seq: Option<u64>) {
 }
 
 /// An audit chain frame as the JSON line the parent writes, with the exact payload in hex
-/// for `parent-shim audit-verify`, and the checkpoint's sequence number if it is one.
+/// for `parent-shim audit-verify`, the boot it belongs to (`boot`: the chain's genesis, the
+/// SHA-256 of the boot's attestation document, as entry 1 and every checkpoint state it;
+/// so an export can hold several boots), and the checkpoint's sequence number if it is one.
 /// `None` for any other message.
 #[must_use]
 pub fn audit_line(message: &wire::Message<'_>, payload: &[u8]) -> Option<(String, Option<u64>)> {
     let (event, fields, checkpoint_seq) = match message {
-        wire::Message::AuditEntry(e) => (
-            "audit_entry",
-            json!({"seq": e.seq, "kind": format!("{:?}", e.kind),
-                   "session_id": hex::encode(e.session_id)}),
-            None,
-        ),
+        wire::Message::AuditEntry(e) => {
+            if e.seq == 1 {
+                set_boot(e.prev);
+            }
+            let fields = json!({"seq": e.seq, "kind": format!("{:?}", e.kind),
+                   "session_id": hex::encode(e.session_id)});
+            ("audit_entry", fields, None)
+        }
         wire::Message::AuditCheckpoint(c) => {
-            ("audit_checkpoint", json!({"seq": c.seq, "head": hex::encode(c.head)}), Some(c.seq))
+            set_boot(c.attestation_sha256);
+            let fields = json!({"seq": c.seq, "head": hex::encode(c.head), "closing": c.closing});
+            ("audit_checkpoint", fields, Some(c.seq))
         }
         _ => return None,
     };
     let mut line = json!({"source": "parent-shim", "level": "info", "event": event,
                           "payload": hex::encode(payload)});
+    if let Some(boot) = *BOOT.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+        line["boot"] = json!(hex::encode(boot));
+    }
     if let (Some(obj), serde_json::Value::Object(extra)) = (line.as_object_mut(), fields) {
         obj.extend(extra);
     }
     Some((line.to_string(), checkpoint_seq))
+}
+
+/// The genesis of the chain the enclave is writing (one enclave per parent at a time).
+static BOOT: std::sync::Mutex<Option<[u8; 32]>> = std::sync::Mutex::new(None);
+
+fn set_boot(genesis: [u8; 32]) {
+    *BOOT.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(genesis);
 }
 
 static AUDIT_FILE_FAILED: AtomicBool = AtomicBool::new(false);

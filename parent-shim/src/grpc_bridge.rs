@@ -293,6 +293,8 @@ impl Bridge {
                 session_id: c.session_id.to_vec(),
                 commitments: c.commitments.to_vec(),
                 enclave_signature: c.enclave_signature.to_vec(),
+                audit_seq: c.audit_seq,
+                audit_head: c.audit_head.to_vec(),
             }),
             _ => None,
         })?;
@@ -319,6 +321,8 @@ impl Bridge {
                 session_id: s.session_id.to_vec(),
                 signature_share: s.signature_share.to_vec(),
                 enclave_signature: s.enclave_signature.to_vec(),
+                audit_seq: s.audit_seq,
+                audit_head: s.audit_head.to_vec(),
             }),
             _ => None,
         })?;
@@ -374,8 +378,13 @@ impl Bridge {
         Ok(Response::new(status))
     }
 
-    async fn get_audit_head_call(&self) -> Result<Response<pb::GetAuditHeadResponse>, Status> {
-        let reply = self.call(&Message::AuditHeadRequest(wire::AuditHeadRequest {})).await?;
+    async fn get_audit_head_call(
+        &self,
+        request: Request<pb::GetAuditHeadRequest>,
+    ) -> Result<Response<pb::GetAuditHeadResponse>, Status> {
+        let nonce = fixed::<32>("nonce", &request.into_inner().nonce)?;
+        let ask = wire::AuditHeadRequest { nonce, close: false };
+        let reply = self.call(&Message::AuditHeadRequest(ask)).await?;
         let head = expect(&reply, |m| match m {
             Message::AuditCheckpoint(c) => Some(pb::GetAuditHeadResponse {
                 seq: c.seq,
@@ -383,6 +392,8 @@ impl Bridge {
                 attestation_sha256: c.attestation_sha256.to_vec(),
                 unix_ms: c.unix_ms,
                 signature: c.signature.to_vec(),
+                nonce: c.nonce.to_vec(),
+                closing: c.closing,
             }),
             _ => None,
         })?;
@@ -394,9 +405,9 @@ impl Bridge {
 impl SignService for Bridge {
     async fn get_audit_head(
         &self,
-        _: Request<pb::GetAuditHeadRequest>,
+        request: Request<pb::GetAuditHeadRequest>,
     ) -> Result<Response<pb::GetAuditHeadResponse>, Status> {
-        observed("GetAuditHead", Instant::now(), self.get_audit_head_call().await)
+        observed("GetAuditHead", Instant::now(), self.get_audit_head_call(request).await)
     }
 
     async fn ping(

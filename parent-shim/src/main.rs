@@ -119,6 +119,17 @@ enum Command {
         /// Message SHA-256s (hex, one a line) to look up.
         #[arg(long)]
         messages: Option<PathBuf>,
+        /// The gateway's anchors (JSON lines `{"answer_key", "seq", "head"}`, from the
+        /// answers and fresh heads it received): each boot's chain must reach every one.
+        #[arg(long)]
+        anchors: Option<PathBuf>,
+        /// The answer keys the gateway granted to (hex, one a line): each boot must have
+        /// its chain in the export (a twin's left out is reported).
+        #[arg(long)]
+        answer_keys: Option<PathBuf>,
+        /// The node was stopped: its chain must end in the enclave's closing checkpoint.
+        #[arg(long)]
+        stopped: bool,
     },
     /// Create a share publisher key: the Ed25519 seed into `--out` (owner-only, never over
     /// an existing file); prints the public key for `build-eif --publisher-key`.
@@ -225,10 +236,22 @@ fn main() -> ExitCode {
             let checked = check_node(&report, &root, pcrs.as_deref(), min_epoch, &live);
             printed("check-node: REFUSED", checked)
         }
-        Command::AuditVerify { report, root, pcrs, min_epoch, entries, messages } => printed(
-            "audit verify: REFUSED",
-            audit_verify(&report, &root, &pcrs, min_epoch, &entries, messages.as_deref()),
-        ),
+        Command::AuditVerify {
+            report,
+            root,
+            pcrs,
+            min_epoch,
+            entries,
+            messages,
+            anchors,
+            answer_keys,
+            stopped,
+        } => {
+            let held = GatewayRecords { anchors: anchors.as_deref(), keys: answer_keys.as_deref() };
+            let inputs = (root.as_str(), pcrs.as_path(), min_epoch, entries.as_path());
+            let checked = audit_verify(&report, inputs, messages.as_deref(), held, stopped);
+            printed("audit verify: REFUSED", checked)
+        }
         Command::NewPublisherKey { out } => printed(
             "new-publisher-key",
             parent_shim::share_manifest::create_publisher_key(&out)
@@ -524,15 +547,66 @@ fn check_node(
     }))
 }
 
-/// `audit verify`: the node as `check-node` checks it, then its chain.
+/// What the gateway kept, for `audit verify`: its anchors and the keys it granted to.
+#[derive(Clone, Copy)]
+struct GatewayRecords<'a> {
+    anchors: Option<&'a Path>,
+    keys: Option<&'a Path>,
+}
+
+impl GatewayRecords<'_> {
+    fn anchors(&self) -> Result<Vec<parent_shim::audit_trail::Anchor>, String> {
+        let Some(path) = self.anchors else { return Ok(Vec::new()) };
+        let text = String::from_utf8_lossy(&read(path)?).into_owned();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                parent_shim::audit_trail::Anchor::from_line(l)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            })
+            .collect()
+    }
+
+    fn keys(&self) -> Result<Vec<[u8; 32]>, String> {
+        let Some(path) = self.keys else { return Ok(Vec::new()) };
+        let text = String::from_utf8_lossy(&read(path)?).into_owned();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                hex::decode(l.trim())
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| format!("{}: not a 32-byte key in hex: {l}", path.display()))
+            })
+            .collect()
+    }
+}
+
+/// One boot's chain as `audit verify` prints it.
+fn chain_summary(key: &[u8; 32], chain: &parent_shim::audit_trail::Report) -> serde_json::Value {
+    serde_json::json!({
+        "answer_key": hex::encode(key),
+        "entries": chain.entries,
+        "last_seq": chain.last_seq,
+        "complete_through": chain.complete_through,
+        "anchored_through": chain.anchored_through,
+        "unsigned_tail": chain.unsigned_tail,
+        "closed": chain.closed,
+        "problems": chain.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+/// `audit verify`: the node as `check-node` checks it, then its chain, held to the
+/// gateway's anchors; then every other boot the gateway granted to, whose chain must be in
+/// the export too.
 fn audit_verify(
     report: &Path,
-    root: &str,
-    pcrs: &Path,
-    min_epoch: u64,
-    entries: &Path,
+    (root, pcrs, min_epoch, entries): (&str, &Path, u64, &Path),
     messages: Option<&Path>,
+    held: GatewayRecords<'_>,
+    stopped: bool,
 ) -> Result<serde_json::Value, String> {
+    use parent_shim::audit_trail::{boots_in, check_anchors, lines_of_boot, verify};
     use parent_shim::relying_party::{PcrPolicy, RelyingParty};
     let report: serde_json::Value =
         serde_json::from_slice(&read(report)?).map_err(|e| format!("{}: {e}", report.display()))?;
@@ -541,8 +615,34 @@ fn audit_verify(
     let rp = RelyingParty { trust: &trust, pcrs: &policy };
     let node = rp.check_report(&report, min_epoch).map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&read(entries)?).into_owned();
-    let chain =
-        parent_shim::audit_trail::verify(node.attestation_sha256, &node.answer_key, text.lines());
+    let lines: Vec<&str> = text.lines().collect();
+    let anchors = held.anchors()?;
+    let mut chain = verify(
+        node.attestation_sha256,
+        &node.answer_key,
+        lines_of_boot(&node.attestation_sha256, &lines),
+    );
+    check_anchors(&mut chain, &node.answer_key, &anchors);
+    // Every other boot the gateway granted to (its list, and the keys of its anchors).
+    let mut others: Vec<[u8; 32]> = held.keys()?;
+    others.extend(anchors.iter().map(|a| a.answer_key));
+    others.sort_unstable();
+    others.dedup();
+    others.retain(|k| *k != node.answer_key);
+    let found = boots_in(&others, lines.iter().copied());
+    let mut boots = Vec::new();
+    let mut missing = Vec::new();
+    let mut others_ok = true;
+    for key in &others {
+        let Some(genesis) = found.get(key) else {
+            missing.push(hex::encode(key));
+            continue;
+        };
+        let mut theirs = verify(*genesis, key, lines_of_boot(genesis, &lines));
+        check_anchors(&mut theirs, key, &anchors);
+        others_ok &= theirs.problems.is_empty() && theirs.unsigned_tail == 0;
+        boots.push(chain_summary(key, &theirs));
+    }
     let mut looked_up = Vec::new();
     if let Some(path) = messages {
         for line in String::from_utf8_lossy(&read(path)?).lines().filter(|l| !l.trim().is_empty()) {
@@ -562,20 +662,18 @@ fn audit_verify(
                 "signed_here": !grants.is_empty(), "grants": grants}));
         }
     }
-    let summary = serde_json::json!({
-        "entries": chain.entries,
-        "last_seq": chain.last_seq,
-        "complete_through": chain.complete_through,
-        "unsigned_tail": chain.unsigned_tail,
-        "problems": chain.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "messages": looked_up,
-    });
-    // A tail no checkpoint covers cannot be told from a cut one: not proven.
-    if chain.problems.is_empty() && chain.unsigned_tail == 0 {
-        Ok(summary)
-    } else {
-        Err(summary.to_string())
-    }
+    let mut summary = chain_summary(&node.answer_key, &chain);
+    summary["anchors"] = anchors.len().into();
+    summary["messages"] = looked_up.into();
+    summary["other_boots"] = boots.into();
+    summary["missing_boots"] = missing.clone().into();
+    // A tail no checkpoint or anchor covers cannot be told from a cut one: not proven.
+    let ok = chain.problems.is_empty()
+        && chain.unsigned_tail == 0
+        && others_ok
+        && missing.is_empty()
+        && (!stopped || chain.closed);
+    if ok { Ok(summary) } else { Err(summary.to_string()) }
 }
 
 /// The age identity in `path` (`-`: stdin), in a buffer wiped on drop.

@@ -44,16 +44,20 @@ impl Drop for TaskGuard {
     }
 }
 
-/// An orderly stop, after the last call: the chain's head signed once more and written
-/// out before the enclave is destroyed, so the boot's chain ends with no unsigned tail.
+/// An orderly stop, after the last call: the enclave closes its chain (every open session
+/// wiped, each an entry, then a closing checkpoint signed over a fresh nonce, and no
+/// session from then on), and the checkpoint is written out before the enclave is
+/// destroyed, so the boot's chain ends in the enclave's own signed word that it ended.
 pub(crate) async fn close_audit_chain(link: &EnclaveLink, timeout: Duration) {
-    let request = wire::Message::AuditHeadRequest(wire::AuditHeadRequest {});
+    let mut nonce = [0u8; 32];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
+    let request = wire::Message::AuditHeadRequest(wire::AuditHeadRequest { nonce, close: true });
     let answer = match link.client() {
         Some(client) => client.call(&request, timeout).await.map_err(|e| e.to_string()),
         None => Err("no enclave connection".into()),
     };
     let seq = answer.and_then(|reply| match reply.message() {
-        Ok(wire::Message::AuditCheckpoint(c)) => Ok(c.seq),
+        Ok(wire::Message::AuditCheckpoint(c)) if c.closing && c.nonce == nonce => Ok(c.seq),
         other => Err(format!("unexpected answer: {other:?}")),
     });
     let seq = match seq {

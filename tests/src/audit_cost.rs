@@ -33,12 +33,12 @@ fn enclave_side() -> (Vec<Vec<u8>>, f64) {
     let t = Instant::now();
     for i in 0..N {
         for kind in [wire::AuditKind::Commit, wire::AuditKind::Sign] {
-            let e = chain.append(entry(kind, i), t);
-            logs.push(&e);
+            let e = chain.append(entry(kind, i), t).expect("an entry of bounded fields");
+            logs.push_audit(&e).expect("memory for the frame");
         }
         if chain.checkpoint_due(t) {
-            let c = chain.checkpoint(t, 1, |s| key.sign(s).to_bytes());
-            logs.push(&c);
+            let c = chain.checkpoint(t, 1, [0; 32], false, |s| key.sign(s).to_bytes());
+            logs.push_audit(&c).expect("memory for the frame");
         }
         while let Some(frame) = logs.pop_frame() {
             frames.push(frame);

@@ -185,7 +185,12 @@ pub struct Signed {
     pub verified: bool,
     /// Time from the commit call to the sign answer.
     pub latency: Duration,
+    /// The audit chain's anchors the two answers carried, signed by the enclave: what the
+    /// gateway keeps (`parent-shim audit-verify --anchors`).
+    pub anchors: [Anchor; 2],
 }
+
+pub use parent_shim::audit_trail::Anchor;
 
 fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -295,6 +300,8 @@ impl Via<'_> {
                         session_id: c.session_id.to_vec(),
                         commitments: c.commitments.to_vec(),
                         enclave_signature: c.enclave_signature.to_vec(),
+                        audit_seq: c.audit_seq,
+                        audit_head: c.audit_head.to_vec(),
                     }),
                     _ => Err("commit: undecodable answer".into()),
                 }
@@ -321,6 +328,8 @@ impl Via<'_> {
                         session_id: s.session_id.to_vec(),
                         signature_share: s.signature_share.to_vec(),
                         enclave_signature: s.enclave_signature.to_vec(),
+                        audit_seq: s.audit_seq,
+                        audit_head: s.audit_head.to_vec(),
                     }),
                     _ => Err("sign: undecodable answer".into()),
                 }
@@ -396,7 +405,8 @@ async fn sign_with<C: Ciphersuite>(
     let request = commit_request(&grant);
     let c = api.commit(request).await?;
     let mut buf = [0u8; signed::COMMIT_ANSWER_MAX];
-    let n = signed::commit_answer(&grant.grant(), &c.commitments, &mut buf)
+    let commit_anchor = anchor_of(c.audit_seq, &c.audit_head)?;
+    let n = signed::commit_answer(&grant.grant(), &commit_anchor, &c.commitments, &mut buf)
         .map_err(|e| e.to_string())?;
     check_answer(answer_key, &buf[..n], &c.enclave_signature)?;
     // gen-shares gives the enclave party 1 and the gateway party 2.
@@ -413,7 +423,8 @@ async fn sign_with<C: Ciphersuite>(
     let latency = started.elapsed();
     let digest = ring::digest::digest(&ring::digest::SHA256, &package);
     let digest: [u8; 32] = digest.as_ref().try_into().map_err(|_| "digest")?;
-    let n = signed::sign_answer(&session_id, &digest, &s.signature_share, &mut buf)
+    let sign_anchor = anchor_of(s.audit_seq, &s.audit_head)?;
+    let n = signed::sign_answer(&session_id, &digest, &sign_anchor, &s.signature_share, &mut buf)
         .map_err(|e| e.to_string())?;
     check_answer(answer_key, &buf[..n], &s.enclave_signature)?;
     let parsed =
@@ -436,7 +447,18 @@ async fn sign_with<C: Ciphersuite>(
         signature,
         verified,
         latency,
+        anchors: [commit_anchor, sign_anchor].map(|a| Anchor {
+            answer_key: *answer_key,
+            seq: a.seq,
+            head: a.head,
+        }),
     })
+}
+
+/// The anchor an answer carries (its signature, checked by the caller, covers it).
+fn anchor_of(seq: u64, head: &[u8]) -> Result<signed::AuditAnchor, String> {
+    let head = head.try_into().map_err(|_| "audit_head is not 32 bytes".to_owned())?;
+    Ok(signed::AuditAnchor { seq, head })
 }
 
 /// The published key is the standard encoding of the package's key.

@@ -26,6 +26,38 @@ fn audit_verify(
     lines: &[String],
     messages: &[[u8; 32]],
 ) -> (bool, String) {
+    audit_verify_held(c, report, lines, messages, &Held::default())
+}
+
+/// What the gateway kept, for `audit verify`: its anchors, the answer keys it granted to,
+/// and whether the node was stopped.
+#[derive(Default)]
+struct Held {
+    anchors: Vec<tests::gateway_sim::Anchor>,
+    keys: Vec<[u8; 32]>,
+    stopped: bool,
+}
+
+/// [`audit_verify`] held to the gateway's records.
+fn audit_verify_held(
+    c: &Case,
+    report: &std::path::Path,
+    lines: &[String],
+    messages: &[[u8; 32]],
+    held: &Held,
+) -> (bool, String) {
+    let anchors = c.dir.0.join("anchors.jsonl");
+    let lines_out: Vec<String> =
+        held.anchors.iter().map(tests::gateway_sim::Anchor::to_line).collect();
+    std::fs::write(&anchors, lines_out.join("\n")).unwrap();
+    let keys = c.dir.0.join("answer-keys.txt");
+    std::fs::write(&keys, held.keys.iter().map(hex::encode).collect::<Vec<_>>().join("\n"))
+        .unwrap();
+    let mut extra = vec!["--anchors".to_owned(), anchors.display().to_string()];
+    extra.extend(["--answer-keys".to_owned(), keys.display().to_string()]);
+    if held.stopped {
+        extra.push("--stopped".to_owned());
+    }
     let entries = c.dir.0.join("entries.jsonl");
     std::fs::write(&entries, lines.join("\n")).unwrap();
     let wanted = c.dir.0.join("messages.txt");
@@ -44,6 +76,7 @@ fn audit_verify(
         .arg(&entries)
         .arg("--messages")
         .arg(&wanted)
+        .args(&extra)
         .output()
         .unwrap();
     let text =
@@ -63,6 +96,8 @@ struct Run {
     entries: Vec<usize>,
     /// The SHA-256 of each message signed.
     signed: Vec<[u8; 32]>,
+    /// What the gateway kept: the anchors of every answer and fresh head it received.
+    anchors: Vec<tests::gateway_sim::Anchor>,
     /// `CloudWatch` Logs (the audit stream is `node-1/audit`).
     moto: tests::moto_server::MotoServer,
     /// The local copy (`[audit] file`).
@@ -111,6 +146,7 @@ async fn audited_run(name: &str) -> Run {
 
     // Three signatures (both schemes), an abort, a refused grant: 2 + 2 + 2 + 2 + 1 entries.
     let mut signed = Vec::new();
+    let mut anchors = Vec::new();
     for i in 0..3u8 {
         let message = format!("audited {i}").into_bytes();
         let s = tests::gateway_sim::sign(
@@ -124,6 +160,7 @@ async fn audited_run(name: &str) -> Run {
         .unwrap();
         assert!(s.verified);
         signed.push(sha256(&message));
+        anchors.extend(s.anchors);
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let a = &accounts[0];
@@ -147,23 +184,8 @@ async fn audited_run(name: &str) -> Run {
         }
     };
     assert_eq!(checkpoint["seq"], 9, "{checkpoint}");
-    // The gateway's own anchor: a fresh head through the API, signed by the attested key.
-    let head = api.get_audit_head(pb::GetAuditHeadRequest {}).await.unwrap().into_inner();
-    assert_eq!(
-        (head.seq, hex::encode(&head.head)),
-        (9, checkpoint["head"].as_str().unwrap().to_owned())
-    );
-    let statement = wire::session_signatures::audit_checkpoint_statement(
-        &head.attestation_sha256.clone().try_into().unwrap(),
-        head.seq,
-        &head.head.clone().try_into().unwrap(),
-        head.unix_ms,
-    );
-    let signature = ed25519_dalek::Signature::from_slice(&head.signature).unwrap();
-    ed25519_dalek::VerifyingKey::from_bytes(&key)
-        .unwrap()
-        .verify_strict(&statement, &signature)
-        .unwrap();
+    let expected_head = checkpoint["head"].as_str().unwrap().to_owned();
+    anchors.push(fresh_heads(&mut api, key, &expected_head).await);
     let reports = endpoint.reports();
     let report = c.dir.0.join("report.json");
     std::fs::write(&report, reports.last().unwrap().to_string()).unwrap();
@@ -171,7 +193,55 @@ async fn audited_run(name: &str) -> Run {
     let entries: Vec<usize> =
         (0..lines.len()).filter(|&i| lines[i].contains("\"audit_entry\"")).collect();
     assert_eq!(entries.len(), 9, "{lines:#?}");
-    Run { c, p, report, lines, entries, signed, moto, audit_file, api, key }
+    Run { c, p, report, lines, entries, signed, anchors, moto, audit_file, api, key }
+}
+
+/// The gateway's own anchor: a fresh head through the API over its nonce, signed by the
+/// attested key, at entry 9 with the head the last checkpoint printed; a head answered for
+/// another nonce (kept and replayed) does not verify for this one; a nonce not of 32 bytes
+/// is refused.
+async fn fresh_heads(
+    api: &mut parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient<
+        tonic::transport::Channel,
+    >,
+    key: [u8; 32],
+    expected_head: &str,
+) -> tests::gateway_sim::Anchor {
+    use parent_shim::grpc_bridge::pb;
+    let fresh = |nonce: [u8; 32]| pb::GetAuditHeadRequest { nonce: nonce.to_vec() };
+    let head = api.get_audit_head(fresh([0x3c; 32])).await.unwrap().into_inner();
+    assert_eq!(
+        (head.seq, hex::encode(&head.head), head.nonce.clone(), head.closing),
+        (9, expected_head.to_owned(), vec![0x3c; 32], false)
+    );
+    let verifies = |head: &pb::GetAuditHeadResponse, nonce: [u8; 32]| {
+        let statement = wire::session_signatures::audit_checkpoint_statement(
+            &wire::session_signatures::CheckpointFacts {
+                attestation_sha256: head.attestation_sha256.clone().try_into().unwrap(),
+                seq: head.seq,
+                head: head.head.clone().try_into().unwrap(),
+                unix_ms: head.unix_ms,
+                nonce,
+                closing: head.closing,
+            },
+        );
+        let signature = ed25519_dalek::Signature::from_slice(&head.signature).unwrap();
+        ed25519_dalek::VerifyingKey::from_bytes(&key)
+            .unwrap()
+            .verify_strict(&statement, &signature)
+            .is_ok()
+    };
+    assert!(verifies(&head, [0x3c; 32]));
+    let later = api.get_audit_head(fresh([0x4d; 32])).await.unwrap().into_inner();
+    assert!(verifies(&later, [0x4d; 32]));
+    assert!(!verifies(&head, [0x4d; 32]), "an old head passes for a fresh nonce");
+    let short = api.get_audit_head(pb::GetAuditHeadRequest { nonce: vec![1; 8] }).await;
+    assert_eq!(short.unwrap_err().code(), tonic::Code::InvalidArgument);
+    tests::gateway_sim::Anchor {
+        answer_key: key,
+        seq: head.seq,
+        head: head.head.clone().try_into().unwrap(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,12 +312,59 @@ async fn the_audit_chain_verifies_whole_and_every_edit_is_found_where_it_was_mad
     no_secrets(&c, &p);
 }
 
+/// The export of a stopped node, held to what the gateway kept: whole, it passes every
+/// check; a parent that dropped the tail after checkpoint 9 (entries 10 and 11, and the
+/// closing checkpoint) passes the export's own checks but not the gateway's anchors, nor
+/// `--stopped`; a boot the gateway granted to whose chain is not in the export is named.
+fn held_to_the_gateway_s_records(
+    c: &Case,
+    report: &std::path::Path,
+    whole: &[String],
+    key: [u8; 32],
+    anchors: Vec<tests::gateway_sim::Anchor>,
+) {
+    let held = Held { anchors, keys: vec![key], stopped: true };
+    let (ok, text) = audit_verify_held(c, report, whole, &[], &held);
+    assert!(ok, "{text}");
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!((v["anchored_through"].as_u64(), v["closed"].as_bool()), (Some(11), Some(true)));
+    let at = |seq: u64| {
+        whole
+            .iter()
+            .position(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["event"] == "audit_entry" && v["seq"] == seq
+            })
+            .unwrap()
+    };
+    let cut = whole[..at(10)].to_vec();
+    let (ok, text) = audit_verify(c, report, &cut, &[]);
+    assert!(ok, "the export alone cannot show the cut: {text}");
+    let anchored = Held { anchors: held.anchors.clone(), keys: vec![key], stopped: false };
+    let (ok, text) = audit_verify_held(c, report, &cut, &[], &anchored);
+    assert!(!ok && text.contains("entry 10, which this export"), "{text}");
+    let (ok, text) = audit_verify_held(
+        c,
+        report,
+        &cut,
+        &[],
+        &Held { anchors: Vec::new(), keys: vec![key], stopped: true },
+    );
+    assert!(!ok && text.contains("\"closed\":false"), "{text}");
+    // A twin: another boot the gateway granted to, absent from this export.
+    let twin = ed25519_dalek::SigningKey::from_bytes(&[0x42; 32]).verifying_key().to_bytes();
+    let with_twin = Held { anchors: held.anchors.clone(), keys: vec![key, twin], stopped: true };
+    let (ok, text) = audit_verify_held(c, report, whole, &[], &with_twin);
+    let missing = format!("\"missing_boots\":[\"{}\"]", hex::encode(twin));
+    assert!(!ok && text.contains(&missing), "{text}");
+}
+
 /// An orderly stop signs the chain's tail before the enclave goes; the chain is in its own
 /// `CloudWatch` stream (and nowhere else there) and in the local file, the same lines as
 /// the journal, and the file verifies complete with nothing unsigned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_closes_the_chain_and_it_is_in_its_own_stream_and_in_the_file() {
-    let Run { c, mut p, report, moto, audit_file, mut api, key, .. } =
+    let Run { c, mut p, report, moto, audit_file, mut api, key, mut anchors, .. } =
         audited_run("audit-stop").await;
     // Entries 10 and 11, inside the checkpoint interval: unsigned until the stop.
     let accounts = tests::gateway_sim::load_accounts(&c.dir.0.join("shares")).unwrap();
@@ -255,6 +372,7 @@ async fn a_stop_closes_the_chain_and_it_is_in_its_own_stream_and_in_the_file() {
         .await
         .unwrap();
     assert!(s.verified);
+    anchors.extend(s.anchors);
     let enclave = p.enclave_pid();
     Command::new("kill").arg("-TERM").arg(p.child.id().to_string()).status().unwrap();
     assert_eq!(p.exit_code(), Some(0), "{}", p.seen.join("\n"));
@@ -278,6 +396,8 @@ async fn a_stop_closes_the_chain_and_it_is_in_its_own_stream_and_in_the_file() {
         "{v}"
     );
     assert_eq!(v["messages"][0]["signed_here"], true, "{v}");
+    assert_eq!(v["closed"], true, "the stop ended the chain in a closing checkpoint: {v}");
+    held_to_the_gateway_s_records(&c, &report, &in_file, key, anchors);
 
     let stream = moto.log_messages(GROUP, "node-1/audit").await.unwrap();
     assert_eq!(stream, printed);

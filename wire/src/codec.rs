@@ -40,6 +40,26 @@ pub enum FieldType {
 }
 
 impl FieldType {
+    /// The most bytes a value of this type takes on the wire: what a buffer for the
+    /// longest payload must hold ([`crate::WireMessage::PAYLOAD_MAX`]).
+    #[must_use]
+    pub const fn max_encoded_len(self) -> usize {
+        match self {
+            Self::U8 | Self::Bool | Self::Enum8(_) => 1,
+            Self::U16 => 2,
+            Self::U32 => 4,
+            Self::U64 => 8,
+            Self::Fixed(n) => n,
+            Self::Bytes { max } | Self::Str { max } => 4 + max,
+            Self::LogFields => {
+                4 + crate::messages::LOG_FIELDS_MAX
+                    * (4 + crate::messages::LOG_FIELD_KEY_MAX
+                        + 4
+                        + crate::messages::LOG_FIELD_VALUE_MAX)
+            }
+        }
+    }
+
     /// The same type with a tighter maximum length (variable-length types only).
     #[must_use]
     pub const fn with_max(self, max: usize) -> Self {

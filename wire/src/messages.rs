@@ -207,6 +207,9 @@ pub trait WireMessage<'a>: Sized {
     const KIND: u16;
     /// The message's name, as in the spec.
     const NAME: &'static str;
+    /// The longest payload of this kind: the sum of its fields' largest wire sizes
+    /// ([`crate::FieldType::max_encoded_len`]), never a hand count.
+    const PAYLOAD_MAX: usize;
     /// Payload length in bytes.
     fn payload_len(&self) -> usize;
     /// Checks every limit (field maxima), without writing.
@@ -269,6 +272,9 @@ macro_rules! messages {
             impl<'a> WireMessage<'a> for $name $(<$lt>)? {
                 const KIND: u16 = $kind;
                 const NAME: &'static str = stringify!($name);
+                const PAYLOAD_MAX: usize = 0 $( + <$fty as Field<'a>>::TYPE
+                    .with_max(or_default!(MAX_PAYLOAD_LEN; $($max)?))
+                    .max_encoded_len() )*;
 
                 fn payload_len(&self) -> usize {
                     0 $( + Field::encoded_len(&self.$field) )*
@@ -467,6 +473,10 @@ messages! {
         session_id: [u8; 16],
         /// Our serialized signing commitments.
         commitments: &'a [u8] = max 1024,
+        /// The audit chain after this answer's entry: its sequence number...
+        audit_seq: u64,
+        /// ...and the hash of that entry (the chain's head). Both are signed.
+        audit_head: [u8; 32],
         /// Enclave per-boot key's signature over the answer.
         enclave_signature: [u8; 64],
     }
@@ -483,6 +493,10 @@ messages! {
         session_id: [u8; 16],
         /// Our serialized signature share.
         signature_share: &'a [u8] = max 256,
+        /// The audit chain after this answer's entry: its sequence number...
+        audit_seq: u64,
+        /// ...and the hash of that entry (the chain's head). Both are signed.
+        audit_head: [u8; 32],
         /// Enclave per-boot key's signature over the answer.
         enclave_signature: [u8; 64],
     }
@@ -622,6 +636,11 @@ messages! {
         attestation_sha256: [u8; 32],
         /// When, Unix milliseconds, by the enclave's clock.
         unix_ms: u64,
+        /// The nonce of the `AuditHeadRequest` this answers (zeros for a checkpoint the
+        /// enclave made on its own): a fresh nonce proves a fresh head.
+        nonce: [u8; 32],
+        /// The chain's end: the enclave closed it (an orderly stop) and signs no more.
+        closing: bool,
         /// Answer key's signature over `audit_checkpoint_statement`.
         signature: [u8; 64],
     }
@@ -672,5 +691,11 @@ messages! {
     }
     /// Ask a serving enclave for a fresh signed checkpoint of its audit chain (answered
     /// with [`AuditCheckpoint`] on the same stream).
-    0x0606 AuditHeadRequest ["parent → enclave"] {}
+    0x0606 AuditHeadRequest ["parent → enclave"] {
+        /// The caller's fresh nonce, signed into the answer's checkpoint.
+        nonce: [u8; 32],
+        /// Close the chain: sign a closing checkpoint, open no session from then on (the
+        /// parent's orderly stop).
+        close: bool,
+    }
 }

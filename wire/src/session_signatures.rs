@@ -20,10 +20,10 @@ use crate::messages::{ACCOUNT_ID_MAX, Scheme};
 /// Domain label of the gateway's authorisation (`v3`: bound to one enclave boot and to the
 /// lowest share file epoch the gateway accepts).
 pub const AUTHORIZATION_DOMAIN: &[u8] = b"signservice.v3/authorization\n";
-/// Domain label of the enclave's round-1 answer.
-pub const COMMIT_ANSWER_DOMAIN: &[u8] = b"signservice.v1/commitments\n";
-/// Domain label of the enclave's round-2 answer.
-pub const SIGN_ANSWER_DOMAIN: &[u8] = b"signservice.v1/signature-share\n";
+/// Domain label of the enclave's round-1 answer (`v2`: it anchors the audit chain).
+pub const COMMIT_ANSWER_DOMAIN: &[u8] = b"signservice.v2/commitments\n";
+/// Domain label of the enclave's round-2 answer (`v2`: it anchors the audit chain).
+pub const SIGN_ANSWER_DOMAIN: &[u8] = b"signservice.v2/signature-share\n";
 /// Domain label of the enclave's Loaded statement (`v2`: it names the manifest's epoch).
 pub const LOADED_DOMAIN: &[u8] = b"signservice.v2/loaded\n";
 /// Longest [`loaded_statement`] string.
@@ -36,10 +36,11 @@ pub const MANIFEST_FORMAT: u8 = 1;
 pub const MANIFEST_LEN: usize = MANIFEST_DOMAIN.len() + 1 + 8 + 32 + 8 + 8 + 8;
 /// Domain label of an audit entry's hash (`SHA-256(domain || AuditEntry payload)`).
 pub const AUDIT_ENTRY_DOMAIN: &[u8] = b"signservice.v1/audit-entry\n";
-/// Domain label of the enclave's audit checkpoint.
-pub const AUDIT_CHECKPOINT_DOMAIN: &[u8] = b"signservice.v1/audit-checkpoint\n";
+/// Domain label of the enclave's audit checkpoint (`v2`: the caller's nonce and the
+/// closing flag).
+pub const AUDIT_CHECKPOINT_DOMAIN: &[u8] = b"signservice.v2/audit-checkpoint\n";
 /// Length of an [`audit_checkpoint_statement`] (fixed).
-pub const AUDIT_CHECKPOINT_LEN: usize = AUDIT_CHECKPOINT_DOMAIN.len() + 32 + 8 + 32 + 8;
+pub const AUDIT_CHECKPOINT_LEN: usize = AUDIT_CHECKPOINT_DOMAIN.len() + 32 + 8 + 32 + 8 + 32 + 1;
 /// Prefix of the attestation document's `user_data`: the enclave's answer key follows.
 pub const ANSWER_KEY_PREFIX: &[u8; 20] = b"signservice.v1/ak25:";
 /// Length of the attestation `user_data` that carries the answer key.
@@ -52,11 +53,23 @@ pub const AUTHORIZATION_MAX: usize =
 pub const COMMITMENTS_MAX: usize = 1024;
 /// Longest [`commit_answer`] string.
 pub const COMMIT_ANSWER_MAX: usize =
-    COMMIT_ANSWER_DOMAIN.len() + 1 + 1 + ACCOUNT_ID_MAX + 16 + 32 + 2 + COMMITMENTS_MAX;
+    COMMIT_ANSWER_DOMAIN.len() + 1 + 1 + ACCOUNT_ID_MAX + 16 + 32 + 8 + 32 + 2 + COMMITMENTS_MAX;
 /// Longest signature share a [`sign_answer`] covers (the wire limit of `SignResponse`).
 pub const SIGNATURE_SHARE_MAX: usize = 256;
 /// Longest [`sign_answer`] string.
-pub const SIGN_ANSWER_MAX: usize = SIGN_ANSWER_DOMAIN.len() + 16 + 32 + 2 + SIGNATURE_SHARE_MAX;
+pub const SIGN_ANSWER_MAX: usize =
+    SIGN_ANSWER_DOMAIN.len() + 16 + 32 + 8 + 32 + 2 + SIGNATURE_SHARE_MAX;
+
+/// Where an answer leaves the audit chain: the entry the enclave appended for it (its
+/// sequence number) and the chain's head after it (that entry's hash). Signed into every
+/// answer, so the gateway holds the enclave's word on the chain with every share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AuditAnchor {
+    /// The entry's sequence number.
+    pub seq: u64,
+    /// The chain's head after it.
+    pub head: [u8; 32],
+}
 
 /// What the gateway authorises for one session, on one enclave boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,11 +151,13 @@ pub fn authorization(grant: &SessionGrant<'_>, out: &mut [u8]) -> Result<usize, 
 }
 
 /// Writes what the enclave signs when it answers round 1: the grant it served (without the
-/// expiry) and its commitments:
+/// expiry), the audit chain's anchor and its commitments:
 /// `COMMIT_ANSWER_DOMAIN || scheme (1) || len (1) || account_id || session_id (16) ||
-/// message_sha256 (32) || len (2, BE) || commitments`.
+/// message_sha256 (32) || audit_seq (8, BE) || audit_head (32) || len (2, BE) ||
+/// commitments`.
 pub fn commit_answer(
     grant: &SessionGrant<'_>,
+    anchor: &AuditAnchor,
     commitments: &[u8],
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
@@ -152,16 +167,19 @@ pub fn commit_answer(
     w.put_short("account_id", grant.account_id.as_bytes(), ACCOUNT_ID_MAX)?;
     w.put(&grant.session_id)?;
     w.put(&grant.message_sha256)?;
+    w.put(&anchor.seq.to_be_bytes())?;
+    w.put(&anchor.head)?;
     w.put_short("commitments", commitments, COMMITMENTS_MAX)?;
     Ok(w.len)
 }
 
 /// Writes what the enclave signs when it answers round 2:
 /// `SIGN_ANSWER_DOMAIN || session_id (16) || SHA-256 of the signing package (32) ||
-/// len (2, BE) || signature_share`.
+/// audit_seq (8, BE) || audit_head (32) || len (2, BE) || signature_share`.
 pub fn sign_answer(
     session_id: &[u8; 16],
     signing_package_sha256: &[u8; 32],
+    anchor: &AuditAnchor,
     signature_share: &[u8],
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
@@ -169,6 +187,8 @@ pub fn sign_answer(
     w.put(SIGN_ANSWER_DOMAIN)?;
     w.put(session_id)?;
     w.put(signing_package_sha256)?;
+    w.put(&anchor.seq.to_be_bytes())?;
+    w.put(&anchor.head)?;
     w.put_short("signature_share", signature_share, SIGNATURE_SHARE_MAX)?;
     Ok(w.len)
 }
@@ -244,28 +264,59 @@ pub fn loaded_statement(facts: &LoadedFacts<'_>, out: &mut [u8]) -> Result<usize
     Ok(w.len)
 }
 
+/// What an audit checkpoint says: the chain of the boot whose attestation document
+/// hashes to `attestation_sha256` holds `seq` entries ending in `head`, at `unix_ms`, in
+/// answer to `nonce` (zeros: the enclave's own), and whether the enclave closed the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointFacts {
+    /// SHA-256 of the boot's attestation document (the chain's genesis).
+    pub attestation_sha256: [u8; 32],
+    /// Entries covered.
+    pub seq: u64,
+    /// The hash of entry `seq`.
+    pub head: [u8; 32],
+    /// When, Unix ms.
+    pub unix_ms: u64,
+    /// The requester's nonce, or zeros.
+    pub nonce: [u8; 32],
+    /// The chain's last checkpoint: nothing follows it.
+    pub closing: bool,
+}
+
 /// The bytes the enclave signs for an audit checkpoint:
 /// `AUDIT_CHECKPOINT_DOMAIN || attestation_sha256 (32) || seq (8) || head (32) ||
-/// unix_ms (8)`.
+/// unix_ms (8) || nonce (32) || closing (1: 00 or 01)`.
 #[must_use]
-pub fn audit_checkpoint_statement(
-    attestation_sha256: &[u8; 32],
-    seq: u64,
-    head: &[u8; 32],
-    unix_ms: u64,
-) -> [u8; AUDIT_CHECKPOINT_LEN] {
+pub fn audit_checkpoint_statement(c: &CheckpointFacts) -> [u8; AUDIT_CHECKPOINT_LEN] {
     let mut buf = [0u8; AUDIT_CHECKPOINT_LEN];
-    let parts: [&[u8]; 5] = [
+    let parts: [&[u8]; 7] = [
         AUDIT_CHECKPOINT_DOMAIN,
-        attestation_sha256,
-        &seq.to_be_bytes(),
-        head,
-        &unix_ms.to_be_bytes(),
+        &c.attestation_sha256,
+        &c.seq.to_be_bytes(),
+        &c.head,
+        &c.unix_ms.to_be_bytes(),
+        &c.nonce,
+        &[u8::from(c.closing)],
     ];
     for (dst, src) in buf.iter_mut().zip(parts.into_iter().flatten()) {
         *dst = *src;
     }
     buf
+}
+
+impl crate::AuditCheckpoint {
+    /// What this checkpoint says, as its signature covers it.
+    #[must_use]
+    pub fn facts(&self) -> CheckpointFacts {
+        CheckpointFacts {
+            attestation_sha256: self.attestation_sha256,
+            seq: self.seq,
+            head: self.head,
+            unix_ms: self.unix_ms,
+            nonce: self.nonce,
+            closing: self.closing,
+        }
+    }
 }
 
 /// The attestation `user_data` that publishes the enclave's answer key:
@@ -461,13 +512,51 @@ mod tests {
             Err(EncodeError::BufferTooSmall { have: 10, .. })
         ));
         let mut buf = [0u8; SIGN_ANSWER_MAX + 10];
-        assert!(sign_answer(&[0; 16], &[0; 32], &[0; SIGNATURE_SHARE_MAX + 1], &mut buf).is_err());
-        let n = sign_answer(&[0; 16], &[0; 32], &[0; SIGNATURE_SHARE_MAX], &mut buf).unwrap();
+        let a = AuditAnchor { seq: 3, head: [4; 32] };
+        let too_long = [0; SIGNATURE_SHARE_MAX + 1];
+        assert!(sign_answer(&[0; 16], &[0; 32], &a, &too_long, &mut buf).is_err());
+        let n = sign_answer(&[0; 16], &[0; 32], &a, &[0; SIGNATURE_SHARE_MAX], &mut buf).unwrap();
         assert_eq!(n, SIGN_ANSWER_MAX);
         let mut buf = [0u8; COMMIT_ANSWER_MAX];
         let long_id = &LONG_ID[..ACCOUNT_ID_MAX];
-        let n = commit_answer(&grant(long_id), &[1; COMMITMENTS_MAX], &mut buf).unwrap();
+        let n = commit_answer(&grant(long_id), &a, &[1; COMMITMENTS_MAX], &mut buf).unwrap();
         assert_eq!(n, COMMIT_ANSWER_MAX);
+    }
+
+    /// The anchor is inside both answers' signed bytes, right before the length-prefixed
+    /// tail, and every field of the checkpoint changes its statement.
+    #[test]
+    fn answers_carry_the_anchor_and_checkpoints_every_field() {
+        let a = AuditAnchor { seq: 0x0102_0304_0506_0708, head: [0xaa; 32] };
+        let mut buf = [0u8; COMMIT_ANSWER_MAX];
+        let n = commit_answer(&grant("A1"), &a, &[0xcc; 3], &mut buf).unwrap();
+        assert_eq!(&buf[n - 45..n - 37], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&buf[n - 37..n - 5], &[0xaa; 32]);
+        assert_eq!(&buf[n - 5..n], &[0, 3, 0xcc, 0xcc, 0xcc]);
+        let mut buf = [0u8; SIGN_ANSWER_MAX];
+        let n = sign_answer(&[7; 16], &[8; 32], &a, &[0xdd; 2], &mut buf).unwrap();
+        assert_eq!(&buf[n - 44..n - 36], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&buf[n - 36..n - 4], &[0xaa; 32]);
+        let c = CheckpointFacts {
+            attestation_sha256: [1; 32],
+            seq: 2,
+            head: [3; 32],
+            unix_ms: 4,
+            nonce: [5; 32],
+            closing: false,
+        };
+        let bytes = audit_checkpoint_statement(&c);
+        assert_eq!(bytes[AUDIT_CHECKPOINT_LEN - 1], 0);
+        for v in [
+            CheckpointFacts { attestation_sha256: [9; 32], ..c },
+            CheckpointFacts { seq: 9, ..c },
+            CheckpointFacts { head: [9; 32], ..c },
+            CheckpointFacts { unix_ms: 9, ..c },
+            CheckpointFacts { nonce: [9; 32], ..c },
+            CheckpointFacts { closing: true, ..c },
+        ] {
+            assert_ne!(audit_checkpoint_statement(&v), bytes, "{v:?}");
+        }
     }
 
     #[test]

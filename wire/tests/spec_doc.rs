@@ -122,8 +122,14 @@ fn the_signed_statement_examples_are_what_the_code_writes() {
     let bytes = signed::manifest_statement(&manifest);
     assert_eq!(statement_example(&doc, signed::MANIFEST_DOMAIN), bytes.as_slice());
 
-    let bytes =
-        signed::audit_checkpoint_statement(&empty_sha256, 9, &[0x11; 32], 1_800_000_000_000);
+    let bytes = signed::audit_checkpoint_statement(&signed::CheckpointFacts {
+        attestation_sha256: empty_sha256,
+        seq: 9,
+        head: [0x11; 32],
+        unix_ms: 1_800_000_000_000,
+        nonce: [0x22; 32],
+        closing: true,
+    });
     assert_eq!(statement_example(&doc, signed::AUDIT_CHECKPOINT_DOMAIN), bytes.as_slice());
 
     // The grant (v3: with the lowest accepted epoch), for RFC 8032's first test public key.

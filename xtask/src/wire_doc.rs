@@ -87,6 +87,8 @@ fn examples() -> Vec<(u32, Message<'static>)> {
             Message::CommitResponse(wire::CommitResponse {
                 session_id: SESSION,
                 commitments: &[0x01; 8],
+                audit_seq: 7,
+                audit_head: [0x44; 32],
                 enclave_signature: SIG,
             }),
         ),
@@ -102,6 +104,8 @@ fn examples() -> Vec<(u32, Message<'static>)> {
             Message::SignResponse(wire::SignResponse {
                 session_id: SESSION,
                 signature_share: &[0x03; 8],
+                audit_seq: 8,
+                audit_head: [0x45; 32],
                 enclave_signature: SIG,
             }),
         ),
@@ -180,6 +184,8 @@ fn examples() -> Vec<(u32, Message<'static>)> {
                 head: [0x44; 32],
                 attestation_sha256: [0x55; 32],
                 unix_ms: 1_800_000_000_000,
+                nonce: [0x77; 32],
+                closing: false,
                 signature: [0x66; 64],
             }),
         ),
@@ -202,7 +208,7 @@ fn examples() -> Vec<(u32, Message<'static>)> {
             }),
         ),
         (9, Message::AttestRequest(wire::AttestRequest { nonce: &NONCE })),
-        (9, Message::AuditHeadRequest(wire::AuditHeadRequest {})),
+        (9, Message::AuditHeadRequest(wire::AuditHeadRequest { nonce: [0x77; 32], close: false })),
     ]
 }
 

@@ -84,13 +84,22 @@ fn run<C: Ciphersuite>(scheme: Scheme, sessions: usize) -> Figures {
         grant.session_id = (n as u128).to_be_bytes();
         grant.sign_with(&signing::gateway());
         let t = Instant::now();
-        let c = engine.commit(Now { unix_micros: T0 * 1_000_000 }, &grant.request(), &store);
+        let c = engine.commit(
+            Now { unix_micros: T0 * 1_000_000 },
+            &grant.request(),
+            &store,
+            &mut signing::unaudited,
+        );
         let mut spent = t.elapsed();
         let c = c.unwrap();
         let package = party::package::<C>(&[(ours_id, c.commitments), their.clone()], message);
         let req = SignRequest { session_id: grant.session_id, signing_package: &package };
         let t = Instant::now();
-        let s = black_box(engine.sign(Now { unix_micros: T0 * 1_000_000 + 1 }, &req));
+        let s = black_box(engine.sign(
+            Now { unix_micros: T0 * 1_000_000 + 1 },
+            &req,
+            &mut signing::unaudited,
+        ));
         spent += t.elapsed();
         s.unwrap();
         figures.engine.push(spent);

@@ -6,21 +6,51 @@
 //! first, and when the parent goes away, the enclave signs the sequence number and the head
 //! with its attested answer key ([`AuditCheckpoint`]).
 //!
+//! Every signed answer carries the chain's anchor after its own entry (`seq`, `head`:
+//! `wire::session_signatures::AuditAnchor`), so the gateway holds the enclave's signature
+//! on the chain with every share; a checkpoint asked for with a nonce carries the nonce; an
+//! orderly stop ends the chain with a closing checkpoint, after which nothing is appended.
+//!
 //! Memory: the head and three counters, whatever the number of sessions. Entries leave on
-//! the log channel; a parent that drops, edits or reorders them cannot make the chain or a
-//! checkpoint verify (`parent-shim audit verify`). Nothing secret is in an entry: ids,
-//! digests, an expiry, a code.
+//! the log channel (their own queue: `log_ring`); a parent that drops, edits or reorders
+//! them cannot make the chain or a checkpoint verify (`parent-shim audit verify`). Nothing
+//! secret is in an entry: ids, digests, an expiry, a code. An entry that cannot be encoded
+//! is an error ([`AuditError`]) that stops serving, never an entry hashed over nothing.
 
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
-use wire::session_signatures::{AUDIT_CHECKPOINT_LEN, AUDIT_ENTRY_DOMAIN};
-use wire::{AuditCheckpoint, AuditEntry, AuditKind, WireMessage as _};
+use wire::session_signatures::{
+    AUDIT_CHECKPOINT_LEN, AUDIT_ENTRY_DOMAIN, AuditAnchor, CheckpointFacts,
+};
+use wire::{AuditCheckpoint, AuditEntry, AuditKind, WireMessage};
 
 /// Entries between checkpoints at most.
 pub const CHECKPOINT_EVERY: u64 = 64;
 /// Time between checkpoints at most, while entries arrive.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why the chain took no entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditError {
+    /// The entry does not encode (a field over its wire maximum): serving stops.
+    Unencodable(wire::EncodeError),
+    /// The chain was closed by an orderly stop: nothing follows its closing checkpoint.
+    Closed,
+    /// An entry could not be made or queued before: the chain is broken for good and the
+    /// node serves no more (fail closed).
+    Broken,
+}
+
+impl core::fmt::Display for AuditError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Unencodable(e) => write!(f, "an audit entry does not encode: {e}"),
+            Self::Closed => f.write_str("the audit chain is closed"),
+            Self::Broken => f.write_str("the audit chain is broken: serving stopped"),
+        }
+    }
+}
 
 /// The chain's state; see the module documentation.
 #[derive(Debug)]
@@ -30,18 +60,23 @@ pub struct AuditChain {
     seq: u64,
     checkpointed: u64,
     last_checkpoint: Option<Instant>,
+    closed: bool,
+    broken: bool,
 }
 
 /// The hash of an entry: what the next entry's `prev` must be.
-#[must_use]
-pub fn entry_hash(entry: &AuditEntry<'_>) -> [u8; 32] {
+///
+/// # Errors
+/// The entry does not encode (a field longer than the wire allows).
+pub fn entry_hash(entry: &AuditEntry<'_>) -> Result<[u8; 32], AuditError> {
     let mut payload = [0u8; AUDIT_ENTRY_MAX];
-    // An entry's fields are bounded (the account id by `ACCOUNT_ID_MAX`): it always fits.
-    let n = entry.encode_payload(&mut payload).unwrap_or(0);
+    let n = entry.encode_payload(&mut payload).map_err(AuditError::Unencodable)?;
     let mut h = Sha256::new();
     h.update(AUDIT_ENTRY_DOMAIN);
-    h.update(payload.get(..n).unwrap_or_default());
-    h.finalize().into()
+    h.update(payload.get(..n).ok_or(AuditError::Unencodable(
+        wire::EncodeError::BufferTooSmall { need: n, have: AUDIT_ENTRY_MAX },
+    ))?);
+    Ok(h.finalize().into())
 }
 
 /// An entry of `kind` for `session_id`, every other field empty (the chain numbers it);
@@ -64,8 +99,8 @@ pub fn blank(kind: AuditKind, session_id: [u8; 16]) -> AuditEntry<'static> {
     }
 }
 
-/// The longest entry payload.
-pub const AUDIT_ENTRY_MAX: usize = 8 + 32 + 1 + 16 + 2 + wire::ACCOUNT_ID_MAX + 32 * 4 + 8 + 2 + 2;
+/// The longest entry payload: derived from the wire's own field sizes.
+pub const AUDIT_ENTRY_MAX: usize = <AuditEntry<'static> as WireMessage<'static>>::PAYLOAD_MAX;
 
 impl AuditChain {
     /// A chain for the boot whose attestation document hashes to `attestation_sha256`.
@@ -77,18 +112,59 @@ impl AuditChain {
             seq: 0,
             checkpointed: 0,
             last_checkpoint: None,
+            closed: false,
+            broken: false,
         }
     }
 
     /// Numbers `entry` (its `seq` and `prev` are set here), moves the head past it, and
-    /// returns it as it must be sent.
-    pub fn append<'a>(&mut self, mut entry: AuditEntry<'a>, now: Instant) -> AuditEntry<'a> {
-        self.seq += 1;
-        entry.seq = self.seq;
+    /// returns it as it must be sent. The chain is unchanged on an error.
+    ///
+    /// # Errors
+    /// [`AuditError`]: the entry does not encode, or the chain is closed.
+    pub fn append<'a>(
+        &mut self,
+        mut entry: AuditEntry<'a>,
+        now: Instant,
+    ) -> Result<AuditEntry<'a>, AuditError> {
+        if let Some(refused) = self.refusing() {
+            return Err(refused);
+        }
+        entry.seq = self.seq + 1;
         entry.prev = self.head;
-        self.head = entry_hash(&entry);
+        self.head = entry_hash(&entry).inspect_err(|_| self.broken = true)?;
+        self.seq = entry.seq;
         self.last_checkpoint.get_or_insert(now);
-        entry
+        Ok(entry)
+    }
+
+    /// Where the chain stands: the last entry's number and the head after it.
+    #[must_use]
+    pub fn anchor(&self) -> AuditAnchor {
+        AuditAnchor { seq: self.seq, head: self.head }
+    }
+
+    /// Whether an orderly stop closed the chain.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Why the chain takes no more entries, if it does not: closed, or broken.
+    #[must_use]
+    pub fn refusing(&self) -> Option<AuditError> {
+        if self.broken {
+            Some(AuditError::Broken)
+        } else if self.closed {
+            Some(AuditError::Closed)
+        } else {
+            None
+        }
+    }
+
+    /// An appended entry could not be sent: the chain is broken for good.
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
     }
 
     /// Whether a checkpoint is due: entries since the last one, and either
@@ -111,20 +187,28 @@ impl AuditChain {
             .flatten()
     }
 
-    /// A checkpoint of the chain as it stands, signed by `sign` (the answer key over
-    /// `audit_checkpoint_statement`).
+    /// A checkpoint of the chain as it stands, over the requester's `nonce` (zeros for
+    /// one of the enclave's own), signed by `sign` (the answer key over
+    /// `audit_checkpoint_statement`). With `closing`, the chain ends here: every later
+    /// [`Self::append`] is refused.
     pub fn checkpoint(
         &mut self,
         now: Instant,
         unix_ms: u64,
+        nonce: [u8; 32],
+        closing: bool,
         sign: impl FnOnce(&[u8; AUDIT_CHECKPOINT_LEN]) -> [u8; 64],
     ) -> AuditCheckpoint {
-        let statement = wire::session_signatures::audit_checkpoint_statement(
-            &self.genesis,
-            self.seq,
-            &self.head,
+        self.closed |= closing;
+        let facts = CheckpointFacts {
+            attestation_sha256: self.genesis,
+            seq: self.seq,
+            head: self.head,
             unix_ms,
-        );
+            nonce,
+            closing: self.closed,
+        };
+        let statement = wire::session_signatures::audit_checkpoint_statement(&facts);
         self.checkpointed = self.seq;
         self.last_checkpoint = Some(now);
         AuditCheckpoint {
@@ -132,6 +216,8 @@ impl AuditChain {
             head: self.head,
             attestation_sha256: self.genesis,
             unix_ms,
+            nonce,
+            closing: self.closed,
             signature: sign(&statement),
         }
     }
@@ -167,14 +253,47 @@ mod tests {
     fn each_entry_commits_to_the_one_before_and_the_first_to_the_boot() {
         let t = Instant::now();
         let mut chain = AuditChain::new([9; 32]);
-        let first = chain.append(event(AuditKind::Commit, 1), t);
-        let second = chain.append(event(AuditKind::Sign, 1), t);
+        let first = chain.append(event(AuditKind::Commit, 1), t).unwrap();
+        let second = chain.append(event(AuditKind::Sign, 1), t).unwrap();
         assert_eq!((first.seq, first.prev), (1, [9; 32]));
-        assert_eq!((second.seq, second.prev), (2, entry_hash(&first)));
+        assert_eq!((second.seq, second.prev), (2, entry_hash(&first).unwrap()));
+        assert_eq!(chain.anchor(), AuditAnchor { seq: 2, head: entry_hash(&second).unwrap() });
         // Any field changed changes the hash the next entry carries.
         let mut edited = first;
         edited.message_sha256 = [3; 32];
-        assert_ne!(entry_hash(&edited), second.prev);
+        assert_ne!(entry_hash(&edited).unwrap(), second.prev);
+    }
+
+    /// Account ids up to 64 bytes are valid in the share file: the longest entry encodes,
+    /// and its hash depends on every byte of the id (the bound is the wire's own).
+    #[test]
+    fn entries_of_the_longest_account_ids_are_bound_by_the_chain() {
+        let long = "a".repeat(wire::ACCOUNT_ID_MAX);
+        let other = format!("{}b", "a".repeat(wire::ACCOUNT_ID_MAX - 1));
+        let entry = |id: &str| -> [u8; 32] {
+            let e = AuditEntry { account_id: id, ..event(AuditKind::Commit, 1) };
+            entry_hash(&e).unwrap()
+        };
+        assert_ne!(entry(&long), entry(&other));
+        assert_eq!(
+            AUDIT_ENTRY_MAX,
+            8 + 32 + 1 + 16 + 4 + wire::ACCOUNT_ID_MAX + 32 * 4 + 8 + 2 + 2
+        );
+        let mut chain = AuditChain::new([9; 32]);
+        let e = chain.append(
+            AuditEntry { account_id: &long, ..event(AuditKind::Commit, 1) },
+            Instant::now(),
+        );
+        assert_eq!(e.unwrap().seq, 1);
+        // One byte over the wire's maximum: an error, and the chain does not move.
+        let over = "a".repeat(wire::ACCOUNT_ID_MAX + 1);
+        let before = chain.anchor();
+        let err = chain.append(
+            AuditEntry { account_id: &over, ..event(AuditKind::Commit, 2) },
+            Instant::now(),
+        );
+        assert!(matches!(err, Err(AuditError::Unencodable(_))), "{err:?}");
+        assert_eq!(chain.anchor(), before);
     }
 
     #[test]
@@ -183,25 +302,37 @@ mod tests {
         let mut chain = AuditChain::new([9; 32]);
         assert!(!chain.checkpoint_due(t + Duration::from_hours(1)), "nothing to checkpoint");
         for i in 0..CHECKPOINT_EVERY - 1 {
-            chain.append(event(AuditKind::Abort, u8::try_from(i % 200).unwrap()), t);
+            chain.append(event(AuditKind::Abort, u8::try_from(i % 200).unwrap()), t).unwrap();
         }
         assert!(!chain.checkpoint_due(t));
         assert!(chain.checkpoint_due(t + CHECKPOINT_INTERVAL));
-        let last = chain.append(event(AuditKind::Expired, 0), t);
+        let last = chain.append(event(AuditKind::Expired, 0), t).unwrap();
         assert!(chain.checkpoint_due(t));
         let mut signed = Vec::new();
-        let c = chain.checkpoint(t, 42, |s| {
+        let c = chain.checkpoint(t, 42, [5; 32], false, |s| {
             signed = s.to_vec();
             [7; 64]
         });
         assert_eq!(
-            (c.seq, c.head, c.attestation_sha256),
-            (CHECKPOINT_EVERY, entry_hash(&last), [9; 32])
+            (c.seq, c.head, c.attestation_sha256, c.nonce, c.closing),
+            (CHECKPOINT_EVERY, entry_hash(&last).unwrap(), [9; 32], [5; 32], false)
         );
-        let expected =
-            wire::session_signatures::audit_checkpoint_statement(&[9; 32], c.seq, &c.head, 42);
+        let expected = wire::session_signatures::audit_checkpoint_statement(&c.facts());
         assert_eq!(signed, expected);
         assert!(!chain.checkpoint_due(t + CHECKPOINT_INTERVAL * 10));
         assert_eq!(chain.next_checkpoint(), None);
+    }
+
+    #[test]
+    fn a_closing_checkpoint_ends_the_chain() {
+        let t = Instant::now();
+        let mut chain = AuditChain::new([9; 32]);
+        chain.append(event(AuditKind::Commit, 1), t).unwrap();
+        let c = chain.checkpoint(t, 1, [0; 32], true, |_| [7; 64]);
+        assert!(c.closing && chain.is_closed());
+        assert_eq!(chain.append(event(AuditKind::Sign, 1), t).unwrap_err(), AuditError::Closed);
+        assert_eq!(chain.len(), 1);
+        // Later checkpoints still say closed.
+        assert!(chain.checkpoint(t, 2, [1; 32], false, |_| [7; 64]).closing);
     }
 }

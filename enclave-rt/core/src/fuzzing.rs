@@ -228,11 +228,17 @@ pub fn fuzz_signing(data: &[u8]) {
         authorization: gateway.sign(statement.get(..n).unwrap_or_default()).to_bytes(),
     };
     let now = Now { unix_micros: 1_900_000_000_000_000 };
-    if let Err(e) = engine.commit(now, &request, &store) {
+    if let Err(e) = engine.commit(now, &request, &store, &mut |_: &[u8]| {
+        Ok(wire::session_signatures::AuditAnchor::default())
+    }) {
         unreachable!("a valid grant opens a session: {e}");
     }
     let sign = wire::SignRequest { session_id: grant.session_id, signing_package: body };
     // Random bytes never carry a message hashing to the authorised (all-zero) digest.
-    assert!(engine.sign(now, &sign).is_err());
+    assert!(
+        engine
+            .sign(now, &sign, &mut |_: &[u8]| Ok(wire::session_signatures::AuditAnchor::default()))
+            .is_err()
+    );
     assert_eq!(engine.sessions_in_use(), 0, "round 2 consumes the session");
 }

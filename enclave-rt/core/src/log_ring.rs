@@ -3,6 +3,11 @@
 //! next drain starts with a `LogsDropped` line counting them: logging never blocks and never
 //! allocates beyond the bound.
 //!
+//! Audit entries and checkpoints have a queue of their own ([`LogRing::push_audit`]),
+//! sent before any log line and never displaced by one: a parent that floods the enclave
+//! with requests it will log cannot push the audit chain out. The queue is bounded; while
+//! it is full, the serving core opens no session ([`LogRing::audit_full`]).
+//!
 //! Redaction is by construction: a line is a static message plus fields of plain text the
 //! caller passes explicitly; the secret types (`Identity`, `UnsealKey`, shares) implement no
 //! `Display` and a redacting `Debug`, so they cannot be formatted into a line by accident.
@@ -14,8 +19,18 @@ use wire::{Flags, HEADER_LEN, Log, LogFields, LogLevel, LogsDropped, MAX_FRAME_L
 /// Default bound on buffered log bytes.
 pub const DEFAULT_MAX_BYTES: usize = 256 * 1024;
 
+/// Audit frames that may wait for the parent before new sessions are refused. With the
+/// entries the open sessions still make (at most one each) and their checkpoints, the
+/// queue's worst case stays under a few MiB.
+pub const AUDIT_QUEUE_FRAMES: usize = 4096;
+
+/// The audit queue could not take a frame (memory): the caller stops the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditQueueError;
+
 /// The ring; see the module documentation.
 pub struct LogRing {
+    audit: VecDeque<Vec<u8>>,
     frames: VecDeque<Vec<u8>>,
     bytes: usize,
     max_bytes: usize,
@@ -39,7 +54,14 @@ impl LogRing {
     /// the console (the enclave's serial console in debug mode; local runs).
     #[must_use]
     pub fn new(max_bytes: usize, echo_stderr: bool) -> Self {
-        Self { frames: VecDeque::new(), bytes: 0, max_bytes, dropped: 0, echo_stderr }
+        Self {
+            audit: VecDeque::new(),
+            frames: VecDeque::new(),
+            bytes: 0,
+            max_bytes,
+            dropped: 0,
+            echo_stderr,
+        }
     }
 
     /// Adds a line. `fields` are (key, value) pairs of non-secret text.
@@ -57,9 +79,8 @@ impl LogRing {
         self.log(LogLevel::Error, target, message, &[("error", &error.to_string())]);
     }
 
-    /// Adds any enclave → parent message of the log channel (audit entries and
-    /// checkpoints), under the same bound: the oldest frames go first when it is full.
-    pub fn push<'a, M: WireMessage<'a>>(&mut self, line: &M) {
+    /// Adds a log line under the bound: the oldest lines go first when it is full.
+    fn push<'a, M: WireMessage<'a>>(&mut self, line: &M) {
         // Fallible allocations: a line logged when the memory budget is spent (a boot that
         // is failing for that very reason) is counted as dropped, never an abort.
         let len = (HEADER_LEN + line.payload_len()).min(MAX_FRAME_LEN);
@@ -87,10 +108,38 @@ impl LogRing {
         }
     }
 
+    /// Queues an audit entry or checkpoint: never evicted, sent before any log line. The
+    /// queue may run past [`AUDIT_QUEUE_FRAMES`] by what the open sessions still owe; only
+    /// a failed allocation refuses a frame.
+    pub fn push_audit<'a, M: WireMessage<'a>>(&mut self, frame: &M) -> Result<(), AuditQueueError> {
+        let len = HEADER_LEN + M::PAYLOAD_MAX;
+        let mut buf = Vec::new();
+        if buf.try_reserve_exact(len).is_err() || self.audit.try_reserve(1).is_err() {
+            return Err(AuditQueueError);
+        }
+        buf.resize(len, 0);
+        let n = wire::encode(frame, 0, Flags::NONE, &mut buf).map_err(|_| AuditQueueError)?;
+        buf.truncate(n);
+        self.audit.push_back(buf);
+        Ok(())
+    }
+
+    /// Audit frames waiting for the parent.
+    #[must_use]
+    pub fn audit_backlog(&self) -> usize {
+        self.audit.len()
+    }
+
+    /// Whether the audit queue is at its bound: no new session until the parent reads.
+    #[must_use]
+    pub fn audit_full(&self) -> bool {
+        self.audit.len() >= AUDIT_QUEUE_FRAMES
+    }
+
     /// Whether anything waits to be sent.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty() && self.dropped == 0
+        self.audit.is_empty() && self.frames.is_empty() && self.dropped == 0
     }
 
     /// Lines dropped and not yet reported.
@@ -99,8 +148,12 @@ impl LogRing {
         self.dropped
     }
 
-    /// The next frame to send: a `LogsDropped` report first if lines were dropped.
+    /// The next frame to send: audit frames first, then a `LogsDropped` report if lines
+    /// were dropped, then log lines.
     pub fn pop_frame(&mut self) -> Option<Vec<u8>> {
+        if let Some(frame) = self.audit.pop_front() {
+            return Some(frame);
+        }
         if self.dropped > 0 {
             let mut buf = vec![0u8; 64];
             if let Ok(n) =

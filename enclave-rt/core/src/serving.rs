@@ -26,7 +26,7 @@ use wire::{
     HttpPost, LogLevel, Message, MessageError, Pong, RpcError, RpcErrorCode, SignResponse, Status,
 };
 
-use crate::audit_chain::{AuditChain, blank};
+use crate::audit_chain::{AuditChain, AuditError, blank};
 use crate::boot_state_machine::{BootMachine, BootOutput, BootState, Context, Nsm, boot_input};
 use crate::log_ring::LogRing;
 use crate::session_events::{self, EventsConfig, SessionEvents};
@@ -37,6 +37,7 @@ use crate::signing_engine::{
 };
 use crate::trusted_time::{Change, ClockCheck};
 use sha2::{Digest as _, Sha256};
+use wire::session_signatures::AuditAnchor;
 use wire::{AuditCheckpoint, AuditEntry, AuditKind};
 
 /// Bytes of answers waiting for the parent above which the core stops taking frames: a
@@ -215,7 +216,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
         if let (Some(chain), Some(engine)) = (&mut r.audit, &r.engine)
             && chain.next_checkpoint().is_some()
         {
-            checkpoint_now(chain, engine, clock, &mut r.logs);
+            checkpoint_now(chain, engine, clock, &mut r.logs, Head::OWN);
         }
     }
 
@@ -254,18 +255,11 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
     pub fn handle_timeout(&mut self, clock: Clock) {
         self.router.subscribe_if_due(clock.instant);
         let (clock, _) = self.router.session_clock(clock);
-        if let Some(e) = &mut self.router.engine {
-            let (audit, logs) = (&mut self.router.audit, &mut self.router.logs);
-            let wiped = e.expire_each(clock.unix, &mut |session_id| {
-                if let Some(chain) = audit.as_mut() {
-                    let entry = chain.append(blank(AuditKind::Expired, session_id), clock.instant);
-                    logs.push(&entry);
-                }
-            });
-            if let Some(chain) = audit.as_mut()
-                && chain.checkpoint_due(clock.instant)
-            {
-                checkpoint_now(chain, e, clock, logs);
+        if let (Some(e), Some(chain)) = (&mut self.router.engine, &mut self.router.audit) {
+            let logs = &mut self.router.logs;
+            let wiped = expire_recorded(e, chain, logs, clock);
+            if chain.checkpoint_due(clock.instant) {
+                checkpoint_now(chain, e, clock, logs, Head::OWN);
             }
             if wiped > 0 {
                 let count = wiped.to_string();
@@ -352,9 +346,9 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             Message::Ping(p) => Reply::Pong(p.nonce),
             Message::StatusRequest(_) => Reply::Status(self.status(clock.instant, memory)),
             Message::AttestRequest(r) => self.attest(r.nonce),
-            Message::AuditHeadRequest(_) => {
+            Message::AuditHeadRequest(r) => {
                 let (clock, _) = self.session_clock(clock);
-                self.audit_head(clock)
+                self.audit_head(clock, Head { nonce: r.nonce, close: r.close })
             }
             m if boot_input(m).is_some() => {
                 let ctx = Context {
@@ -374,10 +368,9 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             }
             m => {
                 let (clock, trusted) = self.session_clock(clock);
-                match (&mut self.engine, self.machine.store()) {
-                    (Some(engine), Some(store)) => {
-                        let (logs, audit) = (&mut self.logs, self.audit.as_mut());
-                        serve(engine, store, m, clock, trusted, logs, audit)
+                match (&mut self.engine, self.machine.store(), &mut self.audit) {
+                    (Some(engine), Some(store), Some(chain)) => {
+                        serve(engine, store, m, clock, trusted, &mut self.logs, chain)
                     }
                     _ => Reply::Rpc(
                         RpcErrorCode::FAILED_PRECONDITION,
@@ -407,12 +400,22 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
         }
     }
 
-    /// A fresh checkpoint of the audit chain, signed now (the gateway anchors it).
-    fn audit_head(&mut self, clock: Clock) -> Reply {
-        let (Some(chain), Some(engine)) = (&mut self.audit, &self.engine) else {
+    /// A fresh checkpoint of the audit chain over the caller's nonce, signed now (the
+    /// gateway anchors it). Closing (the parent's orderly stop): every open session is
+    /// wiped first, each an entry, and the checkpoint ends the chain.
+    fn audit_head(&mut self, clock: Clock, head: Head) -> Reply {
+        let (Some(chain), Some(engine)) = (&mut self.audit, &mut self.engine) else {
             return Reply::Rpc(RpcErrorCode::FAILED_PRECONDITION, "not serving: boot incomplete");
         };
-        Reply::AuditHead(checkpoint_now(chain, engine, clock, &mut self.logs))
+        if head.close && chain.refusing().is_none() {
+            let logs = &mut self.logs;
+            engine.wipe_each(&mut |session_id| {
+                let entry = blank(AuditKind::Abort, session_id);
+                let _ = record(chain, logs, entry, clock.instant);
+            });
+            self.logs.log(LogLevel::Warn, "audit", "audit chain closed: no new session", &[]);
+        }
+        Reply::AuditHead(checkpoint_now(chain, engine, clock, &mut self.logs, head))
     }
 
     /// A fresh attestation while serving, binding the answer key (the boot's own
@@ -590,7 +593,8 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
                 return;
             }
         };
-        let reply = serve(engine, store, &request, clock, trusted, logs, self.audit.as_mut());
+        let Some(chain) = self.audit.as_mut() else { return };
+        let reply = serve(engine, store, &request, clock, trusted, logs, chain);
         let mut body = vec![0u8; 2048];
         let n = reply.encode(0, &mut body, logs);
         if n == 0 {
@@ -609,62 +613,101 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
     }
 }
 
-/// What a signing request and its answer put in the audit chain.
-fn audit_entry<'a>(message: &Message<'a>, reply: &Reply) -> Option<AuditEntry<'a>> {
-    let sha = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+/// What a refused request puts in the audit chain (`None`: not a session request).
+fn refused_entry<'a>(message: &Message<'a>, code: RpcErrorCode) -> Option<AuditEntry<'a>> {
     let session_id = match message {
         Message::CommitRequest(r) => r.session_id,
         Message::SignRequest(r) => r.session_id,
         Message::AbortRequest(r) => r.session_id,
         _ => return None,
     };
-    Some(match (message, reply) {
-        (Message::CommitRequest(r), Reply::Commit(_)) => AuditEntry {
-            account_id: r.account_id,
-            grant_sha256: sha(&r.authorization),
-            message_sha256: r.message_sha256,
-            expires_at_unix: r.expires_at_unix,
-            ..blank(AuditKind::Commit, session_id)
-        },
-        (Message::SignRequest(r), Reply::Sign(a)) => AuditEntry {
-            package_sha256: sha(r.signing_package),
-            share_sha256: sha(&a.signature_share),
-            ..blank(AuditKind::Sign, session_id)
-        },
-        (Message::AbortRequest(_), Reply::Aborted(_)) => blank(AuditKind::Abort, session_id),
-        (m, r) => {
-            let code = match r {
-                Reply::Refused(e) => e.code(),
-                Reply::Rpc(code, _) => *code,
-                _ => RpcErrorCode::INTERNAL,
-            };
-            AuditEntry {
-                code: code.0,
-                request_kind: m.kind(),
-                ..blank(AuditKind::Refused, session_id)
-            }
-        }
+    Some(AuditEntry {
+        code: code.0,
+        request_kind: message.kind(),
+        ..blank(AuditKind::Refused, session_id)
     })
 }
 
-/// A checkpoint of `chain` signed now with the answer key, queued on the log channel too
-/// (the shipped chain carries every signed head, whatever asked for it).
+fn sha256(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+/// Appends `entry` to the chain and queues it for the parent (before any log line, never
+/// evicted); the chain's anchor after it. A failure breaks the chain for good, with an
+/// alert: the node serves no more.
+fn record(
+    chain: &mut AuditChain,
+    logs: &mut LogRing,
+    entry: AuditEntry<'_>,
+    now: Instant,
+) -> Result<AuditAnchor, AuditError> {
+    let queued = chain.append(entry, now).and_then(|entry| {
+        logs.push_audit(&entry).map_err(|_| {
+            chain.mark_broken();
+            AuditError::Broken
+        })
+    });
+    match queued {
+        Ok(()) => Ok(chain.anchor()),
+        Err(AuditError::Closed) => Err(AuditError::Closed),
+        Err(e) => {
+            let fields = [("reason", "audit_broken"), ("error", &e.to_string())];
+            logs.log(LogLevel::Error, ALERT_TARGET, "audit chain broken: serving stopped", &fields);
+            Err(e)
+        }
+    }
+}
+
+/// Wipes every expired session, each with its `Expired` entry; how many.
+fn expire_recorded<R: RngCore + CryptoRng>(
+    engine: &mut SigningEngine<R>,
+    chain: &mut AuditChain,
+    logs: &mut LogRing,
+    clock: Clock,
+) -> usize {
+    engine.expire_each(clock.unix, &mut |session_id| {
+        let _ = record(chain, logs, blank(AuditKind::Expired, session_id), clock.instant);
+    })
+}
+
+/// What an `AuditHeadRequest` asks for: the caller's nonce, and whether to close.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    nonce: [u8; 32],
+    close: bool,
+}
+
+impl Head {
+    /// A checkpoint the enclave makes on its own (count, time, a lost parent).
+    const OWN: Self = Self { nonce: [0; 32], close: false };
+}
+
+/// A checkpoint of `chain` signed now with the answer key over `head`'s nonce (closing it
+/// if asked), queued with the entries (the shipped chain carries every signed head,
+/// whatever asked for it).
 fn checkpoint_now<R: RngCore + CryptoRng>(
     chain: &mut AuditChain,
     engine: &SigningEngine<R>,
     clock: Clock,
     logs: &mut LogRing,
+    head: Head,
 ) -> AuditCheckpoint {
     let unix_ms = clock.unix.unix_micros / 1000;
-    let c = chain.checkpoint(clock.instant, unix_ms, |st| engine.sign_audit_checkpoint(st));
-    logs.push(&c);
+    let sign = |st: &_| engine.sign_audit_checkpoint(st);
+    let c = chain.checkpoint(clock.instant, unix_ms, head.nonce, head.close, sign);
+    if logs.push_audit(&c).is_err() {
+        chain.mark_broken();
+    }
     c
 }
 
 /// One signing request, however it came in (gRPC or a session event): the one place
-/// sessions are opened, so the clock gate is here. `clock` is the session clock
-/// ([`Router::session_clock`]); `trusted` whether new sessions may open. The outcome goes
-/// into the audit chain (and a checkpoint when due).
+/// sessions are opened, so the clock gate and the audit queue's bound are here. `clock` is
+/// the session clock ([`Router::session_clock`]); `trusted` whether new sessions may open.
+/// Every outcome is an entry of the chain, appended before the answer leaves; an answer's
+/// signature covers the chain's anchor after its own entry. A closed or broken chain
+/// serves nothing (and records nothing: its end is signed), and while the audit queue is
+/// full no session opens (that refusal is not recorded either: it would grow the queue).
 fn serve<R: RngCore + CryptoRng>(
     engine: &mut SigningEngine<R>,
     store: &ShareStore,
@@ -672,50 +715,102 @@ fn serve<R: RngCore + CryptoRng>(
     clock: Clock,
     trusted: bool,
     logs: &mut LogRing,
-    audit: Option<&mut AuditChain>,
+    chain: &mut AuditChain,
 ) -> Reply {
-    let reply = answer(engine, store, message, clock.unix, trusted, logs);
-    if let (Some(chain), Some(entry)) = (audit, audit_entry(message, &reply)) {
-        let entry = chain.append(entry, clock.instant);
-        logs.push(&entry);
-        if chain.checkpoint_due(clock.instant) {
-            checkpoint_now(chain, engine, clock, logs);
+    match chain.refusing() {
+        Some(AuditError::Closed) => {
+            return Reply::Rpc(
+                RpcErrorCode::FAILED_PRECONDITION,
+                "the audit chain is closed: this node is stopping",
+            );
         }
+        Some(_) => return Reply::Rpc(RpcErrorCode::INTERNAL, "the audit chain is broken"),
+        None => {}
+    }
+    if let Message::CommitRequest(_) = message {
+        if logs.audit_full() {
+            let backlog = logs.audit_backlog().to_string();
+            let fields = [("reason", "audit_backlog"), ("frames", backlog.as_str())];
+            logs.log(
+                LogLevel::Error,
+                ALERT_TARGET,
+                "audit entries unread: new sessions refused",
+                &fields,
+            );
+            return Reply::Rpc(
+                RpcErrorCode::RESOURCE_EXHAUSTED,
+                "audit entries wait for the parent: no new session until it reads them",
+            );
+        }
+        // The sessions the commit would sweep get their entries first.
+        expire_recorded(engine, chain, logs, clock);
+    }
+    let now = clock.instant;
+    let result = match message {
+        Message::CommitRequest(_) if !trusted => Err(EngineError::ClockUntrusted),
+        Message::CommitRequest(r) => {
+            let entry = AuditEntry {
+                account_id: r.account_id,
+                grant_sha256: sha256(&r.authorization),
+                message_sha256: r.message_sha256,
+                expires_at_unix: r.expires_at_unix,
+                ..blank(AuditKind::Commit, r.session_id)
+            };
+            let mut anchor = |_: &[u8]| {
+                record(chain, logs, entry, now).map_err(|_| EngineError::AuditUnavailable)
+            };
+            engine.commit(clock.unix, r, store, &mut anchor).map(Reply::Commit)
+        }
+        Message::SignRequest(r) => {
+            let mut anchor = |share: &[u8]| {
+                let entry = AuditEntry {
+                    package_sha256: sha256(r.signing_package),
+                    share_sha256: sha256(share),
+                    ..blank(AuditKind::Sign, r.session_id)
+                };
+                record(chain, logs, entry, now).map_err(|_| EngineError::AuditUnavailable)
+            };
+            engine.sign(clock.unix, r, &mut anchor).map(Reply::Sign)
+        }
+        Message::AbortRequest(r) => engine.abort(&r.session_id).and_then(|()| {
+            record(chain, logs, blank(AuditKind::Abort, r.session_id), now)
+                .map(|_| Reply::Aborted(r.session_id))
+                .map_err(|_| EngineError::AuditUnavailable)
+        }),
+        other => return Reply::Rpc(RpcErrorCode::INVALID_ARGUMENT, other.name()),
+    };
+    let reply = result.unwrap_or_else(|e| refused(message, e, chain, logs, now));
+    if chain.checkpoint_due(now) {
+        checkpoint_now(chain, engine, clock, logs, Head::OWN);
     }
     reply
 }
 
-/// The engine's answer to one signing request.
-fn answer<R: RngCore + CryptoRng>(
-    engine: &mut SigningEngine<R>,
-    store: &ShareStore,
+/// A refused request: logged, an entry of the chain (unless the chain itself refused it),
+/// and an alert when the cause is the share file.
+fn refused(
     message: &Message<'_>,
-    now: Now,
-    trusted: bool,
+    e: EngineError,
+    chain: &mut AuditChain,
     logs: &mut LogRing,
+    now: Instant,
 ) -> Reply {
-    let result = match message {
-        Message::CommitRequest(_) if !trusted => Err(EngineError::ClockUntrusted),
-        Message::CommitRequest(r) => engine.commit(now, r, store).map(Reply::Commit),
-        Message::SignRequest(r) => engine.sign(now, r).map(Reply::Sign),
-        Message::AbortRequest(r) => {
-            engine.abort(&r.session_id).map(|()| Reply::Aborted(r.session_id))
-        }
-        other => return Reply::Rpc(RpcErrorCode::INVALID_ARGUMENT, other.name()),
-    };
-    result.unwrap_or_else(|e| {
-        let code = e.code().to_string();
-        let error = e.to_string();
-        let fields = [("kind", message.name()), ("code", code.as_str()), ("error", error.as_str())];
-        logs.log(LogLevel::Warn, "rpc", "request refused", &fields);
-        // A share the loader accepted but a session cannot use means the file is bad: the
-        // operator hears of it (the parent turns `alert` lines into alerts), not only the
-        // caller. No share byte is in the fields.
-        if let Some(reason) = share_alert(e) {
-            logs.log(LogLevel::Error, ALERT_TARGET, "share unusable", &[("reason", reason)]);
-        }
-        Reply::Refused(e)
-    })
+    let code = e.code().to_string();
+    let error = e.to_string();
+    let fields = [("kind", message.name()), ("code", code.as_str()), ("error", error.as_str())];
+    logs.log(LogLevel::Warn, "rpc", "request refused", &fields);
+    // A share the loader accepted but a session cannot use means the file is bad: the
+    // operator hears of it (the parent turns `alert` lines into alerts), not only the
+    // caller. No share byte is in the fields.
+    if let Some(reason) = share_alert(e) {
+        logs.log(LogLevel::Error, ALERT_TARGET, "share unusable", &[("reason", reason)]);
+    }
+    if e != EngineError::AuditUnavailable
+        && let Some(entry) = refused_entry(message, e.code())
+    {
+        let _ = record(chain, logs, entry, now);
+    }
+    Reply::Refused(e)
 }
 
 /// Appends the first `n` bytes of `frame_buf` (a frame just encoded there) to `out`.
@@ -774,6 +869,8 @@ impl Reply {
                 let answer = CommitResponse {
                     session_id: a.session_id,
                     commitments: &a.commitments,
+                    audit_seq: a.anchor.seq,
+                    audit_head: a.anchor.head,
                     enclave_signature: a.enclave_signature,
                 };
                 wire::encode(&answer, stream, f, buf)
@@ -782,6 +879,8 @@ impl Reply {
                 let answer = SignResponse {
                     session_id: a.session_id,
                     signature_share: &a.signature_share,
+                    audit_seq: a.anchor.seq,
+                    audit_head: a.anchor.head,
                     enclave_signature: a.enclave_signature,
                 };
                 wire::encode(&answer, stream, f, buf)

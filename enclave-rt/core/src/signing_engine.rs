@@ -152,6 +152,9 @@ pub enum EngineError {
     /// The grant's `min_epoch` is above the epoch of the share file this boot loaded: the
     /// node was rolled back to an older file than the gateway knows was published.
     EpochTooOld,
+    /// The answer's audit entry could not be made (the audit queue is full, or the chain
+    /// closed or broken): no answer is given without its entry.
+    AuditUnavailable,
 }
 
 impl EngineError {
@@ -163,7 +166,9 @@ impl EngineError {
                 RpcErrorCode::PERMISSION_DENIED
             }
             Self::GrantExpired | Self::SessionExpired => RpcErrorCode::DEADLINE_EXCEEDED,
-            Self::ClockUntrusted | Self::EpochTooOld => RpcErrorCode::FAILED_PRECONDITION,
+            Self::ClockUntrusted | Self::EpochTooOld | Self::AuditUnavailable => {
+                RpcErrorCode::FAILED_PRECONDITION
+            }
             Self::SessionExists => RpcErrorCode::ALREADY_EXISTS,
             Self::TableFull | Self::ReplayWindowFull => RpcErrorCode::RESOURCE_EXHAUSTED,
             Self::UnknownAccount | Self::UnknownSession => RpcErrorCode::NOT_FOUND,
@@ -216,6 +221,9 @@ impl fmt::Display for EngineError {
             Self::CommitmentMismatch => "the signing package alters our commitment",
             Self::SchemeFailure => "the scheme refused the signing package",
             Self::AnswerTooLarge => "the answer exceeds a wire limit",
+            Self::AuditUnavailable => {
+                "the audit chain cannot take this answer's entry (closed, full or broken)"
+            }
             Self::EpochTooOld => {
                 "EPOCH_TOO_OLD: the share file this node loaded is older than the grant's lowest accepted epoch"
             }
@@ -463,9 +471,17 @@ pub struct CommitAnswer {
     pub session_id: [u8; 16],
     /// Our serialized commitments.
     pub commitments: Vec<u8>,
+    /// The audit chain after this answer's entry (signed with the answer).
+    pub anchor: signed::AuditAnchor,
     /// The answer key's signature over [`signed::commit_answer`].
     pub enclave_signature: [u8; 64],
 }
+
+/// How the engine gets an answer's place in the audit chain: called with the answer's
+/// payload (the commitments, or the signature share) once the answer is computed and
+/// before it is signed; the caller appends the entry and returns the chain's anchor after
+/// it. An error stops the answer: nothing is answered without its entry.
+pub type Anchor<'a> = &'a mut dyn FnMut(&[u8]) -> Result<signed::AuditAnchor, EngineError>;
 
 /// The round-2 answer.
 #[derive(Debug, Clone)]
@@ -474,6 +490,8 @@ pub struct SignAnswer {
     pub session_id: [u8; 16],
     /// Our serialized signature share.
     pub signature_share: Vec<u8>,
+    /// The audit chain after this answer's entry (signed with the answer).
+    pub anchor: signed::AuditAnchor,
     /// The answer key's signature over [`signed::sign_answer`].
     pub enclave_signature: [u8; 64],
 }
@@ -623,12 +641,15 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
     }
 
     /// Round 1: checks the grant, opens a session on the account's share and returns our
-    /// commitments. On any error no session is opened and the grant is not spent.
+    /// commitments, signed with the audit chain's anchor that `anchor` returns for them.
+    /// On any error (an anchor refused included) no session is opened and the grant is
+    /// not spent.
     pub fn commit(
         &mut self,
         now: Now,
         request: &CommitRequest<'_>,
         store: &ShareStore,
+        anchor: Anchor<'_>,
     ) -> Result<CommitAnswer, EngineError> {
         let grant = SessionGrant {
             // Our own key, never the request's: a grant for another boot does not verify.
@@ -674,8 +695,13 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
             return Err(EngineError::SchemeMismatch);
         }
         let (state, commitments) = SessionState::round1(grant.scheme, share.bytes, &mut self.rng)?;
+        if commitments.len() > signed::COMMITMENTS_MAX {
+            return Err(EngineError::AnswerTooLarge);
+        }
+        // The last fallible step before the session exists: its entry in the chain.
+        let audit = anchor(&commitments)?;
         let mut answer = [0u8; signed::COMMIT_ANSWER_MAX];
-        let len = signed::commit_answer(&grant, &commitments, &mut answer)
+        let len = signed::commit_answer(&grant, &audit, &commitments, &mut answer)
             .map_err(|_| EngineError::AnswerTooLarge)?;
         let enclave_signature =
             self.answer_key.sign(answer.get(..len).ok_or(EngineError::AnswerTooLarge)?);
@@ -694,12 +720,23 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         *id = grant.session_id;
         self.in_use += 1;
         self.granted.insert(grant.session_id, Spent::new(grant.expires_at_unix));
-        Ok(CommitAnswer { session_id: grant.session_id, commitments, enclave_signature })
+        Ok(CommitAnswer {
+            session_id: grant.session_id,
+            commitments,
+            anchor: audit,
+            enclave_signature,
+        })
     }
 
-    /// Round 2: signs the package with the session's nonces. The session is consumed
+    /// Round 2: signs the package with the session's nonces, and the answer with the
+    /// audit chain's anchor that `anchor` returns for the share. The session is consumed
     /// whatever the outcome.
-    pub fn sign(&mut self, now: Now, request: &SignRequest<'_>) -> Result<SignAnswer, EngineError> {
+    pub fn sign(
+        &mut self,
+        now: Now,
+        request: &SignRequest<'_>,
+        anchor: Anchor<'_>,
+    ) -> Result<SignAnswer, EngineError> {
         let Some(slot) = self.find(&request.session_id) else {
             // Gone: say why if the reason is its time (the API promises DEADLINE_EXCEEDED
             // for an expired session, whether or not the sweep ran first).
@@ -727,18 +764,28 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         };
         self.wipe(slot);
         let signature_share = result?;
+        if signature_share.len() > signed::SIGNATURE_SHARE_MAX {
+            return Err(EngineError::AnswerTooLarge);
+        }
+        let audit = anchor(&signature_share)?;
         let package_sha256: [u8; 32] = Sha256::digest(request.signing_package).into();
         let mut answer = [0u8; signed::SIGN_ANSWER_MAX];
         let len = signed::sign_answer(
             &request.session_id,
             &package_sha256,
+            &audit,
             &signature_share,
             &mut answer,
         )
         .map_err(|_| EngineError::AnswerTooLarge)?;
         let enclave_signature =
             self.answer_key.sign(answer.get(..len).ok_or(EngineError::AnswerTooLarge)?);
-        Ok(SignAnswer { session_id: request.session_id, signature_share, enclave_signature })
+        Ok(SignAnswer {
+            session_id: request.session_id,
+            signature_share,
+            anchor: audit,
+            enclave_signature,
+        })
     }
 
     /// Wipes a session. Its id stays spent.
@@ -746,6 +793,21 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         let slot = self.find(session_id).ok_or(EngineError::UnknownSession)?;
         self.wipe(slot);
         Ok(())
+    }
+
+    /// Wipes every open session (the chain is closing: an orderly stop), telling `wiped`
+    /// each one's id; returns how many. Their ids stay spent.
+    pub fn wipe_each(&mut self, wiped: &mut dyn FnMut([u8; 16])) -> usize {
+        let open: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots.get(i).is_some_and(Option::is_some))
+            .collect();
+        for &i in &open {
+            if let Some(id) = self.ids.get(i).copied() {
+                wiped(id);
+            }
+            self.wipe(i);
+        }
+        open.len()
     }
 
     /// Wipes every session whose deadline has passed; returns how many.

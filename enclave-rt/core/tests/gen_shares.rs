@@ -190,7 +190,7 @@ fn full<C: Ciphersuite>(
 ) -> (Vec<u8>, Vec<u8>) {
     let grant = Grant::new(engine.answer_public_key(), scheme, account, session, message, T0 + 60);
     let now = Now { unix_micros: T0 * 1_000_000 };
-    let ours = engine.commit(now, &grant.request(), store).unwrap();
+    let ours = engine.commit(now, &grant.request(), store, &mut signing::unaudited).unwrap();
     let stored = store.get(account).unwrap();
     let ours_id = frost_core::Identifier::<C>::deserialize(
         enclave_core::share_format::parse_stored(stored.bytes).unwrap().identifier,
@@ -202,7 +202,7 @@ fn full<C: Ciphersuite>(
         message,
     );
     let req = SignRequest { session_id: grant.session_id, signing_package: &package };
-    let share = engine.sign(now, &req).unwrap().signature_share;
+    let share = engine.sign(now, &req, &mut signing::unaudited).unwrap().signature_share;
     let parsed = frost_core::SigningPackage::<C>::deserialize(&package).unwrap();
     let their_share = frost_core::round2::sign(&parsed, &nonces, &kp).unwrap().serialize();
     party::aggregate::<C>(

@@ -72,6 +72,11 @@ impl Harness {
     }
 
     fn new(events: Option<EventsConfig>, seed: u64) -> Self {
+        Self::with_log_bytes(events, seed, 1 << 20)
+    }
+
+    /// A harness whose log ring holds `log_bytes` (the audit queue is apart from it).
+    fn with_log_bytes(events: Option<EventsConfig>, seed: u64, log_bytes: usize) -> Self {
         let nsm = RecordingNsm::default();
         let config = ServingConfig {
             loader: LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 },
@@ -81,7 +86,7 @@ impl Harness {
             max_clock_skew_ms: 5_000,
         };
         let start = Instant::now();
-        let logs = LogRing::new(1 << 20, false);
+        let logs = LogRing::new(log_bytes, false);
         let mut core = Serving::new(&config, nsm.clone(), StdRng::seed_from_u64(seed), logs, start);
         core.parent_connected();
         Self { core, nsm, start, at: 0, ahead_ms: 0, nsm_clock_down: false }
@@ -515,6 +520,84 @@ fn grants_for_a_newer_epoch_than_the_loaded_file_are_refused_and_audited() {
     );
     h.send(2, &h.grant(&account, 2).with_min_epoch(1).request());
     assert_eq!(h.one(), (2, OwnedAnswer::Commit([2; 16])));
+}
+
+/// A parent that floods refused requests (each one a log line and an audit entry) and
+/// reads nothing pushes log lines out of the ring, never an audit entry; once the audit
+/// queue holds its bound, new sessions are refused until the parent reads, then served.
+#[test]
+fn a_flood_evicts_no_audit_entry_and_past_the_bound_no_session_opens() {
+    let (file, identity, account) = share_file();
+    let mut h = Harness::with_log_bytes(None, 1, 16 * 1024);
+    h.boot(&file, 1, &identity);
+    h.take();
+    let bound = enclave_core::log_ring::AUDIT_QUEUE_FRAMES;
+    let mut forged = h.grant(&account, 0);
+    forged.authorization = [0; 64];
+    for i in 0..bound {
+        forged.session_id = (i as u128).to_le_bytes();
+        h.send(2, &forged.request());
+        h.take();
+    }
+    assert!(h.core.logs().audit_full());
+    let refused = h.grant(&account, 1);
+    h.send(3, &refused.request());
+    let (_, answer) = h.one();
+    assert!(
+        matches!(answer, OwnedAnswer::Rpc(RpcErrorCode::RESOURCE_EXHAUSTED, ref d) if d.contains("audit")),
+        "{answer:?}"
+    );
+    // Everything the enclave queued, in order: every entry 1..=N, none missing; log lines
+    // were dropped (and said so), audit frames never.
+    let (mut seqs, mut checkpoints, mut dropped) = (Vec::new(), 0, false);
+    while let Some(frame) = h.core.logs().pop_frame() {
+        let (f, _) = wire::decode(&frame).unwrap().unwrap();
+        match f.message().unwrap() {
+            Message::AuditEntry(e) => seqs.push(e.seq),
+            Message::AuditCheckpoint(_) => checkpoints += 1,
+            Message::LogsDropped(_) => dropped = true,
+            _ => {}
+        }
+    }
+    assert!(dropped, "the flood overran the log ring");
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "an audit entry was evicted or reordered");
+    assert!(seqs.len() + checkpoints >= bound, "{} + {checkpoints}", seqs.len());
+    // Read: sessions open again.
+    h.send(4, &h.grant(&account, 1).request());
+    assert_eq!(h.one(), (4, OwnedAnswer::Commit([1; 16])));
+}
+
+/// An orderly stop closes the chain: open sessions are wiped (an entry each), the head is
+/// signed over the parent's nonce with the closing flag, and no session opens after.
+#[test]
+fn a_closing_head_ends_the_chain_and_no_session_opens_after() {
+    let (mut h, account) = serving_harness(None);
+    h.send(1, &h.grant(&account, 1).request());
+    assert_eq!(h.one(), (1, OwnedAnswer::Commit([1; 16])));
+    while h.core.logs().pop_frame().is_some() {} // earlier lines
+    h.send(2, &wire::AuditHeadRequest { nonce: [9; 32], close: true });
+    let frames = h.take();
+    let (_, kind, payload) = &frames[0];
+    let Message::AuditCheckpoint(c) = Message::decode(*kind, payload).unwrap() else {
+        panic!("{kind:#x}")
+    };
+    assert!(c.closing && c.nonce == [9; 32]);
+    assert_eq!(c.seq, 2, "the commit and the open session's wipe");
+    let key = answer_key_from_user_data(&h.nsm.1.lock().unwrap()).unwrap();
+    let statement = wire::session_signatures::audit_checkpoint_statement(&c.facts());
+    ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .unwrap()
+        .verify_strict(&statement, &ed25519_dalek::Signature::from_bytes(&c.signature))
+        .unwrap();
+    h.send(3, &StatusRequest {});
+    assert!(matches!(h.one().1, OwnedAnswer::Status { sessions: 0, .. }));
+    h.send(4, &h.grant(&account, 4).request());
+    let (_, answer) = h.one();
+    assert!(
+        matches!(answer, OwnedAnswer::Rpc(RpcErrorCode::FAILED_PRECONDITION, ref d) if d.contains("closed")),
+        "{answer:?}"
+    );
 }
 
 #[test]

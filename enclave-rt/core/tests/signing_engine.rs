@@ -108,7 +108,8 @@ fn run_vector_file<C: Ciphersuite>(file: &str, scheme: Scheme) {
         let mut engine = SigningEngine::new(signing::config(), key, Scripted(randomness)).unwrap();
         let grant =
             Grant::new(engine.answer_public_key(), scheme, &accounts[i].0, 1, &message, T0 + 60);
-        let answer = engine.commit(at(T0), &grant.request(), &store).unwrap();
+        let answer =
+            engine.commit(at(T0), &grant.request(), &store, &mut signing::unaudited).unwrap();
         let commitments =
             frost_core::round1::SigningCommitments::<C>::deserialize(&answer.commitments).unwrap();
         assert_eq!(
@@ -128,7 +129,11 @@ fn run_vector_file<C: Ciphersuite>(file: &str, scheme: Scheme) {
     let mut signature_shares = Vec::new();
     for (i, engine) in engines.iter_mut().enumerate() {
         let answer = engine
-            .sign(at(T0 + 1), &SignRequest { session_id: [1; 16], signing_package: &package })
+            .sign(
+                at(T0 + 1),
+                &SignRequest { session_id: [1; 16], signing_package: &package },
+                &mut signing::unaudited,
+            )
             .unwrap();
         let expected = sig_shares
             .iter()
@@ -212,7 +217,7 @@ fn session<C: Ciphersuite>(
     let set = &fx.sets.iter().find(|(id, _)| id == account).unwrap().1;
     let grant =
         Grant::new(engine.answer_public_key(), set.scheme, account, session, message, T0 + 60);
-    let ours = engine.commit(at(T0), &grant.request(), &fx.store).unwrap();
+    let ours = engine.commit(at(T0), &grant.request(), &fx.store, &mut signing::unaudited).unwrap();
     check_commit_answer(engine.answer_public_key(), &grant, &ours);
     let mut commitments = vec![(party::identifier::<C>(&set.key_packages[0]), ours.commitments)];
     let mut theirs = Vec::new();
@@ -223,7 +228,11 @@ fn session<C: Ciphersuite>(
     }
     let package = party::package::<C>(&commitments, message);
     let answer = engine
-        .sign(at(T0 + 1), &SignRequest { session_id: grant.session_id, signing_package: &package })
+        .sign(
+            at(T0 + 1),
+            &SignRequest { session_id: grant.session_id, signing_package: &package },
+            &mut signing::unaudited,
+        )
         .unwrap();
     check_sign_answer(engine.answer_public_key(), &grant.session_id, &package, &answer);
     let mut shares = vec![(commitments[0].0, answer.signature_share)];
@@ -241,7 +250,8 @@ fn check_commit_answer(
     answer: &enclave_core::signing_engine::CommitAnswer,
 ) {
     let mut buf = [0u8; signed::COMMIT_ANSWER_MAX];
-    let n = signed::commit_answer(&grant.grant(), &answer.commitments, &mut buf).unwrap();
+    let n = signed::commit_answer(&grant.grant(), &answer.anchor, &answer.commitments, &mut buf)
+        .unwrap();
     let k = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
     let sig = ed25519_dalek::Signature::from_bytes(&answer.enclave_signature);
     k.verify_strict(&buf[..n], &sig).expect("the enclave signed its commitments");
@@ -255,7 +265,9 @@ fn check_sign_answer(
 ) {
     let digest: [u8; 32] = Sha256::digest(package).into();
     let mut buf = [0u8; signed::SIGN_ANSWER_MAX];
-    let n = signed::sign_answer(session_id, &digest, &answer.signature_share, &mut buf).unwrap();
+    let n =
+        signed::sign_answer(session_id, &digest, &answer.anchor, &answer.signature_share, &mut buf)
+            .unwrap();
     let k = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
     let sig = ed25519_dalek::Signature::from_bytes(&answer.enclave_signature);
     k.verify_strict(&buf[..n], &sig).expect("the enclave signed its signature share");
@@ -309,7 +321,9 @@ fn open(
 ) -> Result<(Grant, Vec<u8>), EngineError> {
     let scheme = if account.starts_with("ED") { Scheme::Ed25519 } else { Scheme::Secp256k1Tr };
     let grant = Grant::new(engine.answer_public_key(), scheme, account, id, b"m", T0 + 60);
-    engine.commit(at(T0), &grant.request(), &fx.store).map(|a| (grant, a.commitments))
+    engine
+        .commit(at(T0), &grant.request(), &fx.store, &mut signing::unaudited)
+        .map(|a| (grant, a.commitments))
 }
 
 /// A valid round-2 package for an Ed25519 session opened with [`open`] on `ED-2of2`.
@@ -341,7 +355,11 @@ fn the_cap_refuses_new_sessions_and_spares_open_ones() {
     let (grant, ours) = &open_sessions[0];
     let package = ed_package(&fx, ours, b"m");
     engine
-        .sign(at(T0 + 1), &SignRequest { session_id: grant.session_id, signing_package: &package })
+        .sign(
+            at(T0 + 1),
+            &SignRequest { session_id: grant.session_id, signing_package: &package },
+            &mut signing::unaudited,
+        )
         .unwrap();
     open(&mut engine, &fx, "ED-2of2", 4).unwrap();
     // The other open sessions still sign.
@@ -351,6 +369,7 @@ fn the_cap_refuses_new_sessions_and_spares_open_ones() {
             .sign(
                 at(T0 + 2),
                 &SignRequest { session_id: grant.session_id, signing_package: &package },
+                &mut signing::unaudited,
             )
             .unwrap();
     }
@@ -364,8 +383,8 @@ fn round_two_consumes_the_session_whatever_the_outcome() {
     let (grant, ours) = open(&mut engine, &fx, "ED-2of2", 1).unwrap();
     let package = ed_package(&fx, &ours, b"m");
     let req = SignRequest { session_id: grant.session_id, signing_package: &package };
-    engine.sign(at(T0 + 1), &req).unwrap();
-    let again = engine.sign(at(T0 + 1), &req).unwrap_err();
+    engine.sign(at(T0 + 1), &req, &mut signing::unaudited).unwrap();
+    let again = engine.sign(at(T0 + 1), &req, &mut signing::unaudited).unwrap_err();
     assert_eq!((again, code(again)), (EngineError::UnknownSession, RpcErrorCode::NOT_FOUND));
 
     // A failed round 2 (here: a message the gateway did not authorise) also consumes it,
@@ -373,11 +392,14 @@ fn round_two_consumes_the_session_whatever_the_outcome() {
     let (grant, ours) = open(&mut engine, &fx, "ED-2of2", 2).unwrap();
     let bad = ed_package(&fx, &ours, b"pay the parent instead");
     let req = SignRequest { session_id: grant.session_id, signing_package: &bad };
-    let e = engine.sign(at(T0 + 1), &req).unwrap_err();
+    let e = engine.sign(at(T0 + 1), &req, &mut signing::unaudited).unwrap_err();
     assert_eq!((e, code(e)), (EngineError::MessageNotAuthorized, RpcErrorCode::PERMISSION_DENIED));
     let good = ed_package(&fx, &ours, b"m");
     let req = SignRequest { session_id: grant.session_id, signing_package: &good };
-    assert_eq!(engine.sign(at(T0 + 1), &req).unwrap_err(), EngineError::UnknownSession);
+    assert_eq!(
+        engine.sign(at(T0 + 1), &req, &mut signing::unaudited).unwrap_err(),
+        EngineError::UnknownSession
+    );
     assert_eq!(engine.sessions_in_use(), 0);
 }
 
@@ -390,7 +412,7 @@ fn ttl_expiry_wipes_sessions() {
     open(&mut engine, &fx, "ED-2of2", 2).unwrap();
     let package = ed_package(&fx, &ours, b"m");
     let req = SignRequest { session_id: grant.session_id, signing_package: &package };
-    let e = engine.sign(at(T0 + 10), &req).unwrap_err();
+    let e = engine.sign(at(T0 + 10), &req, &mut signing::unaudited).unwrap_err();
     assert_eq!((e, code(e)), (EngineError::SessionExpired, RpcErrorCode::DEADLINE_EXCEEDED));
     assert_eq!(engine.sessions_in_use(), 1);
     assert_eq!(engine.expire(at(T0 + 9)), 0);
@@ -400,10 +422,16 @@ fn ttl_expiry_wipes_sessions() {
     // A grant that expires before the TTL bounds the session instead.
     let scheme = Scheme::Ed25519;
     let grant = Grant::new(engine.answer_public_key(), scheme, "ED-2of2", 3, b"m", T0 + 5);
-    let ours = engine.commit(at(T0), &grant.request(), &fx.store).unwrap().commitments;
+    let ours = engine
+        .commit(at(T0), &grant.request(), &fx.store, &mut signing::unaudited)
+        .unwrap()
+        .commitments;
     let package = ed_package(&fx, &ours, b"m");
     let req = SignRequest { session_id: grant.session_id, signing_package: &package };
-    assert_eq!(engine.sign(at(T0 + 5), &req).unwrap_err(), EngineError::SessionExpired);
+    assert_eq!(
+        engine.sign(at(T0 + 5), &req, &mut signing::unaudited).unwrap_err(),
+        EngineError::SessionExpired
+    );
 }
 
 #[test]
@@ -419,23 +447,32 @@ fn round_two_after_the_sweep_still_says_the_session_expired() {
     assert_eq!(engine.expire(at(T0 + 10)), 1);
     let package = ed_package(&fx, &ours, b"m");
     let req = SignRequest { session_id: grant.session_id, signing_package: &package };
-    let e = engine.sign(at(T0 + 10), &req).unwrap_err();
+    let e = engine.sign(at(T0 + 10), &req, &mut signing::unaudited).unwrap_err();
     assert_eq!((e, code(e)), (EngineError::SessionExpired, RpcErrorCode::DEADLINE_EXCEEDED));
     // ... or its grant expires first.
     let scheme = Scheme::Ed25519;
     let grant = Grant::new(engine.answer_public_key(), scheme, "ED-2of2", 2, b"m", T0 + 5);
-    engine.commit(at(T0), &grant.request(), &fx.store).unwrap();
+    engine.commit(at(T0), &grant.request(), &fx.store, &mut signing::unaudited).unwrap();
     assert_eq!(engine.expire(at(T0 + 5)), 1);
     let req = SignRequest { session_id: grant.session_id, signing_package: &package };
-    assert_eq!(engine.sign(at(T0 + 6), &req).unwrap_err(), EngineError::SessionExpired);
+    assert_eq!(
+        engine.sign(at(T0 + 6), &req, &mut signing::unaudited).unwrap_err(),
+        EngineError::SessionExpired
+    );
     // A finished session is not an expired one, nor an id never granted.
     let (grant, ours) = open(&mut engine, &fx, "ED-2of2", 3).unwrap();
     let package = ed_package(&fx, &ours, b"m");
     let req = SignRequest { session_id: grant.session_id, signing_package: &package };
-    engine.sign(at(T0 + 1), &req).unwrap();
-    assert_eq!(engine.sign(at(T0 + 1), &req).unwrap_err(), EngineError::UnknownSession);
+    engine.sign(at(T0 + 1), &req, &mut signing::unaudited).unwrap();
+    assert_eq!(
+        engine.sign(at(T0 + 1), &req, &mut signing::unaudited).unwrap_err(),
+        EngineError::UnknownSession
+    );
     let req = SignRequest { session_id: [0x99; 16], signing_package: &package };
-    assert_eq!(engine.sign(at(T0 + 1), &req).unwrap_err(), EngineError::UnknownSession);
+    assert_eq!(
+        engine.sign(at(T0 + 1), &req, &mut signing::unaudited).unwrap_err(),
+        EngineError::UnknownSession
+    );
     assert_eq!(engine.sessions_in_use(), 0);
 }
 
@@ -448,8 +485,13 @@ fn abort_wipes_and_the_id_stays_spent() {
     assert_eq!(engine.sessions_in_use(), 0);
     assert_eq!(engine.abort(&grant.session_id).unwrap_err(), EngineError::UnknownSession);
     let req = SignRequest { session_id: grant.session_id, signing_package: &ours };
-    assert_eq!(engine.sign(at(T0 + 1), &req).unwrap_err(), EngineError::UnknownSession);
-    let e = engine.commit(at(T0 + 1), &grant.request(), &fx.store).unwrap_err();
+    assert_eq!(
+        engine.sign(at(T0 + 1), &req, &mut signing::unaudited).unwrap_err(),
+        EngineError::UnknownSession
+    );
+    let e = engine
+        .commit(at(T0 + 1), &grant.request(), &fx.store, &mut signing::unaudited)
+        .unwrap_err();
     assert_eq!((e, code(e)), (EngineError::Replayed, RpcErrorCode::PERMISSION_DENIED));
     // Aborting each open session empties the table.
     let (second, _) = open(&mut engine, &fx, "TR-2of3", 2).unwrap();
@@ -465,7 +507,8 @@ fn grants_are_checked() {
     let fx = fixture();
     let mut engine = signing::engine(6, signing::config());
     let expect = |engine: &mut SigningEngine<StdRng>, g: &Grant, now: u64, e: EngineError| {
-        let got = engine.commit(at(now), &g.request(), &fx.store).unwrap_err();
+        let got =
+            engine.commit(at(now), &g.request(), &fx.store, &mut signing::unaudited).unwrap_err();
         assert_eq!(got, e, "{got}");
         got.code()
     };
@@ -500,7 +543,7 @@ fn grants_are_checked() {
     );
     // None of the refusals spent the id.
     let g = Grant::new(engine.answer_public_key(), Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 60);
-    engine.commit(at(T0), &g.request(), &fx.store).unwrap();
+    engine.commit(at(T0), &g.request(), &fx.store, &mut signing::unaudited).unwrap();
     assert_eq!(
         expect(&mut engine, &g, T0, EngineError::SessionExists),
         RpcErrorCode::ALREADY_EXISTS
@@ -519,7 +562,7 @@ fn a_tampering_parent_is_caught() {
         let mut g = valid.clone();
         g.authorization[i] ^= 0x01;
         assert_eq!(
-            engine.commit(at(T0), &g.request(), &fx.store).unwrap_err(),
+            engine.commit(at(T0), &g.request(), &fx.store, &mut signing::unaudited).unwrap_err(),
             EngineError::BadAuthorization
         );
     }
@@ -550,21 +593,30 @@ fn a_tampering_parent_is_caught() {
     g.authorization = [0; 64]; // dropped
     tampered.push(g);
     for g in &tampered {
-        let e = engine.commit(at(T0), &g.request(), &fx.store).unwrap_err();
+        let e =
+            engine.commit(at(T0), &g.request(), &fx.store, &mut signing::unaudited).unwrap_err();
         assert_eq!((e, e.code()), (EngineError::BadAuthorization, RpcErrorCode::PERMISSION_DENIED));
     }
     assert_eq!(engine.sessions_in_use(), 0);
 
     // The genuine request works; its replay after round 2 does not.
-    let ours = engine.commit(at(T0), &valid.request(), &fx.store).unwrap().commitments;
+    let ours = engine
+        .commit(at(T0), &valid.request(), &fx.store, &mut signing::unaudited)
+        .unwrap()
+        .commitments;
     let package = ed_package(&fx, &ours, b"m");
     let req = SignRequest { session_id: valid.session_id, signing_package: &package };
-    let answer = engine.sign(at(T0 + 1), &req).unwrap();
+    let answer = engine.sign(at(T0 + 1), &req, &mut signing::unaudited).unwrap();
     assert_eq!(
-        engine.commit(at(T0 + 2), &valid.request(), &fx.store).unwrap_err(),
+        engine
+            .commit(at(T0 + 2), &valid.request(), &fx.store, &mut signing::unaudited)
+            .unwrap_err(),
         EngineError::Replayed
     );
-    assert_eq!(engine.sign(at(T0 + 2), &req).unwrap_err(), EngineError::UnknownSession);
+    assert_eq!(
+        engine.sign(at(T0 + 2), &req, &mut signing::unaudited).unwrap_err(),
+        EngineError::UnknownSession
+    );
 
     // An answer the parent alters no longer verifies under the attested answer key.
     let key = engine.answer_public_key();
@@ -572,12 +624,26 @@ fn a_tampering_parent_is_caught() {
     let mut share = answer.signature_share.clone();
     share[0] ^= 1;
     let mut buf = [0u8; signed::SIGN_ANSWER_MAX];
-    let n = signed::sign_answer(&valid.session_id, &digest, &share, &mut buf).unwrap();
+    let n =
+        signed::sign_answer(&valid.session_id, &digest, &answer.anchor, &share, &mut buf).unwrap();
     let k = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
     let sig = ed25519_dalek::Signature::from_bytes(&answer.enclave_signature);
     assert!(k.verify_strict(&buf[..n], &sig).is_err());
     // Nor does the answer passed off as another session's.
-    let n = signed::sign_answer(&[2; 16], &digest, &answer.signature_share, &mut buf).unwrap();
+    let n =
+        signed::sign_answer(&[2; 16], &digest, &answer.anchor, &answer.signature_share, &mut buf)
+            .unwrap();
+    assert!(k.verify_strict(&buf[..n], &sig).is_err());
+    // Nor at another place in the audit chain.
+    let elsewhere = signed::AuditAnchor { seq: answer.anchor.seq + 1, ..answer.anchor };
+    let n = signed::sign_answer(
+        &valid.session_id,
+        &digest,
+        &elsewhere,
+        &answer.signature_share,
+        &mut buf,
+    )
+    .unwrap();
     assert!(k.verify_strict(&buf[..n], &sig).is_err());
 }
 
@@ -604,9 +670,16 @@ fn signing_packages_are_checked() {
             message,
             T0 + 60,
         );
-        let ours = engine.commit(at(T0), &grant.request(), &fx.store).unwrap().commitments;
+        let ours = engine
+            .commit(at(T0), &grant.request(), &fx.store, &mut signing::unaudited)
+            .unwrap()
+            .commitments;
         let p = package(&ours);
-        engine.sign(at(T0 + 1), &SignRequest { session_id: grant.session_id, signing_package: &p })
+        engine.sign(
+            at(T0 + 1),
+            &SignRequest { session_id: grant.session_id, signing_package: &p },
+            &mut signing::unaudited,
+        )
     };
     // Garbage.
     let e = attempt(&|_| b"\x00not a package".to_vec(), b"m").unwrap_err();
@@ -657,15 +730,15 @@ fn the_replay_window_is_bounded_and_frees_expired_grants() {
     for id in 1..=4 {
         let g =
             Grant::new(engine.answer_public_key(), Scheme::Ed25519, "ED-2of2", id, b"m", T0 + 10);
-        engine.commit(at(T0), &g.request(), &fx.store).unwrap();
+        engine.commit(at(T0), &g.request(), &fx.store, &mut signing::unaudited).unwrap();
         engine.abort(&g.session_id).unwrap();
     }
     let g = Grant::new(engine.answer_public_key(), Scheme::Ed25519, "ED-2of2", 5, b"m", T0 + 10);
-    let e = engine.commit(at(T0), &g.request(), &fx.store).unwrap_err();
+    let e = engine.commit(at(T0), &g.request(), &fx.store, &mut signing::unaudited).unwrap_err();
     assert_eq!((e, e.code()), (EngineError::ReplayWindowFull, RpcErrorCode::RESOURCE_EXHAUSTED));
     // Once the first four grants have expired their ids are forgotten and room is made.
     let g = Grant::new(engine.answer_public_key(), Scheme::Ed25519, "ED-2of2", 5, b"m", T0 + 20);
-    engine.commit(at(T0 + 10), &g.request(), &fx.store).unwrap();
+    engine.commit(at(T0 + 10), &g.request(), &fx.store, &mut signing::unaudited).unwrap();
 }
 
 #[test]
@@ -680,7 +753,7 @@ fn a_corrupt_stored_share_is_an_internal_error() {
     let store = signing::store(&[("X".into(), Scheme::Ed25519, kp)]);
     let mut engine = signing::engine(10, signing::config());
     let g = Grant::new(engine.answer_public_key(), Scheme::Ed25519, "X", 1, b"m", T0 + 60);
-    let e = engine.commit(at(T0), &g.request(), &store).unwrap_err();
+    let e = engine.commit(at(T0), &g.request(), &store, &mut signing::unaudited).unwrap_err();
     assert_eq!((e, e.code()), (EngineError::ShareUnusable, RpcErrorCode::INTERNAL));
     assert_eq!(engine.sessions_in_use(), 0);
 }
@@ -741,13 +814,13 @@ fn a_share_whose_verifying_share_is_not_its_secrets_is_refused_by_name() {
         let store = signing::store(&[("X".into(), scheme, kp)]);
         let mut engine = signing::engine(12, signing::config());
         let g = Grant::new(engine.answer_public_key(), scheme, "X", 1, b"m", T0 + 60);
-        let e = engine.commit(at(T0), &g.request(), &store).unwrap_err();
+        let e = engine.commit(at(T0), &g.request(), &store, &mut signing::unaudited).unwrap_err();
         assert_eq!((e, e.code()), (EngineError::ShareInconsistent, RpcErrorCode::INTERNAL));
         assert_eq!(engine.sessions_in_use(), 0);
         // The untouched package still signs.
         let store = signing::store(&[("Y".into(), scheme, set.key_packages[0].clone())]);
         let g = Grant::new(engine.answer_public_key(), scheme, "Y", 2, b"m", T0 + 60);
-        engine.commit(at(T0), &g.request(), &store).unwrap();
+        engine.commit(at(T0), &g.request(), &store, &mut signing::unaudited).unwrap();
     }
 }
 
@@ -761,20 +834,20 @@ fn a_grant_is_valid_on_one_boot_of_one_node_only() {
     let mut restarted = signing::engine(23, signing::config());
     let g = Grant::new(a.answer_public_key(), Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 60);
     for other in [&mut twin, &mut restarted] {
-        let e = other.commit(at(T0), &g.request(), &fx.store).unwrap_err();
+        let e = other.commit(at(T0), &g.request(), &fx.store, &mut signing::unaudited).unwrap_err();
         assert_eq!((e, e.code()), (EngineError::BadAuthorization, RpcErrorCode::PERMISSION_DENIED));
         assert_eq!(other.sessions_in_use(), 0);
     }
     // The node it names serves it, once.
-    a.commit(at(T0), &g.request(), &fx.store).unwrap();
+    a.commit(at(T0), &g.request(), &fx.store, &mut signing::unaudited).unwrap();
     a.abort(&g.session_id).unwrap();
-    let e = a.commit(at(T0), &g.request(), &fx.store).unwrap_err();
+    let e = a.commit(at(T0), &g.request(), &fx.store, &mut signing::unaudited).unwrap_err();
     assert_eq!(e, EngineError::Replayed);
     // A grant for the twin is the twin's alone.
     let g = Grant::new(twin.answer_public_key(), Scheme::Ed25519, "ED-2of2", 2, b"m", T0 + 60);
-    twin.commit(at(T0), &g.request(), &fx.store).unwrap();
+    twin.commit(at(T0), &g.request(), &fx.store, &mut signing::unaudited).unwrap();
     assert_eq!(
-        a.commit(at(T0), &g.request(), &fx.store).unwrap_err(),
+        a.commit(at(T0), &g.request(), &fx.store, &mut signing::unaudited).unwrap_err(),
         EngineError::BadAuthorization
     );
 }
@@ -789,7 +862,8 @@ fn a_node_rolled_back_to_an_older_file_refuses_grants_for_a_newer_epoch() {
     let mut engine = signing::engine(8, config);
     let node = engine.answer_public_key();
     let newer = Grant::new(node, Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 60).with_min_epoch(4);
-    let e = engine.commit(at(T0), &newer.request(), &fx.store).unwrap_err();
+    let e =
+        engine.commit(at(T0), &newer.request(), &fx.store, &mut signing::unaudited).unwrap_err();
     assert_eq!((e, e.code()), (EngineError::EpochTooOld, RpcErrorCode::FAILED_PRECONDITION));
     assert!(e.to_string().starts_with("EPOCH_TOO_OLD"), "{e}");
     assert_eq!(engine.sessions_in_use(), 0);
@@ -805,8 +879,8 @@ fn a_node_rolled_back_to_an_older_file_refuses_grants_for_a_newer_epoch() {
             T0 + 60,
         )
         .with_min_epoch(min_epoch);
-        engine.commit(at(T0), &g.request(), &fx.store).unwrap();
+        engine.commit(at(T0), &g.request(), &fx.store, &mut signing::unaudited).unwrap();
     }
     let again = Grant::new(node, Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 60).with_min_epoch(3);
-    engine.commit(at(T0), &again.request(), &fx.store).unwrap();
+    engine.commit(at(T0), &again.request(), &fx.store, &mut signing::unaudited).unwrap();
 }
