@@ -377,6 +377,24 @@ pub fn append(config: &Path, section: &str) {
     std::fs::write(config, text + section).unwrap();
 }
 
+/// A gateway health endpoint (its own server CA) that the node of `config` reports to
+/// every second: the `[gateway]` section added, the CA written beside the config.
+pub async fn report_health(
+    c: &Case,
+    config: &Path,
+) -> (crate::tls_certs::Ca, crate::gateway_health::HealthEndpoint) {
+    let gateway_ca = crate::tls_certs::Ca::new("gateway server CA").unwrap();
+    let endpoint = crate::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
+    std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
+    let section = format!(
+        "\n[gateway]\nhealth_url = \"{}\"\nca = \"{}\"\ninterval_secs = 1\n",
+        endpoint.url(),
+        c.dir.0.join("gateway-ca.pem").display()
+    );
+    append(config, &section);
+    (gateway_ca, endpoint)
+}
+
 /// Edits the config file in place: every `from` becomes `to`.
 pub fn replace_in(config: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(config).unwrap();

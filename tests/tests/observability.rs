@@ -69,16 +69,8 @@ async fn a_missing_cloudwatch_log_group_is_reported_and_signing_goes_on() {
 /// dies; the gateway can verify the attestation document it receives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_receives_the_nodes_health_with_its_attestation() {
-    let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
-    let endpoint = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
     let (c, config) = case("health", 7, 7).await;
-    std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
-    let section = format!(
-        "\n[gateway]\nhealth_url = \"{}\"\nca = \"{}\"\ninterval_secs = 1\n",
-        endpoint.url(),
-        c.dir.0.join("gateway-ca.pem").display()
-    );
-    append(&config, &section);
+    let (_gateway_ca, endpoint) = report_health(&c, &config).await;
     let mut p = start(&config);
     let record: serde_json::Value = serde_json::from_str(&p.wait_for("\"boot_record\"")).unwrap();
     p.wait_for("\"health_reported\"");
@@ -193,16 +185,8 @@ async fn the_alert_that_ends_a_run_reaches_the_webhook() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_node_proves_the_running_node_only_when_asked_live() {
     use parent_shim::relying_party::{RelyingError, RelyingParty};
-    let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
-    let endpoint = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
     let (c, config) = case("live", 7, 7).await;
-    std::fs::write(c.dir.0.join("gateway-ca.pem"), gateway_ca.cert_pem()).unwrap();
-    let section = format!(
-        "\n[gateway]\nhealth_url = \"{}\"\nca = \"{}\"\ninterval_secs = 1\n",
-        endpoint.url(),
-        c.dir.0.join("gateway-ca.pem").display()
-    );
-    append(&config, &section);
+    let (_gateway_ca, endpoint) = report_health(&c, &config).await;
     let mut p = start(&config);
     let grpc = grpc_endpoint(&p.wait_for("\"serving\""));
     p.wait_for("\"health_reported\"");
