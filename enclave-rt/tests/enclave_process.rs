@@ -136,12 +136,12 @@ fn boot_until_attested(e: &mut Enclave, nonce: &[u8]) -> (Vec<u8>, [u8; 32]) {
         (1, vec![0u8; 48]),
         (2, vec![0u8; 48]),
     ]);
-    let expect = parent_shim::attestation_verifier::Expectations {
+    let expect = node_verify::attestation_verifier::Expectations {
         pcrs: Some(&pcrs),
         nonce: Some(nonce),
         public_key: None,
     };
-    let doc = parent_shim::attestation_verifier::verify(a.document, &e.root_der, now, &expect)
+    let doc = node_verify::attestation_verifier::verify(a.document, &e.root_der, now, &expect)
         .unwrap_or_else(|err| panic!("the enclave's attestation does not verify: {err}"));
     let answer_key = wire::session_signatures::answer_key_from_user_data(
         doc.user_data.as_deref().expect("the document carries user_data"),
@@ -236,13 +236,13 @@ fn a_full_boot_of_the_real_binary_then_health() {
     let (stream, kind, payload) = e.recv();
     assert_eq!(stream, 90);
     let Message::Attestation(a) = decode(kind, &payload) else { panic!("kind {kind:#x}") };
-    let expect = parent_shim::attestation_verifier::Expectations {
+    let expect = node_verify::attestation_verifier::Expectations {
         pcrs: None,
         nonce: Some(nonce),
         public_key: None,
     };
     let doc =
-        parent_shim::attestation_verifier::verify(a.document, &e.root_der, now_secs(), &expect)
+        node_verify::attestation_verifier::verify(a.document, &e.root_der, now_secs(), &expect)
             .unwrap();
     assert_eq!(doc.public_key, None);
     assert_eq!(

@@ -292,23 +292,23 @@ fn main() {
         let (client, mut unsolicited) = EnclaveClient::new(stream);
         let share_file = std::fs::read(shares.join(files::SHARES)).unwrap();
         let manifest = std::fs::read(shares.join(files::MANIFEST)).unwrap();
-        let manifest = parent_shim::share_manifest::SignedManifest::parse(&manifest).unwrap();
+        let manifest = node_verify::share_manifest::SignedManifest::parse(&manifest).unwrap();
         let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap();
         let root = ca.root_der.clone();
         let mut stream = parent_shim::share_stream::ShareStream::from_bytes(share_file);
         let inputs = BootInputs {
             manifest: &manifest,
-            trust: &parent_shim::attestation_verifier::PinnedRoot(ca.root_der.clone()),
+            trust: &node_verify::attestation_verifier::PinnedRoot(ca.root_der.clone()),
             expected_pcrs: None,
             deadline: Duration::from_mins(1),
             shim_version: "bench",
         };
         let unseal = move |document: Vec<u8>| async move {
-            let doc = parent_shim::attestation_verifier::verify(
+            let doc = node_verify::attestation_verifier::verify(
                 &document,
                 &root,
                 now_secs(),
-                &parent_shim::attestation_verifier::Expectations::default(),
+                &node_verify::attestation_verifier::Expectations::default(),
             )
             .map_err(|e| e.to_string())?;
             tests::kms_emulator::seal_for_recipient(

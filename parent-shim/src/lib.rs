@@ -33,9 +33,7 @@
 
 pub mod accept_backoff;
 pub mod alert_webhook;
-pub mod attestation_verifier;
 pub mod audit_file;
-pub mod audit_trail;
 pub mod aws_credentials;
 pub mod boot_inputs;
 pub mod cloudwatch_logs;
@@ -58,12 +56,16 @@ pub mod kms_policy;
 pub mod kms_relay;
 pub mod metrics;
 pub mod orderly_stop;
-pub mod pcrs_file;
-pub mod relying_party;
 pub mod s3_fetch;
 pub mod session_gate;
-pub mod share_manifest;
+pub mod share_publisher;
 pub mod share_reencrypt;
 pub mod share_stream;
 pub mod systemd_notify;
 pub mod tls_files;
+
+// The relying party's checks live in their own crate (`parent-shim/verify`), which a
+// gateway depends on without this daemon; the parent uses them under the same names.
+pub use node_verify::{
+    attestation_verifier, audit_trail, pcrs_file, relying_party, share_manifest,
+};

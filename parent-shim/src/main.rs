@@ -254,7 +254,7 @@ fn main() -> ExitCode {
         }
         Command::NewPublisherKey { out } => printed(
             "new-publisher-key",
-            parent_shim::share_manifest::create_publisher_key(&out)
+            parent_shim::share_publisher::create_publisher_key(&out)
                 .map(|public| hex::encode(public).into())
                 .map_err(|e| e.to_string()),
         ),
@@ -713,7 +713,8 @@ fn current_manifest(
 /// The new files, written only once everything checked out; a failure removes what was
 /// written.
 fn reencrypt_command(job: &Reencrypt) -> Result<serde_json::Value, String> {
-    use parent_shim::share_manifest::{self, SignedManifest};
+    use parent_shim::share_manifest::SignedManifest;
+    use parent_shim::share_publisher;
     use zeroize::Zeroizing;
     let names = [
         "service_key_shares.json.age",
@@ -737,11 +738,11 @@ fn reencrypt_command(job: &Reencrypt) -> Result<serde_json::Value, String> {
         .transpose()?;
     let old_file = read(&job.share_file)?;
     let seed =
-        share_manifest::read_publisher_seed(&job.publisher_key).map_err(|e| e.to_string())?;
+        share_publisher::read_publisher_seed(&job.publisher_key).map_err(|e| e.to_string())?;
     let old_manifest = current_manifest(&job.share_file, &old_file)?;
     let old_epoch = old_manifest.map(|m| m.manifest.epoch);
     let epoch =
-        share_manifest::next_epoch(old_manifest.as_ref(), job.epoch).map_err(|e| e.to_string())?;
+        share_publisher::next_epoch(old_manifest.as_ref(), job.epoch).map_err(|e| e.to_string())?;
     let old_identity = read_identity(&job.identity_file)?;
     let done = parent_shim::share_reencrypt::reencrypt(&old_file, &old_identity)
         .map_err(|e| e.to_string())?;

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use enclave_core::boot_state_machine::Nsm;
 use enclave_rt::sim_nsm::{SimNsm, SimNsmConfig};
-use parent_shim::attestation_verifier::{Expectations, VerifyError, verify};
+use node_verify::attestation_verifier::{Expectations, VerifyError, verify};
 
 const NOW: u64 = 1_800_000_000; // 2027-01-15
 const PCR0: [u8; 48] = [0xab; 48];
@@ -122,12 +122,12 @@ fn forgeries_and_mismatches_are_refused() {
     // Garbage, every truncation and single-byte flips: typed errors, no panic.
     for cut in 0..doc.len() {
         assert!(verify(&doc[..cut], &ca.root_der, NOW, &none).is_err());
-        parent_shim::attestation_verifier::fuzz_verify(&doc[..cut]);
+        node_verify::attestation_verifier::fuzz_verify(&doc[..cut]);
     }
     for at in (0..doc.len()).step_by(3) {
         let mut b = doc.clone();
         b[at] ^= 0x41;
-        parent_shim::attestation_verifier::fuzz_verify(&b);
+        node_verify::attestation_verifier::fuzz_verify(&b);
     }
     assert!(matches!(
         verify(b"\x84\x40\xa0\x40\x40", &ca.root_der, NOW, &none),
@@ -204,7 +204,7 @@ fn the_auditors_cli_verifies_and_fails_loudly() {
 /// fooled by the sim NSM; the same check accepts a certificate with the pinned digest.
 #[test]
 fn the_aws_root_is_pinned_by_its_fingerprint() {
-    use parent_shim::attestation_verifier::{AWS_NITRO_ROOT_G1_SHA256, aws_root, pinned_root};
+    use node_verify::attestation_verifier::{AWS_NITRO_ROOT_G1_SHA256, aws_root, pinned_root};
     assert_eq!(AWS_NITRO_ROOT_G1_SHA256.len(), 64);
     let ca = tests::sim_ca::generate().unwrap();
     let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, &ca.root_der).as_ref());
@@ -240,7 +240,7 @@ fn the_aws_root_is_pinned_by_its_fingerprint() {
 #[test]
 fn the_root_is_read_one_way_from_pem_der_or_aws() {
     use base64::Engine as _;
-    use parent_shim::attestation_verifier::load_root;
+    use node_verify::attestation_verifier::load_root;
     let ca = tests::sim_ca::generate().unwrap();
     let dir = tests::cms_openssl::workdir("load-root");
     let der_path = dir.0.join("root.der");

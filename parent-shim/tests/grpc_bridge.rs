@@ -135,13 +135,13 @@ async fn boot_enclave(
     let (client, mut unsolicited) = EnclaveClient::new(connect_control(control).await);
     let share_file = std::fs::read(shares.join(files::SHARES)).unwrap();
     let manifest = std::fs::read(shares.join(files::MANIFEST)).unwrap();
-    let manifest = parent_shim::share_manifest::SignedManifest::parse(&manifest).unwrap();
+    let manifest = node_verify::share_manifest::SignedManifest::parse(&manifest).unwrap();
     let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap();
     let pcrs: BTreeMap<u64, Vec<u8>> = (0..3).map(|i| (i, vec![pcr; 48])).collect();
     let mut stream = parent_shim::share_stream::ShareStream::from_bytes(share_file);
     let inputs = BootInputs {
         manifest: &manifest,
-        trust: &parent_shim::attestation_verifier::PinnedRoot(root_der.to_vec()),
+        trust: &node_verify::attestation_verifier::PinnedRoot(root_der.to_vec()),
         expected_pcrs: Some(&pcrs),
         deadline: Duration::from_mins(1),
         shim_version: "test",
@@ -149,8 +149,8 @@ async fn boot_enclave(
     // What KMS does with `Recipient`: check the document, seal to its public key.
     let root = root_der.to_vec();
     let unseal = move |document: Vec<u8>| async move {
-        let expect = parent_shim::attestation_verifier::Expectations::default();
-        let doc = parent_shim::attestation_verifier::verify(&document, &root, now_secs(), &expect)
+        let expect = node_verify::attestation_verifier::Expectations::default();
+        let doc = node_verify::attestation_verifier::verify(&document, &root, now_secs(), &expect)
             .map_err(|e| e.to_string())?;
         let key = doc.public_key.ok_or("no public key")?;
         Ok::<_, String>(tests::cms_openssl::seal_to(&key, identity.trim()))
@@ -261,12 +261,12 @@ async fn gateway_sessions_over_mutual_tls() {
         .unwrap()
         .into_inner()
         .document;
-    let expect = parent_shim::attestation_verifier::Expectations {
+    let expect = node_verify::attestation_verifier::Expectations {
         nonce: Some(&nonce),
         ..Default::default()
     };
     let doc =
-        parent_shim::attestation_verifier::verify(&doc, &st.root_der, now_secs(), &expect).unwrap();
+        node_verify::attestation_verifier::verify(&doc, &st.root_der, now_secs(), &expect).unwrap();
     let answer_key =
         wire::session_signatures::answer_key_from_user_data(doc.user_data.as_deref().unwrap())
             .unwrap();

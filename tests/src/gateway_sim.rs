@@ -107,13 +107,13 @@ pub async fn connect(
 }
 
 /// Asks for a fresh attestation over a random nonce, verifies it against `root_der` and the
-/// pinned `pcrs` (`parent_shim::relying_party`), and returns the enclave's answer key.
+/// pinned `pcrs` (`node_verify::relying_party`), and returns the enclave's answer key.
 pub async fn attested_answer_key(
     api: &mut SignServiceClient<Channel>,
     root_der: &[u8],
     pcrs: &PcrPolicy,
 ) -> Result<[u8; 32], String> {
-    let trust = parent_shim::attestation_verifier::PinnedRoot(root_der.to_vec());
+    let trust = node_verify::attestation_verifier::PinnedRoot(root_der.to_vec());
     attested_answer_key_with(api, &RelyingParty { trust: &trust, pcrs }).await
 }
 
@@ -160,13 +160,13 @@ pub fn verified_load(
         plaintext_bytes: status.plaintext_bytes,
         loaded_at_unix_ms: status.enclave_loaded_at_unix_ms,
     };
-    parent_shim::relying_party::check_loaded(answer_key, &facts, &status.loaded_signature)
-        .and_then(|()| parent_shim::relying_party::check_epoch(status.epoch, min_epoch))
+    node_verify::relying_party::check_loaded(answer_key, &facts, &status.loaded_signature)
+        .and_then(|()| node_verify::relying_party::check_epoch(status.epoch, min_epoch))
         .map(|()| (sha, status.accounts))
         .map_err(|e| e.to_string())
 }
 
-pub use parent_shim::relying_party::{PcrPolicy, RelyingParty};
+pub use node_verify::relying_party::{PcrPolicy, RelyingParty};
 
 /// A signature the gateway produced and checked.
 #[derive(Debug, Clone)]
@@ -190,7 +190,7 @@ pub struct Signed {
     pub anchors: [Anchor; 2],
 }
 
-pub use parent_shim::audit_trail::Anchor;
+pub use node_verify::audit_trail::Anchor;
 
 fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())

@@ -30,7 +30,7 @@ use base64ct::{Base64, Encoding};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use parent_shim::attestation_verifier::DocumentTrust;
+use node_verify::attestation_verifier::DocumentTrust;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Value, json};
@@ -103,7 +103,7 @@ pub struct KmsConfig {
 /// Documents must chain to `root_der` (the sim root locally; AWS's on Nitro).
 #[must_use]
 pub fn pinned_root(root_der: Vec<u8>) -> Arc<dyn DocumentTrust> {
-    Arc::new(parent_shim::attestation_verifier::PinnedRoot(root_der))
+    Arc::new(node_verify::attestation_verifier::PinnedRoot(root_der))
 }
 
 struct Key {
@@ -445,7 +445,7 @@ fn decrypt(state: &State, input: &Value, caller: &str) -> Result<Value, KmsError
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let expect = parent_shim::attestation_verifier::Expectations::default();
+    let expect = node_verify::attestation_verifier::Expectations::default();
     let doc = state.trust.verify(&document, now, &expect).map_err(|e| {
         KmsError::bad("ValidationException", format!("invalid attestation document: {e}"))
     })?;

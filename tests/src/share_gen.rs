@@ -212,7 +212,7 @@ pub struct GenSummary {
     /// Size of `service_key_shares.json.age`.
     pub ciphertext_len: u64,
     /// The signed manifest written next to it.
-    pub manifest: parent_shim::share_manifest::SignedManifest,
+    pub manifest: node_verify::share_manifest::SignedManifest,
 }
 
 /// The file names written into the output directory.
@@ -231,7 +231,7 @@ pub mod files {
     pub const ESCROW_SHARES: &str = "escrow_shares.json.age";
     /// Every account's group public key.
     pub const GROUP_KEYS: &str = "group_keys.json";
-    /// The publisher's signed manifest of [`SHARES`] (`parent_shim::share_manifest`).
+    /// The publisher's signed manifest of [`SHARES`] (`node_verify::share_manifest`).
     pub const MANIFEST: &str = "service_key_shares.json.age.manifest";
     /// The deal's parameters, for people: threshold, parties, recipient.
     pub const DEAL: &str = "deal.json";
@@ -422,7 +422,7 @@ pub fn generate<R: RngCore + CryptoRng>(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let seed = zeroize::Zeroizing::new(dealer.publisher.to_bytes());
-    let manifest = parent_shim::share_manifest::SignedManifest::for_file(
+    let manifest = node_verify::share_manifest::SignedManifest::for_file(
         &ciphertext,
         config.accounts,
         config.epoch,

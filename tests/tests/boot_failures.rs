@@ -107,7 +107,7 @@ async fn a_share_file_for_another_age_key() {
 /// is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_file_the_publisher_signed_is_loaded() {
-    use parent_shim::share_manifest::SignedManifest;
+    use node_verify::share_manifest::SignedManifest;
     use std::io::{Read as _, Write as _};
 
     // Signed by a key that is not the measured one.

@@ -96,11 +96,11 @@ async fn the_gateway_receives_the_nodes_health_with_its_attestation() {
     .unwrap();
     let root = std::fs::read(c.dir.0.join("sim-ca/root.der")).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let verified = parent_shim::attestation_verifier::verify(
+    let verified = node_verify::attestation_verifier::verify(
         &doc,
         &root,
         now,
-        &parent_shim::attestation_verifier::Expectations::default(),
+        &node_verify::attestation_verifier::Expectations::default(),
     )
     .unwrap();
     assert_eq!(hex::encode(&verified.pcrs[&0]), hex::encode([7u8; 48]));
@@ -184,7 +184,7 @@ async fn the_alert_that_ends_a_run_reaches_the_webhook() {
 /// library refuses a document of another boot, a stale one, and one over another nonce.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_node_proves_the_running_node_only_when_asked_live() {
-    use parent_shim::relying_party::{RelyingError, RelyingParty};
+    use node_verify::relying_party::{RelyingError, RelyingParty};
     let (c, config) = case("live", 7, 7).await;
     let (_gateway_ca, endpoint) = report_health(&c, &config).await;
     let mut p = start(&config);
@@ -237,7 +237,7 @@ async fn check_node_proves_the_running_node_only_when_asked_live() {
 
     // The library's checks one by one, on a live document fetched here.
     let root = std::fs::read(c.dir.0.join("sim-ca/root.der")).unwrap();
-    let trust = parent_shim::attestation_verifier::PinnedRoot(root);
+    let trust = node_verify::attestation_verifier::PinnedRoot(root);
     let policy = tests::gateway_sim::pinned(&std::collections::BTreeMap::from([(0, vec![7; 48])]));
     let rp = RelyingParty { trust: &trust, pcrs: &policy };
     let node = rp.check_report(&report_json, 1).unwrap();
@@ -261,7 +261,7 @@ async fn check_node_proves_the_running_node_only_when_asked_live() {
         rp.check_live(&node, &document, &nonce, now + 3_600, 300),
         Err(RelyingError::NotFresh { .. })
     ));
-    let other_boot = parent_shim::relying_party::NodeState { answer_key: [1; 32], ..node };
+    let other_boot = node_verify::relying_party::NodeState { answer_key: [1; 32], ..node };
     assert_eq!(
         rp.check_live(&other_boot, &document, &nonce, now, 300),
         Err(RelyingError::OtherBoot)

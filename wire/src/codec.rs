@@ -4,6 +4,13 @@
 
 use crate::error::{EncodeError, MessageError};
 
+/// At most this many fields on one log line.
+pub const LOG_FIELDS_MAX: usize = 32;
+/// Longest field key, in bytes.
+pub const LOG_FIELD_KEY_MAX: usize = 64;
+/// Longest field value, in bytes.
+pub const LOG_FIELD_VALUE_MAX: usize = 1024;
+
 /// The wire type of a field, as published in `docs/wire.md` and used by the tests to
 /// generate valid payloads independently of the reader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,8 +40,8 @@ pub enum FieldType {
         max: usize,
     },
     /// `u32` count, then `count` pairs of `Str` key (at most
-    /// [`crate::messages::LOG_FIELD_KEY_MAX`]) and `Str` value (at most
-    /// [`crate::messages::LOG_FIELD_VALUE_MAX`]); at most [`crate::messages::LOG_FIELDS_MAX`]
+    /// [`LOG_FIELD_KEY_MAX`]) and `Str` value (at most
+    /// [`LOG_FIELD_VALUE_MAX`]); at most [`LOG_FIELDS_MAX`]
     /// pairs.
     LogFields,
 }
@@ -52,10 +59,7 @@ impl FieldType {
             Self::Fixed(n) => n,
             Self::Bytes { max } | Self::Str { max } => 4 + max,
             Self::LogFields => {
-                4 + crate::messages::LOG_FIELDS_MAX
-                    * (4 + crate::messages::LOG_FIELD_KEY_MAX
-                        + 4
-                        + crate::messages::LOG_FIELD_VALUE_MAX)
+                4 + LOG_FIELDS_MAX * (4 + LOG_FIELD_KEY_MAX + 4 + LOG_FIELD_VALUE_MAX)
             }
         }
     }

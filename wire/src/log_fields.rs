@@ -6,12 +6,8 @@ use core::fmt;
 use crate::codec::{Field, FieldType, Reader, Writer};
 use crate::error::{EncodeError, MessageError};
 
-/// At most this many fields on one log line.
-pub const LOG_FIELDS_MAX: usize = 32;
-/// Longest field key, in bytes.
-pub const LOG_FIELD_KEY_MAX: usize = 64;
-/// Longest field value, in bytes.
-pub const LOG_FIELD_VALUE_MAX: usize = 1024;
+// The limits live with the field types (`codec`), which size the longest payloads.
+pub use crate::codec::{LOG_FIELD_KEY_MAX, LOG_FIELD_VALUE_MAX, LOG_FIELDS_MAX};
 
 /// The structured fields of a [`crate::Log`] line. The enclave redacts before it builds
 /// these; the parent redacts again by key name.

@@ -456,7 +456,7 @@ pub(crate) fn check_reproducible(root: &Path) -> Result {
 }
 
 /// `pcrs.json`: the three PCRs (what key policies and verifiers pin) and, for people, the
-/// provenance of what they measure (`parent_shim::pcrs_file` reads the PCRs back).
+/// provenance of what they measure (`node_verify::pcrs_file` reads the PCRs back).
 fn pcrs_json(pcrs: &eif::eif_image::Pcrs, provenance: &serde_json::Value) -> Result<String> {
     let json = serde_json::json!({
         "PCR0": hex(pcrs.pcr0),

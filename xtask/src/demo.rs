@@ -277,7 +277,7 @@ client_ca = "{dir}/tls/ca.pem"
 
     // The gateway.
     // A relying party pinning the sim CA's root and the image's PCR0.
-    let root = parent_shim::attestation_verifier::PinnedRoot(ca.root_der.clone());
+    let root = node_verify::attestation_verifier::PinnedRoot(ca.root_der.clone());
     let pcr0 = hex::decode(&pcr0).map_err(|e| Failure(e.to_string()))?;
     let pinned = tests::gateway_sim::PcrPolicy::Pinned([(0, pcr0)].into());
     let rp = tests::gateway_sim::RelyingParty { trust: &root, pcrs: &pinned };

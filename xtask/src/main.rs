@@ -390,7 +390,7 @@ fn gen_shares(rest: &[&str]) -> Result {
             )));
         }
     };
-    let seed = parent_shim::share_manifest::read_publisher_seed(&publisher)
+    let seed = parent_shim::share_publisher::read_publisher_seed(&publisher)
         .map_err(|e| Failure(e.to_string()))?;
     let dealer =
         Dealer { publisher: ed25519_dalek::SigningKey::from_bytes(&seed), escrow, gateway };

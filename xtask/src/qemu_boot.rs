@@ -37,7 +37,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parent_shim::attestation_verifier::{
+use node_verify::attestation_verifier::{
     self as verifier, AttestationDoc, DocumentTrust, Expectations, VerifyError,
 };
 
@@ -224,7 +224,7 @@ fn pump_logs(stream: UnixStream) {
 struct Inputs {
     shares: PathBuf,
     share_file: Vec<u8>,
-    manifest: parent_shim::share_manifest::SignedManifest,
+    manifest: node_verify::share_manifest::SignedManifest,
     kms: tests::kms_emulator::KmsEmulator,
     sealed: Vec<u8>,
 }
@@ -347,7 +347,7 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
             memory: None,
         },
     )?;
-    let pcrs = parent_shim::pcrs_file::read(&eif_dir.join("pcrs.json")).map_err(Failure)?;
+    let pcrs = node_verify::pcrs_file::read(&eif_dir.join("pcrs.json")).map_err(Failure)?;
     eprintln!("qemu-boot: nsm image {} ({})", built.eif.display(), built.pcrs.to_json());
     let runtime = io("tokio", tokio::runtime::Runtime::new())?;
     let inputs = runtime.block_on(inputs(&work, &pcrs, &publisher))?;

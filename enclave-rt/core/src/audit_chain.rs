@@ -52,6 +52,8 @@ impl core::fmt::Display for AuditError {
     }
 }
 
+impl std::error::Error for AuditError {}
+
 /// The chain's state; see the module documentation.
 #[derive(Debug)]
 pub struct AuditChain {

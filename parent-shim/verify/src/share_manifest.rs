@@ -15,14 +15,12 @@
 //!
 //! The signed bytes are `wire::session_signatures::manifest_statement` (`docs/wire.md`,
 //! "Signed statements"). The publisher key file is the 32-byte Ed25519 seed in hex, owner
-//! read-only ([`read_publisher_seed`]).
+//! read-only (`parent_shim::share_publisher::read_publisher_seed`).
 
 use std::fmt;
-use std::path::Path;
 
 use serde::Deserialize;
 use wire::session_signatures::{MANIFEST_FORMAT, ShareManifest, manifest_statement};
-use zeroize::Zeroizing;
 
 /// The suffix that names a share file's manifest next to it.
 pub const SUFFIX: &str = ".manifest";
@@ -219,86 +217,6 @@ impl SignedManifest {
     }
 }
 
-/// The epoch of the next file after `current` (the manifest of the file it replaces, if
-/// any): `requested` if given and above the current one, else the current one plus one.
-///
-/// # Errors
-/// [`ManifestError::Epoch`]: at or below the current epoch (a rollback), or no current
-/// manifest and none requested.
-pub fn next_epoch(
-    current: Option<&SignedManifest>,
-    requested: Option<u64>,
-) -> Result<u64, ManifestError> {
-    let current = current.map(|m| m.manifest.epoch);
-    match (requested, current) {
-        (Some(e), Some(old)) if e <= old => Err(ManifestError::Epoch(format!(
-            "--epoch {e} is not above the current manifest's epoch {old}"
-        ))),
-        (Some(e), _) => Ok(e),
-        (None, Some(old)) => old
-            .checked_add(1)
-            .ok_or_else(|| ManifestError::Epoch("the current epoch is the last one".into())),
-        (None, None) => Err(ManifestError::Epoch(
-            "no current manifest next to the share file: give --epoch (above every epoch \
-             published before)"
-                .into(),
-        )),
-    }
-}
-
-/// The publisher's Ed25519 seed from `path`: 64 hex digits (surrounding whitespace
-/// ignored), in a file no one but its owner can read or write.
-///
-/// # Errors
-/// [`ManifestError::KeyFile`]: unreadable, too open, or not 64 hex digits.
-pub fn read_publisher_seed(path: &Path) -> Result<Zeroizing<[u8; 32]>, ManifestError> {
-    use std::os::unix::fs::PermissionsExt;
-    let bad = |why: String| ManifestError::KeyFile(format!("{}: {why}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(bad(format!(
-            "mode {:o} lets others read or write it; chmod 600",
-            meta.permissions().mode() & 0o777
-        )));
-    }
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?);
-    let mut seed = Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(text.trim(), seed.as_mut_slice())
-        .map_err(|_| bad("expected 64 hex digits (an Ed25519 seed)".into()))?;
-    Ok(seed)
-}
-
-/// Writes a new publisher seed to `path` (created owner-only, never over an existing file)
-/// and returns its public key.
-///
-/// # Errors
-/// The file exists or cannot be written.
-pub fn create_publisher_key(path: &Path) -> Result<[u8; 32], ManifestError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
-    let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
-        ring::rand::generate(&ring::rand::SystemRandom::new())
-            .map_err(|_| ManifestError::KeyFile("no randomness".into()))?
-            .expose(),
-    );
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| ManifestError::KeyFile(format!("{}: {e}", path.display())))?;
-    let text = Zeroizing::new(hex::encode(seed.as_slice()) + "\n");
-    file.write_all(text.as_bytes())
-        .map_err(|e| ManifestError::KeyFile(format!("{}: {e}", path.display())))?;
-    Ok(public_key(&seed))
-}
-
-/// The Ed25519 public key of `seed`.
-#[must_use]
-pub fn public_key(seed: &[u8; 32]) -> [u8; 32] {
-    ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().to_bytes()
-}
-
 /// Fuzz oracle (`parent-shim/fuzz`, and the unit tests): any bytes give a typed result,
 /// never a panic, and a manifest that parses writes back to one that parses the same.
 ///
@@ -342,7 +260,10 @@ mod tests {
         assert_eq!(again, m);
         again.verify().unwrap();
         again.check_file(b"ciphertext").unwrap();
-        assert_eq!(m.publisher_key, public_key(&[0x50; 32]));
+        assert_eq!(
+            m.publisher_key,
+            ed25519_dalek::SigningKey::from_bytes(&[0x50; 32]).verifying_key().to_bytes()
+        );
         let begin = m.begin();
         assert_eq!((begin.total_len, begin.accounts, begin.epoch), (10, 3, 7));
     }
@@ -381,22 +302,6 @@ mod tests {
         assert!(m.check_file(b"short").unwrap_err().to_string().contains("5 bytes"));
     }
 
-    #[test]
-    fn the_next_epoch_is_above_the_current_one() {
-        let current = example(); // epoch 7
-        assert_eq!(next_epoch(Some(&current), None), Ok(8));
-        assert_eq!(next_epoch(Some(&current), Some(9)), Ok(9));
-        for low in [7, 3] {
-            let e = next_epoch(Some(&current), Some(low)).unwrap_err().to_string();
-            assert!(e.contains("not above the current manifest's epoch 7"), "{e}");
-        }
-        assert_eq!(next_epoch(None, Some(1)), Ok(1));
-        assert!(next_epoch(None, None).unwrap_err().to_string().contains("give --epoch"));
-        let mut last = current;
-        last.manifest.epoch = u64::MAX;
-        assert!(next_epoch(Some(&last), None).is_err());
-    }
-
     /// The fuzz oracle over every prefix and every one-byte change of a real manifest.
     #[test]
     fn fuzz_smoke() {
@@ -411,25 +316,5 @@ mod tests {
                 fuzz_parse(&d);
             }
         }
-    }
-
-    #[test]
-    fn the_key_file_must_be_private_and_hex() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("publisher-key-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("publisher.key");
-        let _ = std::fs::remove_file(&path);
-        let public = create_publisher_key(&path).unwrap();
-        let seed = read_publisher_seed(&path).unwrap();
-        assert_eq!(public_key(&seed), public);
-        assert!(create_publisher_key(&path).is_err(), "never over an existing file");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = read_publisher_seed(&path).unwrap_err().to_string();
-        assert!(e.contains("chmod 600") && !e.contains(&hex::encode(seed.as_slice())), "{e}");
-        std::fs::write(&path, "nothex").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(read_publisher_seed(&path).unwrap_err().to_string().contains("64 hex digits"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -138,8 +138,12 @@ pub fn check_loaded(
     let mut statement = [0u8; wire::session_signatures::LOADED_MAX];
     let len = wire::session_signatures::loaded_statement(facts, &mut statement)
         .map_err(|_| RelyingError::LoadedNotSigned)?;
-    let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, answer_key);
-    match statement.get(..len).map(|s| key.verify(s, signature)) {
+    // The one Ed25519 check of this crate, as the enclave verifies: strict.
+    let key = ed25519_dalek::VerifyingKey::from_bytes(answer_key)
+        .map_err(|_| RelyingError::LoadedNotSigned)?;
+    let signature = ed25519_dalek::Signature::from_slice(signature)
+        .map_err(|_| RelyingError::LoadedNotSigned)?;
+    match statement.get(..len).map(|s| key.verify_strict(s, &signature)) {
         Some(Ok(())) => Ok(()),
         _ => Err(RelyingError::LoadedNotSigned),
     }

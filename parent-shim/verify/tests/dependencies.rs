@@ -1,0 +1,34 @@
+//! A gateway depends on this crate without the parent daemon's runtime: its normal
+//! dependency tree holds none of the daemon's heavy crates.
+
+#[test]
+fn the_tree_has_no_async_runtime_no_aws_sdk_no_daemon() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["tree", "--locked", "--offline", "-p", "node-verify", "-e", "normal"])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let names: Vec<&str> = tree.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(names.contains(&"node-verify") && names.contains(&"wire"), "{tree}");
+    for banned in [
+        "tokio",
+        "tonic",
+        "hyper",
+        "nix",
+        "age",
+        "aws-config",
+        "aws-sdk-kms",
+        "aws-sdk-s3",
+        "aws-sdk-cloudwatchlogs",
+        "prost",
+        "parent-shim",
+        "enclave-core",
+        "rustls",
+    ] {
+        assert!(!names.contains(&banned), "{banned} is in node-verify's tree:\n{tree}");
+    }
+}
