@@ -1,35 +1,54 @@
-//! `parent-shim`: the untrusted parent daemon. So far:
-//! * [`daemon`], `parent-shim run`: the bootstrap in order, then serving, with its
-//!   [`config`] file; [`enclave_bootstrap`], a launched enclave connected and booted;
-//!   [`orderly_stop`], signals and the audit chain's last head; [`daemon_error`];
-//! * [`attestation_verifier`], shared by the parent, the tests and the auditors' CLI;
-//! * [`enclave_client`], the control connection with request/answer matching;
-//! * [`enclave_link`], the attested connection in use, replaced after a loss only by one
-//!   that re-attests as the same instance;
-//! * [`enclave_boot`], the boot conversation (attest, unseal, stream the shares, loaded);
-//! * [`grpc_bridge`], the gateway's gRPC API over mutual TLS, translated to `wire`;
-//! * [`kms_relay`], KMS `Decrypt` with `Recipient` through `aws-sdk-kms`;
-//! * [`kms_policy`], key policies that pin the image's PCRs, read from [`pcrs_file`];
-//! * [`s3_fetch`], objects from S3 through `aws-sdk-s3` (or `file://`); [`boot_inputs`], a
-//!   boot's inputs read with it; and
-//!   [`share_stream`], the share file streamed through a bounded window as it arrives;
-//! * [`cloudwatch_logs`], every log line shipped to `CloudWatch` Logs (alerts as metrics,
-//!   the audit chain in its own stream); [`audit_file`], the chain's local copy;
-//!   [`audit_trail`], the chain checked offline (`audit-verify`);
-//! * [`share_reencrypt`], the operator's offline share re-encryption (`reencrypt-shares`);
-//! * [`health_report`], the node's health reported to the gateway over HTTPS;
-//! * [`https_relay`], the enclave's HTTPS/SSE relay to allowlisted URLs, both over
-//!   [`https_client`].
+//! `parent-shim`: the untrusted parent daemon, and the operator's commands. Every module,
+//! one line each, by what it is for:
 //!
-//! * [`enclave_launcher`], starting and destroying the enclave: a local child process, or
-//!   `nitro-cli` in production; [`enclave_args_file`], the enclave's arguments written
-//!   (the image build writes them with it too).
+//! The daemon's own life (`parent-shim run`):
+//! - [`daemon`]: the bootstrap in order, then serving, failing closed throughout.
+//! - [`daemon_error`]: why `run` stopped, one variant per stage.
+//! - [`config`]: the TOML configuration, every key checked at load (`check-config`).
+//! - [`orderly_stop`]: signals watched from the first instant, the audit chain closed.
+//! - [`systemd_notify`]: `sd_notify` (ready, stopping).
+//! - [`tls_files`]: the PEM files and trust roots the configuration names.
 //!
-//! * [`event_log`], the structured log every module writes through, and the enclave's log
-//!   frames pumped into it (a leaf); [`tls_files`], the PEM files and roots the
-//!   configuration names; [`systemd_notify`], `sd_notify`;
-//!   [`metrics`], Prometheus text on a local port; [`alert_webhook`], alerts to a URL;
-//!   [`accept_backoff`], the listeners' accept loop.
+//! Boot inputs and launch:
+//! - [`boot_inputs`]: the manifest and the sealed identity read (step 1).
+//! - [`s3_fetch`]: objects from S3 through `aws-sdk-s3` (or `file://`).
+//! - [`share_stream`]: the share file streamed through a bounded window as it arrives.
+//! - [`kms_relay`]: KMS `Decrypt` with `Recipient` through `aws-sdk-kms`.
+//! - [`aws_credentials`]: what every AWS client shares (HTTPS client, credentials, `IMDSv2`).
+//! - [`enclave_launcher`]: starting, watching and destroying the enclave (local or nitro-cli).
+//! - [`enclave_args_file`]: the enclave's arguments written (the image build uses it too).
+//! - [`enclave_bootstrap`]: a launched enclave connected and booted (steps 2 and 3).
+//! - [`enclave_boot`]: the boot conversation (attest, unseal, stream the shares, loaded).
+//!
+//! The link to the enclave:
+//! - [`enclave_client`]: the control connection, request/answer matching.
+//! - [`enclave_link`]: the attested connection in use, replaced only by the same instance.
+//!
+//! What it serves:
+//! - [`grpc_bridge`]: the gateway's gRPC API over mutual TLS, translated to `wire`.
+//! - [`session_gate`]: admission in front of the enclave's session table.
+//! - [`https_relay`]: the enclave's HTTPS/SSE relay, to allowlisted URLs only.
+//! - [`https_client`]: HTTPS for the parent's own requests and the relay.
+//! - [`counted_conn`]: a connection holding a permit of the listener's limit.
+//! - [`accept_backoff`]: the listeners' accept loop, without spinning.
+//!
+//! What it ships and reports:
+//! - [`event_log`]: the structured log every module writes through; the enclave's frames.
+//! - [`cloudwatch_logs`]: every line shipped to `CloudWatch` Logs (the chain in its stream).
+//! - [`audit_file`]: the audit chain's local copy.
+//! - [`health_report`]: the node's health reported to the gateway over HTTPS.
+//! - [`metrics`]: Prometheus text on a local port.
+//! - [`alert_webhook`]: alerts posted to a URL.
+//!
+//! The operator's offline tools (commands of the same binary):
+//! - [`kms_policy`]: key policies that pin the image's PCRs, and `kms-policy --check`.
+//! - [`share_reencrypt`]: the share file re-encrypted to a fresh identity.
+//! - [`share_publisher`]: the publisher key file and the next epoch.
+//!
+//! The relying party's checks (`check-node`, `audit-verify`, `attestation verify`, and the
+//! parent's own) are the crate `node-verify` (`parent-shim/verify`), re-exported here:
+//! [`attestation_verifier`], [`relying_party`], [`share_manifest`], [`audit_trail`],
+//! [`pcrs_file`].
 
 pub mod accept_backoff;
 pub mod alert_webhook;
