@@ -1,12 +1,13 @@
 //! The event loop: one thread, one `poll` over the control socket (boot messages, signing
-//! RPC, health) and the log socket. It only moves bytes: frames go to the
-//! [`BootMachine`] and the health handlers, their answers are queued and written when the
-//! socket is writable, and log frames drain from the [`LogRing`].
+//! RPC, health) and the log socket. It only moves bytes: what the parent sends goes to the
+//! serving core ([`Serving`], which routes every frame: the boot machine, the signing
+//! engine, health, the session events), the core's answers are written when the socket is
+//! writable, and log and audit frames drain from its [`LogRing`] to the log socket.
 //!
-//! Once the shares are loaded, signing requests go to the [`SigningEngine`], built then with
-//! the answer key the boot made; expired sessions are wiped at least once a second. With
-//! session events configured, the loop also subscribes to the gateway's event stream
-//! through the parent's relay ([`enclave_core::session_events`]) and posts each answer back.
+//! The core says when it next has timed work ([`Serving::poll_timeout`]: session expiry,
+//! the event subscription's back-off, the clock check, the audit checkpoint); the loop
+//! sleeps at most that long and then lets it run ([`Serving::handle_timeout`], which is
+//! cheap when nothing is due).
 //!
 //! The loop ends when the boot has failed and the `BootFailed` frame has been written (the
 //! caller then powers off), or on an I/O error on a listener.

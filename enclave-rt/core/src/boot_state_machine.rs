@@ -11,8 +11,9 @@
 //!  ==> Failed (terminal: every secret is dropped and wiped; one BootFailed is sent)
 //! ```
 //!
-//! [`TRANSITIONS`] is that table as data: the code dispatches on it, and the tests check
-//! every (state, message) pair against it. One exit is outside the table: the event loop
+//! [`TRANSITIONS`] is that table as data: `handle` admits only the pairs it lists (any
+//! other fails the boot), `step`'s `match` performs them, and a debug assertion checks the
+//! state a step reached is the table's. One exit is outside the table: the event loop
 //! fails a boot that has just loaded but whose signing engine does not fit the memory
 //! budget ([`BootMachine::fail_after_load`], `OUT_OF_MEMORY` sent instead of `Loaded`).
 //! `ShareFileBegin` is the publisher's signed manifest: it is checked under the measured

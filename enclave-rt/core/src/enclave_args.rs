@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use crate::serving::ServingConfig;
 use crate::session_events::EventsConfig;
 use crate::share_loader::LoaderConfig;
-use crate::signing_engine::{EngineConfig, check_gateway_key};
+use crate::signing_engine::{EngineConfig, check_verifying_key};
 use crate::trusted_time::DEFAULT_MAX_SKEW_MS;
 
 /// A listening or connecting address: vsock in an enclave, a Unix socket in local runs.
@@ -152,9 +152,9 @@ impl EnclaveArgs {
         gateway_key: [u8; 32],
         publisher_key: [u8; 32],
     ) -> Result<Self, ArgsError> {
-        check_gateway_key(&gateway_key)
+        check_verifying_key(&gateway_key)
             .map_err(|e| ArgsError(format!("bad --gateway-key: {e}")))?;
-        check_gateway_key(&publisher_key)
+        check_verifying_key(&publisher_key)
             .map_err(|e| ArgsError(format!("bad --publisher-key: {e}")))?;
         if gateway_key == publisher_key {
             // One key for both roles would let the online gateway sign share manifests
@@ -255,7 +255,7 @@ impl EnclaveArgs {
     /// The publisher key is not a valid, non-weak point (possible only if the field was
     /// set after [`Self::new`] checked it).
     pub fn serving_config(&self) -> Result<ServingConfig, ArgsError> {
-        let publisher_key = check_gateway_key(&self.publisher_key)
+        let publisher_key = check_verifying_key(&self.publisher_key)
             .map_err(|e| ArgsError(format!("bad --publisher-key: {e}")))?;
         Ok(ServingConfig {
             loader: LoaderConfig {
@@ -316,7 +316,7 @@ fn ed25519_key(flag: &str, text: &str) -> Result<[u8; 32], ArgsError> {
         return Err(ArgsError(format!("bad {flag}: expected 64 hex digits")));
     }
     let key: [u8; 32] = unhex(text).ok_or_else(|| ArgsError(format!("bad {flag}: not hex")))?;
-    check_gateway_key(&key).map_err(|e| ArgsError(format!("bad {flag}: {e}")))?;
+    check_verifying_key(&key).map_err(|e| ArgsError(format!("bad {flag}: {e}")))?;
     Ok(key)
 }
 

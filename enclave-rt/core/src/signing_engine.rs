@@ -546,9 +546,10 @@ impl Spent {
     }
 }
 
-/// The gateway key as the engine will use it: a valid Ed25519 point, not of small order
-/// (a weak key would let anyone forge grants).
-pub fn check_gateway_key(key: &[u8; 32]) -> Result<VerifyingKey, EngineError> {
+/// A measured Ed25519 key (the gateway's, which signs grants, or the share publisher's,
+/// which signs manifests) as the enclave will use it: a valid point, not of small order (a
+/// weak key would let anyone forge what it signs).
+pub fn check_verifying_key(key: &[u8; 32]) -> Result<VerifyingKey, EngineError> {
     VerifyingKey::from_bytes(key).ok().filter(|k| !k.is_weak()).ok_or(EngineError::BadGatewayKey)
 }
 
@@ -579,7 +580,7 @@ impl Now {
 impl<R: RngCore + CryptoRng> SigningEngine<R> {
     /// An engine with every table allocated for `config`'s capacities.
     pub fn new(config: EngineConfig, answer_key: AnswerKey, rng: R) -> Result<Self, EngineError> {
-        let gateway_key = check_gateway_key(&config.gateway_key)?;
+        let gateway_key = check_verifying_key(&config.gateway_key)?;
         let cap = config.session_cap.max(1);
         // Fallible: capacities come from the configuration, and an allocation over the
         // budget must be a named error, not an abort.
