@@ -679,15 +679,22 @@ pub async fn serve_with_limits(
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     });
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1();
+    // Server reflection in both versions clients speak: `v1`, and `v1alpha` (Python's
+    // grpcio-reflection, older grpcurl, IDE plugins).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
     let mut router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(SignServiceServer::new(bridge));
-    if let Ok(reflection) = reflection {
-        router = router.add_service(reflection);
+    match (reflection().build_v1(), reflection().build_v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => router = router.add_service(v1).add_service(v1alpha),
+        (Err(e), _) | (_, Err(e)) => {
+            let error = serde_json::json!({"error": e.to_string()});
+            crate::event_log::emit("warn", "reflection_unavailable", error);
+        }
     }
     let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;
     accept.abort();

@@ -229,6 +229,23 @@ async fn connect(
     Ok(SignServiceClient::new(channel))
 }
 
+/// grpc.health.v1 and server reflection (both `v1` and `v1alpha`) on the same port, same
+/// mutual TLS.
+async fn health_and_reflection(st: &Stack) {
+    assert_eq!(
+        health(st.port, &st.ca).await,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    let services = reflected_services(st.port, &st.ca).await;
+    assert!(services.contains(&"signservice.v1.SignService".to_owned()), "{services:?}");
+    assert!(services.contains(&"grpc.health.v1.Health".to_owned()), "{services:?}");
+    // Clients of the older reflection protocol (v1alpha) get the same services.
+    let alpha = reflected_services_v1alpha(st.port, &st.ca).await;
+    for name in ["signservice.v1.SignService", "grpc.health.v1.Health"] {
+        assert!(alpha.contains(&name.to_owned()), "{alpha:?}");
+    }
+}
+
 /// Should a gateway skip its epoch check, its grants still carry the epoch it knows (the
 /// reference gateway takes it from the published manifest): a node whose file is older
 /// refuses them.
@@ -293,14 +310,7 @@ async fn gateway_sessions_over_mutual_tls() {
         assert!(!gw::verify_independently(account.scheme, &key, b"other", &signed.signature));
     }
 
-    // grpc.health.v1 and server reflection on the same port, same mutual TLS.
-    assert_eq!(
-        health(st.port, &st.ca).await,
-        tonic_health::pb::health_check_response::ServingStatus::Serving
-    );
-    let services = reflected_services(st.port, &st.ca).await;
-    assert!(services.contains(&"signservice.v1.SignService".to_owned()), "{services:?}");
-    assert!(services.contains(&"grpc.health.v1.Health".to_owned()), "{services:?}");
+    health_and_reflection(&st).await;
 
     let status = api.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.state, pb::get_status_response::State::Serving as i32);
@@ -550,6 +560,28 @@ async fn reflected_services(port: u16, ca: &tests::tls_certs::Ca) -> Vec<String>
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut client = ServerReflectionClient::new(channel(port, ca).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers =
+        client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    match answer.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// [`reflected_services`] through `grpc.reflection.v1alpha`.
+async fn reflected_services_v1alpha(port: u16, ca: &tests::tls_certs::Ca) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
     let mut client = ServerReflectionClient::new(channel(port, ca).await);
     let request = ServerReflectionRequest {
         host: String::new(),
