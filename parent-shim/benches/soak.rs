@@ -661,14 +661,14 @@ fn slow_client(port: u16, hold: Duration) -> Option<f64> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (mut minutes, mut every) = (10.0f64, 30.0f64);
+    let (mut minutes, mut every) = (10.0f64, None::<f64>);
     let mut faults: Vec<&'static str> = FAULTS.to_vec();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--minutes" => minutes = it.next().and_then(|v| v.parse().ok()).expect("--minutes M"),
             "--fault-every" => {
-                every = it.next().and_then(|v| v.parse().ok()).expect("--fault-every S");
+                every = Some(it.next().and_then(|v| v.parse().ok()).expect("--fault-every S"));
             }
             "--faults" => {
                 let list = it.next().expect("--faults a,b,...");
@@ -681,22 +681,26 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
+    // Every requested kind must fit, or the soak is refused before it starts.
+    let plan = match tests::soak_plan::schedule(
+        Duration::from_secs_f64(minutes * 60.0),
+        every.map(Duration::from_secs_f64),
+        faults,
+    ) {
+        Ok(plan) => plan,
+        Err(why) => {
+            eprintln!("soak: refused: {why}");
+            std::process::exit(2);
+        }
+    };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let ok = runtime.block_on(soak(Plan {
-        length: Duration::from_secs_f64(minutes * 60.0),
-        every: Duration::from_secs_f64(every),
-        faults,
-    }));
+    let ok = runtime.block_on(soak(plan));
     std::process::exit(i32::from(!ok));
 }
 
 /// How long, how often a fault, which faults in turn.
-struct Plan {
-    length: Duration,
-    every: Duration,
-    faults: Vec<&'static str>,
-}
+type Plan = tests::soak_plan::Schedule;
 
 async fn soak(plan: Plan) -> bool {
     let (length, every) = (plan.length, plan.every);
@@ -848,16 +852,22 @@ fn report(
     for l in leaked.iter().take(3) {
         println!("  LEAKED: {l}");
     }
-    let all_faults = faults.iter().all(|f| w.faults.contains_key(f));
-    let ok = t.hangs == 0
-        && t.wrong.is_empty()
-        && w.orphans == 0
-        && leaked.is_empty()
-        && open == "0"
-        && stop_code == Some(0)
-        && served > 0
-        && all_faults
-        && w.relay_back_s.len() == w.faults.get("relay_down").copied().unwrap_or(0);
+    let failed = tests::soak_plan::failed_conditions(&tests::soak_plan::Observed {
+        hangs: t.hangs,
+        wrong: t.wrong.len(),
+        orphans: w.orphans,
+        leaked: leaked.len(),
+        sessions_open_after: open,
+        stop_code,
+        served,
+        faults_missing: faults.iter().copied().filter(|f| !w.faults.contains_key(f)).collect(),
+        relay_down: w.faults.get("relay_down").copied().unwrap_or(0),
+        relay_back: w.relay_back_s.len(),
+    });
+    for f in &failed {
+        println!("  FAILED: {f}");
+    }
+    let ok = failed.is_empty();
     println!(
         "{}",
         serde_json::json!({
@@ -880,6 +890,7 @@ fn report(
             "parent_fds_max": [parent_fds.0, parent_fds.1],
             "enclave_fds_max": [enclave_fds.0, enclave_fds.1],
             "ok": ok,
+            "failed": failed,
         })
     );
     ok

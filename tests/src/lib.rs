@@ -22,6 +22,7 @@ pub mod moto_server;
 pub mod node;
 pub mod share_gen;
 pub mod sim_ca;
+pub mod soak_plan;
 pub mod tls_certs;
 pub mod tool_cache;
 pub mod unseal_oracle;
