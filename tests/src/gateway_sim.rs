@@ -32,19 +32,22 @@ pub struct Account {
     pub public_key_package: Vec<u8>,
     /// The published group key (RFC 8032 / BIP-340 x-only).
     pub group_key: Vec<u8>,
-    /// The newest share file epoch the gateway knows was published for it (the deal's):
+    /// The newest share file epoch the gateway knows was published for it (the deal's,
+    /// which its manifest signs):
     /// every grant carries it as the lowest epoch accepted.
     pub min_epoch: u64,
 }
 
-/// Reads `gateway_shares.json` and `group_keys.json` from a `gen-shares` directory.
+/// Reads `gateway_shares.json`, `group_keys.json` and `deal.json` (the epoch) from a
+/// `gen-shares` directory.
 pub fn load_accounts(dir: &Path) -> Result<Vec<Account>, String> {
     let read = |f: &str| -> Result<serde_json::Value, String> {
         let bytes = std::fs::read(dir.join(f)).map_err(|e| format!("{f}: {e}"))?;
         serde_json::from_slice(&bytes).map_err(|e| format!("{f}: {e}"))
     };
     let (shares, keys) = (read(files::GATEWAY_SHARES)?, read(files::GROUP_KEYS)?);
-    let min_epoch = read(files::MANIFEST)?["epoch"].as_u64().ok_or("the manifest has no epoch")?;
+    // The newest epoch the gateway knows was published: the deal's (its manifest's).
+    let min_epoch = read(files::DEAL)?["epoch"].as_u64().ok_or("the deal has no epoch")?;
     let (Some(shares), Some(keys)) = (shares.as_array(), keys.as_array()) else {
         return Err("expected JSON arrays".into());
     };

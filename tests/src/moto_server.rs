@@ -194,6 +194,14 @@ impl MotoServer {
     }
 }
 
+impl MotoServer {
+    /// The server's process id (for a caller that must end it from a signal handler).
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for MotoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -61,11 +61,111 @@ fn options(rest: &[&str]) -> Result<Options> {
     Ok(o)
 }
 
-/// A child process killed when dropped (so a failing demo leaves nothing running).
+/// A child process killed when dropped (so a failing demo leaves nothing running), and
+/// ended by [`stop_on_signals`] if the demo is told to stop.
 struct Proc(Child);
+
+impl Proc {
+    fn new(child: Child) -> Self {
+        child_started(child.id());
+        Self(child)
+    }
+}
+
+/// The demo's children, last started last: what a stop signal ends.
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn child_started(pid: u32) {
+    CHILDREN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(pid);
+}
+
+fn child_ended(pid: u32) {
+    CHILDREN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|p| *p != pid);
+}
+
+/// Whether `pid` still runs (a zombie has ended).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next().map(|rest| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// SIGTERM, SIGINT and SIGHUP (a service manager, `timeout`, Ctrl-C, a closed terminal)
+/// end the demo and everything it started: a thread of its own waits for them (handlers,
+/// not a blocked mask, which children would inherit), stops each child (SIGTERM, so the
+/// parent stops its enclave; SIGKILL after 10 s) newest first, and exits.
+fn stop_on_signals() -> Result {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (ready, registered) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let _ = ready.send(Err("no runtime for the signal handlers".to_owned()));
+            return;
+        };
+        let code = runtime.block_on(async {
+            let kinds = [
+                (SignalKind::terminate(), "SIGTERM", 143),
+                (SignalKind::interrupt(), "SIGINT", 130),
+                (SignalKind::hangup(), "SIGHUP", 129),
+            ];
+            let mut streams = Vec::new();
+            for (kind, name, code) in kinds {
+                match signal(kind) {
+                    Ok(s) => streams.push((s, name, code)),
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("{name} handler: {e}")));
+                        return None;
+                    }
+                }
+            }
+            let _ = ready.send(Ok(()));
+            let waits = streams.iter_mut().map(|(s, name, code)| {
+                let (name, code) = (*name, *code);
+                Box::pin(async move {
+                    s.recv().await;
+                    (name, code)
+                })
+            });
+            Some(futures_select_all(waits).await)
+        });
+        let Some((name, code)) = code else { return };
+        eprintln!("demo: {name}: stopping everything it started");
+        let children = CHILDREN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        for &pid in children.iter().rev() {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if alive(pid) {
+                let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            }
+        }
+        std::process::exit(code);
+    });
+    registered.recv().map_err(|_| Failure("the signal thread ended".into()))?.map_err(Failure)
+}
+
+/// The first of `futures` to finish.
+async fn futures_select_all<F: std::future::Future + Unpin>(
+    futures: impl IntoIterator<Item = F>,
+) -> F::Output {
+    let mut futures: Vec<F> = futures.into_iter().collect();
+    std::future::poll_fn(move |cx| {
+        for f in &mut futures {
+            if let std::task::Poll::Ready(out) = std::pin::Pin::new(f).poll(cx) {
+                return std::task::Poll::Ready(out);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        child_ended(self.0.id());
         if matches!(self.0.try_wait(), Ok(None)) {
             // SIGTERM first so the parent stops its enclave; then make sure.
             let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
@@ -93,6 +193,7 @@ fn sha384_hex(path: &Path) -> Result<String> {
 #[allow(clippy::too_many_lines)]
 pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
     let o = options(rest)?;
+    stop_on_signals()?;
     let started = Instant::now();
     let moto = crate::setup::moto()?;
     eprintln!("demo: building enclave-rt (sim), parent-shim and the KMS emulator");
@@ -144,7 +245,7 @@ pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
     }
 
     // KMS: the emulator, a key whose policy pins PCR0, the identity sealed with it.
-    let mut kms = Proc(io(
+    let mut kms = Proc::new(io(
         "kms-emulator",
         Command::new(bin.join("kms-emulator"))
             .args(["--listen", "127.0.0.1:0", "--key", "demo-key"])
@@ -177,6 +278,7 @@ pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
 
     // S3: both inputs uploaded, the local copies deleted; the parent fetches them.
     let s3 = tests::moto_server::MotoServer::start_with(&moto).map_err(Failure)?;
+    child_started(s3.pid());
     let share_file = shares.join(tests::share_gen::files::SHARES);
     let manifest = shares.join(tests::share_gen::files::MANIFEST);
     for (path, key) in [
@@ -260,7 +362,7 @@ client_ca = "{dir}/tls/ca.pem"
     let config_path = dir.join("parent-shim.toml");
     io("config", std::fs::write(&config_path, config))?;
     eprintln!("demo: starting parent-shim (it launches the enclave and boots it)");
-    let mut parent = Proc(io(
+    let mut parent = Proc::new(io(
         "parent-shim",
         Command::new(bin.join("parent-shim"))
             .arg("run")
@@ -322,6 +424,7 @@ client_ca = "{dir}/tls/ca.pem"
     );
     drop(parent);
     drop(kms);
+    child_ended(s3.pid());
     drop(s3);
     eprintln!(
         "demo: stopped cleanly in {:.1} s (logs in {})",
@@ -457,3 +560,71 @@ pub(crate) async fn gateway(
 }
 
 use crate::run::{hex, target_dir};
+
+/// `cargo xtask test`'s check that a demo told to stop ends everything it started: for
+/// SIGTERM, SIGINT and SIGHUP, `xtask demo --keep-running` in a process group of its own,
+/// the signal once it serves, and then no process left in the group.
+pub(crate) fn stops_on_signals() -> Result {
+    use std::io::BufRead as _;
+    use std::os::unix::process::CommandExt as _;
+    let xtask = io("xtask's own path", std::env::current_exe())?;
+    for signal in ["TERM", "INT", "HUP"] {
+        let mut demo = io(
+            "xtask demo",
+            Command::new(&xtask)
+                .args(["demo", "--accounts", "20", "--sessions", "1", "--keep-running"])
+                .process_group(0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn(),
+        )?;
+        let group = demo.id();
+        let stderr = demo.stderr.take().ok_or_else(|| Failure("no stderr".into()))?;
+        // Read to the end on a thread (a closed pipe would fail the demo's own messages).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
+                if line.contains("Press Ctrl-C to stop") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let serving = rx.recv_timeout(Duration::from_mins(10)).is_ok();
+        if !serving {
+            let _ = demo.kill();
+            return Err(Failure(format!("demo (for SIG{signal}) ended before it served")));
+        }
+        io("kill", Command::new("kill").arg(format!("-{signal}")).arg(group.to_string()).status())?;
+        let status = io("demo", demo.wait())?;
+        // Ended children are reaped by init once the demo has gone: give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut left = in_group(group);
+        while !left.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            left = in_group(group);
+        }
+        if !left.is_empty() {
+            return Err(Failure(format!(
+                "demo stopped by SIG{signal} ({status}) left processes running: {left:?}"
+            )));
+        }
+        eprintln!("demo: SIG{signal} ended the demo ({status}) and all it started");
+    }
+    Ok(())
+}
+
+/// The live processes (not zombies) in process group `group`.
+fn in_group(group: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
+                // After the command's closing parenthesis: state, ppid, pgrp, ...
+                let rest = stat.rsplit(')').next().unwrap_or_default();
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                fields.first() != Some(&"Z") && fields.get(2) == Some(&group.to_string().as_str())
+            })
+        })
+        .collect()
+}

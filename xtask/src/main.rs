@@ -29,6 +29,9 @@ cargo xtask <task>
   demo [--accounts N] [--sessions N] [--keep-running]
                        the whole system locally: shares, KMS emulator, parent-shim, the
                        enclave (sim, Unix sockets), gateway sessions with verified signatures
+  demo-stops-on-signals
+                       the demo (--keep-running) stopped by SIGTERM, SIGINT and SIGHUP in turn
+                       leaves no process of its group running (part of `test`)
   bench wire           wire encode/decode throughput against memcpy
   bench boot [--stages] [--accounts N]
                        share loading (decrypt + parse + store) against the age crate +
@@ -108,6 +111,7 @@ fn dispatch(args: &[&str]) -> Result {
     std::env::set_current_dir(&root)?;
     match args {
         ["test"] => test(&root),
+        ["demo-stops-on-signals"] => demo::stops_on_signals(),
         ["demo", rest @ ..] => demo::task(&root, rest),
         ["bench", "wire"] => {
             run(cargo().args(["bench", "--locked", "-p", "wire", "--bench", "throughput"]))
@@ -230,6 +234,9 @@ fn test(root: &Path) -> Result {
     soak(&["--minutes", "1", "--fault-every", "8"])?;
     // The demo path end to end on a small share set: real processes, KMS emulator, mTLS.
     demo::task(root, &["--accounts", "200", "--sessions", "4"])?;
+    // Stopped by a signal (a service manager, `timeout`, Ctrl-C, a closed terminal), the
+    // demo ends everything it started.
+    demo::stops_on_signals()?;
     run::no_enclave_left(&run::target_dir(root))?;
     // The kernel rebuilt in another directory, and the image (with the enclave binary in
     // it) from two checkout paths, byte for byte; then our EIF writer against AWS's on the
