@@ -31,6 +31,8 @@ pub struct AuditQueueError;
 /// The ring; see the module documentation.
 pub struct LogRing {
     audit: VecDeque<Vec<u8>>,
+    /// The full audit queue was alerted on (once per time it fills).
+    audit_full_alerted: bool,
     frames: VecDeque<Vec<u8>>,
     bytes: usize,
     max_bytes: usize,
@@ -56,6 +58,7 @@ impl LogRing {
     pub fn new(max_bytes: usize, echo_stderr: bool) -> Self {
         Self {
             audit: VecDeque::new(),
+            audit_full_alerted: false,
             frames: VecDeque::new(),
             bytes: 0,
             max_bytes,
@@ -136,6 +139,12 @@ impl LogRing {
         self.audit.len() >= AUDIT_QUEUE_FRAMES
     }
 
+    /// Whether the full queue is yet to be alerted on: true once each time it fills (the
+    /// parent reading it below the bound re-arms it).
+    pub fn audit_full_first_time(&mut self) -> bool {
+        !std::mem::replace(&mut self.audit_full_alerted, true)
+    }
+
     /// Whether anything waits to be sent.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -152,6 +161,9 @@ impl LogRing {
     /// were dropped, then log lines.
     pub fn pop_frame(&mut self) -> Option<Vec<u8>> {
         if let Some(frame) = self.audit.pop_front() {
+            if self.audit.len() < AUDIT_QUEUE_FRAMES {
+                self.audit_full_alerted = false;
+            }
             return Some(frame);
         }
         if self.dropped > 0 {

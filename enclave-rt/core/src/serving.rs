@@ -729,14 +729,12 @@ fn serve<R: RngCore + CryptoRng>(
     }
     if let Message::CommitRequest(_) = message {
         if logs.audit_full() {
-            let backlog = logs.audit_backlog().to_string();
-            let fields = [("reason", "audit_backlog"), ("frames", backlog.as_str())];
-            logs.log(
-                LogLevel::Error,
-                ALERT_TARGET,
-                "audit entries unread: new sessions refused",
-                &fields,
-            );
+            if logs.audit_full_first_time() {
+                let backlog = logs.audit_backlog().to_string();
+                let fields = [("reason", "audit_backlog"), ("frames", backlog.as_str())];
+                let message = "audit entries unread: new sessions refused";
+                logs.log(LogLevel::Error, ALERT_TARGET, message, &fields);
+            }
             return Reply::Rpc(
                 RpcErrorCode::RESOURCE_EXHAUSTED,
                 "audit entries wait for the parent: no new session until it reads them",
