@@ -554,49 +554,36 @@ async fn health(
     tonic_health::pb::health_check_response::ServingStatus::try_from(status).unwrap()
 }
 
-/// The services server reflection lists.
-async fn reflected_services(port: u16, ca: &tests::tls_certs::Ca) -> Vec<String> {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let mut client = ServerReflectionClient::new(channel(port, ca).await);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers =
-        client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
-    let answer = answers.message().await.unwrap().unwrap();
-    match answer.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            list.service.into_iter().map(|s| s.name).collect()
+/// The services a server reflection client of version `$v` (`v1`, `v1alpha`) lists.
+macro_rules! reflected_services {
+    ($name:ident, $v:ident) => {
+        async fn $name(port: u16, ca: &tests::tls_certs::Ca) -> Vec<String> {
+            use tonic_reflection::pb::$v::ServerReflectionRequest;
+            use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
+            use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
+            use tonic_reflection::pb::$v::server_reflection_response::MessageResponse;
+            let mut client = ServerReflectionClient::new(channel(port, ca).await);
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut answers = client
+                .server_reflection_info(tokio_stream::iter([request]))
+                .await
+                .unwrap()
+                .into_inner();
+            let answer = answers.message().await.unwrap().unwrap();
+            match answer.message_response {
+                Some(MessageResponse::ListServicesResponse(list)) => {
+                    list.service.into_iter().map(|s| s.name).collect()
+                }
+                other => panic!("{other:?}"),
+            }
         }
-        other => panic!("{other:?}"),
-    }
-}
-
-/// [`reflected_services`] through `grpc.reflection.v1alpha`.
-async fn reflected_services_v1alpha(port: u16, ca: &tests::tls_certs::Ca) -> Vec<String> {
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    let mut client = ServerReflectionClient::new(channel(port, ca).await);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut answers =
-        client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
-    let answer = answers.message().await.unwrap().unwrap();
-    match answer.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            list.service.into_iter().map(|s| s.name).collect()
-        }
-        other => panic!("{other:?}"),
-    }
 }
+reflected_services!(reflected_services, v1);
+reflected_services!(reflected_services_v1alpha, v1alpha);
 
 fn record_template() -> Arc<BootRecord> {
     Arc::new(BootRecord {
