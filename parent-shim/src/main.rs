@@ -556,30 +556,31 @@ struct GatewayRecords<'a> {
 
 impl GatewayRecords<'_> {
     fn anchors(&self) -> Result<Vec<parent_shim::audit_trail::Anchor>, String> {
-        let Some(path) = self.anchors else { return Ok(Vec::new()) };
-        let text = String::from_utf8_lossy(&read(path)?).into_owned();
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                parent_shim::audit_trail::Anchor::from_line(l)
-                    .map_err(|e| format!("{}: {e}", path.display()))
-            })
-            .collect()
+        each_line(self.anchors, parent_shim::audit_trail::Anchor::from_line)
     }
 
     fn keys(&self) -> Result<Vec<[u8; 32]>, String> {
-        let Some(path) = self.keys else { return Ok(Vec::new()) };
-        let text = String::from_utf8_lossy(&read(path)?).into_owned();
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                hex::decode(l.trim())
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| format!("{}: not a 32-byte key in hex: {l}", path.display()))
-            })
-            .collect()
+        each_line(self.keys, |l| {
+            hex::decode(l.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("not a 32-byte key in hex: {l}"))
+        })
     }
+}
+
+/// Every non-blank line of the file at `path` (none without one), parsed; errors name the
+/// file.
+fn each_line<T>(
+    path: Option<&Path>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let Some(path) = path else { return Ok(Vec::new()) };
+    let text = String::from_utf8_lossy(&read(path)?).into_owned();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| parse(l).map_err(|e| format!("{}: {e}", path.display())))
+        .collect()
 }
 
 /// One boot's chain as `audit verify` prints it.

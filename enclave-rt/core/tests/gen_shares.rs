@@ -16,6 +16,19 @@ use wire::{Scheme, SignRequest};
 
 const T0: u64 = 1_800_000_000;
 
+/// `file` decrypted by the reference `age` crate with `identity`.
+fn age_decrypt(file: &[u8], identity: &age::x25519::Identity) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut plain = Vec::new();
+    age::Decryptor::new(file)
+        .unwrap()
+        .decrypt(std::iter::once(identity as &dyn age::Identity))
+        .unwrap()
+        .read_to_end(&mut plain)
+        .unwrap();
+    plain
+}
+
 /// The demo publisher, the escrow's recipient and, if given, the gateway co-signer's.
 fn dealer(escrow: age::x25519::Recipient, gateway: Option<age::x25519::Recipient>) -> Dealer {
     Dealer { publisher: tests::gateway::publisher(), escrow, gateway }
@@ -50,16 +63,8 @@ fn generated_files_load_and_sign_under_the_published_keys() {
     assert_eq!(mode(files::GATEWAY_SHARES), 0o600);
     assert_eq!(mode(files::ESCROW_SHARES), 0o600);
     let escrow: serde_json::Value = {
-        use std::io::Read as _;
         let file = std::fs::read(dir.0.join(files::ESCROW_SHARES)).unwrap();
-        let mut plain = Vec::new();
-        age::Decryptor::new(file.as_slice())
-            .unwrap()
-            .decrypt(std::iter::once(&escrow_identity as &dyn age::Identity))
-            .unwrap()
-            .read_to_end(&mut plain)
-            .unwrap();
-        serde_json::from_slice(&plain).unwrap()
+        serde_json::from_slice(&age_decrypt(&file, &escrow_identity)).unwrap()
     };
 
     // The enclave side: the real loader, the written identity.
@@ -217,7 +222,6 @@ fn full<C: Ciphersuite>(
 /// (0600), never in plaintext, and decrypt to the same layout.
 #[test]
 fn the_gateway_shares_are_sealed_to_its_recipient_when_one_is_given() {
-    use std::io::Read as _;
     use std::os::unix::fs::PermissionsExt;
     let dir = common::cms::workdir("gen-shares-sealed");
     let config = GenConfig::new(3, SchemeChoice::Ed25519, 2, 3);
@@ -230,13 +234,7 @@ fn the_gateway_shares_are_sealed_to_its_recipient_when_one_is_given() {
     assert_eq!(std::fs::metadata(&sealed).unwrap().permissions().mode() & 0o777, 0o600);
     let file = std::fs::read(&sealed).unwrap();
     assert!(!file.windows(12).any(|w| w == b"\"account_id\""), "not encrypted");
-    let mut plain = Vec::new();
-    age::Decryptor::new(file.as_slice())
-        .unwrap()
-        .decrypt(std::iter::once(&gateway_identity as &dyn age::Identity))
-        .unwrap()
-        .read_to_end(&mut plain)
-        .unwrap();
+    let plain = age_decrypt(&file, &gateway_identity);
     let shares: serde_json::Value = serde_json::from_slice(&plain).unwrap();
     let shares = shares.as_array().unwrap();
     assert_eq!(shares.len(), 3);
