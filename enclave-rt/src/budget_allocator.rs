@@ -16,7 +16,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 // The counters' type and the watermark are the serving core's (it reports them).
-pub use enclave_core::serving::{MemoryStats, WATERMARK_PERCENT};
+pub use enclave_core::boot_state_machine::MemoryStats;
+pub use enclave_core::serving::WATERMARK_PERCENT;
 
 /// The allocator; see the module documentation. Install it with `#[global_allocator]`.
 pub struct BudgetAllocator {

@@ -61,9 +61,9 @@ fn parse_args() -> Result<EnclaveArgs, String> {
     EnclaveArgs::parse_file(&text).map_err(|e| format!("{file}: {e}\n{USAGE}"))
 }
 
-fn service_config(args: &EnclaveArgs) -> Result<ServiceConfig, String> {
-    let serving = args.serving_config().map_err(|e| e.to_string())?;
-    Ok(ServiceConfig { control: args.control.clone(), logs: args.logs.clone(), serving })
+fn service_config(args: &EnclaveArgs) -> ServiceConfig {
+    let serving = args.serving_config();
+    ServiceConfig { control: args.control.clone(), logs: args.logs.clone(), serving }
 }
 
 /// What only the production flavour refuses: a gateway or publisher key whose private half
@@ -79,9 +79,10 @@ fn production_checks(args: EnclaveArgs) -> Result<EnclaveArgs, String> {
 fn main() -> ExitCode {
     let pid1 = enclave_rt::pid1::is_pid1();
     // Everything about the arguments is checked here, before PID 1's work starts.
-    let checked = parse_args()
-        .and_then(production_checks)
-        .and_then(|args| service_config(&args).map(|config| (args, config)));
+    let checked = parse_args().and_then(production_checks).map(|args| {
+        let config = service_config(&args);
+        (args, config)
+    });
     let (args, config) = match checked {
         Ok(checked) => checked,
         Err(e) => {

@@ -6,8 +6,8 @@
 //!
 //! The core says when it next has timed work ([`Serving::poll_timeout`]: session expiry,
 //! the event subscription's back-off, the clock check, the audit checkpoint); the loop
-//! sleeps at most that long and then lets it run ([`Serving::handle_timeout`], which is
-//! cheap when nothing is due).
+//! sleeps at most that long and, once that deadline has passed, lets it run
+//! ([`Serving::handle_timeout`]). The deadline is kept across wake-ups for I/O.
 //!
 //! The loop ends when the boot has failed and the `BootFailed` frame has been written (the
 //! caller then powers off), or on an I/O error on a listener.
@@ -15,9 +15,11 @@
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 
+use enclave_core::boot_state_machine::MemoryStats;
 use enclave_core::boot_state_machine::Nsm;
 use enclave_core::log_ring::LogRing;
-use enclave_core::serving::{Clock, MemoryStats, Serving, ServingConfig};
+use enclave_core::serving::{Serving, ServingConfig};
+use enclave_core::trusted_time::Clock;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use wire::LogLevel;
 
@@ -124,8 +126,11 @@ pub fn run<N: Nsm>(
     let mut core = Serving::new(&config.serving, nsm, rand_core::OsRng, logs, now);
     let mut control: Option<Stream> = None;
     let mut log_pipe = LogPipe::default();
+    let mut deadline: Option<std::time::Instant> = None;
     loop {
-        core.handle_timeout(Clock::system());
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            core.handle_timeout(Clock::system());
+        }
         if take_alert() {
             let s = memory();
             let fields = [("live", s.live.to_string()), ("budget", s.budget.to_string())];
@@ -161,7 +166,10 @@ pub fn run<N: Nsm>(
             fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN | out));
             fds.len() - 1
         });
-        let timeout = core.poll_timeout(std::time::Instant::now()).map_or(PollTimeout::NONE, |w| {
+        let now = std::time::Instant::now();
+        let wait = core.poll_timeout(now);
+        deadline = wait.map(|w| now + w);
+        let timeout = wait.map_or(PollTimeout::NONE, |w| {
             // Round up: waking a millisecond early would spin until the deadline.
             PollTimeout::from(u16::try_from(w.as_millis() + 1).unwrap_or(u16::MAX))
         });

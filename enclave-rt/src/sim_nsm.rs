@@ -100,7 +100,7 @@ impl SimNsm {
     /// No `--sim-nsm-dir`, or its chain cannot be read.
     pub fn from_args(args: &EnclaveArgs) -> Result<Self, SimNsmError> {
         fn now_ms() -> u64 {
-            enclave_core::signing_engine::Now::system().unix_micros / 1000
+            enclave_core::trusted_time::Clock::system().unix_ms()
         }
         let Some(dir) = &args.sim_nsm_dir else { return Err(SimNsmError::NoChainDir) };
         let mut pcrs = args.sim_pcrs.clone();

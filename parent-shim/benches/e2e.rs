@@ -39,7 +39,8 @@ use std::time::{Duration, Instant};
 use enclave_core::log_ring::LogRing;
 use enclave_core::serving::ServingConfig;
 use enclave_core::share_loader::LoaderConfig;
-use enclave_core::signing_engine::{AnswerKey, EngineConfig, Now, SigningEngine};
+use enclave_core::signing_engine::{AnswerKey, EngineConfig, SigningEngine};
+use enclave_core::trusted_time::Clock;
 use enclave_rt::budget_allocator::MemoryStats;
 use enclave_rt::service::ServiceConfig;
 use enclave_rt::transport::Address;
@@ -247,7 +248,7 @@ fn main() {
     let log_socket = dir.0.join("logs.sock");
     let engine_config = EngineConfig {
         session_cap: if overload { OVERLOAD_CAP } else { 1024 },
-        ..EngineConfig::with_gateway_key(gw::gateway().verifying_key().to_bytes())
+        ..EngineConfig::with_gateway_key(gw::gateway().verifying_key())
     };
     let config = ServiceConfig {
         control: Address::Unix(control.clone()),
@@ -398,7 +399,10 @@ fn main() {
                 e2e_lat.push(e2e_session(&mut api, &p).await.as_secs_f64() * 1e6);
 
                 let p = prepare(engine_node, &latency_accounts, n, 0xe9);
-                let now = Now { unix_micros: now_secs() * 1_000_000 };
+                let now = Clock {
+                    instant: std::time::Instant::now(),
+                    unix_micros: now_secs() * 1_000_000,
+                };
                 let t = Instant::now();
                 let c = engine
                     .commit(now, &p.grant.request(), &store, &mut tests::gateway::unaudited)

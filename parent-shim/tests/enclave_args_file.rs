@@ -33,11 +33,11 @@ fn every_option_survives_the_round_trip() {
     let file = a.to_file();
     let b = EnclaveArgs::parse_file(&format!("# measured\n\n{file}")).unwrap();
     assert_eq!(b.to_lines(), a.to_lines());
-    assert_eq!(b.serving_config().unwrap().max_clock_skew_ms, 2_500);
+    assert_eq!(b.serving_config().max_clock_skew_ms, 2_500);
     assert_eq!((b.control, b.logs, b.heartbeat), (a.control, a.logs, a.heartbeat));
     assert_eq!((b.memory_budget_mib, b.store_limit_mib), (2048, 1500));
     assert!(b.allow_empty && b.quiet);
-    assert_eq!(b.engine.gateway_key, gateway_key());
+    assert_eq!(b.engine.gateway_key.to_bytes(), gateway_key());
     assert_eq!(b.publisher_key, a.publisher_key);
     assert_eq!((b.engine.session_cap, b.engine.session_ttl_secs), (17, 11),);
     assert_eq!((b.engine.max_grant_lifetime_secs, b.engine.replay_window), (90, 4096));

@@ -70,7 +70,7 @@ fn start_enclave_with(
             publisher_key: gw::publisher().verifying_key(),
             engine: EngineConfig {
                 session_cap,
-                ..EngineConfig::with_gateway_key(gw::gateway().verifying_key().to_bytes())
+                ..EngineConfig::with_gateway_key(gw::gateway().verifying_key())
             },
             events: None,
             max_clock_skew_ms: enclave_core::trusted_time::DEFAULT_MAX_SKEW_MS,

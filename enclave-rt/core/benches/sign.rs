@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::signing::{self, Grant, KeySet, party};
 use ed25519_dalek::Signer;
-use enclave_core::signing_engine::Now;
+use enclave_core::trusted_time::Clock;
 use frost_core::Ciphersuite;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -85,7 +85,7 @@ fn run<C: Ciphersuite>(scheme: Scheme, sessions: usize) -> Figures {
         grant.sign_with(&signing::gateway());
         let t = Instant::now();
         let c = engine.commit(
-            Now { unix_micros: T0 * 1_000_000 },
+            Clock { instant: std::time::Instant::now(), unix_micros: T0 * 1_000_000 },
             &grant.request(),
             &store,
             &mut signing::unaudited,
@@ -96,7 +96,7 @@ fn run<C: Ciphersuite>(scheme: Scheme, sessions: usize) -> Figures {
         let req = SignRequest { session_id: grant.session_id, signing_package: &package };
         let t = Instant::now();
         let s = black_box(engine.sign(
-            Now { unix_micros: T0 * 1_000_000 + 1 },
+            Clock { instant: std::time::Instant::now(), unix_micros: T0 * 1_000_000 + 1 },
             &req,
             &mut signing::unaudited,
         ));

@@ -1,5 +1,6 @@
-//! The boot state machine: sans-IO, driven by the `wire` boot messages the parent sends,
-//! answering with the messages the enclave sends back.
+//! The enclave's life from the parent's `Hello` to serving, sans-IO: driven by the `wire`
+//! boot messages the parent sends, answering with the messages the enclave sends back, and
+//! holding, once serving, everything a signing session needs.
 //!
 //! ```text
 //!            Hello                SealedKey             ShareFileBegin
@@ -7,73 +8,47 @@
 //!                                                                          | ShareFileChunk*
 //!                                                                          | ShareFileEnd
 //!                                                                          v
-//!  any message not in the table, or any error in a step  ------------->  Serving
+//!  any other (state, message), or any error in a step  -------------->  Serving
 //!  ==> Failed (terminal: every secret is dropped and wiped; one BootFailed is sent)
 //! ```
 //!
-//! [`TRANSITIONS`] is that table as data: `handle` admits only the pairs it lists (any
-//! other fails the boot), `step`'s `match` performs them, and a debug assertion checks the
-//! state a step reached is the table's. One exit is outside the table: the event loop
-//! fails a boot that has just loaded but whose signing engine does not fit the memory
-//! budget ([`BootMachine::fail_after_load`], `OUT_OF_MEMORY` sent instead of `Loaded`).
+//! The `match` in [`BootMachine::handle`] over `(phase, message)` is that table: one arm
+//! per arrow, and one last arm for every other pair, which fails the boot.
 //! `ShareFileBegin` is the publisher's signed manifest: it is checked under the measured
 //! publisher key before the first chunk is accepted, and the file against it (length as it
-//! streams, SHA-256 and account count at the end).
-//! Time and memory figures come in through [`Context`] and randomness through the `rng`
-//! the machine is made with; the machine reads no clock and does no I/O. Each state
-//! carries the secrets that exist in it ([`Phase`]) and nothing else: leaving a state drops
-//! (and wipes) them, and a step cannot reach a secret of another state.
+//! streams, SHA-256 and account count at the end). `ShareFileEnd` builds all of serving in
+//! one step: the share store, the signing engine (its tables allocated, or the boot fails
+//! `OUT_OF_MEMORY`) and the audit chain from the boot's attestation; `Loaded` is sent only
+//! when all three exist.
+//! Time and memory figures come in with each message ([`Clock`], [`MemoryStats`]) and
+//! randomness through the `rng` the machine is made with; the machine reads no clock and
+//! does no I/O. Each state carries what exists in it ([`Phase`]) and nothing else:
+//! leaving a state drops (and wipes) its secrets, and a step cannot reach a secret of
+//! another state.
 
 use core::fmt;
+use std::time::Instant;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use rand_core::{CryptoRng, RngCore};
 use ring::digest;
+use sha2::{Digest as _, Sha256};
 use wire::session_signatures::{ShareManifest, manifest_statement};
 use wire::{BootFailReason, Message, ShareFileBegin};
 
 use crate::age_decryptor::AgeError;
 use crate::age_identity::Identity;
+use crate::audit_chain::AuditChain;
 use crate::kms_unseal::{UnsealError, UnsealKey};
 use crate::share_json::JsonErrorKind;
 use crate::share_loader::{LoadError, LoaderConfig, ShareLoader};
 use crate::share_store::{ShareStore, StoreError};
-use crate::signing_engine::AnswerKey;
+use crate::signing_engine::{AnswerKey, EngineConfig, EngineError, SigningEngine};
+use crate::trusted_time::Clock;
 
 /// The states of a boot: the protocol's own (`wire::BootState`, as `Status` reports them),
 /// so the machine and the wire cannot disagree on what a state is.
 pub use wire::BootState;
-
-/// The boot messages, by kind, for the transition table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BootInput {
-    /// `Hello`.
-    Hello,
-    /// `SealedKey`.
-    SealedKey,
-    /// `ShareFileBegin`.
-    ShareFileBegin,
-    /// `ShareFileChunk`.
-    ShareFileChunk,
-    /// `ShareFileEnd`.
-    ShareFileEnd,
-}
-
-/// Every accepted (state, input) and the state it leads to on success. Any pair not listed
-/// is a protocol violation and leads to [`BootState::Failed`].
-pub const TRANSITIONS: &[(BootState, BootInput, BootState)] = &[
-    (BootState::Waiting, BootInput::Hello, BootState::Attested),
-    (BootState::Attested, BootInput::SealedKey, BootState::KeyUnsealed),
-    (BootState::KeyUnsealed, BootInput::ShareFileBegin, BootState::Loading),
-    (BootState::Loading, BootInput::ShareFileChunk, BootState::Loading),
-    (BootState::Loading, BootInput::ShareFileEnd, BootState::Serving),
-];
-
-/// The state `input` leads to from `state`, if the table allows it.
-#[must_use]
-pub fn next_state(state: BootState, input: BootInput) -> Option<BootState> {
-    TRANSITIONS.iter().find(|(s, i, _)| *s == state && *i == input).map(|(_, _, to)| *to)
-}
 
 /// The enclave's attestation source: `/dev/nsm` in production, a software NSM in the sim
 /// flavour, test doubles in unit tests.
@@ -122,17 +97,17 @@ impl fmt::Display for NsmError {
     }
 }
 
-/// What the event loop tells the machine about the outside world.
-#[derive(Debug, Clone, Copy)]
-pub struct Context {
-    /// Microseconds on a monotonic clock.
-    pub now_micros: u64,
-    /// Unix milliseconds by the enclave's clock (the Loaded statement's load time).
-    pub unix_ms: u64,
-    /// Bytes allocated now (the budget allocator's `live`).
-    pub memory_in_use: u64,
-    /// The allocator's budget.
-    pub memory_budget: u64,
+/// The allocator's counters, for health reports and the `Loaded` figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Bytes allocated now.
+    pub live: usize,
+    /// Highest `live` seen.
+    pub peak: usize,
+    /// The budget (`usize::MAX` until one is set).
+    pub budget: usize,
+    /// Requests refused for exceeding the budget.
+    pub refused: u64,
 }
 
 /// A message for the parent.
@@ -140,25 +115,10 @@ pub struct Context {
 pub enum BootOutput {
     /// Send `Attestation { document }`.
     Attestation(Vec<u8>),
-    /// Send `Loaded { .. }`, or end the boot with it ([`BootMachine::fail_after_load`]).
-    Loaded(LoadedBoot),
+    /// Send `Loaded { .. }`: the machine is serving.
+    Loaded(wire::Loaded),
     /// Send `BootFailed { reason, detail }`.
     Failed(BootFailure),
-}
-
-/// A load the machine completed: it is `Serving`, and this is the `Loaded` to send. Only
-/// the machine makes one (no public constructor, not `Clone`), and ending a loaded boot
-/// consumes it ([`BootMachine::fail_after_load`]): so `Loaded` is sent only for a real
-/// load, and the failure path has no "not loaded after all" case to fall back from.
-#[derive(Debug, PartialEq, Eq)]
-pub struct LoadedBoot(wire::Loaded);
-
-impl LoadedBoot {
-    /// The message to send.
-    #[must_use]
-    pub fn report(&self) -> &wire::Loaded {
-        &self.0
-    }
 }
 
 /// Why the boot failed: a code and a non-secret detail.
@@ -184,22 +144,28 @@ impl BootFailure {
     }
 }
 
+/// The answer key (made at `Hello`, published in the attestation document) and the boot's
+/// randomness: what becomes the signing engine once the shares are in.
+struct Signer<R> {
+    answer: AnswerKey,
+    rng: R,
+}
+
 /// The state with what it holds. Each secret lives in exactly one state and is dropped
-/// (and wiped) when the state is left; the answer key is made at `Hello`, published in the
-/// attestation document and handed to the signing service once serving.
-enum Phase {
-    Waiting,
-    Attested { unseal: Box<UnsealKey>, answer: AnswerKey },
-    KeyUnsealed { identity: Identity, answer: AnswerKey },
-    Loading { loading: Box<Loading>, answer: AnswerKey },
-    Serving { store: ShareStore, answer: Option<AnswerKey> },
+/// (and wiped) when the state is left.
+enum Phase<R> {
+    Waiting { rng: R },
+    Attested { unseal: Box<UnsealKey>, signer: Signer<R> },
+    KeyUnsealed { identity: Identity, signer: Signer<R> },
+    Loading { loading: Box<Loading>, signer: Signer<R> },
+    Serving { store: ShareStore, engine: Box<SigningEngine<R>>, audit: AuditChain },
     Failed,
 }
 
-impl Phase {
+impl<R> Phase<R> {
     fn state(&self) -> BootState {
         match self {
-            Self::Waiting => BootState::Waiting,
+            Self::Waiting { .. } => BootState::Waiting,
             Self::Attested { .. } => BootState::Attested,
             Self::KeyUnsealed { .. } => BootState::KeyUnsealed,
             Self::Loading { .. } => BootState::Loading,
@@ -215,35 +181,55 @@ struct Loading {
     /// The publisher's manifest, its signature checked.
     manifest: ShareManifest,
     received: u64,
-    started_micros: u64,
+    started: Instant,
+}
+
+/// Serving, borrowed: the share store, the signing engine and the audit chain, which exist
+/// together or not at all.
+pub struct Live<'a, R> {
+    /// Every account's share.
+    pub store: &'a ShareStore,
+    /// The sessions, the replay window and the answer key.
+    pub engine: &'a mut SigningEngine<R>,
+    /// The session audit chain ([`crate::audit_chain`]).
+    pub audit: &'a mut AuditChain,
 }
 
 /// The boot state machine; see the module documentation.
 pub struct BootMachine<N: Nsm, R> {
-    phase: Phase,
+    phase: Phase<R>,
     nsm: N,
-    /// The boot's randomness (the unseal key, the answer key); handed on with the answer
-    /// key once serving ([`Self::take_answer_key`]).
-    rng: Option<R>,
     loader_config: LoaderConfig,
     /// The share publisher's key (measured): signs the manifest of every file we load.
     publisher: VerifyingKey,
+    /// The signing engine's limits and the gateway key; the loaded epoch is set at load.
+    engine_config: EngineConfig,
     /// The `Hello` nonce: the boot's attestation document carries it, and the signed
     /// Loaded statement names it.
     boot_nonce: Vec<u8>,
+    /// SHA-256 of the boot's attestation document: the audit chain's genesis.
+    genesis: [u8; 32],
 }
 
 impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
-    /// A machine in [`BootState::Waiting`], drawing its keys from `rng`, loading only a
-    /// share file whose manifest `publisher` signed.
-    pub fn new(nsm: N, rng: R, loader_config: LoaderConfig, publisher: VerifyingKey) -> Self {
+    /// A machine in [`BootState::Waiting`], drawing its keys and then the signing nonces
+    /// from `rng`, loading only a share file whose manifest `publisher` signed, and serving
+    /// with `engine_config` once loaded.
+    pub fn new(
+        nsm: N,
+        rng: R,
+        loader_config: LoaderConfig,
+        publisher: VerifyingKey,
+        engine_config: EngineConfig,
+    ) -> Self {
         Self {
-            phase: Phase::Waiting,
+            phase: Phase::Waiting { rng },
             nsm,
-            rng: Some(rng),
             loader_config,
             publisher,
+            engine_config,
             boot_nonce: Vec::new(),
+            genesis: [0; 32],
         }
     }
 
@@ -260,20 +246,43 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
         }
     }
 
-    /// The answer key and the randomness, once serving, for the signing engine; `None`
-    /// before, and after they have been taken.
-    pub fn take_answer_key(&mut self) -> Option<(AnswerKey, R)> {
-        let Phase::Serving { answer, .. } = &mut self.phase else { return None };
-        answer.take().zip(self.rng.take())
+    /// The signing engine, once serving.
+    pub fn engine(&self) -> Option<&SigningEngine<R>> {
+        match &self.phase {
+            Phase::Serving { engine, .. } => Some(engine),
+            _ => None,
+        }
+    }
+
+    /// The audit chain, once serving.
+    pub fn audit(&self) -> Option<&AuditChain> {
+        match &self.phase {
+            Phase::Serving { audit, .. } => Some(audit),
+            _ => None,
+        }
+    }
+
+    /// Everything serving holds, once serving.
+    pub fn live(&mut self) -> Option<Live<'_, R>> {
+        match &mut self.phase {
+            Phase::Serving { store, engine, audit } => Some(Live { store, engine, audit }),
+            _ => None,
+        }
+    }
+
+    /// The session limits the engine serves with (reported by `Status` in every state).
+    pub fn engine_config(&self) -> &EngineConfig {
+        &self.engine_config
     }
 
     /// A fresh attestation document while serving (the gateway's `GetAttestation`): over
-    /// `nonce`, with `user_data` (the answer key) and no public key (the unseal key is gone).
-    pub fn attest_serving(&mut self, nonce: &[u8], user_data: &[u8]) -> Result<Vec<u8>, NsmError> {
-        if self.state() != BootState::Serving {
+    /// `nonce`, with the answer key as `user_data` and no public key (the unseal key is
+    /// gone).
+    pub fn attest_serving(&mut self, nonce: &[u8]) -> Result<Vec<u8>, NsmError> {
+        let Phase::Serving { engine, .. } = &self.phase else {
             return Err(NsmError::NotServing);
-        }
-        self.nsm.attest(nonce, &[], user_data)
+        };
+        self.nsm.attest(nonce, &[], &engine.answer_user_data())
     }
 
     /// The NSM's clock ([`Nsm::time_ms`]), for the serving core's clock check.
@@ -282,87 +291,54 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
     }
 
     /// Handles one message from the parent. Returns what to send back, if anything. A
-    /// message that is not a boot message is the caller's to route; passing one here is a
-    /// protocol violation.
-    pub fn handle(&mut self, message: &Message<'_>, ctx: &Context) -> Option<BootOutput> {
-        let state = self.state();
-        if state == BootState::Failed {
+    /// message that is not a boot message ([`is_boot_message`]) is the caller's to route;
+    /// passing one here is a protocol violation.
+    pub fn handle(
+        &mut self,
+        message: &Message<'_>,
+        clock: Clock,
+        memory: MemoryStats,
+    ) -> Option<BootOutput> {
+        if self.state() == BootState::Failed {
             return None; // terminal: already reported, nothing more is said
         }
-        let Some(input) = boot_input(message) else {
-            return Some(self.fail(BootFailure::new(
-                BootFailReason::PROTOCOL_VIOLATION,
-                format_args!("{} is not a boot message", message.name()),
-            )));
-        };
-        let Some(to) = next_state(state, input) else {
-            let reason = if input == BootInput::SealedKey
-                && matches!(state, BootState::KeyUnsealed | BootState::Loading | BootState::Serving)
-            {
-                BootFailReason::SEALED_KEY_REPEATED
-            } else {
-                BootFailReason::PROTOCOL_VIOLATION
-            };
-            return Some(
-                self.fail(BootFailure::new(reason, format_args!("{input:?} in state {state:?}"))),
-            );
-        };
         // The phase is taken for the step; a failure leaves `Failed` behind, so every
         // secret of the old phase is dropped with it.
         let phase = core::mem::replace(&mut self.phase, Phase::Failed);
-        match self.step(phase, message, ctx) {
+        match self.step(phase, message, clock, memory) {
             Ok((phase, output)) => {
-                debug_assert_eq!(phase.state(), to, "the step and the table disagree");
                 self.phase = phase;
                 output
             }
-            Err(failure) => Some(self.fail(failure)),
+            Err(failure) => Some(BootOutput::Failed(failure)),
         }
     }
 
-    /// Ends a boot that loaded but cannot serve, such as when the signing engine's tables
-    /// do not fit the memory budget: enters `Failed` (the store and every key are dropped
-    /// and wiped) and returns the `BootFailed` to send instead of `Loaded`. It takes the
-    /// [`LoadedBoot`] the machine returned, so it can only follow a load and always fails.
-    pub fn fail_after_load(
-        &mut self,
-        _loaded: LoadedBoot,
-        reason: BootFailReason,
-        detail: impl fmt::Display,
-    ) -> BootOutput {
-        self.fail(BootFailure::new(reason, detail))
-    }
-
-    /// Enters `Failed`: drops every secret (each type wipes itself on drop).
-    fn fail(&mut self, failure: BootFailure) -> BootOutput {
-        self.phase = Phase::Failed;
-        self.rng = None;
-        BootOutput::Failed(failure)
-    }
-
-    /// One transition of the table, from `phase` on `message`: the next phase and what to
-    /// send. `handle` has checked the pair against [`TRANSITIONS`].
+    /// The table: one arm per transition, from `phase` on `message`, giving the next phase
+    /// and what to send; the last arm fails every other pair.
     fn step(
         &mut self,
-        phase: Phase,
+        phase: Phase<R>,
         message: &Message<'_>,
-        ctx: &Context,
-    ) -> Result<(Phase, Option<BootOutput>), BootFailure> {
+        clock: Clock,
+        memory: MemoryStats,
+    ) -> Result<(Phase<R>, Option<BootOutput>), BootFailure> {
         match (phase, message) {
-            (Phase::Waiting, Message::Hello(hello)) => {
-                let rng = self.rng.as_mut().ok_or_else(|| internal("no randomness"))?;
-                let unseal = UnsealKey::generate_with(rng)
+            (Phase::Waiting { mut rng }, Message::Hello(hello)) => {
+                let unseal = UnsealKey::generate_with(&mut rng)
                     .map_err(|e| BootFailure::new(BootFailReason::INTERNAL, e))?;
-                let answer = AnswerKey::generate(rng);
+                let answer = AnswerKey::generate(&mut rng);
                 let document = self
                     .nsm
                     .attest(hello.nonce, unseal.public_key_der(), &answer.user_data())
                     .map_err(|e| BootFailure::new(BootFailReason::ATTESTATION_FAILED, e))?;
-                self.boot_nonce = hello.nonce.to_vec();
-                let phase = Phase::Attested { unseal: Box::new(unseal), answer };
+                hello.nonce.clone_into(&mut self.boot_nonce);
+                self.genesis = Sha256::digest(&document).into();
+                let signer = Signer { answer, rng };
+                let phase = Phase::Attested { unseal: Box::new(unseal), signer };
                 Ok((phase, Some(BootOutput::Attestation(document))))
             }
-            (Phase::Attested { unseal, answer }, Message::SealedKey(sealed)) => {
+            (Phase::Attested { unseal, signer }, Message::SealedKey(sealed)) => {
                 let identity = unseal.unseal(sealed.ciphertext_for_recipient).map_err(|e| {
                     let reason = match e {
                         UnsealError::Malformed(_) | UnsealError::Unsupported(_) => {
@@ -374,9 +350,9 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
                     };
                     BootFailure::new(reason, e)
                 })?;
-                Ok((Phase::KeyUnsealed { identity, answer }, None))
+                Ok((Phase::KeyUnsealed { identity, signer }, None))
             }
-            (Phase::KeyUnsealed { identity, answer }, Message::ShareFileBegin(begin)) => {
+            (Phase::KeyUnsealed { identity, signer }, Message::ShareFileBegin(begin)) => {
                 let manifest = self.check_manifest(begin)?;
                 let loader = ShareLoader::new(
                     identity,
@@ -390,11 +366,11 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
                     sha256: digest::Context::new(&digest::SHA256),
                     manifest,
                     received: 0,
-                    started_micros: ctx.now_micros,
+                    started: clock.instant,
                 });
-                Ok((Phase::Loading { loading, answer }, None))
+                Ok((Phase::Loading { loading, signer }, None))
             }
-            (Phase::Loading { mut loading, answer }, Message::ShareFileChunk(chunk)) => {
+            (Phase::Loading { mut loading, signer }, Message::ShareFileChunk(chunk)) => {
                 if chunk.offset != loading.received {
                     return Err(BootFailure::new(
                         BootFailReason::CIPHERTEXT_MISMATCH,
@@ -407,16 +383,48 @@ impl<N: Nsm, R: RngCore + CryptoRng> BootMachine<N, R> {
                 loading.received += chunk.data.len() as u64;
                 loading.sha256.update(chunk.data);
                 loading.loader.feed(chunk.data).map_err(load_failure)?;
-                Ok((Phase::Loading { loading, answer }, None))
+                Ok((Phase::Loading { loading, signer }, None))
             }
-            (Phase::Loading { loading, answer }, Message::ShareFileEnd(_)) => {
-                let (store, report) = finish_load(*loading, ctx, &self.boot_nonce, &answer)?;
-                let phase = Phase::Serving { store, answer: Some(answer) };
-                Ok((phase, Some(BootOutput::Loaded(LoadedBoot(report)))))
+            (Phase::Loading { loading, signer }, Message::ShareFileEnd(_)) => {
+                let facts = BootFacts { boot_nonce: &self.boot_nonce, clock, memory };
+                let (store, report) = finish_load(*loading, &facts, &signer.answer)?;
+                let config = EngineConfig { loaded_epoch: report.epoch, ..self.engine_config };
+                let engine = SigningEngine::new(config, signer.answer, signer.rng)
+                    .map_err(|e| BootFailure::new(engine_failure(e), e))?;
+                let audit = AuditChain::new(self.genesis);
+                let phase = Phase::Serving { store, engine: Box::new(engine), audit };
+                Ok((phase, Some(BootOutput::Loaded(report))))
             }
-            // `handle` admits only the pairs of the table, which are the arms above.
-            _ => Err(internal("a transition of the table without a step")),
+            (phase, message) => Err(out_of_order(phase.state(), message)),
         }
+    }
+}
+
+/// The failure for a message the table has no arrow for in `state`.
+fn out_of_order(state: BootState, message: &Message<'_>) -> BootFailure {
+    let name = message.name();
+    if !is_boot_message(message) {
+        return BootFailure::new(
+            BootFailReason::PROTOCOL_VIOLATION,
+            format_args!("{name} is not a boot message"),
+        );
+    }
+    let repeated = matches!(message, Message::SealedKey(_))
+        && matches!(state, BootState::KeyUnsealed | BootState::Loading | BootState::Serving);
+    let reason = if repeated {
+        BootFailReason::SEALED_KEY_REPEATED
+    } else {
+        BootFailReason::PROTOCOL_VIOLATION
+    };
+    BootFailure::new(reason, format_args!("{name} in state {state:?}"))
+}
+
+/// Why an engine could not be built for the loaded shares: its tables do not fit the
+/// memory budget (the only way `SigningEngine::new` fails).
+fn engine_failure(e: EngineError) -> BootFailReason {
+    match e {
+        EngineError::TablesOutOfMemory => BootFailReason::OUT_OF_MEMORY,
+        _ => BootFailReason::INTERNAL,
     }
 }
 
@@ -448,15 +456,21 @@ impl<N: Nsm, R> BootMachine<N, R> {
     }
 }
 
+/// What the Loaded statement and figures say about this boot besides the file.
+struct BootFacts<'a> {
+    boot_nonce: &'a [u8],
+    clock: Clock,
+    memory: MemoryStats,
+}
+
 /// The end of the file: the manifest's hash and count, the loader's last checks, the
 /// figures, and the Loaded statement signed with the answer key.
 fn finish_load(
     loading: Loading,
-    ctx: &Context,
-    boot_nonce: &[u8],
+    boot: &BootFacts<'_>,
     answer: &AnswerKey,
 ) -> Result<(ShareStore, wire::Loaded), BootFailure> {
-    let Loading { loader, sha256, manifest, started_micros, .. } = loading;
+    let Loading { loader, sha256, manifest, started, .. } = loading;
     let digest = sha256.finish();
     if digest.as_ref() != manifest.ciphertext_sha256 {
         return Err(BootFailure::new(
@@ -478,12 +492,12 @@ fn finish_load(
     let mut ciphertext_sha256 = [0u8; 32];
     ciphertext_sha256.copy_from_slice(digest.as_ref());
     let facts = wire::session_signatures::LoadedFacts {
-        boot_nonce,
+        boot_nonce: boot.boot_nonce,
         ciphertext_sha256,
         epoch: manifest.epoch,
         accounts: stats.accounts,
         plaintext_bytes: stats.plaintext_bytes,
-        loaded_at_unix_ms: ctx.unix_ms,
+        loaded_at_unix_ms: boot.clock.unix_ms(),
     };
     let mut statement = [0u8; wire::session_signatures::LOADED_MAX];
     let len = wire::session_signatures::loaded_statement(&facts, &mut statement)
@@ -493,30 +507,29 @@ fn finish_load(
         plaintext_bytes: stats.plaintext_bytes,
         ciphertext_sha256,
         epoch: manifest.epoch,
-        load_micros: ctx.now_micros.saturating_sub(started_micros),
-        memory_in_use: ctx.memory_in_use,
-        memory_budget: ctx.memory_budget,
-        loaded_at_unix_ms: ctx.unix_ms,
+        load_micros: u64::try_from(
+            boot.clock.instant.saturating_duration_since(started).as_micros(),
+        )
+        .unwrap_or(u64::MAX),
+        memory_in_use: boot.memory.live as u64,
+        memory_budget: boot.memory.budget as u64,
+        loaded_at_unix_ms: boot.clock.unix_ms(),
         signature: answer.sign(statement.get(..len).unwrap_or_default()),
     };
     Ok((store, report))
 }
 
-fn internal(what: &str) -> BootFailure {
-    BootFailure::new(BootFailReason::INTERNAL, what)
-}
-
-/// The boot input a message is, if it is a boot message from the parent.
+/// Whether `message` is one of the boot messages the parent sends (the table's inputs).
 #[must_use]
-pub fn boot_input(message: &Message<'_>) -> Option<BootInput> {
-    Some(match message {
-        Message::Hello(_) => BootInput::Hello,
-        Message::SealedKey(_) => BootInput::SealedKey,
-        Message::ShareFileBegin(_) => BootInput::ShareFileBegin,
-        Message::ShareFileChunk(_) => BootInput::ShareFileChunk,
-        Message::ShareFileEnd(_) => BootInput::ShareFileEnd,
-        _ => return None,
-    })
+pub fn is_boot_message(message: &Message<'_>) -> bool {
+    matches!(
+        message,
+        Message::Hello(_)
+            | Message::SealedKey(_)
+            | Message::ShareFileBegin(_)
+            | Message::ShareFileChunk(_)
+            | Message::ShareFileEnd(_)
+    )
 }
 
 /// The reason code for a failed load.

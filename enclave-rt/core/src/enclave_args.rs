@@ -22,8 +22,9 @@ use std::path::PathBuf;
 use crate::serving::ServingConfig;
 use crate::session_events::EventsConfig;
 use crate::share_loader::LoaderConfig;
-use crate::signing_engine::{EngineConfig, check_verifying_key};
+use crate::signing_engine::EngineConfig;
 use crate::trusted_time::DEFAULT_MAX_SKEW_MS;
+use ed25519_dalek::VerifyingKey;
 
 /// A listening or connecting address: vsock in an enclave, a Unix socket in local runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +130,7 @@ pub struct EnclaveArgs {
     pub engine: EngineConfig,
     /// The share file publisher's Ed25519 key (valid and not weak): the enclave loads only
     /// a file whose manifest it signed (`session_signatures::manifest_statement`).
-    pub publisher_key: [u8; 32],
+    pub publisher_key: VerifyingKey,
     /// No log lines on stderr (they still go to the parent).
     pub quiet: bool,
     /// The sim NSM's chain (sim flavour only).
@@ -152,11 +153,9 @@ impl EnclaveArgs {
         gateway_key: [u8; 32],
         publisher_key: [u8; 32],
     ) -> Result<Self, ArgsError> {
-        check_verifying_key(&gateway_key)
-            .map_err(|e| ArgsError(format!("bad --gateway-key: {e}")))?;
-        check_verifying_key(&publisher_key)
-            .map_err(|e| ArgsError(format!("bad --publisher-key: {e}")))?;
-        if gateway_key == publisher_key {
+        let gateway = verifying_key("--gateway-key", "gateway", &gateway_key)?;
+        let publisher = verifying_key("--publisher-key", "publisher", &publisher_key)?;
+        if gateway == publisher {
             // One key for both roles would let the online gateway sign share manifests
             // (and the offline publisher sign grants): the two trust roots must differ.
             return Err(ArgsError(
@@ -166,13 +165,13 @@ impl EnclaveArgs {
             ));
         }
         Ok(Self {
-            publisher_key,
+            publisher_key: publisher,
             control,
             logs,
             memory_budget_mib: DEFAULT_MEMORY_BUDGET_MIB,
             store_limit_mib: DEFAULT_STORE_LIMIT_MIB,
             allow_empty: false,
-            engine: EngineConfig::with_gateway_key(gateway_key),
+            engine: EngineConfig::with_gateway_key(gateway),
             quiet: false,
             sim_nsm_dir: None,
             sim_pcrs: Vec::new(),
@@ -250,23 +249,18 @@ impl EnclaveArgs {
 
     /// What the serving core is told: the loader's limits, the publisher key, the engine's
     /// limits and gateway key, the event stream.
-    ///
-    /// # Errors
-    /// The publisher key is not a valid, non-weak point (possible only if the field was
-    /// set after [`Self::new`] checked it).
-    pub fn serving_config(&self) -> Result<ServingConfig, ArgsError> {
-        let publisher_key = check_verifying_key(&self.publisher_key)
-            .map_err(|e| ArgsError(format!("bad --publisher-key: {e}")))?;
-        Ok(ServingConfig {
+    #[must_use]
+    pub fn serving_config(&self) -> ServingConfig {
+        ServingConfig {
             loader: LoaderConfig {
                 allow_empty: self.allow_empty,
                 store_limit_bytes: self.store_limit_mib << 20,
             },
-            publisher_key,
+            publisher_key: self.publisher_key,
             engine: self.engine,
             events: self.events.clone(),
             max_clock_skew_ms: self.max_clock_skew_ms,
-        })
+        }
     }
 
     /// The arguments in a file as the image build and the parent write it
@@ -316,8 +310,21 @@ fn ed25519_key(flag: &str, text: &str) -> Result<[u8; 32], ArgsError> {
         return Err(ArgsError(format!("bad {flag}: expected 64 hex digits")));
     }
     let key: [u8; 32] = unhex(text).ok_or_else(|| ArgsError(format!("bad {flag}: not hex")))?;
-    check_verifying_key(&key).map_err(|e| ArgsError(format!("bad {flag}: {e}")))?;
+    let whose = flag.trim_start_matches("--").trim_end_matches("-key");
+    verifying_key(flag, whose, &key)?;
     Ok(key)
+}
+
+/// A measured Ed25519 key (the gateway's, which signs grants, or the share publisher's,
+/// which signs manifests) as the enclave will use it: a valid point, not of small order (a
+/// weak key would let anyone forge what it signs). Parsed once, here: the core holds only
+/// keys that passed.
+fn verifying_key(flag: &str, whose: &str, key: &[u8; 32]) -> Result<VerifyingKey, ArgsError> {
+    VerifyingKey::from_bytes(key).ok().filter(|k| !k.is_weak()).ok_or_else(|| {
+        ArgsError(format!(
+            "bad {flag}: the configured {whose} key is not a valid Ed25519 key (or a weak one)"
+        ))
+    })
 }
 
 /// Ed25519 public keys anyone can sign with: those whose private halves are in this
@@ -358,8 +365,8 @@ pub const PUBLISHED_KEYS: [[u8; 32]; 4] = [
 /// Names the key and why.
 pub fn refuse_published_keys(args: &EnclaveArgs) -> Result<(), ArgsError> {
     for (flag, key, owner) in [
-        ("--gateway-key", &args.engine.gateway_key, "the gateway's"),
-        ("--publisher-key", &args.publisher_key, "the share publisher's"),
+        ("--gateway-key", args.engine.gateway_key.as_bytes(), "the gateway's"),
+        ("--publisher-key", args.publisher_key.as_bytes(), "the share publisher's"),
     ] {
         if PUBLISHED_KEYS.contains(key) {
             return Err(ArgsError(format!(

@@ -165,8 +165,7 @@ pub fn fuzz_signing(data: &[u8]) {
 
     use crate::share_store::ShareStoreBuilder;
     use crate::signing_engine::{
-        AnswerKey, EngineConfig, FrostEd25519, FrostSecp256k1Tr, Now, SigningEngine,
-        ThresholdScheme,
+        AnswerKey, EngineConfig, FrostEd25519, FrostSecp256k1Tr, SigningEngine, ThresholdScheme,
     };
 
     let scheme = if data.first().is_some_and(|b| b & 1 == 1) {
@@ -199,7 +198,7 @@ pub fn fuzz_signing(data: &[u8]) {
     let config = EngineConfig {
         session_cap: 1,
         replay_window: 4,
-        ..EngineConfig::with_gateway_key(gateway.verifying_key().to_bytes())
+        ..EngineConfig::with_gateway_key(gateway.verifying_key())
     };
     let answer = AnswerKey::generate(&mut rand_core::OsRng);
     let Ok(mut engine) = SigningEngine::new(config, answer, rand_core::OsRng) else {
@@ -227,7 +226,10 @@ pub fn fuzz_signing(data: &[u8]) {
         min_epoch: grant.min_epoch,
         authorization: gateway.sign(statement.get(..n).unwrap_or_default()).to_bytes(),
     };
-    let now = Now { unix_micros: 1_900_000_000_000_000 };
+    let now = crate::trusted_time::Clock {
+        instant: std::time::Instant::now(),
+        unix_micros: 1_900_000_000_000_000,
+    };
     if let Err(e) = engine.commit(now, &request, &store, &mut |_: &[u8]| {
         Ok(wire::session_signatures::AuditAnchor::default())
     }) {

@@ -14,12 +14,16 @@
 //!
 //! Booting and serving:
 //! - [`boot_state_machine`]: `Waiting` -> `Attested` -> `KeyUnsealed` -> `Loading` -> `Serving`, or
-//!   `Failed`; a transition table, driven by `wire` messages.
+//!   `Failed`, one `match` over (state, message); `Serving` holds the store, the signing
+//!   engine and the audit chain, built together at the end of the load.
 //! - [`kms_unseal`] and [`ber`]: the per-boot RSA key and KMS's CMS `EnvelopedData`.
 //! - [`signing_engine`]: FROST sessions (round 1, round 2, abort, TTL) under the gateway's
 //!   authorisation; [`session_events`]: the same requests delivered as the gateway's SSE
 //!   events through the parent's relay, answers posted back over HTTPS.
-//! - [`log_ring`]: bounded logs to the parent; [`serving`]: every serving-time route.
+//! - [`audit_chain`]: the hash chain of every session outcome, checkpointed with the answer key.
+//! - [`trusted_time`]: the core's one time type ([`trusted_time::Clock`]) and the clock checked
+//!   against the NSM's.
+//! - [`log_ring`]: bounded logs to the parent; [`serving`]: every frame routed, the timers.
 //! - [`enclave_args`]: the enclave's arguments, written by the image build and the parent,
 //!   read by the enclave.
 

@@ -5,16 +5,18 @@
 //!
 //! - [`Serving::read_buf`] and [`Serving::received`]: bytes from the parent in, routed;
 //! - [`Serving::outgoing`] and [`Serving::sent`]: answers out;
-//! - [`Serving::poll_timeout`] and [`Serving::handle_timeout`]: session expiry and the
-//!   session-event subscription's back-off;
+//! - [`Serving::poll_timeout`] and [`Serving::handle_timeout`]: timed work (session
+//!   expiry, the session-event subscription's back-off, the clock check, the audit
+//!   checkpoint), run when the deadline the core gave has passed;
 //! - [`Serving::parent_connected`] and [`Serving::parent_lost`]: the control connection.
 //!
 //! Routes, by what the frame is: `Ping` and `StatusRequest` in every state; the boot
-//! messages to the [`BootMachine`]; `AttestRequest` and the signing RPC (`CommitRequest`,
-//! `SignRequest`, `AbortRequest`) once serving; the relay's frames (`SseEvent`, `SseClose`,
-//! `HttpResponse`, `HttpError`) to [`SessionEvents`] when events are configured. Anything
-//! else is refused with `INVALID_ARGUMENT`, and signing before the boot has finished with
-//! `FAILED_PRECONDITION`.
+//! messages to the [`BootMachine`], which also holds what serving needs once the shares are
+//! loaded ([`Live`]); `AttestRequest`, `AuditHeadRequest` and the signing RPC
+//! (`CommitRequest`, `SignRequest`, `AbortRequest`) once serving, and before that
+//! `FAILED_PRECONDITION`; the relay's frames (`SseEvent`, `SseClose`, `HttpResponse`,
+//! `HttpError`) to [`SessionEvents`] when events are configured. Anything else is refused
+//! with `INVALID_ARGUMENT`.
 //!
 //! The time is passed in ([`Clock`]), and so is the randomness the signing engine uses.
 
@@ -22,20 +24,20 @@ use std::time::{Duration, Instant};
 
 use rand_core::{CryptoRng, RngCore};
 use wire::{
-    AbortResponse, BootFailReason, BootFailed, CommitResponse, DefaultDecoder, Flags, FrameError,
-    HttpPost, LogLevel, Message, MessageError, Pong, RpcError, RpcErrorCode, SignResponse, Status,
+    AbortResponse, BootFailed, CommitResponse, DefaultDecoder, Flags, FrameError, HttpPost,
+    LogLevel, Message, MessageError, Pong, RpcError, RpcErrorCode, SignResponse, Status,
 };
 
 use crate::audit_chain::{AuditChain, AuditError, blank};
-use crate::boot_state_machine::{BootMachine, BootOutput, BootState, Context, Nsm, boot_input};
+use crate::boot_state_machine::{
+    BootMachine, BootOutput, BootState, Live, MemoryStats, Nsm, NsmError, is_boot_message,
+};
 use crate::log_ring::LogRing;
 use crate::session_events::{self, EventsConfig, SessionEvents};
 use crate::share_loader::LoaderConfig;
 use crate::share_store::ShareStore;
-use crate::signing_engine::{
-    CommitAnswer, EngineConfig, EngineError, Now, SignAnswer, SigningEngine,
-};
-use crate::trusted_time::{Change, ClockCheck};
+use crate::signing_engine::{CommitAnswer, EngineConfig, EngineError, SignAnswer, SigningEngine};
+use crate::trusted_time::{Change, Clock, ClockCheck};
 use sha2::{Digest as _, Sha256};
 use wire::session_signatures::AuditAnchor;
 use wire::{AuditCheckpoint, AuditEntry, AuditKind};
@@ -49,35 +51,11 @@ pub const OUTGOING_LIMIT: usize = 4 * wire::MAX_FRAME_LEN;
 /// Fraction of the budget, in percent, above which the watermark alert fires once.
 pub const WATERMARK_PERCENT: usize = 70;
 
-/// The allocator's counters, for health reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemoryStats {
-    /// Bytes allocated now.
-    pub live: usize,
-    /// Highest `live` seen.
-    pub peak: usize,
-    /// The budget (`usize::MAX` until one is set).
-    pub budget: usize,
-    /// Requests refused for exceeding the budget.
-    pub refused: u64,
-}
+/// How often open sessions are swept for expiry (each wiped one an audit entry).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The time, read once by the shell for each step.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    /// Monotonic: uptime, back-off.
-    pub instant: Instant,
-    /// Wall clock: grant validity and session TTLs.
-    pub unix: Now,
-}
-
-impl Clock {
-    /// The system's clocks now.
-    #[must_use]
-    pub fn system() -> Self {
-        Self { instant: Instant::now(), unix: Now::system() }
-    }
-}
+/// What a request before the boot has finished is told.
+const NOT_SERVING: &str = "not serving: boot incomplete";
 
 /// What the serving core needs to know.
 #[derive(Debug, Clone)]
@@ -112,9 +90,13 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
         Self {
             decoder: Box::default(),
             router: Router {
-                machine: BootMachine::new(nsm, rng, config.loader, config.publisher_key),
-                engine: None,
-                engine_config: config.engine,
+                machine: BootMachine::new(
+                    nsm,
+                    rng,
+                    config.loader,
+                    config.publisher_key,
+                    config.engine,
+                ),
                 events: config.events.clone().map(SessionEvents::new),
                 clock: ClockCheck::new(config.max_clock_skew_ms),
                 started: now,
@@ -124,8 +106,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
                 frame_buf: vec![0u8; wire::MAX_FRAME_LEN],
                 event_buf: Vec::new(),
                 logs,
-                boot_attestation_sha256: None,
-                audit: None,
+                next_sweep: None,
             },
         }
     }
@@ -213,23 +194,21 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
         self.router.logs.log(LogLevel::Warn, "service", "parent disconnected", &[]);
         self.router.parent_lost();
         let r = &mut self.router;
-        if let (Some(chain), Some(engine)) = (&mut r.audit, &r.engine)
-            && chain.next_checkpoint().is_some()
+        if let Some(live) = r.machine.live()
+            && live.audit.next_checkpoint().is_some()
         {
-            checkpoint_now(chain, engine, clock, &mut r.logs, Head::OWN);
+            checkpoint_now(live.audit, live.engine, clock, &mut r.logs, Head::OWN);
         }
     }
 
-    /// How long the shell may sleep before [`Self::handle_timeout`] has work: a second
-    /// while sessions are open (to wipe the expired ones), the subscription's back-off, the
-    /// clock check, the audit checkpoint.
+    /// How long the shell may sleep before [`Self::handle_timeout`] has work: the next
+    /// expiry sweep ([`SWEEP_INTERVAL`] while sessions are open), the subscription's
+    /// back-off, the clock check, the audit checkpoint. Each is a deadline, not a period:
+    /// frames arriving in between do not push it back.
     #[must_use]
     pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let r = &self.router;
-        let mut wake = match &r.engine {
-            Some(e) if e.sessions_in_use() > 0 => Some(Duration::from_secs(1)),
-            _ => None,
-        };
+        let mut wake = r.next_sweep.map(|at| at.saturating_duration_since(now));
         // Only a re-open `subscribe_if_due` could send wakes the loop: without a parent an
         // overdue one would wake it at once, over and over (it spun at 1 kHz).
         if r.can_subscribe()
@@ -237,39 +216,38 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
         {
             wake = Some(wake.map_or(due, |w| w.min(due)));
         }
-        if r.engine.is_some() {
+        if r.machine.engine().is_some() {
             let due = r.clock.wake_in(now);
             wake = Some(wake.map_or(due, |w| w.min(due)));
         }
         // Entries not yet checkpointed: the tail is signed within the interval.
-        if let Some(at) = r.audit.as_ref().and_then(AuditChain::next_checkpoint) {
+        if let Some(at) = r.machine.audit().and_then(AuditChain::next_checkpoint) {
             let due = at.saturating_duration_since(now);
             wake = Some(wake.map_or(due, |w| w.min(due)));
         }
         wake
     }
 
-    /// Timed work: (re-)subscribe to the session events when due, wipe expired sessions
-    /// (each an audit entry), sign an audit checkpoint when due.
-    /// Cheap when there is nothing to do; the shell calls it on every turn.
+    /// Timed work, once the deadline [`Self::poll_timeout`] gave has passed: (re-)subscribe
+    /// to the session events, measure the clock, wipe expired sessions (each an audit
+    /// entry), sign an audit checkpoint. Only what is due runs.
     pub fn handle_timeout(&mut self, clock: Clock) {
-        self.router.subscribe_if_due(clock.instant);
-        let (clock, _) = self.router.session_clock(clock);
-        if let (Some(e), Some(chain)) = (&mut self.router.engine, &mut self.router.audit) {
-            let logs = &mut self.router.logs;
-            let wiped = expire_recorded(e, chain, logs, clock);
-            if chain.checkpoint_due(clock.instant) {
-                checkpoint_now(chain, e, clock, logs, Head::OWN);
-            }
+        let r = &mut self.router;
+        r.subscribe_if_due(clock.instant);
+        let (clock, _) = r.session_clock(clock);
+        let sweep = r.next_sweep.is_some_and(|at| clock.instant >= at);
+        let Some(live) = r.machine.live() else { return };
+        if sweep {
+            let wiped = expire_recorded(live.engine, live.audit, &mut r.logs, clock);
+            r.next_sweep =
+                (live.engine.sessions_in_use() > 0).then(|| clock.instant + SWEEP_INTERVAL);
             if wiped > 0 {
                 let count = wiped.to_string();
-                self.router.logs.log(
-                    LogLevel::Info,
-                    "rpc",
-                    "sessions expired",
-                    &[("count", &count)],
-                );
+                r.logs.log(LogLevel::Info, "rpc", "sessions expired", &[("count", &count)]);
             }
+        }
+        if live.audit.checkpoint_due(clock.instant) {
+            checkpoint_now(live.audit, live.engine, clock, &mut r.logs, Head::OWN);
         }
     }
 
@@ -294,9 +272,8 @@ impl<N: Nsm, R: RngCore + CryptoRng> Serving<N, R> {
 
 /// Everything but the decoder, so a decoded frame (which borrows the decoder) can be routed.
 struct Router<N: Nsm, R> {
+    /// The boot, and once serving the store, the engine and the audit chain.
     machine: BootMachine<N, R>,
-    engine: Option<SigningEngine<R>>,
-    engine_config: EngineConfig,
     events: Option<SessionEvents>,
     /// Our wall clock against the NSM's ([`crate::trusted_time`]).
     clock: ClockCheck,
@@ -308,10 +285,8 @@ struct Router<N: Nsm, R> {
     frame_buf: Vec<u8>,
     event_buf: Vec<u8>,
     logs: LogRing,
-    /// SHA-256 of the boot's attestation document: the audit chain's genesis.
-    boot_attestation_sha256: Option<[u8; 32]>,
-    /// The session audit chain, once serving ([`crate::audit_chain`]).
-    audit: Option<AuditChain>,
+    /// When open sessions are next swept for expiry (none open: none).
+    next_sweep: Option<Instant>,
 }
 
 impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
@@ -337,6 +312,12 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             }
             Ok(m) => self.route(&m, clock, memory),
         };
+        // A session opened: its expiry sweep is armed (a deadline, kept until it passes).
+        if self.next_sweep.is_none()
+            && self.machine.engine().is_some_and(|e| e.sessions_in_use() > 0)
+        {
+            self.next_sweep = Some(clock.instant + SWEEP_INTERVAL);
+        }
         let n = reply.encode(stream, &mut self.frame_buf, &mut self.logs);
         queue(&mut self.out, &self.frame_buf, n);
     }
@@ -345,20 +326,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
         match message {
             Message::Ping(p) => Reply::Pong(p.nonce),
             Message::StatusRequest(_) => Reply::Status(self.status(clock.instant, memory)),
-            Message::AttestRequest(r) => self.attest(r.nonce),
-            Message::AuditHeadRequest(r) => {
-                let (clock, _) = self.session_clock(clock);
-                self.audit_head(clock, Head { nonce: r.nonce, close: r.close })
-            }
-            m if boot_input(m).is_some() => {
-                let ctx = Context {
-                    now_micros: micros_since(self.started, clock.instant),
-                    unix_ms: clock.unix.unix_micros / 1000,
-                    memory_in_use: memory.live as u64,
-                    memory_budget: memory.budget as u64,
-                };
-                self.boot(m, &ctx)
-            }
+            m if is_boot_message(m) => self.boot(m, clock, memory),
             Message::SseEvent(_)
             | Message::SseClose(_)
             | Message::HttpResponse(_)
@@ -366,24 +334,28 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
                 self.relay(message, clock);
                 Reply::None
             }
+            Message::AttestRequest(r) => self.attest(r.nonce),
             m => {
                 let (clock, trusted) = self.session_clock(clock);
-                match (&mut self.engine, self.machine.store(), &mut self.audit) {
-                    (Some(engine), Some(store), Some(chain)) => {
-                        serve(engine, store, m, clock, trusted, &mut self.logs, chain)
-                    }
-                    _ => Reply::Rpc(
-                        RpcErrorCode::FAILED_PRECONDITION,
-                        "not serving: boot incomplete",
+                let Some(live) = self.machine.live() else {
+                    return Reply::Rpc(RpcErrorCode::FAILED_PRECONDITION, NOT_SERVING);
+                };
+                match m {
+                    Message::AuditHeadRequest(r) => audit_head(
+                        live,
+                        clock,
+                        Head { nonce: r.nonce, close: r.close },
+                        &mut self.logs,
                     ),
+                    _ => serve(live, m, clock, trusted, &mut self.logs),
                 }
             }
         }
     }
 
     fn status(&self, now: Instant, mem: MemoryStats) -> Status {
-        let (in_use, cap) =
-            self.engine.as_ref().map_or((0, 0), |e| (e.sessions_in_use(), e.session_cap()));
+        let engine = self.machine.engine();
+        let (in_use, cap) = engine.map_or((0, 0), |e| (e.sessions_in_use(), e.session_cap()));
         Status {
             state: self.machine.state(),
             accounts: self.machine.store().map_or(0, ShareStore::len),
@@ -395,37 +367,17 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             session_cap: u32::try_from(cap).unwrap_or(u32::MAX),
             uptime_ms: u64::try_from(now.saturating_duration_since(self.started).as_millis())
                 .unwrap_or(u64::MAX),
-            session_ttl_secs: u32::try_from(self.engine_config.session_ttl_secs)
+            session_ttl_secs: u32::try_from(self.machine.engine_config().session_ttl_secs)
                 .unwrap_or(u32::MAX),
         }
-    }
-
-    /// A fresh checkpoint of the audit chain over the caller's nonce, signed now (the
-    /// gateway anchors it). Closing (the parent's orderly stop): every open session is
-    /// wiped first, each an entry, and the checkpoint ends the chain.
-    fn audit_head(&mut self, clock: Clock, head: Head) -> Reply {
-        let (Some(chain), Some(engine)) = (&mut self.audit, &mut self.engine) else {
-            return Reply::Rpc(RpcErrorCode::FAILED_PRECONDITION, "not serving: boot incomplete");
-        };
-        if head.close && chain.refusing().is_none() {
-            let logs = &mut self.logs;
-            engine.wipe_each(&mut |session_id| {
-                let entry = blank(AuditKind::Abort, session_id);
-                let _ = record(chain, logs, entry, clock.instant);
-            });
-            self.logs.log(LogLevel::Warn, "audit", "audit chain closed: no new session", &[]);
-        }
-        Reply::AuditHead(checkpoint_now(chain, engine, clock, &mut self.logs, head))
     }
 
     /// A fresh attestation while serving, binding the answer key (the boot's own
     /// attestation answers `Hello`).
     fn attest(&mut self, nonce: &[u8]) -> Reply {
-        let Some(engine) = &self.engine else {
-            return Reply::Rpc(RpcErrorCode::FAILED_PRECONDITION, "not serving: boot incomplete");
-        };
-        match self.machine.attest_serving(nonce, &engine.answer_user_data()) {
+        match self.machine.attest_serving(nonce) {
             Ok(document) => Reply::Boot(BootOutput::Attestation(document)),
+            Err(NsmError::NotServing) => Reply::Rpc(RpcErrorCode::FAILED_PRECONDITION, NOT_SERVING),
             Err(err) => {
                 self.logs.error("rpc", "attestation failed", &err);
                 Reply::Rpc(RpcErrorCode::INTERNAL, "attestation failed")
@@ -433,51 +385,32 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
         }
     }
 
-    /// A boot message; a load that ends the boot also starts the signing engine, and a
-    /// load the engine cannot serve fails the boot (a failure consumes the load, so no
-    /// path answers `Loaded` for it).
-    fn boot(&mut self, message: &Message<'_>, ctx: &Context) -> Reply {
-        match self.machine.handle(message, ctx) {
-            None => Reply::None,
-            Some(BootOutput::Loaded(loaded)) => match self.start_engine(loaded.report().epoch) {
-                Ok(engine) => {
-                    // `Loaded` comes only after the boot's `Attestation` (the boot machine's
-                    // order), so with an engine the genesis is always known here.
-                    self.audit =
-                        engine.as_ref().and(self.boot_attestation_sha256).map(AuditChain::new);
-                    self.engine = engine;
-                    Reply::Boot(BootOutput::Loaded(loaded))
-                }
-                Err(e) => Reply::Boot(self.machine.fail_after_load(
-                    loaded,
-                    BootFailReason::OUT_OF_MEMORY,
-                    e,
-                )),
-            },
-            Some(BootOutput::Attestation(document)) => {
-                // The boot's own document (`Hello`'s answer): the audit chain starts here.
-                self.boot_attestation_sha256 = Some(Sha256::digest(&document).into());
-                Reply::Boot(BootOutput::Attestation(document))
-            }
-            Some(output) => Reply::Boot(output),
+    /// A boot message; the load that ends the boot has built the signing engine.
+    fn boot(&mut self, message: &Message<'_>, clock: Clock, memory: MemoryStats) -> Reply {
+        let output = self.machine.handle(message, clock, memory);
+        if let Some(BootOutput::Loaded(_)) = output
+            && let Some(engine) = self.machine.engine()
+        {
+            let cap = engine.session_cap().to_string();
+            self.logs.log(LogLevel::Info, "rpc", "signing engine ready", &[("session_cap", &cap)]);
         }
+        output.map_or(Reply::None, Reply::Boot)
     }
 
     /// The time sessions are judged by (the NSM's clock, [`ClockCheck::now`]) and whether
     /// new sessions may open (the clock is trusted), measured first if due.
     fn session_clock(&mut self, clock: Clock) -> (Clock, bool) {
         self.check_clock(clock);
-        let unix = self.clock.now(clock.instant, clock.unix);
-        (Clock { instant: clock.instant, unix }, self.clock.trusted())
+        (self.clock.now(clock), self.clock.trusted())
     }
 
     /// Serving: measures our clock against the NSM's when due; a change is logged, and
     /// losing trust is an alert (`clock_skew`).
     fn check_clock(&mut self, clock: Clock) {
-        if self.engine.is_none() || !self.clock.due(clock.instant) {
+        if self.machine.engine().is_none() || !self.clock.due(clock.instant) {
             return;
         }
-        let ours_ms = clock.unix.unix_micros / 1000;
+        let ours_ms = clock.unix_ms();
         let nsm = self.machine.nsm_time_ms();
         let bound = self.clock.max_skew_ms().to_string();
         match self.clock.record(clock.instant, ours_ms, nsm) {
@@ -501,36 +434,10 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
         }
     }
 
-    /// Builds the signing engine once the shares are loaded. Without one (a bad gateway
-    /// key) the enclave stays up but refuses every signing request, and says why in the log.
-    fn start_engine(&mut self, loaded_epoch: u64) -> Result<Option<SigningEngine<R>>, EngineError> {
-        let Some((key, rng)) = self.machine.take_answer_key() else {
-            return Ok(None);
-        };
-        let config = EngineConfig { loaded_epoch, ..self.engine_config };
-        match SigningEngine::new(config, key, rng) {
-            Ok(engine) => {
-                let cap = engine.session_cap().to_string();
-                self.logs.log(
-                    LogLevel::Info,
-                    "rpc",
-                    "signing engine ready",
-                    &[("session_cap", &cap)],
-                );
-                Ok(Some(engine))
-            }
-            Err(e @ EngineError::TablesOutOfMemory) => Err(e),
-            Err(e) => {
-                self.logs.error("rpc", "signing engine refused", &e);
-                Ok(None)
-            }
-        }
-    }
-
     /// Whether the session events can be subscribed to now: they become signing requests
     /// (an engine) and travel through the parent's relay (a parent).
     fn can_subscribe(&self) -> bool {
-        self.engine.is_some() && self.parent
+        self.machine.engine().is_some() && self.parent
     }
 
     /// Serving, with a parent to relay through: (re-)subscribe to the events when due.
@@ -554,9 +461,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
     /// answer is posted to the gateway; closes and post outcomes are logged.
     fn relay(&mut self, message: &Message<'_>, clock: Clock) {
         let (clock, trusted) = self.session_clock(clock);
-        let (Some(events), Some(engine), Some(store)) =
-            (&mut self.events, &mut self.engine, self.machine.store())
-        else {
+        let (Some(events), Some(live)) = (&mut self.events, self.machine.live()) else {
             return;
         };
         let logs = &mut self.logs;
@@ -593,8 +498,7 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
                 return;
             }
         };
-        let Some(chain) = self.audit.as_mut() else { return };
-        let reply = serve(engine, store, &request, clock, trusted, logs, chain);
+        let reply = serve(live, &request, clock, trusted, logs);
         let mut body = vec![0u8; 2048];
         let n = reply.encode(0, &mut body, logs);
         if n == 0 {
@@ -611,6 +515,26 @@ impl<N: Nsm, R: RngCore + CryptoRng> Router<N, R> {
             Err(e) => logs.error("events", "cannot encode an answer", &e),
         }
     }
+}
+
+/// A fresh checkpoint of the audit chain over the caller's nonce, signed now (the gateway
+/// anchors it). Closing (the parent's orderly stop): every open session is wiped first,
+/// each an entry, and the checkpoint ends the chain.
+fn audit_head<R: RngCore + CryptoRng>(
+    live: Live<'_, R>,
+    clock: Clock,
+    head: Head,
+    logs: &mut LogRing,
+) -> Reply {
+    let Live { engine, audit: chain, .. } = live;
+    if head.close && chain.refusing().is_none() {
+        engine.wipe_each(&mut |session_id| {
+            let entry = blank(AuditKind::Abort, session_id);
+            let _ = record(chain, logs, entry, clock.instant);
+        });
+        logs.log(LogLevel::Warn, "audit", "audit chain closed: no new session", &[]);
+    }
+    Reply::AuditHead(checkpoint_now(chain, engine, clock, logs, head))
 }
 
 /// What a refused request puts in the audit chain (`None`: not a session request).
@@ -665,7 +589,7 @@ fn expire_recorded<R: RngCore + CryptoRng>(
     logs: &mut LogRing,
     clock: Clock,
 ) -> usize {
-    engine.expire_each(clock.unix, &mut |session_id| {
+    engine.expire_each(clock, &mut |session_id| {
         let _ = record(chain, logs, blank(AuditKind::Expired, session_id), clock.instant);
     })
 }
@@ -692,7 +616,7 @@ fn checkpoint_now<R: RngCore + CryptoRng>(
     logs: &mut LogRing,
     head: Head,
 ) -> AuditCheckpoint {
-    let unix_ms = clock.unix.unix_micros / 1000;
+    let unix_ms = clock.unix_ms();
     let sign = |st: &_| engine.sign_audit_checkpoint(st);
     let c = chain.checkpoint(clock.instant, unix_ms, head.nonce, head.close, sign);
     if logs.push_audit(&c).is_err() {
@@ -709,14 +633,13 @@ fn checkpoint_now<R: RngCore + CryptoRng>(
 /// serves nothing (and records nothing: its end is signed), and while the audit queue is
 /// full no session opens (that refusal is not recorded either: it would grow the queue).
 fn serve<R: RngCore + CryptoRng>(
-    engine: &mut SigningEngine<R>,
-    store: &ShareStore,
+    live: Live<'_, R>,
     message: &Message<'_>,
     clock: Clock,
     trusted: bool,
     logs: &mut LogRing,
-    chain: &mut AuditChain,
 ) -> Reply {
+    let Live { store, engine, audit: chain } = live;
     match chain.refusing() {
         Some(AuditError::Closed) => {
             return Reply::Rpc(
@@ -757,7 +680,7 @@ fn serve<R: RngCore + CryptoRng>(
             let mut anchor = |_: &[u8]| {
                 record(chain, logs, entry, now).map_err(|_| EngineError::AuditUnavailable)
             };
-            engine.commit(clock.unix, r, store, &mut anchor).map(Reply::Commit)
+            engine.commit(clock, r, store, &mut anchor).map(Reply::Commit)
         }
         Message::SignRequest(r) => {
             let mut anchor = |share: &[u8]| {
@@ -768,7 +691,7 @@ fn serve<R: RngCore + CryptoRng>(
                 };
                 record(chain, logs, entry, now).map_err(|_| EngineError::AuditUnavailable)
             };
-            engine.sign(clock.unix, r, &mut anchor).map(Reply::Sign)
+            engine.sign(clock, r, &mut anchor).map(Reply::Sign)
         }
         Message::AbortRequest(r) => engine.abort(&r.session_id).and_then(|()| {
             record(chain, logs, blank(AuditKind::Abort, r.session_id), now)
@@ -828,10 +751,6 @@ fn share_alert(e: EngineError) -> Option<&'static str> {
         EngineError::ShareInconsistent => Some("share_inconsistent"),
         _ => None,
     }
-}
-
-fn micros_since(start: Instant, now: Instant) -> u64 {
-    u64::try_from(now.saturating_duration_since(start).as_micros()).unwrap_or(u64::MAX)
 }
 
 /// An answer to one frame.
@@ -908,12 +827,11 @@ fn encode_boot(
             logs.log(LogLevel::Info, "boot", "attestation document sent", &[("bytes", &bytes)]);
             wire::encode(&wire::Attestation { document: &document }, stream, Flags::NONE, buf)
         }
-        BootOutput::Loaded(loaded) => {
-            let r = loaded.report();
+        BootOutput::Loaded(r) => {
             let (accounts, micros) = (r.accounts.to_string(), r.load_micros.to_string());
             let fields = [("accounts", accounts.as_str()), ("load_micros", micros.as_str())];
             logs.log(LogLevel::Info, "boot", "shares loaded", &fields);
-            wire::encode(r, stream, Flags::NONE, buf)
+            wire::encode(&r, stream, Flags::NONE, buf)
         }
         BootOutput::Failed(f) => {
             let reason = f.reason.to_string();

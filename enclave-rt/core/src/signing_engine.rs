@@ -38,6 +38,7 @@ use zeroize::Zeroize;
 
 use crate::share_format;
 use crate::share_store::ShareStore;
+use crate::trusted_time::Clock;
 
 /// Limits and keys of the engine; part of the enclave's measured configuration.
 #[derive(Clone, Copy)]
@@ -54,8 +55,9 @@ pub struct EngineConfig {
     pub max_message_len: usize,
     /// Most signers a signing package may name.
     pub max_signers: usize,
-    /// The gateway's Ed25519 public key, which signs every grant.
-    pub gateway_key: [u8; 32],
+    /// The gateway's Ed25519 public key, which signs every grant (checked valid and not
+    /// weak when the arguments were parsed, [`crate::enclave_args`]).
+    pub gateway_key: VerifyingKey,
     /// The epoch of the share file this boot loaded (its manifest's, as the signed Loaded
     /// statement names it): grants whose `min_epoch` is above it are refused. The serving
     /// core sets it from the load; 0 (the default) accepts only grants with `min_epoch` 0.
@@ -65,7 +67,7 @@ pub struct EngineConfig {
 impl EngineConfig {
     /// Defaults for everything but the gateway key.
     #[must_use]
-    pub fn with_gateway_key(gateway_key: [u8; 32]) -> Self {
+    pub fn with_gateway_key(gateway_key: VerifyingKey) -> Self {
         Self {
             session_cap: 256,
             session_ttl_secs: 30,
@@ -98,8 +100,6 @@ impl fmt::Debug for EngineConfig {
 pub enum EngineError {
     /// The grant's signature does not verify under the gateway key.
     BadAuthorization,
-    /// The gateway key in the configuration is not a valid Ed25519 key (or a weak one).
-    BadGatewayKey,
     /// The session table and replay window the configuration asks for do not fit the
     /// memory budget.
     TablesOutOfMemory,
@@ -181,8 +181,7 @@ impl EngineError {
             | Self::CommitmentMissing
             | Self::CommitmentMismatch
             | Self::SchemeFailure => RpcErrorCode::INVALID_ARGUMENT,
-            Self::BadGatewayKey
-            | Self::TablesOutOfMemory
+            Self::TablesOutOfMemory
             | Self::ShareUnusable
             | Self::ShareInconsistent
             | Self::AnswerTooLarge => RpcErrorCode::INTERNAL,
@@ -194,7 +193,6 @@ impl fmt::Display for EngineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::BadAuthorization => "the authorization does not verify under the gateway key",
-            Self::BadGatewayKey => "the configured gateway key is not a valid Ed25519 key",
             Self::TablesOutOfMemory => {
                 "the session table and replay window do not fit the memory budget"
             }
@@ -505,7 +503,6 @@ struct Session {
 /// Sessions, the replay window and the keys; see the module documentation.
 pub struct SigningEngine<R> {
     config: EngineConfig,
-    gateway_key: VerifyingKey,
     answer_key: AnswerKey,
     rng: R,
     /// Session ids of the slots (meaningful where `slots[i]` is `Some`): scanned instead of
@@ -546,41 +543,9 @@ impl Spent {
     }
 }
 
-/// A measured Ed25519 key (the gateway's, which signs grants, or the share publisher's,
-/// which signs manifests) as the enclave will use it: a valid point, not of small order (a
-/// weak key would let anyone forge what it signs).
-pub fn check_verifying_key(key: &[u8; 32]) -> Result<VerifyingKey, EngineError> {
-    VerifyingKey::from_bytes(key).ok().filter(|k| !k.is_weak()).ok_or(EngineError::BadGatewayKey)
-}
-
-/// The current time as the engine sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Now {
-    /// Microseconds since the Unix epoch.
-    pub unix_micros: u64,
-}
-
-impl Now {
-    /// The system clock.
-    #[must_use]
-    pub fn system() -> Self {
-        let micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        Self { unix_micros: micros }
-    }
-
-    /// Whole seconds since the epoch.
-    #[must_use]
-    pub fn secs(self) -> u64 {
-        self.unix_micros / 1_000_000
-    }
-}
-
 impl<R: RngCore + CryptoRng> SigningEngine<R> {
     /// An engine with every table allocated for `config`'s capacities.
     pub fn new(config: EngineConfig, answer_key: AnswerKey, rng: R) -> Result<Self, EngineError> {
-        let gateway_key = check_verifying_key(&config.gateway_key)?;
         let cap = config.session_cap.max(1);
         // Fallible: capacities come from the configuration, and an allocation over the
         // budget must be a named error, not an abort.
@@ -596,7 +561,6 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
         granted.try_reserve(config.replay_window.saturating_mul(2)).map_err(oom)?;
         Ok(Self {
             config,
-            gateway_key,
             answer_key,
             rng,
             ids: ids.into_boxed_slice(),
@@ -647,7 +611,7 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
     /// not spent.
     pub fn commit(
         &mut self,
-        now: Now,
+        now: Clock,
         request: &CommitRequest<'_>,
         store: &ShareStore,
         anchor: Anchor<'_>,
@@ -669,7 +633,8 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
             .map_err(|_| EngineError::BadAuthorization)?;
         let signature = ed25519_dalek::Signature::from_bytes(&request.authorization);
         let statement = statement.get(..len).ok_or(EngineError::BadAuthorization)?;
-        self.gateway_key
+        self.config
+            .gateway_key
             .verify_strict(statement, &signature)
             .map_err(|_| EngineError::BadAuthorization)?;
         let now_secs = now.secs();
@@ -734,7 +699,7 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
     /// whatever the outcome.
     pub fn sign(
         &mut self,
-        now: Now,
+        now: Clock,
         request: &SignRequest<'_>,
         anchor: Anchor<'_>,
     ) -> Result<SignAnswer, EngineError> {
@@ -812,12 +777,12 @@ impl<R: RngCore + CryptoRng> SigningEngine<R> {
     }
 
     /// Wipes every session whose deadline has passed; returns how many.
-    pub fn expire(&mut self, now: Now) -> usize {
+    pub fn expire(&mut self, now: Clock) -> usize {
         self.expire_each(now, &mut |_| {})
     }
 
     /// [`Self::expire`], telling `wiped` each session's id (for the audit chain).
-    pub fn expire_each(&mut self, now: Now, wiped_id: &mut dyn FnMut([u8; 16])) -> usize {
+    pub fn expire_each(&mut self, now: Clock, wiped_id: &mut dyn FnMut([u8; 16])) -> usize {
         let mut wiped = 0;
         for i in 0..self.slots.len() {
             let due = self.slots.get(i).and_then(Option::as_ref);

@@ -10,10 +10,44 @@
 //! (`FAILED_PRECONDITION`, however the request arrived) and the change is logged as an
 //! alert. Until the first good reading the clock is untrusted: fail closed. Sans-IO: the
 //! caller passes both readings and the monotonic time.
+//!
+//! [`Clock`] is the core's one time type: the shell reads it once for each step.
 
 use std::time::{Duration, Instant};
 
-use crate::signing_engine::Now;
+/// The time, read once by the shell for each step and passed to every part of the core
+/// that judges time: the monotonic clock (uptime, timers, back-off) and Unix microseconds
+/// (the guest's wall clock as read, or the NSM's time, [`ClockCheck::now`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// Monotonic.
+    pub instant: Instant,
+    /// Microseconds since the Unix epoch.
+    pub unix_micros: u64,
+}
+
+impl Clock {
+    /// The system's clocks now.
+    #[must_use]
+    pub fn system() -> Self {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        Self { instant: Instant::now(), unix_micros: micros }
+    }
+
+    /// Whole seconds since the Unix epoch.
+    #[must_use]
+    pub fn secs(self) -> u64 {
+        self.unix_micros / 1_000_000
+    }
+
+    /// Milliseconds since the Unix epoch.
+    #[must_use]
+    pub fn unix_ms(self) -> u64 {
+        self.unix_micros / 1000
+    }
+}
 
 /// How often the skew is measured while serving (each measurement is one NSM request).
 pub const CHECK_INTERVAL: Duration = Duration::from_mins(1);
@@ -59,18 +93,19 @@ impl ClockCheck {
         }
     }
 
-    /// The time at `instant` by the NSM's clock: its last reading plus the monotonic time
-    /// since. Before any reading (when no session can be open: they need a trusted
-    /// clock), `wall`.
+    /// The time at `clock.instant` by the NSM's clock: its last reading plus the monotonic
+    /// time since. Before any reading (when no session can be open: they need a trusted
+    /// clock), `clock` as read.
     #[must_use]
-    pub fn now(&self, instant: Instant, wall: Now) -> Now {
+    pub fn now(&self, clock: Clock) -> Clock {
         match self.anchor {
             Some((at, nsm_ms)) => {
-                let elapsed = instant.saturating_duration_since(at).as_micros();
+                let elapsed = clock.instant.saturating_duration_since(at).as_micros();
                 let elapsed = u64::try_from(elapsed).unwrap_or(u64::MAX);
-                Now { unix_micros: nsm_ms.saturating_mul(1000).saturating_add(elapsed) }
+                let unix_micros = nsm_ms.saturating_mul(1000).saturating_add(elapsed);
+                Clock { instant: clock.instant, unix_micros }
             }
-            None => wall,
+            None => clock,
         }
     }
 
@@ -159,15 +194,16 @@ mod tests {
     #[test]
     fn now_is_the_nsms_last_reading_plus_monotonic_time() {
         let t0 = Instant::now();
-        let wall = Now { unix_micros: 42 };
+        let wall = Clock { instant: t0, unix_micros: 42 };
         let mut c = ClockCheck::new(5_000);
-        assert_eq!(c.now(t0, wall), wall, "no reading yet: the wall clock");
+        assert_eq!(c.now(wall), wall, "no reading yet: the wall clock");
         c.record::<()>(t0, 1_000_000, Ok(999_000));
-        let later = t0 + Duration::from_millis(1_500);
-        assert_eq!(c.now(later, wall), Now { unix_micros: 1_000_500_000 });
+        let later = Clock { instant: t0 + Duration::from_millis(1_500), unix_micros: 42 };
+        let expected = Clock { instant: later.instant, unix_micros: 1_000_500_000 };
+        assert_eq!(c.now(later), expected);
         // A failed reading keeps the last anchor (and leaves the clock untrusted).
-        c.record(later, 1_000_000, Err("silent"));
-        assert_eq!(c.now(later, wall), Now { unix_micros: 1_000_500_000 });
+        c.record(later.instant, 1_000_000, Err("silent"));
+        assert_eq!(c.now(later), expected);
         assert!(!c.trusted());
     }
 

@@ -1,19 +1,24 @@
 //! The boot state machine, driven with real inputs: the CMS sealed key made by OpenSSL for
 //! the RSA key the machine put in its attestation, and an age share file made by the `age`
-//! crate. Every (state, message) pair outside the transition table fails the boot, and every
-//! failure is terminal, typed, and free of secrets.
+//! crate. Every (state, message) pair outside the transition table (written out here, not
+//! read from the code) fails the boot, and every failure is terminal, typed, and free of
+//! secrets.
 
 mod common;
 
 use age::secrecy::ExposeSecret;
 use enclave_core::boot_state_machine::{
-    BootInput, BootMachine, BootOutput, BootState, Context, Nsm, NsmError, TRANSITIONS, next_state,
+    BootMachine, BootOutput, BootState, MemoryStats, Nsm, NsmError,
 };
 use enclave_core::share_loader::LoaderConfig;
+use enclave_core::signing_engine::EngineConfig;
+use enclave_core::trusted_time::Clock;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use ring::digest;
+use std::sync::LazyLock;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use wire::{
     BootFailReason, Hello, Message, Ping, SealedKey, ShareFileBegin, ShareFileChunk, ShareFileEnd,
 };
@@ -34,7 +39,7 @@ impl Nsm for RecordingNsm {
     }
 
     fn time_ms(&mut self) -> Result<u64, NsmError> {
-        Ok(CTX.unix_ms)
+        Ok(UNIX_MS)
     }
 }
 
@@ -49,12 +54,40 @@ impl Nsm for FailingNsm {
     }
 }
 
-const CTX: Context = Context {
-    now_micros: 1_000,
-    unix_ms: 1_900_000_000_000,
-    memory_in_use: 123,
-    memory_budget: 1 << 30,
-};
+/// The wall clock of every step, Unix ms.
+const UNIX_MS: u64 = 1_900_000_000_000;
+const MEMORY: MemoryStats = MemoryStats { live: 123, peak: 123, budget: 1 << 30, refused: 0 };
+
+/// The clock `micros` after a fixed start (the load's duration is measured on it).
+fn clock_at(micros: u64) -> Clock {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    Clock { instant: *START + Duration::from_micros(micros), unix_micros: UNIX_MS * 1000 }
+}
+
+/// The clock of most steps.
+fn now() -> Clock {
+    clock_at(1_000)
+}
+
+/// The arrows of the table in the module documentation, written out: (state, message,
+/// the state it leads to). Every other pair must fail the boot.
+const TABLE: [(BootState, &str, BootState); 5] = [
+    (BootState::Waiting, "Hello", BootState::Attested),
+    (BootState::Attested, "SealedKey", BootState::KeyUnsealed),
+    (BootState::KeyUnsealed, "ShareFileBegin", BootState::Loading),
+    (BootState::Loading, "ShareFileChunk", BootState::Loading),
+    (BootState::Loading, "ShareFileEnd", BootState::Serving),
+];
+
+/// The state `TABLE` says `message` leads to from `state`.
+fn arrow(state: BootState, message: &Message<'_>) -> Option<BootState> {
+    TABLE.iter().find(|(s, m, _)| *s == state && *m == message.name()).map(|(_, _, to)| *to)
+}
+
+/// The engine limits the machines under test serve with.
+fn engine() -> EngineConfig {
+    common::signing::config()
+}
 const CONFIG: LoaderConfig = LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 };
 const NONCE: &[u8] = b"fresh nonce from the parent";
 
@@ -79,7 +112,7 @@ fn publisher() -> ed25519_dalek::VerifyingKey {
 
 fn machine() -> (BootMachine<RecordingNsm, StdRng>, RecordingNsm) {
     let nsm = RecordingNsm::default();
-    (BootMachine::new(nsm.clone(), StdRng::seed_from_u64(1), CONFIG, publisher()), nsm)
+    (BootMachine::new(nsm.clone(), StdRng::seed_from_u64(1), CONFIG, publisher(), engine()), nsm)
 }
 
 /// The manifest of `file`, signed by the measured publisher key, epoch 7.
@@ -96,14 +129,16 @@ fn failed(out: Option<BootOutput>) -> (BootFailReason, String) {
 
 /// `Hello` + `SealedKey` for `identity_text`; the machine ends in `KeyUnsealed`.
 fn unseal(m: &mut BootMachine<RecordingNsm, StdRng>, nsm: &RecordingNsm, identity_text: &str) {
-    let out = m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "test" }), &CTX);
+    let out =
+        m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "test" }), now(), MEMORY);
     let Some(BootOutput::Attestation(doc)) = out else { panic!("{out:?}") };
     assert!(doc.ends_with(NONCE));
     let (nonce, public_key) = nsm.0.lock().unwrap().clone().unwrap();
     assert_eq!(nonce, NONCE);
     assert_eq!(m.state(), BootState::Attested);
     let blob = common::cms::seal_to(&public_key, identity_text);
-    let out = m.handle(&Message::SealedKey(SealedKey { ciphertext_for_recipient: &blob }), &CTX);
+    let out =
+        m.handle(&Message::SealedKey(SealedKey { ciphertext_for_recipient: &blob }), now(), MEMORY);
     assert_eq!(out, None);
     assert_eq!(m.state(), BootState::KeyUnsealed);
 }
@@ -127,19 +162,18 @@ fn send_with(
     file: &[u8],
     msg: &ShareFileBegin,
 ) -> Option<BootOutput> {
-    if let Some(out) = m.handle(&Message::ShareFileBegin(*msg), &CTX) {
+    if let Some(out) = m.handle(&Message::ShareFileBegin(*msg), now(), MEMORY) {
         return Some(out);
     }
     let mut offset = 0u64;
     for piece in file.chunks(32 * 1024) {
         let chunk = ShareFileChunk { offset, data: piece };
-        if let Some(out) = m.handle(&Message::ShareFileChunk(chunk), &CTX) {
+        if let Some(out) = m.handle(&Message::ShareFileChunk(chunk), now(), MEMORY) {
             return Some(out);
         }
         offset += piece.len() as u64;
     }
-    let end_ctx = Context { now_micros: 5_000, ..CTX };
-    m.handle(&Message::ShareFileEnd(ShareFileEnd {}), &end_ctx)
+    m.handle(&Message::ShareFileEnd(ShareFileEnd {}), clock_at(5_000), MEMORY)
 }
 
 #[test]
@@ -148,8 +182,7 @@ fn a_full_boot_reaches_serving_and_reports_the_load() {
     let (mut m, nsm) = machine();
     unseal(&mut m, &nsm, &fx.identity_text);
     let out = send_file(&mut m, &fx.file, 500);
-    let Some(BootOutput::Loaded(loaded)) = out else { panic!("{out:?}") };
-    let report = loaded.report();
+    let Some(BootOutput::Loaded(report)) = out else { panic!("{out:?}") };
     assert_eq!(m.state(), BootState::Serving);
     assert_eq!(report.accounts, 500);
     assert_eq!(report.ciphertext_sha256.to_vec(), begin(&fx.file));
@@ -168,15 +201,16 @@ fn a_full_boot_reaches_serving_and_reports_the_load() {
         epoch: 7,
         accounts: 500,
         plaintext_bytes: report.plaintext_bytes,
-        loaded_at_unix_ms: CTX.unix_ms,
+        loaded_at_unix_ms: UNIX_MS,
     };
-    assert_eq!(report.loaded_at_unix_ms, CTX.unix_ms);
+    assert_eq!(report.loaded_at_unix_ms, UNIX_MS);
     let mut statement = [0u8; wire::session_signatures::LOADED_MAX];
     let n = wire::session_signatures::loaded_statement(&facts, &mut statement).unwrap();
     let signature = ed25519_dalek::Signature::from_bytes(&report.signature);
-    let report = *report;
-    let (answer, _) = m.take_answer_key().unwrap();
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&answer.public_key()).unwrap();
+    // Serving holds the engine with the answer key that signed it, and the audit chain.
+    let answer = m.engine().unwrap().answer_public_key();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&answer).unwrap();
+    assert!(m.audit().is_some());
     key.verify_strict(&statement[..n], &signature).unwrap();
     let other = wire::session_signatures::LoadedFacts { accounts: 501, ..facts };
     let n = wire::session_signatures::loaded_statement(&other, &mut statement).unwrap();
@@ -185,23 +219,20 @@ fn a_full_boot_reaches_serving_and_reports_the_load() {
 }
 
 #[test]
-fn a_loaded_boot_that_cannot_serve_fails_and_drops_the_store() {
+fn a_loaded_boot_whose_engine_does_not_fit_fails_and_drops_the_store() {
+    // Serving is built in one step: a replay window the memory cannot hold fails the load
+    // at its end, `OUT_OF_MEMORY` instead of `Loaded`, and nothing of serving remains.
     let fx = fixture(20);
-    let (mut m, nsm) = machine();
-    // Only right after loading: it takes the machine's `LoadedBoot`, which nothing else
-    // can make (so calling it in any other state does not compile).
+    let nsm = RecordingNsm::default();
+    let huge = EngineConfig { replay_window: usize::MAX / 4, ..engine() };
+    let mut m = BootMachine::new(nsm.clone(), StdRng::seed_from_u64(1), CONFIG, publisher(), huge);
     unseal(&mut m, &nsm, &fx.identity_text);
-    let out = send_file(&mut m, &fx.file, 20);
-    let Some(BootOutput::Loaded(loaded)) = out else { panic!("{out:?}") };
-    assert!(m.store().is_some());
-    let BootOutput::Failed(f) = m.fail_after_load(loaded, BootFailReason::OUT_OF_MEMORY, "engine")
-    else {
-        panic!("no failure");
-    };
-    assert_eq!((f.reason, f.detail.as_str()), (BootFailReason::OUT_OF_MEMORY, "engine"));
+    let (reason, detail) = failed(send_file(&mut m, &fx.file, 20));
+    assert_eq!(reason, BootFailReason::OUT_OF_MEMORY, "{detail}");
+    assert!(detail.contains("replay window"), "{detail}");
     assert_eq!(m.state(), BootState::Failed);
-    assert!(m.store().is_none());
-    assert!(m.take_answer_key().is_none());
+    assert!(m.store().is_none() && m.engine().is_none() && m.audit().is_none());
+    assert!(m.live().is_none());
 }
 
 /// Drives a fresh machine into `state` (one of the non-terminal ones).
@@ -211,7 +242,7 @@ fn machine_in(state: BootState, fx: &Fixture) -> BootMachine<RecordingNsm, StdRn
         return m;
     }
     if state == BootState::Attested {
-        m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), &CTX);
+        m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), now(), MEMORY);
         return m;
     }
     unseal(&mut m, &nsm, &fx.identity_text);
@@ -219,7 +250,7 @@ fn machine_in(state: BootState, fx: &Fixture) -> BootMachine<RecordingNsm, StdRn
         return m;
     }
     let msg = manifest(&fx.file, 3);
-    assert_eq!(m.handle(&Message::ShareFileBegin(msg), &CTX), None);
+    assert_eq!(m.handle(&Message::ShareFileBegin(msg), now(), MEMORY), None);
     if state == BootState::Loading {
         return m;
     }
@@ -229,25 +260,22 @@ fn machine_in(state: BootState, fx: &Fixture) -> BootMachine<RecordingNsm, StdRn
 
 fn send_rest(m: &mut BootMachine<RecordingNsm, StdRng>, file: &[u8]) -> Option<BootOutput> {
     assert_eq!(
-        m.handle(&Message::ShareFileChunk(ShareFileChunk { offset: 0, data: file }), &CTX),
+        m.handle(&Message::ShareFileChunk(ShareFileChunk { offset: 0, data: file }), now(), MEMORY),
         None
     );
-    m.handle(&Message::ShareFileEnd(ShareFileEnd {}), &CTX)
+    m.handle(&Message::ShareFileEnd(ShareFileEnd {}), now(), MEMORY)
 }
 
 #[test]
 fn every_message_outside_the_table_fails_the_boot_and_failed_is_terminal() {
     let fx = fixture(3);
     let blob = [0x30u8, 0x00];
-    let inputs: [(BootInput, Message<'_>); 5] = [
-        (BootInput::Hello, Message::Hello(Hello { nonce: NONCE, shim_version: "t" })),
-        (BootInput::SealedKey, Message::SealedKey(SealedKey { ciphertext_for_recipient: &blob })),
-        (BootInput::ShareFileBegin, Message::ShareFileBegin(manifest(b"0123456789", 1))),
-        (
-            BootInput::ShareFileChunk,
-            Message::ShareFileChunk(ShareFileChunk { offset: 0, data: b"" }),
-        ),
-        (BootInput::ShareFileEnd, Message::ShareFileEnd(ShareFileEnd {})),
+    let inputs: [Message<'_>; 5] = [
+        Message::Hello(Hello { nonce: NONCE, shim_version: "t" }),
+        Message::SealedKey(SealedKey { ciphertext_for_recipient: &blob }),
+        Message::ShareFileBegin(manifest(b"0123456789", 1)),
+        Message::ShareFileChunk(ShareFileChunk { offset: 0, data: b"" }),
+        Message::ShareFileEnd(ShareFileEnd {}),
     ];
     let states = [
         BootState::Waiting,
@@ -258,13 +286,13 @@ fn every_message_outside_the_table_fails_the_boot_and_failed_is_terminal() {
     ];
     let mut checked = 0;
     for state in states {
-        for (input, message) in &inputs {
-            if next_state(state, *input).is_some() {
-                continue; // allowed: covered by the boot tests
+        for message in &inputs {
+            if arrow(state, message).is_some() {
+                continue; // allowed: `the_table_s_arrows_lead_where_it_says`
             }
             let mut m = machine_in(state, &fx);
-            let (reason, detail) = failed(m.handle(message, &CTX));
-            let repeated_key = *input == BootInput::SealedKey
+            let (reason, detail) = failed(m.handle(message, now(), MEMORY));
+            let repeated_key = matches!(message, Message::SealedKey(_))
                 && matches!(
                     state,
                     BootState::KeyUnsealed | BootState::Loading | BootState::Serving
@@ -274,24 +302,54 @@ fn every_message_outside_the_table_fails_the_boot_and_failed_is_terminal() {
             } else {
                 BootFailReason::PROTOCOL_VIOLATION
             };
-            assert_eq!(reason, want, "{input:?} in {state:?}: {detail}");
+            assert_eq!(reason, want, "{} in {state:?}: {detail}", message.name());
             assert_eq!(m.state(), BootState::Failed);
-            assert!(m.store().is_none());
+            assert!(m.store().is_none() && m.engine().is_none());
             // Terminal: nothing is accepted or said any more.
-            for (_, again) in &inputs {
-                assert_eq!(m.handle(again, &CTX), None);
+            for again in &inputs {
+                assert_eq!(m.handle(again, now(), MEMORY), None);
             }
             assert_eq!(m.state(), BootState::Failed);
             checked += 1;
         }
     }
-    assert_eq!(checked, states.len() * inputs.len() - TRANSITIONS.len());
+    assert_eq!(checked, states.len() * inputs.len() - TABLE.len());
     // A message that is not a boot message at all.
     let (mut m, _) = machine();
     assert_eq!(
-        failed(m.handle(&Message::Ping(Ping { nonce: 1 }), &CTX)).0,
+        failed(m.handle(&Message::Ping(Ping { nonce: 1 }), now(), MEMORY)).0,
         BootFailReason::PROTOCOL_VIOLATION
     );
+}
+
+#[test]
+fn the_table_s_arrows_lead_where_it_says() {
+    // A boot walked message by message: each arrow of `TABLE` lands in its state.
+    let fx = fixture(3);
+    let (mut m, nsm) = machine();
+    let hello = Message::Hello(Hello { nonce: NONCE, shim_version: "t" });
+    let mut walked = vec![];
+    let mut step = |m: &mut BootMachine<RecordingNsm, StdRng>, message: &Message<'_>| {
+        let from = m.state();
+        let out = m.handle(message, now(), MEMORY);
+        assert!(!matches!(out, Some(BootOutput::Failed(_))), "{out:?}");
+        assert_eq!(Some(m.state()), arrow(from, message), "{} in {from:?}", message.name());
+        walked.push((from, message.name()));
+    };
+    step(&mut m, &hello);
+    let (_, public_key) = nsm.0.lock().unwrap().clone().unwrap();
+    let blob = common::cms::seal_to(&public_key, &fx.identity_text);
+    step(&mut m, &Message::SealedKey(SealedKey { ciphertext_for_recipient: &blob }));
+    step(&mut m, &Message::ShareFileBegin(manifest(&fx.file, 3)));
+    let (a, b) = fx.file.split_at(fx.file.len() / 2);
+    step(&mut m, &Message::ShareFileChunk(ShareFileChunk { offset: 0, data: a }));
+    step(&mut m, &Message::ShareFileChunk(ShareFileChunk { offset: a.len() as u64, data: b }));
+    step(&mut m, &Message::ShareFileEnd(ShareFileEnd {}));
+    assert_eq!(m.state(), BootState::Serving);
+    // Every arrow was taken.
+    for (state, name, _) in TABLE {
+        assert!(walked.contains(&(state, name)), "{name} in {state:?} not walked");
+    }
 }
 
 #[test]
@@ -300,24 +358,27 @@ fn boot_failures_carry_the_right_reason() {
     let other = fixture(20);
 
     // Attestation refused by the NSM.
-    let mut m = BootMachine::new(FailingNsm, StdRng::seed_from_u64(2), CONFIG, publisher());
-    let out = m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), &CTX);
+    let mut m =
+        BootMachine::new(FailingNsm, StdRng::seed_from_u64(2), CONFIG, publisher(), engine());
+    let out = m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), now(), MEMORY);
     assert_eq!(failed(out).0, BootFailReason::ATTESTATION_FAILED);
 
     // Sealed key for another RSA key.
     let (mut m, _) = machine();
-    m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), &CTX);
+    m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), now(), MEMORY);
     let stranger = enclave_core::kms_unseal::UnsealKey::generate().unwrap();
     let blob = common::cms::seal_to(stranger.public_key_der(), &fx.identity_text);
-    let out = m.handle(&Message::SealedKey(SealedKey { ciphertext_for_recipient: &blob }), &CTX);
+    let out =
+        m.handle(&Message::SealedKey(SealedKey { ciphertext_for_recipient: &blob }), now(), MEMORY);
     assert_eq!(failed(out).0, BootFailReason::SEALED_KEY_UNDECRYPTABLE);
 
     // Malformed sealed key.
     let (mut m, _) = machine();
-    m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), &CTX);
+    m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), now(), MEMORY);
     let out = m.handle(
         &Message::SealedKey(SealedKey { ciphertext_for_recipient: b"\x30\x03\x02\x01" }),
-        &CTX,
+        now(),
+        MEMORY,
     );
     assert_eq!(failed(out).0, BootFailReason::SEALED_KEY_MALFORMED);
 
@@ -351,23 +412,30 @@ fn boot_failures_carry_the_right_reason() {
     let (mut m, nsm) = machine();
     unseal(&mut m, &nsm, &fx.identity_text);
     let announce = manifest(&fx.file, 20);
-    assert_eq!(m.handle(&Message::ShareFileBegin(announce), &CTX), None);
+    assert_eq!(m.handle(&Message::ShareFileBegin(announce), now(), MEMORY), None);
     let short = &fx.file[..fx.file.len() - 10];
     assert_eq!(
-        m.handle(&Message::ShareFileChunk(ShareFileChunk { offset: 0, data: short }), &CTX),
+        m.handle(
+            &Message::ShareFileChunk(ShareFileChunk { offset: 0, data: short }),
+            now(),
+            MEMORY
+        ),
         None
     );
     assert_eq!(
-        failed(m.handle(&Message::ShareFileEnd(ShareFileEnd {}), &CTX)).0,
+        failed(m.handle(&Message::ShareFileEnd(ShareFileEnd {}), now(), MEMORY)).0,
         BootFailReason::CIPHERTEXT_MISMATCH
     );
 
     // A gap in the chunk offsets.
     let (mut m, nsm) = machine();
     unseal(&mut m, &nsm, &fx.identity_text);
-    assert_eq!(m.handle(&Message::ShareFileBegin(announce), &CTX), None);
-    let out =
-        m.handle(&Message::ShareFileChunk(ShareFileChunk { offset: 5, data: &fx.file }), &CTX);
+    assert_eq!(m.handle(&Message::ShareFileBegin(announce), now(), MEMORY), None);
+    let out = m.handle(
+        &Message::ShareFileChunk(ShareFileChunk { offset: 5, data: &fx.file }),
+        now(),
+        MEMORY,
+    );
     assert_eq!(failed(out).0, BootFailReason::CIPHERTEXT_MISMATCH);
 
     // The SHA-256 the publisher signed does not match what arrived.
@@ -378,13 +446,14 @@ fn boot_failures_carry_the_right_reason() {
         ..manifest_of(&fx.file, 20)
     };
     let wrong = tests::gateway::begin_for(&tests::gateway::publisher(), &wrong);
-    assert_eq!(m.handle(&Message::ShareFileBegin(wrong), &CTX), None);
+    assert_eq!(m.handle(&Message::ShareFileBegin(wrong), now(), MEMORY), None);
     assert_eq!(failed(send_rest(&mut m, &fx.file)).0, BootFailReason::CIPHERTEXT_MISMATCH);
 
     // Over the memory budget.
     let tight = LoaderConfig { store_limit_bytes: 1_000, ..CONFIG };
     let nsm = RecordingNsm::default();
-    let mut m = BootMachine::new(nsm.clone(), StdRng::seed_from_u64(3), tight, publisher());
+    let mut m =
+        BootMachine::new(nsm.clone(), StdRng::seed_from_u64(3), tight, publisher(), engine());
     unseal(&mut m, &nsm, &fx.identity_text);
     assert_eq!(failed(send_file(&mut m, &fx.file, 20)).0, BootFailReason::OUT_OF_MEMORY);
 }
@@ -425,8 +494,9 @@ fn the_boot_keys_come_from_the_injected_randomness() {
     // answer key (handed to the engine); another seed makes others.
     let keys = |seed: u64| {
         let nsm = RecordingNsm::default();
-        let mut m = BootMachine::new(nsm.clone(), StdRng::seed_from_u64(seed), CONFIG, publisher());
-        m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), &CTX);
+        let rng = StdRng::seed_from_u64(seed);
+        let mut m = BootMachine::new(nsm.clone(), rng, CONFIG, publisher(), engine());
+        m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), now(), MEMORY);
         let (_, public_key) = nsm.0.lock().unwrap().clone().unwrap();
         public_key
     };
@@ -448,7 +518,7 @@ fn the_share_file_must_be_the_one_the_publisher_signed() {
         common::encrypt(&keys, &common::json(&common::accounts(20, 78)))
     };
     let started = |m: &mut BootMachine<RecordingNsm, StdRng>, msg: ShareFileBegin| {
-        m.handle(&Message::ShareFileBegin(msg), &CTX)
+        m.handle(&Message::ShareFileBegin(msg), now(), MEMORY)
     };
     let fresh = || {
         let (mut m, nsm) = machine();
@@ -465,8 +535,8 @@ fn the_share_file_must_be_the_one_the_publisher_signed() {
     assert_eq!(m.state(), BootState::Failed);
     // Nothing more is accepted: the identity went with the state.
     let chunk = ShareFileChunk { offset: 0, data: &fx.file };
-    assert_eq!(m.handle(&Message::ShareFileChunk(chunk), &CTX), None);
-    assert!(m.store().is_none() && m.take_answer_key().is_none());
+    assert_eq!(m.handle(&Message::ShareFileChunk(chunk), now(), MEMORY), None);
+    assert!(m.store().is_none() && m.engine().is_none());
 
     // Each field of a genuine manifest, changed by the parent, breaks its signature.
     let genuine = manifest(&fx.file, 20);
@@ -513,7 +583,11 @@ fn the_share_file_must_be_the_one_the_publisher_signed() {
     let mut m = fresh();
     let out = send_with(&mut m, &fx.file, &genuine);
     let Some(BootOutput::Loaded(loaded)) = out else { panic!("{out:?}") };
-    assert_eq!(loaded.report().epoch, 7);
+    assert_eq!(loaded.epoch, 7);
+    assert_eq!(
+        m.engine().map(enclave_core::signing_engine::SigningEngine::session_cap),
+        Some(engine().session_cap)
+    );
 }
 
 fn manifest_of(file: &[u8], accounts: u64) -> wire::session_signatures::ShareManifest {

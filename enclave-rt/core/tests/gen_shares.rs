@@ -9,7 +9,7 @@ use base64ct::{Base64, Encoding};
 use common::signing::{self, Grant, party, verify_independently};
 use enclave_core::age_identity::Identity;
 use enclave_core::share_loader::ShareLoader;
-use enclave_core::signing_engine::Now;
+use enclave_core::trusted_time::Clock;
 use frost_core::Ciphersuite;
 use tests::share_gen::{Dealer, GenConfig, SchemeChoice, files, generate};
 use wire::{Scheme, SignRequest};
@@ -194,7 +194,7 @@ fn full<C: Ciphersuite>(
     public_key_package: &[u8],
 ) -> (Vec<u8>, Vec<u8>) {
     let grant = Grant::new(engine.answer_public_key(), scheme, account, session, message, T0 + 60);
-    let now = Now { unix_micros: T0 * 1_000_000 };
+    let now = Clock { instant: std::time::Instant::now(), unix_micros: T0 * 1_000_000 };
     let ours = engine.commit(now, &grant.request(), store, &mut signing::unaudited).unwrap();
     let stored = store.get(account).unwrap();
     let ours_id = frost_core::Identifier::<C>::deserialize(

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use age::secrecy::ExposeSecret;
 use common::signing::Grant;
-use enclave_core::boot_state_machine::{BootState, Nsm, NsmError};
+use enclave_core::boot_state_machine::{BootState, MemoryStats, Nsm, NsmError};
 use enclave_core::log_ring::LogRing;
-use enclave_core::serving::{Clock, MemoryStats, Serving, ServingConfig};
+use enclave_core::serving::{Serving, ServingConfig};
 use enclave_core::session_events::{EventsConfig, SUBSCRIPTION};
 use enclave_core::share_loader::LoaderConfig;
-use enclave_core::signing_engine::Now;
+use enclave_core::trusted_time::Clock;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use wire::session_signatures::answer_key_from_user_data;
@@ -98,10 +98,7 @@ impl Harness {
         let nsm_ms = (NOW_UNIX + self.at) * 1000;
         *self.nsm.2.lock().unwrap() = (!self.nsm_clock_down).then_some(nsm_ms);
         let ours_ms = nsm_ms.checked_add_signed(self.ahead_ms).unwrap();
-        Clock {
-            instant: self.start + Duration::from_secs(self.at),
-            unix: Now { unix_micros: ours_ms * 1000 },
-        }
+        Clock { instant: self.start + Duration::from_secs(self.at), unix_micros: ours_ms * 1000 }
     }
 
     /// Feeds raw bytes to the core as a socket read would (in two pieces, to show a frame
@@ -355,6 +352,25 @@ fn expired_sessions_are_wiped_by_the_timer_with_the_time_passed_in() {
     assert!(matches!(h.one().1, OwnedAnswer::Status { sessions: 0, .. }));
     // No session left: the next wake is the clock check, due 60 s after the first.
     assert_eq!(h.core.poll_timeout(h.clock().instant), Some(Duration::from_secs(29)));
+}
+
+/// The expiry sweep is a deadline: frames arriving after it was armed do not push it back
+/// (a steady trickle of requests would otherwise postpone it for ever), and the shell runs
+/// `handle_timeout` only once it has passed.
+#[test]
+fn the_sweep_deadline_is_not_pushed_back_by_frames() {
+    let (mut h, account) = serving_harness(None);
+    h.send(40, &h.grant(&account, 4).request());
+    assert_eq!(h.one(), (40, OwnedAnswer::Commit([4; 16])));
+    assert_eq!(h.core.poll_timeout(h.clock().instant), Some(Duration::from_secs(1)));
+    // A second later, with a frame just handled: the sweep is due now, not in a second.
+    h.at = 1;
+    h.send(41, &StatusRequest {});
+    assert!(matches!(h.one().1, OwnedAnswer::Status { sessions: 1, .. }));
+    assert_eq!(h.core.poll_timeout(h.clock().instant), Some(Duration::ZERO));
+    // Run at the deadline, it re-arms a second on while a session is open.
+    h.core.handle_timeout(h.clock());
+    assert_eq!(h.core.poll_timeout(h.clock().instant), Some(Duration::from_secs(1)));
 }
 
 /// Grants are checked against our wall clock, which the test moves away from the NSM's:

@@ -6,7 +6,8 @@ mod common;
 
 use common::signing::{self, Grant, KeySet, party, verify_independently};
 use enclave_core::share_store::ShareStore;
-use enclave_core::signing_engine::{AnswerKey, EngineConfig, EngineError, Now, SigningEngine};
+use enclave_core::signing_engine::{AnswerKey, EngineConfig, EngineError, SigningEngine};
+use enclave_core::trusted_time::Clock;
 use frost_core::Ciphersuite;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -16,8 +17,8 @@ use wire::session_signatures as signed;
 use wire::{RpcErrorCode, Scheme, SignRequest};
 
 const T0: u64 = 1_800_000_000; // a fixed "now", unix seconds
-fn at(secs: u64) -> Now {
-    Now { unix_micros: secs * 1_000_000 }
+fn at(secs: u64) -> Clock {
+    Clock { instant: std::time::Instant::now(), unix_micros: secs * 1_000_000 }
 }
 
 // ---- RFC 9591 vectors -----------------------------------------------------------------------
@@ -774,19 +775,28 @@ fn tables_that_cannot_be_allocated_are_a_named_error() {
 }
 
 #[test]
-fn a_bad_gateway_key_is_refused_at_construction() {
+fn a_bad_gateway_key_never_reaches_an_engine() {
     // The identity point (a weak key every signature could be forged for) and a
-    // y-coordinate with no point: the engine refuses to start rather than serve.
+    // y-coordinate with no point: the arguments refuse both, and an engine takes only the
+    // parsed key type, so no engine can be made with either.
     let mut identity = [0u8; 32];
     identity[0] = 1;
     let mut off_curve = [0u8; 32];
     off_curve[0] = 2;
     assert!(ed25519_dalek::VerifyingKey::from_bytes(&off_curve).is_err());
+    let address = enclave_core::enclave_args::Address::Vsock { cid: 3, port: 5000 };
+    let publisher = tests::gateway::fresh_publisher_key();
     for key in [identity, off_curve] {
-        let mut rng = StdRng::from_seed([1; 32]);
-        let answer = AnswerKey::generate(&mut rng);
-        let r = SigningEngine::new(EngineConfig::with_gateway_key(key), answer, rng);
-        assert_eq!(r.err(), Some(EngineError::BadGatewayKey));
+        let refused = enclave_core::enclave_args::EnclaveArgs::new(
+            address.clone(),
+            address.clone(),
+            key,
+            publisher,
+        )
+        .err()
+        .map(|e| e.0);
+        let refused = refused.expect("a bad gateway key is refused");
+        assert!(refused.starts_with("bad --gateway-key: the configured gateway key"), "{refused}");
     }
 }
 

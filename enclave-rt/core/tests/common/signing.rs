@@ -16,7 +16,7 @@ pub fn engine(store_rng_seed: u64, config: EngineConfig) -> SigningEngine<StdRng
 }
 
 pub fn config() -> EngineConfig {
-    EngineConfig::with_gateway_key(gateway().verifying_key().to_bytes())
+    EngineConfig::with_gateway_key(gateway().verifying_key())
 }
 
 /// Loads `accounts` (id, scheme, key package) into a store through the real loader.
