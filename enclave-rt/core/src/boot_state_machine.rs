@@ -22,7 +22,7 @@
 //! when all three exist.
 //! Time and memory figures come in with each message ([`Clock`], [`MemoryStats`]) and
 //! randomness through the `rng` the machine is made with; the machine reads no clock and
-//! does no I/O. Each state carries what exists in it ([`Phase`]) and nothing else:
+//! does no I/O. Each state carries what exists in it (`Phase`) and nothing else:
 //! leaving a state drops (and wipes) its secrets, and a step cannot reach a secret of
 //! another state.
 

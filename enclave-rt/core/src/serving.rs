@@ -8,7 +8,7 @@
 //! - [`Serving::poll_timeout`] and [`Serving::handle_timeout`]: timed work (session
 //!   expiry, the session-event subscription's back-off, the clock check, the audit
 //!   checkpoint), run when the deadline the core gave has passed;
-//! - [`Serving::parent_connected`] and [`Serving::parent_lost`]: the control connection.
+//! - [`Serving::parent_connected`] and [`Serving::parent_disconnected`]: the control connection.
 //!
 //! Routes, by what the frame is: `Ping` and `StatusRequest` in every state; the boot
 //! messages to the [`BootMachine`], which also holds what serving needs once the shares are
