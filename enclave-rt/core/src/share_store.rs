@@ -197,7 +197,7 @@ struct Pending {
 }
 
 /// Fills a [`ShareStore`] of fixed capacity. Records are appended at once and indexed in
-/// batches of [`BATCH`]; [`Self::finish`] indexes the rest, so a duplicate is reported at
+/// batches of `BATCH`; [`Self::finish`] indexes the rest, so a duplicate is reported at
 /// most one batch late, always before the store exists.
 pub struct ShareStoreBuilder {
     store: ShareStore,

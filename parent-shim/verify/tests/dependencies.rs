@@ -32,3 +32,22 @@ fn the_tree_has_no_async_runtime_no_aws_sdk_no_daemon() {
         assert!(!names.contains(&banned), "{banned} is in node-verify's tree:\n{tree}");
     }
 }
+
+/// The crate a gateway team takes packages and builds on its own, from the packaged files
+/// alone (with `wire`, its one workspace dependency): nothing in it reaches outside.
+#[test]
+fn the_crate_packages_and_builds_from_its_package() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = std::env::temp_dir().join(format!("node-verify-package-{}", std::process::id()));
+    let out = std::process::Command::new(cargo)
+        .args(["package", "--locked", "--offline", "--allow-dirty", "-p", "wire"])
+        .args(["-p", "node-verify", "--target-dir"])
+        .arg(&target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let _ = std::fs::remove_dir_all(&target);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Compiling node-verify"), "the package was not verified:\n{stderr}");
+}
