@@ -41,9 +41,6 @@
 //! - [`alert_webhook`]: alerts posted to a URL.
 //!
 //! The operator's offline tools (commands of the same binary):
-//! - [`kms_policy`]: key policies that pin the image's PCRs, and `kms-policy --check`.
-//! - [`share_reencrypt`]: the share file re-encrypted to a fresh identity.
-//! - [`share_publisher`]: the publisher key file and the next epoch.
 //!
 //! The relying party's checks (`check-node`, `audit-verify`, `attestation verify`, and the
 //! parent's own) are the crate `node-verify` (`parent-shim/verify`), re-exported here:
@@ -71,14 +68,11 @@ pub mod grpc_bridge;
 pub mod health_report;
 pub mod https_client;
 pub mod https_relay;
-pub mod kms_policy;
 pub mod kms_relay;
 pub mod metrics;
 pub mod orderly_stop;
 pub mod s3_fetch;
 pub mod session_gate;
-pub mod share_publisher;
-pub mod share_reencrypt;
 pub mod share_stream;
 pub mod systemd_notify;
 pub mod tls_files;

@@ -1,5 +1,7 @@
 //! `parent-shim`: the parent daemon's command line: `run` (the daemon), `check-config`,
-//! `attestation verify` (for auditors) and `version`.
+//! and the relying party's checks for auditors (`attestation verify`, `check-node`,
+//! `audit-verify`), `version`. The offline tools (dealing, re-encryption, publisher keys,
+//! KMS policies) are another binary, `signservice-offline` (`parent-shim/offline`).
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -36,38 +38,6 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Print a KMS key policy that releases the sealed identity only to the image whose
-    /// PCRs are in PCRS (as `cargo xtask build-eif` writes them); or, with `--check FILE`,
-    /// report every statement of a deployed policy that lets a principal decrypt without
-    /// those conditions, create grants, or change the policy outside the break-glass
-    /// principal (exit 1 if any).
-    KmsPolicy {
-        /// `pcrs.json` of the image: {"PCR0": "<hex>", ...} (with --check: optional, the
-        /// decrypt statement must pin exactly these).
-        #[arg(long)]
-        pcrs: Option<PathBuf>,
-        /// The parent instance's role ARN (attested kms:Decrypt only).
-        #[arg(long, required_unless_present = "check")]
-        enclave_role: Option<String>,
-        /// The key administrators' ARN (key life cycle only: no data plane, no grants, no
-        /// policy change).
-        #[arg(long, required_unless_present = "check")]
-        admin: Option<String>,
-        /// The one principal allowed kms:PutKeyPolicy (image upgrades, two-person rule).
-        #[arg(long, required_unless_present = "check")]
-        break_glass: Option<String>,
-        /// An operator role allowed kms:Encrypt, to seal new identities.
-        #[arg(long)]
-        operator: Option<String>,
-        /// Check this policy (JSON) instead of printing one.
-        #[arg(long)]
-        check: Option<PathBuf>,
-    },
-    /// Re-encrypt the share file to a fresh age identity and seal that identity with KMS,
-    /// checking the result with the enclave's own loader, and sign its manifest with the
-    /// publisher key. Run offline by an operator; writes only ciphertext, the public
-    /// recipient and the signed manifest into `--out-dir`.
-    ReencryptShares(Reencrypt),
     /// Check a node as a relying party (the gateway) would, from its health report: the
     /// boot attestation against the pinned root and PCRs, the answer key, the signed Loaded
     /// statement and its share file epoch. A report alone proves a past boot; with `--live`
@@ -131,13 +101,6 @@ enum Command {
         #[arg(long)]
         stopped: bool,
     },
-    /// Create a share publisher key: the Ed25519 seed into `--out` (owner-only, never over
-    /// an existing file); prints the public key for `build-eif --publisher-key`.
-    NewPublisherKey {
-        /// Where to write the seed.
-        #[arg(long)]
-        out: PathBuf,
-    },
     /// Print the version.
     Version,
 }
@@ -165,72 +128,12 @@ enum AttestationCommand {
     },
 }
 
-/// A `pcrs.json` that names at least one PCR.
-fn nonempty_pcrs(path: &Path) -> Result<BTreeMap<u64, Vec<u8>>, String> {
-    let pcrs = parse_pcrs(path)?;
-    if pcrs.is_empty() { Err(format!("{}: no PCR", path.display())) } else { Ok(pcrs) }
-}
-
-fn print_kms_policy(
-    pcrs: Option<&Path>,
-    enclave_role: Option<String>,
-    admin: Option<String>,
-    break_glass: Option<String>,
-    operator: Option<String>,
-) -> Result<ExitCode, String> {
-    let pcrs = nonempty_pcrs(pcrs.ok_or("--pcrs is required")?)?;
-    let (Some(enclave_role), Some(admin), Some(break_glass)) = (enclave_role, admin, break_glass)
-    else {
-        return Err("--enclave-role, --admin and --break-glass are required".into());
-    };
-    if break_glass == admin {
-        return Err("--break-glass must be another principal than --admin".into());
-    }
-    let who = parent_shim::kms_policy::Principals { enclave_role, admin, break_glass, operator };
-    let policy = parent_shim::kms_policy::key_policy(&pcrs, &who);
-    println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| e.to_string())?);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn check_kms_policy(
-    file: &Path,
-    pcrs: Option<&Path>,
-    break_glass: Option<&str>,
-) -> Result<ExitCode, String> {
-    let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let policy: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))?;
-    let pcrs = pcrs.map(nonempty_pcrs).transpose()?;
-    let findings = parent_shim::kms_policy::audit(&policy, break_glass, pcrs.as_ref());
-    for finding in &findings {
-        println!("{}: {finding}", file.display());
-    }
-    if findings.is_empty() {
-        println!("{}: no statement lets a principal around the attestation", file.display());
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Ok(ExitCode::FAILURE)
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => {
             println!("parent-shim {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
-        }
-        Command::KmsPolicy { pcrs, enclave_role, admin, break_glass, operator, check } => {
-            let result = match check {
-                Some(file) => check_kms_policy(&file, pcrs.as_deref(), break_glass.as_deref()),
-                None => {
-                    print_kms_policy(pcrs.as_deref(), enclave_role, admin, break_glass, operator)
-                }
-            };
-            result.unwrap_or_else(|e| {
-                eprintln!("parent-shim: kms-policy: {e}");
-                ExitCode::from(2)
-            })
         }
         Command::CheckNode { report, root, pcrs, unpinned_insecure: _, min_epoch, live } => {
             let checked = check_node(&report, &root, pcrs.as_deref(), min_epoch, &live);
@@ -252,13 +155,6 @@ fn main() -> ExitCode {
             let checked = audit_verify(&report, inputs, messages.as_deref(), held, stopped);
             printed("audit verify: REFUSED", checked)
         }
-        Command::NewPublisherKey { out } => printed(
-            "new-publisher-key",
-            parent_shim::share_publisher::create_publisher_key(&out)
-                .map(|public| hex::encode(public).into())
-                .map_err(|e| e.to_string()),
-        ),
-        Command::ReencryptShares(job) => printed("reencrypt-shares", reencrypt_command(&job)),
         Command::CheckConfig { config } => match parent_shim::config::Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
@@ -343,6 +239,12 @@ fn parse_pcrs(path: &Path) -> Result<BTreeMap<u64, Vec<u8>>, String> {
     parent_shim::pcrs_file::read(path)
 }
 
+/// A `pcrs.json` that names at least one PCR.
+fn nonempty_pcrs(path: &Path) -> Result<BTreeMap<u64, Vec<u8>>, String> {
+    let pcrs = parse_pcrs(path)?;
+    if pcrs.is_empty() { Err(format!("{}: no PCR", path.display())) } else { Ok(pcrs) }
+}
+
 fn verify_command(
     doc: &Path,
     root: &str,
@@ -395,39 +297,6 @@ fn verify_command(
         println!("NOTE: no nonce was checked (no --expect-nonce): the document may be a replay");
     }
     Ok(())
-}
-
-#[derive(clap::Args)]
-struct Reencrypt {
-    /// The current share file (`service_key_shares.json.age`).
-    #[arg(long)]
-    share_file: PathBuf,
-    /// The current age identity (`AGE-SECRET-KEY-1...`), `-` for stdin.
-    #[arg(long)]
-    identity_file: PathBuf,
-    /// Where to write the new files (must not hold them already).
-    #[arg(long)]
-    out_dir: PathBuf,
-    /// The KMS key that seals the new identity (its policy pins the image's PCRs).
-    #[arg(long)]
-    kms_key_id: String,
-    /// KMS region.
-    #[arg(long, default_value = "us-east-1")]
-    kms_region: String,
-    /// KMS endpoint override (a local emulator).
-    #[arg(long)]
-    kms_endpoint: Option<String>,
-    /// Also encrypt the new identity to this age recipient (offline escrow).
-    #[arg(long)]
-    escrow_recipient: Option<String>,
-    /// The publisher key file (Ed25519 seed, hex, mode 0600) that signs the new file's
-    /// manifest: the key the enclave image measures (`--publisher-key`).
-    #[arg(long)]
-    publisher_key: PathBuf,
-    /// The new manifest's epoch; default: the current manifest's (`--share-file` followed
-    /// by `.manifest`) plus one. Never at or below the current one.
-    #[arg(long)]
-    epoch: Option<u64>,
 }
 
 /// `check-node --live`: where the running node answers, and the gateway's client identity.
@@ -675,137 +544,4 @@ fn audit_verify(
         && missing.is_empty()
         && (!stopped || chain.closed);
     if ok { Ok(summary) } else { Err(summary.to_string()) }
-}
-
-/// The age identity in `path` (`-`: stdin), in a buffer wiped on drop.
-fn read_identity(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
-    use std::io::Read as _;
-    let mut identity = zeroize::Zeroizing::new(String::new());
-    if path == Path::new("-") {
-        std::io::stdin().read_to_string(&mut identity).map_err(|e| format!("stdin: {e}"))?;
-    } else {
-        std::fs::File::open(path)
-            .and_then(|mut f| f.read_to_string(&mut identity))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    Ok(identity)
-}
-
-/// The manifest next to `share_file`, if there is one; it must describe `file`.
-fn current_manifest(
-    share_file: &Path,
-    file: &[u8],
-) -> Result<Option<parent_shim::share_manifest::SignedManifest>, String> {
-    use parent_shim::share_manifest::{SUFFIX, SignedManifest};
-    let mut path = share_file.as_os_str().to_owned();
-    path.push(SUFFIX);
-    let path = PathBuf::from(path);
-    match std::fs::read(&path) {
-        Ok(bytes) => SignedManifest::parse(&bytes)
-            .and_then(|m| m.verify().map(|()| m))
-            .and_then(|m| m.check_file(file).map(|()| m))
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
-/// The new files, written only once everything checked out; a failure removes what was
-/// written.
-fn reencrypt_command(job: &Reencrypt) -> Result<serde_json::Value, String> {
-    use parent_shim::share_manifest::SignedManifest;
-    use parent_shim::share_publisher;
-    use zeroize::Zeroizing;
-    let names = [
-        "service_key_shares.json.age",
-        "age_identity.kms",
-        "age_recipient.txt",
-        "age_identity.escrow.age",
-        "service_key_shares.json.age.manifest",
-    ];
-    for name in names {
-        if job.out_dir.join(name).exists() {
-            return Err(format!(
-                "{} already exists: refusing to overwrite",
-                job.out_dir.join(name).display()
-            ));
-        }
-    }
-    let escrow: Option<age::x25519::Recipient> = job
-        .escrow_recipient
-        .as_deref()
-        .map(|r| r.parse().map_err(|e| format!("--escrow-recipient: {e}")))
-        .transpose()?;
-    let old_file = read(&job.share_file)?;
-    let seed =
-        share_publisher::read_publisher_seed(&job.publisher_key).map_err(|e| e.to_string())?;
-    let old_manifest = current_manifest(&job.share_file, &old_file)?;
-    let old_epoch = old_manifest.map(|m| m.manifest.epoch);
-    let epoch =
-        share_publisher::next_epoch(old_manifest.as_ref(), job.epoch).map_err(|e| e.to_string())?;
-    let old_identity = read_identity(&job.identity_file)?;
-    let done = parent_shim::share_reencrypt::reencrypt(&old_file, &old_identity)
-        .map_err(|e| e.to_string())?;
-    let new_identity = Zeroizing::new(
-        age::secrecy::ExposeSecret::expose_secret(&done.identity.to_string()).to_owned(),
-    );
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let kms = parent_shim::kms_relay::client(&parent_shim::kms_relay::KmsSettings {
-        region: job.kms_region.clone(),
-        endpoint: job.kms_endpoint.clone(),
-        static_credentials: None,
-    });
-    let sealed = runtime
-        .block_on(
-            kms.encrypt()
-                .key_id(&job.kms_key_id)
-                .plaintext(aws_sdk_kms::primitives::Blob::new(new_identity.as_bytes()))
-                .send(),
-        )
-        .map_err(|e| format!("KMS Encrypt: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))?;
-    let sealed = sealed.ciphertext_blob().ok_or("KMS Encrypt returned no CiphertextBlob")?;
-    let escrowed = escrow
-        .as_ref()
-        .map(|r| parent_shim::share_reencrypt::encrypt_to(new_identity.as_bytes(), r))
-        .transpose()?;
-    let created_at_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let manifest =
-        SignedManifest::for_file(&done.share_file, done.accounts, epoch, created_at_unix, &seed);
-    let manifest_json = manifest.to_json();
-    std::fs::create_dir_all(&job.out_dir).map_err(|e| format!("{}: {e}", job.out_dir.display()))?;
-    let mut files: Vec<(&str, &[u8])> = vec![
-        (names[0], &done.share_file),
-        (names[1], sealed.as_ref()),
-        (names[2], done.recipient.as_bytes()),
-        (names[4], manifest_json.as_bytes()),
-    ];
-    if let Some(e) = &escrowed {
-        files.push((names[3], e));
-    }
-    let mut written = Vec::new();
-    for (name, bytes) in files {
-        let path = job.out_dir.join(name);
-        if let Err(e) = std::fs::write(&path, bytes) {
-            for w in &written {
-                let _ = std::fs::remove_file(w);
-            }
-            return Err(format!("{}: {e}", path.display()));
-        }
-        written.push(path);
-    }
-    Ok(serde_json::json!({
-        "accounts": done.accounts,
-        "old_share_file_sha256": hex::encode(done.old_sha256),
-        "new_share_file_sha256": hex::encode(done.new_sha256),
-        "recipient": done.recipient,
-        "epoch": epoch,
-        "previous_epoch": old_epoch,
-        "publisher_key": hex::encode(manifest.publisher_key),
-        "kms_key_id": job.kms_key_id,
-        "escrow": escrowed.is_some(),
-        "written": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-    }))
 }

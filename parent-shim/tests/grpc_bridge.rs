@@ -1,7 +1,7 @@
 //! The gateway's gRPC API end to end: a real enclave service (sim NSM, Unix socket, its own
 //! thread) booted by the parent's boot conversation, the bridge serving TLS 1.3 with client
 //! certificates on loopback, and a tonic client doing what the gateway does: FROST sessions
-//! for both schemes (the other party's share from `gen-shares`), answer signatures checked
+//! for both schemes (the other party's share from `signservice-offline deal`), answer signatures checked
 //! against the attested answer key, signatures verified independently. Then every status
 //! code the API promises, and mutual-TLS refusals.
 

@@ -190,7 +190,7 @@ async fn a_policy_for_the_new_image_refuses_the_old_image() {
         hex::encode(new[2].1)
     );
     std::fs::write(dir.0.join("pcrs.json"), pcrs_json).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+    let out = std::process::Command::new(tests::node::offline_binary())
         .args(["kms-policy", "--pcrs"])
         .arg(dir.0.join("pcrs.json"))
         .args(["--enclave-role", "arn:aws:iam::111122223333:role/parent"])
@@ -234,9 +234,9 @@ const GLASS: &str = "arn:aws:iam::111122223333:role/kms-break-glass";
 const PARENT: &str = "arn:aws:iam::111122223333:role/parent";
 const OPERATOR: &str = "arn:aws:iam::111122223333:role/operator";
 
-/// `parent-shim kms-policy` (the real CLI) with `args`: (exit code, stdout).
+/// `signservice-offline kms-policy` (the real CLI) with `args`: (exit code, stdout).
 fn kms_policy_cli(args: &[&str]) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+    let out = std::process::Command::new(tests::node::offline_binary())
         .arg("kms-policy")
         .args(args)
         .output()

@@ -1,6 +1,6 @@
 //! The Sign Gateway simulator: a gRPC client with its own client certificate (mutual TLS)
 //! that checks the node's attestation, then coordinates FROST sessions with the other
-//! parties' shares (from `gen-shares`), checks every enclave answer against the attested
+//! parties' shares (from `signservice-offline deal`), checks every enclave answer against the attested
 //! answer key, aggregates, and verifies each signature with an independent verifier under
 //! the account's published group key.
 
@@ -39,7 +39,7 @@ pub struct Account {
 }
 
 /// Reads `gateway_shares.json`, `group_keys.json` and `deal.json` (the epoch) from a
-/// `gen-shares` directory.
+/// `signservice-offline deal` directory.
 pub fn load_accounts(dir: &Path) -> Result<Vec<Account>, String> {
     let read = |f: &str| -> Result<serde_json::Value, String> {
         let bytes = std::fs::read(dir.join(f)).map_err(|e| format!("{f}: {e}"))?;
@@ -412,7 +412,7 @@ async fn sign_with<C: Ciphersuite>(
     let n = signed::commit_answer(&grant.grant(), &commit_anchor, &c.commitments, &mut buf)
         .map_err(|e| e.to_string())?;
     check_answer(answer_key, &buf[..n], &c.enclave_signature)?;
-    // gen-shares gives the enclave party 1 and the gateway party 2.
+    // The dealer gives the enclave party 1 and the gateway party 2.
     let ours = frost_core::Identifier::<C>::try_from(1u16).map_err(|e| e.to_string())?;
     let (nonces, theirs, kp) = party::round1::<C>(&account.their_share, rand::random());
     let their_commitments = theirs.serialize().map_err(|e| e.to_string())?;

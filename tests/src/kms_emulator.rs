@@ -14,7 +14,7 @@
 //! A key made with [`KeySpec::enforcing`] has its whole key policy enforced, as KMS does:
 //! each request's `SigV4` access key id is mapped to a principal ARN, and `Encrypt`,
 //! `Decrypt`, `CreateGrant` and `PutKeyPolicy` are allowed only if the policy allows that
-//! principal the action (`parent_shim::kms_policy::allows`, which the attestation's PCRs
+//! principal the action (`offline_tools::kms_policy::allows`, which the attestation's PCRs
 //! feed). `PutKeyPolicy` replaces the policy. Grants are authorised and then not modelled
 //! further: nothing honours them. Other keys enforce only the policy's PCR conditions.
 //!
@@ -59,20 +59,20 @@ pub struct EnforcedPolicy {
 }
 
 impl KeySpec {
-    /// The key as a generated key policy describes it (`parent_shim::kms_policy`): its
+    /// The key as a generated key policy describes it (`offline_tools::kms_policy`): its
     /// attested `kms:Decrypt` statement's PCR conditions.
     pub fn from_policy(
         key_id: &str,
         policy: &Value,
-    ) -> Result<Self, parent_shim::kms_policy::PolicyError> {
-        if parent_shim::kms_policy::allows_unconditioned_decrypt(policy) {
-            return Err(parent_shim::kms_policy::PolicyError(
+    ) -> Result<Self, offline_tools::kms_policy::PolicyError> {
+        if offline_tools::kms_policy::allows_unconditioned_decrypt(policy) {
+            return Err(offline_tools::kms_policy::PolicyError(
                 "the policy allows kms:Decrypt without an attestation condition".into(),
             ));
         }
         Ok(Self {
             key_id: key_id.to_owned(),
-            recipient_pcrs: parent_shim::kms_policy::recipient_conditions(policy)?,
+            recipient_pcrs: offline_tools::kms_policy::recipient_conditions(policy)?,
             policy: None,
         })
     }
@@ -83,7 +83,7 @@ impl KeySpec {
         key_id: &str,
         policy: &Value,
         principals: BTreeMap<String, String>,
-    ) -> Result<Self, parent_shim::kms_policy::PolicyError> {
+    ) -> Result<Self, offline_tools::kms_policy::PolicyError> {
         let mut spec = Self::from_policy(key_id, policy)?;
         spec.policy = Some(EnforcedPolicy { document: policy.clone(), principals });
         Ok(spec)
@@ -133,13 +133,13 @@ fn authorize(key: &Key, ask: &Ask<'_>) -> Result<(), KmsError> {
     };
     let principal =
         policy.principals.get(ask.access_key_id).ok_or_else(|| denied(ask.access_key_id))?;
-    let request = parent_shim::kms_policy::Request {
+    let request = offline_tools::kms_policy::Request {
         principal,
         action: ask.action,
         recipient_pcrs: ask.recipient_pcrs,
         bypass_lockout_check: ask.bypass_lockout_check,
     };
-    if parent_shim::kms_policy::allows(&policy.document, &request) {
+    if offline_tools::kms_policy::allows(&policy.document, &request) {
         Ok(())
     } else {
         Err(denied(principal))

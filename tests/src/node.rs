@@ -36,6 +36,15 @@ pub fn parent_binary() -> PathBuf {
     )
 }
 
+/// The offline tools' binary (`signservice-offline`), found the same way.
+pub fn offline_binary() -> PathBuf {
+    built_binary(
+        "signservice-offline",
+        &["parent-shim/offline/src", "parent-shim/verify/src", "enclave-rt/core/src", "wire/src"],
+        "cargo build -p offline-tools",
+    )
+}
+
 fn built_binary(name: &str, sources: &[&str], command: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     // `<target>/<profile>/deps/<test>` -> `<target>/<profile>/<name>`.
@@ -511,7 +520,7 @@ pub fn reencrypt(c: &Case, identity: &Path, out: &Path) -> std::process::Output 
     reencrypt_with(c, &c.dir.0.join("shares").join(files::SHARES), identity, out, &[])
 }
 
-/// `reencrypt-shares` of `share_file` with more arguments.
+/// `signservice-offline reencrypt` of `share_file` with more arguments.
 pub fn reencrypt_with(
     c: &Case,
     share_file: &Path,
@@ -519,8 +528,8 @@ pub fn reencrypt_with(
     out: &Path,
     more: &[&str],
 ) -> std::process::Output {
-    Command::new(parent_binary())
-        .args(["reencrypt-shares", "--share-file"])
+    Command::new(offline_binary())
+        .args(["reencrypt", "--share-file"])
         .arg(share_file)
         .args(more)
         .arg("--identity-file")

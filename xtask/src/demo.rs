@@ -216,7 +216,7 @@ pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
     let accounts = o.accounts;
     tests::share_gen::generate(
         deal,
-        &tests::share_gen::Dealer::demo(),
+        &tests::share_gen::demo_dealer(),
         &shares,
         &mut rand::rngs::OsRng,
         &mut |done| {

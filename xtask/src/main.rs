@@ -57,7 +57,8 @@ cargo xtask <task>
   fuzz [TARGET] [--seconds N]
                        run one fuzz target, or all in turn (nightly + cargo-fuzz, installed
                        if missing); default 60 s each
-  gen-shares --accounts N --scheme ed25519|secp256k1-tr|both --threshold T --parties P
+  gen-shares ARGS   `signservice-offline deal ARGS` (the offline tool's dealer), built and run:
+             --accounts N --scheme ed25519|secp256k1-tr|both --threshold T --parties P
              --publisher-key FILE --epoch E
              --out DIR [--gateway-recipient age1...] [--escrow-recipient age1...]
                        trusted-dealer FROST shares for N accounts: the enclave's age-encrypted
@@ -130,7 +131,11 @@ fn dispatch(args: &[&str]) -> Result {
         ["tcb-lines"] => tcb_lines::task(&root, tcb_lines::Doc::Leave),
         ["tcb-lines", "--write"] => tcb_lines::task(&root, tcb_lines::Doc::Write),
         ["tcb-lines", "--check"] => tcb_lines::task(&root, tcb_lines::Doc::Check),
-        ["gen-shares", rest @ ..] => gen_shares(rest),
+        // The dealer is the offline tool's (`signservice-offline deal`); this runs it.
+        ["gen-shares", rest @ ..] => run(cargo()
+            .args(["run", "--locked", "-q", "-p", "offline-tools", "--bin", "signservice-offline"])
+            .args(["--", "deal"])
+            .args(rest)),
         ["sim-ca", "--out", dir] => {
             let ca = tests::sim_ca::generate().map_err(|e| Failure(e.0))?;
             tests::sim_ca::write(&ca, Path::new(dir))?;
@@ -319,137 +324,6 @@ fn bench_sign(rest: &[&str], profile: Option<&str>) -> Result {
         cmd.args(["--profile", p]);
     }
     run(cmd.args(["-p", "enclave-core", "--bench", "sign", "--"]).args(rest))
-}
-
-fn gen_shares(rest: &[&str]) -> Result {
-    use tests::share_gen::{Dealer, GenConfig, SchemeChoice, generate};
-    const USAGE: &str = "usage: cargo xtask gen-shares --accounts N --scheme \
-                         ed25519|secp256k1-tr|both --threshold T --parties P \
-                         --publisher-key FILE --epoch E --out DIR \
-                         [--escrow-recipient age1...] [--gateway-recipient age1...] \
-                         [--gateway-parties G] \
-                         [--allow-online-quorum]\n\
-                         (a publisher key: parent-shim new-publisher-key --out FILE)";
-    let (mut accounts, mut scheme, mut threshold, mut parties, mut out) =
-        (None, None, None, None, None);
-    let (mut publisher, mut epoch, mut escrow, mut gateway_parties) = (None, None, None, None);
-    let mut gateway = None;
-    let mut allow_online_quorum = false;
-    let mut it = rest.iter();
-    while let Some(flag) = it.next() {
-        if *flag == "--allow-online-quorum" {
-            allow_online_quorum = true;
-            continue;
-        }
-        let value = it.next().ok_or_else(|| Failure(format!("{flag} needs a value\n{USAGE}")))?;
-        match *flag {
-            "--accounts" => accounts = value.parse::<u64>().ok().filter(|n| *n > 0),
-            "--scheme" => scheme = SchemeChoice::parse(value),
-            "--threshold" => threshold = value.parse::<u16>().ok(),
-            "--parties" => parties = value.parse::<u16>().ok(),
-            "--out" => out = Some(PathBuf::from(value)),
-            "--publisher-key" => publisher = Some(PathBuf::from(value)),
-            "--epoch" => epoch = value.parse::<u64>().ok(),
-            "--gateway-recipient" => {
-                gateway = Some(
-                    value
-                        .parse::<age::x25519::Recipient>()
-                        .map_err(|e| Failure(format!("--gateway-recipient: {e}")))?,
-                );
-            }
-            "--escrow-recipient" => {
-                escrow = Some(
-                    value
-                        .parse::<age::x25519::Recipient>()
-                        .map_err(|e| Failure(format!("--escrow-recipient: {e}")))?,
-                );
-            }
-            "--gateway-parties" => {
-                gateway_parties =
-                    Some(value.parse::<u16>().map_err(|_| Failure(USAGE.to_owned()))?);
-            }
-            _ => return Err(Failure(format!("unknown option {flag}\n{USAGE}"))),
-        }
-    }
-    let (Some(accounts), Some(scheme), Some(threshold), Some(parties), Some(out)) =
-        (accounts, scheme, threshold, parties, out)
-    else {
-        return Err(Failure(format!("every option is required, with a valid value\n{USAGE}")));
-    };
-    let (Some(publisher), Some(epoch)) = (publisher, epoch) else {
-        return Err(Failure(format!("every option is required, with a valid value\n{USAGE}")));
-    };
-    let mut config = GenConfig::new(accounts, scheme, threshold, parties);
-    config.epoch = epoch;
-    config.allow_online_quorum = allow_online_quorum;
-    if let Some(g) = gateway_parties {
-        config.gateway_parties = g;
-    }
-    config.check().map_err(|e| Failure(e.to_string()))?;
-    let escrow = match (escrow, config.escrow_parties()) {
-        (Some(r), _) => r,
-        // No escrow share in this layout: the recipient is never used.
-        (None, 0) => age::x25519::Identity::generate().to_public(),
-        (None, n) => {
-            return Err(Failure(format!(
-                "{n} of the {parties} parties go to the offline escrow: give \
-                 --escrow-recipient age1... (its identity stays offline)"
-            )));
-        }
-    };
-    let seed = parent_shim::share_publisher::read_publisher_seed(&publisher)
-        .map_err(|e| Failure(e.to_string()))?;
-    let dealer =
-        Dealer { publisher: ed25519_dalek::SigningKey::from_bytes(&seed), escrow, gateway };
-    let started = std::time::Instant::now();
-    let mut progress = |done: u64| {
-        eprint!("\r  dealing shares: {done}/{accounts} accounts ({}%)", done * 100 / accounts);
-    };
-    let summary = generate(config, &dealer, &out, &mut rand::rngs::OsRng, &mut progress)
-        .map_err(|e| Failure(e.to_string()))?;
-    eprintln!();
-    print_deal(&summary, config, &dealer, &out, started.elapsed());
-    Ok(())
-}
-
-/// What `gen-shares` wrote, for the operator.
-fn print_deal(
-    summary: &tests::share_gen::GenSummary,
-    config: tests::share_gen::GenConfig,
-    dealer: &tests::share_gen::Dealer,
-    out: &std::path::Path,
-    took: std::time::Duration,
-) {
-    use tests::share_gen::files;
-    let epoch = config.epoch;
-    println!(
-        "{} accounts in {:.1} s -> {}\n  {}  {} bytes, sha256 {}\n  {}  the age identity: seal it with KMS, then delete it\n  {}  {}\n  {}  the gateway co-signer's shares (secret)\n  {}  group public keys",
-        summary.accounts,
-        took.as_secs_f64(),
-        out.display(),
-        files::SHARES,
-        summary.ciphertext_len,
-        summary.ciphertext_sha256,
-        files::IDENTITY,
-        files::RECIPIENT,
-        summary.recipient,
-        if dealer.gateway.is_some() { files::GATEWAY_SHARES_AGE } else { files::GATEWAY_SHARES },
-        files::GROUP_KEYS,
-    );
-    if config.escrow_parties() > 0 {
-        println!(
-            "  {}  {} offline escrow part(ies) per account, age-encrypted to {}",
-            files::ESCROW_SHARES,
-            config.escrow_parties(),
-            dealer.escrow
-        );
-    }
-    println!(
-        "  {}  epoch {}, signed by publisher key {}",
-        files::MANIFEST,
-        epoch,
-        hex::encode(summary.manifest.publisher_key)
-    );
 }
 
 /// The enclave binary is built in the benchmark's profile (release, or `profile`), where

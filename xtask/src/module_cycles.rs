@@ -91,6 +91,7 @@ mod tests {
             "enclave-rt",
             "parent-shim",
             "parent-shim/verify",
+            "parent-shim/offline",
             "eif",
             "xtask",
             "tests",

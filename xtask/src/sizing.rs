@@ -5,7 +5,7 @@
 //! The share store is sized exactly as the enclave's loader reserves it
 //! (`enclave_core::share_loader::plan_capacity` over the file's length and the announced
 //! count, then `ShareStoreBuilder::size_for`): from the real file with `--share-file`, or
-//! from the length `gen-shares` would write for N accounts. The other terms are the
+//! from the length `signservice-offline deal` would write for N accounts. The other terms are the
 //! enclave's fixed structures and a margin; the image's own footprint is added on top,
 //! because the EIF's kernel and ramdisks unpack in enclave RAM.
 
@@ -35,7 +35,7 @@ fn share_b64_len(scheme: &str) -> Option<u64> {
     }
 }
 
-/// The plaintext `gen-shares` writes: `[`, entries joined by `,\n`, `]`.
+/// The plaintext `signservice-offline deal` writes: `[`, entries joined by `,\n`, `]`.
 fn plaintext_len(accounts: u64, scheme: &str, id_len: u64) -> Option<u64> {
     let entry = |b64: u64| 15 + id_len + 11 + b64 + 2;
     let body = match scheme {
@@ -137,7 +137,7 @@ pub(crate) fn task(args: &[&str]) -> Result {
     println!(
         "share file              {} bytes{}",
         s.file_len,
-        if file.is_some() { "" } else { " (as gen-shares writes it)" }
+        if file.is_some() { "" } else { " (as the dealer writes it)" }
     );
     println!(
         "share store             {} bytes ({per_account:.1} per account), as the loader reserves it",
@@ -158,7 +158,7 @@ pub(crate) fn task(args: &[&str]) -> Result {
 mod tests {
     use super::*;
 
-    /// The estimate is the length `gen-shares` really writes, for each scheme, up to the
+    /// The estimate is the length `signservice-offline deal` really writes, for each scheme, up to the
     /// random grease stanza.
     #[test]
     fn estimated_file_lengths_match_the_real_files() {

@@ -1,4 +1,4 @@
-//! `cargo xtask gen-shares` output, used as the system uses it: the enclave's file loads
+//! `signservice-offline deal` output, used as the system uses it: the enclave's file loads
 //! through the real loader with the written identity, each account signs a session with
 //! the engine and the gateway's shares, and the signature verifies independently under the
 //! published group key (RFC 8032 key for Ed25519, BIP-340 x-only output key for Taproot).
@@ -156,7 +156,7 @@ fn signs_alone(scheme: Scheme, key_package: &[u8]) -> Result<(), String> {
     }
 }
 
-/// `gen-shares` refuses a layout that gives the gateway a quorum, unless told by name, and
+/// `signservice-offline deal` refuses a layout that gives the gateway a quorum, unless told by name, and
 /// writes nothing then.
 #[test]
 fn a_layout_where_the_gateway_signs_alone_is_refused() {
@@ -167,7 +167,13 @@ fn a_layout_where_the_gateway_signs_alone_is_refused() {
     assert!(e.contains("could sign without the enclave"), "{e}");
     let dir = common::cms::workdir("gen-shares-quorum");
     let out = dir.0.join("out");
-    let refused = generate(config, &Dealer::demo(), &out, &mut rand::rngs::OsRng, &mut |_| {});
+    let refused = generate(
+        config,
+        &tests::share_gen::demo_dealer(),
+        &out,
+        &mut rand::rngs::OsRng,
+        &mut |_| {},
+    );
     assert!(refused.is_err());
     assert!(!out.exists(), "nothing written");
     config.allow_online_quorum = true;

@@ -15,7 +15,7 @@
 //!
 //! The signed bytes are `wire::session_signatures::manifest_statement` (`docs/wire.md`,
 //! "Signed statements"). The publisher key file is the 32-byte Ed25519 seed in hex, owner
-//! read-only (`parent_shim::share_publisher::read_publisher_seed`).
+//! read-only (`offline_tools::publisher_key::read_publisher_seed`).
 
 use std::fmt;
 

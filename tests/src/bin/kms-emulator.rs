@@ -5,7 +5,7 @@
 //!              [--policy POLICY.json]
 //! ```
 //!
-//! `--policy` takes a key policy as `parent-shim kms-policy` writes it and enforces its
+//! `--policy` takes a key policy as `signservice-offline kms-policy` writes it and enforces its
 //! PCR conditions (instead of `--pcr`).
 //!
 //! Prints `listening on http://ADDR` once ready, then one line per request, until killed.

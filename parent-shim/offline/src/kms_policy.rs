@@ -12,7 +12,7 @@
 //!
 //! [`recipient_conditions`] reads the PCR conditions back from a policy; [`allows`]
 //! evaluates a request against a policy the way KMS does for the statements we write (the
-//! KMS emulator enforces policies with it); [`audit`] (`parent-shim kms-policy --check`)
+//! KMS emulator enforces policies with it); [`audit`] (`signservice-offline kms-policy --check`)
 //! lists every statement that lets a principal decrypt without the PCR conditions, create
 //! grants, or change the policy outside the break-glass principal.
 

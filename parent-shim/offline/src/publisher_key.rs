@@ -1,6 +1,5 @@
-//! The share publisher's side of the manifest (offline tooling: `gen-shares`,
-//! `reencrypt-shares`, `new-publisher-key`): the publisher key file, and the epoch of the
-//! next file. The manifest itself, and its verification, are the relying party's
+//! The share publisher's side of the manifest (`signservice-offline deal`, `reencrypt`,
+//! `new-publisher-key`): the publisher key file, and the epoch of the next file. The manifest itself, and its verification, are the relying party's
 //! (`node_verify::share_manifest`).
 
 use std::path::Path;

@@ -1,0 +1,71 @@
+//! `signservice-offline` as an operator runs it: a publisher key, a deal whose files the
+//! enclave's loader opens, a layout that would give the gateway a quorum refused, and no
+//! secret on stdout or stderr.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn offline(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_signservice-offline")).args(args).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn a_publisher_key_then_a_deal_the_enclave_loads() {
+    let dir = tests::cms_openssl::workdir("offline-cli");
+    let key = dir.0.join("publisher.key");
+    let key_arg = key.display().to_string();
+    let out = offline(&["new-publisher-key", "--out", &key_arg]);
+    assert!(out.status.success(), "{}", text(&out));
+    let public = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(public.len(), 64, "{public}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Never over an existing key.
+    let again = offline(&["new-publisher-key", "--out", &key_arg]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+
+    let deal_dir = dir.0.join("deal");
+    let deal_arg = deal_dir.display().to_string();
+    let deal = |extra: &[&str]| {
+        let mut args = vec!["deal", "--accounts", "6", "--scheme", "both", "--threshold", "2"];
+        args.extend(["--parties", "3", "--publisher-key", &key_arg, "--epoch", "4"]);
+        args.extend(["--out", &deal_arg]);
+        args.extend_from_slice(extra);
+        offline(&args)
+    };
+    // 2-of-3 with the gateway holding 2 parties would be an online quorum: refused, named.
+    let refused = deal(&["--gateway-parties", "2"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused).contains("could sign without the enclave"), "{}", text(&refused));
+    let escrow = age::x25519::Identity::generate().to_public().to_string();
+    let out = deal(&["--escrow-recipient", &escrow]);
+    assert!(out.status.success(), "{}", text(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((summary["accounts"].as_u64(), summary["epoch"].as_u64()), (Some(6), Some(4)));
+    assert_eq!(summary["publisher_key"], public.as_str());
+    assert!(!text(&out).contains("AGE-SECRET-KEY"), "a secret was printed");
+    loads_in_the_enclave(&deal_dir, 6);
+}
+
+/// The deal's share file, opened with its identity by the enclave's own loader.
+fn loads_in_the_enclave(dir: &Path, accounts: u64) {
+    use offline_tools::dealer::files;
+    let identity = std::fs::read(dir.join(files::IDENTITY)).unwrap();
+    let identity = enclave_core::age_identity::Identity::parse(identity.trim_ascii()).unwrap();
+    let file = std::fs::read(dir.join(files::SHARES)).unwrap();
+    let config =
+        enclave_core::share_loader::LoaderConfig { allow_empty: false, store_limit_bytes: 1 << 30 };
+    let mut loader =
+        enclave_core::share_loader::ShareLoader::new(identity, file.len() as u64, accounts, config)
+            .unwrap();
+    loader.feed(&file).unwrap();
+    let (store, _) = loader.finish().unwrap();
+    assert_eq!(store.len(), accounts);
+}
