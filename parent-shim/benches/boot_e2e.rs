@@ -263,7 +263,7 @@ client_ca = "{d}/ca.pem"
     // random time (0.1 to 0.5 s here): medians of three, on both sides.
     let fixed_boots = median_of_three(|| boot(&small_config));
     let fixed = fixed_boots.seconds;
-    let s3 = parent_shim::s3_fetch::client(&moto.s3_settings());
+    let s3 = parent_shim::boot::s3_fetch::client(&moto.s3_settings());
     let fetch = (0..2)
         .map(|_| {
             runtime.block_on(async {
@@ -292,7 +292,7 @@ client_ca = "{d}/ca.pem"
             plain += p.len();
             Ok(())
         };
-        for piece in file.chunks(parent_shim::enclave_boot::CHUNK) {
+        for piece in file.chunks(parent_shim::boot::conversation::CHUNK) {
             d.feed(piece, &mut sink).unwrap();
         }
         d.finish(&mut sink).unwrap();

@@ -44,10 +44,10 @@ use enclave_core::trusted_time::Clock;
 use enclave_rt::budget_allocator::MemoryStats;
 use enclave_rt::service::ServiceConfig;
 use enclave_rt::transport::Address;
-use parent_shim::enclave_boot::{BootInputs, boot};
-use parent_shim::enclave_client::EnclaveClient;
-use parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient;
-use parent_shim::grpc_bridge::{self, Bridge, pb};
+use parent_shim::boot::conversation::{BootExpectations, boot};
+use parent_shim::link::control::EnclaveClient;
+use parent_shim::serve::grpc_bridge::pb::sign_service_client::SignServiceClient;
+use parent_shim::serve::grpc_bridge::{self, Bridge, pb};
 use rustls_pki_types::pem::PemObject;
 use tests::gateway::{self as gw, Grant, party};
 use tests::share_gen::{GenConfig, SchemeChoice, files};
@@ -296,8 +296,8 @@ fn main() {
         let manifest = node_verify::share_manifest::SignedManifest::parse(&manifest).unwrap();
         let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap();
         let root = ca.root_der.clone();
-        let mut stream = parent_shim::share_stream::ShareStream::from_bytes(share_file);
-        let inputs = BootInputs {
+        let mut stream = parent_shim::boot::share_stream::ShareStream::from_bytes(share_file);
+        let inputs = BootExpectations {
             manifest: &manifest,
             trust: &node_verify::attestation_verifier::PinnedRoot(ca.root_der.clone()),
             expected_pcrs: None,
@@ -336,7 +336,7 @@ fn main() {
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let link = parent_shim::enclave_link::EnclaveLink::new(Arc::clone(&client));
+        let link = parent_shim::link::attested::EnclaveLink::new(Arc::clone(&client));
         let bridge = Bridge::new(link, record, Duration::from_secs(10));
         tokio::spawn(grpc_bridge::serve(listener, tls, bridge, std::future::pending()));
         let id = tls_ca.client("bench-gateway").unwrap();
@@ -588,7 +588,7 @@ fn drain_logs(socket: &std::path::Path) -> Arc<std::sync::atomic::AtomicU64> {
     let mut sink = std::io::sink();
     tests::frame_reader::spawn_reader(stream, move |frame| {
         if let Ok(m) = frame.message()
-            && let Some((line, _)) = parent_shim::event_log::audit_line(&m, frame.payload)
+            && let Some((line, _)) = parent_shim::report::event_log::audit_line(&m, frame.payload)
         {
             let _ = std::io::Write::write_all(&mut sink, line.as_bytes());
             counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use parent_shim::grpc_bridge::pb;
-use parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient;
+use parent_shim::serve::grpc_bridge::pb;
+use parent_shim::serve::grpc_bridge::pb::sign_service_client::SignServiceClient;
 use tests::gateway_health::HealthEndpoint;
 use tests::gateway_sim::{Account, Via};
 use tests::node::{Parent, alive, replace_in, start};

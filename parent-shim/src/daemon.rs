@@ -4,7 +4,7 @@
 //!    stream (its length checked against the manifest before any enclave starts).
 //! 2. Start the enclave (local: `enclave-rt` as a child on Unix sockets) and pump its log
 //!    frames to stdout as JSON lines (redacted by field name).
-//! 3. Boot it ([`crate::enclave_boot`]): fresh nonce, attestation verified against the pinned
+//! 3. Boot it ([`crate::boot::conversation`]): fresh nonce, attestation verified against the pinned
 //!    root and expected PCRs, KMS `Decrypt` with `Recipient`, the share file streamed,
 //!    `Loaded` within the deadline.
 //! 4. Only then serve the gRPC API. If the enclave exits, stop serving and exit non-zero;
@@ -14,34 +14,40 @@
 //! Any failure before serving terminates the enclave, emits an `alert` line, writes no
 //! boot record and exits non-zero; systemd restarts the unit.
 //!
-//! This file is the order of things; the steps live beside it: [`crate::boot_inputs`]
-//! (step 1), [`crate::enclave_launcher`] and [`crate::enclave_bootstrap`] (steps 2-3),
-//! [`crate::grpc_bridge`] and [`crate::enclave_link`] (step 4), [`crate::orderly_stop`]
-//! (signals, the audit chain's last head), [`crate::daemon_error`] (why it stopped).
+//! This file is the order of things; the steps live beside it: [`crate::boot::inputs`]
+//! (step 1), [`crate::boot::launcher`] and [`crate::boot::bring_up`] (steps 2-3),
+//! [`crate::serve::grpc_bridge`] and [`crate::link::attested`] (step 4), [`crate::daemon::orderly_stop`]
+//! (signals, the audit chain's last head), [`crate::daemon::error`] (why it stopped).
+
+pub mod config;
+pub mod error;
+pub mod orderly_stop;
+pub mod systemd_notify;
+pub mod tls_files;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::boot_inputs;
-use crate::cloudwatch_logs::{self, CloudWatchSettings};
-use crate::config::{Config, ConfigError};
-use crate::enclave_bootstrap::bootstrap;
-use crate::enclave_launcher::{self, EnclaveLauncher, Launched};
-use crate::enclave_link::{self, EnclaveLink, LinkError};
-use crate::event_log::emit;
-use crate::grpc_bridge::{self, Bridge};
-use crate::health_report::{self, health_base, log_boot_record, report_health, with_state};
-use crate::https_client;
-use crate::https_relay;
-use crate::orderly_stop::{TaskGuard, close_audit_chain, stop_signal, stopped};
-use crate::systemd_notify::sd_notify;
-use crate::tls_files::{
+use crate::boot::bring_up::bootstrap;
+use crate::boot::inputs;
+use crate::boot::launcher::{self, EnclaveLauncher, Launched};
+use crate::clients::https;
+use crate::daemon::config::{Config, ConfigError};
+use crate::daemon::orderly_stop::{TaskGuard, close_audit_chain, stop_signal, stopped};
+use crate::daemon::systemd_notify::sd_notify;
+use crate::daemon::tls_files::{
     grpc_server_tls, health_target, read_pem_certs, read_root, relay_policy, system_roots,
 };
+use crate::link::attested::{self, EnclaveLink, LinkError};
+use crate::report::cloudwatch_logs::{self, CloudWatchSettings};
+use crate::report::event_log::emit;
+use crate::report::health_report::{self, health_base, log_boot_record, report_health, with_state};
+use crate::serve::grpc_bridge::{self, Bridge};
+use crate::serve::https_relay;
 
-pub use crate::daemon_error::DaemonError;
+pub use crate::daemon::error::DaemonError;
 
 /// Runs the daemon until a signal or a failure; the last lines reach `CloudWatch` before
 /// it returns.
@@ -59,7 +65,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         });
     }
     if let Some(a) = &config.audit {
-        crate::audit_file::open(&a.file)
+        crate::report::audit_file::open(&a.file)
             .map_err(|e| ConfigError(format!("audit.file {}: {e}", a.file.display())))?;
     }
     if let Some(a) = &config.alerts {
@@ -67,11 +73,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             Some(path) => read_pem_certs(path, "alerts.ca")?,
             None => system_roots()?,
         };
-        let tls = https_client::client_tls(&ca, None).map_err(ConfigError)?;
-        crate::alert_webhook::start(&a.webhook_url, Arc::new(tls));
+        let tls = https::client_tls(&ca, None).map_err(ConfigError)?;
+        crate::report::alert_webhook::start(&a.webhook_url, Arc::new(tls));
     }
     let outcome = run_until_stopped(&config).await;
-    crate::alert_webhook::flush(Duration::from_secs(10)).await;
+    crate::report::alert_webhook::flush(Duration::from_secs(10)).await;
     cloudwatch_logs::flush(Duration::from_secs(10)).await;
     outcome
 }
@@ -91,13 +97,13 @@ async fn run_until_stopped(config: &Config) -> Result<(), DaemonError> {
                 "metrics_listening",
                 json!({"listen": listener.local_addr().map(|a| a.to_string()).unwrap_or_default()}),
             );
-            Some(TaskGuard(tokio::spawn(crate::metrics::serve(listener))))
+            Some(TaskGuard(tokio::spawn(crate::report::metrics::serve(listener))))
         }
         None => None,
     };
-    crate::metrics::boot_state("fetching");
+    crate::report::metrics::boot_state("fetching");
     let outcome = fetch_launch_boot_serve(config, started, &stop).await;
-    crate::metrics::boot_state(if outcome.is_ok() { "stopped" } else { "failed" });
+    crate::report::metrics::boot_state(if outcome.is_ok() { "stopped" } else { "failed" });
     outcome
 }
 
@@ -108,7 +114,7 @@ async fn fetch_launch_boot_serve(
 ) -> Result<(), DaemonError> {
     let root = read_root(&config.attestation.root)?;
     let fetched = tokio::select! {
-        r = boot_inputs::fetch_inputs(config) => r,
+        r = inputs::fetch_inputs(config) => r,
         () = stopped(stop) => {
             emit("info", "stopped", json!({"ok": true, "during": "fetching"}));
             return Ok(());
@@ -135,8 +141,8 @@ async fn fetch_launch_boot_serve(
                "manifest_publisher_key": hex::encode(inputs.manifest.publisher_key)}),
     );
 
-    crate::metrics::boot_state("launching");
-    let mut enclave = enclave_launcher::for_config(config)?;
+    crate::report::metrics::boot_state("launching");
+    let mut enclave = launcher::for_config(config)?;
     let launched = match enclave.launch().await {
         Ok(l) => l,
         Err(e) => {
@@ -146,7 +152,7 @@ async fn fetch_launch_boot_serve(
         }
     };
     emit("info", "enclave_started", launched.description.clone());
-    crate::metrics::boot_state("booting");
+    crate::report::metrics::boot_state("booting");
     // From here on, every way out destroys the enclave.
     let outcome =
         boot_and_serve(config, enclave.as_mut(), &launched, &mut inputs, &root, started, stop)
@@ -161,7 +167,7 @@ async fn boot_and_serve(
     config: &Config,
     enclave: &mut dyn EnclaveLauncher,
     launched: &Launched,
-    inputs: &mut boot_inputs::Inputs,
+    inputs: &mut inputs::Inputs,
     root: &[u8],
     started: Instant,
     stop: &tokio::sync::watch::Receiver<bool>,
@@ -180,7 +186,7 @@ async fn boot_and_serve(
     };
     log_boot_record(&record, kms_request_id.as_deref(), started);
 
-    crate::metrics::loaded(record.accounts, Duration::from_micros(record.load_micros));
+    crate::report::metrics::loaded(record.accounts, Duration::from_micros(record.load_micros));
     let tls = grpc_server_tls(config)?;
     let listener = tokio::net::TcpListener::bind(&config.grpc.listen)
         .await
@@ -204,17 +210,17 @@ async fn boot_and_serve(
     let link = EnclaveLink::new(client);
     // A lost control connection is replaced only by one that re-attests as this instance.
     let control = launched.control.clone();
-    let supervision = enclave_link::Supervision {
+    let supervision = attested::Supervision {
         connect: move || {
             let control = control.clone();
-            async move { enclave_launcher::connect(&control).await }
+            async move { launcher::connect(&control).await }
         },
         boot: Arc::clone(&record),
         root_der: root.to_vec(),
         reconnect_deadline: Duration::from_secs(config.enclave.reconnect_deadline_secs),
         call_timeout,
     };
-    let supervisor = enclave_link::supervise(
+    let supervisor = attested::supervise(
         Arc::clone(&link),
         supervision,
         move |client, requests| {
@@ -226,7 +232,7 @@ async fn boot_and_serve(
         let every = Duration::from_secs(m.status_interval_secs.max(1));
         TaskGuard(tokio::spawn(poll_status(Arc::clone(&link), every, call_timeout)))
     });
-    crate::metrics::boot_state("serving");
+    crate::report::metrics::boot_state("serving");
     let audit_link = Arc::clone(&link);
     let bridge = Bridge::new(link, record, call_timeout);
     let (server, stop_tx) = spawn_server(listener, tls, bridge, config.grpc.max_connections);
@@ -297,13 +303,13 @@ fn enclave_exited(status: String) -> Result<(), DaemonError> {
 /// Feeds the metrics with the enclave's `Status` (memory, sessions) and the link's state.
 async fn poll_status(link: Arc<EnclaveLink>, every: Duration, timeout: Duration) {
     loop {
-        crate::metrics::link_up(link.is_up());
+        crate::report::metrics::link_up(link.is_up());
         if let Some(client) = link.client() {
             let request = wire::Message::StatusRequest(wire::StatusRequest {});
             if let Ok(reply) = client.call(&request, timeout).await
                 && let Ok(wire::Message::Status(s)) = reply.message()
             {
-                crate::metrics::status(&s);
+                crate::report::metrics::status(&s);
             }
         }
         tokio::time::sleep(every).await;
@@ -315,7 +321,7 @@ mod tests {
     use std::time::Duration;
 
     use super::{DaemonError, EnclaveLauncher, LinkError, link_lost};
-    use crate::enclave_launcher::{BoxFuture, LaunchError, Launched};
+    use crate::boot::launcher::{BoxFuture, LaunchError, Launched};
 
     /// An enclave that exits `after` the call, or never.
     struct Exits(Option<Duration>);

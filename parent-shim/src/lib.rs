@@ -1,81 +1,58 @@
-//! `parent-shim`: the untrusted parent daemon, and the operator's commands. Every module,
-//! one line each, by what it is for:
+//! `parent-shim`: the untrusted parent daemon and the relying party's commands for
+//! auditors. Every module, one line each, by folder:
 //!
-//! The daemon's own life (`parent-shim run`):
-//! - [`daemon`]: the bootstrap in order, then serving, failing closed throughout.
-//! - [`daemon_error`]: why `run` stopped, one variant per stage.
-//! - [`config`]: the TOML configuration, every key checked at load (`check-config`).
-//! - [`orderly_stop`]: signals watched from the first instant, the audit chain closed.
-//! - [`systemd_notify`]: `sd_notify` (ready, stopping).
-//! - [`tls_files`]: the PEM files and trust roots the configuration names.
+//! [`daemon`]: the daemon's own life (`parent-shim run`), the bootstrap in order, then serving.
+//! - [`daemon::config`]: the TOML configuration, every key checked at load (`check-config`).
+//! - [`daemon::error`]: why `run` stopped, one variant per stage.
+//! - [`daemon::orderly_stop`]: signals watched from the first instant, the audit chain closed.
+//! - [`daemon::systemd_notify`]: `sd_notify` (ready, stopping).
+//! - [`daemon::tls_files`]: the PEM files and trust roots the configuration names.
 //!
-//! Boot inputs and launch:
-//! - [`boot_inputs`]: the manifest and the sealed identity read (step 1).
-//! - [`s3_fetch`]: objects from S3 through `aws-sdk-s3` (or `file://`).
-//! - [`share_stream`]: the share file streamed through a bounded window as it arrives.
-//! - [`kms_relay`]: KMS `Decrypt` with `Recipient` through `aws-sdk-kms`.
-//! - [`aws_credentials`]: what every AWS client shares (HTTPS client, credentials, `IMDSv2`).
-//! - [`enclave_launcher`]: starting, watching and destroying the enclave (local or nitro-cli).
-//! - [`enclave_args_file`]: the enclave's arguments written (the image build uses it too).
-//! - [`enclave_bootstrap`]: a launched enclave connected and booted (steps 2 and 3).
-//! - [`enclave_boot`]: the boot conversation (attest, unseal, stream the shares, loaded).
+//! [`boot`]: Boot inputs and launch.
+//! - [`boot::inputs`]: the manifest and the sealed identity read (step 1).
+//! - [`boot::s3_fetch`]: objects from S3 through `aws-sdk-s3` (or `file://`).
+//! - [`boot::share_stream`]: the share file streamed through a bounded window as it arrives.
+//! - [`boot::kms_relay`]: KMS `Decrypt` with `Recipient` through `aws-sdk-kms`.
+//! - [`boot::launcher`]: starting, watching and destroying the enclave (local or nitro-cli).
+//! - [`boot::args_file`]: the enclave's arguments written (the image build uses it too).
+//! - [`boot::bring_up`]: a launched enclave connected and booted (steps 2 and 3).
+//! - [`boot::conversation`]: the boot messages in order: attest, unseal, stream the shares, loaded.
 //!
-//! The link to the enclave:
-//! - [`enclave_client`]: the control connection, request/answer matching.
-//! - [`enclave_link`]: the attested connection in use, replaced only by the same instance.
+//! [`link`]: The link to the enclave.
+//! - [`link::control`]: the control connection: requests and answers matched by stream.
+//! - [`link::attested`]: the attested connection in use, replaced only by the same instance.
 //!
-//! What it serves:
-//! - [`grpc_bridge`]: the gateway's gRPC API over mutual TLS, translated to `wire`.
-//! - [`session_gate`]: admission in front of the enclave's session table.
-//! - [`https_relay`]: the enclave's HTTPS/SSE relay, to allowlisted URLs only.
-//! - [`https_client`]: HTTPS for the parent's own requests and the relay.
-//! - [`counted_conn`]: a connection holding a permit of the listener's limit.
-//! - [`accept_backoff`]: the listeners' accept loop, without spinning.
+//! [`serve`]: What it serves.
+//! - [`serve::grpc_bridge`]: the gateway's gRPC API over mutual TLS, translated to `wire`.
+//! - [`serve::session_gate`]: admission in front of the enclave's session table.
+//! - [`serve::https_relay`]: the enclave's HTTPS/SSE relay, to allowlisted URLs only.
+//! - [`serve::counted_conn`]: a connection holding a permit of the listener's limit.
+//! - [`serve::accept_backoff`]: the listeners' accept loop, without spinning.
 //!
-//! What it ships and reports:
-//! - [`event_log`]: the structured log every module writes through; the enclave's frames.
-//! - [`cloudwatch_logs`]: every line shipped to `CloudWatch` Logs (the chain in its stream).
-//! - [`audit_file`]: the audit chain's local copy.
-//! - [`health_report`]: the node's health reported to the gateway over HTTPS.
-//! - [`metrics`]: Prometheus text on a local port.
-//! - [`alert_webhook`]: alerts posted to a URL.
+//! [`report`]: What it ships and reports.
+//! - [`report::event_log`]: the structured log every module writes through; the enclave's frames.
+//! - [`report::cloudwatch_logs`]: every line shipped to `CloudWatch` Logs (the chain in its stream).
+//! - [`report::audit_file`]: the audit chain's local copy.
+//! - [`report::health_report`]: the node's health reported to the gateway over HTTPS.
+//! - [`report::metrics`]: Prometheus text on a local port.
+//! - [`report::alert_webhook`]: alerts posted to a URL.
 //!
-//! The operator's offline tools (commands of the same binary):
+//! [`clients`]: Outgoing clients.
+//! - [`clients::aws`]: what every AWS client shares: the HTTPS client, credentials (`IMDSv2`).
+//! - [`clients::https`]: HTTPS for the parent's own requests and the relay.
 //!
 //! The relying party's checks (`check-node`, `audit-verify`, `attestation verify`, and the
 //! parent's own) are the crate `node-verify` (`parent-shim/verify`), re-exported here:
 //! [`attestation_verifier`], [`relying_party`], [`share_manifest`], [`audit_trail`],
-//! [`pcrs_file`].
+//! [`pcrs_file`]. The operator's offline tools are the crate `offline-tools`
+//! (`parent-shim/offline`, binary `signservice-offline`).
 
-pub mod accept_backoff;
-pub mod alert_webhook;
-pub mod audit_file;
-pub mod aws_credentials;
-pub mod boot_inputs;
-pub mod cloudwatch_logs;
-pub mod config;
-pub mod counted_conn;
+pub mod boot;
+pub mod clients;
 pub mod daemon;
-pub mod daemon_error;
-pub mod enclave_args_file;
-pub mod enclave_boot;
-pub mod enclave_bootstrap;
-pub mod enclave_client;
-pub mod enclave_launcher;
-pub mod enclave_link;
-pub mod event_log;
-pub mod grpc_bridge;
-pub mod health_report;
-pub mod https_client;
-pub mod https_relay;
-pub mod kms_relay;
-pub mod metrics;
-pub mod orderly_stop;
-pub mod s3_fetch;
-pub mod session_gate;
-pub mod share_stream;
-pub mod systemd_notify;
-pub mod tls_files;
+pub mod link;
+pub mod report;
+pub mod serve;
 
 // The relying party's checks live in their own crate (`parent-shim/verify`), which a
 // gateway depends on without this daemon; the parent uses them under the same names.

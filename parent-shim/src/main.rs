@@ -155,7 +155,8 @@ fn main() -> ExitCode {
             let checked = audit_verify(&report, inputs, messages.as_deref(), held, stopped);
             printed("audit verify: REFUSED", checked)
         }
-        Command::CheckConfig { config } => match parent_shim::config::Config::load(&config) {
+        Command::CheckConfig { config } => match parent_shim::daemon::config::Config::load(&config)
+        {
             Ok(_) => {
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
@@ -166,7 +167,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
-            let config = match parent_shim::config::Config::load(&config) {
+            let config = match parent_shim::daemon::config::Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{}: {e}", config.display());
@@ -324,7 +325,7 @@ struct LiveNode {
 
 /// The node's answer to `GetAttestation` over `nonce`, through its gRPC API.
 fn fetch_live_document(live: &LiveNode, url: &str, nonce: &[u8]) -> Result<Vec<u8>, String> {
-    use parent_shim::grpc_bridge::pb;
+    use parent_shim::serve::grpc_bridge::pb;
     use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
     let pem = |p: &Option<PathBuf>| p.as_deref().ok_or("missing".to_owned()).and_then(read);
     let mut tls = ClientTlsConfig::new()

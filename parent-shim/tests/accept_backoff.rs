@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use parent_shim::accept_backoff::{Backoff, accept};
+use parent_shim::serve::accept_backoff::{Backoff, accept};
 
 #[tokio::test]
 async fn a_failing_accept_is_retried_with_backoff_not_at_once() {

@@ -16,12 +16,12 @@ use enclave_core::signing_engine::EngineConfig;
 use enclave_rt::budget_allocator::MemoryStats;
 use enclave_rt::service::ServiceConfig;
 use enclave_rt::transport::Address;
-use parent_shim::enclave_boot::{BootInputs, BootRecord, boot};
-use parent_shim::enclave_client::EnclaveClient;
-use parent_shim::enclave_launcher::{self, EnclaveIo, Endpoint};
-use parent_shim::enclave_link::{self, EnclaveLink, LinkError};
-use parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient;
-use parent_shim::grpc_bridge::{self, Bridge, pb};
+use parent_shim::boot::conversation::{BootExpectations, BootRecord, boot};
+use parent_shim::boot::launcher::{self, EnclaveIo, Endpoint};
+use parent_shim::link::attested::{self, EnclaveLink, LinkError};
+use parent_shim::link::control::EnclaveClient;
+use parent_shim::serve::grpc_bridge::pb::sign_service_client::SignServiceClient;
+use parent_shim::serve::grpc_bridge::{self, Bridge, pb};
 use tests::gateway::{self as gw, Grant};
 use tests::gateway_sim::commit_request;
 use tests::share_gen::{GenConfig, SchemeChoice, files};
@@ -100,11 +100,11 @@ fn start_enclave_with(
 
 /// Connects to the enclave's control socket once it listens. The path appears at `bind`,
 /// before `listen`: a connect in between is refused (seen once in CI), so this waits the
-/// way the parent does (`enclave_launcher::connect_until`), up to a deadline.
+/// way the parent does (`launcher::connect_until`), up to a deadline.
 async fn connect_control(control: &std::path::Path) -> Box<dyn EnclaveIo> {
     let endpoint = Endpoint::Unix(control.to_path_buf());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    match enclave_launcher::connect_until(&endpoint, deadline).await {
+    match launcher::connect_until(&endpoint, deadline).await {
         Ok(stream) => stream,
         Err(e) => panic!("cannot connect to {}: {e}", control.display()),
     }
@@ -138,8 +138,8 @@ async fn boot_enclave(
     let manifest = node_verify::share_manifest::SignedManifest::parse(&manifest).unwrap();
     let identity = std::fs::read_to_string(shares.join(files::IDENTITY)).unwrap();
     let pcrs: BTreeMap<u64, Vec<u8>> = (0..3).map(|i| (i, vec![pcr; 48])).collect();
-    let mut stream = parent_shim::share_stream::ShareStream::from_bytes(share_file);
-    let inputs = BootInputs {
+    let mut stream = parent_shim::boot::share_stream::ShareStream::from_bytes(share_file);
+    let inputs = BootExpectations {
         manifest: &manifest,
         trust: &node_verify::attestation_verifier::PinnedRoot(root_der.to_vec()),
         expected_pcrs: Some(&pcrs),
@@ -595,7 +595,7 @@ fn record_template() -> Arc<BootRecord> {
         share_file_sha256: [0; 32],
         load_micros: 0,
         loaded_at_unix_ms: 0,
-        loaded_statement: parent_shim::enclave_boot::LoadedStatement::default(),
+        loaded_statement: parent_shim::boot::conversation::LoadedStatement::default(),
     })
 }
 
@@ -664,14 +664,14 @@ fn supervise(
 ) -> (tokio::task::JoinHandle<LinkError>, Arc<std::sync::Mutex<Vec<String>>>) {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
-    let supervision = enclave_link::Supervision {
+    let supervision = attested::Supervision {
         connect: move || tokio::net::UnixStream::connect(control.clone()),
         boot: Arc::clone(&st.record),
         root_der: st.root_der.clone(),
         reconnect_deadline: deadline,
         call_timeout: Duration::from_secs(5),
     };
-    let task = tokio::spawn(enclave_link::supervise(
+    let task = tokio::spawn(attested::supervise(
         Arc::clone(&st.link),
         supervision,
         |_, _| {},
@@ -761,7 +761,7 @@ async fn a_new_enclave_connection_replaces_one_the_enclave_still_holds() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let refused = old.call(&ping, Duration::from_secs(5)).await.unwrap_err();
-    assert!(matches!(refused, parent_shim::enclave_client::ClientError::Disconnected));
+    assert!(matches!(refused, parent_shim::link::control::ClientError::Disconnected));
     // Still the same booted instance behind the new connection: it serves sessions.
     let status = new
         .call(&wire::Message::StatusRequest(wire::StatusRequest {}), Duration::from_secs(30))

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parent_shim::enclave_client::EnclaveClient;
-use parent_shim::https_relay::{self, RelayPolicy};
+use parent_shim::link::control::EnclaveClient;
+use parent_shim::serve::https_relay::{self, RelayPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wire::{Flags, HttpPost, Message, RelayErrorCode, SseClose, SseOpen, SseReconnect};
 
@@ -64,7 +64,7 @@ async fn the_relay_posts_streams_events_and_refuses_what_is_not_allowed() {
     let gw = tests::gateway_health::HealthEndpoint::start(&ca).await.unwrap();
     let (parent_end, mut enclave) = tokio::net::UnixStream::pair().unwrap();
     let (client, requests) = EnclaveClient::new(parent_end);
-    let tls = parent_shim::https_client::client_tls(&certs(&ca.cert_pem()), None).unwrap();
+    let tls = parent_shim::clients::https::client_tls(&certs(&ca.cert_pem()), None).unwrap();
     let policy = RelayPolicy {
         allow: vec![format!("{}/v1/", gw.base())],
         // The gateway is on loopback, which the default (public addresses only) refuses.
@@ -206,7 +206,7 @@ async fn names_addresses_and_redirects_outside_the_policy_are_refused() {
     let ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
     let gw = tests::gateway_health::HealthEndpoint::start(&ca).await.unwrap();
     let tls =
-        Arc::new(parent_shim::https_client::client_tls(&certs(&ca.cert_pem()), None).unwrap());
+        Arc::new(parent_shim::clients::https::client_tls(&certs(&ca.cert_pem()), None).unwrap());
     let relay = |networks: &[&str]| {
         let (parent_end, enclave) = tokio::net::UnixStream::pair().unwrap();
         let (client, requests) = EnclaveClient::new(parent_end);

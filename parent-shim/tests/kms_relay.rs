@@ -11,7 +11,7 @@ use aws_sdk_kms::primitives::Blob;
 use enclave_core::age_identity::Identity;
 use enclave_core::boot_state_machine::Nsm;
 use enclave_core::kms_unseal::UnsealKey;
-use parent_shim::kms_relay::{self, KmsRelayError};
+use parent_shim::boot::kms_relay::{self, KmsRelayError};
 use tests::kms_emulator::{KeySpec, KmsConfig, KmsEmulator};
 
 const IDENTITY: &str = "AGE-SECRET-KEY-1EGTZVFFV20835NWYV6270LXYVK2VKNX2MMDKWYKLMGR48UAWX40Q2P2LM0";

@@ -66,7 +66,7 @@ pub fn per_session() -> Cost {
     for frame in &frames {
         if let Ok(Some((f, _))) = wire::decode(frame)
             && let Ok(m) = f.message()
-            && let Some((line, _)) = parent_shim::event_log::audit_line(&m, f.payload)
+            && let Some((line, _)) = parent_shim::report::event_log::audit_line(&m, f.payload)
         {
             bytes += line.len();
         }

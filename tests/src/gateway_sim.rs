@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use base64ct::{Base64, Encoding};
 use frost_core::Ciphersuite;
-use parent_shim::grpc_bridge::pb;
-use parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient;
+use parent_shim::serve::grpc_bridge::pb;
+use parent_shim::serve::grpc_bridge::pb::sign_service_client::SignServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use wire::session_signatures as signed;
 use wire::{Scheme, WireMessage};

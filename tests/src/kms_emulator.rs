@@ -573,7 +573,7 @@ pub fn sdk_client(endpoint: &str) -> aws_sdk_kms::Client {
 /// [`sdk_client`] signing with another access key id (a principal of an enforced policy).
 #[must_use]
 pub fn sdk_client_as(endpoint: &str, access_key_id: &str) -> aws_sdk_kms::Client {
-    parent_shim::kms_relay::client(&parent_shim::kms_relay::KmsSettings {
+    parent_shim::boot::kms_relay::client(&parent_shim::boot::kms_relay::KmsSettings {
         region: "us-east-1".into(),
         endpoint: Some(endpoint.to_owned()),
         static_credentials: Some((access_key_id.into(), "local-secret".into())),

@@ -86,8 +86,8 @@ impl MotoServer {
 
     /// The S3 settings a client (or `parent-shim`'s `[s3]` section) needs for this server.
     #[must_use]
-    pub fn s3_settings(&self) -> parent_shim::s3_fetch::S3Settings {
-        parent_shim::s3_fetch::S3Settings {
+    pub fn s3_settings(&self) -> parent_shim::boot::s3_fetch::S3Settings {
+        parent_shim::boot::s3_fetch::S3Settings {
             region: "us-east-1".into(),
             endpoint: Some(self.endpoint()),
             static_credentials: Some(("AKIDLOCAL".into(), "local-secret".into())),
@@ -103,7 +103,7 @@ impl MotoServer {
         bytes: Vec<u8>,
         metadata: &[(&str, &str)],
     ) -> Result<(), String> {
-        let s3 = parent_shim::s3_fetch::client(&self.s3_settings());
+        let s3 = parent_shim::boot::s3_fetch::client(&self.s3_settings());
         let exists = s3.head_bucket().bucket(bucket).send().await.is_ok();
         if !exists {
             s3.create_bucket()
@@ -126,7 +126,7 @@ impl MotoServer {
 
     /// Deletes `key` from `bucket`.
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), String> {
-        let s3 = parent_shim::s3_fetch::client(&self.s3_settings());
+        let s3 = parent_shim::boot::s3_fetch::client(&self.s3_settings());
         s3.delete_object()
             .bucket(bucket)
             .key(key)
@@ -144,8 +144,8 @@ impl MotoServer {
         &self,
         log_group: &str,
         log_stream: &str,
-    ) -> parent_shim::cloudwatch_logs::CloudWatchSettings {
-        parent_shim::cloudwatch_logs::CloudWatchSettings {
+    ) -> parent_shim::report::cloudwatch_logs::CloudWatchSettings {
+        parent_shim::report::cloudwatch_logs::CloudWatchSettings {
             region: "us-east-1".into(),
             endpoint: Some(self.endpoint()),
             static_credentials: Some(("AKIDLOCAL".into(), "local-secret".into())),
@@ -159,7 +159,7 @@ impl MotoServer {
 
     /// Creates a log group, as the instance's provisioning would.
     pub async fn create_log_group(&self, name: &str) -> Result<(), String> {
-        let logs = parent_shim::cloudwatch_logs::client(&self.logs_settings(name, "-"));
+        let logs = parent_shim::report::cloudwatch_logs::client(&self.logs_settings(name, "-"));
         logs.create_log_group()
             .log_group_name(name)
             .send()
@@ -170,7 +170,7 @@ impl MotoServer {
 
     /// Every message in a log stream, oldest first.
     pub async fn log_messages(&self, group: &str, stream: &str) -> Result<Vec<String>, String> {
-        let logs = parent_shim::cloudwatch_logs::client(&self.logs_settings(group, stream));
+        let logs = parent_shim::report::cloudwatch_logs::client(&self.logs_settings(group, stream));
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {

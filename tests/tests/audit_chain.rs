@@ -103,7 +103,7 @@ struct Run {
     /// The local copy (`[audit] file`).
     audit_file: std::path::PathBuf,
     /// The gateway's connection, still open.
-    api: parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient<
+    api: parent_shim::serve::grpc_bridge::pb::sign_service_client::SignServiceClient<
         tonic::transport::Channel,
     >,
     /// The node's answer key.
@@ -113,7 +113,7 @@ struct Run {
 const GROUP: &str = "/sign-service/audit";
 
 async fn audited_run(name: &str) -> Run {
-    use parent_shim::grpc_bridge::pb;
+    use parent_shim::serve::grpc_bridge::pb;
     let gateway_ca = tests::tls_certs::Ca::new("gateway server CA").unwrap();
     let endpoint = tests::gateway_health::HealthEndpoint::start(&gateway_ca).await.unwrap();
     let (c, config) = case(name, 7, 7).await;
@@ -201,13 +201,13 @@ async fn audited_run(name: &str) -> Run {
 /// another nonce (kept and replayed) does not verify for this one; a nonce not of 32 bytes
 /// is refused.
 async fn fresh_heads(
-    api: &mut parent_shim::grpc_bridge::pb::sign_service_client::SignServiceClient<
+    api: &mut parent_shim::serve::grpc_bridge::pb::sign_service_client::SignServiceClient<
         tonic::transport::Channel,
     >,
     key: [u8; 32],
     expected_head: &str,
 ) -> tests::gateway_sim::Anchor {
-    use parent_shim::grpc_bridge::pb;
+    use parent_shim::serve::grpc_bridge::pb;
     let fresh = |nonce: [u8; 32]| pb::GetAuditHeadRequest { nonce: nonce.to_vec() };
     let head = api.get_audit_head(fresh([0x3c; 32])).await.unwrap().into_inner();
     assert_eq!(

@@ -244,7 +244,7 @@ async fn check_node_proves_the_running_node_only_when_asked_live() {
     let mut api = tests::gateway_sim::connect(&grpc, &c.tls.cert_pem(), &client).await.unwrap();
     let nonce = [0x5au8; 32];
     let document = api
-        .get_attestation(parent_shim::grpc_bridge::pb::GetAttestationRequest {
+        .get_attestation(parent_shim::serve::grpc_bridge::pb::GetAttestationRequest {
             nonce: nonce.to_vec(),
         })
         .await

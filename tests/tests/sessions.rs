@@ -102,7 +102,7 @@ async fn sessions_arrive_as_gateway_events_and_answers_return_through_the_relay(
     p.seen_or_wait_for("sse_reconnect");
 
     // The metrics endpoint shows the same story.
-    let e = api.sign(parent_shim::grpc_bridge::pb::SignRequest {
+    let e = api.sign(parent_shim::serve::grpc_bridge::pb::SignRequest {
         session_id: vec![0x55; 16],
         signing_package: b"x".to_vec(),
     });
@@ -213,7 +213,7 @@ async fn the_parent_restarts_while_the_gateway_keeps_calling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_enclave_killed_mid_session_serves_no_signature() {
-    use parent_shim::grpc_bridge::pb;
+    use parent_shim::serve::grpc_bridge::pb;
     let (c, config) = case("mid-session", 7, 7).await;
     let mut p = start(&config);
     let endpoint = grpc_endpoint(&p.wait_for("\"serving\""));
@@ -273,7 +273,7 @@ async fn an_event_stream_outside_the_allowlist_is_never_reached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_gateway_clients_beyond_the_cap_get_signatures_or_clean_refusals() {
-    use parent_shim::grpc_bridge::pb;
+    use parent_shim::serve::grpc_bridge::pb;
     let (c, config) = case("load", 7, 7).await;
     replace_in(&config, "[enclave]\n", "[enclave]\nsession_cap = 3\nmemory_budget_mib = 64\n");
     let mut p = start(&config);

@@ -12,7 +12,7 @@
 //! A code change moves PCR1 and PCR0; a configuration change moves PCR2 and PCR0. Every
 //! input is pinned or derived from the source tree; see `docs/reproducible-builds.md`.
 
-use parent_shim::enclave_args_file::WriteArgs as _;
+use parent_shim::boot::args_file::WriteArgs as _;
 use std::path::{Path, PathBuf};
 
 use sha2::Digest;

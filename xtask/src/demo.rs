@@ -506,7 +506,7 @@ pub(crate) async fn gateway(
     let answer_key = gateway_sim::attested_answer_key_with(&mut api, rp).await.map_err(Failure)?;
     // What the node loaded, as the enclave signed it (not as the parent says).
     let status = api
-        .get_status(parent_shim::grpc_bridge::pb::GetStatusRequest {})
+        .get_status(parent_shim::serve::grpc_bridge::pb::GetStatusRequest {})
         .await
         .map_err(|e| Failure(e.to_string()))?
         .into_inner();

@@ -8,36 +8,28 @@ use std::path::Path;
 /// module -> the modules of the same crate it names.
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
-/// The module graph of one `src/` directory (top-level modules; `main` and `lib` excluded).
+/// The module graph of one `src/` directory: every module file, nested ones by their path
+/// (`boot::inputs` for `src/boot/inputs.rs`); `main` and `lib` excluded. An import names
+/// the longest module path it starts with.
 fn graph(src: &Path) -> std::io::Result<Graph> {
+    let mut files = Vec::new();
+    module_files(src, "", &mut files)?;
+    let names: BTreeSet<String> = files.iter().map(|(n, _)| n.clone()).collect();
     let mut g = Graph::new();
-    for entry in std::fs::read_dir(src)? {
-        let path = entry?.path();
-        let Some(name) = path.file_stem().and_then(|n| n.to_str()).map(str::to_owned) else {
-            continue;
-        };
-        if path.extension().is_none_or(|e| e != "rs") || name == "main" || name == "lib" {
-            continue;
-        }
+    for (name, path) in files {
         let text = std::fs::read_to_string(&path)?;
         let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
         let mut deps = BTreeSet::new();
         for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
             let line = line.replace("$crate::", "");
             for (at, _) in line.match_indices("crate::") {
-                let rest = &line[at + "crate::".len()..];
-                let names: Vec<&str> = match rest.strip_prefix('{') {
-                    Some(group) => group.split('}').next().unwrap_or_default().split(',').collect(),
-                    None => vec![rest],
-                };
-                for n in names {
-                    let n: String = n
-                        .trim()
-                        .chars()
-                        .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-                        .collect();
-                    if !n.is_empty() && n != name {
-                        deps.insert(n);
+                for target in import_paths(&line[at + "crate::".len()..]) {
+                    let module = names
+                        .iter()
+                        .filter(|n| target == **n || target.starts_with(&format!("{n}::")))
+                        .max_by_key(|n| n.len());
+                    if let Some(m) = module.filter(|m| **m != name) {
+                        deps.insert(m.clone());
                     }
                 }
             }
@@ -45,6 +37,61 @@ fn graph(src: &Path) -> std::io::Result<Graph> {
         g.insert(name, deps);
     }
     Ok(g)
+}
+
+/// `(module path, file)` for every `.rs` under `dir`, `prefix` naming `dir`'s module.
+fn module_files(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(String, std::path::PathBuf)>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(stem) = path.file_stem().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        let name = if prefix.is_empty() { stem.clone() } else { format!("{prefix}::{stem}") };
+        if path.is_dir() {
+            module_files(&path, &name, out)?;
+        } else if path.extension().is_some_and(|e| e == "rs")
+            && !(prefix.is_empty() && (stem == "main" || stem == "lib"))
+        {
+            let name = if stem == "mod" { prefix.to_owned() } else { name };
+            out.push((name, path));
+        }
+    }
+    Ok(())
+}
+
+/// The paths an import names after `crate::`: `a::b::C` is one, `a::{b, c::D}` two.
+fn import_paths(rest: &str) -> Vec<String> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let head: String = rest.chars().take_while(|c| ident(*c)).collect();
+    let after = &rest[head.len()..];
+    let Some(group) = after.strip_prefix('{') else {
+        return vec![head.trim_end_matches(':').to_owned()];
+    };
+    // The group's items, split at its own commas (not those of nested groups).
+    let (mut depth, mut items, mut item) = (0usize, Vec::new(), String::new());
+    for c in group.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => items.push(std::mem::take(&mut item)),
+            _ => {}
+        }
+        item.push(c);
+    }
+    items.push(item);
+    items
+        .iter()
+        .map(|i| {
+            let i: String =
+                i.trim_start_matches(',').trim().chars().take_while(|c| ident(*c)).collect();
+            format!("{head}{i}")
+        })
+        .collect()
 }
 
 /// A cycle, if the graph has one (as the modules on it, in order).
@@ -100,6 +147,20 @@ mod tests {
             assert!(g.len() >= 2, "{krate}: no modules found");
             assert_eq!(find_cycle(&g), None, "{krate}: modules import each other in a cycle");
         }
+    }
+
+    #[test]
+    fn nested_modules_and_grouped_imports_are_seen() {
+        assert_eq!(
+            import_paths("boot::{inputs, conversation::{self, X}};"),
+            ["boot::inputs", "boot::conversation::"]
+        );
+        assert_eq!(import_paths("daemon::config::Config;"), ["daemon::config::Config"]);
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let g = graph(&root.join("parent-shim/src")).unwrap();
+        // The daemon's run order imports the steps in their folders.
+        let daemon = g.get("daemon").unwrap();
+        assert!(daemon.contains("boot::inputs") && daemon.contains("serve::grpc_bridge"), "{g:?}");
     }
 
     #[test]

@@ -270,38 +270,43 @@ async fn boot_guest(
     cx: &Context,
     share_file: &[u8],
 ) -> (
-    Arc<parent_shim::enclave_client::EnclaveClient>,
-    std::result::Result<parent_shim::enclave_boot::BootRecord, String>,
+    Arc<parent_shim::link::control::EnclaveClient>,
+    std::result::Result<parent_shim::boot::conversation::BootRecord, String>,
 ) {
     let _ = control.set_nonblocking(true);
     let control = match tokio::net::UnixStream::from_std(control) {
         Ok(c) => c,
         Err(e) => {
-            let (c, _) = parent_shim::enclave_client::EnclaveClient::new(tokio::io::empty());
+            let (c, _) = parent_shim::link::control::EnclaveClient::new(tokio::io::empty());
             return (c, Err(e.to_string()));
         }
     };
-    let (client, mut unsolicited) = parent_shim::enclave_client::EnclaveClient::new(control);
+    let (client, mut unsolicited) = parent_shim::link::control::EnclaveClient::new(control);
     let kms = tests::kms_emulator::sdk_client(&cx.inputs.kms.endpoint());
     let sealed = cx.inputs.sealed.clone();
     let unseal = |document: Vec<u8>| async move {
-        parent_shim::kms_relay::decrypt_for_enclave(&kms, Some("qemu-key"), &sealed, &document)
-            .await
-            .map(|s| s.ciphertext_for_recipient)
-            .map_err(|e| e.to_string())
+        parent_shim::boot::kms_relay::decrypt_for_enclave(
+            &kms,
+            Some("qemu-key"),
+            &sealed,
+            &document,
+        )
+        .await
+        .map(|s| s.ciphertext_for_recipient)
+        .map_err(|e| e.to_string())
     };
-    let mut stream = parent_shim::share_stream::ShareStream::from_bytes(share_file.to_vec());
-    let boot_inputs = parent_shim::enclave_boot::BootInputs {
+    let mut stream = parent_shim::boot::share_stream::ShareStream::from_bytes(share_file.to_vec());
+    let expectations = parent_shim::boot::conversation::BootExpectations {
         manifest: &cx.inputs.manifest,
         trust: &cx.trust,
         expected_pcrs: Some(&cx.trust.pcrs),
         deadline: Duration::from_mins(5),
         shim_version: "xtask qemu-boot",
     };
-    let record = parent_shim::enclave_boot::boot(
+    let record = parent_shim::boot::conversation::boot(
         &client,
         &mut unsolicited,
-        &boot_inputs,
+        &expectations,
         &mut stream,
         unseal,
     )
@@ -475,8 +480,8 @@ fn boot_and_sign(cx: &Context) -> Result<Vec<u8>> {
 /// sessions through it (Ed25519, then Taproot).
 async fn sign_through_the_bridge(
     cx: &Context,
-    client: Arc<parent_shim::enclave_client::EnclaveClient>,
-    record: parent_shim::enclave_boot::BootRecord,
+    client: Arc<parent_shim::link::control::EnclaveClient>,
+    record: parent_shim::boot::conversation::BootRecord,
 ) -> Result<crate::demo::Stats> {
     let gateway_ca =
         tests::tls_certs::Ca::new("qemu gateway CA").map_err(|e| Failure(e.to_string()))?;
@@ -487,7 +492,7 @@ async fn sign_through_the_bridge(
         rustls_pki_types::PrivateKeyDer::from_pem_slice(server.key.as_bytes())
             .map_err(|e| Failure(e.to_string()))?
     };
-    let tls = parent_shim::grpc_bridge::mtls_config(
+    let tls = parent_shim::serve::grpc_bridge::mtls_config(
         certs(&server.cert),
         key,
         &certs(&gateway_ca.cert_pem()),
@@ -496,10 +501,18 @@ async fn sign_through_the_bridge(
     .map_err(Failure)?;
     let listener = io("listen", tokio::net::TcpListener::bind("127.0.0.1:0").await)?;
     let port = io("listen", listener.local_addr())?.port();
-    let link = parent_shim::enclave_link::EnclaveLink::new(client);
-    let bridge =
-        parent_shim::grpc_bridge::Bridge::new(link, Arc::new(record), Duration::from_mins(1));
-    tokio::spawn(parent_shim::grpc_bridge::serve(listener, tls, bridge, std::future::pending()));
+    let link = parent_shim::link::attested::EnclaveLink::new(client);
+    let bridge = parent_shim::serve::grpc_bridge::Bridge::new(
+        link,
+        Arc::new(record),
+        Duration::from_mins(1),
+    );
+    tokio::spawn(parent_shim::serve::grpc_bridge::serve(
+        listener,
+        tls,
+        bridge,
+        std::future::pending(),
+    ));
     // The gateway pins the image's PCRs from pcrs.json.
     let pcrs = ::tests::gateway_sim::PcrPolicy::Pinned(cx.trust.pcrs.clone());
     let rp = ::tests::gateway_sim::RelyingParty { trust: &cx.trust, pcrs: &pcrs };

@@ -1,7 +1,7 @@
 //! The enclave's arguments, one typed definition for every side: `cargo xtask build-eif`
 //! writes them into the image (`/etc/enclave-rt/args`, measured into PCR2), the parent's
 //! local launcher writes them into a file beside its enclave, and `enclave-rt` reads them.
-//! The writing half is the parent's (`parent_shim::enclave_args_file`, which the image
+//! The writing half is the parent's (`parent_shim::boot::args_file`, which the image
 //! build uses too), so the image carries only the reading half; the two are inverse (a
 //! test there round-trips every option). Every value is checked here, once, at the
 //! strength the enclave needs: the gateway and publisher keys must be valid, non-weak
@@ -181,7 +181,7 @@ impl EnclaveArgs {
         })
     }
 
-    /// Parses arguments as `parent_shim::enclave_args_file` writes them (and as a person
+    /// Parses arguments as `parent_shim::boot::args_file` writes them (and as a person
     /// types them).
     pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Self, ArgsError> {
         const REQUIRED: [&str; 4] = ["--control", "--logs", "--gateway-key", "--publisher-key"];
@@ -264,7 +264,7 @@ impl EnclaveArgs {
     }
 
     /// The arguments in a file as the image build and the parent write it
-    /// (`parent_shim::enclave_args_file`): one per line, `#` starts a comment line, blank
+    /// (`parent_shim::boot::args_file`): one per line, `#` starts a comment line, blank
     /// lines ignored.
     pub fn parse_file(text: &str) -> Result<Self, ArgsError> {
         let lines: Vec<&str> =

@@ -1,6 +1,6 @@
 //! The enclave's arguments: every bad value is refused with its name, and the production
 //! check refuses published keys. (The round trip through the writing half is tested where
-//! that half lives: `parent-shim/tests/enclave_args_file.rs`.)
+//! that half lives: `parent-shim/tests/args_file.rs`.)
 
 use enclave_core::enclave_args::{Address, EnclaveArgs, PUBLISHED_KEYS, refuse_published_keys};
 use tests::gateway::{fresh_publisher_key, gateway_key};

@@ -75,6 +75,6 @@ fn the_boot_table_and_serving_are_defined_once() {
 #[test]
 fn the_word_check_sees_whole_identifiers_only() {
     assert!(has_word("let x = TRANSITIONS;", "TRANSITIONS"));
-    assert!(!has_word("BootInputs { }", "BootInput"));
+    assert!(!has_word("BootExpectations { }", "BootInput"));
     assert!(has_word("fn next_state(", "next_state"));
 }

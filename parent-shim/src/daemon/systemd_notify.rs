@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::event_log::emit;
+use crate::report::event_log::emit;
 
 /// Tells systemd (`Type=notify`) about a state change, if it is listening.
 pub fn sd_notify(state: &str) {

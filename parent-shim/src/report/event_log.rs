@@ -1,7 +1,7 @@
 //! The parent's structured log: one JSON line per event on stdout (journald under systemd),
 //! shipped to `CloudWatch` Logs when that is on; alerts are counted as metrics and handed to
 //! the alert hook. Field values whose names say they are secret never reach a line
-//! ([`redact`]).
+//! (`redact`).
 //!
 //! A leaf of the crate: every module logs through [`emit`], and this module calls none of
 //! them back. The alert webhook registers itself with [`on_alert`] instead of being called
@@ -28,7 +28,9 @@ pub fn emit(level: &str, event: &str, fields: serde_json::Value) {
     if let (Some(obj), serde_json::Value::Object(extra)) = (line.as_object_mut(), fields) {
         obj.extend(extra);
         if event == "alert" {
-            crate::metrics::alert(obj.get("reason").and_then(|r| r.as_str()).unwrap_or("unknown"));
+            crate::report::metrics::alert(
+                obj.get("reason").and_then(|r| r.as_str()).unwrap_or("unknown"),
+            );
             let ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
             obj.insert("Alerts".into(), json!(1));
             obj.insert(
@@ -57,7 +59,7 @@ fn output_audit(line: &str, checkpoint_seq: Option<u64>) {
         use std::io::Write as _;
         let _ = writeln!(std::io::stdout().lock(), "{line}");
     }
-    match crate::audit_file::append(line, checkpoint_seq.is_some()) {
+    match crate::report::audit_file::append(line, checkpoint_seq.is_some()) {
         Ok(()) => AUDIT_FILE_FAILED.store(false, Ordering::Relaxed),
         Err(e) => {
             // Once per outage, not once per line.
@@ -70,7 +72,7 @@ fn output_audit(line: &str, checkpoint_seq: Option<u64>) {
             }
         }
     }
-    crate::cloudwatch_logs::ship_audit(line);
+    crate::report::cloudwatch_logs::ship_audit(line);
     if let Some(seq) = checkpoint_seq {
         CHECKPOINTS_OUT.fetch_max(seq + 1, Ordering::Relaxed);
     }
@@ -135,7 +137,7 @@ pub(crate) fn output(line: &str) {
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
-    crate::cloudwatch_logs::ship(line);
+    crate::report::cloudwatch_logs::ship(line);
 }
 
 /// Field names whose values never reach the log, whatever sent them.
@@ -191,7 +193,7 @@ mod tests {
     #[test]
     fn an_alert_line_is_counted_by_reason() {
         super::emit("error", "alert", serde_json::json!({"reason": "event_log_test_reason"}));
-        let text = crate::metrics::render();
+        let text = crate::report::metrics::render();
         assert!(
             text.contains("signservice_alerts_total{reason=\"event_log_test_reason\"} 1\n"),
             "{text}"
@@ -210,7 +212,7 @@ mod tests {
             bytes.extend_from_slice(&frame);
         }
         super::pump_enclave_logs(&bytes[..]).await;
-        let text = crate::metrics::render();
+        let text = crate::report::metrics::render();
         assert!(
             text.contains("signservice_alerts_total{reason=\"enclave_el_test\"} 1\n"),
             "{text}"

@@ -230,9 +230,9 @@ pub fn render() -> String {
 pub async fn serve(listener: tokio::net::TcpListener) {
     use http_body_util::Full;
     use hyper::body::Bytes;
-    let mut backoff = crate::accept_backoff::Backoff::default();
+    let mut backoff = crate::serve::accept_backoff::Backoff::default();
     loop {
-        let tcp = crate::accept_backoff::accept(&listener, &mut backoff).await;
+        let tcp = crate::serve::accept_backoff::accept(&listener, &mut backoff).await;
         tokio::spawn(async move {
             let service = hyper::service::service_fn(
                 |req: hyper::Request<hyper::body::Incoming>| async move {

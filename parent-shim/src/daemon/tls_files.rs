@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
-use crate::config::{Config, ConfigError};
-use crate::grpc_bridge;
-use crate::health_report::HealthTarget;
-use crate::https_client;
-use crate::https_relay::RelayPolicy;
+use crate::clients::https;
+use crate::daemon::config::{Config, ConfigError};
+use crate::report::health_report::HealthTarget;
+use crate::serve::grpc_bridge;
+use crate::serve::https_relay::RelayPolicy;
 
 /// The relay's allowlist and TLS roots; without a `[relay]` section it refuses everything.
 pub(crate) fn relay_policy(config: &Config) -> Result<RelayPolicy, ConfigError> {
@@ -34,7 +34,7 @@ pub(crate) fn relay_policy(config: &Config) -> Result<RelayPolicy, ConfigError> 
         }
         None => (Vec::new(), Vec::new(), 10_000, Vec::new()),
     };
-    let tls = https_client::client_tls(&ca, None).map_err(ConfigError)?;
+    let tls = https::client_tls(&ca, None).map_err(ConfigError)?;
     Ok(RelayPolicy {
         allow,
         networks,
@@ -80,8 +80,8 @@ pub(crate) fn health_target(
         )),
         _ => None,
     };
-    let tls = https_client::client_tls(&read_pem_certs(&g.ca, "gateway.ca")?, client)
-        .map_err(ConfigError)?;
+    let tls =
+        https::client_tls(&read_pem_certs(&g.ca, "gateway.ca")?, client).map_err(ConfigError)?;
     Ok(Some((
         HealthTarget { url: g.health_url.clone(), tls: Arc::new(tls) },
         Duration::from_secs(g.interval_secs),

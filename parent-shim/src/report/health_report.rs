@@ -13,10 +13,10 @@ use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use serde_json::{Value, json};
 
-use crate::event_log::emit;
+use crate::report::event_log::emit;
 use hex::encode as hex;
 
-use crate::https_client::{self, HttpsError};
+use crate::clients::https::{self, HttpsError};
 
 /// Where and how to report.
 #[derive(Clone)]
@@ -29,7 +29,7 @@ pub struct HealthTarget {
 
 /// POSTs one JSON report; an error unless the gateway answers 2xx.
 pub async fn post(target: &HealthTarget, report: &Value) -> Result<(), HttpsError> {
-    let response = https_client::request(
+    let response = https::request(
         &target.tls,
         &target.url,
         hyper::Method::POST,
@@ -49,7 +49,7 @@ pub async fn post(target: &HealthTarget, report: &Value) -> Result<(), HttpsErro
 /// What every report says about this boot: the gateway verifies the attestation document
 /// itself and compares the share file's SHA-256 and the load time with its own records.
 pub(crate) fn health_base(
-    record: &crate::enclave_boot::BootRecord,
+    record: &crate::boot::conversation::BootRecord,
     kms_request_id: Option<&str>,
 ) -> serde_json::Value {
     use base64::Engine as _;
@@ -124,7 +124,7 @@ pub(crate) async fn report_health(target: HealthTarget, base: serde_json::Value,
 
 /// The boot's record, once: what an auditor matches against the gateway's health reports.
 pub(crate) fn log_boot_record(
-    record: &crate::enclave_boot::BootRecord,
+    record: &crate::boot::conversation::BootRecord,
     kms_request_id: Option<&str>,
     started: Instant,
 ) {

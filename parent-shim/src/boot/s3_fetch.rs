@@ -36,7 +36,7 @@ impl fmt::Debug for S3Settings {
 /// An S3 client over rustls (ring).
 #[must_use]
 pub fn client(settings: &S3Settings) -> Client {
-    let shared = crate::aws_credentials::sdk_config(
+    let shared = crate::clients::aws::sdk_config(
         &settings.region,
         settings.endpoint.as_deref(),
         settings.static_credentials.as_ref(),

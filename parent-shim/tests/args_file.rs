@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use enclave_core::enclave_args::{Address, EnclaveArgs, NITRO_HEARTBEAT};
 use enclave_core::session_events::EventsConfig;
-use parent_shim::enclave_args_file::WriteArgs as _;
+use parent_shim::boot::args_file::WriteArgs as _;
 use tests::gateway::{fresh_publisher_key, gateway_key};
 
 fn vsock(port: u32) -> Address {

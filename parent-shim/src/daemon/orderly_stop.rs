@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::daemon_error::DaemonError;
-use crate::enclave_link::EnclaveLink;
-use crate::event_log::emit;
+use crate::daemon::error::DaemonError;
+use crate::link::attested::EnclaveLink;
+use crate::report::event_log::emit;
 
 /// SIGTERM or SIGINT: `true` once either arrived. The handler is installed when this
 /// returns.
@@ -69,10 +69,10 @@ pub(crate) async fn close_audit_chain(link: &EnclaveLink, timeout: Duration) {
     };
     // The same checkpoint comes on the log channel; it must be written out first.
     let deadline = Instant::now() + timeout;
-    while !crate::event_log::checkpoint_written(seq) && Instant::now() < deadline {
+    while !crate::report::event_log::checkpoint_written(seq) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let written = crate::event_log::checkpoint_written(seq);
+    let written = crate::report::event_log::checkpoint_written(seq);
     emit(
         if written { "info" } else { "warn" },
         "audit_chain_closed",

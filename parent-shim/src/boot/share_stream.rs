@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_sdk_s3::Client;
 use tokio::sync::mpsc;
 
-use crate::s3_fetch::FetchError;
+use crate::boot::s3_fetch::FetchError;
 
 /// Bytes per piece: one `ShareFileChunk` frame's worth.
 pub const CHUNK: usize = 48 * 1024;
@@ -91,14 +91,14 @@ impl ShareStream {
                 read_file(&mut file, &url, expected_len, &tx, &fetched);
             })
         } else {
-            let (bucket, key) = crate::s3_fetch::bucket_and_key(url)?;
+            let (bucket, key) = crate::boot::s3_fetch::bucket_and_key(url)?;
             let out = client
                 .get_object()
                 .bucket(bucket)
                 .key(key)
                 .send()
                 .await
-                .map_err(|e| crate::s3_fetch::get_error(url, &e))?;
+                .map_err(|e| crate::boot::s3_fetch::get_error(url, &e))?;
             let len = out.content_length().and_then(|l| u64::try_from(l).ok());
             if let Some(len) = len.filter(|l| *l != expected_len) {
                 return Err(wrong_length(url, expected_len, len));

@@ -1,11 +1,11 @@
 //! A boot's inputs, step 1 of the daemon: the publisher's manifest and the KMS-sealed
 //! identity read whole (both small), and the share file's stream opened against the
-//! manifest's length ([`crate::share_stream`]). Nothing here is plaintext.
+//! manifest's length ([`crate::boot::share_stream`]). Nothing here is plaintext.
 
-use crate::config::Config;
-use crate::s3_fetch::{self, FetchError, S3Settings};
+use crate::boot::s3_fetch::{self, FetchError, S3Settings};
+use crate::boot::share_stream::ShareStream;
+use crate::daemon::config::Config;
 use crate::share_manifest::SignedManifest;
-use crate::share_stream::ShareStream;
 
 /// The encrypted inputs and the share file's manifest, in memory only.
 pub struct Inputs {

@@ -2,7 +2,7 @@
 //! relay use, and how a lost one is replaced.
 //!
 //! A connection is only ever used after it has proved it reaches the enclave instance that
-//! booted: at boot by the full attestation ([`crate::enclave_boot`]); after a reconnect by
+//! booted: at boot by the full attestation ([`crate::boot::conversation`]); after a reconnect by
 //! [`reattest`], a fresh document over a fresh nonce that must chain to the pinned root and
 //! carry the boot's PCRs and the boot's per-boot answer key (a restarted or different
 //! enclave has another). Between the loss and the proof, and for good if the proof fails,
@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 use wire::Message;
 
 use crate::attestation_verifier::{self, Expectations};
-use crate::enclave_boot::BootRecord;
-use crate::enclave_client::{EnclaveClient, Reply};
+use crate::boot::conversation::BootRecord;
+use crate::link::control::{EnclaveClient, Reply};
 
 /// The current connection, if it is up and attested.
 #[derive(Default)]
@@ -164,7 +164,7 @@ where
         }
         relay(Arc::clone(&client), unsolicited);
         link.set(Some(client));
-        crate::metrics::reconnected();
+        crate::report::metrics::reconnected();
         emit(
             "info",
             "enclave_reattested",

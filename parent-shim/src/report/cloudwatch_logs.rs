@@ -1,7 +1,7 @@
 //! Shipping the daemon's log lines to `CloudWatch` Logs through `aws-sdk-cloudwatchlogs`.
 //!
 //! Every JSON line the daemon prints (its own events and the enclave's log frames, both
-//! already redacted by field name in [`crate::event_log`]) is also queued here and sent in
+//! already redacted by field name in [`crate::report::event_log`]) is also queued here and sent in
 //! batches with `PutLogEvents`. Shipping never blocks the daemon: the queue is bounded,
 //! a full queue drops the line and counts it, and the count is shipped as a
 //! `cloudwatch_dropped` event. stdout (journald) keeps every line either way.
@@ -96,7 +96,7 @@ static SINKS: OnceLock<[Sink; 2]> = OnceLock::new();
 /// A client over rustls (ring).
 #[must_use]
 pub fn client(settings: &CloudWatchSettings) -> Client {
-    Client::new(&crate::aws_credentials::sdk_config(
+    Client::new(&crate::clients::aws::sdk_config(
         &settings.region,
         settings.endpoint.as_deref(),
         settings.static_credentials.as_ref(),

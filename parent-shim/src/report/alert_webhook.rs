@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use crate::health_report::{self, HealthTarget};
+use crate::report::health_report::{self, HealthTarget};
 
 struct Webhook {
     target: HealthTarget,
@@ -20,7 +20,7 @@ static WEBHOOK: OnceLock<Webhook> = OnceLock::new();
 pub fn start(url: &str, tls: Arc<rustls::ClientConfig>) {
     let target = HealthTarget { url: url.to_owned(), tls };
     let _ = WEBHOOK.set(Webhook { target, in_flight: Mutex::new(Vec::new()) });
-    crate::event_log::on_alert(send);
+    crate::report::event_log::on_alert(send);
 }
 
 /// Posts `alert` in the background, if a webhook is set and a runtime is running (the
@@ -32,7 +32,7 @@ pub fn send(alert: &serde_json::Value) {
     let alert = alert.clone();
     let task = runtime.spawn(async move {
         if let Err(e) = health_report::post(&hook.target, &alert).await {
-            crate::event_log::emit(
+            crate::report::event_log::emit(
                 "warn",
                 "alert_webhook_failed",
                 serde_json::json!({"url": hook.target.url, "error": e.0}),

@@ -586,16 +586,16 @@ impl Config {
             }
             for network in &r.networks {
                 network
-                    .parse::<crate::https_relay::Network>()
+                    .parse::<crate::serve::https_relay::Network>()
                     .map_err(|e| ConfigError(format!("relay.networks: {e}")))?;
             }
         }
         if let Some(a) = &self.alerts {
-            crate::https_client::check_url(&a.webhook_url)
+            crate::clients::https::check_url(&a.webhook_url)
                 .map_err(|e| ConfigError(format!("alerts.webhook_url: {e}")))?;
         }
         if let Some(g) = &self.gateway {
-            crate::https_client::check_url(&g.health_url)
+            crate::clients::https::check_url(&g.health_url)
                 .map_err(|e| ConfigError(format!("gateway.health_url: {e}")))?;
             if g.client_cert.is_some() != g.client_key.is_some() {
                 return Err(ConfigError(

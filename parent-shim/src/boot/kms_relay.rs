@@ -37,7 +37,7 @@ impl fmt::Debug for KmsSettings {
 /// A KMS client over rustls (ring), as the parent uses it.
 #[must_use]
 pub fn client(settings: &KmsSettings) -> Client {
-    Client::new(&crate::aws_credentials::sdk_config(
+    Client::new(&crate::clients::aws::sdk_config(
         &settings.region,
         settings.endpoint.as_deref(),
         settings.static_credentials.as_ref(),

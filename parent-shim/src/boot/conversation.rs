@@ -1,6 +1,6 @@
 //! The parent's side of the boot conversation: hello with a fresh nonce, verify the
 //! attestation document, have the age identity sealed to the enclave's key (KMS `Decrypt`
-//! with `Recipient`, behind [`Unseal`]), stream the share file, wait for `Loaded`.
+//! with `Recipient`, through the caller's `unseal` callback), stream the share file, wait for `Loaded`.
 //!
 //! Any failure is final for this enclave instance: the caller terminates it and serves
 //! nothing (fail closed). The [`BootRecord`] is what the parent keeps and reports.
@@ -17,14 +17,14 @@ use wire::{BootFailReason, Hello, Message, SealedKey, ShareFileChunk, ShareFileE
 use crate::share_manifest::SignedManifest;
 
 use crate::attestation_verifier::{self, Expectations};
-use crate::enclave_client::{EnclaveClient, Reply};
-use crate::share_stream::ShareStream;
+use crate::boot::share_stream::ShareStream;
+use crate::link::control::{EnclaveClient, Reply};
 
 /// Share-file bytes per `ShareFileChunk` frame.
-pub use crate::share_stream::CHUNK;
+pub use crate::boot::share_stream::CHUNK;
 
 /// What the boot needs besides the connection and the share file's stream.
-pub struct BootInputs<'a> {
+pub struct BootExpectations<'a> {
     /// The share file's publisher's signed manifest, sent first; the enclave checks both.
     pub manifest: &'a SignedManifest,
     /// How the enclave's attestation document is authenticated: the pinned root
@@ -99,7 +99,7 @@ pub enum BootError {
     /// This machine gave no randomness for the boot nonce.
     NoRandomness,
     /// The share file could not be read to the end, or was not the manifest's length.
-    ShareFile(crate::s3_fetch::FetchError),
+    ShareFile(crate::boot::s3_fetch::FetchError),
     /// The connection dropped.
     Disconnected,
     /// The deadline passed.
@@ -166,7 +166,7 @@ fn now_unix_ms() -> u64 {
 pub async fn boot<U, F, E>(
     client: &EnclaveClient,
     unsolicited: &mut mpsc::UnboundedReceiver<Reply>,
-    inputs: &BootInputs<'_>,
+    inputs: &BootExpectations<'_>,
     share_file: &mut ShareStream,
     unseal: U,
 ) -> Result<BootRecord, BootError>
@@ -206,7 +206,7 @@ async fn reason_for_disconnect(unsolicited: &mut mpsc::UnboundedReceiver<Reply>)
 async fn run<U, F, E>(
     client: &EnclaveClient,
     unsolicited: &mut mpsc::UnboundedReceiver<Reply>,
-    inputs: &BootInputs<'_>,
+    inputs: &BootExpectations<'_>,
     share_file: &mut ShareStream,
     unseal: U,
 ) -> Result<BootRecord, BootError>

@@ -3,11 +3,11 @@
 
 use std::fmt;
 
-use crate::config::ConfigError;
-use crate::enclave_boot::BootError;
-use crate::enclave_launcher::LaunchError;
-use crate::enclave_link::LinkError;
-use crate::s3_fetch::FetchError;
+use crate::boot::conversation::BootError;
+use crate::boot::launcher::LaunchError;
+use crate::boot::s3_fetch::FetchError;
+use crate::daemon::config::ConfigError;
+use crate::link::attested::LinkError;
 
 /// Why the daemon stopped.
 #[derive(Debug)]

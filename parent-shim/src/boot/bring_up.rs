@@ -1,5 +1,5 @@
 //! Steps 2 and 3 of `parent-shim run` for a launched enclave: connect to it, pump its log
-//! frames, and boot it ([`crate::enclave_boot`]) with the configured KMS key and the share
+//! frames, and boot it ([`crate::boot::conversation`]) with the configured KMS key and the share
 //! file streaming from its source, reporting the load's progress as it goes.
 
 use std::sync::Arc;
@@ -8,20 +8,24 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::attestation_verifier::PinnedRoot;
-use crate::boot_inputs;
-use crate::config::Config;
-use crate::daemon_error::DaemonError;
-use crate::enclave_boot::{self, BootInputs};
-use crate::enclave_client::EnclaveClient;
-use crate::enclave_launcher::{self, Endpoint, Launched};
-use crate::event_log::{emit, pump_enclave_logs};
-use crate::kms_relay::{self, KmsSettings};
-use crate::orderly_stop::TaskGuard;
+use crate::boot::conversation::{self, BootExpectations};
+use crate::boot::inputs;
+use crate::boot::kms_relay::{self, KmsSettings};
+use crate::boot::launcher::{self, Endpoint, Launched};
+use crate::daemon::config::Config;
+use crate::daemon::error::DaemonError;
+use crate::daemon::orderly_stop::TaskGuard;
+use crate::link::control::EnclaveClient;
+use crate::report::event_log::{emit, pump_enclave_logs};
 
 /// Every [`PROGRESS_EVERY`] while the share file streams: bytes fetched and sent to the
 /// enclave, and the accounts that many bytes hold in proportion (the enclave's own count
 /// comes with `Loaded`), as a log line and as metrics.
-async fn report_progress(progress: Arc<crate::share_stream::Progress>, total: u64, accounts: u64) {
+async fn report_progress(
+    progress: Arc<crate::boot::share_stream::Progress>,
+    total: u64,
+    accounts: u64,
+) {
     use std::sync::atomic::Ordering;
     loop {
         tokio::time::sleep(PROGRESS_EVERY).await;
@@ -33,7 +37,7 @@ async fn report_progress(progress: Arc<crate::share_stream::Progress>, total: u6
                 .unwrap_or(of)
         };
         let (per_mille, estimated) = (part(1000), part(accounts));
-        crate::metrics::load_progress(fetched, sent, total);
+        crate::report::metrics::load_progress(fetched, sent, total);
         emit(
             "info",
             "load_progress",
@@ -51,8 +55,8 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 async fn connect(
     endpoint: &Endpoint,
     deadline: Instant,
-) -> Result<Box<dyn enclave_launcher::EnclaveIo>, DaemonError> {
-    enclave_launcher::connect_until(endpoint, deadline)
+) -> Result<Box<dyn launcher::EnclaveIo>, DaemonError> {
+    launcher::connect_until(endpoint, deadline)
         .await
         .map_err(|error| DaemonError::Connect { endpoint: endpoint.to_string(), error })
 }
@@ -61,16 +65,16 @@ async fn connect(
 /// sends unasked (relay requests).
 pub(crate) type Booted = (
     Arc<EnclaveClient>,
-    crate::enclave_boot::BootRecord,
+    crate::boot::conversation::BootRecord,
     Option<String>,
-    tokio::sync::mpsc::UnboundedReceiver<crate::enclave_client::Reply>,
+    tokio::sync::mpsc::UnboundedReceiver<crate::link::control::Reply>,
 );
 
 /// Steps 2-3 of the module documentation: connect, pump logs, boot with KMS sealing.
 pub(crate) async fn bootstrap(
     config: &Config,
     enclave: &Launched,
-    inputs: &mut boot_inputs::Inputs,
+    inputs: &mut inputs::Inputs,
     root: &[u8],
 ) -> Result<Booted, DaemonError> {
     let expected_pcrs = config.expected_pcrs()?;
@@ -91,7 +95,7 @@ pub(crate) async fn bootstrap(
     let request_id = Arc::new(std::sync::Mutex::new(None));
     let rid = Arc::clone(&request_id);
     let key_id = config.kms.key_id.clone();
-    let boot_inputs::Inputs { share_file, sealed_identity, manifest } = inputs;
+    let inputs::Inputs { share_file, sealed_identity, manifest } = inputs;
     let sealed_identity = &*sealed_identity;
     let unseal = |document: Vec<u8>| async move {
         let sealed =
@@ -102,7 +106,7 @@ pub(crate) async fn bootstrap(
         }
         Ok::<_, kms_relay::KmsRelayError>(sealed.ciphertext_for_recipient)
     };
-    let boot_inputs = BootInputs {
+    let expectations = BootExpectations {
         manifest,
         trust: &PinnedRoot(root.to_vec()),
         expected_pcrs: expected_pcrs.as_ref(),
@@ -115,13 +119,13 @@ pub(crate) async fn bootstrap(
         total,
         manifest.manifest.accounts,
     )));
-    let record = enclave_boot::boot(&client, &mut unsolicited, &boot_inputs, share_file, unseal)
+    let record = conversation::boot(&client, &mut unsolicited, &expectations, share_file, unseal)
         .await
         .map_err(DaemonError::Boot)?;
     drop(ticker);
     // The last progress line: the whole file sent, and the enclave's own count.
     let sent = progress.sent.load(std::sync::atomic::Ordering::Relaxed);
-    crate::metrics::load_progress(
+    crate::report::metrics::load_progress(
         progress.fetched.load(std::sync::atomic::Ordering::Relaxed),
         sent,
         total,

@@ -10,7 +10,7 @@
 //! The daemon only sees [`EnclaveLauncher`]: launch, wait for the enclave to be gone,
 //! terminate. Whatever goes wrong, the daemon calls `terminate` before it stops.
 
-use crate::enclave_args_file::WriteArgs as _;
+use crate::boot::args_file::WriteArgs as _;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use enclave_core::enclave_args::{Address, EnclaveArgs};
 
-use crate::config::{Config, ConfigError, LaunchMode};
+use crate::daemon::config::{Config, ConfigError, LaunchMode};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::{Child, Command};

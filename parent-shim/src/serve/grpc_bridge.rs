@@ -18,10 +18,10 @@ use tokio_rustls::TlsAcceptor;
 use tonic::{Code, Request, Response, Status};
 use wire::{Message, RpcErrorCode};
 
-use crate::enclave_boot::BootRecord;
-use crate::enclave_client::{ClientError, EnclaveClient, Reply};
-use crate::enclave_link::EnclaveLink;
-use crate::session_gate::{Admission, Admit, SessionGate};
+use crate::boot::conversation::BootRecord;
+use crate::link::attested::EnclaveLink;
+use crate::link::control::{ClientError, EnclaveClient, Reply};
+use crate::serve::session_gate::{Admission, Admit, SessionGate};
 
 /// The generated protobuf and gRPC code.
 #[allow(missing_docs, clippy::pedantic, unreachable_pub)]
@@ -456,7 +456,7 @@ impl SignService for Bridge {
 /// Counts and times a call for the metrics endpoint.
 fn observed<T>(method: &str, started: Instant, result: Result<T, Status>) -> Result<T, Status> {
     let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-    crate::metrics::rpc(method, code, started.elapsed());
+    crate::report::metrics::rpc(method, code, started.elapsed());
     result
 }
 
@@ -635,13 +635,13 @@ pub async fn serve_with_limits(
     let handshakes = Arc::new(tokio::sync::Semaphore::new(limits.handshakes.max(1)));
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections.max(1)));
     let accept = tokio::spawn(async move {
-        let mut backoff = crate::accept_backoff::Backoff::default();
+        let mut backoff = crate::serve::accept_backoff::Backoff::default();
         loop {
             // Both permits before accepting: past either limit, connections wait in the
             // listen queue instead of holding a descriptor here.
             let Ok(open) = Arc::clone(&connections).acquire_owned().await else { return };
             let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else { return };
-            let tcp = crate::accept_backoff::accept(&listener, &mut backoff).await;
+            let tcp = crate::serve::accept_backoff::accept(&listener, &mut backoff).await;
             // Small request/answer exchanges: Nagle's algorithm would hold answers back
             // until the peer's delayed ACK (tens of milliseconds).
             let _ = tcp.set_nodelay(true);
@@ -652,7 +652,7 @@ pub async fn serve_with_limits(
                 let done = handshake.await;
                 drop(permit);
                 if let Ok(Ok(tls)) = done {
-                    let conn = crate::counted_conn::Counted::new(tls, open);
+                    let conn = crate::serve::counted_conn::Counted::new(tls, open);
                     let _ = tx.send(Ok::<_, std::io::Error>(conn)).await;
                 }
             });
@@ -693,7 +693,7 @@ pub async fn serve_with_limits(
         (Ok(v1), Ok(v1alpha)) => router = router.add_service(v1).add_service(v1alpha),
         (Err(e), _) | (_, Err(e)) => {
             let error = serde_json::json!({"error": e.to_string()});
-            crate::event_log::emit("warn", "reflection_unavailable", error);
+            crate::report::event_log::emit("warn", "reflection_unavailable", error);
         }
     }
     let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;

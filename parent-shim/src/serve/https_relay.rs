@@ -24,8 +24,8 @@ use hyper::body::Bytes;
 use tokio::sync::mpsc;
 use wire::{HttpError, HttpResponse, Message, RelayErrorCode, SseClose, SseEvent};
 
-use crate::enclave_client::{EnclaveClient, Reply};
-use crate::https_client;
+use crate::clients::https;
+use crate::link::control::{EnclaveClient, Reply};
 
 /// Where the relay may go, and how.
 #[derive(Clone)]
@@ -170,9 +170,8 @@ fn networks(blocks: &[&str]) -> Vec<Network> {
 /// Resolves `url`'s host and checks every address against the policy's networks; returns
 /// the address to connect to.
 async fn checked_address(policy: &RelayPolicy, url: &str) -> Result<SocketAddr, Refusal> {
-    let addresses = https_client::resolve(url)
-        .await
-        .map_err(|e| (RelayErrorCode::UNREACHABLE, too_long(&e.0)))?;
+    let addresses =
+        https::resolve(url).await.map_err(|e| (RelayErrorCode::UNREACHABLE, too_long(&e.0)))?;
     let ok = |ip: IpAddr| {
         if policy.networks.is_empty() {
             is_public(ip)
@@ -207,7 +206,7 @@ pub async fn serve(
         let (client, policy) = (Arc::clone(client), policy.clone());
         tokio::spawn(async move {
             let (code, detail) = subscribe(&client, stream, &policy, &url, last).await;
-            crate::metrics::relay("sse_close", &code.to_string());
+            crate::report::metrics::relay("sse_close", &code.to_string());
             let m = SseClose { code, detail: &detail };
             let _ = client.send(&Message::SseClose(m), stream).await;
         })
@@ -224,7 +223,7 @@ pub async fn serve(
                     let answer = relay_post(&policy, &url, &content_type, body).await;
                     let outcome =
                         answer.as_ref().map_or_else(|(c, _)| c.to_string(), |_| "ok".into());
-                    crate::metrics::relay("post", &outcome);
+                    crate::report::metrics::relay("post", &outcome);
                     let _ = match answer {
                         Ok((status, ct, body)) => {
                             let m = HttpResponse { status, content_type: &ct, body: &body };
@@ -299,7 +298,7 @@ async fn relay_post(
     }
     let exchange = async {
         let address = checked_address(policy, url).await?;
-        let response = https_client::request_at(
+        let response = https::request_at(
             &policy.tls,
             url,
             Some(address),
@@ -371,8 +370,8 @@ async fn subscribe(
                         return refusal;
                     }
                 }
-                crate::metrics::relay("sse_reconnect", &refusal.0.to_string());
-                crate::event_log::emit(
+                crate::report::metrics::relay("sse_reconnect", &refusal.0.to_string());
+                crate::report::event_log::emit(
                     "warn",
                     "sse_reconnect",
                     serde_json::json!({"stream": stream, "after": last_event_id,
@@ -403,7 +402,7 @@ async fn connect_once(
         Err(refusal) if refusal.0 == RelayErrorCode::NOT_ALLOWED => return Ended::Final(refusal),
         Err(refusal) => return Ended::Retry(refusal, false),
     };
-    let get = https_client::request_at(
+    let get = https::request_at(
         &policy.tls,
         url,
         Some(address),
@@ -453,7 +452,7 @@ async fn connect_once(
             }
             event.id.clone_into(last_event_id);
             delivered = true;
-            crate::metrics::relay("sse_event", "relayed");
+            crate::report::metrics::relay("sse_event", "relayed");
         }
     }
     Ended::Retry((RelayErrorCode::CLOSED, "the upstream ended the stream".into()), delivered)
