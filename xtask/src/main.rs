@@ -9,6 +9,7 @@ mod generated_section;
 // A test over the workspace's sources, no task.
 #[cfg(test)]
 mod module_cycles;
+mod mutants;
 mod qemu_boot;
 mod run;
 mod setup;
@@ -54,6 +55,9 @@ cargo xtask <task>
                        injected in turn (enclave_killed, relay_down, parent_killed,
                        slow_client, connection_flood); prints sessions, refusals by code,
                        hangs, orphans, memory and descriptors; default 10 min, 30 s
+  mutants [--module PATH]... [--shard k/n] | --check | --smoke
+                       mutation testing (cargo-mutants, installed if missing) of the modules
+                       on the trust chain, recorded in docs/mutants.json and docs/mutants.md
   fuzz [TARGET] [--seconds N]
                        run one fuzz target, or all in turn (nightly + cargo-fuzz, installed
                        if missing); default 60 s each
@@ -143,6 +147,7 @@ fn dispatch(args: &[&str]) -> Result {
             Ok(())
         }
         ["fuzz", rest @ ..] => fuzz(rest),
+        ["mutants", rest @ ..] => mutants::task(&root, rest),
         ["wire-doc"] => wire_doc::run(&root, false),
         ["wire-doc", "--check"] => wire_doc::run(&root, true),
         [] | ["help" | "--help" | "-h"] => {
@@ -210,8 +215,10 @@ fn test(root: &Path) -> Result {
     // That build left the nsm flavour in target/debug/enclave-rt; put the sim one back, which
     // the parent's tests launch (so a plain `cargo test` after this one still works).
     run::build_sim_enclave()?;
-    // Smoke versions of the heavy suites: the fuzz targets still build (their oracles run
-    // in the tests above), and the boot benchmark runs end to end on a small file.
+    // Smoke versions of the heavy suites: mutation testing on a few mutants of one module
+    // (and docs/mutants.md against its records), the fuzz targets still build (their oracles
+    // run in the tests above), and the boot benchmark runs end to end on a small file.
+    mutants::task(root, &["--smoke"])?;
     for (dir, _) in FUZZ_TARGETS {
         run(cargo()
             .args(["check", "--locked", "--bins", "--manifest-path"])

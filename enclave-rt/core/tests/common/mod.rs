@@ -19,6 +19,10 @@ use sha2::Digest as _;
 /// `../shared/vectors/<sub>` beside the checkout (as CI lays it out), or beside the local
 /// repository this checkout was cloned from (a scratch clone elsewhere).
 pub fn shared_vectors(sub: &str) -> std::path::PathBuf {
+    // Set by tasks that build the tree elsewhere (`cargo xtask mutants` tests a copy).
+    if let Some(dir) = std::env::var_os("SIGN_SERVICE_VECTORS") {
+        return std::path::Path::new(&dir).join(sub);
+    }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let beside = root.join("../shared/vectors").join(sub);
     if beside.is_dir() {

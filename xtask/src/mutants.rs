@@ -1,0 +1,453 @@
+//! `cargo xtask mutants`: mutation testing of the modules on the trust chain with
+//! `cargo-mutants` (pinned, installed into the tool cache). Each module is tested with the
+//! test targets that exercise it ([`MODULES`]), in a copy of the workspace; its outcome
+//! (mutants, caught, missed, timeout, unviable, each missed mutant, the source's SHA-256 it
+//! was measured on) is kept in `docs/mutants.json` and rendered into `docs/mutants.md`.
+//! `--check` refuses a stale document: a section that differs from the records, or a record
+//! whose module has changed since its sweep.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::generated_section;
+use crate::run::{Failure, Result, cargo, run, sha256_hex};
+use crate::setup;
+
+/// The `cargo-mutants` release the task runs.
+pub(crate) const CARGO_MUTANTS: &str = "27.1.0";
+
+/// The module the test run's smoke pass mutates (a few of its mutants, into a scratch
+/// directory): small, dependency-free, quick to build.
+const SMOKE_MODULE: &str = "wire/src/frame.rs";
+
+/// One module on the trust chain: its file, its package, the features its tests need, and
+/// the test targets that exercise it (cheaper than the whole suite behind every mutant).
+pub(crate) struct Module {
+    pub(crate) file: &'static str,
+    package: &'static str,
+    features: &'static str,
+    /// Other packages whose tests also run (`--test-package`), with the mutated one.
+    test_packages: &'static [&'static str],
+    /// `cargo test` arguments: the targets.
+    targets: &'static [&'static str],
+}
+
+const CORE: &str = "enclave-core";
+const LOADER_TESTS: &[&str] =
+    &["--lib", "--test", "share_loader", "--test", "boot_state_machine", "--test", "fuzz_smoke"];
+const SERVING_TESTS: &[&str] = &["--lib", "--test", "serving"];
+
+/// Every module of the sweep, in the order the issue lists them.
+pub(crate) const MODULES: &[Module] = &[
+    wire_module("wire/src/codec.rs"),
+    wire_module("wire/src/frame.rs"),
+    wire_module("wire/src/decoder.rs"),
+    wire_module("wire/src/session_signatures.rs"),
+    core_module(
+        "enclave-rt/core/src/kms_unseal.rs",
+        &["--lib", "--test", "kms_unseal", "--test", "age_differential"],
+    ),
+    core_module(
+        "enclave-rt/core/src/ber.rs",
+        &["--lib", "--test", "kms_unseal", "--test", "fuzz_smoke"],
+    ),
+    core_module(
+        "enclave-rt/core/src/age_header.rs",
+        &["--lib", "--test", "age_cctv", "--test", "share_loader", "--test", "fuzz_smoke"],
+    ),
+    core_module(
+        "enclave-rt/core/src/age_decryptor.rs",
+        &["--lib", "--test", "age_cctv", "--test", "share_loader", "--test", "fuzz_smoke"],
+    ),
+    core_module(
+        "enclave-rt/core/src/age_identity.rs",
+        &["--lib", "--test", "age_differential", "--test", "kms_unseal", "--test", "age_cctv"],
+    ),
+    core_module("enclave-rt/core/src/share_json.rs", LOADER_TESTS),
+    core_module(
+        "enclave-rt/core/src/share_format.rs",
+        &["--lib", "--test", "share_loader", "--test", "signing_engine", "--test", "fuzz_smoke"],
+    ),
+    core_module("enclave-rt/core/src/share_loader.rs", LOADER_TESTS),
+    core_module("enclave-rt/core/src/share_store.rs", LOADER_TESTS),
+    core_module(
+        "enclave-rt/core/src/boot_state_machine.rs",
+        &["--lib", "--test", "boot_state_machine", "--test", "serving"],
+    ),
+    core_module(
+        "enclave-rt/core/src/signing_engine.rs",
+        &["--lib", "--test", "signing_engine", "--test", "serving"],
+    ),
+    core_module("enclave-rt/core/src/serving.rs", SERVING_TESTS),
+    core_module("enclave-rt/core/src/audit_chain.rs", SERVING_TESTS),
+    core_module("enclave-rt/core/src/trusted_time.rs", SERVING_TESTS),
+    core_module("enclave-rt/core/src/enclave_args.rs", &["--lib", "--test", "enclave_args"]),
+    verify_module("parent-shim/verify/src/attestation_verifier.rs"),
+    verify_module("parent-shim/verify/src/relying_party.rs"),
+    verify_module("parent-shim/verify/src/share_manifest.rs"),
+    verify_module("parent-shim/verify/src/audit_trail.rs"),
+    verify_module("parent-shim/verify/src/pcrs_file.rs"),
+];
+
+const fn wire_module(file: &'static str) -> Module {
+    Module { file, package: "wire", features: "fuzzing", test_packages: &[], targets: &[] }
+}
+
+const fn core_module(file: &'static str, targets: &'static [&'static str]) -> Module {
+    Module { file, package: CORE, features: "fuzzing", test_packages: &[], targets }
+}
+
+/// The verifier's behaviour is tested where the parent and the relying party use it.
+const fn verify_module(file: &'static str) -> Module {
+    Module {
+        file,
+        package: "node-verify",
+        features: "",
+        test_packages: &["parent-shim"],
+        targets: &["--lib", "--test", "attestation_verifier"],
+    }
+}
+
+/// What one sweep of a module found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Outcome {
+    caught: Vec<String>,
+    missed: Vec<String>,
+    timeout: Vec<String>,
+    unviable: Vec<String>,
+}
+
+impl Outcome {
+    /// The outcome in `out/mutants.out` (one mutant a line in each list).
+    fn read(out: &Path) -> Result<Self> {
+        let list = |name: &str| -> Result<Vec<String>> {
+            let path = out.join("mutants.out").join(name);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+            Ok(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect())
+        };
+        Ok(Self {
+            caught: list("caught.txt")?,
+            missed: list("missed.txt")?,
+            timeout: list("timeout.txt")?,
+            unviable: list("unviable.txt")?,
+        })
+    }
+
+    fn viable(&self) -> usize {
+        self.caught.len() + self.missed.len() + self.timeout.len()
+    }
+}
+
+/// `cargo xtask mutants [--module PATH]... [--shard k/n] | --check | --write | --smoke`.
+pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
+    match rest {
+        ["--check"] => render(root, true),
+        ["--write"] => render(root, false),
+        ["--smoke"] => smoke(root),
+        _ => {
+            let (modules, shard) = parse(rest)?;
+            let bin = install()?;
+            for m in modules {
+                sweep(root, &bin, m, shard)?;
+            }
+            render(root, false)
+        }
+    }
+}
+
+fn parse<'a>(rest: &[&'a str]) -> Result<(Vec<&'static Module>, Option<&'a str>)> {
+    const USAGE: &str =
+        "usage: cargo xtask mutants [--module PATH]... [--shard k/n] | --check | --write | --smoke";
+    let mut modules = Vec::new();
+    let mut shard = None;
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        match (*flag, it.next()) {
+            ("--module", Some(path)) => {
+                let m = MODULES.iter().find(|m| m.file == *path).ok_or_else(|| {
+                    Failure(format!("{path} is not a module of the sweep (xtask/src/mutants.rs)"))
+                })?;
+                modules.push(m);
+            }
+            ("--shard", Some(s)) => shard = Some(*s),
+            _ => return Err(Failure(USAGE.into())),
+        }
+    }
+    if shard.is_some() && modules.len() != 1 {
+        return Err(Failure("--shard takes one --module (a shard of its mutants)".into()));
+    }
+    if modules.is_empty() {
+        modules = MODULES.iter().collect();
+    }
+    Ok((modules, shard))
+}
+
+/// `cargo-mutants` [`CARGO_MUTANTS`] in the tool cache (built once per machine).
+fn install() -> Result<PathBuf> {
+    let root = setup::cache_dir()?.join(format!("cargo-mutants-{CARGO_MUTANTS}"));
+    let bin = root.join("bin").join("cargo-mutants");
+    if !bin.exists() {
+        run(cargo()
+            .args(["install", "--locked", "cargo-mutants", "--version", CARGO_MUTANTS, "--root"])
+            .arg(&root))?;
+    }
+    Ok(bin)
+}
+
+/// The tests read `../shared/vectors`; the copy `cargo-mutants` tests is elsewhere, so
+/// they are told where the vectors are.
+fn vectors(root: &Path) -> PathBuf {
+    root.join("../shared/vectors").canonicalize().unwrap_or_else(|_| root.join("../shared/vectors"))
+}
+
+/// Runs `cargo-mutants` over `m` (or one shard of its mutants) into `out`.
+fn mutate(root: &Path, bin: &Path, m: &Module, shard: Option<&str>, out: &Path) -> Result {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.current_dir(root)
+        .env("SIGN_SERVICE_VECTORS", vectors(root))
+        .args(["mutants", "--no-shuffle", "--colors", "never", "--jobs", "1"])
+        .args(["--package", m.package, "--file", m.file])
+        // Test timeouts from the baseline, generous for these noisy 2-core machines.
+        .args(["--timeout-multiplier", "3", "--minimum-test-timeout", "60"])
+        .arg("--output")
+        .arg(out);
+    if !m.features.is_empty() {
+        cmd.args(["--features", m.features]);
+    }
+    for p in m.test_packages {
+        cmd.args(["--test-package", p]);
+    }
+    if !m.test_packages.is_empty() {
+        cmd.args(["--test-package", m.package]);
+    }
+    if let Some(s) = shard {
+        cmd.args(["--shard", s]);
+    }
+    if !m.targets.is_empty() {
+        cmd.arg("--").args(m.targets);
+    }
+    // cargo-mutants exits 2 when it found missed mutants and 3 on timeouts: results, not
+    // failures of the task. Anything else is.
+    eprintln!("$ {cmd:?}");
+    let status = cmd.status()?;
+    match status.code() {
+        Some(0 | 2 | 3) => Ok(()),
+        _ => Err(Failure(format!("cargo-mutants on {} failed: {status}", m.file))),
+    }
+}
+
+/// One module swept (all of it, or a shard merged into its record) and recorded.
+fn sweep(root: &Path, bin: &Path, m: &Module, shard: Option<&str>) -> Result {
+    let out = std::env::temp_dir().join(format!("sign-service-mutants-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let started = Instant::now();
+    mutate(root, bin, m, shard, &out)?;
+    let outcome = Outcome::read(&out)?;
+    let seconds = started.elapsed().as_secs();
+    let _ = std::fs::remove_dir_all(&out);
+    let mut records = read_records(root)?;
+    let source = sha256_hex(&std::fs::read(root.join(m.file))?);
+    let mut record = json!({
+        "source_sha256": source,
+        "package": m.package,
+        "targets": m.targets.join(" "),
+        "caught": outcome.caught.len(),
+        "missed": outcome.missed,
+        "timeout": outcome.timeout.len(),
+        "unviable": outcome.unviable.len(),
+        "seconds": seconds,
+        "cargo_mutants": CARGO_MUTANTS,
+        "shards": shard.map_or_else(Vec::new, |s| vec![s.to_owned()]),
+    });
+    // A shard adds to the record of the same source; any other record is replaced.
+    if let (Some(s), Some(old)) = (shard, records.get(m.file))
+        && old["source_sha256"] == source
+        && !old["shards"].as_array().is_some_and(|a| a.iter().any(|x| x == s))
+    {
+        let n = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
+        let mut missed: Vec<Value> = old["missed"].as_array().cloned().unwrap_or_default();
+        missed.extend(outcome.missed.iter().map(|x| json!(x)));
+        let mut shards: Vec<Value> = old["shards"].as_array().cloned().unwrap_or_default();
+        shards.push(json!(s));
+        record["caught"] = json!(n(old, "caught") + outcome.caught.len() as u64);
+        record["timeout"] = json!(n(old, "timeout") + outcome.timeout.len() as u64);
+        record["unviable"] = json!(n(old, "unviable") + outcome.unviable.len() as u64);
+        record["seconds"] = json!(n(old, "seconds") + seconds);
+        record["missed"] = json!(missed);
+        record["shards"] = json!(shards);
+    }
+    eprintln!(
+        "{}: {} mutants, {} caught, {} missed, {} timeout, {} unviable in {seconds} s",
+        m.file,
+        outcome.viable() + outcome.unviable.len(),
+        outcome.caught.len(),
+        outcome.missed.len(),
+        outcome.timeout.len(),
+        outcome.unviable.len()
+    );
+    records.insert(m.file.to_owned(), record);
+    write_records(root, &records)
+}
+
+const RECORDS: &str = "docs/mutants.json";
+const DOC: &str = "docs/mutants.md";
+const COMMAND: &str = "cargo xtask mutants";
+
+fn read_records(root: &Path) -> Result<BTreeMap<String, Value>> {
+    let path = root.join(RECORDS);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            serde_json::from_str(&text).map_err(|e| Failure(format!("{}: {e}", path.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(Failure(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn write_records(root: &Path, records: &BTreeMap<String, Value>) -> Result {
+    let text = serde_json::to_string_pretty(records).map_err(|e| Failure(e.to_string()))?;
+    std::fs::write(root.join(RECORDS), text + "\n")?;
+    Ok(())
+}
+
+/// The mutants the document calls equivalent (no test can tell them from the original),
+/// from its hand-written list: `- `mutant` — reason` lines under "## Equivalent mutants".
+fn equivalent(doc: &str) -> Vec<String> {
+    let Some(list) = doc.split("## Equivalent mutants").nth(1) else { return Vec::new() };
+    list.lines()
+        .take_while(|l| !l.starts_with("## "))
+        .filter_map(|l| l.strip_prefix("- `")?.split('`').next().map(str::to_owned))
+        .collect()
+}
+
+/// The generated section from the records, or with `check`, whether it is current.
+fn render(root: &Path, check: bool) -> Result {
+    let records = read_records(root)?;
+    let doc = std::fs::read_to_string(root.join(DOC))?;
+    let equivalent = equivalent(&doc);
+    let mut stale = Vec::new();
+    let mut table = String::from(
+        "| module | tests run for each mutant | mutants | caught | missed | equivalent | timeout | unviable | caught of viable | time |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut missed_lists = String::new();
+    for m in MODULES {
+        let Some(r) = records.get(m.file) else {
+            let _ =
+                writeln!(table, "| `{}` | {} | not swept yet | | | | | | | |", m.file, targets(m));
+            continue;
+        };
+        let source = std::fs::read(root.join(m.file)).map(|b| sha256_hex(&b)).unwrap_or_default();
+        if r["source_sha256"] != source.as_str() {
+            stale.push(m.file);
+        }
+        let n = |k: &str| r[k].as_u64().unwrap_or(0);
+        let missed: Vec<&str> =
+            r["missed"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let eq = missed.iter().filter(|x| equivalent.iter().any(|e| e == *x)).count() as u64;
+        let (caught, timeout, unviable) = (n("caught"), n("timeout"), n("unviable"));
+        let total = caught + missed.len() as u64 + timeout + unviable;
+        // Timeouts count as caught (the tests noticed: they never finished); equivalent
+        // mutants leave the denominator.
+        let viable = caught + timeout + missed.len() as u64 - eq;
+        // Per mille, rounded down: 89.99% must not print as 90.0%.
+        let permille = ((caught + timeout) * 1000).checked_div(viable).unwrap_or(1000);
+        let score = format!("{}.{}", permille / 10, permille % 10);
+        let shards = r["shards"].as_array().map_or(0, Vec::len);
+        let partial = if shards > 0 { format!(" ({shards} shard(s) only)") } else { String::new() };
+        let _ = writeln!(
+            table,
+            "| `{}` | {} | {total}{partial} | {caught} | {} | {eq} | {timeout} | {unviable} | {score}% | {} min |",
+            m.file,
+            targets(m),
+            missed.len(),
+            n("seconds").div_ceil(60),
+        );
+        let open: Vec<&&str> =
+            missed.iter().filter(|x| !equivalent.iter().any(|e| e == **x)).collect();
+        if !open.is_empty() {
+            let _ = write!(
+                missed_lists,
+                "\nMissed in `{}` (not yet caught nor shown equivalent):\n\n",
+                m.file
+            );
+            for x in open {
+                let _ = writeln!(missed_lists, "- `{x}`");
+            }
+        }
+    }
+    let body = format!("{table}{missed_lists}");
+    generated_section::update(root, DOC, COMMAND, &body, check)?;
+    if check && !stale.is_empty() {
+        return Err(Failure(format!(
+            "{DOC}: the sweep of {} predates the module's source: run `{COMMAND} --module PATH` for each",
+            stale.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn targets(m: &Module) -> String {
+    let mut t = format!("`-p {}`", m.package);
+    for p in m.test_packages {
+        let _ = write!(t, " `-p {p}`");
+    }
+    if !m.targets.is_empty() {
+        let _ = write!(t, " `{}`", m.targets.join(" "));
+    }
+    t
+}
+
+/// The test run's smoke pass: a tenth of [`SMOKE_MODULE`]'s mutants, into a scratch
+/// directory (the records are left alone); the task must find and run them, and the
+/// suite must catch at least one.
+fn smoke(root: &Path) -> Result {
+    let bin = install()?;
+    let m = MODULES
+        .iter()
+        .find(|m| m.file == SMOKE_MODULE)
+        .ok_or_else(|| Failure("no smoke module".into()))?;
+    let out =
+        std::env::temp_dir().join(format!("sign-service-mutants-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let started = Instant::now();
+    mutate(root, &bin, m, Some("1/10"), &out)?;
+    let outcome = Outcome::read(&out)?;
+    let _ = std::fs::remove_dir_all(&out);
+    eprintln!(
+        "mutants smoke: {} of {SMOKE_MODULE}'s mutants (shard 1/10): {} caught, {} missed, {} timeout, {} unviable in {} s",
+        outcome.viable() + outcome.unviable.len(),
+        outcome.caught.len(),
+        outcome.missed.len(),
+        outcome.timeout.len(),
+        outcome.unviable.len(),
+        started.elapsed().as_secs()
+    );
+    if outcome.caught.is_empty() {
+        return Err(Failure("mutants smoke: no mutant was caught: the sweep tests nothing".into()));
+    }
+    render(root, true)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn equivalent_mutants_are_read_from_their_section_only() {
+        let doc = "# x\n- `not this` — no\n## Equivalent mutants\n\n- `a.rs:1:1: replace f` — wipe\n- `b.rs:2:2: delete !` — perf\n\n## Next\n- `c` — no\n";
+        assert_eq!(super::equivalent(doc), ["a.rs:1:1: replace f", "b.rs:2:2: delete !"]);
+    }
+
+    #[test]
+    fn every_module_of_the_sweep_exists() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for m in super::MODULES {
+            assert!(root.join(m.file).is_file(), "{}", m.file);
+        }
+    }
+}
