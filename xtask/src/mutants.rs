@@ -201,7 +201,11 @@ fn install() -> Result<PathBuf> {
 
 /// The tests read `../shared/vectors`; the copy `cargo-mutants` tests is elsewhere, so
 /// they are told where the vectors are.
+/// `SIGN_SERVICE_VECTORS` if set (a checkout elsewhere), else beside the checkout.
 fn vectors(root: &Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os("SIGN_SERVICE_VECTORS") {
+        return PathBuf::from(dir);
+    }
     root.join("../shared/vectors").canonicalize().unwrap_or_else(|_| root.join("../shared/vectors"))
 }
 
