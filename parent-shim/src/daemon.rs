@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod error;
+pub mod instances;
 pub mod orderly_stop;
 pub mod systemd_notify;
 pub mod tls_files;

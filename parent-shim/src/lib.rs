@@ -4,6 +4,7 @@
 //! [`daemon`]: the daemon's own life (`parent-shim run`), the bootstrap in order, then serving.
 //! - [`daemon::config`]: the TOML configuration, every key checked at load (`check-config`).
 //! - [`daemon::error`]: why `run` stopped, one variant per stage.
+//! - [`daemon::instances`]: what two instances on one host must not share (`check-config`).
 //! - [`daemon::orderly_stop`]: signals watched from the first instant, the audit chain closed.
 //! - [`daemon::systemd_notify`]: `sd_notify` (ready, stopping).
 //! - [`daemon::tls_files`]: the PEM files and trust roots the configuration names.

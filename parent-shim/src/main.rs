@@ -32,11 +32,13 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Check a configuration file and exit.
+    /// Check configuration files and exit. With several (one per instance of
+    /// `parent-shim@.service` on this host), also refuse two that would share a port, an
+    /// enclave CID, a runtime directory, an audit file or a `CloudWatch` stream.
     CheckConfig {
-        /// The TOML configuration.
-        #[arg(long)]
-        config: PathBuf,
+        /// The TOML configuration; repeat for every instance on the host.
+        #[arg(long, required = true)]
+        config: Vec<PathBuf>,
     },
     /// Check a node as a relying party (the gateway) would, from its health report: the
     /// boot attestation against the pinned root and PCRs, the answer key, the signed Loaded
@@ -155,17 +157,7 @@ fn main() -> ExitCode {
             let checked = audit_verify(&report, inputs, messages.as_deref(), held, stopped);
             printed("audit verify: REFUSED", checked)
         }
-        Command::CheckConfig { config } => match parent_shim::daemon::config::Config::load(&config)
-        {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", config.display());
-                ExitCode::from(2)
-            }
-        },
+        Command::CheckConfig { config } => check_configs(&config),
         Command::Run { config } => {
             let config = match parent_shim::daemon::config::Config::load(&config) {
                 Ok(c) => c,
@@ -545,4 +537,37 @@ fn audit_verify(
         && missing.is_empty()
         && (!stopped || chain.closed);
     if ok { Ok(summary) } else { Err(summary.to_string()) }
+}
+
+/// `check-config`: each file loads; together they can run side by side.
+fn check_configs(paths: &[PathBuf]) -> ExitCode {
+    let mut loaded = Vec::new();
+    let mut ok = true;
+    for path in paths {
+        match parent_shim::daemon::config::Config::load(path) {
+            Ok(c) => {
+                println!("{}: ok", path.display());
+                loaded.push((path.clone(), c));
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                ok = false;
+            }
+        }
+    }
+    for collision in parent_shim::daemon::instances::collisions(&loaded) {
+        eprintln!("check-config: {collision}");
+        ok = false;
+    }
+    if loaded.len() > 1 {
+        let (cpus, mib) = parent_shim::daemon::instances::host_reservation(&loaded);
+        if cpus > 0 {
+            println!(
+                "{} instances: their enclaves need {cpus} vCPUs and {mib} MiB reserved \
+                 (/etc/nitro_enclaves/allocator.yaml)",
+                loaded.len()
+            );
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(2) }
 }
