@@ -63,8 +63,8 @@ fn the_template_runs_one_instance_per_configuration() {
     let (a, b) = (directives(&single), directives(&template));
     assert_eq!(a.len(), b.len() + 3, "{a:?}\n{b:?}");
     assert!(b.iter().all(|d| a.contains(d)), "the template drifted from the single unit");
-    let local = template
-        .replace("/usr/lib/sign-service/parent-shim", env!("CARGO_BIN_EXE_parent-shim"));
+    let local =
+        template.replace("/usr/lib/sign-service/parent-shim", env!("CARGO_BIN_EXE_parent-shim"));
     let (ok, stderr) = verify_as(&local, "template", "parent-shim@node-1.service");
     assert!(ok, "{stderr}");
 }

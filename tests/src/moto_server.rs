@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The alias of the key S3 encrypts the inputs under (SSE-KMS), apart from the identity's.
+pub const BUCKET_KEY_ALIAS: &str = "alias/sign-service-inputs";
+
 /// A running `moto_server`, killed on drop.
 pub struct MotoServer {
     child: Child,
@@ -95,7 +98,39 @@ impl MotoServer {
         }
     }
 
-    /// Creates `bucket` if needed and stores `bytes` at `key` with user metadata.
+    /// The bucket key (`BUCKET_KEY_ALIAS`, created in moto's KMS if missing): S3 encrypts
+    /// the inputs under it (SSE-KMS), never under the identity's key.
+    pub async fn bucket_key(&self) -> Result<String, String> {
+        let kms =
+            parent_shim::boot::kms_relay::client(&parent_shim::boot::kms_relay::KmsSettings {
+                region: "us-east-1".into(),
+                endpoint: Some(self.endpoint()),
+                static_credentials: Some(("AKIDLOCAL".into(), "local-secret".into())),
+            });
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        if let Ok(found) = kms.describe_key().key_id(BUCKET_KEY_ALIAS).send().await
+            && let Some(arn) = found.key_metadata().and_then(|m| m.arn())
+        {
+            return Ok(arn.to_owned());
+        }
+        let created = kms
+            .create_key()
+            .description("sign-service inputs (S3 SSE-KMS bucket key)")
+            .send()
+            .await
+            .map_err(|e| err(&aws_sdk_kms::error::DisplayErrorContext(&e)))?;
+        let meta = created.key_metadata().ok_or("CreateKey returned no metadata")?;
+        kms.create_alias()
+            .alias_name(BUCKET_KEY_ALIAS)
+            .target_key_id(meta.key_id())
+            .send()
+            .await
+            .map_err(|e| err(&aws_sdk_kms::error::DisplayErrorContext(&e)))?;
+        meta.arn().map(str::to_owned).ok_or_else(|| "CreateKey returned no ARN".into())
+    }
+
+    /// Creates `bucket` if needed and stores `bytes` at `key` with user metadata, as the
+    /// runbook uploads the inputs: SSE-KMS under the bucket key, with an S3 Bucket Key.
     pub async fn put_object(
         &self,
         bucket: &str,
@@ -103,6 +138,7 @@ impl MotoServer {
         bytes: Vec<u8>,
         metadata: &[(&str, &str)],
     ) -> Result<(), String> {
+        let bucket_key = self.bucket_key().await?;
         let s3 = parent_shim::boot::s3_fetch::client(&self.s3_settings());
         let exists = s3.head_bucket().bucket(bucket).send().await.is_ok();
         if !exists {
@@ -116,12 +152,37 @@ impl MotoServer {
             .put_object()
             .bucket(bucket)
             .key(key)
+            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+            .ssekms_key_id(bucket_key)
+            .bucket_key_enabled(true)
             .body(aws_sdk_s3::primitives::ByteStream::from(bytes));
         for (k, v) in metadata {
             put = put.metadata(*k, *v);
         }
         put.send().await.map_err(|e| aws_sdk_s3::error::DisplayErrorContext(&e).to_string())?;
         Ok(())
+    }
+
+    /// How `key` is stored: (server-side encryption, its KMS key, bucket key enabled), as
+    /// `HeadObject` reports them.
+    pub async fn encryption_of(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(Option<String>, Option<String>, Option<bool>), String> {
+        let s3 = parent_shim::boot::s3_fetch::client(&self.s3_settings());
+        let head = s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(&e).to_string())?;
+        Ok((
+            head.server_side_encryption().map(|e| e.as_str().to_owned()),
+            head.ssekms_key_id().map(str::to_owned),
+            head.bucket_key_enabled(),
+        ))
     }
 
     /// Deletes `key` from `bucket`.

@@ -30,6 +30,16 @@ async fn fetches_its_inputs_from_s3() {
     assert_eq!(progress["accounts"], 20);
     p.wait_for("\"serving\"");
     no_secrets(&c, &p);
+    // The three inputs are stored as designed: SSE-KMS under the bucket key (an S3 Bucket
+    // Key), which is not the identity's key; the parent read them through S3 all the same.
+    let bucket_key = moto.bucket_key().await.unwrap();
+    for key in ["prod/shares.age", "prod/shares.age.manifest", "prod/identity.kms"] {
+        let (sse, kms_key, bucket_key_enabled) =
+            moto.encryption_of("signservice-inputs", key).await.unwrap();
+        assert_eq!(sse.as_deref(), Some("aws:kms"), "{key}");
+        assert_eq!(kms_key.as_deref(), Some(bucket_key.as_str()), "{key}");
+        assert_eq!(bucket_key_enabled, Some(true), "{key}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,11 @@
 //! KMS emulator enforces policies with it); [`audit`] (`signservice-offline kms-policy --check`)
 //! lists every statement that lets a principal decrypt without the PCR conditions, create
 //! grants, or change the policy outside the break-glass principal.
+//!
+//! The S3 objects (the share file, its manifest, the sealed identity) are encrypted by S3
+//! under another key, the bucket key ([`bucket_key_policy`]): the instance role decrypts
+//! with it only through S3 (`kms:ViaService`), and the identity's key is never S3's to
+//! use ([`audit`] refuses a statement that lets it be).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -106,6 +111,121 @@ pub fn key_policy(pcrs: &BTreeMap<u64, Vec<u8>>, who: &Principals) -> Value {
         }));
     }
     json!({"Version": "2012-10-17", "Id": "sign-service-enclave-key", "Statement": statements})
+}
+
+/// The bucket key's statement id for the instance role's reads through S3.
+pub const BUCKET_READ_SID: &str = "InstanceRoleReadsInputsThroughS3Only";
+
+/// S3's service name in `region`, as `kms:ViaService` carries it.
+fn s3_service(region: &str) -> String {
+    format!("s3.{region}.amazonaws.com")
+}
+
+/// The key policy of the S3 bucket key (SSE-KMS with an S3 Bucket Key for the inputs):
+/// the administrator and break-glass statements of [`key_policy`]; the instance role may
+/// `kms:Decrypt` only through S3 in `region` (it reads the objects; it can decrypt nothing
+/// with this key directly); the operator may `kms:GenerateDataKey` and `kms:Decrypt`
+/// through S3 (uploads). This key must not be the identity's: [`audit`] refuses an
+/// identity key that S3 may use.
+#[must_use]
+pub fn bucket_key_policy(region: &str, who: &Principals) -> Value {
+    let via_s3 = json!({"StringEquals": {"kms:ViaService": s3_service(region)}});
+    let mut statements = vec![
+        json!({
+            "Sid": "KeyAdministration",
+            "Effect": "Allow",
+            "Principal": {"AWS": who.admin},
+            "Action": ADMIN_ACTIONS,
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": "BreakGlassPolicyChange",
+            "Effect": "Allow",
+            "Principal": {"AWS": who.break_glass},
+            "Action": ["kms:PutKeyPolicy", "kms:GetKeyPolicy", "kms:DescribeKey"],
+            "Resource": "*",
+            "Condition": {"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "false"}}
+        }),
+        json!({
+            "Sid": BUCKET_READ_SID,
+            "Effect": "Allow",
+            "Principal": {"AWS": who.enclave_role},
+            "Action": "kms:Decrypt",
+            "Resource": "*",
+            "Condition": via_s3
+        }),
+    ];
+    if let Some(operator) = &who.operator {
+        statements.push(json!({
+            "Sid": "OperatorUploadsInputsThroughS3Only",
+            "Effect": "Allow",
+            "Principal": {"AWS": operator},
+            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+            "Resource": "*",
+            "Condition": via_s3
+        }));
+    }
+    json!({"Version": "2012-10-17", "Id": "sign-service-bucket-key", "Statement": statements})
+}
+
+/// What [`audit_bucket_key`] refuses: any use of the bucket key outside S3 in `region`
+/// (a `kms:Decrypt` or `kms:GenerateDataKey` without `kms:ViaService` set to S3), grants,
+/// re-encryption, and policy changes outside the break-glass principal.
+#[must_use]
+pub fn audit_bucket_key(policy: &Value, region: &str, break_glass: Option<&str>) -> Vec<Finding> {
+    let Some(statements) = policy.get("Statement").and_then(Value::as_array) else {
+        return vec![Finding { statement: "-".into(), problem: "no Statement array".into() }];
+    };
+    let service = s3_service(region);
+    let mut findings = Vec::new();
+    for (i, s) in statements.iter().enumerate() {
+        if s.get("Effect") != Some(&json!("Allow")) {
+            continue;
+        }
+        let name =
+            s.get("Sid").and_then(Value::as_str).map_or_else(|| format!("#{i}"), str::to_owned);
+        let who = principals_text(s);
+        let through_s3 = via_service(s).is_some_and(|v| v == service);
+        let mut find =
+            |problem: String| findings.push(Finding { statement: name.clone(), problem });
+        for action in ["kms:Decrypt", "kms:GenerateDataKey"] {
+            if matches_action(s, action) && !through_s3 {
+                find(format!("lets {who} {action} other than through {service}"));
+            }
+        }
+        control_plane(s, &who, break_glass, &mut find);
+    }
+    findings
+}
+
+/// What no key of ours lets anyone do: re-encrypt (to a key the caller holds, which
+/// reveals the plaintext), create grants (which can carry a plain `Decrypt`), or change
+/// the policy, unless it is the break-glass principal alone.
+fn control_plane(s: &Value, who: &str, break_glass: Option<&str>, find: &mut dyn FnMut(String)) {
+    for action in ["kms:ReEncryptFrom", "kms:CreateGrant"] {
+        if matches_action(s, action) {
+            find(format!("lets {who} {action}"));
+        }
+    }
+    if matches_action(s, "kms:PutKeyPolicy") {
+        let only_break_glass = break_glass.is_some_and(|b| principal_list(s) == [b]);
+        if !only_break_glass {
+            find(format!(
+                "lets {who} kms:PutKeyPolicy{}",
+                break_glass.map_or(String::new(), |b| format!(" (only {b} may)"))
+            ));
+        }
+    }
+}
+
+/// The `kms:ViaService` value a statement's conditions require, if any.
+fn via_service(statement: &Value) -> Option<&str> {
+    let conditions = statement.get("Condition")?.as_object()?;
+    conditions.values().filter_map(Value::as_object).find_map(|keys| {
+        keys.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("kms:ViaService"))
+            .and_then(|(_, v)| v.as_str())
+    })
 }
 
 /// Why a policy could not be read.
@@ -283,19 +403,20 @@ pub fn audit(
                 _ => {}
             }
         }
-        for action in ["kms:ReEncryptFrom", "kms:CreateGrant"] {
-            if matches_action(s, action) {
-                find(format!("lets {who} {action}"));
-            }
+        control_plane(s, &who, break_glass, &mut find);
+        // S3 encrypts the inputs under the bucket key; the identity's key is not S3's (or
+        // any service's) to use, and seals nothing but the identity.
+        if let Some(service) = via_service(s) {
+            find(format!(
+                "lets {who} use the identity's key through {service} (kms:ViaService): S3 \
+                 objects belong under the bucket key"
+            ));
         }
-        if matches_action(s, "kms:PutKeyPolicy") {
-            let only_break_glass = break_glass.is_some_and(|b| principal_list(s) == [b]);
-            if !only_break_glass {
-                find(format!(
-                    "lets {who} kms:PutKeyPolicy{}",
-                    break_glass.map_or(String::new(), |b| format!(" (only {b} may)"))
-                ));
-            }
+        if matches_action(s, "kms:GenerateDataKey") {
+            find(format!(
+                "lets {who} kms:GenerateDataKey: the identity's key seals the identity only \
+                 (S3 objects use the bucket key)"
+            ));
         }
     }
     findings
@@ -570,5 +691,51 @@ mod tests {
         ] {
             assert_eq!(glob(pattern, action), want, "{pattern} {action}");
         }
+    }
+
+    #[test]
+    fn the_bucket_key_is_s3_s_alone_and_the_identity_key_never_is() {
+        let region = "eu-west-1";
+        let bucket = bucket_key_policy(region, &who());
+        assert!(audit_bucket_key(&bucket, region, Some(&who().break_glass)).is_empty());
+        let text = bucket.to_string();
+        assert!(text.contains("\"kms:ViaService\":\"s3.eu-west-1.amazonaws.com\""), "{text}");
+        // Used as the identity's key, the bucket key's policy is refused: its decrypts
+        // take no attestation and S3 may use it.
+        let as_identity = audit(&bucket, Some(&who().break_glass), None);
+        assert!(
+            as_identity.iter().any(|f| f.problem.contains("kms:ViaService")),
+            "{as_identity:?}"
+        );
+        assert!(as_identity.iter().any(|f| f.problem.contains("without kms:RecipientAttestation")));
+        // An identity key a broad fix opened to S3: the instance role decrypting through
+        // S3, and S3 generating data keys with it. Both named.
+        let pcrs = BTreeMap::from([(0, vec![1u8; 48])]);
+        let mut identity = key_policy(&pcrs, &who());
+        let statements = identity["Statement"].as_array_mut().unwrap();
+        statements.push(json!({
+            "Sid": "S3ReadsIdentity", "Effect": "Allow",
+            "Principal": {"AWS": who().enclave_role}, "Action": "kms:Decrypt", "Resource": "*",
+            "Condition": {"StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}}
+        }));
+        statements.push(json!({
+            "Sid": "S3Writes", "Effect": "Allow", "Principal": {"AWS": who().admin},
+            "Action": "kms:GenerateDataKey*", "Resource": "*"
+        }));
+        let found = audit(&identity, Some(&who().break_glass), Some(&pcrs));
+        let named = |sid: &str, what: &str| {
+            found.iter().any(|f| f.statement == sid && f.problem.contains(what))
+        };
+        assert!(named("S3ReadsIdentity", "without kms:RecipientAttestation"), "{found:?}");
+        assert!(named("S3ReadsIdentity", "kms:ViaService"), "{found:?}");
+        assert!(named("S3Writes", "kms:GenerateDataKey"), "{found:?}");
+        assert_eq!(found.len(), 3, "{found:?}");
+        // The bucket key's own check: a decrypt outside S3, or through another region's S3.
+        let mut loose = bucket_key_policy(region, &who());
+        loose["Statement"][2]["Condition"] = json!({});
+        let f = audit_bucket_key(&loose, region, Some(&who().break_glass));
+        assert!(f.iter().any(|f| f.problem.contains("other than through s3.eu-west-1")), "{f:?}");
+        let elsewhere = bucket_key_policy("us-east-1", &who());
+        assert!(!audit_bucket_key(&elsewhere, region, Some(&who().break_glass)).is_empty());
     }
 }

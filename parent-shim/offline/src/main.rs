@@ -33,28 +33,7 @@ enum Command {
     /// report every statement of a deployed policy that lets a principal decrypt without
     /// those conditions, create grants, or change the policy outside the break-glass
     /// principal (exit 1 if any).
-    KmsPolicy {
-        /// `pcrs.json` of the image: {"PCR0": "<hex>", ...} (with --check: optional, the
-        /// decrypt statement must pin exactly these).
-        #[arg(long)]
-        pcrs: Option<PathBuf>,
-        /// The parent instance's role ARN (attested kms:Decrypt only).
-        #[arg(long, required_unless_present = "check")]
-        enclave_role: Option<String>,
-        /// The key administrators' ARN (key life cycle only: no data plane, no grants, no
-        /// policy change).
-        #[arg(long, required_unless_present = "check")]
-        admin: Option<String>,
-        /// The one principal allowed kms:PutKeyPolicy (image upgrades, two-person rule).
-        #[arg(long, required_unless_present = "check")]
-        break_glass: Option<String>,
-        /// An operator role allowed kms:Encrypt, to seal new identities.
-        #[arg(long)]
-        operator: Option<String>,
-        /// Check this policy (JSON) instead of printing one.
-        #[arg(long)]
-        check: Option<PathBuf>,
-    },
+    KmsPolicy(KmsPolicy),
     /// Re-encrypt the share file to a fresh age identity and seal that identity with KMS,
     /// checking the result with the enclave's own loader, and sign its manifest with the
     /// publisher key. Run offline by an operator; writes only ciphertext, the public
@@ -67,6 +46,37 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct KmsPolicy {
+    /// `pcrs.json` of the image: {"PCR0": "<hex>", ...} (with --check: optional, the
+    /// decrypt statement must pin exactly these).
+    #[arg(long)]
+    pcrs: Option<PathBuf>,
+    /// The parent instance's role ARN (attested kms:Decrypt only).
+    #[arg(long, required_unless_present = "check")]
+    enclave_role: Option<String>,
+    /// The key administrators' ARN (key life cycle only: no data plane, no grants, no
+    /// policy change).
+    #[arg(long, required_unless_present = "check")]
+    admin: Option<String>,
+    /// The one principal allowed kms:PutKeyPolicy (image upgrades, two-person rule).
+    #[arg(long, required_unless_present = "check")]
+    break_glass: Option<String>,
+    /// An operator role allowed kms:Encrypt, to seal new identities.
+    #[arg(long)]
+    operator: Option<String>,
+    /// Check this policy (JSON) instead of printing one.
+    #[arg(long)]
+    check: Option<PathBuf>,
+    /// The S3 bucket key's policy instead (SSE-KMS for the inputs): the instance role
+    /// decrypts only through S3 in `--region`; with `--check`, nothing uses it outside S3.
+    #[arg(long)]
+    bucket_key: bool,
+    /// The region of the bucket (`kms:ViaService` is `s3.<region>.amazonaws.com`).
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
 }
 
 #[derive(clap::Args)]
@@ -142,12 +152,10 @@ struct Reencrypt {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Deal(deal) => printed("deal", deal_command(&deal)),
-        Command::KmsPolicy { pcrs, enclave_role, admin, break_glass, operator, check } => {
-            let result = match check {
-                Some(file) => check_kms_policy(&file, pcrs.as_deref(), break_glass.as_deref()),
-                None => {
-                    print_kms_policy(pcrs.as_deref(), enclave_role, admin, break_glass, operator)
-                }
+        Command::KmsPolicy(job) => {
+            let result = match &job.check {
+                Some(file) => check_kms_policy(file, &job),
+                None => print_kms_policy(job),
             };
             result.unwrap_or_else(|e| {
                 eprintln!("signservice-offline: kms-policy: {e}");
@@ -278,42 +286,49 @@ fn nonempty_pcrs(path: &Path) -> Result<BTreeMap<u64, Vec<u8>>, String> {
     if pcrs.is_empty() { Err(format!("{}: no PCR", path.display())) } else { Ok(pcrs) }
 }
 
-fn print_kms_policy(
-    pcrs: Option<&Path>,
-    enclave_role: Option<String>,
-    admin: Option<String>,
-    break_glass: Option<String>,
-    operator: Option<String>,
-) -> Result<ExitCode, String> {
-    let pcrs = nonempty_pcrs(pcrs.ok_or("--pcrs is required")?)?;
-    let (Some(enclave_role), Some(admin), Some(break_glass)) = (enclave_role, admin, break_glass)
+fn print_kms_policy(job: KmsPolicy) -> Result<ExitCode, String> {
+    let (Some(enclave_role), Some(admin), Some(break_glass)) =
+        (job.enclave_role, job.admin, job.break_glass)
     else {
         return Err("--enclave-role, --admin and --break-glass are required".into());
     };
     if break_glass == admin {
         return Err("--break-glass must be another principal than --admin".into());
     }
-    let who = offline_tools::kms_policy::Principals { enclave_role, admin, break_glass, operator };
-    let policy = offline_tools::kms_policy::key_policy(&pcrs, &who);
+    let who = offline_tools::kms_policy::Principals {
+        enclave_role,
+        admin,
+        break_glass,
+        operator: job.operator,
+    };
+    let policy = if job.bucket_key {
+        offline_tools::kms_policy::bucket_key_policy(&job.region, &who)
+    } else {
+        let pcrs = nonempty_pcrs(job.pcrs.as_deref().ok_or("--pcrs is required")?)?;
+        offline_tools::kms_policy::key_policy(&pcrs, &who)
+    };
     println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| e.to_string())?);
     Ok(ExitCode::SUCCESS)
 }
 
-fn check_kms_policy(
-    file: &Path,
-    pcrs: Option<&Path>,
-    break_glass: Option<&str>,
-) -> Result<ExitCode, String> {
+fn check_kms_policy(file: &Path, job: &KmsPolicy) -> Result<ExitCode, String> {
+    use offline_tools::kms_policy::{audit, audit_bucket_key};
     let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let policy: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))?;
-    let pcrs = pcrs.map(nonempty_pcrs).transpose()?;
-    let findings = offline_tools::kms_policy::audit(&policy, break_glass, pcrs.as_ref());
+    let break_glass = job.break_glass.as_deref();
+    let (findings, clean) = if job.bucket_key {
+        (audit_bucket_key(&policy, &job.region, break_glass), "nothing uses the key outside S3")
+    } else {
+        let pcrs = job.pcrs.as_deref().map(nonempty_pcrs).transpose()?;
+        let found = audit(&policy, break_glass, pcrs.as_ref());
+        (found, "no statement lets a principal around the attestation")
+    };
     for finding in &findings {
         println!("{}: {finding}", file.display());
     }
     if findings.is_empty() {
-        println!("{}: no statement lets a principal around the attestation", file.display());
+        println!("{}: {clean}", file.display());
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::FAILURE)

@@ -69,3 +69,38 @@ fn loads_in_the_enclave(dir: &Path, accounts: u64) {
     let (store, _) = loader.finish().unwrap();
     assert_eq!(store.len(), accounts);
 }
+
+/// The bucket key's policy, printed and checked by the CLI; the identity key's check
+/// refuses it (S3 may use it, its decrypt takes no attestation).
+#[test]
+fn the_bucket_key_policy_is_printed_and_checked_apart_from_the_identity_key() {
+    let dir = tests::cms_openssl::workdir("offline-bucket-key");
+    let principals = [
+        "--enclave-role",
+        "arn:aws:iam::111122223333:role/parent",
+        "--admin",
+        "arn:aws:iam::111122223333:role/kms-admin",
+        "--break-glass",
+        "arn:aws:iam::111122223333:role/kms-break-glass",
+    ];
+    let mut args = vec!["kms-policy", "--bucket-key", "--region", "eu-west-1"];
+    args.extend(principals);
+    let out = offline(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    let path = dir.0.join("bucket-key.json");
+    std::fs::write(&path, &out.stdout).unwrap();
+    let path = path.display().to_string();
+    let glass = "arn:aws:iam::111122223333:role/kms-break-glass";
+    let check = |extra: &[&str]| {
+        let mut args = vec!["kms-policy", "--check", path.as_str(), "--break-glass", glass];
+        args.extend_from_slice(extra);
+        offline(&args)
+    };
+    let ok = check(&["--bucket-key", "--region", "eu-west-1"]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let other_region = check(&["--bucket-key", "--region", "us-east-1"]);
+    assert_eq!(other_region.status.code(), Some(1), "{}", text(&other_region));
+    let as_identity = check(&[]);
+    assert_eq!(as_identity.status.code(), Some(1));
+    assert!(text(&as_identity).contains("kms:ViaService"), "{}", text(&as_identity));
+}
