@@ -186,9 +186,11 @@ mod tests {
         // The NSM failing is untrusted too.
         assert_eq!(c.record(t1, 1_000_000, Err("no NSM")), Change::Untrusted(None));
         assert_eq!(c.skew_ms(), None);
-        // Extremes do not overflow.
+        // Extremes do not overflow, and keep their sign.
         assert_eq!(c.record::<()>(t1, u64::MAX, Ok(0)), Change::Same);
         assert_eq!(c.skew_ms(), Some(i64::MAX));
+        assert_eq!(c.record::<()>(t1, 0, Ok(u64::MAX)), Change::Same);
+        assert_eq!(c.skew_ms(), Some(i64::MIN));
     }
 
     #[test]

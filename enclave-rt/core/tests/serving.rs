@@ -402,6 +402,8 @@ fn a_clock_moved_away_from_the_nsms_refuses_new_sessions_until_it_is_back() {
         text.contains(enclave_core::serving::ALERT_TARGET) && text.contains("600000"),
         "{text}"
     );
+    // The alert names the configured bound, so the operator sees how far off it was.
+    assert!(text.contains("max_skew_ms") && text.contains("5000"), "{text}");
     h.send(41, &grant(&h, 2).request());
     let (stream, answer) = h.one();
     assert_eq!(stream, 41);
