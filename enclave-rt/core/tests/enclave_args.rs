@@ -94,3 +94,103 @@ fn keys_whose_private_half_is_in_the_repository_are_refused_for_production() {
     let args = EnclaveArgs::new(vsock(5000), vsock(5001), fresh, fresh_publisher_key()).unwrap();
     refuse_published_keys(&args).unwrap();
 }
+
+/// The arguments an image measures are the ones the enclave runs with: every option lands
+/// in its own field, at the value given (a swapped or dropped option would run a node
+/// with other limits than the image's PCRs vouch for), and the file form reads the same.
+#[test]
+fn every_option_lands_in_its_field_and_the_file_form_reads_the_same() {
+    let key = hex::encode(gateway_key());
+    let publisher = fresh_publisher_key();
+    let pcr = format!("4={}", "ab".repeat(48));
+    let args = [
+        "--control",
+        "vsock:16:5000",
+        "--logs",
+        "unix:/run/logs.sock",
+        "--gateway-key",
+        &key,
+        "--publisher-key",
+        &hex::encode(publisher),
+        "--memory-budget-mib",
+        "300",
+        "--store-limit-mib",
+        "200",
+        "--session-cap",
+        "77",
+        "--session-ttl-secs",
+        "45",
+        "--max-grant-lifetime-secs",
+        "90",
+        "--replay-window",
+        "1234",
+        "--sim-nsm-dir",
+        "/tmp/sim",
+        "--sim-pcr",
+        &pcr,
+        "--heartbeat",
+        "vsock:3:9001",
+        "--max-clock-skew-ms",
+        "2500",
+        "--allow-empty",
+        "--quiet",
+        "--events-url",
+        "https://gw.example/v1/events",
+        "--answers-url",
+        "https://gw.example/v1/answers",
+    ];
+    let a = EnclaveArgs::parse(&args).unwrap();
+    assert_eq!(a.control, Address::Vsock { cid: 16, port: 5000 });
+    assert_eq!(a.control.to_string(), "vsock:16:5000");
+    assert_eq!(a.logs.to_string(), "unix:/run/logs.sock");
+    assert_eq!((a.memory_budget_mib, a.store_limit_mib), (300, 200));
+    assert_eq!((a.engine.session_cap, a.engine.session_ttl_secs), (77, 45));
+    assert_eq!((a.engine.max_grant_lifetime_secs, a.engine.replay_window), (90, 1234));
+    assert_eq!(a.engine.gateway_key.to_bytes(), gateway_key());
+    assert_eq!(a.publisher_key.to_bytes(), publisher);
+    assert_eq!(a.sim_nsm_dir.as_deref(), Some(std::path::Path::new("/tmp/sim")));
+    assert_eq!(a.sim_pcrs, vec![(4, [0xab; 48])]);
+    assert_eq!(a.heartbeat, Address::Vsock { cid: 3, port: 9001 });
+    assert_eq!(a.max_clock_skew_ms, 2500);
+    assert!(a.allow_empty && a.quiet);
+    assert!(a.events.is_some());
+    // What the serving core is told: limits in bytes, the same keys and bounds.
+    let serving = a.serving_config();
+    assert_eq!(serving.loader.store_limit_bytes, 200 << 20);
+    assert!(serving.loader.allow_empty);
+    assert_eq!(serving.publisher_key, a.publisher_key);
+    assert_eq!(serving.engine.session_cap, 77);
+    assert_eq!(serving.max_clock_skew_ms, 2500);
+    // Defaults, for what is not given.
+    let base = ["--control", "unix:/c", "--logs", "unix:/l", "--gateway-key", &key];
+    let mut minimal = base.to_vec();
+    let publisher_hex = hex::encode(publisher);
+    minimal.extend(["--publisher-key", &publisher_hex]);
+    let d = EnclaveArgs::parse(&minimal).unwrap();
+    assert!(!d.allow_empty && !d.quiet && d.events.is_none() && d.sim_pcrs.is_empty());
+    assert_eq!(d.heartbeat.to_string(), "vsock:3:9000");
+    // The file form: one argument a line, comments and blank lines skipped.
+    let file = format!("# the image's arguments\n\n{}\n  # indented comment\n", args.join("\n"));
+    let from_file = EnclaveArgs::parse_file(&file).unwrap();
+    assert_eq!(from_file.engine.replay_window, 1234);
+    assert_eq!(from_file.sim_pcrs, a.sim_pcrs);
+    assert_eq!(from_file.control, a.control);
+    // A comment line is skipped, never taken as the value of the flag before it.
+    assert!(EnclaveArgs::parse_file("--control\n#x\n").is_err());
+    // Address forms, and their errors by name.
+    assert_eq!("unix:/x".parse::<Address>().unwrap().to_string(), "unix:/x");
+    for bad in ["unix:", "vsock:3", "vsock:x:1", "vsock:1:y", "tcp:1"] {
+        let e = bad.parse::<Address>().unwrap_err();
+        assert!(e.0.contains(bad), "{}", e.0);
+    }
+    // Out-of-range numbers name the range.
+    let mut high = minimal.clone();
+    high.extend(["--session-ttl-secs", "3601"]);
+    assert!(EnclaveArgs::parse(&high).unwrap_err().0.contains("from 1 to 3600"));
+    let mut low = minimal.clone();
+    low.extend(["--replay-window", "0"]);
+    assert!(EnclaveArgs::parse(&low).is_err());
+    let mut top = minimal;
+    top.extend(["--memory-budget-mib", "1048576"]);
+    assert_eq!(EnclaveArgs::parse(&top).unwrap().memory_budget_mib, 1 << 20);
+}
