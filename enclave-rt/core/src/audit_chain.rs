@@ -337,4 +337,50 @@ mod tests {
         // Later checkpoints still say closed.
         assert!(chain.checkpoint(t, 2, [1; 32], false, |_| [7; 64]).closing);
     }
+
+    /// The time a tail may wait unsigned is exact: due at the interval, not a tick before,
+    /// measured from the first entry after the last checkpoint; and the deadline the
+    /// serving core sleeps until is that same instant.
+    #[test]
+    fn the_time_bound_is_exact_and_starts_at_the_first_unsigned_entry() {
+        let t = Instant::now();
+        let mut chain = AuditChain::new([9; 32]);
+        assert!(chain.is_empty() && chain.next_checkpoint().is_none());
+        chain.append(event(AuditKind::Commit, 1), t).unwrap();
+        assert!(!chain.is_empty());
+        assert_eq!(chain.next_checkpoint(), Some(t + CHECKPOINT_INTERVAL));
+        let just_before = t + CHECKPOINT_INTERVAL - Duration::from_millis(1);
+        assert!(!chain.checkpoint_due(just_before));
+        assert!(chain.checkpoint_due(t + CHECKPOINT_INTERVAL));
+        // A later entry does not move the deadline of the tail it joins.
+        chain.append(event(AuditKind::Sign, 1), t + Duration::from_secs(3)).unwrap();
+        assert_eq!(chain.next_checkpoint(), Some(t + CHECKPOINT_INTERVAL));
+        // Signed: nothing pending; the next tail's deadline runs from the checkpoint.
+        let signed_at = t + Duration::from_secs(4);
+        chain.checkpoint(signed_at, 1, [0; 32], false, |_| [7; 64]);
+        assert_eq!(chain.next_checkpoint(), None);
+        chain.append(event(AuditKind::Abort, 2), t + Duration::from_secs(5)).unwrap();
+        assert_eq!(chain.next_checkpoint(), Some(signed_at + CHECKPOINT_INTERVAL));
+        assert!(!chain.checkpoint_due(signed_at + CHECKPOINT_INTERVAL - Duration::from_millis(1)));
+        assert!(chain.checkpoint_due(signed_at + CHECKPOINT_INTERVAL));
+        assert_eq!(chain.len(), 3);
+    }
+
+    /// A broken chain refuses everything for good, ahead of a closed one, and says which.
+    #[test]
+    fn a_broken_chain_refuses_every_entry_and_names_why() {
+        let t = Instant::now();
+        let mut chain = AuditChain::new([9; 32]);
+        assert_eq!(chain.refusing(), None);
+        chain.append(event(AuditKind::Commit, 1), t).unwrap();
+        let before = chain.anchor();
+        chain.mark_broken();
+        assert_eq!(chain.refusing(), Some(AuditError::Broken));
+        assert_eq!(chain.append(event(AuditKind::Sign, 1), t), Err(AuditError::Broken));
+        assert_eq!(chain.anchor(), before);
+        chain.checkpoint(t, 1, [0; 32], true, |_| [7; 64]);
+        assert_eq!(chain.refusing(), Some(AuditError::Broken), "broken outranks closed");
+        let texts = [AuditError::Closed.to_string(), AuditError::Broken.to_string()];
+        assert!(texts[0].contains("closed") && texts[1].contains("broken"), "{texts:?}");
+    }
 }
