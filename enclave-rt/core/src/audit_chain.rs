@@ -349,7 +349,8 @@ mod tests {
         chain.append(event(AuditKind::Commit, 1), t).unwrap();
         assert!(!chain.is_empty());
         assert_eq!(chain.next_checkpoint(), Some(t + CHECKPOINT_INTERVAL));
-        let just_before = t + CHECKPOINT_INTERVAL - Duration::from_millis(1);
+        let tick_short = CHECKPOINT_INTERVAL.saturating_sub(Duration::from_millis(1));
+        let just_before = t + tick_short;
         assert!(!chain.checkpoint_due(just_before));
         assert!(chain.checkpoint_due(t + CHECKPOINT_INTERVAL));
         // A later entry does not move the deadline of the tail it joins.
@@ -361,7 +362,7 @@ mod tests {
         assert_eq!(chain.next_checkpoint(), None);
         chain.append(event(AuditKind::Abort, 2), t + Duration::from_secs(5)).unwrap();
         assert_eq!(chain.next_checkpoint(), Some(signed_at + CHECKPOINT_INTERVAL));
-        assert!(!chain.checkpoint_due(signed_at + CHECKPOINT_INTERVAL - Duration::from_millis(1)));
+        assert!(!chain.checkpoint_due(signed_at + tick_short));
         assert!(chain.checkpoint_due(signed_at + CHECKPOINT_INTERVAL));
         assert_eq!(chain.len(), 3);
     }
