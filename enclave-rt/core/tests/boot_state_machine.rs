@@ -361,7 +361,10 @@ fn boot_failures_carry_the_right_reason() {
     let mut m =
         BootMachine::new(FailingNsm, StdRng::seed_from_u64(2), CONFIG, publisher(), engine());
     let out = m.handle(&Message::Hello(Hello { nonce: NONCE, shim_version: "t" }), now(), MEMORY);
-    assert_eq!(failed(out).0, BootFailReason::ATTESTATION_FAILED);
+    let (reason, detail) = failed(out);
+    assert_eq!(reason, BootFailReason::ATTESTATION_FAILED);
+    // The operator reads why: no NSM device here.
+    assert!(detail.contains("/dev/nsm"), "{detail}");
 
     // Sealed key for another RSA key.
     let (mut m, _) = machine();
