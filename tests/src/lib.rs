@@ -1,6 +1,7 @@
 //! `tests`: the end-to-end suites (`tests/tests/`, one file per topic) across real
 //! processes, and the local stand-ins they start.
-//! [`sim_ca`], the sim NSM's test certificate chain; [`share_gen`], the offline tools' dealer
+//! [`sim_ca`], the sim NSM's test certificate chain; [`crate_tree`], a package's dependency tree;
+//! [`share_gen`], the offline tools' dealer
 //! with the demo publisher key; [`kms_emulator`], KMS with attestation-checked `Recipient`; [`moto_server`],
 //! S3 and `CloudWatch` Logs through `moto`; [`gateway`] and [`gateway_sim`], the Sign Gateway's
 //! side of a session over gRPC and mutual TLS ([`tls_certs`]); [`tool_cache`], where the
@@ -12,6 +13,7 @@
 
 pub mod audit_cost;
 pub mod cms_openssl;
+pub mod crate_tree;
 pub mod frame_reader;
 pub mod gateway;
 pub mod gateway_health;

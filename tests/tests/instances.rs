@@ -3,9 +3,20 @@
 //! one enclave dies and its parent fails closed, while the other serves on. And
 //! `check-config` with both files refuses a pair that would collide.
 
+use std::path::Path;
 use std::process::Command;
 #[allow(clippy::wildcard_imports)]
 use tests::node::*;
+
+/// `parent-shim check-config` with every file given.
+fn check_config(configs: &[&Path]) -> std::process::Output {
+    let mut cmd = Command::new(parent_binary());
+    cmd.arg("check-config");
+    for c in configs {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.output().unwrap()
+}
 
 /// Signs one Ed25519 session through the node at `serving` (its `"serving"` line).
 async fn signs(c: &Case, serving: &str, session: u8) -> Result<(), String> {
@@ -27,12 +38,7 @@ async fn two_instances_serve_side_by_side_and_one_failing_leaves_the_other_servi
     let (a, a_config) = case("instance-a", 7, 7).await;
     let (b, b_config) = case("instance-b", 7, 7).await;
     // The two files pass together (each its own runtime directory, ports the system picks).
-    let out = Command::new(parent_binary())
-        .arg("check-config")
-        .args(["--config", &a_config.display().to_string()])
-        .args(["--config", &b_config.display().to_string()])
-        .output()
-        .unwrap();
+    let out = check_config(&[&a_config, &b_config]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut pa = start(&a_config);
     let mut pb = start(&b_config);
@@ -70,12 +76,7 @@ async fn check_config_refuses_two_instances_that_collide() {
     let audit = format!("\n[audit]\nfile = \"{}/audit.jsonl\"\n", a.dir.0.display());
     append(&a_config, &audit);
     append(&b_config, &audit);
-    let out = Command::new(parent_binary())
-        .arg("check-config")
-        .args(["--config", &a_config.display().to_string()])
-        .args(["--config", &b_config.display().to_string()])
-        .output()
-        .unwrap();
+    let out = check_config(&[&a_config, &b_config]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     for what in [format!("gRPC port {port}"), "runtime directory".into(), "audit file".into()] {
@@ -84,10 +85,7 @@ async fn check_config_refuses_two_instances_that_collide() {
     assert!(stderr.contains(&a_config.display().to_string()), "{stderr}");
     // Each file alone is fine: the refusal is about the pair.
     for config in [&a_config, &b_config] {
-        let alone = Command::new(parent_binary())
-            .args(["check-config", "--config", &config.display().to_string()])
-            .output()
-            .unwrap();
+        let alone = check_config(&[config]);
         assert!(alone.status.success(), "{}", String::from_utf8_lossy(&alone.stderr));
     }
 }

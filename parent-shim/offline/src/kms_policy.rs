@@ -69,14 +69,10 @@ pub const ADMIN_ACTIONS: &[&str] = &[
     "kms:CancelKeyDeletion",
 ];
 
-/// A key policy for an image with these PCRs (index -> value).
-#[must_use]
-pub fn key_policy(pcrs: &BTreeMap<u64, Vec<u8>>, who: &Principals) -> Value {
-    let conditions: serde_json::Map<String, Value> = pcrs
-        .iter()
-        .map(|(i, v)| (format!("kms:RecipientAttestation:PCR{i}"), json!(hex::encode(v))))
-        .collect();
-    let mut statements = vec![
+/// The statements every key of ours starts with: the administrator's life-cycle actions,
+/// and the policy change reserved to the break-glass principal.
+fn key_control(who: &Principals) -> Vec<Value> {
+    vec![
         json!({
             "Sid": "KeyAdministration",
             "Effect": "Allow",
@@ -92,15 +88,25 @@ pub fn key_policy(pcrs: &BTreeMap<u64, Vec<u8>>, who: &Principals) -> Value {
             "Resource": "*",
             "Condition": {"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "false"}}
         }),
-        json!({
-            "Sid": DECRYPT_SID,
-            "Effect": "Allow",
-            "Principal": {"AWS": who.enclave_role},
-            "Action": "kms:Decrypt",
-            "Resource": "*",
-            "Condition": {"StringEqualsIgnoreCase": conditions}
-        }),
-    ];
+    ]
+}
+
+/// A key policy for an image with these PCRs (index -> value).
+#[must_use]
+pub fn key_policy(pcrs: &BTreeMap<u64, Vec<u8>>, who: &Principals) -> Value {
+    let conditions: serde_json::Map<String, Value> = pcrs
+        .iter()
+        .map(|(i, v)| (format!("kms:RecipientAttestation:PCR{i}"), json!(hex::encode(v))))
+        .collect();
+    let mut statements = key_control(who);
+    statements.extend([json!({
+        "Sid": DECRYPT_SID,
+        "Effect": "Allow",
+        "Principal": {"AWS": who.enclave_role},
+        "Action": "kms:Decrypt",
+        "Resource": "*",
+        "Condition": {"StringEqualsIgnoreCase": conditions}
+    })]);
     if let Some(operator) = &who.operator {
         statements.push(json!({
             "Sid": "OperatorSealsIdentities",
@@ -130,31 +136,15 @@ fn s3_service(region: &str) -> String {
 #[must_use]
 pub fn bucket_key_policy(region: &str, who: &Principals) -> Value {
     let via_s3 = json!({"StringEquals": {"kms:ViaService": s3_service(region)}});
-    let mut statements = vec![
-        json!({
-            "Sid": "KeyAdministration",
-            "Effect": "Allow",
-            "Principal": {"AWS": who.admin},
-            "Action": ADMIN_ACTIONS,
-            "Resource": "*"
-        }),
-        json!({
-            "Sid": "BreakGlassPolicyChange",
-            "Effect": "Allow",
-            "Principal": {"AWS": who.break_glass},
-            "Action": ["kms:PutKeyPolicy", "kms:GetKeyPolicy", "kms:DescribeKey"],
-            "Resource": "*",
-            "Condition": {"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "false"}}
-        }),
-        json!({
-            "Sid": BUCKET_READ_SID,
-            "Effect": "Allow",
-            "Principal": {"AWS": who.enclave_role},
-            "Action": "kms:Decrypt",
-            "Resource": "*",
-            "Condition": via_s3
-        }),
-    ];
+    let mut statements = key_control(who);
+    statements.extend([json!({
+        "Sid": BUCKET_READ_SID,
+        "Effect": "Allow",
+        "Principal": {"AWS": who.enclave_role},
+        "Action": "kms:Decrypt",
+        "Resource": "*",
+        "Condition": via_s3
+    })]);
     if let Some(operator) = &who.operator {
         statements.push(json!({
             "Sid": "OperatorUploadsInputsThroughS3Only",

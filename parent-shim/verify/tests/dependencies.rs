@@ -3,16 +3,8 @@
 
 #[test]
 fn the_tree_has_no_async_runtime_no_aws_sdk_no_daemon() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args(["tree", "--locked", "--offline", "-p", "node-verify", "-e", "normal"])
-        .args(["--prefix", "none", "--format", "{p}"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let tree = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let names: Vec<&str> = tree.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let (names, tree) = tests::crate_tree::normal_dependencies("node-verify");
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     assert!(names.contains(&"node-verify") && names.contains(&"wire"), "{tree}");
     for banned in [
         "tokio",
