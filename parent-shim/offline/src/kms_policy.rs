@@ -163,10 +163,27 @@ pub fn bucket_key_policy(region: &str, who: &Principals) -> Value {
 /// re-encryption, and policy changes outside the break-glass principal.
 #[must_use]
 pub fn audit_bucket_key(policy: &Value, region: &str, break_glass: Option<&str>) -> Vec<Finding> {
+    let service = s3_service(region);
+    each_allow(policy, |s, who, find| {
+        let through_s3 = via_service(s).is_some_and(|v| v == service);
+        for action in ["kms:Decrypt", "kms:GenerateDataKey"] {
+            if matches_action(s, action) && !through_s3 {
+                find(format!("lets {who} {action} other than through {service}"));
+            }
+        }
+        control_plane(s, who, break_glass, find);
+    })
+}
+
+/// Calls `check` with every `Allow` statement, its principals as text and a `find` that
+/// records a finding against it (by `Sid`, else `#index`); the findings, in order.
+fn each_allow(
+    policy: &Value,
+    mut check: impl FnMut(&Value, &str, &mut dyn FnMut(String)),
+) -> Vec<Finding> {
     let Some(statements) = policy.get("Statement").and_then(Value::as_array) else {
         return vec![Finding { statement: "-".into(), problem: "no Statement array".into() }];
     };
-    let service = s3_service(region);
     let mut findings = Vec::new();
     for (i, s) in statements.iter().enumerate() {
         if s.get("Effect") != Some(&json!("Allow")) {
@@ -174,16 +191,9 @@ pub fn audit_bucket_key(policy: &Value, region: &str, break_glass: Option<&str>)
         }
         let name =
             s.get("Sid").and_then(Value::as_str).map_or_else(|| format!("#{i}"), str::to_owned);
-        let who = principals_text(s);
-        let through_s3 = via_service(s).is_some_and(|v| v == service);
         let mut find =
             |problem: String| findings.push(Finding { statement: name.clone(), problem });
-        for action in ["kms:Decrypt", "kms:GenerateDataKey"] {
-            if matches_action(s, action) && !through_s3 {
-                find(format!("lets {who} {action} other than through {service}"));
-            }
-        }
-        control_plane(s, &who, break_glass, &mut find);
+        check(s, &principals_text(s), &mut find);
     }
     findings
 }
@@ -365,19 +375,7 @@ pub fn audit(
     break_glass: Option<&str>,
     pcrs: Option<&BTreeMap<u64, Vec<u8>>>,
 ) -> Vec<Finding> {
-    let Some(statements) = policy.get("Statement").and_then(Value::as_array) else {
-        return vec![Finding { statement: "-".into(), problem: "no Statement array".into() }];
-    };
-    let mut findings = Vec::new();
-    for (i, s) in statements.iter().enumerate() {
-        if s.get("Effect") != Some(&json!("Allow")) {
-            continue;
-        }
-        let name =
-            s.get("Sid").and_then(Value::as_str).map_or_else(|| format!("#{i}"), str::to_owned);
-        let who = principals_text(s);
-        let mut find =
-            |problem: String| findings.push(Finding { statement: name.clone(), problem });
+    each_allow(policy, |s, who, find| {
         if matches_action(s, "kms:Decrypt") {
             match (statement_pcrs(s), pcrs) {
                 (None, _) => find(format!(
@@ -393,7 +391,7 @@ pub fn audit(
                 _ => {}
             }
         }
-        control_plane(s, &who, break_glass, &mut find);
+        control_plane(s, who, break_glass, find);
         // S3 encrypts the inputs under the bucket key; the identity's key is not S3's (or
         // any service's) to use, and seals nothing but the identity.
         if let Some(service) = via_service(s) {
@@ -408,8 +406,7 @@ pub fn audit(
                  (S3 objects use the bucket key)"
             ));
         }
-    }
-    findings
+    })
 }
 
 /// The PCR indices whose conditions differ between two maps.
