@@ -330,6 +330,9 @@ mod tests {
         let t = Instant::now();
         let mut chain = AuditChain::new([9; 32]);
         chain.append(event(AuditKind::Commit, 1), t).unwrap();
+        // An ordinary checkpoint leaves the chain open.
+        assert!(!chain.checkpoint(t, 1, [0; 32], false, |_| [7; 64]).closing);
+        assert!(!chain.is_closed());
         let c = chain.checkpoint(t, 1, [0; 32], true, |_| [7; 64]);
         assert!(c.closing && chain.is_closed());
         assert_eq!(chain.append(event(AuditKind::Sign, 1), t).unwrap_err(), AuditError::Closed);
