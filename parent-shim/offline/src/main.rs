@@ -373,7 +373,7 @@ fn current_manifest(
 /// written.
 fn reencrypt_command(job: &Reencrypt) -> Result<serde_json::Value, String> {
     use node_verify::share_manifest::SignedManifest;
-    use offline_tools::publisher_key as share_publisher;
+    use offline_tools::publisher_key;
     use zeroize::Zeroizing;
     let names = [
         "service_key_shares.json.age",
@@ -396,12 +396,11 @@ fn reencrypt_command(job: &Reencrypt) -> Result<serde_json::Value, String> {
         .map(|r| r.parse().map_err(|e| format!("--escrow-recipient: {e}")))
         .transpose()?;
     let old_file = read(&job.share_file)?;
-    let seed =
-        share_publisher::read_publisher_seed(&job.publisher_key).map_err(|e| e.to_string())?;
+    let seed = publisher_key::read_publisher_seed(&job.publisher_key).map_err(|e| e.to_string())?;
     let old_manifest = current_manifest(&job.share_file, &old_file)?;
     let old_epoch = old_manifest.map(|m| m.manifest.epoch);
     let epoch =
-        share_publisher::next_epoch(old_manifest.as_ref(), job.epoch).map_err(|e| e.to_string())?;
+        publisher_key::next_epoch(old_manifest.as_ref(), job.epoch).map_err(|e| e.to_string())?;
     let old_identity = read_identity(&job.identity_file)?;
     let done =
         offline_tools::reencrypt::reencrypt(&old_file, &old_identity).map_err(|e| e.to_string())?;
