@@ -194,3 +194,23 @@ fn every_option_lands_in_its_field_and_the_file_form_reads_the_same() {
     top.extend(["--memory-budget-mib", "1048576"]);
     assert_eq!(EnclaveArgs::parse(&top).unwrap().memory_budget_mib, 1 << 20);
 }
+
+/// The key parsers the parent's configuration and the image build use return the key they
+/// were given, and refuse what the enclave would refuse, naming the flag.
+#[test]
+fn the_key_parsers_return_the_key_given_and_name_their_flag() {
+    use enclave_core::enclave_args::{
+        gateway_key as parse_gateway, publisher_key as parse_publisher,
+    };
+    let gateway = gateway_key();
+    let publisher = fresh_publisher_key();
+    assert_eq!(parse_gateway(&hex::encode(gateway)).unwrap(), gateway);
+    assert_eq!(parse_publisher(&hex::encode(publisher)).unwrap(), publisher);
+    assert_eq!(parse_gateway(&hex::encode(gateway).to_uppercase()).unwrap(), gateway);
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let weak = hex::encode(identity);
+    assert!(parse_gateway(&weak).unwrap_err().0.starts_with("bad --gateway-key"));
+    assert!(parse_publisher(&weak).unwrap_err().0.starts_with("bad --publisher-key"));
+    assert!(parse_publisher("abc").unwrap_err().0.contains("64 hex digits"));
+}
