@@ -177,3 +177,74 @@ fn expected_spki() -> &'static [u8] {
     static SPKI: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     SPKI.get_or_init(|| UnsealKey::generate().unwrap().public_key_der().to_vec())
 }
+
+/// Each field of the key transport that says how the content key is wrapped is checked,
+/// not assumed: the same genuine blob with one field substituted (the hash, the mask
+/// generation function or its hash, the hash field's tag, the content type's tag) is
+/// refused before any decryption, naming the field (public structure, `Unsupported` or
+/// `Malformed`: nothing secret decides it).
+#[test]
+fn each_substituted_wrapping_field_is_refused_by_name() {
+    let dir = workdir("substituted");
+    let key = UnsealKey::generate().unwrap();
+    let cert = cert_for(&dir.0, key.public_key_der(), "enclave");
+    let blob = seal(&dir.0, IDENTITY.as_bytes(), &[&cert], KMS_LIKE);
+    assert_eq!(format!("{key:?}"), "UnsealKey(<secret>)", "the key's Debug shows nothing of it");
+    check_structure(&blob).unwrap();
+    let find_all = |pattern: &[u8]| -> Vec<usize> {
+        blob.windows(pattern.len())
+            .enumerate()
+            .filter(|(_, w)| *w == pattern)
+            .map(|(i, _)| i)
+            .collect()
+    };
+    // DER of the OIDs as KMS (and OpenSSL) write them: tag 06, length 09, contents.
+    let sha256 = [0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+    let mgf1 = [0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08];
+    let enveloped = [0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03];
+    let sha256_at = find_all(&sha256);
+    assert_eq!(sha256_at.len(), 2, "the OAEP hash and MGF1's hash");
+    let (mgf1_at, enveloped_at) = (find_all(&mgf1), find_all(&enveloped));
+    assert_eq!((mgf1_at.len(), enveloped_at.len()), (1, 1));
+    let patched = |at: usize, byte: u8| {
+        let mut b = blob.clone();
+        b[at] = byte;
+        b
+    };
+    let hash = UnsealError::Unsupported("OAEP hash (expected SHA-256)");
+    let mask = UnsealError::Unsupported("OAEP mask generation (expected MGF1-SHA-256)");
+    let cases = [
+        // SHA-384 (…02 02) as the OAEP hash, then as MGF1's hash; MGF1's OID changed.
+        ("OAEP hash SHA-384", patched(sha256_at[0] + 10, 0x02), hash),
+        ("MGF1 hash SHA-384", patched(sha256_at[1] + 10, 0x02), mask),
+        ("mask function not MGF1", patched(mgf1_at[0] + 10, 0x09), mask),
+        // The hash's [0] tag read as [2] (pSourceFunc's): the hash is then absent (SHA-1).
+        ("hash field tag", patched(sha256_at[0] - 4, 0xa2), hash),
+    ];
+    for (name, b, want) in cases {
+        assert_eq!(check_structure(&b).unwrap_err(), want, "{name}");
+        // Refused by the unseal too, before any decryption (any key will do).
+        assert_eq!(UnsealKey::generate().unwrap().unseal(&b).unwrap_err(), want, "{name}");
+    }
+    // The content type as an OCTET STRING instead of an OID: malformed, not "another type".
+    let b = patched(enveloped_at[0], 0x04);
+    assert!(matches!(check_structure(&b), Err(UnsealError::Malformed(_))), "content type tag");
+    // And the genuine blob opens with its key.
+    key.unseal(&blob).unwrap();
+}
+
+/// The sealed plaintext is the identity line and nothing more: a plaintext that starts
+/// with a valid identity line and its padding but goes on is refused like any other
+/// (the one `Sealed` answer), not opened from its first 80 bytes.
+#[test]
+fn a_longer_plaintext_starting_with_the_identity_is_refused() {
+    let dir = workdir("longer");
+    let key = UnsealKey::generate().unwrap();
+    let cert = cert_for(&dir.0, key.public_key_der(), "enclave");
+    let mut plain = IDENTITY.as_bytes().to_vec();
+    plain.push(b'\n');
+    plain.extend_from_slice(&[5; 5]); // what the padding of the genuine line looks like
+    plain.extend_from_slice(b"and more after it");
+    let blob = seal(&dir.0, &plain, &[&cert], KMS_LIKE);
+    assert_eq!(key.unseal(&blob).unwrap_err(), UnsealError::Sealed);
+}
