@@ -15,11 +15,15 @@
 //!
 //! PCRs are SHA-384 "extends" from zero: `PCR = SHA-384(0^48 || SHA-384(data))`, with
 //! PCR0 over kernel || cmdline || every ramdisk, PCR1 over kernel || cmdline || the first
-//! ramdisk, PCR2 over the other ramdisks. Metadata is not measured.
+//! ramdisk, PCR2 over the other ramdisks. Metadata is not measured, nor is the signature
+//! section; a signed image also has PCR8, over the signing certificate's DER
+//! ([`crate::eif_signature`]).
 
 use std::fmt;
 
 use sha2::{Digest, Sha384};
+
+use crate::pcr_extend::extend_from_zero;
 
 /// `.eif`.
 pub const MAGIC: [u8; 4] = *b".eif";
@@ -84,9 +88,12 @@ pub struct ImageParts<'a> {
     pub default_mem: u64,
     /// The default CPU count (`nitro-cli` writes 2).
     pub default_cpus: u64,
+    /// The signature section ([`crate::eif_signature::sign`]), written last; none for an
+    /// unsigned image.
+    pub signature: Option<&'a [u8]>,
 }
 
-/// PCR0, PCR1 and PCR2.
+/// PCR0, PCR1, PCR2 and, for a signed image, PCR8.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pcrs {
     /// The whole image: kernel, cmdline, every ramdisk.
@@ -95,6 +102,8 @@ pub struct Pcrs {
     pub pcr1: [u8; 48],
     /// The other ramdisks.
     pub pcr2: [u8; 48],
+    /// The signing certificate, if the image is signed.
+    pub pcr8: Option<[u8; 48]>,
 }
 
 impl fmt::Debug for Pcrs {
@@ -104,28 +113,31 @@ impl fmt::Debug for Pcrs {
 }
 
 impl Pcrs {
-    /// `{"PCR0": "<96 hex>", "PCR1": ..., "PCR2": ...}`, the `pcrs.json` format.
+    /// `{"PCR0": "<96 hex>", "PCR1": ..., "PCR2": ...[, "PCR8": ...]}`, the `pcrs.json`
+    /// format.
     #[must_use]
     pub fn to_json(&self) -> String {
+        let pcr8 = self.pcr8.map_or_else(String::new, |v| format!(", \"PCR8\": \"{}\"", hex(v)));
         format!(
-            "{{\"PCR0\": \"{}\", \"PCR1\": \"{}\", \"PCR2\": \"{}\"}}",
+            "{{\"PCR0\": \"{}\", \"PCR1\": \"{}\", \"PCR2\": \"{}\"{pcr8}}}",
             hex(self.pcr0),
             hex(self.pcr1),
             hex(self.pcr2)
         )
     }
+
+    /// Every register, by index: 0, 1, 2 and 8 if signed.
+    #[must_use]
+    pub fn registers(&self) -> Vec<(u64, [u8; 48])> {
+        let mut all = vec![(0, self.pcr0), (1, self.pcr1), (2, self.pcr2)];
+        all.extend(self.pcr8.map(|v| (8, v)));
+        all
+    }
 }
 
 use hex::encode as hex;
 
-fn extend_from_zero(digest_of_data: &[u8]) -> [u8; 48] {
-    let mut h = Sha384::new();
-    h.update([0u8; 48]);
-    h.update(digest_of_data);
-    h.finalize().into()
-}
-
-/// The PCRs of an image with these measured parts.
+/// The PCRs of an unsigned image with these measured parts (`pcr8` is `None`).
 #[must_use]
 pub fn measure(kernel: &[u8], cmdline: &[u8], ramdisks: &[&[u8]]) -> Pcrs {
     let mut image = Sha384::new();
@@ -143,6 +155,7 @@ pub fn measure(kernel: &[u8], cmdline: &[u8], ramdisks: &[&[u8]]) -> Pcrs {
         pcr0: extend_from_zero(&image.finalize()),
         pcr1: extend_from_zero(&bootstrap.finalize()),
         pcr2: extend_from_zero(&app.finalize()),
+        pcr8: None,
     }
 }
 
@@ -172,6 +185,9 @@ pub enum EifError {
     MissingSection(&'static str),
     /// Bytes after the last section.
     TrailingBytes(u64),
+    /// The signature section is not the last, there are two, or its certificate cannot
+    /// be read (its signature is checked by [`crate::eif_signature::verify`]).
+    BadSignatureSection(String),
     /// The CRC does not match.
     BadCrc {
         /// In the header.
@@ -193,6 +209,7 @@ impl fmt::Display for EifError {
             Self::BadSection { index, reason } => write!(f, "section {index}: {reason}"),
             Self::MissingSection(what) => write!(f, "no {what} section"),
             Self::TrailingBytes(n) => write!(f, "{n} bytes after the last section"),
+            Self::BadSignatureSection(why) => write!(f, "signature section: {why}"),
             Self::BadCrc { stored, computed } => {
                 write!(f, "CRC mismatch: header {stored:08x}, content {computed:08x}")
             }
@@ -219,6 +236,7 @@ pub fn write(parts: &ImageParts<'_>) -> Result<Vec<u8>, EifError> {
         (SectionKind::Metadata, parts.metadata),
     ];
     sections.extend(parts.ramdisks.iter().map(|r| (SectionKind::Ramdisk, *r)));
+    sections.extend(parts.signature.map(|s| (SectionKind::Signature, s)));
     let mut offsets = [0u64; MAX_SECTIONS];
     let mut sizes = [0u64; MAX_SECTIONS];
     let mut at = HEADER_SIZE as u64;
@@ -392,6 +410,19 @@ pub fn read(file: &[u8]) -> Result<ParsedImage<'_>, EifError> {
     let kernel = image.section(SectionKind::Kernel).unwrap_or_default();
     let cmdline = image.section(SectionKind::Cmdline).unwrap_or_default();
     image.pcrs = measure(kernel, cmdline, &ramdisks);
+    let signatures: Vec<usize> = (0..image.sections.len())
+        .filter(|&i| image.sections[i].kind == SectionKind::Signature)
+        .collect();
+    match signatures.as_slice() {
+        [] => {}
+        [i] if *i == image.sections.len() - 1 => {
+            let cert = crate::eif_signature::certificate_of(image.sections[*i].data)
+                .map_err(|e| EifError::BadSignatureSection(e.to_string()))?;
+            image.pcrs.pcr8 = Some(cert.pcr8());
+        }
+        [_] => return Err(EifError::BadSignatureSection("not the last section".into())),
+        _ => return Err(EifError::BadSignatureSection("more than one".into())),
+    }
     Ok(image)
 }
 
@@ -435,6 +466,7 @@ mod tests {
             ramdisks,
             default_mem: 1 << 30,
             default_cpus: 2,
+            signature: None,
         }
     }
 

@@ -59,6 +59,10 @@ enum Command {
         /// Accept any image the root vouches for. For tests of other layers only.
         #[arg(long, conflicts_with = "pcrs")]
         unpinned_insecure: bool,
+        /// Pin the image's signer (PCR8 of `--pcrs`) instead of the image: any image signed
+        /// with that certificate's key passes, this one or a later one.
+        #[arg(long, requires = "pcrs")]
+        pin_signer: bool,
         /// The lowest share file epoch accepted: the newest one published.
         #[arg(long)]
         min_epoch: u64,
@@ -81,6 +85,10 @@ enum Command {
         /// The image's PCRs to pin.
         #[arg(long)]
         pcrs: PathBuf,
+        /// Pin the image's signer (PCR8 of `--pcrs`) instead of the image: any image signed
+        /// with that certificate's key passes, this one or a later one.
+        #[arg(long, requires = "pcrs")]
+        pin_signer: bool,
         /// The lowest share file epoch accepted: the newest one published (required: a
         /// default would accept a node rolled back to any older file).
         #[arg(long)]
@@ -124,6 +132,9 @@ enum AttestationCommand {
         /// Expected PCRs, as `cargo xtask build-eif` writes them: {"PCR0": "<hex>", ...}.
         #[arg(long)]
         expect_pcrs: Option<PathBuf>,
+        /// Check only the signer (PCR8 of `--expect-pcrs`), not the image.
+        #[arg(long, requires = "expect_pcrs")]
+        pin_signer: bool,
         /// Expected nonce, hex.
         #[arg(long)]
         expect_nonce: Option<String>,
@@ -137,14 +148,24 @@ fn main() -> ExitCode {
             println!("parent-shim {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::CheckNode { report, root, pcrs, unpinned_insecure: _, min_epoch, live } => {
-            let checked = check_node(&report, &root, pcrs.as_deref(), min_epoch, &live);
+        Command::CheckNode {
+            report,
+            root,
+            pcrs,
+            unpinned_insecure: _,
+            pin_signer,
+            min_epoch,
+            live,
+        } => {
+            let pcrs = pcrs.as_deref().map(|p| (p, pin_signer));
+            let checked = check_node(&report, &root, pcrs, min_epoch, &live);
             printed("check-node: REFUSED", checked)
         }
         Command::AuditVerify {
             report,
             root,
             pcrs,
+            pin_signer,
             min_epoch,
             entries,
             messages,
@@ -153,7 +174,8 @@ fn main() -> ExitCode {
             stopped,
         } => {
             let held = GatewayRecords { anchors: anchors.as_deref(), keys: answer_keys.as_deref() };
-            let inputs = (root.as_str(), pcrs.as_path(), min_epoch, entries.as_path());
+            let inputs =
+                (root.as_str(), (pcrs.as_path(), pin_signer), min_epoch, entries.as_path());
             let checked = audit_verify(&report, inputs, messages.as_deref(), held, stopped);
             printed("audit verify: REFUSED", checked)
         }
@@ -182,13 +204,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Attestation {
-            command: AttestationCommand::Verify { doc, root, at, expect_pcrs, expect_nonce },
+            command:
+                AttestationCommand::Verify { doc, root, at, expect_pcrs, pin_signer, expect_nonce },
         } => {
             match verify_command(
                 &doc,
                 &root,
                 at.as_deref(),
-                expect_pcrs.as_deref(),
+                expect_pcrs.as_deref().map(|p| (p, pin_signer)),
                 expect_nonce.as_deref(),
             ) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -238,11 +261,37 @@ fn nonempty_pcrs(path: &Path) -> Result<BTreeMap<u64, Vec<u8>>, String> {
     if pcrs.is_empty() { Err(format!("{}: no PCR", path.display())) } else { Ok(pcrs) }
 }
 
+/// The registers a check holds the node to: every one of the file, or with `--pin-signer`
+/// its PCR8 alone (said on stderr: it accepts every image of that signer).
+fn pinned_pcrs((path, signer): (&Path, bool)) -> Result<BTreeMap<u64, Vec<u8>>, String> {
+    use parent_shim::pcrs_file::{Pin, select};
+    let pcrs = nonempty_pcrs(path)?;
+    if !signer {
+        return Ok(pcrs);
+    }
+    let pinned = select(&pcrs, Pin::Signer).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!(
+        "NOTE: the signer is pinned (PCR8), not the image: any image signed with that \
+         certificate's key passes, whatever its PCR0"
+    );
+    Ok(pinned)
+}
+
+/// The relying party's policy for `--pcrs` (and `--pin-signer`).
+fn pcr_policy(file: (&Path, bool)) -> Result<parent_shim::relying_party::PcrPolicy, String> {
+    use parent_shim::relying_party::PcrPolicy;
+    let pinned = pinned_pcrs(file)?;
+    Ok(match pinned.get(&8) {
+        Some(signer) if file.1 => PcrPolicy::SignedBy(signer.clone()),
+        _ => PcrPolicy::Pinned(pinned),
+    })
+}
+
 fn verify_command(
     doc: &Path,
     root: &str,
     at: Option<&str>,
-    expect_pcrs: Option<&Path>,
+    expect_pcrs: Option<(&Path, bool)>,
     expect_nonce: Option<&str>,
 ) -> Result<(), String> {
     let document = read(doc)?;
@@ -254,7 +303,7 @@ fn verify_command(
     };
     let at_secs =
         u64::try_from(at.unix_timestamp()).map_err(|_| "--at is before 1970".to_owned())?;
-    let pcrs = expect_pcrs.map(parse_pcrs).transpose()?;
+    let pcrs = expect_pcrs.map(pinned_pcrs).transpose()?;
     let nonce =
         expect_nonce.map(hex::decode).transpose().map_err(|e| format!("--expect-nonce: {e}"))?;
     let expect = Expectations { pcrs: pcrs.as_ref(), nonce: nonce.as_deref(), public_key: None };
@@ -352,7 +401,7 @@ fn fetch_live_document(live: &LiveNode, url: &str, nonce: &[u8]) -> Result<Vec<u
 fn check_node(
     report: &Path,
     root: &str,
-    pcrs: Option<&Path>,
+    pcrs: Option<(&Path, bool)>,
     min_epoch: u64,
     live: &LiveNode,
 ) -> Result<serde_json::Value, String> {
@@ -361,7 +410,7 @@ fn check_node(
         serde_json::from_slice(&read(report)?).map_err(|e| format!("{}: {e}", report.display()))?;
     let trust = parent_shim::attestation_verifier::PinnedRoot(root_der(root)?);
     let policy = match pcrs {
-        Some(path) => PcrPolicy::Pinned(nonempty_pcrs(path)?),
+        Some(pinned) => pcr_policy(pinned)?,
         None => {
             eprintln!("parent-shim: check-node: WARNING: PCRs not pinned: any image passes");
             PcrPolicy::UnpinnedInsecure
@@ -400,6 +449,11 @@ fn check_node(
         "proves": proves,
         "check": live_fields,
         "pcrs_pinned": pcrs.is_some(),
+        "pin": match pcrs {
+            None => "none",
+            Some((_, false)) => "image (every register of the pcrs file)",
+            Some((_, true)) => "signer (PCR8): any image signed with that certificate's key",
+        },
         "answer_key": hex::encode(node.answer_key),
         "pcrs": node.pcrs.iter().map(|(i, v)| (format!("PCR{i}"), hex::encode(v))).collect::<BTreeMap<_, _>>(),
         "share_file_sha256": hex::encode(node.share_file_sha256),
@@ -464,17 +518,17 @@ fn chain_summary(key: &[u8; 32], chain: &parent_shim::audit_trail::Report) -> se
 /// the export too.
 fn audit_verify(
     report: &Path,
-    (root, pcrs, min_epoch, entries): (&str, &Path, u64, &Path),
+    (root, pcrs, min_epoch, entries): (&str, (&Path, bool), u64, &Path),
     messages: Option<&Path>,
     held: GatewayRecords<'_>,
     stopped: bool,
 ) -> Result<serde_json::Value, String> {
     use parent_shim::audit_trail::{boots_in, check_anchors, lines_of_boot, verify};
-    use parent_shim::relying_party::{PcrPolicy, RelyingParty};
+    use parent_shim::relying_party::RelyingParty;
     let report: serde_json::Value =
         serde_json::from_slice(&read(report)?).map_err(|e| format!("{}: {e}", report.display()))?;
     let trust = parent_shim::attestation_verifier::PinnedRoot(root_der(root)?);
-    let policy = PcrPolicy::Pinned(nonempty_pcrs(pcrs)?);
+    let policy = pcr_policy(pcrs)?;
     let rp = RelyingParty { trust: &trust, pcrs: &policy };
     let node = rp.check_report(&report, min_epoch).map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&read(entries)?).into_owned();

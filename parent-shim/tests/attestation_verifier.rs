@@ -306,3 +306,96 @@ fn audit_verify_requires_the_lowest_accepted_epoch() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--min-epoch"), "{stderr}");
 }
+
+/// A relying party pinned to a signer (PCR8) accepts every image that signer signed, this
+/// one and an upgrade with another PCR0, and nothing else: not another signer's image, not
+/// an unsigned one (PCR8 zero), whatever its PCR0.
+#[test]
+fn a_signer_pin_accepts_the_signer_s_images_and_no_other() {
+    use node_verify::relying_party::{PcrPolicy, RelyingError, RelyingParty};
+    let ca = tests::sim_ca::generate().unwrap();
+    let trust = node_verify::attestation_verifier::PinnedRoot(ca.root_der.clone());
+    let signer = [0x88; 48];
+    let document = |pcr0: [u8; 48], pcr8: [u8; 48]| {
+        let config = SimNsmConfig {
+            leaf_pkcs8: ca.leaf_pkcs8.clone(),
+            leaf_der: ca.leaf_der.clone(),
+            cabundle: vec![ca.root_der.clone(), ca.intermediate_der.clone()],
+            pcrs: vec![(0, pcr0), (1, [1; 48]), (2, [2; 48]), (8, pcr8)],
+        };
+        let mut user_data = wire::session_signatures::ANSWER_KEY_PREFIX.to_vec();
+        user_data.extend([0x42; 32]);
+        SimNsm::new(config, now_ms).unwrap().attest(b"nonce", b"public key", &user_data).unwrap()
+    };
+    let by_signer = PcrPolicy::SignedBy(signer.to_vec());
+    let rp = RelyingParty { trust: &trust, pcrs: &by_signer };
+    for pcr0 in [PCR0, [0xcd; 48]] {
+        assert_eq!(rp.answer_key(&document(pcr0, signer), b"nonce", NOW), Ok([0x42; 32]));
+    }
+    for pcr8 in [[0x89; 48], [0; 48]] {
+        let e = rp.answer_key(&document(PCR0, pcr8), b"nonce", NOW).unwrap_err();
+        assert!(
+            matches!(e, RelyingError::Attestation(VerifyError::PcrMismatch { index: 8 })),
+            "{e}"
+        );
+    }
+    // The image pin of the same first image refuses the upgrade.
+    let by_image = PcrPolicy::Pinned(BTreeMap::from([(0, PCR0.to_vec())]));
+    let rp = RelyingParty { trust: &trust, pcrs: &by_image };
+    rp.answer_key(&document(PCR0, signer), b"nonce", NOW).unwrap();
+    assert!(rp.answer_key(&document([0xcd; 48], signer), b"nonce", NOW).is_err());
+}
+
+/// `attestation verify --pin-signer` checks PCR8 alone and says so; without it the whole
+/// file is held (so an upgrade's PCR0 differs); an unsigned image's file cannot pin a signer.
+#[test]
+fn the_auditors_cli_pins_a_signer_only_when_asked() {
+    let ca = tests::sim_ca::generate().unwrap();
+    let signer = [0x88; 48];
+    let config = SimNsmConfig {
+        leaf_pkcs8: ca.leaf_pkcs8.clone(),
+        leaf_der: ca.leaf_der.clone(),
+        cabundle: vec![ca.root_der.clone(), ca.intermediate_der.clone()],
+        pcrs: vec![(0, PCR0), (8, signer)],
+    };
+    let doc = SimNsm::new(config, now_ms).unwrap().attest(b"n", b"k", b"").unwrap();
+    let dir = std::env::temp_dir().join(format!("verify-signer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("doc.cbor"), &doc).unwrap();
+    std::fs::write(dir.join("root.der"), &ca.root_der).unwrap();
+    // The pcrs.json of the previous image by the same signer, and of an unsigned one.
+    let previous =
+        format!(r#"{{"PCR0":"{}","PCR8":"{}"}}"#, hex::encode([0xcd; 48]), hex::encode(signer));
+    std::fs::write(dir.join("previous.json"), previous).unwrap();
+    std::fs::write(dir.join("unsigned.json"), format!(r#"{{"PCR0":"{}"}}"#, hex::encode(PCR0)))
+        .unwrap();
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_parent-shim"))
+            .current_dir(&dir)
+            .args(["attestation", "verify", "--doc", "doc.cbor", "--root", "root.der"])
+            .args(["--at", "2027-01-15T08:00:00Z"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(&["--expect-pcrs", "previous.json", "--pin-signer"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("NOTE: the signer is pinned (PCR8), not the image")
+            && text.contains("PCR8 as expected"),
+        "{text}"
+    );
+    let (ok, text) = run(&["--expect-pcrs", "previous.json"]);
+    assert!(!ok && text.contains("PCR0 differs"), "{text}");
+    let (ok, text) = run(&["--expect-pcrs", "unsigned.json", "--pin-signer"]);
+    assert!(!ok && text.contains("the image is not signed"), "{text}");
+    let (ok, text) = run(&["--pin-signer"]);
+    assert!(!ok && text.contains("--expect-pcrs"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -416,3 +416,63 @@ async fn the_whole_policy_is_enforced_on_every_principal() {
     let log = kms.log().join("\n");
     assert!(log.contains("CreateGrant AccessDeniedException"), "{log}");
 }
+
+/// A key policy from `kms-policy --pcr8`, enforced by the emulator on the parent's attested
+/// `Decrypt` through the SDK: an image signed by that signer opens the identity whatever its
+/// PCR0 (the upgrade needs no policy change), another signer's image and an unsigned one
+/// (PCR8 zero) do not.
+#[tokio::test]
+async fn a_signer_pinned_policy_opens_every_image_of_the_signer_and_no_other() {
+    let dir = tests::cms_openssl::workdir("kms-signer-pin");
+    let ca = tests::sim_ca::generate().unwrap();
+    tests::sim_ca::write(&ca, &dir.0).unwrap();
+    let image =
+        |pcr0: u8, pcr8: u8| -> Pcrs { vec![(0, [pcr0; 48]), (2, [3; 48]), (8, [pcr8; 48])] };
+    let pcrs = pcrs_file(&dir.0, "signed.json", &image(1, 8));
+    let (code, text) = kms_policy_cli(&[
+        "--pcrs",
+        &pcrs,
+        "--pcr8",
+        "--enclave-role",
+        PARENT,
+        "--admin",
+        ADMIN,
+        "--break-glass",
+        GLASS,
+        "--operator",
+        OPERATOR,
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let policy: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let principals: BTreeMap<String, String> = [("AKIDPARENT", PARENT), ("AKIDOPERATOR", OPERATOR)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let spec = KeySpec::enforcing("k5", &policy, principals).unwrap();
+    assert_eq!(spec.recipient_pcrs.keys().copied().collect::<Vec<_>>(), [8]);
+    let attestation = tests::kms_emulator::pinned_root(ca.root_der.clone());
+    let kms = KmsEmulator::start(KmsConfig { keys: vec![spec], attestation }).await.unwrap();
+    let as_ = |akid: &str| tests::kms_emulator::sdk_client_as(&kms.endpoint(), akid);
+    let sealed = as_("AKIDOPERATOR")
+        .encrypt()
+        .key_id("k5")
+        .plaintext(Blob::new(IDENTITY))
+        .send()
+        .await
+        .unwrap()
+        .ciphertext_blob
+        .unwrap()
+        .into_inner();
+    let parent = as_("AKIDPARENT");
+    let attempt = |pcrs| attested_unseal(&parent, "k5", &sealed, &dir.0, pcrs);
+    let identity = *Identity::parse(IDENTITY.as_bytes()).unwrap().public_key();
+    assert_eq!(attempt(image(1, 8)).await.unwrap(), identity);
+    assert_eq!(attempt(image(4, 8)).await.unwrap(), identity, "the signer's next image");
+    for (pcr0, pcr8) in [(1, 9), (1, 0)] {
+        let refused = attempt(image(pcr0, pcr8)).await.unwrap_err();
+        assert!(
+            matches!(&refused, KmsRelayError::Refused { code, .. } if code == "AccessDeniedException"),
+            "PCR8 {pcr8}: {refused:?}"
+        );
+    }
+}

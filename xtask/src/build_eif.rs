@@ -109,6 +109,39 @@ pub(crate) struct Request {
     pub(crate) memory: Option<(u64, u64)>,
     /// `--events-url` and `--answers-url`: the gateway's session events (none: gRPC only).
     pub(crate) events: Option<(String, String)>,
+    /// `--signing-cert` and `--signing-key`: sign the image (PCR8); none: unsigned.
+    pub(crate) signing: Option<Signing>,
+}
+
+/// The image signer's certificate and private key, PEM files (`nitro-cli build-enclave
+/// --signing-certificate --private-key`).
+#[derive(Clone)]
+pub(crate) struct Signing {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+}
+
+impl Signing {
+    /// The signature section over `pcr0`, and the certificate.
+    fn sign(&self, pcr0: &[u8; 48]) -> Result<(Vec<u8>, eif::eif_signature::SigningCertificate)> {
+        use eif::eif_signature::{ImageSigningKey, SigningCertificate, sign};
+        let read =
+            |p: &Path| std::fs::read(p).map_err(|e| Failure(format!("{}: {e}", p.display())));
+        let named = |p: &Path, e: eif::eif_signature::SignatureError| {
+            Failure(format!("{}: {e}", p.display()))
+        };
+        let cert =
+            SigningCertificate::from_pem(&read(&self.cert)?).map_err(|e| named(&self.cert, e))?;
+        let pem = zeroize::Zeroizing::new(read(&self.key)?);
+        let text = std::str::from_utf8(&pem)
+            .map_err(|_| named(&self.key, eif::eif_signature::SignatureError::PrivateKey))?;
+        let key = ImageSigningKey::from_pem(text).map_err(|e| named(&self.key, e))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let section = sign(pcr0, &cert, &key, now).map_err(|e| named(&self.cert, e))?;
+        Ok((section, cert))
+    }
 }
 
 /// What it produced.
@@ -120,6 +153,11 @@ pub(crate) struct Built {
 
 fn source_date_epoch() -> u32 {
     std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// [`rfc3339`] of a certificate's time (beyond 2106: shown as 2106).
+fn rfc3339_u64(epoch: u64) -> String {
+    rfc3339(u32::try_from(epoch).unwrap_or(u32::MAX))
 }
 
 fn rfc3339(epoch: u32) -> String {
@@ -236,6 +274,19 @@ pub(crate) fn build(root: &Path, target_dir: Option<&Path>, req: &Request) -> Re
         &custom,
     );
     let ramdisk_refs: Vec<&[u8]> = ramdisks.iter().map(Vec::as_slice).collect();
+    let mut pcrs = eif::eif_image::measure(&kernel.image, kernel.cmdline.as_bytes(), &ramdisk_refs);
+    // Signed over PCR0, so after measuring; the section is not measured itself.
+    let signed = req.signing.as_ref().map(|s| s.sign(&pcrs.pcr0)).transpose()?;
+    let mut provenance = custom;
+    if let Some((_, cert)) = &signed {
+        pcrs.pcr8 = Some(cert.pcr8());
+        provenance["signing_certificate"] = serde_json::json!({
+            "subject": cert.subject,
+            "not_before": rfc3339_u64(cert.not_before),
+            "not_after": rfc3339_u64(cert.not_after),
+            "sha384_der": hex(sha2::Sha384::digest(&cert.der)),
+        });
+    }
     let bytes = eif::eif_image::write(&eif::eif_image::ImageParts {
         kernel: &kernel.image,
         cmdline: &kernel.cmdline,
@@ -243,13 +294,13 @@ pub(crate) fn build(root: &Path, target_dir: Option<&Path>, req: &Request) -> Re
         ramdisks: &ramdisk_refs,
         default_mem: 1 << 30,
         default_cpus: 2,
+        signature: signed.as_ref().map(|(section, _)| section.as_slice()),
     })
     .map_err(|e| Failure(e.to_string()))?;
-    let pcrs = eif::eif_image::measure(&kernel.image, kernel.cmdline.as_bytes(), &ramdisk_refs);
     std::fs::create_dir_all(&req.out)?;
     let eif_path = req.out.join("enclave.eif");
     std::fs::write(&eif_path, &bytes)?;
-    std::fs::write(req.out.join("pcrs.json"), pcrs_json(&pcrs, &custom)?)?;
+    std::fs::write(req.out.join("pcrs.json"), pcrs_json(&pcrs, &provenance)?)?;
     // The parts, for the QEMU boot and for auditors who want to look inside.
     std::fs::write(req.out.join("bzImage"), &kernel.image)?;
     std::fs::write(req.out.join("cmdline"), &kernel.cmdline)?;
@@ -261,7 +312,8 @@ fn usage() -> Failure {
     Failure(
         "usage: cargo xtask build-eif [--out DIR] [--flavour nsm|sim] [--kernel-dir DIR] \
          [--gateway-key HEX] [--publisher-key HEX] [--session-cap N] [--heartbeat vsock:CID:PORT] \
-         [--memory-budget-mib N --store-limit-mib N] [--events-url URL --answers-url URL]"
+         [--memory-budget-mib N --store-limit-mib N] [--events-url URL --answers-url URL] \
+         [--signing-cert PEM --signing-key PEM]"
             .into(),
     )
 }
@@ -277,8 +329,10 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
         heartbeat: None,
         memory: None,
         events: None,
+        signing: None,
     };
     let mut out = None;
+    let (mut signing_cert, mut signing_key) = (None, None);
     let (mut budget, mut store) = (None, None);
     let (mut events, mut answers) = (None, None);
     let mut it = args.iter();
@@ -298,6 +352,8 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
             "--store-limit-mib" => store = Some(v.parse().map_err(|_| usage())?),
             "--events-url" => events = Some((*v).to_owned()),
             "--answers-url" => answers = Some((*v).to_owned()),
+            "--signing-cert" => signing_cert = Some(PathBuf::from(v)),
+            "--signing-key" => signing_key = Some(PathBuf::from(v)),
             _ => return Err(usage()),
         }
     }
@@ -317,15 +373,23 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
             ));
         }
     };
+    req.signing = match (signing_cert, signing_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(Signing { cert, key }),
+        _ => return Err(Failure("--signing-cert and --signing-key go together".into())),
+    };
     req.gateway_key = measured_key_for(&req.flavour, GATEWAY, &req.gateway_key)?;
     req.publisher_key = measured_key_for(&req.flavour, PUBLISHER, &req.publisher_key)?;
     req.out = out.unwrap_or_else(|| crate::run::target_dir(root).join("eif").join(&req.flavour));
     let built = build(root, None, &req)?;
     let size = std::fs::metadata(&built.eif)?.len();
     println!("{}  {size} bytes  sha256 {}", built.eif.display(), built.eif_sha256);
-    println!("PCR0 {}", hex(built.pcrs.pcr0));
-    println!("PCR1 {}", hex(built.pcrs.pcr1));
-    println!("PCR2 {}", hex(built.pcrs.pcr2));
+    for (index, value) in built.pcrs.registers() {
+        println!("PCR{index} {}", hex(value));
+    }
+    if built.pcrs.pcr8.is_none() {
+        println!("unsigned: no PCR8 (sign with --signing-cert PEM --signing-key PEM)");
+    }
     println!("gateway key {}  sha256 {}", req.gateway_key, key_fingerprint(&req.gateway_key));
     println!("publisher key {}  sha256 {}", req.publisher_key, key_fingerprint(&req.publisher_key));
     println!("{}", req.out.join("pcrs.json").display());
@@ -408,9 +472,25 @@ pub(crate) fn info(path: &Path) -> Result {
             _ => {}
         }
     }
-    println!("PCR0 {}", hex(image.pcrs.pcr0));
-    println!("PCR1 {}", hex(image.pcrs.pcr1));
-    println!("PCR2 {}", hex(image.pcrs.pcr2));
+    for (index, value) in image.pcrs.registers() {
+        println!("PCR{index} {}", hex(value));
+    }
+    let Some(section) = image.section(eif::eif_image::SectionKind::Signature) else {
+        println!("signature none (unsigned image: no PCR8)");
+        return Ok(());
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let verified = eif::eif_signature::verify(section, &image.pcrs.pcr0, now)
+        .map_err(|e| Failure(format!("{}: signature: {e}", path.display())))?;
+    let cert = &verified.certificate;
+    println!(
+        "signature ES384 over PCR0 by {} (valid {} to {}): verified",
+        cert.subject,
+        rfc3339_u64(cert.not_before),
+        rfc3339_u64(cert.not_after)
+    );
     Ok(())
 }
 
@@ -427,6 +507,10 @@ pub(crate) fn check_reproducible(root: &Path) -> Result {
     // One fresh key each for both builds: a production image refuses the demo keys.
     let key = hex(::tests::gateway::fresh_gateway().verifying_key().to_bytes());
     let publisher = hex(::tests::gateway::fresh_publisher().verifying_key().to_bytes());
+    // Signed, with one key for both: RFC 6979 signatures make the signed image reproducible.
+    let (cert, signing_key) =
+        ::tests::tls_certs::image_signer_files(&scratch.join("signer"), "repro")?;
+    let signing = Signing { cert, key: signing_key };
     let request = |out: PathBuf| Request {
         flavour: "nsm".into(),
         out,
@@ -437,6 +521,7 @@ pub(crate) fn check_reproducible(root: &Path) -> Result {
         heartbeat: None,
         memory: None,
         events: None,
+        signing: Some(signing.clone()),
     };
     let a = build(root, Some(&scratch.join("target-a")), &request(scratch.join("eif-a")))?;
     let b = build(&copy, Some(&scratch.join("target-b")), &request(scratch.join("eif-b")))?;
@@ -455,15 +540,15 @@ pub(crate) fn check_reproducible(root: &Path) -> Result {
     Ok(())
 }
 
-/// `pcrs.json`: the three PCRs (what key policies and verifiers pin) and, for people, the
-/// provenance of what they measure (`node_verify::pcrs_file` reads the PCRs back).
+/// `pcrs.json`: the PCRs (what key policies and verifiers pin: 0, 1, 2, and 8 for a signed
+/// image) and, for people, the provenance of what they measure (`node_verify::pcrs_file`
+/// reads the PCRs back).
 fn pcrs_json(pcrs: &eif::eif_image::Pcrs, provenance: &serde_json::Value) -> Result<String> {
-    let json = serde_json::json!({
-        "PCR0": hex(pcrs.pcr0),
-        "PCR1": hex(pcrs.pcr1),
-        "PCR2": hex(pcrs.pcr2),
-        "provenance": provenance,
-    });
+    let mut json = serde_json::Map::new();
+    for (index, value) in pcrs.registers() {
+        json.insert(format!("PCR{index}"), hex(value).into());
+    }
+    json.insert("provenance".into(), provenance.clone());
     Ok(serde_json::to_string_pretty(&json)? + "\n")
 }
 
@@ -496,6 +581,7 @@ mod tests {
             heartbeat: None,
             memory: None,
             events: None,
+            signing: None,
         };
         let request = |flavour: &str, key: String| with(flavour, key, fresh_publisher.clone());
         let demo = super::demo_gateway_key();

@@ -71,12 +71,13 @@ cargo xtask <task>
                        the static enclave binary (musl, LTO, stripped, reproducible);
                        prints its size and SHA-256
   build-eif --gateway-key HEX [--out DIR] [--flavour nsm|sim] [--kernel-dir DIR]
-            [--session-cap N]
+            [--session-cap N] [--signing-cert PEM --signing-key PEM]
                        the enclave image (EIF) around the static enclave-rt and our own
                        kernel (Debian's Linux source, eif/kernel/enclave.config), both
                        reproducible and cached; writes enclave.eif and pcrs.json (default
                        target/eif/FLAVOUR) and prints the PCRs and the key's fingerprint;
-                       nsm (the default) needs --gateway-key, sim falls back to the demo key
+                       nsm (the default) needs --gateway-key, sim falls back to the demo key;
+                       with a P-384 certificate and key, signed as nitro-cli signs (PCR8)
   qemu-boot            boot the production (nsm) image under QEMU's nitro-enclave machine
                        (built from Debian's source on first use) and run the real boot over
                        guest vsock and /dev/nsm: heartbeat, PCRs equal to pcrs.json, KMS
@@ -88,7 +89,8 @@ cargo xtask <task>
   tcb-lines [--write|--check]
                        lines of our own code in the production (nsm) image, per file;
                        --write puts them into docs/tcb.md, --check verifies it has them
-  eif-info FILE        check an EIF (CRC, layout) and print its sections, files and PCRs
+  eif-info FILE        check an EIF (CRC, layout, its signature if signed) and print its
+                       sections, files and PCRs (PCR8 for a signed image)
   sim-ca --out DIR      the sim NSM's test certificate chain (deterministic keys), for
                        enclave-rt --sim-nsm-dir and parent-shim attestation verify --root
   wire-doc [--check]   regenerate (or verify) the message reference in docs/wire.md
@@ -414,6 +416,7 @@ fn bench_e2e(rest: &[&str], profile: Option<&str>) -> Result {
 /// Every fuzz target: (crate directory, target name).
 const FUZZ_TARGETS: &[(&str, &str)] = &[
     ("wire", "decode"),
+    ("eif", "eif_read"),
     ("enclave-rt/core", "age_header"),
     ("enclave-rt/core", "share_json"),
     ("enclave-rt/core", "sealed_key"),

@@ -220,7 +220,8 @@ fn pump_logs(stream: UnixStream) {
     });
 }
 
-/// Shares, the sealed identity and the KMS emulator (its key pinned to the image's PCRs).
+/// Shares, the sealed identity and the KMS emulator (its key's policy, as `kms-policy
+/// --pcr8` writes it, pins the image's signer: PCR8 alone).
 struct Inputs {
     shares: PathBuf,
     share_file: Vec<u8>,
@@ -245,12 +246,25 @@ async fn inputs(
     let summary =
         tests::share_gen::generate(deal, &dealer, &shares, &mut rand::rngs::OsRng, &mut |_| {})
             .map_err(|e| Failure(e.to_string()))?;
+    let signer = node_verify::pcrs_file::select(pcrs, node_verify::pcrs_file::Pin::Signer)
+        .map_err(|e| Failure(format!("pcrs.json: {e}")))?;
+    let who = offline_tools::kms_policy::Principals {
+        enclave_role: "arn:aws:iam::111122223333:role/parent".into(),
+        admin: "arn:aws:iam::111122223333:role/kms-admin".into(),
+        break_glass: "arn:aws:iam::111122223333:role/kms-break-glass".into(),
+        operator: None,
+    };
+    let policy = offline_tools::kms_policy::key_policy(&signer, &who);
+    let key = tests::kms_emulator::KeySpec::from_policy("qemu-key", &policy)
+        .map_err(|e| Failure(e.to_string()))?;
+    if key.recipient_pcrs.keys().ne([8].iter()) {
+        return Err(Failure(format!(
+            "the key pins {:?}, not PCR8 alone",
+            key.recipient_pcrs.keys()
+        )));
+    }
     let kms = tests::kms_emulator::KmsEmulator::start(tests::kms_emulator::KmsConfig {
-        keys: vec![tests::kms_emulator::KeySpec {
-            key_id: "qemu-key".into(),
-            recipient_pcrs: pcrs.clone(),
-            policy: None,
-        }],
+        keys: vec![key],
         attestation: Arc::new(QemuNsm { pcrs: pcrs.clone() }),
     })
     .await
@@ -337,6 +351,13 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
     // private halves are public.
     let gateway_key = ::tests::gateway::fresh_gateway();
     let publisher = ::tests::gateway::fresh_publisher();
+    // Signed, as a production image with a signer pin is: QEMU measures PCR8 from the
+    // signature section, and the KMS key below pins that alone.
+    let (cert, key) = io(
+        "image signer",
+        ::tests::tls_certs::image_signer_files(&work.join("signer"), "qemu-boot image signer"),
+    )?;
+    let signing = build_eif::Signing { cert, key };
     let built = build_eif::build(
         root,
         None,
@@ -350,10 +371,13 @@ pub(crate) fn task(root: &Path, args: &[&str]) -> Result {
             heartbeat: Some(format!("vsock:2:{HEARTBEAT_PORT}")),
             events: None,
             memory: None,
+            signing: Some(signing),
         },
     )?;
     let pcrs = node_verify::pcrs_file::read(&eif_dir.join("pcrs.json")).map_err(Failure)?;
     eprintln!("qemu-boot: nsm image {} ({})", built.eif.display(), built.pcrs.to_json());
+    // What an operator checks before shipping it: the signature verifies over this PCR0.
+    build_eif::info(&built.eif)?;
     let runtime = io("tokio", tokio::runtime::Runtime::new())?;
     let inputs = runtime.block_on(inputs(&work, &pcrs, &publisher))?;
     let cx = Context {
@@ -446,7 +470,8 @@ fn boot_and_sign(cx: &Context) -> Result<Vec<u8>> {
     }
     eprintln!(
         "qemu-boot: enclave loaded {} accounts (attestation through /dev/nsm, PCRs equal \
-         pcrs.json, identity unsealed through KMS under a PCR-pinned key)",
+         pcrs.json, PCR8 from the signature section, identity unsealed through KMS under a \
+         key pinned to the signer's PCR8)",
         record.accounts
     );
     if record.accounts != ACCOUNTS {

@@ -24,6 +24,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use node_verify::pcrs_file::Pin;
 use serde_json::{Value, json};
 
 /// The principals of a policy.
@@ -91,7 +92,8 @@ fn key_control(who: &Principals) -> Vec<Value> {
     ]
 }
 
-/// A key policy for an image with these PCRs (index -> value).
+/// A key policy for an image with these PCRs (index -> value): the registers chosen by
+/// `node_verify::pcrs_file::select` (PCR0 and the image's others, or its signer's PCR8).
 #[must_use]
 pub fn key_policy(pcrs: &BTreeMap<u64, Vec<u8>>, who: &Principals) -> Value {
     let conditions: serde_json::Map<String, Value> = pcrs
@@ -375,15 +377,48 @@ pub fn audit(
     break_glass: Option<&str>,
     pcrs: Option<&BTreeMap<u64, Vec<u8>>>,
 ) -> Vec<Finding> {
+    audit_pinning(policy, break_glass, pcrs, Pin::Image)
+}
+
+/// [`audit`] of a policy meant to pin `pin`: with a signer pin ([`Pin::Signer`],
+/// [`Pin::SignerAndImage`]) a `kms:Decrypt` conditioned on PCR8 without PCR0 is what was
+/// asked for; without one it is a finding (the signer is pinned, not the image). A PCR8
+/// condition of zeros, which every unsigned image reports, is always a finding.
+#[must_use]
+pub fn audit_pinning(
+    policy: &Value,
+    break_glass: Option<&str>,
+    pcrs: Option<&BTreeMap<u64, Vec<u8>>>,
+    pin: Pin,
+) -> Vec<Finding> {
     each_allow(policy, |s, who, find| {
         if matches_action(s, "kms:Decrypt") {
+            let signer_pin = pin != Pin::Image;
             match (statement_pcrs(s), pcrs) {
                 (None, _) => find(format!(
                     "lets {who} kms:Decrypt without kms:RecipientAttestation PCR conditions"
                 )),
-                (Some(found), _) if !found.contains_key(&0) => find(format!(
-                    "lets {who} kms:Decrypt with PCR conditions that do not pin PCR0 (the image)"
-                )),
+                (Some(found), _) if found.get(&8).is_some_and(|v| v.iter().all(|b| *b == 0)) => {
+                    find(format!(
+                        "lets {who} kms:Decrypt with PCR8 of zeros, which every unsigned image \
+                         reports"
+                    ));
+                }
+                (Some(found), _)
+                    if !found.contains_key(&0) && found.contains_key(&8) && !signer_pin =>
+                {
+                    find(format!(
+                        "lets {who} kms:Decrypt for any image signed by the PCR8 certificate's \
+                         key, without pinning PCR0 (the image): check with --pcr8 if a signer \
+                         pin is intended"
+                    ));
+                }
+                (Some(found), _) if !found.contains_key(&0) && !found.contains_key(&8) => {
+                    find(format!(
+                        "lets {who} kms:Decrypt with PCR conditions that pin neither PCR0 (the \
+                     image) nor PCR8 (its signer)"
+                    ));
+                }
                 (Some(found), Some(want)) if &found != want => find(format!(
                     "lets {who} kms:Decrypt for PCRs other than the image's ({})",
                     differing(&found, want)
@@ -657,11 +692,50 @@ mod tests {
                 let f: Vec<String> =
                     audit(&weak, Some(GLASS), pcrs).iter().map(ToString::to_string).collect();
                 assert!(
-                    f.len() == 1 && f[0].contains("do not pin PCR0"),
+                    f.len() == 1 && f[0].contains("pin neither PCR0 (the image) nor PCR8"),
                     "{keys:?} {pcrs:?}: {f:?}"
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_signer_pin_is_accepted_only_when_meant_and_never_of_zeros() {
+        let image: BTreeMap<u64, Vec<u8>> = [(0, vec![1; 48]), (8, vec![8; 48])].into();
+        let signer: BTreeMap<u64, Vec<u8>> = [(8, vec![8; 48])].into();
+        let policy = key_policy(&signer, &who());
+        assert_eq!(recipient_conditions(&policy).unwrap(), signer);
+        let found = |pcrs, pin| -> Vec<String> {
+            audit_pinning(&policy, Some(GLASS), pcrs, pin).iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(found(Some(&signer), Pin::Signer), Vec::<String>::new());
+        assert_eq!(found(None, Pin::Signer), Vec::<String>::new());
+        // Not said: the signer pin is a finding.
+        let f = found(None, Pin::Image);
+        assert!(f.len() == 1 && f[0].contains("any image signed by the PCR8"), "{f:?}");
+        // Said, but the policy pins another signer, or PCR0 as well as asked.
+        let other: BTreeMap<u64, Vec<u8>> = [(8, vec![9; 48])].into();
+        assert!(found(Some(&other), Pin::Signer)[0].contains("PCR8"));
+        let both = key_policy(&image, &who());
+        assert_eq!(audit_pinning(&both, Some(GLASS), Some(&image), Pin::SignerAndImage), vec![]);
+        // PCR8 of zeros is every unsigned image's: a finding whatever was meant.
+        let zeros = key_policy(&[(8, vec![0; 48])].into(), &who());
+        for pin in [Pin::Image, Pin::Signer] {
+            let f = audit_pinning(&zeros, Some(GLASS), None, pin);
+            assert!(f[0].problem.contains("PCR8 of zeros"), "{f:?}");
+        }
+        // KMS (and the emulator) release to a document of any image of that signer only.
+        let doc = |pcr0: u8, pcr8: u8| -> BTreeMap<u64, Vec<u8>> {
+            [(0, vec![pcr0; 48]), (1, vec![2; 48]), (8, vec![pcr8; 48])].into()
+        };
+        for (pcrs, want) in
+            [(doc(1, 8), true), (doc(7, 8), true), (doc(1, 9), false), (doc(1, 0), false)]
+        {
+            let asked = Request { recipient_pcrs: Some(&pcrs), ..ask(PARENT, "kms:Decrypt") };
+            assert_eq!(allows(&policy, &asked), want, "{pcrs:?}");
+        }
+        let asked = Request { recipient_pcrs: Some(&doc(7, 8)), ..ask(PARENT, "kms:Decrypt") };
+        assert!(!allows(&both, &asked), "the image and signer pin refuses another image");
     }
 
     #[test]

@@ -77,6 +77,42 @@ struct KmsPolicy {
     /// The region of the bucket (`kms:ViaService` is `s3.<region>.amazonaws.com`).
     #[arg(long, default_value = "us-east-1")]
     region: String,
+    /// Pin the image's signer (PCR8 of `--pcrs`, the signing certificate) instead of the
+    /// image: any image signed with that certificate's key unseals, so an upgrade needs no
+    /// policy change; whoever holds the signing key can ship such an image. With --check:
+    /// a policy pinning PCR8 without PCR0 is what was meant.
+    #[arg(long, conflicts_with = "bucket_key")]
+    pcr8: bool,
+    /// With --pcr8: pin this image's PCR0 too (signed by that signer, and this image).
+    #[arg(long, requires = "pcr8")]
+    pcr0: bool,
+}
+
+impl KmsPolicy {
+    fn pin(&self) -> node_verify::pcrs_file::Pin {
+        use node_verify::pcrs_file::Pin;
+        match (self.pcr8, self.pcr0) {
+            (false, _) => Pin::Image,
+            (true, false) => Pin::Signer,
+            (true, true) => Pin::SignerAndImage,
+        }
+    }
+
+    /// The registers of `--pcrs` the policy pins; a signer pin alone is said on stderr.
+    fn pinned(&self) -> Result<Option<BTreeMap<u64, Vec<u8>>>, String> {
+        let Some(path) = self.pcrs.as_deref() else { return Ok(None) };
+        let pcrs = nonempty_pcrs(path)?;
+        let pinned = node_verify::pcrs_file::select(&pcrs, self.pin())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if self.pin() == node_verify::pcrs_file::Pin::Signer {
+            eprintln!(
+                "signservice-offline: NOTE: this pins the signer alone (PCR8): any image signed \
+                 with that certificate's key unseals the identity, whatever its PCR0; add --pcr0 \
+                 to hold it to this image too"
+            );
+        }
+        Ok(Some(pinned))
+    }
 }
 
 #[derive(clap::Args)]
@@ -287,6 +323,7 @@ fn nonempty_pcrs(path: &Path) -> Result<BTreeMap<u64, Vec<u8>>, String> {
 }
 
 fn print_kms_policy(job: KmsPolicy) -> Result<ExitCode, String> {
+    let pinned = if job.bucket_key { None } else { job.pinned()? };
     let (Some(enclave_role), Some(admin), Some(break_glass)) =
         (job.enclave_role, job.admin, job.break_glass)
     else {
@@ -304,15 +341,14 @@ fn print_kms_policy(job: KmsPolicy) -> Result<ExitCode, String> {
     let policy = if job.bucket_key {
         offline_tools::kms_policy::bucket_key_policy(&job.region, &who)
     } else {
-        let pcrs = nonempty_pcrs(job.pcrs.as_deref().ok_or("--pcrs is required")?)?;
-        offline_tools::kms_policy::key_policy(&pcrs, &who)
+        offline_tools::kms_policy::key_policy(&pinned.ok_or("--pcrs is required")?, &who)
     };
     println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| e.to_string())?);
     Ok(ExitCode::SUCCESS)
 }
 
 fn check_kms_policy(file: &Path, job: &KmsPolicy) -> Result<ExitCode, String> {
-    use offline_tools::kms_policy::{audit, audit_bucket_key};
+    use offline_tools::kms_policy::{audit_bucket_key, audit_pinning};
     let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let policy: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))?;
@@ -320,8 +356,8 @@ fn check_kms_policy(file: &Path, job: &KmsPolicy) -> Result<ExitCode, String> {
     let (findings, clean) = if job.bucket_key {
         (audit_bucket_key(&policy, &job.region, break_glass), "nothing uses the key outside S3")
     } else {
-        let pcrs = job.pcrs.as_deref().map(nonempty_pcrs).transpose()?;
-        let found = audit(&policy, break_glass, pcrs.as_ref());
+        let pcrs = job.pinned()?;
+        let found = audit_pinning(&policy, break_glass, pcrs.as_ref(), job.pin());
         (found, "no statement lets a principal around the attestation")
     };
     for finding in &findings {

@@ -104,3 +104,80 @@ fn the_bucket_key_policy_is_printed_and_checked_apart_from_the_identity_key() {
     assert_eq!(as_identity.status.code(), Some(1));
     assert!(text(&as_identity).contains("kms:ViaService"), "{}", text(&as_identity));
 }
+
+/// `kms-policy --pcr8` pins the signer and says so; `--pcr0` adds the image; an unsigned
+/// image's `pcrs.json` cannot pin a signer; `--check` accepts a signer pin only with
+/// `--pcr8`.
+#[test]
+fn a_signer_pin_is_printed_with_a_note_and_checked_only_when_meant() {
+    let dir = tests::cms_openssl::workdir("offline-signer-pin");
+    let hex48 = |b: u8| hex::encode([b; 48]);
+    let signed = dir.0.join("signed.json");
+    let unsigned = dir.0.join("unsigned.json");
+    std::fs::write(
+        &signed,
+        format!(r#"{{"PCR0":"{}","PCR1":"{}","PCR8":"{}"}}"#, hex48(1), hex48(2), hex48(8)),
+    )
+    .unwrap();
+    std::fs::write(&unsigned, format!(r#"{{"PCR0":"{}"}}"#, hex48(1))).unwrap();
+    let glass = "arn:aws:iam::111122223333:role/kms-break-glass";
+    let print = |pcrs: &Path, extra: &[&str]| {
+        let pcrs = pcrs.display().to_string();
+        let mut args = vec!["kms-policy", "--pcrs", pcrs.as_str(), "--enclave-role"];
+        args.extend(["arn:aws:iam::111122223333:role/parent", "--admin"]);
+        args.extend(["arn:aws:iam::111122223333:role/kms-admin", "--break-glass", glass]);
+        args.extend_from_slice(extra);
+        offline(&args)
+    };
+    let keys = |out: &Output| -> Vec<String> {
+        let policy: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let statement = policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == "EnclaveDecryptWithAttestationOnly")
+            .unwrap()
+            .clone();
+        statement["Condition"]["StringEqualsIgnoreCase"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let out = print(&signed, &["--pcr8"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(keys(&out), ["kms:RecipientAttestation:PCR8"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pins the signer alone (PCR8)"),
+        "{}",
+        text(&out)
+    );
+    let signer_policy = dir.0.join("signer-policy.json");
+    std::fs::write(&signer_policy, &out.stdout).unwrap();
+    let out = print(&signed, &["--pcr8", "--pcr0"]);
+    assert_eq!(keys(&out), ["kms:RecipientAttestation:PCR0", "kms:RecipientAttestation:PCR8"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("NOTE"), "{}", text(&out));
+    // The image pin leaves the signer out (signing moves no other register).
+    let out = print(&signed, &[]);
+    assert_eq!(keys(&out), ["kms:RecipientAttestation:PCR0", "kms:RecipientAttestation:PCR1"]);
+    let out = print(&unsigned, &["--pcr8"]);
+    assert!(!out.status.success() && text(&out).contains("not signed"), "{}", text(&out));
+    let out = offline(&["kms-policy", "--pcr0", "--pcrs", "x.json"]);
+    assert!(!out.status.success() && text(&out).contains("--pcr8"), "{}", text(&out));
+
+    let path = signer_policy.display().to_string();
+    let check = |extra: &[&str]| {
+        let mut args = vec!["kms-policy", "--check", path.as_str(), "--break-glass", glass];
+        args.extend_from_slice(extra);
+        offline(&args)
+    };
+    let signed_path = signed.display().to_string();
+    let ok = check(&["--pcr8", "--pcrs", &signed_path]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let ok = check(&["--pcr8"]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let unmeant = check(&[]);
+    assert_eq!(unmeant.status.code(), Some(1), "{}", text(&unmeant));
+    assert!(text(&unmeant).contains("without pinning PCR0"), "{}", text(&unmeant));
+}

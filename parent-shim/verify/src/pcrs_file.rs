@@ -21,6 +21,9 @@ pub enum PcrsFileError {
     /// shared by images that differ elsewhere, and a set of other registers alone pins
     /// nothing about the code: every pin starts with PCR0.
     NoPcr0,
+    /// A signer pin was asked for, but the image is not signed: no PCR8, or PCR8 of zeros
+    /// (what every unsigned image reports, so it would pin nothing).
+    NotSigned,
 }
 
 impl fmt::Display for PcrsFileError {
@@ -32,6 +35,10 @@ impl fmt::Display for PcrsFileError {
             Self::Empty => f.write_str("no PCR in it"),
             Self::NoPcr0 => f.write_str(
                 "PCR0 (the image) is not in it: other registers alone do not pin the image",
+            ),
+            Self::NotSigned => f.write_str(
+                "no PCR8 in it (or PCR8 of zeros): the image is not signed, so there is no \
+                 signer to pin (build-eif --signing-cert PEM --signing-key PEM)",
             ),
         }
     }
@@ -71,6 +78,42 @@ pub fn parse(text: &str) -> Result<BTreeMap<u64, Vec<u8>>, PcrsFileError> {
         return Err(PcrsFileError::NoPcr0);
     }
     Ok(pcrs)
+}
+
+/// What a pin holds a key policy or a relying party to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pin {
+    /// This image: every register of the file but PCR8 (PCR0 among them). An upgrade
+    /// needs a new pin.
+    Image,
+    /// The signer alone: PCR8, the image signing certificate. Any image signed with that
+    /// certificate's key passes, this one or a later one: whoever holds the signing key
+    /// can ship an image that passes.
+    Signer,
+    /// The signer and this image: PCR0 and PCR8.
+    SignerAndImage,
+}
+
+/// The registers `pin` holds to, from a `pcrs.json`'s.
+///
+/// # Errors
+/// [`PcrsFileError::NotSigned`] for a signer pin of an unsigned image.
+pub fn select(
+    pcrs: &BTreeMap<u64, Vec<u8>>,
+    pin: Pin,
+) -> Result<BTreeMap<u64, Vec<u8>>, PcrsFileError> {
+    let signed = pcrs.get(&8).is_some_and(|v| v.iter().any(|b| *b != 0));
+    let pick = |indices: &[u64]| {
+        indices.iter().filter_map(|i| pcrs.get(i).map(|v| (*i, v.clone()))).collect()
+    };
+    match pin {
+        Pin::Image => {
+            Ok(pcrs.iter().filter(|(i, _)| **i != 8).map(|(i, v)| (*i, v.clone())).collect())
+        }
+        _ if !signed => Err(PcrsFileError::NotSigned),
+        Pin::Signer => Ok(pick(&[8])),
+        Pin::SignerAndImage => Ok(pick(&[0, 8])),
+    }
 }
 
 /// [`parse`] of a file; errors name the path.
@@ -116,6 +159,25 @@ mod tests {
             let fields: Vec<String> = keys.iter().map(|k| format!("\"{k}\": \"{A}\"")).collect();
             let text = format!("{{{}}}", fields.join(", "));
             assert_eq!(parse(&text), Err(PcrsFileError::NoPcr0), "{keys:?}");
+        }
+    }
+
+    #[test]
+    fn a_pin_takes_the_registers_it_names_and_a_signer_pin_needs_a_signed_image() {
+        let v = |b: u8| vec![b; 48];
+        let signed: BTreeMap<u64, Vec<u8>> = [(0, v(1)), (1, v(2)), (2, v(3)), (8, v(9))].into();
+        let keys = |p| select(&signed, p).unwrap().into_keys().collect::<Vec<_>>();
+        assert_eq!(keys(Pin::Image), [0, 1, 2]);
+        assert_eq!(keys(Pin::Signer), [8]);
+        assert_eq!(keys(Pin::SignerAndImage), [0, 8]);
+        assert_eq!(select(&signed, Pin::Signer).unwrap()[&8], v(9));
+        let unsigned: BTreeMap<u64, Vec<u8>> = [(0, v(1)), (1, v(2)), (2, v(3))].into();
+        assert_eq!(select(&unsigned, Pin::Image).unwrap(), unsigned);
+        let zero8: BTreeMap<u64, Vec<u8>> = [(0, v(1)), (8, v(0))].into();
+        for (pcrs, pin) in
+            [(&unsigned, Pin::Signer), (&unsigned, Pin::SignerAndImage), (&zero8, Pin::Signer)]
+        {
+            assert_eq!(select(pcrs, pin), Err(PcrsFileError::NotSigned), "{pin:?}");
         }
     }
 }

@@ -6,7 +6,9 @@
 //! under the same key (`wire::session_signatures`).
 //!
 //! Pinning the PCRs is the default: without it any Nitro enclave, running any image, would
-//! pass. Not pinning has to be asked for by name ([`PcrPolicy::UnpinnedInsecure`]).
+//! pass. Not pinning has to be asked for by name ([`PcrPolicy::UnpinnedInsecure`]). Pinning
+//! the image's signer instead of the image ([`PcrPolicy::SignedBy`], PCR8) is named too: it
+//! accepts every image signed with that certificate's key.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,6 +20,10 @@ use crate::attestation_verifier::{DocumentTrust, Expectations, VerifyError};
 pub enum PcrPolicy {
     /// Only an image whose listed PCRs (index -> value, PCR0 among them) are these.
     Pinned(BTreeMap<u64, Vec<u8>>),
+    /// Any image signed with the key of the certificate whose PCR8 (48 bytes, not zero)
+    /// this is: this image or a later one. Whoever holds the signing key can ship an image
+    /// that passes; the document's PCR0 is not checked.
+    SignedBy(Vec<u8>),
     /// Any image the root vouches for. For tests of other layers only; never in production.
     UnpinnedInsecure,
 }
@@ -27,7 +33,8 @@ pub enum PcrPolicy {
 pub enum RelyingError {
     /// The document did not verify (chain, signature, nonce, a pinned PCR).
     Attestation(VerifyError),
-    /// A pinned policy that pins nothing, or not PCR0 (the image).
+    /// A pinned policy that pins nothing, or not PCR0 (the image); or a signer pin whose
+    /// PCR8 is not 48 bytes or is zero (every unsigned image's).
     NothingPinned,
     /// The document's `user_data` carries no answer key.
     NoAnswerKey,
@@ -61,7 +68,9 @@ impl fmt::Display for RelyingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Attestation(e) => write!(f, "attestation: {e}"),
-            Self::NothingPinned => f.write_str("the PCR policy does not pin PCR0 (the image)"),
+            Self::NothingPinned => f.write_str(
+                "the PCR policy pins neither PCR0 (the image) nor a signer's PCR8 (not zero)",
+            ),
             Self::NoAnswerKey => f.write_str("the attestation carries no answer key"),
             Self::LoadedNotSigned => {
                 f.write_str("the Loaded statement is not signed by the attested enclave")
@@ -272,11 +281,19 @@ impl RelyingParty<'_> {
         nonce: &[u8],
         at_unix_secs: u64,
     ) -> Result<([u8; 32], Pcrs), RelyingError> {
+        let signer: BTreeMap<u64, Vec<u8>>;
         let pcrs = match self.pcrs {
             PcrPolicy::Pinned(p) if !p.contains_key(&0) => {
                 return Err(RelyingError::NothingPinned);
             }
             PcrPolicy::Pinned(p) => Some(p),
+            PcrPolicy::SignedBy(pcr8) if pcr8.len() != 48 || pcr8.iter().all(|b| *b == 0) => {
+                return Err(RelyingError::NothingPinned);
+            }
+            PcrPolicy::SignedBy(pcr8) => {
+                signer = BTreeMap::from([(8, pcr8.clone())]);
+                Some(&signer)
+            }
             PcrPolicy::UnpinnedInsecure => None,
         };
         let expect = Expectations { pcrs, nonce: Some(nonce), public_key: None };
@@ -308,8 +325,18 @@ mod tests {
             let rp = RelyingParty { trust: &trust, pcrs: &policy };
             assert_eq!(rp.answer_key(b"", b"nonce", 0), Err(RelyingError::NothingPinned));
         }
-        let policy = PcrPolicy::Pinned(BTreeMap::from([(0, vec![0; 48])]));
-        let rp = RelyingParty { trust: &trust, pcrs: &policy };
-        assert!(matches!(rp.answer_key(b"", b"nonce", 0), Err(RelyingError::Attestation(_))));
+        // A signer pin of zeros would accept every unsigned image.
+        for pcr8 in [vec![0; 48], vec![1; 47], Vec::new()] {
+            let policy = PcrPolicy::SignedBy(pcr8);
+            let rp = RelyingParty { trust: &trust, pcrs: &policy };
+            assert_eq!(rp.answer_key(b"", b"nonce", 0), Err(RelyingError::NothingPinned));
+        }
+        for policy in [
+            PcrPolicy::Pinned(BTreeMap::from([(0, vec![0; 48])])),
+            PcrPolicy::SignedBy(vec![8; 48]),
+        ] {
+            let rp = RelyingParty { trust: &trust, pcrs: &policy };
+            assert!(matches!(rp.answer_key(b"", b"nonce", 0), Err(RelyingError::Attestation(_))));
+        }
     }
 }
