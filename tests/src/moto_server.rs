@@ -16,6 +16,8 @@ pub const BUCKET_KEY_ALIAS: &str = "alias/sign-service-inputs";
 pub struct MotoServer {
     child: Child,
     addr: SocketAddr,
+    /// The bucket key's ARN, once looked up or created.
+    bucket_key: tokio::sync::OnceCell<String>,
 }
 
 /// Where `moto_server` is: `$MOTO_SERVER`, else the virtualenv the xtask setup makes.
@@ -64,7 +66,7 @@ impl MotoServer {
             let deadline = Instant::now() + Duration::from_mins(1);
             loop {
                 if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return Ok(Self { child, addr });
+                    return Ok(Self { child, addr, bucket_key: tokio::sync::OnceCell::new() });
                 }
                 if let Ok(Some(status)) = child.try_wait() {
                     last = format!("moto_server exited: {status}");
@@ -99,8 +101,12 @@ impl MotoServer {
     }
 
     /// The bucket key (`BUCKET_KEY_ALIAS`, created in moto's KMS if missing): S3 encrypts
-    /// the inputs under it (SSE-KMS), never under the identity's key.
+    /// the inputs under it (SSE-KMS), never under the identity's key. Looked up once.
     pub async fn bucket_key(&self) -> Result<String, String> {
+        self.bucket_key.get_or_try_init(|| self.find_or_create_bucket_key()).await.cloned()
+    }
+
+    async fn find_or_create_bucket_key(&self) -> Result<String, String> {
         let kms =
             parent_shim::boot::kms_relay::client(&parent_shim::boot::kms_relay::KmsSettings {
                 region: "us-east-1".into(),
