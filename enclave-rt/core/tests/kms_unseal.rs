@@ -248,3 +248,153 @@ fn a_longer_plaintext_starting_with_the_identity_is_refused() {
     let blob = seal(&dir.0, &plain, &[&cert], KMS_LIKE);
     assert_eq!(key.unseal(&blob).unwrap_err(), UnsealError::Sealed);
 }
+
+/// A DER tree (definite lengths, as OpenSSL writes without `-indef`), to build the
+/// structural variants KMS never sends: elements added, parameters present, content cut.
+#[derive(Clone, Debug, PartialEq)]
+enum Der {
+    Leaf(u8, Vec<u8>),
+    Node(u8, Vec<Der>),
+}
+
+fn parse_der(b: &[u8]) -> Vec<Der> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let tag = b[i];
+        let (len, header) = if b[i + 1] < 0x80 {
+            (usize::from(b[i + 1]), 2)
+        } else {
+            let n = usize::from(b[i + 1] & 0x7f);
+            (b[i + 2..i + 2 + n].iter().fold(0, |a, x| a << 8 | usize::from(*x)), 2 + n)
+        };
+        let contents = &b[i + header..i + header + len];
+        out.push(if tag & 0x20 != 0 {
+            Der::Node(tag, parse_der(contents))
+        } else {
+            Der::Leaf(tag, contents.to_vec())
+        });
+        i += header + len;
+    }
+    out
+}
+
+fn encode_der(d: &Der) -> Vec<u8> {
+    let (tag, contents) = match d {
+        Der::Leaf(t, c) => (*t, c.clone()),
+        Der::Node(t, children) => (*t, children.iter().flat_map(encode_der).collect()),
+    };
+    let mut out = vec![tag];
+    let be = contents.len().to_be_bytes();
+    match contents.len() {
+        0..0x80 => out.push(be[7]),
+        _ => {
+            let skip = be.iter().take_while(|x| **x == 0).count();
+            out.push(0x80 | u8::try_from(8 - skip).unwrap());
+            out.extend(&be[skip..]);
+        }
+    }
+    out.extend(contents);
+    out
+}
+
+fn children(d: &mut Der) -> &mut Vec<Der> {
+    match d {
+        Der::Node(_, c) => c,
+        Der::Leaf(..) => panic!("not constructed"),
+    }
+}
+
+/// Calls `f` on the children of the `which`-th (depth first: the OAEP hash, then MGF1's)
+/// `AlgorithmIdentifier` of SHA-256 in the tree; how many there are.
+fn sha256_alg(d: &mut Der, which: usize, seen: &mut usize, f: &mut dyn FnMut(&mut Vec<Der>)) {
+    const SHA256: [u8; 9] = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+    if let Der::Node(0x30, c) = d
+        && c.first() == Some(&Der::Leaf(0x06, SHA256.to_vec()))
+    {
+        if *seen == which {
+            f(c);
+        }
+        *seen += 1;
+        return;
+    }
+    if let Der::Node(_, c) = d {
+        for child in c {
+            sha256_alg(child, which, seen, f);
+        }
+    }
+}
+
+/// KMS's blob with `change` made to its tree (root: `ContentInfo`).
+fn changed(blob: &[u8], change: impl FnOnce(&mut Der)) -> Vec<u8> {
+    let mut root = parse_der(blob).remove(0);
+    assert_eq!(encode_der(&root), blob, "the tree re-encodes to the blob");
+    change(&mut root);
+    encode_der(&root)
+}
+
+/// `EnvelopedData` in the tree.
+fn enveloped(root: &mut Der) -> &mut Vec<Der> {
+    children(&mut children(&mut children(root)[1])[0])
+}
+
+/// What KMS's layout allows and refuses around the fields OpenSSL writes one way:
+/// `unprotectedAttrs` (never sent: unsupported, by name) apart from any other trailing
+/// element (malformed); SHA-256 with explicit NULL parameters (accepted, as RFC 4055
+/// allows) apart from other parameters (refused as another hash); encrypted content that
+/// is not whole AES blocks, or empty.
+#[test]
+fn layout_variants_are_accepted_or_refused_as_the_layout_says() {
+    let dir = workdir("layout");
+    let key = UnsealKey::generate().unwrap();
+    let cert = cert_for(&dir.0, key.public_key_der(), "enclave");
+    let blob = seal(&dir.0, IDENTITY.as_bytes(), &[&cert], KMS_LIKE);
+
+    let attrs =
+        changed(&blob, |r| enveloped(r).push(Der::Node(0xa1, vec![Der::Node(0x30, vec![])])));
+    assert_eq!(check_structure(&attrs).unwrap_err(), UnsealError::Unsupported("unprotectedAttrs"));
+    let extra = changed(&blob, |r| enveloped(r).push(Der::Leaf(0x02, vec![1])));
+    let e = check_structure(&extra).unwrap_err();
+    assert!(e.to_string().contains("unexpected element in EnvelopedData"), "{e}");
+
+    let hash = UnsealError::Unsupported("OAEP hash (expected SHA-256)");
+    let mask = UnsealError::Unsupported("OAEP mask generation (expected MGF1-SHA-256)");
+    for (which, refused) in [(0, hash), (1, mask)] {
+        let key = UnsealKey::generate().unwrap();
+        let cert = cert_for(&dir.0, key.public_key_der(), "enclave");
+        let blob = seal(&dir.0, IDENTITY.as_bytes(), &[&cert], KMS_LIKE);
+        let with_params = |params: Vec<Der>| {
+            changed(&blob, |r| {
+                let mut seen = 0;
+                sha256_alg(r, which, &mut seen, &mut |alg| alg.extend(params.clone()));
+                assert_eq!(seen, 2, "the OAEP hash and MGF1's hash");
+            })
+        };
+        for params in [
+            vec![Der::Leaf(0x05, vec![0])],
+            vec![Der::Leaf(0x04, vec![])],
+            vec![Der::Leaf(0x02, vec![0])],
+            vec![Der::Leaf(0x05, vec![]), Der::Leaf(0x05, vec![])],
+        ] {
+            let b = with_params(params.clone());
+            assert_eq!(check_structure(&b).unwrap_err(), refused, "hash {which}: {params:?}");
+        }
+        let null = with_params(vec![Der::Leaf(0x05, vec![])]);
+        assert_eq!(
+            *key.unseal(&null).unwrap().public_key(),
+            *enclave_core::age_identity::Identity::parse(IDENTITY.as_bytes()).unwrap().public_key(),
+            "hash {which} with NULL parameters opens"
+        );
+    }
+
+    for cut in [1, 16] {
+        let b = changed(&blob, |r| {
+            let eci = children(&mut enveloped(r)[2]);
+            let Some(Der::Leaf(0x80, content)) = eci.last_mut() else { panic!("{eci:?}") };
+            let keep = if cut == 16 { 0 } else { content.len() - cut };
+            content.truncate(keep);
+        });
+        let e = check_structure(&b).unwrap_err();
+        assert!(e.to_string().contains("not whole AES blocks"), "cut {cut}: {e}");
+    }
+}
