@@ -274,18 +274,16 @@ fn pcrs_file(dir: &std::path::Path, name: &str, pcrs: &Pcrs) -> String {
 
 /// The policy the real CLI generates for the image whose `pcrs.json` is at `pcrs`.
 fn generated_policy(pcrs: &str) -> String {
-    let (code, text) = kms_policy_cli(&[
-        "--pcrs",
-        pcrs,
-        "--enclave-role",
-        PARENT,
-        "--admin",
-        ADMIN,
-        "--break-glass",
-        GLASS,
-        "--operator",
-        OPERATOR,
-    ]);
+    generated_policy_with(pcrs, &[])
+}
+
+/// [`generated_policy`] with more flags (`--pcr8`).
+fn generated_policy_with(pcrs: &str, extra: &[&str]) -> String {
+    let mut args =
+        vec!["--pcrs", pcrs, "--enclave-role", PARENT, "--admin", ADMIN, "--break-glass", GLASS];
+    args.extend(["--operator", OPERATOR]);
+    args.extend_from_slice(extra);
+    let (code, text) = kms_policy_cli(&args);
     assert_eq!(code, Some(0), "{text}");
     text
 }
@@ -429,21 +427,8 @@ async fn a_signer_pinned_policy_opens_every_image_of_the_signer_and_no_other() {
     let image =
         |pcr0: u8, pcr8: u8| -> Pcrs { vec![(0, [pcr0; 48]), (2, [3; 48]), (8, [pcr8; 48])] };
     let pcrs = pcrs_file(&dir.0, "signed.json", &image(1, 8));
-    let (code, text) = kms_policy_cli(&[
-        "--pcrs",
-        &pcrs,
-        "--pcr8",
-        "--enclave-role",
-        PARENT,
-        "--admin",
-        ADMIN,
-        "--break-glass",
-        GLASS,
-        "--operator",
-        OPERATOR,
-    ]);
-    assert_eq!(code, Some(0), "{text}");
-    let policy: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let policy: serde_json::Value =
+        serde_json::from_str(&generated_policy_with(&pcrs, &["--pcr8"])).unwrap();
     let principals: BTreeMap<String, String> = [("AKIDPARENT", PARENT), ("AKIDOPERATOR", OPERATOR)]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -7,8 +7,8 @@
 use std::io::Write as _;
 
 use aws_nitro_enclaves_image_format::defs::{EifBuildInfo, EifIdentityInfo};
-use aws_nitro_enclaves_image_format::utils::EifBuilder;
 use aws_nitro_enclaves_image_format::utils::eif_reader::EifReader;
+use aws_nitro_enclaves_image_format::utils::EifBuilder;
 use sha2::Digest;
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
@@ -36,52 +36,101 @@ fn tmp(name: &str, data: &[u8]) -> std::path::PathBuf {
     path
 }
 
-fn case(name: &str, kernel: &[u8], cmdline: &str, ramdisks: &[Vec<u8>]) {
-    let info = EifIdentityInfo {
-        img_name: "sign-service".into(),
-        img_version: "0.1.0".into(),
-        build_info: EifBuildInfo {
-            build_time: "1970-01-01T00:00:00Z".into(),
-            build_tool: "cargo xtask build-eif".into(),
-            build_tool_version: "0.1.0".into(),
-            img_os: "Linux".into(),
-            img_kernel: "6.12.95+deb12-cloud-amd64".into(),
-        },
-        docker_info: serde_json::json!({}),
-        custom_info: serde_json::json!({"flavour": "nsm", "kernel_package_sha256": "ab"}),
-    };
-    let kernel_path = tmp(&format!("{name}.kernel"), kernel);
-    let mut theirs = EifBuilder::new(&kernel_path, cmdline.to_owned(), None, sha2::Sha384::new(), 0, info);
-    for (i, r) in ramdisks.iter().enumerate() {
-        theirs.add_ramdisk(&tmp(&format!("{name}.rd{i}"), r));
-    }
-    let their_path = tmp(&format!("{name}.theirs.eif"), b"");
-    let mut out = std::fs::OpenOptions::new().write(true).open(&their_path).unwrap();
-    let their_pcrs = theirs.write_to(&mut out);
-    drop(out);
-    let their_file = std::fs::read(&their_path).unwrap();
+/// The same image for both writers: name, kernel, command line, ramdisks, and the
+/// metadata (kernel release and custom JSON) AWS's identity info and our section carry.
+struct Parts<'a> {
+    name: &'a str,
+    kernel: &'a [u8],
+    cmdline: &'a str,
+    ramdisks: &'a [Vec<u8>],
+    release: &'a str,
+    custom: serde_json::Value,
+}
 
-    let metadata = eif::eif_image::metadata_json(
-        "sign-service",
-        "0.1.0",
-        "1970-01-01T00:00:00Z",
-        "cargo xtask build-eif",
-        "0.1.0",
-        "6.12.95+deb12-cloud-amd64",
-        &serde_json::json!({"flavour": "nsm", "kernel_package_sha256": "ab"}),
-    );
-    let rds: Vec<&[u8]> = ramdisks.iter().map(Vec::as_slice).collect();
-    let ours = eif::eif_image::write(&eif::eif_image::ImageParts {
+impl Parts<'_> {
+    /// AWS's builder (`nitro-cli build-enclave`'s), signing if given a key: its
+    /// measurements and the file.
+    fn theirs(
+        &self,
+        signer: Option<aws_nitro_enclaves_image_format::utils::eif_signer::SignKeyData>,
+    ) -> (std::collections::BTreeMap<String, String>, Vec<u8>) {
+        let info = EifIdentityInfo {
+            img_name: "sign-service".into(),
+            img_version: "0.1.0".into(),
+            build_info: EifBuildInfo {
+                build_time: "1970-01-01T00:00:00Z".into(),
+                build_tool: "cargo xtask build-eif".into(),
+                build_tool_version: "0.1.0".into(),
+                img_os: "Linux".into(),
+                img_kernel: self.release.into(),
+            },
+            docker_info: serde_json::json!({}),
+            custom_info: self.custom.clone(),
+        };
+        let kernel_path = tmp(&format!("{}.kernel", self.name), self.kernel);
+        let mut theirs = EifBuilder::new(
+            &kernel_path,
+            self.cmdline.to_owned(),
+            signer,
+            sha2::Sha384::new(),
+            0,
+            info,
+        );
+        for (i, r) in self.ramdisks.iter().enumerate() {
+            theirs.add_ramdisk(&tmp(&format!("{}.rd{i}", self.name), r));
+        }
+        let their_path = tmp(&format!("{}.theirs.eif", self.name), b"");
+        let mut out = std::fs::OpenOptions::new().write(true).open(&their_path).unwrap();
+        let their_pcrs = theirs.write_to(&mut out);
+        drop(out);
+        (their_pcrs, std::fs::read(&their_path).unwrap())
+    }
+
+    /// Ours, with this signature section if any.
+    fn ours(&self, signature: Option<&[u8]>) -> Vec<u8> {
+        let metadata = eif::eif_image::metadata_json(
+            "sign-service",
+            "0.1.0",
+            "1970-01-01T00:00:00Z",
+            "cargo xtask build-eif",
+            "0.1.0",
+            self.release,
+            &self.custom,
+        );
+        eif::eif_image::write(&eif::eif_image::ImageParts {
+            kernel: self.kernel,
+            cmdline: self.cmdline,
+            metadata: &metadata,
+            ramdisks: &self.ramdisk_refs(),
+            default_mem: 1 << 30,
+            default_cpus: 2,
+            signature,
+        })
+        .unwrap()
+    }
+
+    fn ramdisk_refs(&self) -> Vec<&[u8]> {
+        self.ramdisks.iter().map(Vec::as_slice).collect()
+    }
+}
+
+fn case(name: &str, kernel: &[u8], cmdline: &str, ramdisks: &[Vec<u8>]) {
+    let parts = Parts {
+        name,
         kernel,
         cmdline,
-        metadata: &metadata,
-        ramdisks: &rds,
-        default_mem: 1 << 30,
-        default_cpus: 2,
-        signature: None,
-    })
-    .unwrap();
-    assert!(ours == their_file, "{name}: the files differ ({} vs {} bytes)", ours.len(), their_file.len());
+        ramdisks,
+        release: "6.12.95+deb12-cloud-amd64",
+        custom: serde_json::json!({"flavour": "nsm", "kernel_package_sha256": "ab"}),
+    };
+    let (their_pcrs, their_file) = parts.theirs(None);
+    let ours = parts.ours(None);
+    assert!(
+        ours == their_file,
+        "{name}: the files differ ({} vs {} bytes)",
+        ours.len(),
+        their_file.len()
+    );
 
     let parsed = eif::eif_image::read(&their_file).unwrap();
     assert_eq!(their_pcrs["PCR0"], hex(&parsed.pcrs.pcr0), "{name} PCR0");
@@ -137,70 +186,30 @@ fn signed_images_agree_on_pcr8_and_verify_each_other() {
     let (cert_pem, key_pem) = signer();
     let cert_path = tmp("signer.crt", &cert_pem);
     let key_path = tmp("signer.key", &key_pem);
-    let kernel = bytes(11, 200_001);
-    let cmdline = "reboot=k console=ttyS0";
-    let ramdisks = [bytes(12, 5000), bytes(13, 300)];
-    let info = EifIdentityInfo {
-        img_name: "sign-service".into(),
-        img_version: "0.1.0".into(),
-        build_info: EifBuildInfo {
-            build_time: "1970-01-01T00:00:00Z".into(),
-            build_tool: "cargo xtask build-eif".into(),
-            build_tool_version: "0.1.0".into(),
-            img_os: "Linux".into(),
-            img_kernel: "k".into(),
-        },
-        docker_info: serde_json::json!({}),
-        custom_info: serde_json::json!({}),
+    let (kernel, ramdisks) = (bytes(11, 200_001), [bytes(12, 5000), bytes(13, 300)]);
+    let parts = Parts {
+        name: "signed",
+        kernel: &kernel,
+        cmdline: "reboot=k console=ttyS0",
+        ramdisks: &ramdisks,
+        release: "k",
+        custom: serde_json::json!({}),
     };
     let sign_info = aws_nitro_enclaves_image_format::utils::eif_signer::SignKeyData::new(
         key_path.to_str().unwrap(),
         &cert_path,
     )
     .unwrap();
-    let mut theirs = EifBuilder::new(
-        &tmp("signed.kernel", &kernel),
-        cmdline.to_owned(),
-        Some(sign_info),
-        sha2::Sha384::new(),
-        0,
-        info,
-    );
-    for (i, r) in ramdisks.iter().enumerate() {
-        theirs.add_ramdisk(&tmp(&format!("signed.rd{i}"), r));
-    }
-    let their_path = tmp("signed.theirs.eif", b"");
-    let mut out = std::fs::OpenOptions::new().write(true).open(&their_path).unwrap();
-    let their_pcrs = theirs.write_to(&mut out);
-    drop(out);
-    let their_file = std::fs::read(&their_path).unwrap();
+    let (their_pcrs, their_file) = parts.theirs(Some(sign_info));
 
     // Ours, from the same parts, certificate and key.
-    let metadata = eif::eif_image::metadata_json(
-        "sign-service",
-        "0.1.0",
-        "1970-01-01T00:00:00Z",
-        "cargo xtask build-eif",
-        "0.1.0",
-        "k",
-        &serde_json::json!({}),
-    );
-    let rds: Vec<&[u8]> = ramdisks.iter().map(Vec::as_slice).collect();
-    let pcrs = eif::eif_image::measure(&kernel, cmdline.as_bytes(), &rds);
+    let pcrs = eif::eif_image::measure(&kernel, parts.cmdline.as_bytes(), &parts.ramdisk_refs());
     let cert = eif::eif_signature::SigningCertificate::from_pem(&cert_pem).unwrap();
-    let key = eif::eif_signature::ImageSigningKey::from_pem(std::str::from_utf8(&key_pem).unwrap()).unwrap();
+    let key = eif::eif_signature::ImageSigningKey::from_pem(std::str::from_utf8(&key_pem).unwrap())
+        .unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let section = eif::eif_signature::sign(&pcrs.pcr0, &cert, &key, now).unwrap();
-    let ours = eif::eif_image::write(&eif::eif_image::ImageParts {
-        kernel: &kernel,
-        cmdline,
-        metadata: &metadata,
-        ramdisks: &rds,
-        default_mem: 1 << 30,
-        default_cpus: 2,
-        signature: Some(&section),
-    })
-    .unwrap();
+    let ours = parts.ours(Some(&section));
 
     // PCR8: AWS's builder, AWS's reader of our file, our reader of theirs, our certificate.
     let pcr8 = hex(&cert.pcr8());
@@ -216,7 +225,8 @@ fn signed_images_agree_on_pcr8_and_verify_each_other() {
 
     // Every section but the signature is the same, in the same order.
     let our_image = eif::eif_image::read(&ours).unwrap();
-    let kinds = |i: &eif::eif_image::ParsedImage<'_>| i.sections.iter().map(|s| s.kind).collect::<Vec<_>>();
+    let kinds =
+        |i: &eif::eif_image::ParsedImage<'_>| i.sections.iter().map(|s| s.kind).collect::<Vec<_>>();
     assert_eq!(kinds(&our_image), kinds(&parsed));
     for (a, b) in our_image.sections.iter().zip(&parsed.sections) {
         if a.kind != eif::eif_image::SectionKind::Signature {
@@ -252,5 +262,13 @@ fn signed_images_agree_on_pcr8_and_verify_each_other() {
     )
     .unwrap();
     assert!(checker.verify().is_err(), "AWS's checker took a damaged signature");
-    assert!(eif::eif_signature::verify(eif::eif_image::read(&bad).unwrap().section(eif::eif_image::SectionKind::Signature).unwrap(), &pcrs.pcr0, now).is_err());
+    assert!(eif::eif_signature::verify(
+        eif::eif_image::read(&bad)
+            .unwrap()
+            .section(eif::eif_image::SectionKind::Signature)
+            .unwrap(),
+        &pcrs.pcr0,
+        now
+    )
+    .is_err());
 }
