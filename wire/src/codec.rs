@@ -140,9 +140,11 @@ impl<'a> Reader<'a> {
 }
 
 /// Writes fields into a buffer whose size was checked beforehand. It never panics: a write
-/// past the end (impossible if the length computation is right) is recorded and reported.
+/// past the end (impossible if the length computation is right) is recorded and reported
+/// with the length the whole payload needs.
 pub(crate) struct Writer<'o> {
     out: &'o mut [u8],
+    /// Bytes asked to be written so far (past the end once one did not fit).
     pos: usize,
     overflow: bool,
 }
@@ -159,7 +161,10 @@ impl<'o> Writer<'o> {
                 dst.copy_from_slice(bytes);
                 self.pos = end;
             }
-            None => self.overflow = true,
+            None => {
+                self.overflow = true;
+                self.pos = end;
+            }
         }
     }
 
@@ -172,7 +177,7 @@ impl<'o> Writer<'o> {
 
     pub(crate) fn finish(self) -> Result<usize, EncodeError> {
         if self.overflow {
-            Err(EncodeError::BufferTooSmall { need: self.pos + 1, have: self.out.len() })
+            Err(EncodeError::BufferTooSmall { need: self.pos, have: self.out.len() })
         } else {
             Ok(self.pos)
         }
