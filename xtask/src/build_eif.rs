@@ -121,26 +121,41 @@ pub(crate) struct Signing {
     pub(crate) key: PathBuf,
 }
 
+/// A signer read and checked: its certificate and key (the key wiped on drop).
+pub(crate) struct Signer {
+    cert: eif::eif_signature::SigningCertificate,
+    key: eif::eif_signature::ImageSigningKey,
+}
+
 impl Signing {
-    /// The signature section over `pcr0`, and the certificate.
-    fn sign(&self, pcr0: &[u8; 48]) -> Result<(Vec<u8>, eif::eif_signature::SigningCertificate)> {
-        use eif::eif_signature::{ImageSigningKey, SigningCertificate, sign};
+    /// Reads both files and checks them as signing will (a P-384 key, the certificate's,
+    /// the certificate valid now), so a bad signer fails before minutes of building.
+    pub(crate) fn load(&self) -> Result<Signer> {
+        use eif::eif_signature::{ImageSigningKey, SignatureError, SigningCertificate};
         let read =
             |p: &Path| std::fs::read(p).map_err(|e| Failure(format!("{}: {e}", p.display())));
-        let named = |p: &Path, e: eif::eif_signature::SignatureError| {
-            Failure(format!("{}: {e}", p.display()))
-        };
+        let named = |p: &Path, e: SignatureError| Failure(format!("{}: {e}", p.display()));
         let cert =
             SigningCertificate::from_pem(&read(&self.cert)?).map_err(|e| named(&self.cert, e))?;
         let pem = zeroize::Zeroizing::new(read(&self.key)?);
-        let text = std::str::from_utf8(&pem)
-            .map_err(|_| named(&self.key, eif::eif_signature::SignatureError::PrivateKey))?;
+        let text =
+            std::str::from_utf8(&pem).map_err(|_| named(&self.key, SignatureError::PrivateKey))?;
         let key = ImageSigningKey::from_pem(text).map_err(|e| named(&self.key, e))?;
+        let signer = Signer { cert, key };
+        // A trial signature checks the key against the certificate and its validity.
+        signer.sign(&[0; 48]).map_err(|e| Failure(format!("{}: {}", self.cert.display(), e.0)))?;
+        Ok(signer)
+    }
+}
+
+impl Signer {
+    /// The signature section over `pcr0`.
+    fn sign(&self, pcr0: &[u8; 48]) -> Result<Vec<u8>> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let section = sign(pcr0, &cert, &key, now).map_err(|e| named(&self.cert, e))?;
-        Ok((section, cert))
+        eif::eif_signature::sign(pcr0, &self.cert, &self.key, now)
+            .map_err(|e| Failure(e.to_string()))
     }
 }
 
@@ -210,6 +225,7 @@ fn measured_args(req: &Request) -> Result<EnclaveArgs> {
 /// Builds the enclave binary from `root` (into `target_dir`) and the image around it.
 pub(crate) fn build(root: &Path, target_dir: Option<&Path>, req: &Request) -> Result<Built> {
     let mut args = measured_args(req)?;
+    let signer = req.signing.as_ref().map(Signing::load).transpose()?;
     let key = &hex(args.engine.gateway_key);
     let publisher = &hex(args.publisher_key);
     let kernel = match &req.kernel_dir {
@@ -276,9 +292,10 @@ pub(crate) fn build(root: &Path, target_dir: Option<&Path>, req: &Request) -> Re
     let ramdisk_refs: Vec<&[u8]> = ramdisks.iter().map(Vec::as_slice).collect();
     let mut pcrs = eif::eif_image::measure(&kernel.image, kernel.cmdline.as_bytes(), &ramdisk_refs);
     // Signed over PCR0, so after measuring; the section is not measured itself.
-    let signed = req.signing.as_ref().map(|s| s.sign(&pcrs.pcr0)).transpose()?;
+    let signature_section =
+        signer.as_ref().map(|s| Ok::<_, Failure>((s.sign(&pcrs.pcr0)?, &s.cert))).transpose()?;
     let mut provenance = custom;
-    if let Some((_, cert)) = &signed {
+    if let Some((_, cert)) = &signature_section {
         pcrs.pcr8 = Some(cert.pcr8());
         provenance["signing_certificate"] = serde_json::json!({
             "subject": cert.subject,
@@ -294,7 +311,7 @@ pub(crate) fn build(root: &Path, target_dir: Option<&Path>, req: &Request) -> Re
         ramdisks: &ramdisk_refs,
         default_mem: 1 << 30,
         default_cpus: 2,
-        signature: signed.as_ref().map(|(section, _)| section.as_slice()),
+        signature: signature_section.as_ref().map(|(section, _)| section.as_slice()),
     })
     .map_err(|e| Failure(e.to_string()))?;
     std::fs::create_dir_all(&req.out)?;
@@ -596,6 +613,30 @@ mod tests {
         let e = super::measured_args(&with("nsm", fresh.clone(), demo.clone())).unwrap_err();
         assert!(e.0.contains("--publisher-key") && e.0.contains(&demo), "{}", e.0);
         super::measured_args(&with("sim", fresh, demo)).unwrap();
+    }
+
+    #[test]
+    fn a_bad_signer_is_refused_before_building_and_named_by_its_file() {
+        let dir = std::env::temp_dir().join(format!("build-eif-signer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (cert, key) = ::tests::tls_certs::image_signer_files(&dir.join("a"), "a").unwrap();
+        let (_, other_key) = ::tests::tls_certs::image_signer_files(&dir.join("b"), "b").unwrap();
+        super::Signing { cert: cert.clone(), key }.load().unwrap();
+        let e = super::Signing { cert: cert.clone(), key: other_key.clone() }.load().err().unwrap();
+        assert!(
+            e.0.contains("not the certificate's") && e.0.contains("signing-cert.pem"),
+            "{}",
+            e.0
+        );
+        let e = super::Signing { cert: other_key.clone(), key: other_key }.load().err().unwrap();
+        assert!(e.0.contains("not a PEM X.509 certificate"), "{}", e.0);
+        let expired = ::tests::tls_certs::image_signer("old", 0, 86_400).unwrap();
+        std::fs::write(dir.join("old.pem"), expired.cert).unwrap();
+        std::fs::write(dir.join("old.key"), expired.key).unwrap();
+        let old = super::Signing { cert: dir.join("old.pem"), key: dir.join("old.key") };
+        let e = old.load().err().unwrap();
+        assert!(e.0.contains("not valid at"), "{}", e.0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
