@@ -15,6 +15,11 @@ fn now_ms() -> u64 {
     NOW * 1000
 }
 
+/// A second and a bit after `NOW`: the live check returns the document's own milliseconds.
+fn at_ms() -> u64 {
+    NOW * 1000 + 1_234
+}
+
 /// A relying party pinned to a signer (PCR8) accepts every image that signer signed, this
 /// one and an upgrade with another PCR0, and nothing else: not another signer's image, not
 /// an unsigned one (PCR8 zero), whatever its PCR0.
@@ -52,4 +57,102 @@ fn a_signer_pin_accepts_the_signer_s_images_and_no_other() {
     let rp = RelyingParty { trust: &trust, pcrs: &by_image };
     rp.answer_key(&document(PCR0, signer), b"nonce", NOW).unwrap();
     assert!(rp.answer_key(&document([0xcd; 48], signer), b"nonce", NOW).is_err());
+}
+
+/// The epoch check: the newest published epoch and above pass, below is a rollback named
+/// with both numbers.
+#[test]
+fn an_epoch_below_the_newest_published_is_a_rollback() {
+    use node_verify::relying_party::{RelyingError, check_epoch};
+    assert_eq!(check_epoch(7, 7), Ok(()));
+    assert_eq!(check_epoch(8, 7), Ok(()));
+    let e = check_epoch(6, 7).unwrap_err();
+    assert_eq!(e, RelyingError::EpochRolledBack { node: 6, expected: 7 });
+    assert!(e.to_string().contains("epoch 6, below the lowest accepted 7"), "{e}");
+}
+
+/// The Loaded statement verifies under the answer key that signed it and under no other,
+/// and not once any fact in it differs.
+#[test]
+fn a_loaded_statement_verifies_only_as_signed() {
+    use ed25519_dalek::Signer as _;
+    use node_verify::relying_party::{RelyingError, check_loaded};
+    use wire::session_signatures::{LOADED_MAX, LoadedFacts, loaded_statement};
+    let answer = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let nonce = [5u8; 32];
+    let facts = LoadedFacts {
+        boot_nonce: &nonce,
+        ciphertext_sha256: [0xe3; 32],
+        epoch: 7,
+        accounts: 10,
+        plaintext_bytes: 1_000,
+        loaded_at_unix_ms: NOW * 1000,
+    };
+    let mut buf = [0u8; LOADED_MAX];
+    let n = loaded_statement(&facts, &mut buf).unwrap();
+    let signature = answer.sign(&buf[..n]).to_bytes();
+    let key = answer.verifying_key().to_bytes();
+    assert_eq!(check_loaded(&key, &facts, &signature), Ok(()));
+    let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]).verifying_key().to_bytes();
+    assert_eq!(check_loaded(&other, &facts, &signature), Err(RelyingError::LoadedNotSigned));
+    let more = LoadedFacts { accounts: 11, ..facts };
+    assert_eq!(check_loaded(&key, &more, &signature), Err(RelyingError::LoadedNotSigned));
+    assert_eq!(check_loaded(&key, &facts, &signature[..63]), Err(RelyingError::LoadedNotSigned));
+    let e = RelyingError::LoadedNotSigned.to_string();
+    assert!(e.contains("not signed by the attested enclave"), "{e}");
+}
+
+/// The live check of a running node: a document over the caller's nonce, signed now (the
+/// NSM's timestamp within the bound either way), carrying the report's answer key; it
+/// returns the document's own timestamp. An old or future document, or another boot's key,
+/// is refused by name.
+#[test]
+fn a_live_document_must_be_fresh_and_of_the_reported_boot() {
+    use node_verify::relying_party::{NodeState, PcrPolicy, RelyingError, RelyingParty};
+    let ca = tests::sim_ca::generate().unwrap();
+    let trust = node_verify::attestation_verifier::PinnedRoot(ca.root_der.clone());
+    let policy = PcrPolicy::Pinned(BTreeMap::from([(0, PCR0.to_vec())]));
+    let rp = RelyingParty { trust: &trust, pcrs: &policy };
+    let signed_by = |key: [u8; 32]| {
+        let config = SimNsmConfig {
+            leaf_pkcs8: ca.leaf_pkcs8.clone(),
+            leaf_der: ca.leaf_der.clone(),
+            cabundle: vec![ca.root_der.clone(), ca.intermediate_der.clone()],
+            pcrs: vec![(0, PCR0)],
+        };
+        let mut user_data = wire::session_signatures::ANSWER_KEY_PREFIX.to_vec();
+        user_data.extend(key);
+        let mut nsm = SimNsm::new(config, at_ms).unwrap();
+        nsm.attest(b"live nonce", b"", &user_data).unwrap()
+    };
+    let node = NodeState {
+        answer_key: [0x42; 32],
+        pcrs: BTreeMap::from([(0, PCR0.to_vec())]),
+        share_file_sha256: [0; 32],
+        accounts: 1,
+        epoch: 1,
+        attestation_sha256: [0; 32],
+    };
+    let at = at_ms();
+    let doc = signed_by([0x42; 32]);
+    assert_eq!(rp.check_live(&node, &doc, b"live nonce", NOW + 10, 300), Ok(at));
+    // Exactly at the bound, either side of the document's second (NOW + 1), still fresh.
+    assert_eq!(rp.check_live(&node, &doc, b"live nonce", NOW + 301, 300), Ok(at));
+    assert_eq!(rp.check_live(&node, &doc, b"live nonce", NOW - 299, 300), Ok(at));
+    for now in [NOW + 302, NOW - 300] {
+        assert_eq!(
+            rp.check_live(&node, &doc, b"live nonce", now, 300),
+            Err(RelyingError::NotFresh {
+                document_unix_secs: NOW + 1,
+                now_unix_secs: now,
+                max_age_secs: 300
+            }),
+        );
+    }
+    let other = signed_by([0x43; 32]);
+    assert_eq!(rp.check_live(&node, &other, b"live nonce", NOW, 300), Err(RelyingError::OtherBoot));
+    assert!(matches!(
+        rp.check_live(&node, &doc, b"another nonce", NOW, 300),
+        Err(RelyingError::Attestation(_))
+    ));
 }
