@@ -243,3 +243,21 @@ fn the_fuzz_oracle_holds_on_changed_signed_images() {
         eif::fuzz_read(&bad[bad.len().min(548)..]);
     }
 }
+
+/// Declared lengths far beyond the input (an array or byte string of 2^64-1 items) are
+/// refused as malformed without reserving memory for them.
+#[test]
+fn huge_declared_lengths_are_malformed_not_allocated() {
+    for head in [0x9b_u8, 0x5b, 0x7b, 0xbb] {
+        let mut section = vec![head];
+        section.extend([0xff; 8]);
+        assert!(matches!(
+            eif_signature::verify(&section, &[0; 48], NOW),
+            Err(SignatureError::Malformed(_))
+        ));
+        eif::fuzz_read(&section);
+    }
+    // Deep nesting: arrays in arrays.
+    let deep = vec![0x81; 100_000];
+    assert!(eif_signature::verify(&deep, &[0; 48], NOW).is_err());
+}
