@@ -290,6 +290,12 @@ mod tests {
             SignedManifest::parse(&[b' '; MAX_LEN + 1]).unwrap_err(),
             ManifestError::TooLarge(MAX_LEN + 1)
         );
+        // A document of exactly MAX_LEN bytes (trailing JSON whitespace) is still read.
+        let mut exact = example().to_json().into_bytes();
+        exact.resize(MAX_LEN, b' ');
+        assert_eq!(SignedManifest::parse(&exact), Ok(example()));
+        exact.push(b' ');
+        assert_eq!(SignedManifest::parse(&exact), Err(ManifestError::TooLarge(MAX_LEN + 1)));
     }
 
     #[test]
