@@ -369,7 +369,7 @@ async fn gateway_sessions_over_mutual_tls() {
         let refused = tests::gateway_sim::attested_answer_key(&mut api, &st.root_der, &policy)
             .await
             .unwrap_err();
-        assert!(refused.contains("does not pin PCR0"), "{refused}");
+        assert!(refused.contains("pins neither PCR0 (the image) nor a signer"), "{refused}");
     }
     let unpinned = tests::gateway_sim::PcrPolicy::UnpinnedInsecure;
     let any = tests::gateway_sim::attested_answer_key(&mut api, &st.root_der, &unpinned);
