@@ -1,6 +1,7 @@
 //! `cargo xtask mutants`: mutation testing of the modules on the trust chain with
 //! `cargo-mutants` (pinned, installed into the tool cache). Each module is tested with the
-//! test targets that exercise it ([`MODULES`]), in a copy of the workspace; its outcome
+//! test targets that exercise it ([`MODULES`]), in a scratch copy of the workspace kept
+//! warm between sweeps ([`ScratchTree`]); its outcome
 //! (mutants, caught, missed, timeout, unviable, each missed mutant, the source's SHA-256 it
 //! was measured on) is kept in `docs/mutants.json` and rendered into `docs/mutants.md`.
 //! `--check` refuses a stale document: a section that differs from the records, or a record
@@ -143,12 +144,20 @@ impl Outcome {
     }
 }
 
-/// `cargo xtask mutants [--module PATH]... [--shard k/n] | --check | --write | --smoke`.
+/// `cargo xtask mutants [--module PATH]... [--shard k/n] | --module PATH --recheck |
+/// --check | --write | --smoke`.
 pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
     match rest {
         ["--check"] => render(root, true),
         ["--write"] => render(root, false),
         ["--smoke"] => smoke(root),
+        ["--module", path, "--recheck"] => {
+            let m = MODULES.iter().find(|m| m.file == *path).ok_or_else(|| {
+                Failure(format!("{path} is not a module of the sweep (xtask/src/mutants.rs)"))
+            })?;
+            recheck(root, &install()?, m)?;
+            render(root, false)
+        }
         _ => {
             let (modules, shard) = parse(rest)?;
             let bin = install()?;
@@ -161,8 +170,7 @@ pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
 }
 
 fn parse<'a>(rest: &[&'a str]) -> Result<(Vec<&'static Module>, Option<&'a str>)> {
-    const USAGE: &str =
-        "usage: cargo xtask mutants [--module PATH]... [--shard k/n] | --check | --write | --smoke";
+    const USAGE: &str = "usage: cargo xtask mutants [--module PATH]... [--shard k/n] | --module PATH --recheck | --check | --write | --smoke";
     let mut modules = Vec::new();
     let mut shard = None;
     let mut it = rest.iter();
@@ -209,12 +217,111 @@ fn vectors(root: &Path) -> PathBuf {
     root.join("../shared/vectors").canonicalize().unwrap_or_else(|_| root.join("../shared/vectors"))
 }
 
-/// Runs `cargo-mutants` over `m` (or one shard of its mutants) into `out`.
-fn mutate(root: &Path, bin: &Path, m: &Module, shard: Option<&str>, out: &Path) -> Result {
+/// A scratch copy of the checkout that `cargo-mutants` mutates in place: its `target`
+/// survives between sweeps, so a sweep starts from a warm build instead of rebuilding the
+/// workspace in a fresh copy (minutes on these machines). Each package has [`COPIES`]
+/// copies, each held locked while a sweep runs in it: two sweeps of one package run side
+/// by side in two copies (the second copy's first build is a full one), a third waits.
+struct ScratchTree {
+    dir: PathBuf,
+    _lock: std::fs::File,
+}
+
+/// Copies of the scratch tree per package: two, for these 2-core machines.
+const COPIES: usize = 2;
+
+impl ScratchTree {
+    /// A free copy for `package`, made identical to the checkout's files (tracked and
+    /// untracked, ignored ones left out). A file whose bytes differ is rewritten, and so
+    /// gets a fresh mtime: a tree left mutated by an interrupted run is restored and rebuilt,
+    /// never taken as fresh by cargo.
+    fn sync(root: &Path, package: &str) -> Result<Self> {
+        let base = setup::cache_dir()?.join("mutants-tree");
+        std::fs::create_dir_all(&base)?;
+        let name = |i: usize| if i == 0 { package.to_owned() } else { format!("{package}.{i}") };
+        let mut free = None;
+        for i in 0..COPIES {
+            let lock = std::fs::File::create(base.join(format!("{}.lock", name(i))))?;
+            if lock.try_lock().is_ok() {
+                free = Some((name(i), lock));
+                break;
+            }
+        }
+        let (name, lock) = match free {
+            Some(found) => found,
+            None => {
+                eprintln!("waiting for a sweep of {package} to end (in {})", base.display());
+                let lock = std::fs::File::create(base.join(format!("{package}.lock")))?;
+                lock.lock()?;
+                (package.to_owned(), lock)
+            }
+        };
+        let dir = base.join(name);
+        let listed = std::process::Command::new("git")
+            .current_dir(root)
+            .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+            .output()?;
+        if !listed.status.success() {
+            return Err(Failure("git ls-files failed".into()));
+        }
+        let files: std::collections::BTreeSet<PathBuf> = listed
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|f| !f.is_empty())
+            .map(|f| PathBuf::from(String::from_utf8_lossy(f).into_owned()))
+            .filter(|f| root.join(f).is_file())
+            .collect();
+        remove_unlisted(&dir, &dir, &files)?;
+        for f in &files {
+            let (from, to) = (root.join(f), dir.join(f));
+            let bytes = std::fs::read(&from)?;
+            if std::fs::read(&to).ok().as_deref() != Some(bytes.as_slice()) {
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&to, &bytes)?;
+                std::fs::set_permissions(&to, std::fs::metadata(&from)?.permissions())?;
+            }
+        }
+        Ok(Self { dir, _lock: lock })
+    }
+}
+
+/// Removes what the checkout does not list from the tree, keeping its build (`target`).
+fn remove_unlisted(tree: &Path, dir: &Path, files: &std::collections::BTreeSet<PathBuf>) -> Result {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries {
+        let path = entry?.path();
+        let rel = path.strip_prefix(tree).map_err(|e| Failure(e.to_string()))?;
+        if rel == Path::new("target") {
+            continue;
+        }
+        if path.is_dir() && !path.is_symlink() {
+            remove_unlisted(tree, &path, files)?;
+            if std::fs::read_dir(&path)?.next().is_none() {
+                std::fs::remove_dir(&path)?;
+            }
+        } else if !files.contains(rel) {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `cargo-mutants` over `m` (or one shard of its mutants, or only the mutants named in
+/// `only`) into `out`, in the package's scratch tree.
+fn mutate(
+    root: &Path,
+    bin: &Path,
+    m: &Module,
+    (shard, only): (Option<&str>, &[String]),
+    out: &Path,
+) -> Result {
+    let tree = ScratchTree::sync(root, m.package)?;
     let mut cmd = std::process::Command::new(bin);
-    cmd.current_dir(root)
+    cmd.current_dir(&tree.dir)
         .env("SIGN_SERVICE_VECTORS", vectors(root))
-        .args(["mutants", "--no-shuffle", "--colors", "never", "--jobs", "1"])
+        .args(["mutants", "--in-place", "--no-shuffle", "--colors", "never"])
         .args(["--package", m.package, "--file", m.file])
         // Test timeouts from the baseline, generous for these noisy 2-core machines.
         .args(["--timeout-multiplier", "3", "--minimum-test-timeout", "60"])
@@ -232,8 +339,17 @@ fn mutate(root: &Path, bin: &Path, m: &Module, shard: Option<&str>, out: &Path) 
     if let Some(s) = shard {
         cmd.args(["--shard", s]);
     }
-    if !m.targets.is_empty() {
-        cmd.arg("--").args(m.targets);
+    for name in only {
+        cmd.arg("--re").arg(format!("^{}$", regex_escape(name)));
+    }
+    // The dependencies optimized (the scratch copy's own build, never the checkout's): the
+    // suites spend most of their time in RSA, FROST and X25519, and every mutant runs them.
+    // The mutated crate itself stays unoptimized, with its debug assertions.
+    cmd.arg("--cargo-arg=--config=profile.dev.package.\"*\".opt-level=2");
+    // The targets go to every cargo command, the build as well as the test: a mutant then
+    // links only the test binaries that run (half of a core mutant's build time).
+    for t in m.targets {
+        cmd.arg(format!("--cargo-arg={t}"));
     }
     // cargo-mutants exits 2 when it found missed mutants and 3 on timeouts: results, not
     // failures of the task. Anything else is.
@@ -250,13 +366,14 @@ fn sweep(root: &Path, bin: &Path, m: &Module, shard: Option<&str>) -> Result {
     let out = std::env::temp_dir().join(format!("sign-service-mutants-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
+    // The code as it is swept: the checkout may change while the sweep runs.
+    let source = source_sha256(root, m.file)?;
     let started = Instant::now();
-    mutate(root, bin, m, shard, &out)?;
+    mutate(root, bin, m, (shard, &[]), &out)?;
     let outcome = Outcome::read(&out)?;
     let seconds = started.elapsed().as_secs();
     let _ = std::fs::remove_dir_all(&out);
     let mut records = read_records(root)?;
-    let source = source_sha256(root, m.file)?;
     let mut record = json!({
         "source_sha256": source,
         "package": m.package,
@@ -297,6 +414,83 @@ fn sweep(root: &Path, bin: &Path, m: &Module, shard: Option<&str>) -> Result {
     );
     records.insert(m.file.to_owned(), record);
     write_records(root, &records)
+}
+
+/// Tests added since a module's sweep can only catch more of its mutants, never fewer: this
+/// runs again only the mutants its record lists as missed and not equivalent, on the same
+/// code (the record's source hash), and moves those now caught into its counts. The record
+/// notes how many were caught this way.
+fn recheck(root: &Path, bin: &Path, m: &Module) -> Result {
+    let mut records = read_records(root)?;
+    let old = records
+        .get(m.file)
+        .cloned()
+        .ok_or_else(|| Failure(format!("{}: no sweep to recheck", m.file)))?;
+    if old["source_sha256"] != source_sha256(root, m.file)?.as_str() {
+        return Err(Failure(format!(
+            "{}: the code changed since its sweep: sweep it again (--module)",
+            m.file
+        )));
+    }
+    let equivalent = equivalent(&std::fs::read_to_string(root.join(DOC))?);
+    let missed: Vec<String> = old["missed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    let (kept, open): (Vec<String>, Vec<String>) =
+        missed.into_iter().partition(|x| equivalent.contains(x));
+    if open.is_empty() {
+        eprintln!("{}: nothing missed to recheck", m.file);
+        return Ok(());
+    }
+    let out = std::env::temp_dir().join(format!("sign-service-mutants-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let started = Instant::now();
+    mutate(root, bin, m, (None, &open), &out)?;
+    let outcome = Outcome::read(&out)?;
+    let _ = std::fs::remove_dir_all(&out);
+    // Every mutant asked for must have been run, or the counts would lose it.
+    let seen = outcome.viable() + outcome.unviable.len();
+    if seen != open.len() {
+        return Err(Failure(format!(
+            "{}: {} mutants to recheck, cargo-mutants ran {seen}",
+            m.file,
+            open.len()
+        )));
+    }
+    let n = |k: &str| old[k].as_u64().unwrap_or(0);
+    let newly = (outcome.caught.len() + outcome.timeout.len()) as u64;
+    let mut record = old.clone();
+    record["caught"] = json!(n("caught") + outcome.caught.len() as u64);
+    record["timeout"] = json!(n("timeout") + outcome.timeout.len() as u64);
+    record["missed"] = json!(kept.iter().chain(&outcome.missed).collect::<Vec<_>>());
+    record["rechecked"] = json!(n("rechecked") + newly);
+    record["seconds"] = json!(n("seconds") + started.elapsed().as_secs());
+    eprintln!(
+        "{}: rechecked {} missed mutants: {} now caught, {} still missed",
+        m.file,
+        open.len(),
+        newly,
+        outcome.missed.len()
+    );
+    records.insert(m.file.to_owned(), record);
+    write_records(root, &records)
+}
+
+/// `name` as a regular expression that matches only itself.
+fn regex_escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 const RECORDS: &str = "docs/mutants.json";
@@ -362,11 +556,17 @@ fn render(root: &Path, check: bool) -> Result {
         // Per mille, rounded down: 89.99% must not print as 90.0%.
         let permille = ((caught + timeout) * 1000).checked_div(viable).unwrap_or(1000);
         let score = format!("{}.{}", permille / 10, permille % 10);
+        let rechecked = n("rechecked");
+        let caught_cell = if rechecked > 0 {
+            format!("{caught} ({rechecked} on recheck)")
+        } else {
+            caught.to_string()
+        };
         let shards = r["shards"].as_array().map_or(0, Vec::len);
         let partial = if shards > 0 { format!(" ({shards} shard(s) only)") } else { String::new() };
         let _ = writeln!(
             table,
-            "| `{}` | {} | {total}{partial} | {caught} | {} | {eq} | {timeout} | {unviable} | {score}% | {} min |",
+            "| `{}` | {} | {total}{partial} | {caught_cell} | {} | {eq} | {timeout} | {unviable} | {score}% | {} min |",
             m.file,
             targets(m),
             missed.len(),
@@ -429,7 +629,7 @@ fn smoke(root: &Path) -> Result {
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
     let started = Instant::now();
-    mutate(root, &bin, m, Some("1/10"), &out)?;
+    mutate(root, &bin, m, (Some("1/10"), &[]), &out)?;
     let outcome = Outcome::read(&out)?;
     let _ = std::fs::remove_dir_all(&out);
     eprintln!(
@@ -453,6 +653,14 @@ mod tests {
     fn equivalent_mutants_are_read_from_their_section_only() {
         let doc = "# x\n- `not this` — no\n## Equivalent mutants\n\n- `a.rs:1:1: replace f` — wipe\n- `b.rs:2:2: delete !` — perf\n\n## Next\n- `c` — no\n";
         assert_eq!(super::equivalent(doc), ["a.rs:1:1: replace f", "b.rs:2:2: delete !"]);
+    }
+
+    #[test]
+    fn a_mutant_name_is_escaped_to_match_only_itself() {
+        assert_eq!(
+            super::regex_escape("a/b.rs:1:2: replace && with || in F<'_>::g -> Vec<u8>"),
+            r"a/b\.rs:1:2: replace \&\& with \|\| in F<'_>::g \-> Vec<u8>"
+        );
     }
 
     #[test]

@@ -215,3 +215,113 @@ fn parse(
     let element = Element { tag, contents, offset: at, contents_offset: at + header, depth };
     Ok((element, header + len))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{BerError, Element, MAX_DEPTH, Reader, tag};
+
+    /// `levels` definite-length elements with tag `t`, each the only child of the one
+    /// before; the innermost holds `inner`.
+    fn nested(t: u8, levels: usize, inner: &[u8]) -> Vec<u8> {
+        let mut bytes = inner.to_vec();
+        for _ in 0..levels {
+            assert!(bytes.len() < 0x80, "short form lengths only");
+            bytes.insert(0, u8::try_from(bytes.len()).unwrap());
+            bytes.insert(0, t);
+        }
+        bytes
+    }
+
+    /// Follows the only child down from the top, to `levels` elements.
+    fn walk(bytes: &[u8], levels: usize) -> Result<Element<'_>, BerError> {
+        let mut element = Reader::new(bytes).element("top")?;
+        for _ in 1..levels {
+            element = element.children().element("child")?;
+        }
+        Ok(element)
+    }
+
+    #[test]
+    fn nesting_is_followed_to_max_depth_and_refused_past_it() {
+        let deepest = MAX_DEPTH + 1; // depths 0 to MAX_DEPTH
+        let ok = nested(tag::SEQUENCE, deepest, &[]);
+        let innermost = walk(&ok, deepest).unwrap();
+        assert_eq!(innermost.offset, 2 * MAX_DEPTH);
+        assert!(innermost.contents.is_empty());
+
+        let deep = nested(tag::SEQUENCE, deepest + 1, &[]);
+        let err = walk(&deep, deepest + 1).unwrap_err();
+        assert_eq!(err, BerError { what: "nested too deep", offset: 2 * (MAX_DEPTH + 1) });
+    }
+
+    #[test]
+    fn indefinite_nesting_past_max_depth_is_refused() {
+        // Each level: 30 80 <child> 00 00.
+        let level = |n: usize| {
+            let mut bytes = Vec::new();
+            for _ in 0..n {
+                bytes.extend([tag::SEQUENCE, 0x80]);
+            }
+            bytes.extend(std::iter::repeat_n(0, 2 * n));
+            bytes
+        };
+        let ok = level(MAX_DEPTH + 1);
+        let top = Reader::new(&ok).element("top").unwrap();
+        assert_eq!(top.contents.len(), ok.len() - 4);
+        let err = Reader::new(&level(MAX_DEPTH + 2)).element("top").unwrap_err();
+        assert_eq!(err, BerError { what: "nested too deep", offset: 2 * (MAX_DEPTH + 1) });
+    }
+
+    /// Chunks inside chunks are read recursively: the depth bound is what keeps a hostile
+    /// blob from exhausting the stack.
+    #[test]
+    fn octet_string_chunks_nested_past_max_depth_are_refused() {
+        let ok = nested(tag::OCTET_STRING_CONSTRUCTED, MAX_DEPTH, &[tag::OCTET_STRING, 1, 7]);
+        let mut out = Vec::new();
+        Reader::new(&ok).element("top").unwrap().octets_into(&mut out, 16).unwrap();
+        assert_eq!(out, [7]);
+
+        let deep = nested(tag::OCTET_STRING_CONSTRUCTED, MAX_DEPTH + 1, &[tag::OCTET_STRING, 1, 7]);
+        let mut out = Vec::new();
+        let err = Reader::new(&deep).element("top").unwrap().octets_into(&mut out, 16);
+        assert_eq!(err.unwrap_err().what, "nested too deep");
+    }
+
+    #[test]
+    fn octet_strings_are_taken_up_to_max_bytes_in_total() {
+        let primitive = [tag::OCTET_STRING, 5, 1, 2, 3, 4, 5];
+        let element = Reader::new(&primitive).element("top").unwrap();
+        let mut out = Vec::new();
+        element.octets_into(&mut out, 5).unwrap();
+        assert_eq!(out, [1, 2, 3, 4, 5]);
+        let mut out = Vec::new();
+        let err = element.octets_into(&mut out, 4).unwrap_err();
+        assert_eq!(err, BerError { what: "OCTET STRING too long", offset: 0 });
+
+        // Chunks of 3 and 4 bytes: the bound is on their total.
+        let chunked = [0x24, 11, 0x04, 3, 1, 2, 3, 0x04, 4, 4, 5, 6, 7];
+        let element = Reader::new(&chunked).element("top").unwrap();
+        let mut out = Vec::new();
+        element.octets_into(&mut out, 7).unwrap();
+        assert_eq!(out, [1, 2, 3, 4, 5, 6, 7]);
+        let mut out = Vec::new();
+        let err = element.octets_into(&mut out, 6).unwrap_err();
+        assert_eq!(err, BerError { what: "OCTET STRING too long", offset: 7 });
+    }
+
+    /// Inside a constructed OCTET STRING only OCTET STRING chunks (primitive or constructed
+    /// again) are taken; anything else is refused where it stands.
+    #[test]
+    fn a_chunk_that_is_not_an_octet_string_is_refused() {
+        for foreign in [tag::INTEGER, tag::SEQUENCE, 0x84] {
+            let blob = [0x24, 9, 0x04, 1, 9, foreign, 0, 0x24, 2, 0x04, 0];
+            let element = Reader::new(&blob).element("top").unwrap();
+            let err = element.octets_into(&mut Vec::new(), 64).unwrap_err();
+            assert_eq!(err, BerError { what: "expected an OCTET STRING chunk", offset: 5 });
+        }
+        let nested = [0x24, 7, 0x04, 1, 9, 0x24, 2, 0x04, 0];
+        let mut out = Vec::new();
+        Reader::new(&nested).element("top").unwrap().octets_into(&mut out, 64).unwrap();
+        assert_eq!(out, [9]);
+    }
+}

@@ -217,6 +217,65 @@ fn identities_parse_and_every_bad_one_is_the_same_error() {
     }
 }
 
+/// BIP 173 checksum of `data` (5-bit groups) under the identity's prefix, written here from
+/// the BIP so the test does not lean on the decoder it checks.
+fn bech32_checksum(data: &[u8]) -> [u8; 6] {
+    const GEN: [u32; 5] = [0x3b6a_57b2, 0x2650_8e6d, 0x1ea1_19fa, 0x3d42_33dd, 0x2a14_62b3];
+    let hrp = b"age-secret-key-";
+    let mut values: Vec<u8> = hrp.iter().map(|c| c >> 5).collect();
+    values.push(0);
+    values.extend(hrp.iter().map(|c| c & 31));
+    values.extend_from_slice(data);
+    values.extend([0; 6]);
+    let mut chk = 1u32;
+    for v in values {
+        let top = chk >> 25;
+        chk = ((chk & 0x01ff_ffff) << 5) ^ u32::from(v);
+        for (i, g) in GEN.iter().enumerate() {
+            if (top >> i) & 1 == 1 {
+                chk ^= g;
+            }
+        }
+    }
+    let chk = chk ^ 1;
+    std::array::from_fn(|i| u8::try_from((chk >> (5 * (5 - i))) & 31).unwrap())
+}
+
+/// 52 groups carry 260 bits, 4 more than the key's 256: those must be zero, or two texts
+/// would name one key. A text whose padding is not zero, with a valid checksum, is refused
+/// (with the one error), as the reference `age` crate refuses it.
+#[test]
+fn an_identity_whose_padding_bits_are_not_zero_is_refused() {
+    use std::str::FromStr as _;
+    const CHARSET: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    let encode = |groups: &[u8]| {
+        let mut text = b"age-secret-key-1".to_vec();
+        text.extend(groups.iter().chain(&bech32_checksum(groups)).map(|&g| CHARSET[g as usize]));
+        String::from_utf8(text).unwrap().to_uppercase()
+    };
+    for _ in 0..4 {
+        let id = age::x25519::Identity::generate();
+        let text = id.to_string().expose_secret().to_owned();
+        let lower = text.to_lowercase();
+        let data = &lower.as_bytes()["age-secret-key-1".len()..lower.len() - 6];
+        let groups: Vec<u8> = data
+            .iter()
+            .map(|c| u8::try_from(CHARSET.iter().position(|x| x == c).unwrap()).unwrap())
+            .collect();
+        assert_eq!(groups.len(), 52);
+        // The encoder above is BIP 173's: it gives back the genuine text.
+        assert_eq!(encode(&groups), text);
+        assert!(Identity::parse(text.as_bytes()).is_ok());
+        for padding in 1..16u8 {
+            let mut padded = groups.clone();
+            padded[51] |= padding;
+            let changed = encode(&padded);
+            assert!(age::x25519::Identity::from_str(&changed).is_err(), "{padding}");
+            assert_eq!(Identity::parse(changed.as_bytes()).unwrap_err(), IdentityError);
+        }
+    }
+}
+
 /// The constant-time decoder accepts exactly what the reference `age` crate accepts, on
 /// single-character changes of real identities (every position, characters from the
 /// alphabet in both cases, the separator, and others), and gives the same key.

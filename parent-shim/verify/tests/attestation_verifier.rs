@@ -156,3 +156,85 @@ fn a_live_document_must_be_fresh_and_of_the_reported_boot() {
         Err(RelyingError::Attestation(_))
     ));
 }
+
+/// A document of the sim NSM under the test CA, with `pcrs`.
+fn sim_document(ca: &tests::sim_ca::SimCa, pcrs: Vec<(u64, [u8; 48])>) -> Vec<u8> {
+    let config = SimNsmConfig {
+        leaf_pkcs8: ca.leaf_pkcs8.clone(),
+        leaf_der: ca.leaf_der.clone(),
+        cabundle: vec![ca.root_der.clone(), ca.intermediate_der.clone()],
+        pcrs,
+    };
+    SimNsm::new(config, now_ms).unwrap().attest(b"nonce", b"", b"").unwrap()
+}
+
+/// The NSM has 32 PCRs of 48 bytes (SHA-384; 32 and 64 are the other bank sizes the
+/// format allows): a document, even a signed one, naming a PCR outside them or a PCR value
+/// of another length is malformed, never a register the policy might miss.
+#[test]
+fn pcrs_outside_the_registers_or_of_another_length_are_refused() {
+    use ciborium::Value;
+    use node_verify::attestation_verifier::{
+        DocumentTrust as _, Expectations, PinnedRoot, decode_unauthenticated,
+    };
+    let ca = tests::sim_ca::generate().unwrap();
+    let trust = PinnedRoot(ca.root_der.clone());
+    let expect = Expectations::default();
+    let last = sim_document(&ca, vec![(0, PCR0), (31, [3; 48])]);
+    assert_eq!(trust.verify(&last, NOW, &expect).unwrap().pcrs[&31], [3; 48]);
+    let past = sim_document(&ca, vec![(0, PCR0), (32, [3; 48])]);
+    assert_eq!(trust.verify(&past, NOW, &expect).unwrap_err(), VerifyError::Payload("pcrs"));
+
+    // The payload's PCR 0 given each length; the structure is read before any signature.
+    let with_pcr0_of = |len: usize| {
+        let Value::Array(mut cose) = ciborium::de::from_reader(last.as_slice()).unwrap() else {
+            panic!("COSE_Sign1 is an array")
+        };
+        let Value::Bytes(payload) = &cose[2] else { panic!("payload") };
+        let Value::Map(mut map) = ciborium::de::from_reader(payload.as_slice()).unwrap() else {
+            panic!("payload map")
+        };
+        let (_, Value::Map(pcrs)) =
+            map.iter_mut().find(|(k, _)| k.as_text() == Some("pcrs")).unwrap()
+        else {
+            panic!("pcrs map")
+        };
+        pcrs[0].1 = Value::Bytes(vec![0xab; len]);
+        let mut payload = Vec::new();
+        ciborium::ser::into_writer(&Value::Map(map), &mut payload).unwrap();
+        cose[2] = Value::Bytes(payload);
+        let mut document = Vec::new();
+        ciborium::ser::into_writer(&Value::Array(cose), &mut document).unwrap();
+        decode_unauthenticated(&document).map(|d| d.doc.pcrs[&0].len())
+    };
+    for len in [32, 48, 64] {
+        assert_eq!(with_pcr0_of(len), Ok(len));
+    }
+    for len in [0, 31, 47, 49, 65] {
+        assert_eq!(with_pcr0_of(len), Err(VerifyError::Payload("pcrs")), "{len}");
+    }
+}
+
+/// RFC 5280's validity is inclusive at both ends: every certificate of the chain (the sim
+/// CA's run from 2024-01-01 to 2049-12-31, midnight UTC) is valid at its notBefore and
+/// notAfter seconds and not a second outside them.
+#[test]
+fn certificates_are_valid_from_not_before_to_not_after_inclusive() {
+    use node_verify::attestation_verifier::{DocumentTrust as _, Expectations, PinnedRoot};
+    const NOT_BEFORE: u64 = 1_704_067_200;
+    const NOT_AFTER: u64 = 2_524_521_600;
+    let ca = tests::sim_ca::generate().unwrap();
+    let trust = PinnedRoot(ca.root_der.clone());
+    let document = sim_document(&ca, vec![(0, PCR0)]);
+    let expect = Expectations::default();
+    for at in [NOT_BEFORE, NOT_AFTER] {
+        assert!(trust.verify(&document, at, &expect).is_ok(), "{at}");
+    }
+    for at in [NOT_BEFORE - 1, NOT_AFTER + 1] {
+        assert_eq!(
+            trust.verify(&document, at, &expect).unwrap_err(),
+            VerifyError::NotValidAt { position: 0 },
+            "{at}"
+        );
+    }
+}
