@@ -267,8 +267,8 @@ fn the_root_is_read_one_way_from_pem_der_or_aws() {
 
 /// RFC 5280's role rules (AWS's verification steps check them too): a leaf certificate
 /// used as an intermediate, a CA that may not sign certificates, a path length exceeded,
-/// and a CA certificate as the signing leaf are each refused, naming the certificate; the
-/// same chain with the roles right verifies.
+/// a CA certificate as the signing leaf and a leaf that may not sign are each refused,
+/// naming the certificate; the same chain with the roles right verifies.
 #[test]
 fn certificates_in_the_wrong_role_are_refused() {
     use tests::sim_ca::Misuse;
@@ -277,6 +277,7 @@ fn certificates_in_the_wrong_role_are_refused() {
         (Misuse::IntermediateWithoutCertSign, 1, "keyCertSign"),
         (Misuse::PathLengthExceeded, 0, "pathLenConstraint"),
         (Misuse::CaAsLeaf, 2, "CA certificate used as the signing leaf"),
+        (Misuse::LeafWithoutDigitalSignature, 2, "keyUsage without digitalSignature"),
     ];
     for (misuse, at, what) in cases {
         let ca = tests::sim_ca::generate_with(misuse).unwrap();

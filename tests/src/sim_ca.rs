@@ -58,6 +58,8 @@ enum Role {
     EndEntity,
     /// A CA whose keyUsage lacks keyCertSign.
     CaWithoutCertSign,
+    /// An end entity whose keyUsage lacks digitalSignature.
+    EndEntityWithoutSigning,
 }
 
 fn params(cn: &str, serial: u64, role: Role) -> Result<CertificateParams, SimCaError> {
@@ -78,7 +80,16 @@ fn params(cn: &str, serial: u64, role: Role) -> Result<CertificateParams, SimCaE
             p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
             p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         }
-        Role::EndEntity => p.key_usages = vec![KeyUsagePurpose::DigitalSignature],
+        // Written out (basicConstraints cA false, keyUsage), as AWS's leaves carry them:
+        // rcgen leaves an end entity's extensions out unless told.
+        Role::EndEntity => {
+            p.is_ca = IsCa::ExplicitNoCa;
+            p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        }
+        Role::EndEntityWithoutSigning => {
+            p.is_ca = IsCa::ExplicitNoCa;
+            p.key_usages = vec![KeyUsagePurpose::KeyEncipherment];
+        }
     }
     Ok(p)
 }
@@ -96,6 +107,11 @@ pub enum Misuse {
     PathLengthExceeded,
     /// The leaf is a CA certificate.
     CaAsLeaf,
+    /// The leaf's keyUsage does not allow signing (no digitalSignature).
+    LeafWithoutDigitalSignature,
+    /// Nothing wrong, with the tightest pathLenConstraints the chain allows (the root 1, the
+    /// intermediate 0), as AWS's chains carry them.
+    ExactPathLengths,
 }
 
 /// Generates the chain.
@@ -116,6 +132,10 @@ pub fn generate_with(misuse: Misuse) -> Result<SimCa, SimCaError> {
         }
         Misuse::PathLengthExceeded => (Role::Ca(Some(0)), Role::Ca(None), Role::EndEntity),
         Misuse::CaAsLeaf => (Role::Ca(None), Role::Ca(None), Role::Ca(None)),
+        Misuse::LeafWithoutDigitalSignature => {
+            (Role::Ca(None), Role::Ca(None), Role::EndEntityWithoutSigning)
+        }
+        Misuse::ExactPathLengths => (Role::Ca(Some(1)), Role::Ca(Some(0)), Role::EndEntity),
     };
     let root = params("sim-nsm-root", 1, root_role)?.self_signed(&root_key)?;
     let inter =

@@ -309,6 +309,58 @@ mod tests {
         assert_eq!(err, BerError { what: "OCTET STRING too long", offset: 7 });
     }
 
+    /// What the reader does not take, each refused by name at the element's first byte
+    /// (inside a SEQUENCE, so the offset is the blob's, not the reader's).
+    #[test]
+    fn malformed_encodings_are_refused_by_name() {
+        let cases: [(&[u8], &str); 10] = [
+            (&[0x1f, 0x01, 0x00], "multi-byte tags are not used by CMS"),
+            (&[0xbf, 0x81, 0x01, 0x00], "multi-byte tags are not used by CMS"),
+            (&[0x00, 0x00], "unexpected end-of-contents marker"),
+            (&[0x04, 0x80, 0x00, 0x00], "indefinite length on a primitive element"),
+            (&[0x02, 0x80, 0x00, 0x00], "indefinite length on a primitive element"),
+            (&[0x04], "truncated length"),
+            (&[0x04, 0x81], "truncated length"),
+            (&[0x04, 0x85, 0, 0, 0, 0, 1, 0], "unsupported length encoding"),
+            (&[0x04, 0x05, 1, 2], "length runs past the end"),
+            (&[0x30, 0x80, 0x02, 0x01, 0x05], "indefinite length without an end marker"),
+        ];
+        for (element, what) in cases {
+            let mut blob = vec![0x30, u8::try_from(element.len()).unwrap()];
+            blob.extend_from_slice(element);
+            let mut inner = Reader::new(&blob).element("outer").unwrap().children();
+            assert_eq!(
+                inner.element("x").unwrap_err(),
+                BerError { what, offset: 2 },
+                "{element:?}"
+            );
+        }
+        // The long form, and indefinite lengths where they belong.
+        let long = [0x04, 0x82, 0x00, 0x03, 1, 2, 3];
+        assert_eq!(Reader::new(&long).element("x").unwrap().contents, [1, 2, 3]);
+        let indefinite = [0x24, 0x80, 0x04, 0x01, 9, 0x00, 0x00];
+        let element = Reader::new(&indefinite).element("x").unwrap();
+        assert_eq!(element.contents, [0x04, 0x01, 9]);
+        let mut out = Vec::new();
+        element.octets_into(&mut out, 1).unwrap();
+        assert_eq!(out, [9]);
+    }
+
+    /// Errors are located in the whole blob: a missing element where it was expected, extra
+    /// bytes where they start, also inside nested elements.
+    #[test]
+    fn errors_name_their_offset_in_the_whole_blob() {
+        // SEQUENCE { SEQUENCE { INTEGER 5, NULL } }
+        let blob = [0x30, 7, 0x30, 5, 0x02, 1, 5, 0x05, 0];
+        let outer = Reader::new(&blob).element("outer").unwrap();
+        let mut inner = outer.children().element("inner").unwrap().children();
+        assert_eq!(inner.element("integer").unwrap().offset, 4);
+        assert_eq!(inner.finish("trailing"), Err(BerError { what: "trailing", offset: 7 }));
+        assert_eq!(inner.element("null").unwrap().offset, 7);
+        assert_eq!(inner.element("third").unwrap_err(), BerError { what: "third", offset: 9 });
+        assert_eq!(inner.finish("trailing"), Ok(()));
+    }
+
     /// Inside a constructed OCTET STRING only OCTET STRING chunks (primitive or constructed
     /// again) are taken; anything else is refused where it stands.
     #[test]

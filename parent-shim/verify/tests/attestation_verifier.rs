@@ -238,3 +238,16 @@ fn certificates_are_valid_from_not_before_to_not_after_inclusive() {
         );
     }
 }
+
+/// A pathLenConstraint counts the CAs below a certificate, the leaf not among them: a chain
+/// whose root allows one and whose intermediate allows none (as AWS's chains are built)
+/// verifies. (One CA too many is refused: `parent-shim/tests/attestation_verifier.rs`.)
+#[test]
+fn path_length_constraints_met_exactly_verify() {
+    use node_verify::attestation_verifier::{DocumentTrust as _, Expectations, PinnedRoot};
+    use tests::sim_ca::{Misuse, generate_with};
+    let ca = generate_with(Misuse::ExactPathLengths).unwrap();
+    let document = sim_document(&ca, vec![(0, PCR0)]);
+    let doc = PinnedRoot(ca.root_der.clone()).verify(&document, NOW, &Expectations::default());
+    assert_eq!(doc.unwrap().pcrs[&0], PCR0);
+}
