@@ -204,7 +204,9 @@ fn the_auditors_cli_verifies_and_fails_loudly() {
 /// fooled by the sim NSM; the same check accepts a certificate with the pinned digest.
 #[test]
 fn the_aws_root_is_pinned_by_its_fingerprint() {
-    use node_verify::attestation_verifier::{AWS_NITRO_ROOT_G1_SHA256, aws_root, pinned_root};
+    use node_verify::attestation_verifier::{
+        AWS_NITRO_ROOT_G1_PATH, AWS_NITRO_ROOT_G1_SHA256, aws_root, pinned_root,
+    };
     assert_eq!(AWS_NITRO_ROOT_G1_SHA256.len(), 64);
     let ca = tests::sim_ca::generate().unwrap();
     let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, &ca.root_der).as_ref());
@@ -212,6 +214,12 @@ fn the_aws_root_is_pinned_by_its_fingerprint() {
     let err = pinned_root(&ca.root_der, AWS_NITRO_ROOT_G1_SHA256).unwrap_err();
     assert!(err.contains(&digest) && err.contains(AWS_NITRO_ROOT_G1_SHA256), "{err}");
     assert!(aws_root("/etc/some-root.pem").is_none(), "a plain path is not the AWS root");
+    // `aws` alone is AWS's root at its default place (absent here: the error names it).
+    let default = aws_root("aws").expect("`aws` names the AWS root");
+    if !std::path::Path::new(AWS_NITRO_ROOT_G1_PATH).exists() {
+        let err = default.unwrap_err();
+        assert!(err.contains(AWS_NITRO_ROOT_G1_PATH), "{err}");
+    }
 
     let dir = tests::cms_openssl::workdir("aws-root");
     let fake = dir.0.join("fake-aws-root.der");

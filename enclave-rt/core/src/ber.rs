@@ -335,9 +335,11 @@ mod tests {
                 "{element:?}"
             );
         }
-        // The long form, and indefinite lengths where they belong.
+        // The long form up to 4 length bytes, and indefinite lengths where they belong.
         let long = [0x04, 0x82, 0x00, 0x03, 1, 2, 3];
         assert_eq!(Reader::new(&long).element("x").unwrap().contents, [1, 2, 3]);
+        let longest = [0x04, 0x84, 0, 0, 0, 0x03, 1, 2, 3];
+        assert_eq!(Reader::new(&longest).element("x").unwrap().contents, [1, 2, 3]);
         let indefinite = [0x24, 0x80, 0x04, 0x01, 9, 0x00, 0x00];
         let element = Reader::new(&indefinite).element("x").unwrap();
         assert_eq!(element.contents, [0x04, 0x01, 9]);
@@ -359,6 +361,20 @@ mod tests {
         assert_eq!(inner.element("null").unwrap().offset, 7);
         assert_eq!(inner.element("third").unwrap_err(), BerError { what: "third", offset: 9 });
         assert_eq!(inner.finish("trailing"), Ok(()));
+    }
+
+    /// The children of an indefinite-length element are located in the whole blob too.
+    #[test]
+    fn children_of_an_indefinite_element_are_located_in_the_whole_blob() {
+        // SEQUENCE { NULL, SEQUENCE (indefinite) { INTEGER 5 } }
+        let blob = [0x30, 9, 0x05, 0x00, 0x30, 0x80, 0x02, 0x01, 0x05, 0x00, 0x00];
+        let mut outer = Reader::new(&blob).element("outer").unwrap().children();
+        assert_eq!(outer.element("null").unwrap().offset, 2);
+        let inner = outer.element("indefinite").unwrap();
+        assert_eq!(inner.offset, 4);
+        let mut children = inner.children();
+        assert_eq!(children.element("integer").unwrap().offset, 6);
+        assert_eq!(children.element("more").unwrap_err(), BerError { what: "more", offset: 9 });
     }
 
     /// Inside a constructed OCTET STRING only OCTET STRING chunks (primitive or constructed

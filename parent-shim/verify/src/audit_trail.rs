@@ -558,6 +558,46 @@ mod tests {
         assert!(report.problems.contains(&Problem::Altered(2)), "{:?}", report.problems);
     }
 
+    /// Problems are listed in chain order, wherever in the export they were found: here a
+    /// gap at 2 found by the walk, and entry 5 found out of order while reading.
+    #[test]
+    fn problems_are_listed_in_chain_order() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let good = lines(6, &key);
+        let export = [&good[0], &good[2], &good[3], &good[5], &good[4], &good[6]];
+        let r = verify([9; 32], &key.verifying_key().to_bytes(), export.map(String::as_str));
+        assert_eq!(
+            r.problems,
+            [Problem::Missing(2, 2), Problem::Reordered { seq: 5, position: 4 }],
+            "{:?}",
+            r.problems
+        );
+    }
+
+    /// What `audit-verify` prints for each problem (one entry and a range read differently).
+    #[test]
+    fn each_problem_reads_as_the_auditor_sees_it() {
+        let cases = [
+            (Problem::Missing(3, 3), "entry 3 is missing"),
+            (Problem::Missing(3, 5), "entries 3 to 5 are missing"),
+            (Problem::Altered(4), "entry 4 was altered (its successor does not commit to it)"),
+            (Problem::Reordered { seq: 5, position: 9 }, "entry 5 is out of order (line 9)"),
+            (Problem::Duplicated(6), "entry 6 appears twice"),
+            (Problem::BadCheckpoint(7), "the checkpoint at 7 does not verify"),
+            (Problem::Undecodable(8), "audit line 8 does not decode"),
+            (Problem::OtherBoot, "entry 1 does not start from this boot's attestation"),
+            (
+                Problem::AnchorUnmatched(9),
+                "the gateway holds the enclave's signed answer at entry 9, which this export \
+                 does not reach with the same head (entries withheld or altered)",
+            ),
+            (Problem::AfterClosing(10), "entry 10 follows the closing checkpoint"),
+        ];
+        for (problem, text) in cases {
+            assert_eq!(problem.to_string(), text);
+        }
+    }
+
     #[test]
     fn the_fuzz_oracle_holds_on_cut_and_garbled_exports() {
         let key = SigningKey::from_bytes(&[5; 32]);
