@@ -373,6 +373,7 @@ fn sweep(root: &Path, bin: &Path, m: &Module, shard: Option<&str>) -> Result {
     let outcome = Outcome::read(&out)?;
     let seconds = started.elapsed().as_secs();
     let _ = std::fs::remove_dir_all(&out);
+    let _guard = lock_records()?;
     let mut records = read_records(root)?;
     let mut record = json!({
         "source_sha256": source,
@@ -421,8 +422,7 @@ fn sweep(root: &Path, bin: &Path, m: &Module, shard: Option<&str>) -> Result {
 /// code (the record's source hash), and moves those now caught into its counts. The record
 /// notes how many were caught this way.
 fn recheck(root: &Path, bin: &Path, m: &Module) -> Result {
-    let mut records = read_records(root)?;
-    let old = records
+    let old = read_records(root)?
         .get(m.file)
         .cloned()
         .ok_or_else(|| Failure(format!("{}: no sweep to recheck", m.file)))?;
@@ -477,8 +477,21 @@ fn recheck(root: &Path, bin: &Path, m: &Module) -> Result {
         newly,
         outcome.missed.len()
     );
+    // The records as they are now: other sweeps may have written theirs meanwhile.
+    let _guard = lock_records()?;
+    let mut records = read_records(root)?;
     records.insert(m.file.to_owned(), record);
     write_records(root, &records)
+}
+
+/// Held while the records are read, changed and written: sweeps running side by side each
+/// add their module without losing the others'.
+fn lock_records() -> Result<std::fs::File> {
+    let dir = setup::cache_dir()?.join("mutants-tree");
+    std::fs::create_dir_all(&dir)?;
+    let lock = std::fs::File::create(dir.join("records.lock"))?;
+    lock.lock()?;
+    Ok(lock)
 }
 
 /// `name` as a regular expression that matches only itself.
