@@ -41,6 +41,17 @@ const CORE: &str = "enclave-core";
 const LOADER_TESTS: &[&str] =
     &["--lib", "--test", "share_loader", "--test", "boot_state_machine", "--test", "fuzz_smoke"];
 const SERVING_TESTS: &[&str] = &["--lib", "--test", "serving"];
+const AGE_TESTS: &[&str] = &[
+    "--lib",
+    "--test",
+    "age_cctv",
+    "--test",
+    "age_differential",
+    "--test",
+    "share_loader",
+    "--test",
+    "fuzz_smoke",
+];
 
 /// Every module of the sweep, in the order the issue lists them.
 pub(crate) const MODULES: &[Module] = &[
@@ -56,14 +67,8 @@ pub(crate) const MODULES: &[Module] = &[
         "enclave-rt/core/src/ber.rs",
         &["--lib", "--test", "kms_unseal", "--test", "fuzz_smoke"],
     ),
-    core_module(
-        "enclave-rt/core/src/age_header.rs",
-        &["--lib", "--test", "age_cctv", "--test", "share_loader", "--test", "fuzz_smoke"],
-    ),
-    core_module(
-        "enclave-rt/core/src/age_decryptor.rs",
-        &["--lib", "--test", "age_cctv", "--test", "share_loader", "--test", "fuzz_smoke"],
-    ),
+    core_module("enclave-rt/core/src/age_header.rs", AGE_TESTS),
+    core_module("enclave-rt/core/src/age_decryptor.rs", AGE_TESTS),
     core_module(
         "enclave-rt/core/src/age_identity.rs",
         &["--lib", "--test", "age_differential", "--test", "kms_unseal", "--test", "age_cctv"],

@@ -82,6 +82,75 @@ fn one_recipient_among_several_is_found() {
     assert_eq!(ours(&stranger, &file, &[]), Err(AgeError::NoMatch));
 }
 
+/// Files encrypted to many recipients (a fleet's worth of stanzas, several KiB of header)
+/// are within the header bound and decrypt for the last recipient as for the first.
+#[test]
+fn many_recipients_fit_in_the_header_bound() {
+    let ids: Vec<_> = (0..60).map(|_| age::x25519::Identity::generate()).collect();
+    let recipients: Vec<_> = ids.iter().map(age::x25519::Identity::to_public).collect();
+    let file = encrypt(&recipients, b"[]");
+    let header = file.windows(4).position(|w| w == b"\n---").unwrap();
+    assert!(header > 4 * 1024, "{header}");
+    for id in [&ids[0], &ids[59]] {
+        assert_eq!(ours(&our_identity(id), &file, &[]).unwrap(), b"[]");
+    }
+}
+
+/// The progress the loader reports: no header length until the whole header (its MAC
+/// line included) is read, then exactly its length; the plaintext count is what has been
+/// released to the sink, chunk by chunk, and the whole file's at the end.
+#[test]
+fn progress_is_reported_as_the_file_is_read() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let id = age::x25519::Identity::generate();
+    let ours_id = our_identity(&id);
+    let plain = random_bytes(&mut rng, 100_000);
+    let file = encrypt(&[id.to_public()], &plain);
+    let mac_line = file.windows(4).position(|w| w == b"\n---").unwrap() + 1;
+    let header_len = mac_line + file[mac_line..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    let mut out = Vec::new();
+    let mut sink = |p: &[u8]| -> Result<(), ()> {
+        out.extend_from_slice(p);
+        Ok(())
+    };
+    let mut d = AgeDecryptor::new(&ours_id);
+    assert_eq!((d.header_len(), d.plaintext_len()), (None, 0));
+    d.feed(&file[..header_len - 1], &mut sink).unwrap();
+    assert_eq!((d.header_len(), d.plaintext_len()), (None, 0));
+    d.feed(&file[header_len - 1..header_len], &mut sink).unwrap();
+    assert_eq!((d.header_len(), d.plaintext_len()), (Some(header_len), 0));
+    d.feed(&file[header_len..], &mut sink).unwrap();
+    assert_eq!(d.plaintext_len(), 65_536);
+    d.finish(&mut sink).unwrap();
+    assert_eq!(d.plaintext_len(), 100_000);
+    assert_eq!(out, plain);
+}
+
+/// What the boot-failure reason says for each way a file fails (none names a key or a
+/// plaintext byte).
+#[test]
+fn each_decryption_error_reads_as_the_operator_sees_it() {
+    let cases = [
+        (AgeError::MissingNonce, "age file ends before the payload nonce"),
+        (
+            AgeError::LowOrderShare { line: 3 },
+            "X25519 stanza at line 3 gives an all-zero shared secret",
+        ),
+        (AgeError::NoMatch, "the age identity matches no recipient of this file"),
+        (AgeError::HeaderMac, "age header MAC does not match"),
+        (AgeError::ChunkAuth { chunk: 4 }, "age payload chunk 4 failed authentication"),
+        (AgeError::NoChunks, "age payload has no chunks"),
+        (AgeError::ShortChunk { chunk: 5 }, "age payload chunk 5 is truncated"),
+        (AgeError::EmptyFinalChunk { chunk: 6 }, "age payload chunk 6 is an empty final chunk"),
+        (AgeError::Poisoned, "age decryptor used after an error or after finish"),
+    ];
+    for (error, text) in cases {
+        assert_eq!(error.to_string(), text);
+    }
+    let header = AgeError::Header(enclave_core::age_header::HeaderError::NotAgeV1);
+    assert_eq!(header.to_string(), enclave_core::age_header::HeaderError::NotAgeV1.to_string());
+}
+
 #[test]
 fn tampering_anywhere_is_caught_and_releases_nothing_after_it() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(2);

@@ -474,22 +474,40 @@ mod tests {
 
     /// `n` entries and a checkpoint over them, as the parent prints them.
     fn lines(n: u8, key: &SigningKey) -> Vec<String> {
+        chain(n, key, &[(n, false)])
+    }
+
+    /// The lines of a chain of `n` entries (sessions 1 to `n`), with a checkpoint after each
+    /// entry number in `checkpoints` (`true`: a closing one, which must be the last).
+    fn chain(n: u8, key: &SigningKey, checkpoints: &[(u8, bool)]) -> Vec<String> {
+        chain_of(n, key, checkpoints, |i| {
+            enclave_core::audit_chain::blank(AuditKind::Abort, [i; 16])
+        })
+    }
+
+    fn chain_of(
+        n: u8,
+        key: &SigningKey,
+        checkpoints: &[(u8, bool)],
+        entry: impl Fn(u8) -> AuditEntry<'static>,
+    ) -> Vec<String> {
         let t = Instant::now();
         let mut chain = AuditChain::new([9; 32]);
         let mut out = Vec::new();
+        let line = |event: &str, payload: &[u8]| {
+            format!(r#"{{"event":"{event}","payload":"{}"}}"#, hex::encode(payload))
+        };
         for i in 1..=n {
-            let entry = enclave_core::audit_chain::blank(AuditKind::Abort, [i; 16]);
-            let e = chain.append(entry, t).unwrap();
+            let e = chain.append(entry(i), t).unwrap();
             let mut payload = vec![0u8; 512];
             let len = e.encode_payload(&mut payload).unwrap();
-            let payload = hex::encode(&payload[..len]);
-            out.push(format!(r#"{{"event":"audit_entry","payload":"{payload}"}}"#));
+            out.push(line("audit_entry", &payload[..len]));
+            for &(_, closing) in checkpoints.iter().filter(|(at, _)| *at == i) {
+                let c = chain.checkpoint(t, 1, [0; 32], closing, |s| key.sign(s).to_bytes());
+                let len = c.encode_payload(&mut payload).unwrap();
+                out.push(line("audit_checkpoint", &payload[..len]));
+            }
         }
-        let c = chain.checkpoint(t, 1, [0; 32], false, |s| key.sign(s).to_bytes());
-        let mut payload = vec![0u8; 512];
-        let len = c.encode_payload(&mut payload).unwrap();
-        let payload = hex::encode(&payload[..len]);
-        out.push(format!(r#"{{"event":"audit_checkpoint","payload":"{payload}"}}"#));
         out
     }
 
@@ -556,6 +574,165 @@ mod tests {
         out[1] = out[1].replace(&hex_payload, &edited);
         let report = verify([9; 32], &public, out.iter().map(String::as_str));
         assert!(report.problems.contains(&Problem::Altered(2)), "{:?}", report.problems);
+    }
+
+    /// The gateway's anchors: one the chain reaches with the same head counts (the unsigned
+    /// tail shrinks to what neither a checkpoint nor an anchor covers); one past what the
+    /// export holds, or with another head, is named, once; another boot's are ignored.
+    #[test]
+    fn anchors_are_held_against_the_chain() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let public = key.verifying_key().to_bytes();
+        let all = lines(4, &key);
+        // Entries 1 to 3, no checkpoint: nothing signed covers them.
+        let report = verify([9; 32], &public, all[..3].iter().map(String::as_str));
+        assert_eq!((report.complete_through, report.unsigned_tail, report.last_seq), (0, 3, 3));
+        assert_eq!((report.entries, report.linked_through), (3, 3));
+        let at2 = Anchor { answer_key: public, seq: 2, head: report.verified[&2].hash };
+        let held = |anchors: &[Anchor]| {
+            let mut r = report.clone();
+            check_anchors(&mut r, &public, anchors);
+            r
+        };
+        let r = held(&[at2]);
+        assert_eq!((r.problems, r.anchored_through, r.unsigned_tail), (vec![], 2, 1));
+        // The gateway holds an answer at 4: the export withholds it.
+        let at4 = Anchor { answer_key: public, seq: 4, head: [1; 32] };
+        let r = held(&[at2, at4]);
+        assert_eq!(r.problems, [Problem::AnchorUnmatched(4)]);
+        assert_eq!((r.anchored_through, r.last_seq, r.unsigned_tail), (0, 4, 4));
+        // Another head at 2 (twice): altered, named once.
+        let wrong = Anchor { head: [2; 32], ..at2 };
+        assert_eq!(held(&[wrong, wrong]).problems, [Problem::AnchorUnmatched(2)]);
+        // Another boot's anchor is not this boot's.
+        let other = Anchor { answer_key: [7; 32], seq: 9, head: [3; 32] };
+        let r = held(&[at2, other]);
+        assert_eq!((r.problems, r.anchored_through, r.last_seq), (vec![], 2, 3));
+    }
+
+    /// The reference gateway's anchor line, read back; a line that is not one is refused by
+    /// what is wrong with it.
+    #[test]
+    fn an_anchor_line_is_the_gateway_s_json_and_reads_back() {
+        let a = Anchor { answer_key: [0xab; 32], seq: 7, head: [0xcd; 32] };
+        let line = a.to_line();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let want =
+            serde_json::json!({"answer_key": "ab".repeat(32), "seq": 7, "head": "cd".repeat(32)});
+        assert_eq!(v, want);
+        assert_eq!(Anchor::from_line(&line), Ok(a));
+        let short = line.replace(&"cd".repeat(32), "cd");
+        assert_eq!(Anchor::from_line(&short).unwrap_err(), "head is not 32 bytes of hex");
+        let no_seq = line.replace("\"seq\":7", "\"seq\":\"7\"");
+        assert_eq!(Anchor::from_line(&no_seq).unwrap_err(), "seq is not a number");
+        assert_eq!(Anchor::from_line("{}").unwrap_err(), "answer_key is not 32 bytes of hex");
+        assert!(Anchor::from_line("seq 7").unwrap_err().starts_with("not JSON"));
+    }
+
+    /// A duplicated entry right after itself is a duplicate, not also out of order.
+    #[test]
+    fn an_entry_repeated_in_place_is_only_a_duplicate() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let good = lines(3, &key);
+        let mut twice = good.clone();
+        twice.insert(2, good[1].clone());
+        let r = verify([9; 32], &key.verifying_key().to_bytes(), twice.iter().map(String::as_str));
+        assert_eq!(
+            (r.problems, r.entries, r.complete_through),
+            (vec![Problem::Duplicated(2)], 4, 3)
+        );
+    }
+
+    /// A closing checkpoint at the last entry says the chain ended in order; an entry after
+    /// it (which the enclave never signs) is named, and the chain is then not closed.
+    #[test]
+    fn a_closing_checkpoint_ends_the_chain_and_nothing_may_follow() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let public = key.verifying_key().to_bytes();
+        let closed = chain(3, &key, &[(3, true)]);
+        let r = verify([9; 32], &public, closed.iter().map(String::as_str));
+        assert_eq!((r.problems, r.closed, r.complete_through), (vec![], true, 3));
+        let open = chain(4, &key, &[]);
+        let mut after = closed.clone();
+        after.push(open[3].clone());
+        let r = verify([9; 32], &public, after.iter().map(String::as_str));
+        assert_eq!((r.problems, r.closed), (vec![Problem::AfterClosing(4)], false));
+        // Not closed: a chain whose last checkpoint is an ordinary one.
+        let r = verify([9; 32], &public, lines(3, &key).iter().map(String::as_str));
+        assert!(!r.closed);
+    }
+
+    /// A checkpoint covers the linked chain up to its number: the entries after it are the
+    /// unsigned tail. A checkpoint the boot's key signed over another chain's head (another
+    /// export of the same boot, edited) does not verify.
+    #[test]
+    fn checkpoints_cover_up_to_their_number_and_only_over_their_head() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let public = key.verifying_key().to_bytes();
+        let partial = chain(4, &key, &[(2, false)]);
+        let r = verify([9; 32], &public, partial.iter().map(String::as_str));
+        assert_eq!((r.problems.clone(), r.complete_through, r.unsigned_tail), (vec![], 2, 2));
+        assert_eq!((r.linked_through, r.last_seq, r.entries), (4, 4, 4));
+        // The same boot's key over a chain of other sessions: its head at 2 differs.
+        let other = chain_of(2, &key, &[(2, false)], |i| {
+            enclave_core::audit_chain::blank(AuditKind::Abort, [i + 100; 16])
+        });
+        let mut mixed = partial.clone();
+        mixed.retain(|l| l.contains("audit_entry"));
+        mixed.push(other[2].clone());
+        let r = verify([9; 32], &public, mixed.iter().map(String::as_str));
+        assert_eq!((r.problems, r.complete_through), (vec![Problem::BadCheckpoint(2)], 0));
+    }
+
+    /// The boots an export holds, by the answer keys that signed its checkpoints, and the
+    /// lines of one boot among several.
+    #[test]
+    fn boots_are_told_apart_by_their_keys_and_tags() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let public = key.verifying_key().to_bytes();
+        let stranger = SigningKey::from_bytes(&[6; 32]).verifying_key().to_bytes();
+        let export = lines(2, &key);
+        let found = boots_in(&[public, stranger, [0xff; 32]], export.iter().map(String::as_str));
+        assert_eq!(found, BTreeMap::from([(public, [9; 32])]));
+        let tag = |genesis: [u8; 32], line: &str| {
+            line.replacen('{', &format!(r#"{{"boot":"{}","#, hex::encode(genesis)), 1)
+        };
+        let ours = tag([9; 32], &export[0]);
+        let theirs = tag([8; 32], &export[1]);
+        let untagged = export[2].clone();
+        let all = [ours.as_str(), theirs.as_str(), untagged.as_str()];
+        assert_eq!(lines_of_boot(&[9; 32], &all), [ours.as_str(), untagged.as_str()]);
+        assert_eq!(lines_of_boot(&[8; 32], &all), [theirs.as_str(), untagged.as_str()]);
+    }
+
+    /// Whether this boot signed a message: each round-2 entry of a session whose commit was
+    /// for that message, with the grant the commit recorded; other messages' sessions, and
+    /// commits never signed, are not listed.
+    #[test]
+    fn signed_here_lists_the_sessions_that_signed_the_message() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let message = [0x4d; 32];
+        let entries = |i: u8| {
+            let (kind, session) = match i {
+                1 => (AuditKind::Commit, 1),
+                2 => (AuditKind::Commit, 2),
+                3 => (AuditKind::Sign, 1),
+                4 => (AuditKind::Commit, 3),
+                _ => (AuditKind::Sign, 3),
+            };
+            let mut e = enclave_core::audit_chain::blank(kind, [session; 16]);
+            if kind == AuditKind::Commit {
+                e.grant_sha256 = [session; 32];
+                e.message_sha256 = if session == 3 { [0x6f; 32] } else { message };
+            }
+            e
+        };
+        let export = chain_of(5, &key, &[(5, false)], entries);
+        let r = verify([9; 32], &key.verifying_key().to_bytes(), export.iter().map(String::as_str));
+        assert_eq!(r.problems, []);
+        assert_eq!(signed_here(&r, &message), [([1; 16], [1; 32], 3)]);
+        assert_eq!(signed_here(&r, &[0x6f; 32]), [([3; 16], [3; 32], 5)]);
+        assert_eq!(signed_here(&r, &[0; 32]), []);
     }
 
     /// Problems are listed in chain order, wherever in the export they were found: here a
