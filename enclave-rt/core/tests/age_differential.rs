@@ -126,6 +126,29 @@ fn progress_is_reported_as_the_file_is_read() {
     assert_eq!(out, plain);
 }
 
+/// A stanza whose wrapped file key is not 32 bytes (the 16-byte key and its tag) is
+/// malformed, and refused as such before any decryption: not tried as another key's.
+#[test]
+fn a_wrapped_file_key_of_another_length_is_a_malformed_stanza() {
+    use base64ct::{Base64Unpadded, Encoding as _};
+    use enclave_core::age_header::HeaderError;
+    let id = age::x25519::Identity::generate();
+    let ours_id = our_identity(&id);
+    let file = encrypt(&[id.to_public()], b"[]");
+    let text = String::from_utf8_lossy(&file).into_owned();
+    let body_line = text.lines().nth(2).unwrap().to_owned();
+    assert_eq!(Base64Unpadded::decode_vec(&body_line).unwrap().len(), 32);
+    for len in [31, 16] {
+        let short = Base64Unpadded::encode_string(&vec![7u8; len]);
+        let changed = text.replacen(&body_line, &short, 1).into_bytes();
+        let err = ours(&ours_id, &changed, &[]).unwrap_err();
+        assert_eq!(err, AgeError::Header(HeaderError::BadX25519Stanza { line: 2 }), "{len}");
+        let theirs = age::Decryptor::new(changed.as_slice())
+            .and_then(|d| d.decrypt(std::iter::once(&id as &dyn age::Identity)).map(|_| ()));
+        assert!(theirs.is_err(), "age refuses it too");
+    }
+}
+
 /// What the boot-failure reason says for each way a file fails (none names a key or a
 /// plaintext byte).
 #[test]

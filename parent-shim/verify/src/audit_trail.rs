@@ -596,6 +596,10 @@ mod tests {
         };
         let r = held(&[at2]);
         assert_eq!((r.problems, r.anchored_through, r.unsigned_tail), (vec![], 2, 1));
+        // At the last linked entry too: nothing is left unsigned.
+        let at3 = Anchor { answer_key: public, seq: 3, head: report.verified[&3].hash };
+        let r = held(&[at2, at3]);
+        assert_eq!((r.problems, r.anchored_through, r.unsigned_tail), (vec![], 3, 0));
         // The gateway holds an answer at 4: the export withholds it.
         let at4 = Anchor { answer_key: public, seq: 4, head: [1; 32] };
         let r = held(&[at2, at4]);
