@@ -251,3 +251,73 @@ fn path_length_constraints_met_exactly_verify() {
     let doc = PinnedRoot(ca.root_der.clone()).verify(&document, NOW, &Expectations::default());
     assert_eq!(doc.unwrap().pcrs[&0], PCR0);
 }
+
+/// A health report checked offline: its boot document is verified with the certificates
+/// valid at the signed load time (milliseconds in the report, seconds for the chain), so
+/// a report loaded within the chain's lifetime checks out whenever it is read, and one
+/// stamped outside it does not.
+#[test]
+fn a_report_is_checked_at_its_signed_load_time() {
+    use base64::Engine as _;
+    use ed25519_dalek::Signer as _;
+    use node_verify::relying_party::{NodeState, PcrPolicy, RelyingError, RelyingParty};
+    use wire::session_signatures::{ANSWER_KEY_PREFIX, LOADED_MAX, LoadedFacts, loaded_statement};
+    let ca = tests::sim_ca::generate().unwrap();
+    let trust = node_verify::attestation_verifier::PinnedRoot(ca.root_der.clone());
+    let policy = PcrPolicy::Pinned(BTreeMap::from([(0, PCR0.to_vec())]));
+    let rp = RelyingParty { trust: &trust, pcrs: &policy };
+    let answer = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let boot_nonce = [5u8; 32];
+    let config = SimNsmConfig {
+        leaf_pkcs8: ca.leaf_pkcs8.clone(),
+        leaf_der: ca.leaf_der.clone(),
+        cabundle: vec![ca.root_der.clone(), ca.intermediate_der.clone()],
+        pcrs: vec![(0, PCR0)],
+    };
+    let mut user_data = ANSWER_KEY_PREFIX.to_vec();
+    user_data.extend(answer.verifying_key().to_bytes());
+    let document =
+        SimNsm::new(config, now_ms).unwrap().attest(&boot_nonce, b"", &user_data).unwrap();
+    let report = |loaded_at_unix_ms: u64| {
+        let facts = LoadedFacts {
+            boot_nonce: &boot_nonce,
+            ciphertext_sha256: [0xe3; 32],
+            epoch: 7,
+            accounts: 10,
+            plaintext_bytes: 1_000,
+            loaded_at_unix_ms,
+        };
+        let mut buf = [0u8; LOADED_MAX];
+        let n = loaded_statement(&facts, &mut buf).unwrap();
+        serde_json::json!({
+            "attestation_document": base64::engine::general_purpose::STANDARD.encode(&document),
+            "share_file_sha256": hex::encode([0xe3; 32]),
+            "accounts": 10,
+            "loaded_statement": {
+                "boot_nonce": hex::encode(boot_nonce),
+                "loaded_at_unix_ms": loaded_at_unix_ms,
+                "epoch": 7,
+                "plaintext_bytes": 1_000,
+                "signature": hex::encode(answer.sign(&buf[..n]).to_bytes()),
+            },
+        })
+    };
+    let node = rp.check_report(&report(NOW * 1000 + 999), 7).unwrap();
+    let want = NodeState {
+        answer_key: answer.verifying_key().to_bytes(),
+        pcrs: BTreeMap::from([(0, PCR0.to_vec())]),
+        share_file_sha256: [0xe3; 32],
+        accounts: 10,
+        epoch: 7,
+        attestation_sha256: ring::digest::digest(&ring::digest::SHA256, &document)
+            .as_ref()
+            .try_into()
+            .unwrap(),
+    };
+    assert_eq!(node, want);
+    // Loaded a second before the chain's notBefore (2024-01-01), or after its notAfter.
+    for at in [1_704_067_199_999, 2_524_521_601_000] {
+        let e = rp.check_report(&report(at), 7).unwrap_err();
+        assert_eq!(e, RelyingError::Attestation(VerifyError::NotValidAt { position: 0 }), "{at}");
+    }
+}
