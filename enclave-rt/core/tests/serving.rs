@@ -342,14 +342,17 @@ fn expired_sessions_are_wiped_by_the_timer_with_the_time_passed_in() {
     let (mut h, account) = serving_harness(None);
     h.send(30, &h.grant(&account, 2).request());
     assert_eq!(h.one(), (30, OwnedAnswer::Commit([2; 16])));
+    log_text(&mut h.core);
     h.at = 5;
     h.core.handle_timeout(h.clock());
     h.send(31, &StatusRequest {});
     assert!(matches!(h.one().1, OwnedAnswer::Status { sessions: 1, .. }));
+    assert!(!log_text(&mut h.core).contains("sessions expired"), "a sweep that wiped none");
     h.at = 31; // past the 30 s session TTL
     h.core.handle_timeout(h.clock());
     h.send(32, &StatusRequest {});
     assert!(matches!(h.one().1, OwnedAnswer::Status { sessions: 0, .. }));
+    assert_eq!(log_fields(&mut h.core, "sessions expired"), [vec![("count".into(), "1".into())]]);
     // No session left: the next wake is the clock check, due 60 s after the first.
     assert_eq!(h.core.poll_timeout(h.clock().instant), Some(Duration::from_secs(29)));
 }
@@ -704,6 +707,27 @@ fn a_failed_boot_answers_boot_failed_then_the_core_is_finished() {
     assert!(matches!(h.one().1, OwnedAnswer::Status { state: wire::BootState::Failed, .. }));
 }
 
+/// A failed boot whose `BootFailed` the parent never read: once the parent is gone there is
+/// nobody to tell, and the core is finished (the shell ends the enclave). A serving core
+/// keeps what it owes until a parent connects again.
+#[test]
+fn a_lost_parent_finishes_a_failed_boot_and_leaves_a_serving_one_as_it_was() {
+    let mut h = Harness::new(None, 1);
+    h.send(1, &Hello { nonce: b"n", shim_version: "t" });
+    h.take();
+    h.send(2, &SealedKey { ciphertext_for_recipient: &[0x30, 0x00] });
+    assert!(!h.core.outgoing().is_empty() && !h.core.finished());
+    h.core.parent_disconnected(h.clock());
+    assert!(h.core.outgoing().is_empty() && h.core.finished());
+
+    let (mut h, _) = serving_harness(None);
+    h.send(3, &Ping { nonce: 3 });
+    let owed = h.core.outgoing().len();
+    assert!(owed > 0);
+    h.core.parent_disconnected(h.clock());
+    assert_eq!((h.core.outgoing().len(), h.core.finished()), (owed, false));
+}
+
 #[test]
 fn a_reconnecting_parent_drops_what_was_owed_to_the_old_connection() {
     let mut h = Harness::new(None, 1);
@@ -751,6 +775,23 @@ fn entries_not_yet_checkpointed_are_signed_when_the_parent_disconnects() {
     h.core.parent_connected();
     h.core.parent_disconnected(h.clock());
     assert_eq!(audit_frames(&mut h.core), []);
+}
+
+/// The fields of each log line the core wrote with `message`.
+fn log_fields(
+    core: &mut Serving<RecordingNsm, StdRng>,
+    message: &str,
+) -> Vec<Vec<(String, String)>> {
+    let mut lines = Vec::new();
+    while let Some(frame) = core.logs().pop_frame() {
+        let (f, _) = wire::decode(&frame).unwrap().unwrap();
+        if let Message::Log(l) = f.message().unwrap()
+            && l.message == message
+        {
+            lines.push(l.fields.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect());
+        }
+    }
+    lines
 }
 
 /// The log lines the core wrote, as text.
