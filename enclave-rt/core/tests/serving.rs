@@ -337,6 +337,29 @@ fn serving_answers_attestation_commit_sign_abort_and_refuses_the_rest() {
     );
 }
 
+/// The memory watermark in the health answer: raised once the live heap is above 70% of
+/// the budget (of the budget rounded down to whole hundredths), not at it.
+#[test]
+fn the_watermark_alert_is_raised_above_seventy_percent_of_the_budget() {
+    let (mut h, _) = serving_harness(None);
+    let mut status = |live: usize, budget: usize| {
+        let mut buf = vec![0u8; 64];
+        let n = wire::encode(&StatusRequest {}, 5, Flags::NONE, &mut buf).unwrap();
+        h.core.read_buf()[..n].copy_from_slice(&buf[..n]);
+        let memory = MemoryStats { live, peak: live, budget, refused: 0 };
+        h.core.received(n, h.clock(), memory).unwrap();
+        match h.one().1 {
+            OwnedAnswer::Status { alert, .. } => alert,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(!status(699, 1_000));
+    assert!(!status(700, 1_000));
+    assert!(status(701, 1_000));
+    assert!(!status(70_000, 100_099));
+    assert!(status(70_001, 100_099));
+}
+
 #[test]
 fn expired_sessions_are_wiped_by_the_timer_with_the_time_passed_in() {
     let (mut h, account) = serving_harness(None);
