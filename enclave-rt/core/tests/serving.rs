@@ -310,6 +310,23 @@ fn serving_answers_attestation_commit_sign_abort_and_refuses_the_rest() {
     assert!(matches!(answer, OwnedAnswer::Rpc(RpcErrorCode::INVALID_ARGUMENT, _)), "{answer:?}");
     h.send(23, &AbortRequest { session_id: [1; 16] });
     assert!(matches!(h.one(), (23, OwnedAnswer::Rpc(RpcErrorCode::NOT_FOUND, _))));
+    // Both refusals are in the audit chain, by request and code.
+    let mut refusals = Vec::new();
+    while let Some(frame) = h.core.logs().pop_frame() {
+        let (f, _) = wire::decode(&frame).unwrap().unwrap();
+        if let Ok(Message::AuditEntry(e)) = f.message()
+            && e.kind == wire::AuditKind::Refused
+        {
+            refusals.push((e.request_kind, e.code, e.session_id));
+        }
+    }
+    assert_eq!(
+        refusals,
+        [
+            (SignRequest::KIND, RpcErrorCode::INVALID_ARGUMENT.0, [1; 16]),
+            (AbortRequest::KIND, RpcErrorCode::NOT_FOUND.0, [1; 16]),
+        ]
+    );
     h.send(24, &h.grant(&account, 3).request());
     assert_eq!(h.one(), (24, OwnedAnswer::Commit([3; 16])));
     h.send(24, &AbortRequest { session_id: [3; 16] });
@@ -615,6 +632,26 @@ fn a_flood_evicts_no_audit_entry_and_past_the_bound_no_session_opens() {
     assert_eq!(h.one(), (4, OwnedAnswer::Commit([1; 16])));
 }
 
+/// A fresh head (not closing) is signed over the caller's nonce and changes nothing: the
+/// open session stays open and new ones still commit.
+#[test]
+fn a_fresh_head_leaves_the_sessions_and_the_chain_open() {
+    let (mut h, account) = serving_harness(None);
+    h.send(1, &h.grant(&account, 1).request());
+    assert_eq!(h.one(), (1, OwnedAnswer::Commit([1; 16])));
+    h.send(2, &wire::AuditHeadRequest { nonce: [8; 32], close: false });
+    let frames = h.take();
+    let (_, kind, payload) = &frames[0];
+    let Message::AuditCheckpoint(c) = Message::decode(*kind, payload).unwrap() else {
+        panic!("{kind:#x}")
+    };
+    assert_eq!((c.closing, c.nonce, c.seq), (false, [8; 32], 1));
+    h.send(3, &StatusRequest {});
+    assert!(matches!(h.one().1, OwnedAnswer::Status { sessions: 1, .. }));
+    h.send(4, &h.grant(&account, 4).request());
+    assert_eq!(h.one(), (4, OwnedAnswer::Commit([4; 16])));
+}
+
 /// An orderly stop closes the chain: open sessions are wiped (an entry each), the head is
 /// signed over the parent's nonce with the closing flag, and no session opens after.
 #[test]
@@ -687,10 +724,21 @@ fn session_events_subscribe_answer_by_post_and_back_off_after_a_close() {
         answer_kind: wire::CommitResponse::KIND,
     };
     assert_eq!(post, answer);
-    // Events that are not sessions, and failed posts, are only logged.
+    // Events that are not sessions, and failed posts, are only logged; a post the gateway
+    // took (2xx) is not.
+    log_text(&mut h.core);
     h.send(SUBSCRIPTION, &SseEvent { id: "ev-2", event: "heartbeat", data: "" });
     h.send(2, &HttpError { code: RelayErrorCode::UNREACHABLE, detail: "down" });
     assert!(h.take().is_empty());
+    let code = RelayErrorCode::UNREACHABLE.to_string();
+    let expected = vec![("code".to_owned(), code), ("detail".to_owned(), "down".to_owned())];
+    assert_eq!(log_fields(&mut h.core, "answer not delivered"), [expected]);
+    for status in [204, 503] {
+        h.send(2, &wire::HttpResponse { status, content_type: "", body: b"" });
+    }
+    assert!(h.take().is_empty());
+    let refused = vec![("status".to_owned(), "503".to_owned())];
+    assert_eq!(log_fields(&mut h.core, "answer refused"), [refused]);
     // The relay gives up: the core re-subscribes after its back-off, resuming after ev-2.
     h.send(SUBSCRIPTION, &SseClose { code: RelayErrorCode::TIMEOUT, detail: "idle" });
     assert_eq!(h.core.poll_timeout(h.clock().instant), Some(Duration::from_secs(1)));
