@@ -632,6 +632,32 @@ fn a_flood_evicts_no_audit_entry_and_past_the_bound_no_session_opens() {
     assert_eq!(h.one(), (4, OwnedAnswer::Commit([1; 16])));
 }
 
+/// A commit's audit entry names what was granted: the account, the SHA-256 of the grant's
+/// bytes (what a gateway looks the grant up by), the message's digest and the expiry.
+#[test]
+fn a_commit_is_audited_with_the_grant_s_digest() {
+    use sha2::{Digest as _, Sha256};
+    let (mut h, account) = serving_harness(None);
+    while h.core.logs().pop_frame().is_some() {}
+    let grant = h.grant(&account, 1);
+    let request = grant.request();
+    h.send(1, &request);
+    assert_eq!(h.one(), (1, OwnedAnswer::Commit([1; 16])));
+    let mut commits = Vec::new();
+    while let Some(frame) = h.core.logs().pop_frame() {
+        let (f, _) = wire::decode(&frame).unwrap().unwrap();
+        if let Ok(Message::AuditEntry(e)) = f.message() {
+            commits.push((e.kind, e.account_id.to_owned(), e.grant_sha256, e.message_sha256));
+            assert_eq!(e.expires_at_unix, request.expires_at_unix);
+        }
+    }
+    let digest: [u8; 32] = Sha256::digest(request.authorization).into();
+    assert_eq!(
+        commits,
+        [(wire::AuditKind::Commit, account.clone(), digest, request.message_sha256)]
+    );
+}
+
 /// A fresh head (not closing) is signed over the caller's nonce and changes nothing: the
 /// open session stays open and new ones still commit.
 #[test]
