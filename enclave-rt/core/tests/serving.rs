@@ -658,6 +658,54 @@ fn a_commit_is_audited_with_the_grant_s_digest() {
     );
 }
 
+/// A signature share's audit entry names what was signed and what was given: the SHA-256
+/// of the signing package and of the share returned.
+#[test]
+fn a_signature_share_is_audited_with_the_package_and_share_digests() {
+    use frost_ed25519::Ed25519Sha512 as C;
+    use sha2::{Digest as _, Sha256};
+    use tests::gateway::party;
+    let keys = common::keys();
+    let set = common::signing::key_set(Scheme::Ed25519, 2, 3, 7);
+    let entries =
+        vec![("acct-ok".to_owned(), common::envelope(common::ED25519, &set.key_packages[0]))];
+    let file = common::encrypt(&keys, &common::json(&entries));
+    let mut h = Harness::new(None, 1);
+    h.boot(&file, 1, keys.age.to_string().expose_secret());
+    assert_eq!(h.one(), (5, OwnedAnswer::Loaded { accounts: 1 }));
+    h.send(6, &h.grant("acct-ok", 1).request());
+    let frames = h.take();
+    let Ok(Message::CommitResponse(c)) = Message::decode(frames[0].1, &frames[0].2) else {
+        panic!("{frames:?}")
+    };
+    let (_, theirs, _) = party::round1::<C>(&set.key_packages[1], 11);
+    let package = party::package::<C>(
+        &[
+            (party::identifier::<C>(&set.key_packages[0]), c.commitments.to_vec()),
+            (party::identifier::<C>(&set.key_packages[1]), theirs.serialize().unwrap()),
+        ],
+        b"pay 1 to bob",
+    );
+    while h.core.logs().pop_frame().is_some() {}
+    h.send(7, &SignRequest { session_id: [1; 16], signing_package: &package });
+    let frames = h.take();
+    let Ok(Message::SignResponse(answer)) = Message::decode(frames[0].1, &frames[0].2) else {
+        panic!("{frames:?}")
+    };
+    let mut signs = Vec::new();
+    while let Some(frame) = h.core.logs().pop_frame() {
+        let (f, _) = wire::decode(&frame).unwrap().unwrap();
+        if let Ok(Message::AuditEntry(e)) = f.message() {
+            signs.push((e.kind, e.session_id, e.package_sha256, e.share_sha256));
+        }
+    }
+    let digest = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+    assert_eq!(
+        signs,
+        [(wire::AuditKind::Sign, [1; 16], digest(&package), digest(answer.signature_share))]
+    );
+}
+
 /// A fresh head (not closing) is signed over the caller's nonce and changes nothing: the
 /// open session stays open and new ones still commit.
 #[test]
@@ -945,6 +993,29 @@ fn a_share_a_session_cannot_use_is_refused_and_raises_an_alert() {
     h.send(7, &h.grant("acct-none", 2).request());
     assert!(matches!(h.one(), (7, OwnedAnswer::Rpc(RpcErrorCode::NOT_FOUND, _))));
     assert!(!log_text(&mut h.core).contains("share unusable"));
+}
+
+/// A share whose fields do not decode (here a verifying key that is no curve point) passes
+/// the load (no curve arithmetic there) and is refused at its first session, with the
+/// `share_unusable` alert.
+#[test]
+fn a_share_that_does_not_decode_is_refused_and_raises_an_alert() {
+    let keys = common::keys();
+    let set = common::signing::key_set(Scheme::Ed25519, 2, 3, 7);
+    let mut kp = set.key_packages[0].clone();
+    kp[101..133].copy_from_slice(&[0xff; 32]);
+    let entries = vec![("acct-bad".to_owned(), common::envelope(common::ED25519, &kp))];
+    let file = common::encrypt(&keys, &common::json(&entries));
+    let mut h = Harness::new(None, 1);
+    h.boot(&file, 1, keys.age.to_string().expose_secret());
+    assert_eq!(h.one(), (5, OwnedAnswer::Loaded { accounts: 1 }));
+    h.send(6, &h.grant("acct-bad", 1).request());
+    let (stream, answer) = h.one();
+    assert_eq!(stream, 6);
+    assert!(matches!(answer, OwnedAnswer::Rpc(RpcErrorCode::INTERNAL, _)), "{answer:?}");
+    let text = log_text(&mut h.core);
+    assert!(text.contains(enclave_core::serving::ALERT_TARGET), "{text}");
+    assert!(text.contains("share_unusable"), "{text}");
 }
 
 #[test]
