@@ -375,6 +375,48 @@ fn capacity_plans_bound_what_any_file_of_that_size_can_hold() {
     assert!(store.used_record_bytes() <= record_cap);
 }
 
+/// With no count announced the store is sized from the plaintext alone: enough for every
+/// entry the file can hold, and (the module's documented figure) about 1.5x what a file of
+/// typical entries needs, not more than twice; the file then loads.
+#[test]
+fn an_unannounced_count_is_planned_from_the_plaintext_and_loads() {
+    let k = keys();
+    let entries = accounts(200, 8);
+    let file = encrypt(&k, &json(&entries));
+    let (entries_cap, record_cap) = plan_capacity(file.len() as u64, 0).unwrap();
+    assert!((200..400).contains(&entries_cap), "{entries_cap}");
+    let (store, _) = load(&k, &file, 0, CONFIG, usize::MAX).unwrap();
+    assert_eq!(store.len(), 200);
+    assert!(store.used_record_bytes() <= record_cap);
+}
+
+/// The announced count is impossible only when even its smallest entries (one-byte ids,
+/// the shortest shares, a comma between) would not fit in the plaintext the file's length
+/// allows: the largest such count is accepted, one more is refused before any decryption.
+#[test]
+fn the_largest_count_a_length_allows_is_accepted_and_one_more_refused() {
+    use enclave_core::share_loader::plaintext_bound;
+    let per_entry = 28 + enclave_core::share_format::SHARE_B64_MIN as u64 + 1;
+    // Also a length whose bound those entries fill exactly, to the byte.
+    let exact = (2_000..).find(|&t| (plaintext_bound(t) - 1) % (per_entry + 1) == 0).unwrap();
+    for total_len in [1_000_u64, 5_000, 70_000, 1_000_000, exact] {
+        let plain = plaintext_bound(total_len);
+        let above = plain / 50 + 1; // every entry takes far more than 50 bytes
+        let largest = (0..above).rev().find(|&n| plan_capacity(total_len, n).is_ok()).unwrap();
+        assert!(largest > 0, "{total_len}");
+        assert!(matches!(
+            plan_capacity(total_len, largest + 1),
+            Err(LoadError::CountImpossible { announced, .. }) if announced == largest + 1
+        ));
+        // `largest` minimal entries take the whole plaintext bound, to within one entry.
+        let used = largest * (per_entry + 1) + 1;
+        assert!(used <= plain && plain - used < per_entry + 1, "{total_len}: {used} of {plain}");
+        if total_len == exact {
+            assert_eq!(used, plain);
+        }
+    }
+}
+
 #[test]
 fn wrong_key_and_tampered_files_fail_as_age_errors() {
     let plain = json(&accounts(10, 6));
