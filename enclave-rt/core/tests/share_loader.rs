@@ -398,7 +398,9 @@ fn the_largest_count_a_length_allows_is_accepted_and_one_more_refused() {
     use enclave_core::share_loader::plaintext_bound;
     let per_entry = 28 + enclave_core::share_format::SHARE_B64_MIN as u64 + 1;
     // Also a length whose bound those entries fill exactly, to the byte.
-    let exact = (2_000..).find(|&t| (plaintext_bound(t) - 1) % (per_entry + 1) == 0).unwrap();
+    let exact = (2_000..2_000 + 2 * per_entry)
+        .find(|&t| (plaintext_bound(t) - 1).is_multiple_of(per_entry + 1))
+        .unwrap();
     for total_len in [1_000_u64, 5_000, 70_000, 1_000_000, exact] {
         let plain = plaintext_bound(total_len);
         let above = plain / 50 + 1; // every entry takes far more than 50 bytes
