@@ -665,14 +665,8 @@ fn a_signature_share_is_audited_with_the_package_and_share_digests() {
     use frost_ed25519::Ed25519Sha512 as C;
     use sha2::{Digest as _, Sha256};
     use tests::gateway::party;
-    let keys = common::keys();
     let set = common::signing::key_set(Scheme::Ed25519, 2, 3, 7);
-    let entries =
-        vec![("acct-ok".to_owned(), common::envelope(common::ED25519, &set.key_packages[0]))];
-    let file = common::encrypt(&keys, &common::json(&entries));
-    let mut h = Harness::new(None, 1);
-    h.boot(&file, 1, keys.age.to_string().expose_secret());
-    assert_eq!(h.one(), (5, OwnedAnswer::Loaded { accounts: 1 }));
+    let mut h = serving_one_share("acct-ok", &set.key_packages[0]);
     h.send(6, &h.grant("acct-ok", 1).request());
     let frames = h.take();
     let Ok(Message::CommitResponse(c)) = Message::decode(frames[0].1, &frames[0].2) else {
@@ -973,20 +967,10 @@ fn the_core_logs_what_happened_and_never_the_identity() {
 fn a_share_a_session_cannot_use_is_refused_and_raises_an_alert() {
     // The account's verifying share is another participant's: the loader accepts the file
     // (no curve arithmetic at load), the first session finds it.
-    let keys = common::keys();
     let set = common::signing::key_set(Scheme::Ed25519, 2, 3, 7);
     let mut kp = set.key_packages[0].clone();
     kp[69..101].copy_from_slice(&set.key_packages[1][69..101]);
-    let entries = vec![("acct-bad".to_owned(), common::envelope(common::ED25519, &kp))];
-    let file = common::encrypt(&keys, &common::json(&entries));
-    let mut h = Harness::new(None, 1);
-    h.boot(&file, 1, keys.age.to_string().expose_secret());
-    assert_eq!(h.one(), (5, OwnedAnswer::Loaded { accounts: 1 }));
-    h.send(6, &h.grant("acct-bad", 1).request());
-    let (stream, answer) = h.one();
-    assert_eq!(stream, 6);
-    assert!(matches!(answer, OwnedAnswer::Rpc(RpcErrorCode::INTERNAL, _)), "{answer:?}");
-    let text = log_text(&mut h.core);
+    let (mut h, text) = first_session_fails_internally(&kp);
     assert!(text.contains(enclave_core::serving::ALERT_TARGET), "{text}");
     assert!(text.contains("share_inconsistent"), "{text}");
     // A refusal that is the caller's doing raises none.
@@ -1000,22 +984,35 @@ fn a_share_a_session_cannot_use_is_refused_and_raises_an_alert() {
 /// `share_unusable` alert.
 #[test]
 fn a_share_that_does_not_decode_is_refused_and_raises_an_alert() {
-    let keys = common::keys();
     let set = common::signing::key_set(Scheme::Ed25519, 2, 3, 7);
     let mut kp = set.key_packages[0].clone();
     kp[101..133].copy_from_slice(&[0xff; 32]);
-    let entries = vec![("acct-bad".to_owned(), common::envelope(common::ED25519, &kp))];
+    let (_, text) = first_session_fails_internally(&kp);
+    assert!(text.contains(enclave_core::serving::ALERT_TARGET), "{text}");
+    assert!(text.contains("share_unusable"), "{text}");
+}
+
+/// A core serving one account, `account`, whose share is the Ed25519 key package `kp`.
+fn serving_one_share(account: &str, kp: &[u8]) -> Harness {
+    let keys = common::keys();
+    let entries = vec![(account.to_owned(), common::envelope(common::ED25519, kp))];
     let file = common::encrypt(&keys, &common::json(&entries));
     let mut h = Harness::new(None, 1);
     h.boot(&file, 1, keys.age.to_string().expose_secret());
     assert_eq!(h.one(), (5, OwnedAnswer::Loaded { accounts: 1 }));
+    h
+}
+
+/// The first session of an account whose share is `kp`: refused as INTERNAL; the core,
+/// and the log lines it wrote.
+fn first_session_fails_internally(kp: &[u8]) -> (Harness, String) {
+    let mut h = serving_one_share("acct-bad", kp);
     h.send(6, &h.grant("acct-bad", 1).request());
     let (stream, answer) = h.one();
     assert_eq!(stream, 6);
     assert!(matches!(answer, OwnedAnswer::Rpc(RpcErrorCode::INTERNAL, _)), "{answer:?}");
     let text = log_text(&mut h.core);
-    assert!(text.contains(enclave_core::serving::ALERT_TARGET), "{text}");
-    assert!(text.contains("share_unusable"), "{text}");
+    (h, text)
 }
 
 #[test]
