@@ -503,6 +503,23 @@ fn abort_wipes_and_the_id_stays_spent() {
     assert_eq!(engine.sessions_in_use(), 0);
 }
 
+/// A session id stays spent until its first grant expires (what the engine remembers is
+/// bounded by the grants' lifetime): refused as a replay a second before, granted again at
+/// that second.
+#[test]
+fn a_session_id_is_spent_until_its_grant_expires() {
+    let fx = fixture();
+    let mut engine = signing::engine(8, signing::config());
+    let key = engine.answer_public_key();
+    let first = Grant::new(key, Scheme::Ed25519, "ED-2of2", 5, b"m", T0 + 60);
+    engine.commit(at(T0), &first.request(), &fx.store, &mut signing::unaudited).unwrap();
+    engine.abort(&first.session_id).unwrap();
+    let again = Grant::new(key, Scheme::Ed25519, "ED-2of2", 5, b"m", T0 + 100);
+    let early = engine.commit(at(T0 + 59), &again.request(), &fx.store, &mut signing::unaudited);
+    assert_eq!(early.unwrap_err(), EngineError::Replayed);
+    engine.commit(at(T0 + 60), &again.request(), &fx.store, &mut signing::unaudited).unwrap();
+}
+
 #[test]
 fn grants_are_checked() {
     let fx = fixture();
@@ -524,6 +541,10 @@ fn grants_are_checked() {
         expect(&mut engine, &g, T0, EngineError::GrantTooLong),
         RpcErrorCode::INVALID_ARGUMENT
     );
+    // The longest lifetime itself (120 s) is allowed.
+    let g = Grant::new(engine.answer_public_key(), Scheme::Ed25519, "ED-2of2", 42, b"m", T0 + 120);
+    engine.commit(at(T0), &g.request(), &fx.store, &mut signing::unaudited).unwrap();
+    engine.abort(&g.session_id).unwrap();
     // Signed by someone else.
     let mut g =
         Grant::new(engine.answer_public_key(), Scheme::Ed25519, "ED-2of2", 1, b"m", T0 + 60);
