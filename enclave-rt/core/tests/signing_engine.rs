@@ -503,6 +503,31 @@ fn abort_wipes_and_the_id_stays_spent() {
     assert_eq!(engine.sessions_in_use(), 0);
 }
 
+/// The default limit on a signed message is 16 KiB: a message of that length is signed, one
+/// byte more is refused.
+#[test]
+fn messages_up_to_16_kib_are_signed_by_default() {
+    let fx = fixture();
+    let mut engine = signing::engine(9, signing::config());
+    for (id, len) in [(1u8, 16 * 1024), (2, 16 * 1024 + 1)] {
+        let message = vec![b'm'; len];
+        let key = engine.answer_public_key();
+        let grant = Grant::new(key, Scheme::Ed25519, "ED-2of2", id, &message, T0 + 60);
+        let ours = engine
+            .commit(at(T0), &grant.request(), &fx.store, &mut signing::unaudited)
+            .unwrap()
+            .commitments;
+        let package = ed_package(&fx, &ours, &message);
+        let req = SignRequest { session_id: grant.session_id, signing_package: &package };
+        let result = engine.sign(at(T0 + 1), &req, &mut signing::unaudited);
+        if len == 16 * 1024 {
+            result.unwrap();
+        } else {
+            assert_eq!(result.unwrap_err(), EngineError::MessageTooLong);
+        }
+    }
+}
+
 /// A session id stays spent until its first grant expires (what the engine remembers is
 /// bounded by the grants' lifetime): refused as a replay a second before, granted again at
 /// that second.
