@@ -503,6 +503,16 @@ fn abort_wipes_and_the_id_stays_spent() {
     assert_eq!(engine.sessions_in_use(), 0);
 }
 
+/// The configuration prints its limits, the defaults here, and leaves the gateway's key out.
+#[test]
+fn the_engine_configuration_prints_its_limits() {
+    assert_eq!(
+        format!("{:?}", signing::config()),
+        "EngineConfig { session_cap: 256, session_ttl_secs: 30, max_grant_lifetime_secs: 120, \
+         replay_window: 65536, max_message_len: 16384, max_signers: 16, loaded_epoch: 0, .. }"
+    );
+}
+
 /// The default limit on a signed message is 16 KiB: a message of that length is signed, one
 /// byte more is refused.
 #[test]
