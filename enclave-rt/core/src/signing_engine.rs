@@ -865,4 +865,18 @@ mod tests {
         assert_eq!(scalar, k256::Scalar::ZERO);
         assert_eq!(point, k256::ProjectivePoint::GENERATOR * k256::Scalar::from(7u64));
     }
+
+    /// The constant-time comparison is equality: any difference, in one byte or in several
+    /// (two equal differences must not cancel), makes the digests unequal.
+    #[test]
+    fn digests_are_equal_only_when_every_byte_is() {
+        let a = [0x5a; 32];
+        assert!(super::digests_equal(&a, &a));
+        for (i, j) in [(0, 0), (0, 31), (3, 17)] {
+            let mut b = a;
+            b[i] ^= 1;
+            b[j] ^= 1;
+            assert_eq!(super::digests_equal(&a, &b), i == j, "{i} {j}");
+        }
+    }
 }

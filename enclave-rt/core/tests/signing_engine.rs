@@ -774,9 +774,14 @@ fn signing_packages_are_checked() {
     )
     .unwrap_err();
     assert_eq!((e, e.code()), (EngineError::TooManySigners, RpcErrorCode::INVALID_ARGUMENT));
-    // A valid package still signs.
+    // A valid package still signs, with as many signers as allowed (three) too.
     attempt(&|ours| party::package::<Ed>(&[(ours_id, ours.to_vec()), other(2)], b"m"), b"m")
         .unwrap();
+    attempt(
+        &|ours| party::package::<Ed>(&[(ours_id, ours.to_vec()), other(1), other(2)], b"m"),
+        b"m",
+    )
+    .unwrap();
 }
 
 #[test]
