@@ -577,8 +577,13 @@ fn render(root: &Path, check: bool) -> Result {
         } else {
             caught.to_string()
         };
-        let shards = r["shards"].as_array().map_or(0, Vec::len);
-        let partial = if shards > 0 { format!(" ({shards} shard(s) only)") } else { String::new() };
+        let shards: Vec<&str> =
+            r["shards"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let partial = if shards.is_empty() || all_shards(&shards) {
+            String::new()
+        } else {
+            format!(" ({} shard(s) only)", shards.len())
+        };
         let _ = writeln!(
             table,
             "| `{}` | {} | {total}{partial} | {caught_cell} | {} | {eq} | {timeout} | {unviable} | {score}% | {} min |",
@@ -609,6 +614,21 @@ fn render(root: &Path, check: bool) -> Result {
         )));
     }
     Ok(())
+}
+
+/// Whether `shards` (`k/n` each) are every shard of one split: the whole module.
+fn all_shards(shards: &[&str]) -> bool {
+    let parsed: Vec<(usize, usize)> = shards
+        .iter()
+        .filter_map(|s| {
+            let (k, n) = s.split_once('/')?;
+            Some((k.parse().ok()?, n.parse().ok()?))
+        })
+        .collect();
+    let Some(&(_, n)) = parsed.first() else { return false };
+    parsed.len() == shards.len()
+        && parsed.iter().all(|&(_, m)| m == n)
+        && (0..n).all(|k| parsed.iter().any(|&(j, _)| j == k))
 }
 
 /// SHA-256 of the module's code: the file up to its test module (`cargo-mutants` mutates
@@ -676,6 +696,14 @@ mod tests {
             super::regex_escape("a/b.rs:1:2: replace && with || in F<'_>::g -> Vec<u8>"),
             r"a/b\.rs:1:2: replace \&\& with \|\| in F<'_>::g \-> Vec<u8>"
         );
+    }
+
+    #[test]
+    fn a_module_swept_in_every_shard_is_whole() {
+        assert!(super::all_shards(&["1/2", "0/2"]));
+        assert!(!super::all_shards(&["1/2"]));
+        assert!(!super::all_shards(&["0/3", "1/3"]));
+        assert!(!super::all_shards(&["0/2", "1/3"]));
     }
 
     #[test]

@@ -538,6 +538,20 @@ fn messages_up_to_16_kib_are_signed_by_default() {
     }
 }
 
+/// A session that timed out (its 30 s time-to-live) keeps its id spent until its grant
+/// expires: the same grant presented again is a replay.
+#[test]
+fn a_timed_out_session_s_id_stays_spent_until_its_grant_expires() {
+    let fx = fixture();
+    let mut engine = signing::engine(10, signing::config());
+    let key = engine.answer_public_key();
+    let g = Grant::new(key, Scheme::Ed25519, "ED-2of2", 6, b"m", T0 + 100);
+    engine.commit(at(T0), &g.request(), &fx.store, &mut signing::unaudited).unwrap();
+    let again = engine.commit(at(T0 + 40), &g.request(), &fx.store, &mut signing::unaudited);
+    assert_eq!(again.unwrap_err(), EngineError::Replayed);
+    assert_eq!(engine.sessions_in_use(), 0);
+}
+
 /// A session id stays spent until its first grant expires (what the engine remembers is
 /// bounded by the grants' lifetime): refused as a replay a second before, granted again at
 /// that second.
