@@ -157,10 +157,7 @@ pub(crate) fn task(root: &Path, rest: &[&str]) -> Result {
         ["--write"] => render(root, false),
         ["--smoke"] => smoke(root),
         ["--module", path, "--recheck"] => {
-            let m = MODULES.iter().find(|m| m.file == *path).ok_or_else(|| {
-                Failure(format!("{path} is not a module of the sweep (xtask/src/mutants.rs)"))
-            })?;
-            recheck(root, &install()?, m)?;
+            recheck(root, &install()?, module(path)?)?;
             render(root, false)
         }
         _ => {
@@ -181,12 +178,7 @@ fn parse<'a>(rest: &[&'a str]) -> Result<(Vec<&'static Module>, Option<&'a str>)
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
         match (*flag, it.next()) {
-            ("--module", Some(path)) => {
-                let m = MODULES.iter().find(|m| m.file == *path).ok_or_else(|| {
-                    Failure(format!("{path} is not a module of the sweep (xtask/src/mutants.rs)"))
-                })?;
-                modules.push(m);
-            }
+            ("--module", Some(path)) => modules.push(module(path)?),
             ("--shard", Some(s)) => shard = Some(*s),
             _ => return Err(Failure(USAGE.into())),
         }
@@ -198,6 +190,12 @@ fn parse<'a>(rest: &[&'a str]) -> Result<(Vec<&'static Module>, Option<&'a str>)
         modules = MODULES.iter().collect();
     }
     Ok((modules, shard))
+}
+
+fn module(path: &str) -> Result<&'static Module> {
+    MODULES.iter().find(|m| m.file == path).ok_or_else(|| {
+        Failure(format!("{path} is not a module of the sweep (xtask/src/mutants.rs)"))
+    })
 }
 
 /// `cargo-mutants` [`CARGO_MUTANTS`] in the tool cache (built once per machine).
@@ -397,17 +395,7 @@ fn sweep(root: &Path, bin: &Path, m: &Module, shard: Option<&str>) -> Result {
         && old["source_sha256"] == source
         && !old["shards"].as_array().is_some_and(|a| a.iter().any(|x| x == s))
     {
-        let n = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
-        let mut missed: Vec<Value> = old["missed"].as_array().cloned().unwrap_or_default();
-        missed.extend(outcome.missed.iter().map(|x| json!(x)));
-        let mut shards: Vec<Value> = old["shards"].as_array().cloned().unwrap_or_default();
-        shards.push(json!(s));
-        record["caught"] = json!(n(old, "caught") + outcome.caught.len() as u64);
-        record["timeout"] = json!(n(old, "timeout") + outcome.timeout.len() as u64);
-        record["unviable"] = json!(n(old, "unviable") + outcome.unviable.len() as u64);
-        record["seconds"] = json!(n(old, "seconds") + seconds);
-        record["missed"] = json!(missed);
-        record["shards"] = json!(shards);
+        record = merge_shard(old, &record);
     }
     eprintln!(
         "{}: {} mutants, {} caught, {} missed, {} timeout, {} unviable in {seconds} s",
@@ -420,6 +408,27 @@ fn sweep(root: &Path, bin: &Path, m: &Module, shard: Option<&str>) -> Result {
     );
     records.insert(m.file.to_owned(), record);
     write_records(root, &records)
+}
+
+/// A shard's record added to the record of the shards swept before it (same source): counts
+/// and times summed, missed mutants and shard names joined, a recheck's count kept.
+fn merge_shard(old: &Value, shard: &Value) -> Value {
+    let n = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
+    let joined = |k: &str| {
+        let mut all: Vec<Value> = old[k].as_array().cloned().unwrap_or_default();
+        all.extend(shard[k].as_array().into_iter().flatten().cloned());
+        json!(all)
+    };
+    let mut record = shard.clone();
+    for k in ["caught", "timeout", "unviable", "seconds"] {
+        record[k] = json!(n(old, k) + n(shard, k));
+    }
+    if n(old, "rechecked") > 0 {
+        record["rechecked"] = json!(n(old, "rechecked"));
+    }
+    record["missed"] = joined("missed");
+    record["shards"] = joined("shards");
+    record
 }
 
 /// Tests added since a module's sweep can only catch more of its mutants, never fewer: this
@@ -704,6 +713,25 @@ mod tests {
         assert!(!super::all_shards(&["1/2"]));
         assert!(!super::all_shards(&["0/3", "1/3"]));
         assert!(!super::all_shards(&["0/2", "1/3"]));
+    }
+
+    #[test]
+    fn a_shard_adds_to_the_record_of_the_shards_before_it() {
+        let old = serde_json::json!({
+            "source_sha256": "h", "caught": 10, "missed": ["a"], "timeout": 1, "unviable": 2,
+            "seconds": 100, "shards": ["0/2"], "rechecked": 1,
+        });
+        let new = serde_json::json!({
+            "source_sha256": "h", "caught": 5, "missed": ["b", "c"], "timeout": 0,
+            "unviable": 3, "seconds": 50, "shards": ["1/2"],
+        });
+        assert_eq!(
+            super::merge_shard(&old, &new),
+            serde_json::json!({
+                "source_sha256": "h", "caught": 15, "missed": ["a", "b", "c"], "timeout": 1,
+                "unviable": 5, "seconds": 150, "shards": ["0/2", "1/2"], "rechecked": 1,
+            })
+        );
     }
 
     #[test]

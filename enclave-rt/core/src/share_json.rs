@@ -191,12 +191,6 @@ impl ShareScanner {
         }
     }
 
-    /// Entries emitted so far.
-    #[must_use]
-    pub fn entries(&self) -> u64 {
-        self.entries
-    }
-
     /// Scans `piece`, calling `on_entry` for each complete entry with its position.
     /// `on_entry` may fail (e.g. a duplicate account): its error is returned as is.
     pub fn feed<E: From<JsonError>>(

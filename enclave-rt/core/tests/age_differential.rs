@@ -223,6 +223,11 @@ fn armor_and_passphrase_files_are_refused_clearly() {
     // Refused from the first line, before a whole header is buffered.
     let err = ours(&ours_id, &armored[..40], &[]).unwrap_err();
     assert_eq!(err, AgeError::Header(enclave_core::age_header::HeaderError::ArmorNotSupported));
+    // As soon as the armor's first line is whole, even before its line feed arrives.
+    let begin = b"-----BEGIN AGE ENCRYPTED FILE-----";
+    assert_eq!(&armored[..begin.len()], begin);
+    let err = ours(&ours_id, begin, &[]).unwrap_err();
+    assert_eq!(err, AgeError::Header(enclave_core::age_header::HeaderError::ArmorNotSupported));
 
     let scrypt = {
         let enc =
@@ -409,4 +414,82 @@ proptest! {
         cuts.sort_unstable();
         prop_assert_eq!(ours(&our_identity(&id), &file, &cuts).unwrap(), plain);
     }
+}
+
+/// A malformed header names the 1-based line it is on (`HeaderError`), counted across the
+/// version line, each stanza's line and its body lines: the operator finds the fault in
+/// the file.
+#[test]
+fn header_errors_name_the_line_they_are_on() {
+    use enclave_core::age_header::HeaderError;
+    let ids = [age::x25519::Identity::generate(), age::x25519::Identity::generate()];
+    let file = encrypt(&[ids[0].to_public(), ids[1].to_public()], b"x");
+    let ours_id = our_identity(&ids[0]);
+    // Version, stanza, its body, stanza, its body, then the MAC line.
+    let header_end = file.windows(4).position(|w| w == b"\n---").unwrap() + 1;
+    let line_start = |n: usize| {
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(
+                file[..header_end]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        starts[n - 1]
+    };
+    assert!(file[line_start(4)..].starts_with(b"-> X25519 "));
+    let cases: [(usize, &[u8], HeaderError); 4] = [
+        (2, b"-x", HeaderError::BadLine { line: 2 }),
+        (3, b"*", HeaderError::BadLine { line: 3 }),
+        (4, b"-x", HeaderError::BadLine { line: 4 }),
+        (5, b"*", HeaderError::BadLine { line: 5 }),
+    ];
+    for (line, with, want) in cases {
+        let mut bad = file.clone();
+        let at = line_start(line);
+        bad[at..at + with.len()].copy_from_slice(with);
+        assert_eq!(ours(&ours_id, &bad, &[]), Err(AgeError::Header(want)), "line {line}");
+    }
+    // A malformed X25519 stanza is named by its own line: the second recipient's is line 4.
+    let mut bad = file.clone();
+    bad.splice(line_start(5) - 1..line_start(5) - 1, *b" extra");
+    let theirs = our_identity(&ids[1]);
+    assert_eq!(
+        ours(&theirs, &bad, &[]),
+        Err(AgeError::Header(HeaderError::BadX25519Stanza { line: 4 }))
+    );
+    // A foreign stanza before ours whose body has a full 64-column line: ours is still found
+    // after it (only the MAC, which the insertion breaks, then fails), not missed.
+    let mut foreign = file.clone();
+    let mut stanza = b"-> foreign-type arg\n".to_vec();
+    stanza.extend_from_slice(&[b'A'; 64]);
+    stanza.extend_from_slice(b"\nAAAA\n");
+    foreign.splice(line_start(2)..line_start(2), stanza);
+    assert_eq!(ours(&ours_id, &foreign, &[]), Err(AgeError::HeaderMac));
+    // A body line of 65 columns is over-long (full lines are 64), though it is base64.
+    let mut bad = file.clone();
+    let body = line_start(3);
+    let columns = line_start(4) - body - 1;
+    bad.splice(body..body, std::iter::repeat_n(b'A', 65 - columns));
+    assert_eq!(ours(&ours_id, &bad, &[]), Err(AgeError::Header(HeaderError::BadLine { line: 3 })));
+    // The MAC line (the sixth, or later if the encryptor added a grease stanza): a short
+    // MAC is refused there.
+    // `header_end` follows a LF: the pieces between LFs number the MAC line.
+    let mac_line = file[..header_end].split(|b| *b == b'\n').count();
+    assert!(mac_line >= 6);
+    // `parse` takes the header up to the MAC line's LF: a byte past it is a line too many.
+    let mac_end = header_end + file[header_end..].iter().position(|b| *b == b'\n').unwrap() + 1;
+    assert!(enclave_core::age_header::parse(&file[..mac_end]).is_ok());
+    assert_eq!(
+        enclave_core::age_header::parse(&file[..=mac_end]).err(),
+        Some(HeaderError::BadLine { line: mac_line + 1 })
+    );
+    let mut bad = file.clone();
+    bad.remove(header_end + 4);
+    assert_eq!(
+        ours(&ours_id, &bad, &[]),
+        Err(AgeError::Header(HeaderError::BadLine { line: mac_line }))
+    );
 }

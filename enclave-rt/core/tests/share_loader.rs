@@ -44,7 +44,16 @@ fn loads_every_account_and_each_lookup_returns_its_own_share() {
 #[test]
 fn the_store_is_sized_tightly_from_the_announced_count() {
     let accounts = accounts(2_000, 2);
-    let (store, stats) = load_plain(&json(&accounts), 2_000).unwrap();
+    let k = keys();
+    let file = encrypt(&k, &json(&accounts));
+    let (store, stats) = load(&k, &file, 2_000, CONFIG, usize::MAX).unwrap();
+    assert!(!store.is_empty());
+    // What is allocated is the plan's records and an index of 8-byte slots at load <= 3/4
+    // with one slot always empty (`share_store.rs`), and nothing else.
+    let (entries, records) = plan_capacity(file.len() as u64, 2_000).unwrap();
+    let slots = entries + entries / 3 + 1;
+    assert_eq!((entries, stats.store_bytes), (2_000, records + slots * 8));
+    assert_eq!(store.allocated_bytes(), stats.store_bytes);
     let used = store.used_record_bytes();
     let per_account = stats.store_bytes as f64 / 2_000.0;
     // 2 + 8 + 107 record bytes (an Ed25519 share's stored form, not its 136-byte
@@ -149,6 +158,14 @@ fn every_json_rejection_is_typed_and_positioned() {
         (format!("[{one}] ]"), JsonErrorKind::TrailingGarbage, one.len() as u64 + 3, None),
         (format!("[{one}"), JsonErrorKind::Truncated, one.len() as u64 + 1, None),
         (format!("[{one},"), JsonErrorKind::Truncated, one.len() as u64 + 2, None),
+        // Cut inside an entry: the error names the entry being read.
+        (
+            format!("[{one},{}", &one[..30]),
+            JsonErrorKind::Truncated,
+            one.len() as u64 + 32,
+            Some(1),
+        ),
+        ("[{".to_owned(), JsonErrorKind::Truncated, 2, Some(0)),
         ("[]".to_owned(), JsonErrorKind::EmptyArray, 1, None),
         ("  ".to_owned(), JsonErrorKind::Truncated, 2, None),
         (
@@ -284,6 +301,38 @@ fn non_utf8_and_over_long_entries() {
             entry: Some(0)
         }))
     ));
+}
+
+/// An entry may be exactly `ENTRY_MAX` (1,024) bytes from `{` to `}`, one byte more is too
+/// long: in the common field order and the other, whole in one piece or cut across pieces.
+#[test]
+fn an_entry_of_exactly_the_limit_loads_and_one_byte_more_does_not() {
+    use enclave_core::share_json::ENTRY_MAX;
+    let s = share();
+    let k = keys();
+    let shapes: [fn(&str, &str) -> String; 2] = [
+        |pad, s| format!(r#"{{"account_id":"A1",{pad}"share":"{s}"}}"#),
+        |pad, s| format!(r#"{{"share":"{s}",{pad}"account_id":"A1"}}"#),
+    ];
+    for shape in shapes {
+        let base = shape("", &s).len();
+        for (len, fits) in [(ENTRY_MAX, true), (ENTRY_MAX + 1, false)] {
+            let object = shape(&" ".repeat(len - base), &s);
+            assert_eq!(object.len(), len);
+            let file = encrypt(&k, format!("[{object}]").as_bytes());
+            for piece in [usize::MAX, 7] {
+                match load(&k, &file, 1, CONFIG, piece) {
+                    Ok((store, _)) if fits => assert!(store.get("A1").is_some()),
+                    Err(LoadError::Json(e)) if !fits => assert_eq!(
+                        (e.kind, e.offset, e.entry),
+                        (JsonErrorKind::EntryTooLong, 1, Some(0)),
+                        "{len} bytes in pieces of {piece}"
+                    ),
+                    other => panic!("{len} bytes in pieces of {piece}: {:?}", other.map(|_| ())),
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -530,6 +579,186 @@ fn scalars_must_be_canonical_and_non_zero_and_points_sec1() {
     ] {
         let plain = format!(r#"[{{"account_id":"A1","share":"{share}"}}]"#);
         load_plain(plain.as_bytes(), 1).unwrap();
+    }
+}
+
+/// `docs/share-format.md`: a share string is at most 188 characters. The longest real share
+/// (secp256k1-tr, a three-byte `min_signers`: 140 bytes) is exactly that and loads; one
+/// group more is refused as too long, before it is decoded.
+#[test]
+fn the_longest_share_loads_and_one_group_more_is_too_long() {
+    let mut kp = key_packages(SECP256K1_TR, 2)[0].clone();
+    assert_eq!(kp.pop(), Some(2), "a one-byte min_signers of 2 ends the package");
+    kp.extend_from_slice(&[0x80, 0x80, 0x01]); // min_signers 16384, canonical LEB128
+    let longest = b64(&envelope(SECP256K1_TR, &kp));
+    assert_eq!(longest.len(), 188);
+    let plain = format!(r#"[{{"account_id":"A1","share":"{longest}"}}]"#);
+    let (store, _) = load_plain(plain.as_bytes(), 1).unwrap();
+    let stored = store.get("A1").unwrap();
+    assert_eq!(enclave_core::share_format::parse_stored(stored.bytes).unwrap().min_signers, 16384);
+    let too_long = format!("AAAA{longest}");
+    let got = json_err(&format!(r#"[{{"account_id":"A1","share":"{too_long}"}}]"#));
+    assert_eq!((got.kind, got.entry), (JsonErrorKind::Field(FieldError::ShareTooLong), Some(0)));
+    // What the operator reads: the cause and where it is, nothing of the share.
+    assert_eq!(got.to_string(), "share is longer than the largest key package at byte 1 (entry 0)");
+}
+
+/// The standalone decoder (`decode_share`, which the boot benchmark and the fuzz target
+/// drive) and the loader's one-pass path (`decode_share_stored`) give the same answers: the
+/// envelope's bytes, and the stored form `docs/share-format.md` lays out.
+#[test]
+fn both_decoding_paths_agree_with_the_documented_layout() {
+    use enclave_core::share_format::{DECODE_BUF, STORED_MAX, decode_share, decode_share_stored};
+    for scheme in [ED25519, SECP256K1_TR] {
+        for kp in key_packages(scheme, 3) {
+            let env = envelope(scheme, &kp);
+            let text = b64(&env);
+            let mut out = [0u8; DECODE_BUF];
+            let n = decode_share(text.as_bytes(), &mut out).unwrap();
+            assert_eq!(&out[..n], &env[..], "scheme {scheme}");
+            let mut scratch = [0u8; DECODE_BUF];
+            let mut st = [0u8; STORED_MAX];
+            let m = decode_share_stored(text.as_bytes(), &mut scratch, &mut st).unwrap();
+            assert_eq!(&st[..m], &stored(&env)[..], "scheme {scheme}");
+            let mut again = [0u8; STORED_MAX];
+            let k = enclave_core::share_format::stored_form(&env, &mut again).unwrap();
+            assert_eq!(&again[..k], &st[..m], "scheme {scheme}");
+        }
+        let mut out = [0u8; DECODE_BUF];
+        let bad = edited(scheme, |b| b[32..64].fill(0));
+        assert_eq!(decode_share(bad.as_bytes(), &mut out), Err(FieldError::ShareBadScalar));
+    }
+}
+
+/// `min_signers` is postcard's LEB128 `u16`: canonical, filling the rest of the package, at
+/// least 2 (`docs/share-format.md`). Each accepted encoding is read to the exact threshold;
+/// every other one is refused as a malformed key package.
+#[test]
+fn min_signers_is_read_exactly_and_only_in_its_canonical_form() {
+    let with = |varint: &[u8]| {
+        let mut kp = key_packages(ED25519, 2)[0].clone();
+        assert_eq!(kp.pop(), Some(2));
+        kp.extend_from_slice(varint);
+        format!(r#"[{{"account_id":"A1","share":"{}"}}]"#, b64(&envelope(ED25519, &kp)))
+    };
+    let good: [(&[u8], u16); 6] = [
+        (&[0x02], 2),
+        (&[0x03], 3),
+        (&[0x7f], 127),
+        (&[0x80, 0x01], 128),
+        (&[0x80, 0x80, 0x01], 16384),
+        (&[0xff, 0xff, 0x03], u16::MAX),
+    ];
+    for (varint, want) in good {
+        let (store, _) = load_plain(with(varint).as_bytes(), 1).unwrap();
+        let share = store.get("A1").unwrap();
+        let got = enclave_core::share_format::parse_stored(share.bytes).unwrap().min_signers;
+        assert_eq!(got, want, "{varint:02x?}");
+    }
+    let bad: [&[u8]; 9] = [
+        &[0x00],                   // below 2
+        &[0x01],                   // below 2
+        &[0x82, 0x00],             // a trailing zero group
+        &[0x80, 0x80, 0x00],       // a trailing zero group
+        &[0x80],                   // ends on a continuation bit
+        &[0x02, 0x02],             // a byte after the last group
+        &[0x80, 0x80, 0x80, 0x01], // four bytes
+        &[0x80, 0x80, 0x04],       // 65536: above u16
+        &[0xff, 0xff, 0x7f],       // above u16
+    ];
+    for varint in bad {
+        let got = json_err(&with(varint));
+        assert_eq!(
+            (got.kind, got.entry),
+            (JsonErrorKind::Field(FieldError::ShareBadKeyPackage), Some(0)),
+            "{varint:02x?}"
+        );
+    }
+}
+
+/// The share's base64 is RFC 4648's standard alphabet, canonical and padded: every byte
+/// value, in every position of a group, is accepted exactly when the alphabet has it and
+/// then decodes to its index; a padded group's cut-off bits must be zero.
+#[test]
+fn the_base64_decoder_takes_exactly_the_standard_alphabet() {
+    use enclave_core::share_format::{DECODE_BUF, decode_base64_ct};
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let decode = |s: &[u8]| {
+        let mut out = [0u8; DECODE_BUF];
+        decode_base64_ct(s, &mut out).map(|n| out[..n].to_vec())
+    };
+    for b in 0..=255u8 {
+        let index = ALPHABET.iter().position(|&c| c == b);
+        for at in 0..4 {
+            let mut group = *b"AAAA";
+            group[at] = b;
+            let want = index.map(|v| {
+                let bits = (v as u32) << (18 - 6 * at);
+                bits.to_be_bytes()[1..].to_vec()
+            });
+            // `AAA=` is itself a padded group.
+            let want = if (b, at) == (b'=', 3) { Some(vec![0, 0]) } else { want };
+            assert_eq!(decode(&group), want, "byte {b:#04x} at {at}");
+        }
+        // The last character before padding: only its leading bits are data (`AA==` is a
+        // group padded twice).
+        let one_pad = [b'A', b'A', b, b'='];
+        let want = index.filter(|v| v.is_multiple_of(4)).map(|v| vec![0, (v >> 2) as u8]);
+        let want = if b == b'=' { Some(vec![0]) } else { want };
+        assert_eq!(decode(&one_pad), want, "byte {b:#04x} before one =");
+        let two_pad = [b'A', b, b'=', b'='];
+        let want = index.filter(|v| v.is_multiple_of(16)).map(|v| vec![(v >> 4) as u8]);
+        assert_eq!(decode(&two_pad), want, "byte {b:#04x} before two =");
+    }
+    // Padding only at the end, and only whole groups.
+    for bad in [&b"A=AA"[..], b"AA=A", b"=AAA", b"AAA", b"A===", b"", b"AAAAA"] {
+        assert_eq!(decode(bad), None, "{}", String::from_utf8_lossy(bad));
+    }
+}
+
+/// The store takes only records its layout was planned for (`plan_capacity` counts at most
+/// a 64-byte id and a 108-byte stored form per account): a longer id or share is refused as
+/// `Full`, whatever room is left, and the largest of each is taken.
+#[test]
+fn the_store_refuses_records_larger_than_its_layout() {
+    use enclave_core::share_format::{ACCOUNT_ID_MAX, STORED_MAX};
+    use enclave_core::share_store::ShareStoreBuilder;
+    let mut builder = ShareStoreBuilder::new(8, 8 * 1_000, u64::MAX).unwrap();
+    let share = [1u8; STORED_MAX + 1]; // starts with the Ed25519 scheme byte
+    let long_id = "a".repeat(ACCOUNT_ID_MAX + 1);
+    assert_eq!(builder.insert(&long_id, &share[..STORED_MAX], 0, 0), Err(StoreError::Full));
+    assert_eq!(builder.insert("A1", &share, 0, 0), Err(StoreError::Full));
+    assert_eq!((builder.is_empty(), builder.len()), (true, 0));
+    builder.insert(&long_id[..ACCOUNT_ID_MAX], &share[..STORED_MAX], 0, 0).unwrap();
+    builder.insert("A1", &share[..STORED_MAX - 1], 1, 300).unwrap();
+    assert_eq!((builder.is_empty(), builder.len()), (false, 2));
+    let store = builder.finish().unwrap();
+    assert_eq!(store.len(), 2);
+    assert_eq!(store.get(&long_id[..ACCOUNT_ID_MAX]).unwrap().bytes, &share[..STORED_MAX]);
+    assert!(store.get(&long_id).is_none());
+}
+
+/// The key package's ciphersuite header must be the one its scheme byte names: each scheme's
+/// package under the other scheme's byte, or with one header byte changed, is refused.
+#[test]
+fn a_key_package_under_another_ciphersuite_header_is_refused() {
+    let ed = key_packages(ED25519, 2)[0].clone();
+    let tr = key_packages(SECP256K1_TR, 2)[0].clone();
+    let mut cases = vec![b64(&envelope(ED25519, &tr)), b64(&envelope(SECP256K1_TR, &ed))];
+    for (scheme, kp) in [(ED25519, &ed), (SECP256K1_TR, &tr)] {
+        for at in 0..5 {
+            let mut kp = kp.clone();
+            kp[at] ^= 0x01;
+            cases.push(b64(&envelope(scheme, &kp)));
+        }
+    }
+    for share in cases {
+        let got = json_err(&format!(r#"[{{"account_id":"A1","share":"{share}"}}]"#));
+        assert_eq!(
+            (got.kind, got.entry),
+            (JsonErrorKind::Field(FieldError::ShareBadKeyPackage), Some(0)),
+            "{share}"
+        );
     }
 }
 
