@@ -641,7 +641,7 @@ fn all_shards(shards: &[&str]) -> bool {
 }
 
 /// SHA-256 of the module's code: the file up to its test module (`cargo-mutants` mutates
-/// nothing in it, so a test added there leaves the record current; re-sweep to count it).
+/// nothing in it, so a test added there leaves the record current; `--recheck` counts it).
 fn source_sha256(root: &Path, file: &str) -> Result<String> {
     let text = std::fs::read_to_string(root.join(file))?;
     let code = text.split("\n#[cfg(test)]\nmod tests").next().unwrap_or_default();

@@ -828,12 +828,18 @@ fn session_events_subscribe_answer_by_post_and_back_off_after_a_close() {
     assert!(wake.is_none_or(|w| w >= Duration::from_secs(1)), "woken at once: {wake:?}");
 }
 
-#[test]
-fn a_failed_boot_answers_boot_failed_then_the_core_is_finished() {
+/// A core whose boot failed on a malformed sealed key (stream 2), its `BootFailed` not read.
+fn failed_boot() -> Harness {
     let mut h = Harness::new(None, 1);
     h.send(1, &Hello { nonce: b"n", shim_version: "t" });
     h.take();
     h.send(2, &SealedKey { ciphertext_for_recipient: &[0x30, 0x00] });
+    h
+}
+
+#[test]
+fn a_failed_boot_answers_boot_failed_then_the_core_is_finished() {
+    let mut h = failed_boot();
     assert!(!h.core.finished(), "finished before the failure went out");
     let (stream, answer) = h.one();
     assert_eq!(
@@ -851,10 +857,7 @@ fn a_failed_boot_answers_boot_failed_then_the_core_is_finished() {
 /// keeps what it owes until a parent connects again.
 #[test]
 fn a_lost_parent_finishes_a_failed_boot_and_leaves_a_serving_one_as_it_was() {
-    let mut h = Harness::new(None, 1);
-    h.send(1, &Hello { nonce: b"n", shim_version: "t" });
-    h.take();
-    h.send(2, &SealedKey { ciphertext_for_recipient: &[0x30, 0x00] });
+    let mut h = failed_boot();
     assert!(!h.core.outgoing().is_empty() && !h.core.finished());
     h.core.parent_disconnected(h.clock());
     assert!(h.core.outgoing().is_empty() && h.core.finished());

@@ -134,6 +134,11 @@ fn share() -> String {
     b64(&envelope(ED25519, &key_packages(ED25519, 2)[0]))
 }
 
+/// A file of one entry, account `A1`, holding `share`.
+fn one_entry(share: &str) -> String {
+    format!(r#"[{{"account_id":"A1","share":"{share}"}}]"#)
+}
+
 fn json_err(plain: &str) -> JsonError {
     match load_plain(plain.as_bytes(), 0) {
         Err(LoadError::Json(e)) => e,
@@ -281,7 +286,7 @@ fn every_json_rejection_is_typed_and_positioned() {
 #[test]
 fn non_utf8_and_over_long_entries() {
     let s = share();
-    let mut bad = format!(r#"[{{"account_id":"A1","share":"{s}"}}]"#).into_bytes();
+    let mut bad = one_entry(&s).into_bytes();
     bad[17] = 0xff;
     let e = match load_plain(&bad, 0) {
         Err(LoadError::Json(e)) => e,
@@ -564,8 +569,7 @@ fn scalars_must_be_canonical_and_non_zero_and_points_sec1() {
         ),
     ];
     for (what, share, want) in cases {
-        let plain = format!(r#"[{{"account_id":"A1","share":"{share}"}}]"#);
-        let got = json_err(&plain);
+        let got = json_err(&one_entry(&share));
         assert_eq!((got.kind, got.entry), (JsonErrorKind::Field(want), Some(0)), "{what}");
     }
     // The largest canonical values still load: order - 1 in each byte order.
@@ -577,8 +581,7 @@ fn scalars_must_be_canonical_and_non_zero_and_points_sec1() {
         edited(ED25519, |b| b[32..64].copy_from_slice(&ed_max)),
         edited(SECP256K1_TR, |b| b[32..64].copy_from_slice(&k_max)),
     ] {
-        let plain = format!(r#"[{{"account_id":"A1","share":"{share}"}}]"#);
-        load_plain(plain.as_bytes(), 1).unwrap();
+        load_plain(one_entry(&share).as_bytes(), 1).unwrap();
     }
 }
 
@@ -592,12 +595,11 @@ fn the_longest_share_loads_and_one_group_more_is_too_long() {
     kp.extend_from_slice(&[0x80, 0x80, 0x01]); // min_signers 16384, canonical LEB128
     let longest = b64(&envelope(SECP256K1_TR, &kp));
     assert_eq!(longest.len(), 188);
-    let plain = format!(r#"[{{"account_id":"A1","share":"{longest}"}}]"#);
-    let (store, _) = load_plain(plain.as_bytes(), 1).unwrap();
+    let (store, _) = load_plain(one_entry(&longest).as_bytes(), 1).unwrap();
     let stored = store.get("A1").unwrap();
     assert_eq!(enclave_core::share_format::parse_stored(stored.bytes).unwrap().min_signers, 16384);
     let too_long = format!("AAAA{longest}");
-    let got = json_err(&format!(r#"[{{"account_id":"A1","share":"{too_long}"}}]"#));
+    let got = json_err(&one_entry(&too_long));
     assert_eq!((got.kind, got.entry), (JsonErrorKind::Field(FieldError::ShareTooLong), Some(0)));
     // What the operator reads: the cause and where it is, nothing of the share.
     assert_eq!(got.to_string(), "share is longer than the largest key package at byte 1 (entry 0)");
@@ -639,7 +641,7 @@ fn min_signers_is_read_exactly_and_only_in_its_canonical_form() {
         let mut kp = key_packages(ED25519, 2)[0].clone();
         assert_eq!(kp.pop(), Some(2));
         kp.extend_from_slice(varint);
-        format!(r#"[{{"account_id":"A1","share":"{}"}}]"#, b64(&envelope(ED25519, &kp)))
+        one_entry(&b64(&envelope(ED25519, &kp)))
     };
     let good: [(&[u8], u16); 6] = [
         (&[0x02], 2),
@@ -753,7 +755,7 @@ fn a_key_package_under_another_ciphersuite_header_is_refused() {
         }
     }
     for share in cases {
-        let got = json_err(&format!(r#"[{{"account_id":"A1","share":"{share}"}}]"#));
+        let got = json_err(&one_entry(&share));
         assert_eq!(
             (got.kind, got.entry),
             (JsonErrorKind::Field(FieldError::ShareBadKeyPackage), Some(0)),
