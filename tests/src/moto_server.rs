@@ -39,6 +39,21 @@ pub fn server_binary() -> Result<PathBuf, String> {
     }
 }
 
+/// Whether the server at `addr` answers moto's own API (`/moto-api/data.json`) with 200.
+fn answers_as_moto(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"GET /moto-api/data.json HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200"
+}
+
 impl MotoServer {
     /// Starts [`server_binary`] on a free loopback port, see [`MotoServer::start_with`].
     pub fn start() -> Result<Self, String> {
@@ -65,7 +80,10 @@ impl MotoServer {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let deadline = Instant::now() + Duration::from_mins(1);
             loop {
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                // Ready when moto itself answers there and is still running: a listener that
+                // merely accepts may be another process that took the port first (moto then
+                // exits), and tests would later find the port closed.
+                if answers_as_moto(addr) && matches!(child.try_wait(), Ok(None)) {
                     return Ok(Self { child, addr, bucket_key: tokio::sync::OnceCell::new() });
                 }
                 if let Ok(Some(status)) = child.try_wait() {
